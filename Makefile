@@ -1,0 +1,72 @@
+# Diffusion Classroom: the developer's commands. `make help` lists them.
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.installed
+GEN := proto/gen
+PROTO_FILES := $(wildcard proto/diffusion_classroom/v1/*.proto)
+APT_PACKAGES := redis-server
+
+export HF_HUB_OFFLINE ?= 1
+export PYTHONUNBUFFERED := 1
+
+.PHONY: help install apt proto test test-unit lint format bench serve build-tiny up clean
+
+help:  ## List the targets.
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s '	'
+
+install: $(STAMP) apt proto  ## Create .venv and install everything (pip, apt when root).
+
+$(STAMP): requirements/*.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -r requirements/torch.txt
+	$(PIP) install -q -r requirements/dev.txt
+	# Make the repository and the generated stubs importable from the venv.
+	printf '%s\n%s\n' "$(CURDIR)" "$(CURDIR)/$(GEN)" > "$$($(PY) -c 'import sysconfig; print(sysconfig.get_path("purelib"))')/diffusion_classroom.pth"
+	touch $@
+
+apt:  ## Install the system packages the tests need (when missing and running as root).
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	  else echo "Please install:$$missing (apt-get install$$missing)"; exit 1; fi; \
+	fi
+
+proto: $(GEN)/.stamp  ## Generate the Python gRPC stubs from proto/.
+
+$(GEN)/.stamp: $(PROTO_FILES) $(STAMP)
+	rm -rf $(GEN) && mkdir -p $(GEN)
+	$(PY) -m grpc_tools.protoc -I proto --python_out=$(GEN) --pyi_out=$(GEN) --grpc_python_out=$(GEN) $(PROTO_FILES)
+	touch $@
+
+test: install  ## Install everything, then run the whole test suite.
+	$(PY) -m pytest
+
+test-unit: install  ## Only the fast unit tests.
+	$(PY) -m pytest tests/unit
+
+lint: install  ## ruff check and format check.
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+format: install  ## Apply ruff's fixes and formatting.
+	$(PY) -m ruff check --fix .
+	$(PY) -m ruff format .
+
+bench: install  ## Run the benchmarks in tests/bench (not part of `make test`).
+	$(PY) -m pytest tests/bench -s -p no:cacheprovider
+
+serve: install  ## Run the inference service (CLASSROOM_MODEL=tiny for the offline model).
+	$(PY) -m services.inference serve
+
+build-tiny: install  ## Write the tiny offline model to models/tiny.
+	$(PY) -m services.inference build-tiny models/tiny
+
+up: serve  ## Run the whole stack locally without Docker.
+
+clean:  ## Remove the venv and generated code.
+	rm -rf $(VENV) $(GEN) .pytest_cache .ruff_cache

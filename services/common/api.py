@@ -1,0 +1,13 @@
+"""The generated gRPC API, imported in one place (run `make proto` to generate it)."""
+
+try:
+    from diffusion_classroom.v1 import diffusion_service_pb2 as pb
+    from diffusion_classroom.v1 import diffusion_service_pb2_grpc as pb_grpc
+except ImportError as error:  # pragma: no cover - only without generated stubs
+    raise ImportError(
+        "The gRPC stubs are missing: run `make proto` (they are generated from proto/, not committed)."
+    ) from error
+
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["DiffusionService"].full_name
+
+__all__ = ["SERVICE_NAME", "pb", "pb_grpc"]

@@ -1,0 +1,116 @@
+"""Turning the runner's events into the messages a stream carries (done off the runner's thread)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from services.common.api import pb
+from services.common.codecs import encode_image, latent_preview, tensor_to_proto
+from services.inference.models import PromptTokens
+from services.inference.runner import EncodedPrompt, FinalEvent, HeaderEvent, StepEvent
+
+
+def _token(position: int, token_id: int, piece: str, text: str, kind: int) -> pb.Token:
+    return pb.Token(position=position, id=token_id, piece=piece, text=text, kind=kind)
+
+
+def tokens_message(tokens: PromptTokens) -> pb.TokenizeResponse:
+    """The 77-token window, each token labelled start, prompt, end or padding."""
+
+    def kind(position: int) -> int:
+        if position == 0:
+            return pb.TOKEN_KIND_START
+        if position < tokens.end_position:
+            return pb.TOKEN_KIND_PROMPT
+        return pb.TOKEN_KIND_END if position == tokens.end_position else pb.TOKEN_KIND_PADDING
+
+    window = [
+        _token(i, token_id, piece, text, kind(i))
+        for i, (token_id, piece, text) in enumerate(zip(tokens.ids, tokens.pieces, tokens.texts, strict=True))
+    ]
+    first_cut = len(tokens.ids) - 1  # the cut pieces would have followed the last prompt piece
+    cut = [
+        _token(first_cut + i, token_id, piece, text, pb.TOKEN_KIND_PROMPT)
+        for i, (token_id, piece, text) in enumerate(
+            zip(tokens.truncated_ids, tokens.truncated_pieces, tokens.truncated_texts, strict=True)
+        )
+    ]
+    return pb.TokenizeResponse(
+        tokens=window,
+        max_length=len(tokens.ids),
+        prompt_token_count=tokens.prompt_token_count,
+        truncated=tokens.truncated,
+        truncated_tokens=cut,
+        truncated_text=tokens.truncated_text,
+    )
+
+
+def prompt_message(prompt: EncodedPrompt) -> pb.PromptEncoding:
+    message = pb.PromptEncoding(
+        prompt=prompt.text,
+        tokens=tokens_message(prompt.tokens),
+        token_norms=prompt.token_norms.astype(np.float32).tolist(),
+    )
+    if prompt.embeddings is not None:
+        message.embeddings.CopyFrom(tensor_to_proto(prompt.embeddings))
+    return message
+
+
+def header_message(event: HeaderEvent, model_id: str, revision: str) -> pb.GenerateResponse:
+    header = pb.TrajectoryHeader(
+        request=event.spec.to_proto(),
+        model_id=model_id,
+        model_revision=revision,
+        prompt=prompt_message(event.prompt),
+        negative_prompt=prompt_message(event.negative_prompt),
+        timesteps=event.timesteps,
+        sigmas=event.sigmas,
+        total_steps=len(event.timesteps),
+        initial_latent=tensor_to_proto(event.initial_latent),
+        initial_latent_preview=latent_preview(event.initial_latent),
+    )
+    return pb.GenerateResponse(header=header)
+
+
+def frame_message(event: StepEvent, include: frozenset[str]) -> pb.GenerateResponse:
+    frame = pb.StepFrame(
+        step_index=event.step_index,
+        total_steps=event.total_steps,
+        timestep=event.timestep,
+        timings=pb.StepTimings(
+            unet_seconds=event.unet_seconds,
+            scheduler_seconds=event.scheduler_seconds,
+            step_seconds=event.step_seconds,
+            batch_size=event.batch_size,
+        ),
+    )
+    if event.sigma is not None:
+        frame.sigma = event.sigma
+    if event.latent is not None:
+        if "latent" in include:
+            frame.latent.CopyFrom(tensor_to_proto(event.latent))
+        if "latent_preview" in include:
+            frame.latent_preview.CopyFrom(latent_preview(event.latent))
+    if event.predicted_x0 is not None:
+        if "predicted_x0" in include:
+            frame.predicted_x0.CopyFrom(tensor_to_proto(event.predicted_x0))
+        if "predicted_x0_preview" in include:
+            frame.predicted_x0_preview.CopyFrom(latent_preview(event.predicted_x0))
+    if event.noise is not None:
+        unconditional, conditional, guided = (tensor_to_proto(n) for n in event.noise)
+        frame.noise.CopyFrom(pb.NoisePredictions(unconditional=unconditional, conditional=conditional, guided=guided))
+    return pb.GenerateResponse(frame=frame)
+
+
+def final_message(event: FinalEvent) -> pb.GenerateResponse:
+    final = pb.FinalImage(
+        image=encode_image(event.image, "image/png"),
+        timings=pb.GenerationTimings(
+            text_encoder_seconds=event.text_encoder_seconds,
+            denoising_seconds=event.denoising_seconds,
+            vae_decode_seconds=event.vae_decode_seconds,
+            total_seconds=event.total_seconds,
+            queue_seconds=event.queue_seconds,
+        ),
+    )
+    return pb.GenerateResponse(final=final)

@@ -1,0 +1,190 @@
+"""Loading a Stable Diffusion model's components, and what the text side does with a prompt."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from diffusers import AutoencoderKL, UNet2DConditionModel
+from transformers import CLIPTextModel, CLIPTokenizer
+
+from services.inference.settings import InferenceSettings
+from services.inference.tiny import ensure_tiny_model
+
+log = logging.getLogger(__name__)
+
+TINY = "tiny"
+# Only the files the runner loads: SD repositories also hold checkpoints in
+# other formats and precisions that would multiply the download.
+_HUB_FILES = [
+    "model_index.json",
+    "scheduler/*.json",
+    "tokenizer/*",
+    "text_encoder/config.json",
+    "text_encoder/model.safetensors",
+    "unet/config.json",
+    "unet/diffusion_pytorch_model.safetensors",
+    "vae/config.json",
+    "vae/diffusion_pytorch_model.safetensors",
+]
+# Files above this size enter a local folder's revision hash by size, head and
+# tail only, so that hashing a multi-GB model stays quick at start-up.
+_FULL_HASH_LIMIT = 256 * 2**20
+_PARTIAL_HASH_BYTES = 2**20
+
+
+@dataclass(frozen=True)
+class PromptTokens:
+    """A prompt as the text encoder reads it: the fixed window, and what did not fit."""
+
+    ids: list[int]  # exactly max_length ids: start, prompt, end, padding
+    pieces: list[str]
+    texts: list[str]
+    prompt_token_count: int  # pieces of the whole prompt, before cutting
+    end_position: int  # where the end token closing the prompt sits
+    truncated_ids: list[int]
+    truncated_pieces: list[str]
+    truncated_texts: list[str]
+    truncated_text: str
+
+    @property
+    def truncated(self) -> bool:
+        return bool(self.truncated_ids)
+
+
+@dataclass(frozen=True)
+class PromptEmbedding:
+    tokens: PromptTokens
+    embeddings: torch.Tensor  # [1, max_length, hidden], on the model's device
+
+
+def _device_and_dtype(setting: str) -> tuple[torch.device, torch.dtype]:
+    if setting == "auto":
+        setting = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(setting)
+    return device, (torch.float16 if device.type == "cuda" else torch.float32)
+
+
+def folder_revision(folder: Path) -> str:
+    """A content hash of a model folder, standing in for a commit hash."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        size = path.stat().st_size
+        digest.update(f"{path.relative_to(folder)}\0{size}\0".encode())
+        with path.open("rb") as handle:
+            if size <= _FULL_HASH_LIMIT:
+                digest.update(handle.read())
+            else:
+                digest.update(handle.read(_PARTIAL_HASH_BYTES))
+                handle.seek(-_PARTIAL_HASH_BYTES, 2)
+                digest.update(handle.read())
+    return digest.hexdigest()[:16]
+
+
+def resolve_model(settings: InferenceSettings) -> tuple[Path, str]:
+    """The local folder to load the model from, and its revision."""
+    if settings.model == TINY:
+        folder = ensure_tiny_model(settings.tiny_dir)
+        return folder, folder_revision(folder)
+    local = Path(settings.model).expanduser()
+    if local.is_dir():
+        return local, folder_revision(local)
+    from huggingface_hub import snapshot_download
+
+    snapshot = Path(snapshot_download(settings.model, revision=settings.model_revision, allow_patterns=_HUB_FILES))
+    return snapshot, snapshot.name  # snapshot folders are named by commit hash
+
+
+class DiffusionModel:
+    """A Stable Diffusion model's components, loaded once and shared by every request."""
+
+    def __init__(self, model_id: str, revision: str, folder: Path, device: str = "auto") -> None:
+        self.model_id = model_id
+        self.revision = revision
+        self.device, self.dtype = _device_and_dtype(device)
+        self.tokenizer = CLIPTokenizer.from_pretrained(folder / "tokenizer")
+        self.text_encoder = CLIPTextModel.from_pretrained(folder / "text_encoder", dtype=self.dtype)
+        self.unet = UNet2DConditionModel.from_pretrained(folder / "unet", torch_dtype=self.dtype)
+        self.vae = AutoencoderKL.from_pretrained(folder / "vae", torch_dtype=self.dtype)
+        for module in (self.text_encoder, self.unet, self.vae):
+            module.to(self.device).eval().requires_grad_(False)
+        self.scheduler_config: dict[str, Any] = json.loads((folder / "scheduler" / "scheduler_config.json").read_text())
+        # Fast tokenizers are not safe to share between threads.
+        self._tokenizer_lock = threading.Lock()
+
+    @classmethod
+    def load(cls, settings: InferenceSettings) -> DiffusionModel:
+        folder, revision = resolve_model(settings)
+        log.info("loading %s (revision %s) from %s", settings.model, revision, folder)
+        return cls(settings.model, revision, folder, settings.device)
+
+    # -- shape facts -------------------------------------------------------
+
+    @property
+    def vae_downsample_factor(self) -> int:
+        return 2 ** (len(self.vae.config.block_out_channels) - 1)
+
+    @property
+    def latent_channels(self) -> int:
+        return int(self.unet.config.in_channels)
+
+    @property
+    def default_size(self) -> int:
+        return int(self.unet.config.sample_size) * self.vae_downsample_factor
+
+    @property
+    def max_length(self) -> int:
+        return int(self.tokenizer.model_max_length)
+
+    # -- the text side -----------------------------------------------------
+
+    def tokenize(self, prompt: str) -> PromptTokens:
+        """The prompt's tokens exactly as the pipeline feeds them, plus what was cut off."""
+        with self._tokenizer_lock:
+            window = self.tokenizer(prompt, padding="max_length", max_length=self.max_length, truncation=True).input_ids
+            whole = self.tokenizer(prompt, truncation=False).input_ids
+            cut = whole[self.max_length - 1 : -1]  # prompt pieces beyond the window's end token
+            pieces = self.tokenizer.convert_ids_to_tokens(window)
+            texts = self.tokenizer.batch_decode([[i] for i in window])
+            cut_pieces = self.tokenizer.convert_ids_to_tokens(cut)
+            cut_texts = self.tokenizer.batch_decode([[i] for i in cut])
+            cut_text = self.tokenizer.decode(cut).strip()
+        prompt_count = len(whole) - 2
+        return PromptTokens(
+            ids=list(window),
+            pieces=pieces,
+            texts=texts,
+            prompt_token_count=prompt_count,
+            end_position=min(prompt_count + 1, self.max_length - 1),
+            truncated_ids=list(cut),
+            truncated_pieces=cut_pieces,
+            truncated_texts=cut_texts,
+            truncated_text=cut_text,
+        )
+
+    @torch.inference_mode()
+    def encode(self, prompt: str) -> PromptEmbedding:
+        """Run the text encoder: one vector per token position, [1, max_length, hidden]."""
+        tokens = self.tokenize(prompt)
+        ids = torch.tensor([tokens.ids], device=self.device)
+        attention_mask = None
+        if getattr(self.text_encoder.config, "use_attention_mask", False):
+            # As the pipeline does for such encoders: padding is masked out.
+            attention_mask = torch.zeros_like(ids)
+            attention_mask[:, : tokens.end_position + 1] = 1
+        embeddings = self.text_encoder(ids, attention_mask=attention_mask)[0]
+        return PromptEmbedding(tokens=tokens, embeddings=embeddings.to(self.dtype))
+
+    @torch.inference_mode()
+    def decode(self, latent: torch.Tensor) -> np.ndarray:
+        """The VAE decode of a [1, 4, h, w] latent: an [H, W, 3] uint8 image."""
+        image = self.vae.decode(latent / self.vae.config.scaling_factor, return_dict=False)[0]
+        image = (image / 2 + 0.5).clamp(0, 1)
+        return (image[0].permute(1, 2, 0).float().cpu().numpy() * 255).round().astype(np.uint8)

@@ -1,0 +1,329 @@
+"""The denoising loop: one generation at a time, step by step, as the lessons tell it.
+
+Our own loop over the diffusers components rather than the pipeline's
+`__call__`, so that every intermediate tensor can be shown. For the same model,
+seed and settings it computes what `StableDiffusionPipeline` computes, except
+that guidance `u + g * (c - u)` is applied at every g (see `Generation`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from diffusers.utils.torch_utils import randn_tensor
+
+from services.inference.models import DiffusionModel, PromptEmbedding, PromptTokens
+from services.inference.schedulers import make_scheduler, predicted_x0, sigma_at, step_kwargs
+from services.inference.validation import GenerationSpec
+
+log = logging.getLogger(__name__)
+
+
+# -- what a generation emits ------------------------------------------------
+# Plain host arrays, so that encoding them for the wire happens off this thread.
+
+
+@dataclass(frozen=True)
+class EncodedPrompt:
+    text: str
+    tokens: PromptTokens
+    embeddings: np.ndarray | None  # float16 [max_length, hidden], when asked for
+    token_norms: np.ndarray  # float32 [max_length]
+
+    @classmethod
+    def from_embedding(cls, text: str, encoding: PromptEmbedding, with_embeddings: bool) -> EncodedPrompt:
+        vectors = encoding.embeddings[0]
+        return cls(
+            text=text,
+            tokens=encoding.tokens,
+            embeddings=vectors.to(torch.float16).cpu().numpy() if with_embeddings else None,
+            token_norms=vectors.float().norm(dim=-1).cpu().numpy(),
+        )
+
+
+@dataclass(frozen=True)
+class HeaderEvent:
+    spec: GenerationSpec
+    prompt: EncodedPrompt
+    negative_prompt: EncodedPrompt
+    timesteps: list[float]
+    sigmas: list[float]
+    initial_latent: np.ndarray  # float16 [4, h, w]
+
+
+@dataclass(frozen=True)
+class StepEvent:
+    step_index: int
+    total_steps: int
+    timestep: float
+    sigma: float | None
+    latent: np.ndarray | None  # float16 [4, h, w]
+    predicted_x0: np.ndarray | None
+    noise: tuple[np.ndarray, np.ndarray, np.ndarray] | None  # unconditional, conditional, guided
+    unet_seconds: float
+    scheduler_seconds: float
+    step_seconds: float
+    batch_size: int
+
+
+@dataclass(frozen=True)
+class FinalEvent:
+    image: np.ndarray  # uint8 [H, W, 3]
+    text_encoder_seconds: float
+    denoising_seconds: float
+    vae_decode_seconds: float
+    total_seconds: float
+    queue_seconds: float
+
+
+@dataclass(frozen=True)
+class ErrorEvent:
+    message: str  # a sentence for the student; details go to the log
+
+
+Event = HeaderEvent | StepEvent | FinalEvent | ErrorEvent
+
+
+def _host(tensor: torch.Tensor) -> np.ndarray:
+    """A float16 host copy of one sample, as it travels on the wire."""
+    return tensor[0].to(torch.float16).cpu().numpy()
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+class Generation:
+    """One request's state: its own scheduler, generator, latents and embeddings.
+
+    The UNet call is left to the caller (`model_input` in, `finish_step` out),
+    so that a scheduler may later run the UNet for several generations at once.
+    """
+
+    def __init__(self, model: DiffusionModel, spec: GenerationSpec) -> None:
+        self.model = model
+        self.spec = spec
+        self.step_index = 0
+        self.timings = {"text_encoder": 0.0, "denoising": 0.0, "vae_decode": 0.0}
+
+    @property
+    def done(self) -> bool:
+        return self.step_index >= len(self.timesteps)
+
+    @torch.inference_mode()
+    def start(self) -> HeaderEvent:
+        model, spec = self.model, self.spec
+        started = time.perf_counter()
+
+        # 1. Encode the prompt, and the negative prompt (or "") for the unconditional branch.
+        negative = model.encode(spec.negative_prompt)
+        prompt = model.encode(spec.prompt)
+        self.embeddings = torch.cat([negative.embeddings, prompt.embeddings])
+        self.timings["text_encoder"] = time.perf_counter() - started
+
+        # 2. A fresh scheduler for this request, and the noise levels it will visit.
+        self.scheduler = make_scheduler(spec.scheduler, model.scheduler_config)
+        self.scheduler.set_timesteps(spec.steps, device=model.device)
+        self.timesteps = self.scheduler.timesteps
+
+        # 3. The starting noise, drawn from the seed on the CPU (the same on every machine),
+        #    scaled to the scheduler's initial noise level.
+        self.generator = torch.Generator("cpu").manual_seed(spec.seed)
+        factor = model.vae_downsample_factor
+        shape = (1, model.latent_channels, spec.height // factor, spec.width // factor)
+        noise = randn_tensor(shape, generator=self.generator, device=model.device, dtype=model.dtype)
+        self.latents = noise * self.scheduler.init_noise_sigma
+        self.extra_step_kwargs = step_kwargs(self.scheduler, self.generator)
+
+        sigmas = [sigma_at(self.scheduler, i) for i in range(len(self.timesteps))]
+        with_embeddings = "embeddings" in spec.include
+        return HeaderEvent(
+            spec=spec,
+            prompt=EncodedPrompt.from_embedding(spec.prompt, prompt, with_embeddings),
+            negative_prompt=EncodedPrompt.from_embedding(spec.negative_prompt, negative, with_embeddings),
+            timesteps=[float(t) for t in self.timesteps],
+            sigmas=[s for s in sigmas if s is not None],
+            initial_latent=_host(self.latents),
+        )
+
+    @torch.inference_mode()
+    def model_input(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """4a. What the UNet sees this step: the latent twice (both branches), t, the two texts."""
+        t = self.timesteps[self.step_index]
+        latent_pair = self.scheduler.scale_model_input(torch.cat([self.latents] * 2), t)
+        return latent_pair, t, self.embeddings
+
+    @torch.inference_mode()
+    def finish_step(self, noise_pair: torch.Tensor, unet_seconds: float, batch_size: int) -> StepEvent:
+        """4b-4d. Guidance, the scheduler's step, and the model's guess of x0."""
+        started = time.perf_counter()
+        t = self.timesteps[self.step_index]
+        sample = self.latents
+
+        # 4b. Classifier-free guidance, applied at every scale: g = 0 is the
+        #     unconditional prediction, g = 1 the conditional one. (diffusers'
+        #     pipeline skips this for g <= 1 and uses the conditional branch alone.)
+        unconditional, conditional = noise_pair.chunk(2)
+        guided = unconditional + self.spec.guidance_scale * (conditional - unconditional)
+
+        # 4c. The scheduler turns the noise prediction into a step toward a cleaner latent.
+        output = self.scheduler.step(guided, t, sample, **self.extra_step_kwargs, return_dict=True)
+        self.latents = output.prev_sample
+
+        # 4d. What the model currently believes the clean latent to be.
+        include = self.spec.include
+        x0 = None
+        if include & {"predicted_x0", "predicted_x0_preview"}:
+            x0 = _host(predicted_x0(self.scheduler, output, sample, guided, t))
+        latent = _host(self.latents) if include & {"latent", "latent_preview"} else None
+        noise = None
+        if "noise_predictions" in include:
+            noise = (_host(unconditional), _host(conditional), _host(guided))
+        _sync(self.model.device)
+        scheduler_seconds = time.perf_counter() - started
+        self.timings["denoising"] += unet_seconds + scheduler_seconds
+
+        event = StepEvent(
+            step_index=self.step_index,
+            total_steps=len(self.timesteps),
+            timestep=float(t),
+            sigma=sigma_at(self.scheduler, self.step_index),
+            latent=latent,
+            predicted_x0=x0,
+            noise=noise,
+            unet_seconds=unet_seconds,
+            scheduler_seconds=scheduler_seconds,
+            step_seconds=unet_seconds + scheduler_seconds,
+            batch_size=batch_size,
+        )
+        self.step_index += 1
+        return event
+
+    def finish(self, queue_seconds: float, total_seconds: float) -> FinalEvent:
+        # 5. The VAE decoder turns the last latent into the image.
+        started = time.perf_counter()
+        image = self.model.decode(self.latents)
+        self.timings["vae_decode"] = time.perf_counter() - started
+        return FinalEvent(
+            image=image,
+            text_encoder_seconds=self.timings["text_encoder"],
+            denoising_seconds=self.timings["denoising"],
+            vae_decode_seconds=self.timings["vae_decode"],
+            total_seconds=total_seconds + self.timings["vae_decode"],
+            queue_seconds=queue_seconds,
+        )
+
+
+# -- running generations ------------------------------------------------------
+
+
+@dataclass
+class RunnerStats:
+    generations_started: int = 0
+    generations_completed: int = 0
+    generations_cancelled: int = 0
+    generations_failed: int = 0
+    denoising_steps: int = 0
+    unet_calls: int = 0
+    active_generations: int = 0
+    queued_generations: int = 0
+
+
+@dataclass
+class Job:
+    """A submitted generation: its events flow to an asyncio queue on the server's loop."""
+
+    spec: GenerationSpec
+    loop: asyncio.AbstractEventLoop
+    events: asyncio.Queue[Event] = field(default_factory=asyncio.Queue)
+    cancelled: threading.Event = field(default_factory=threading.Event)
+    submitted_at: float = field(default_factory=time.perf_counter)
+
+    def emit(self, event: Event) -> None:
+        try:
+            self.loop.call_soon_threadsafe(self.events.put_nowait, event)
+        except RuntimeError:  # the loop is closed: nobody is listening any more
+            self.cancelled.set()
+
+    def cancel(self) -> None:
+        self.cancelled.set()
+
+
+class _Cancelled(Exception):
+    pass
+
+
+class Runner:
+    """Runs submitted generations one after another on a dedicated worker thread."""
+
+    def __init__(self, model: DiffusionModel) -> None:
+        self.model = model
+        self._queue: queue.Queue[Job | None] = queue.Queue()
+        self._lock = threading.Lock()
+        self._stats = RunnerStats()
+        self._thread = threading.Thread(target=self._work, name="diffusion-runner", daemon=True)
+        self._thread.start()
+
+    def stats(self) -> RunnerStats:
+        with self._lock:
+            return RunnerStats(**vars(self._stats))
+
+    def _count(self, **changes: int) -> None:
+        with self._lock:
+            for name, delta in changes.items():
+                setattr(self._stats, name, getattr(self._stats, name) + delta)
+
+    def submit(self, spec: GenerationSpec) -> Job:
+        job = Job(spec=spec, loop=asyncio.get_running_loop())
+        self._count(queued_generations=1)
+        self._queue.put(job)
+        return job
+
+    def close(self, timeout: float | None = None) -> None:
+        self._queue.put(None)
+        self._thread.join(timeout)
+
+    def _work(self) -> None:
+        while (job := self._queue.get()) is not None:
+            self._count(queued_generations=-1)
+            if job.cancelled.is_set():
+                self._count(generations_cancelled=1)
+                continue
+            self._count(generations_started=1, active_generations=1)
+            try:
+                job.emit(self._run(job))
+                self._count(generations_completed=1)
+            except _Cancelled:
+                self._count(generations_cancelled=1)
+            except Exception:
+                log.exception("generation failed: %s", job.spec)
+                self._count(generations_failed=1)
+                job.emit(ErrorEvent("Something went wrong inside the model while generating. Please try again."))
+            finally:
+                self._count(active_generations=-1)
+
+    def _run(self, job: Job) -> FinalEvent:
+        started = time.perf_counter()
+        generation = Generation(self.model, job.spec)
+        job.emit(generation.start())
+        unet = self.model.unet
+        while not generation.done:
+            if job.cancelled.is_set():
+                raise _Cancelled
+            with torch.inference_mode():
+                latent_pair, t, embeddings = generation.model_input()
+                unet_started = time.perf_counter()
+                noise_pair = unet(latent_pair, t, encoder_hidden_states=embeddings, return_dict=False)[0]
+                _sync(self.model.device)
+                unet_seconds = time.perf_counter() - unet_started
+            job.emit(generation.finish_step(noise_pair, unet_seconds, batch_size=latent_pair.shape[0]))
+            self._count(denoising_steps=1, unet_calls=1)
+        return generation.finish(started - job.submitted_at, time.perf_counter() - started)

@@ -1,0 +1,128 @@
+"""The schedulers a student can pick, declared as data, and how to read x0 from each."""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from diffusers import (
+    DDIMScheduler,
+    DPMSolverMultistepScheduler,
+    EulerAncestralDiscreteScheduler,
+    EulerDiscreteScheduler,
+    LMSDiscreteScheduler,
+    PNDMScheduler,
+)
+from diffusers.schedulers.scheduling_utils import SchedulerMixin
+
+
+@dataclass(frozen=True)
+class SchedulerSpec:
+    name: str  # what a request sends
+    display_name: str
+    description: str  # one plain sentence for students
+    cls: type[SchedulerMixin]
+    ancestral: bool = False  # adds fresh noise at every step
+    sigma_space: bool = False  # keeps x = x0 + sigma * eps
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+
+SCHEDULERS: dict[str, SchedulerSpec] = {
+    spec.name: spec
+    for spec in (
+        SchedulerSpec(
+            "ddim",
+            "DDIM",
+            "Jumps straight between noise levels using the model's guess of the clean image; deterministic.",
+            DDIMScheduler,
+        ),
+        SchedulerSpec(
+            "pndm",
+            "PNDM",
+            "A multistep method that reuses the last few noise predictions; SD 1.x's original default.",
+            PNDMScheduler,
+        ),
+        SchedulerSpec(
+            "lms",
+            "LMS",
+            "Linear multistep in sigma form: blends the last four predictions (Diffusion Explainer's choice).",
+            LMSDiscreteScheduler,
+            sigma_space=True,
+        ),
+        SchedulerSpec(
+            "euler",
+            "Euler",
+            "The simplest step along the denoising path in sigma form; deterministic.",
+            EulerDiscreteScheduler,
+            sigma_space=True,
+        ),
+        SchedulerSpec(
+            "euler_ancestral",
+            "Euler Ancestral",
+            "Euler steps that add fresh noise each time, so the result changes with the step count.",
+            EulerAncestralDiscreteScheduler,
+            ancestral=True,
+            sigma_space=True,
+        ),
+        SchedulerSpec(
+            "dpm_solver_pp",
+            "DPM-Solver++",
+            "A higher-order solver that reaches a clean image in few steps (20 to 25); deterministic.",
+            DPMSolverMultistepScheduler,
+            overrides={"algorithm_type": "dpmsolver++"},
+        ),
+    )
+}
+
+
+def make_scheduler(name: str, base_config: dict[str, Any]) -> SchedulerMixin:
+    """A fresh scheduler of the named kind, configured from the model's scheduler config."""
+    spec = SCHEDULERS[name]
+    return spec.cls.from_config(base_config, **spec.overrides)
+
+
+def step_kwargs(scheduler: SchedulerMixin, generator: torch.Generator) -> dict[str, Any]:
+    """Extra arguments the scheduler's step takes: eta 0 for DDIM, the generator for ancestral ones."""
+    accepted = inspect.signature(scheduler.step).parameters
+    kwargs: dict[str, Any] = {}
+    if "eta" in accepted:
+        kwargs["eta"] = 0.0
+    if "generator" in accepted:
+        kwargs["generator"] = generator
+    return kwargs
+
+
+def sigma_at(scheduler: SchedulerMixin, step_index: int) -> float | None:
+    """The scheduler's sigma at a step, for schedulers that have sigmas."""
+    sigmas = getattr(scheduler, "sigmas", None)
+    if sigmas is None or step_index >= len(sigmas):
+        return None
+    return float(sigmas[step_index])
+
+
+def predicted_x0(
+    scheduler: SchedulerMixin,
+    step_output: Any,
+    sample: torch.Tensor,
+    model_output: torch.Tensor,
+    timestep: torch.Tensor,
+) -> torch.Tensor:
+    """The model's current guess of the clean latent at this step.
+
+    Schedulers that compute it themselves return it as `pred_original_sample`
+    (DDIM, Euler, Euler Ancestral, LMS); for the others (PNDM, DPM-Solver++) it
+    follows from x_t = sqrt(abar_t) * x0 + sqrt(1 - abar_t) * eps.
+    """
+    x0 = getattr(step_output, "pred_original_sample", None)
+    if x0 is not None:
+        return x0
+    alpha_bar = scheduler.alphas_cumprod[int(timestep)].to(device=sample.device, dtype=torch.float32)
+    signal, noise = alpha_bar.sqrt(), (1 - alpha_bar).sqrt()
+    x_t, output = sample.float(), model_output.float()
+    if scheduler.config.prediction_type == "v_prediction":
+        x0 = signal * x_t - noise * output
+    else:
+        x0 = (x_t - noise * output) / signal
+    return x0.to(sample.dtype)

@@ -1,0 +1,245 @@
+"""The gRPC server: the DiffusionService, health, reflection and graceful shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from grpc_status import rpc_status
+
+from services.common.api import SERVICE_NAME, pb, pb_grpc
+from services.inference import frames
+from services.inference.models import DiffusionModel
+from services.inference.probes import DEFAULT_PROBES, PROBES
+from services.inference.runner import EncodedPrompt, ErrorEvent, FinalEvent, HeaderEvent, Runner, StepEvent
+from services.inference.schedulers import SCHEDULERS
+from services.inference.settings import InferenceSettings
+from services.inference.validation import MAX_SEED, SIZE_MULTIPLE, RequestError, check_generate, check_prompt
+
+log = logging.getLogger(__name__)
+
+LOADING_MESSAGE = "The model is still loading. Please try again in a minute."
+
+
+async def _abort_invalid(context: grpc.aio.ServicerContext, error: RequestError) -> None:
+    """INVALID_ARGUMENT with the student's sentence and a BadRequest detail per field."""
+    bad_request = error_details_pb2.BadRequest(
+        field_violations=[
+            error_details_pb2.BadRequest.FieldViolation(field=name, description=sentence)
+            for name, sentence in error.violations
+        ]
+    )
+    detail = any_pb2.Any()
+    detail.Pack(bad_request)
+    status = status_pb2.Status(code=code_pb2.INVALID_ARGUMENT, message=str(error), details=[detail])
+    await context.abort_with_status(rpc_status.to_status(status))
+
+
+class DiffusionService(pb_grpc.DiffusionServiceServicer):
+    """Serves one loaded model; answers UNAVAILABLE until `attach` gives it the model."""
+
+    def __init__(self, settings: InferenceSettings) -> None:
+        self.settings = settings
+        self.model: DiffusionModel | None = None
+        self.runner: Runner | None = None
+        # Turns runner events into wire messages (JPEG, PNG, bytes) off the event loop.
+        self._encoder = ThreadPoolExecutor(max_workers=2, thread_name_prefix="frame-encoder")
+
+    def attach(self, model: DiffusionModel) -> None:
+        self.model = model
+        self.runner = Runner(model)
+
+    def close(self) -> None:
+        if self.runner is not None:
+            self.runner.close(timeout=5)
+        self._encoder.shutdown(wait=False, cancel_futures=True)
+
+    async def _ready(self, context: grpc.aio.ServicerContext) -> DiffusionModel:
+        if self.model is None:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, LOADING_MESSAGE)
+        assert self.model is not None
+        return self.model
+
+    async def GetModelInfo(
+        self, request: pb.GetModelInfoRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetModelInfoResponse:
+        model = await self._ready(context)
+        s = self.settings
+        factor = model.vae_downsample_factor
+        return pb.GetModelInfoResponse(
+            model_id=model.model_id,
+            model_revision=model.revision,
+            device=str(model.device),
+            dtype=str(model.dtype).removeprefix("torch."),
+            default_width=model.default_size,
+            default_height=model.default_size,
+            default_steps=s.default_steps,
+            default_guidance_scale=s.default_guidance_scale,
+            default_scheduler=s.default_scheduler,
+            latent_channels=model.latent_channels,
+            vae_downsample_factor=factor,
+            latent_shape_rule=f"[{model.latent_channels}, height / {factor}, width / {factor}]",
+            vae_scaling_factor=float(model.vae.config.scaling_factor),
+            schedulers=[
+                pb.SchedulerInfo(
+                    name=spec.name,
+                    display_name=spec.display_name,
+                    description=spec.description,
+                    ancestral=spec.ancestral,
+                    sigma_space=spec.sigma_space,
+                )
+                for spec in SCHEDULERS.values()
+            ],
+            limits=pb.Limits(
+                min_steps=s.min_steps,
+                max_steps=s.max_steps,
+                min_guidance_scale=0.0,
+                max_guidance_scale=s.max_guidance_scale,
+                min_size=s.min_size,
+                max_size=s.max_size,
+                size_multiple=SIZE_MULTIPLE,
+                max_prompt_chars=s.max_prompt_chars,
+                max_seed=MAX_SEED,
+            ),
+            text_max_length=model.max_length,
+            text_hidden_size=int(model.text_encoder.config.hidden_size),
+            text_encoder_layers=int(model.text_encoder.config.num_hidden_layers),
+            tokenizer_vocab_size=len(model.tokenizer),
+            prediction_type=str(model.scheduler_config.get("prediction_type", "epsilon")),
+            num_train_timesteps=int(model.scheduler_config.get("num_train_timesteps", 1000)),
+            include_paths=list(PROBES),
+            default_include_paths=[name for name in PROBES if name in DEFAULT_PROBES],
+        )
+
+    async def Tokenize(self, request: pb.TokenizeRequest, context: grpc.aio.ServicerContext) -> pb.TokenizeResponse:
+        model = await self._ready(context)
+        try:
+            check_prompt(request.prompt, self.settings, required=False)
+        except RequestError as error:
+            await _abort_invalid(context, error)
+        tokens = await asyncio.to_thread(model.tokenize, request.prompt)
+        return frames.tokens_message(tokens)
+
+    async def EncodePrompt(
+        self, request: pb.EncodePromptRequest, context: grpc.aio.ServicerContext
+    ) -> pb.EncodePromptResponse:
+        model = await self._ready(context)
+        try:
+            check_prompt(request.prompt, self.settings, required=False)
+        except RequestError as error:
+            await _abort_invalid(context, error)
+
+        def encode() -> pb.PromptEncoding:
+            encoding = model.encode(request.prompt)
+            return frames.prompt_message(EncodedPrompt.from_embedding(request.prompt, encoding, True))
+
+        return pb.EncodePromptResponse(encoding=await asyncio.to_thread(encode))
+
+    async def Generate(
+        self, request: pb.GenerateRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.GenerateResponse]:
+        model = await self._ready(context)
+        try:
+            spec = check_generate(request, self.settings, model.default_size)
+        except RequestError as error:
+            await _abort_invalid(context, error)
+        assert self.runner is not None
+        loop = asyncio.get_running_loop()
+        job = self.runner.submit(spec)
+        try:
+            while True:
+                event = await job.events.get()
+                if isinstance(event, ErrorEvent):
+                    await context.abort(grpc.StatusCode.INTERNAL, event.message)
+                if isinstance(event, HeaderEvent):
+                    encode = frames.header_message, event, model.model_id, model.revision
+                elif isinstance(event, StepEvent):
+                    encode = frames.frame_message, event, spec.include
+                else:
+                    encode = frames.final_message, event
+                yield await loop.run_in_executor(self._encoder, *encode)
+                if isinstance(event, FinalEvent):
+                    return
+        finally:
+            # The client went away, or the stream ended: either way the work stops here.
+            job.cancel()
+
+    async def GetServerStats(
+        self, request: pb.GetServerStatsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetServerStatsResponse:
+        await self._ready(context)
+        assert self.runner is not None
+        return pb.GetServerStatsResponse(**vars(self.runner.stats()))
+
+
+def _configure_health_server(server: grpc.aio.Server) -> health.aio.HealthServicer:
+    servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
+    return servicer
+
+
+async def _set_serving(health_servicer: health.aio.HealthServicer, serving: bool) -> None:
+    status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+    for name in ("", SERVICE_NAME):
+        await health_servicer.set(name, status)
+
+
+class InferenceServer:
+    """The server's parts and their lifecycle: start listening, load the model, stop gracefully."""
+
+    def __init__(self, settings: InferenceSettings) -> None:
+        self.settings = settings
+        self.server = grpc.aio.server(options=[("grpc.max_send_message_length", 64 * 2**20), ("grpc.so_reuseport", 0)])
+        self.service = DiffusionService(settings)
+        pb_grpc.add_DiffusionServiceServicer_to_server(self.service, self.server)
+        self.health = _configure_health_server(self.server)
+        reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server)
+        self.port = self.server.add_insecure_port(f"{settings.host}:{settings.grpc_port}")
+
+    async def start(self) -> None:
+        """Listen at once (health says NOT_SERVING), then load the model and say SERVING."""
+        await _set_serving(self.health, False)
+        await self.server.start()
+        log.info("listening on %s:%d; loading %s", self.settings.host, self.port, self.settings.model)
+        model = await asyncio.to_thread(DiffusionModel.load, self.settings)
+        self.service.attach(model)
+        await _set_serving(self.health, True)
+        log.info("serving %s on %s", model.model_id, model.device)
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Refuse new calls, let open streams finish within the grace period, then stop."""
+        await _set_serving(self.health, False)
+        await self.server.stop(self.settings.shutdown_grace_s if grace is None else grace)
+        self.service.close()
+
+
+async def serve(settings: InferenceSettings) -> None:
+    """Run the inference service until SIGTERM or SIGINT, then drain and exit."""
+    server = InferenceServer(settings)
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stopping.set)
+    start = asyncio.create_task(server.start())
+    stop = asyncio.create_task(stopping.wait())
+    await asyncio.wait({start, stop}, return_when=asyncio.FIRST_COMPLETED)
+    if start.done() and start.exception() is None:
+        await stop  # serving: wait for the signal
+    elif not start.done():
+        start.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await start
+    log.info("shutting down: draining open streams (up to %.0f s)", settings.shutdown_grace_s)
+    await server.stop()
+    log.info("stopped")
+    if start.done() and not start.cancelled() and start.exception() is not None:
+        raise RuntimeError("the model could not be loaded") from start.exception()

@@ -1,0 +1,49 @@
+"""The inference service's settings: environment variables prefixed CLASSROOM_."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
+
+
+class InferenceSettings(BaseSettings):
+    """Everything the inference service can be told; each field is CLASSROOM_<NAME>."""
+
+    model_config = SettingsConfigDict(env_prefix="CLASSROOM_", extra="ignore")
+
+    # Which model to run: a Hugging Face id (downloaded once into the HF cache),
+    # a local folder saved with save_pretrained, or "tiny" (random weights, offline).
+    model: str = Field(DEFAULT_MODEL, description="Hugging Face id, local folder, or 'tiny'.")
+    # A branch, tag or commit of a Hugging Face model; pinning a commit keeps
+    # cached trajectories valid across restarts.
+    model_revision: str | None = Field(None, description="Hugging Face revision (branch, tag or commit).")
+    # Where the tiny model is built on first use.
+    tiny_dir: Path = Field(
+        Path.home() / ".cache" / "diffusion-classroom" / "tiny",
+        description="Folder the 'tiny' model is built into on first use.",
+    )
+    # "auto" picks the GPU when there is one (float16), else the CPU (float32).
+    device: str = Field("auto", description="'auto', 'cuda', 'cuda:N' or 'cpu'.")
+    host: str = Field("0.0.0.0", description="Address the gRPC server listens on.")
+    grpc_port: int = Field(50051, description="Port of the gRPC server (0 picks a free one).")
+    # Open streams get this long to finish after SIGTERM before they are cut.
+    shutdown_grace_s: float = Field(30.0, description="Seconds open streams get to finish on SIGTERM.")
+    # CPU threads torch may use; results match bit for bit only at equal counts.
+    torch_threads: int | None = Field(None, description="torch intra-op threads (default: torch's choice).")
+
+    # Limits a request must respect (GetModelInfo reports them to clients).
+    min_steps: int = Field(1, description="Fewest denoising steps a request may ask for.")
+    max_steps: int = Field(150, description="Most denoising steps a request may ask for.")
+    max_guidance_scale: float = Field(30.0, description="Largest guidance scale a request may ask for.")
+    min_size: int = Field(64, description="Smallest width or height in pixels.")
+    max_size: int = Field(1024, description="Largest width or height in pixels.")
+    max_prompt_chars: int = Field(1000, description="Longest prompt, in characters.")
+
+    # Defaults for fields a request leaves unset.
+    default_steps: int = Field(25, description="Denoising steps when a request does not say.")
+    default_guidance_scale: float = Field(7.5, description="Guidance scale when a request does not say.")
+    default_scheduler: str = Field("dpm_solver_pp", description="Scheduler when a request does not say.")

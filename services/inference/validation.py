@@ -1,0 +1,153 @@
+"""Checking requests up front, in one place, with messages a student can act on."""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+
+from services.common.api import pb
+from services.inference.probes import DEFAULT_PROBES, PROBES
+from services.inference.schedulers import SCHEDULERS
+from services.inference.settings import InferenceSettings
+
+MAX_SEED = 2**32 - 1
+SIZE_MULTIPLE = 8
+
+
+class RequestError(ValueError):
+    """A request that cannot be run; each violation is (field, sentence for the student)."""
+
+    def __init__(self, violations: list[tuple[str, str]]) -> None:
+        self.violations = violations
+        super().__init__(" ".join(sentence for _, sentence in violations))
+
+
+@dataclass(frozen=True)
+class GenerationSpec:
+    """A checked generation request with every default filled in."""
+
+    prompt: str
+    negative_prompt: str
+    seed: int
+    steps: int
+    guidance_scale: float
+    width: int
+    height: int
+    scheduler: str
+    include: frozenset[str]
+
+    def to_proto(self) -> pb.GenerateRequest:
+        """The canonical request: what the header echoes and what identifies a trajectory."""
+        request = pb.GenerateRequest(
+            prompt=self.prompt,
+            negative_prompt=self.negative_prompt,
+            seed=self.seed,
+            num_inference_steps=self.steps,
+            guidance_scale=self.guidance_scale,
+            width=self.width,
+            height=self.height,
+            scheduler=self.scheduler,
+        )
+        request.include.paths.extend(sorted(self.include))
+        return request
+
+
+def _check_text(field: str, text: str, limit: int, label: str) -> list[tuple[str, str]]:
+    if len(text) > limit:
+        return [(field, f"The {label} is {len(text)} characters long; the limit is {limit}. Please shorten it.")]
+    return []
+
+
+def check_prompt(prompt: str, settings: InferenceSettings, *, required: bool = True) -> None:
+    """Check a prompt on its own (Tokenize and EncodePrompt accept the empty prompt)."""
+    violations = _check_text("prompt", prompt, settings.max_prompt_chars, "prompt")
+    if required and not prompt.strip():
+        violations.append(("prompt", "Please type a prompt: it is empty."))
+    if violations:
+        raise RequestError(violations)
+
+
+def _size(field: str, value: int, default: int, settings: InferenceSettings, out: list[tuple[str, str]]) -> int:
+    if value == 0:
+        return default
+    lo, hi = settings.min_size, settings.max_size
+    if value % SIZE_MULTIPLE or not lo <= value <= hi:
+        out.append(
+            (
+                field,
+                f"The {field} must be a multiple of {SIZE_MULTIPLE} between {lo} and {hi} pixels; "
+                f"you asked for {value}.",
+            )
+        )
+    return value
+
+
+def check_generate(request: pb.GenerateRequest, settings: InferenceSettings, default_size: int) -> GenerationSpec:
+    """Turn a GenerateRequest into a GenerationSpec, or raise RequestError listing every problem."""
+    out: list[tuple[str, str]] = []
+    try:
+        check_prompt(request.prompt, settings)
+    except RequestError as error:
+        out += error.violations
+    out += _check_text("negative_prompt", request.negative_prompt, settings.max_prompt_chars, "negative prompt")
+
+    steps = request.num_inference_steps or settings.default_steps
+    if not settings.min_steps <= steps <= settings.max_steps:
+        out.append(
+            (
+                "num_inference_steps",
+                f"Steps must be between {settings.min_steps} and {settings.max_steps}; you asked for {steps}.",
+            )
+        )
+
+    guidance = request.guidance_scale if request.HasField("guidance_scale") else settings.default_guidance_scale
+    if not (math.isfinite(guidance) and 0.0 <= guidance <= settings.max_guidance_scale):
+        out.append(
+            (
+                "guidance_scale",
+                f"The guidance scale must be a number from 0 to {settings.max_guidance_scale:g}; "
+                f"you asked for {guidance:g}.",
+            )
+        )
+
+    width = _size("width", request.width, default_size, settings, out)
+    height = _size("height", request.height, default_size, settings, out)
+
+    scheduler = request.scheduler or settings.default_scheduler
+    if scheduler not in SCHEDULERS:
+        out.append(
+            ("scheduler", f"There is no scheduler called {scheduler!r}. Choose one of: {', '.join(SCHEDULERS)}.")
+        )
+
+    if request.HasField("seed"):
+        seed = request.seed
+        if not 0 <= seed <= MAX_SEED:
+            out.append(("seed", f"The seed must be a whole number from 0 to {MAX_SEED}; you asked for {seed}."))
+    else:
+        seed = random.SystemRandom().randint(0, MAX_SEED)
+
+    include = frozenset(request.include.paths) or DEFAULT_PROBES
+    unknown = sorted(include - PROBES.keys())
+    if unknown:
+        out.append(
+            (
+                "include",
+                f"The include mask names {', '.join(map(repr, unknown))}, which a step does not have. "
+                f"Choose from: {', '.join(PROBES)}.",
+            )
+        )
+
+    if out:
+        raise RequestError(out)
+    return GenerationSpec(
+        prompt=request.prompt,
+        negative_prompt=request.negative_prompt,
+        seed=seed,
+        steps=steps,
+        guidance_scale=float(guidance),
+        width=width,
+        height=height,
+        scheduler=scheduler,
+        include=include,
+    )

@@ -1,0 +1,1 @@
+"""Diffusion Classroom's tests: unit, integration (real servers on loopback) and benchmarks."""

@@ -1,0 +1,58 @@
+"""Shared fixtures: the tiny model, a real inference server on loopback, and diffusers' own pipeline."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import json
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from services.inference.settings import InferenceSettings
+from services.inference.tiny import ensure_tiny_model
+from tests.support.servers import ServerThread, running_server, stub_for
+
+warnings.filterwarnings("ignore", message=".*torchvision.*")
+
+
+@pytest.fixture(scope="session")
+def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return ensure_tiny_model(tmp_path_factory.mktemp("models") / "tiny")
+
+
+@pytest.fixture(scope="session")
+def settings(tiny_dir: Path) -> InferenceSettings:
+    return InferenceSettings(model="tiny", tiny_dir=tiny_dir, host="127.0.0.1", grpc_port=0, shutdown_grace_s=5)
+
+
+@pytest.fixture(scope="session")
+def server(settings: InferenceSettings) -> Iterator[ServerThread]:
+    with running_server(settings) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def stub(server: ServerThread):
+    channel, stub = stub_for(server.address)
+    yield stub
+    channel.close()
+
+
+@pytest.fixture(scope="session")
+def scheduler_config(tiny_dir: Path) -> dict:
+    return json.loads((tiny_dir / "scheduler" / "scheduler_config.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def pipeline(tiny_dir: Path):
+    """Diffusers' own StableDiffusionPipeline on the same saved model: the reference."""
+    from diffusers import StableDiffusionPipeline
+
+    pipe = StableDiffusionPipeline.from_pretrained(tiny_dir, safety_checker=None, requires_safety_checker=False)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe

@@ -1,0 +1,76 @@
+"""Reading streams and running diffusers' pipeline the way the tests compare them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from services.common.api import pb
+from services.common.codecs import decode_image, tensor_from_proto
+from services.inference.schedulers import make_scheduler
+
+ALL_PROBES = ["latent", "predicted_x0", "latent_preview", "predicted_x0_preview", "noise_predictions", "embeddings"]
+
+
+@dataclass
+class Stream:
+    header: pb.TrajectoryHeader
+    frames: list[pb.StepFrame] = field(default_factory=list)
+    final: pb.FinalImage | None = None
+
+    @property
+    def image(self) -> np.ndarray:
+        assert self.final is not None
+        return decode_image(self.final.image)
+
+    def latents(self) -> list[np.ndarray]:
+        return [tensor_from_proto(frame.latent) for frame in self.frames]
+
+
+def request(prompt: str = "a watercolor fox", include: list[str] | None = None, **fields) -> pb.GenerateRequest:
+    message = pb.GenerateRequest(prompt=prompt, **fields)
+    message.include.paths.extend(include or [])
+    return message
+
+
+def collect(responses) -> Stream:
+    """Read a whole Generate stream, checking the order: header, frames, final."""
+    stream: Stream | None = None
+    for response in responses:
+        kind = response.WhichOneof("event")
+        if kind == "header":
+            assert stream is None, "a second header"
+            stream = Stream(header=response.header)
+        else:
+            assert stream is not None and stream.final is None, f"{kind} outside header..final"
+            if kind == "frame":
+                stream.frames.append(response.frame)
+            else:
+                stream.final = response.final
+    assert stream is not None and stream.final is not None
+    return stream
+
+
+def run_pipeline(pipe, scheduler_config: dict, spec: pb.GenerateRequest, *, prompt: str | None = None):
+    """Diffusers' StableDiffusionPipeline on the same settings: (image uint8, per-step latents)."""
+    pipe.scheduler = make_scheduler(spec.scheduler, scheduler_config)
+    latents: list[torch.Tensor] = []
+
+    def keep(_pipe, _i, _t, tensors):
+        latents.append(tensors["latents"].clone())
+        return tensors
+
+    result = pipe(
+        prompt=spec.prompt if prompt is None else prompt,
+        negative_prompt=spec.negative_prompt or None,
+        num_inference_steps=spec.num_inference_steps,
+        guidance_scale=spec.guidance_scale,
+        width=spec.width,
+        height=spec.height,
+        generator=torch.Generator("cpu").manual_seed(spec.seed),
+        callback_on_step_end=keep,
+        output_type="pil",
+    )
+    return np.asarray(result.images[0]), latents

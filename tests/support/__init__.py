@@ -1,0 +1,1 @@
+"""Helpers the test suites and benchmarks share: real servers started on loopback."""

@@ -1,0 +1,69 @@
+"""Start a real inference server on loopback, in a thread of the test process."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from services.common.api import SERVICE_NAME, pb_grpc
+from services.inference.server import InferenceServer
+from services.inference.settings import InferenceSettings
+
+
+class ServerThread:
+    """A real grpc.aio server with its own event loop on a background thread."""
+
+    def __init__(self, settings: InferenceSettings) -> None:
+        self.settings = settings
+        self.loop = asyncio.new_event_loop()
+        self.server: InferenceServer | None = None
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="test-inference-server", daemon=True)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.server = InferenceServer(self.settings)
+        self._ready.set()
+        self.loop.run_forever()
+
+    def start(self, wait_for_model: bool = True, timeout: float = 120) -> ServerThread:
+        self._thread.start()
+        self._ready.wait(timeout)
+        future = asyncio.run_coroutine_threadsafe(self.server.start(), self.loop)
+        if wait_for_model:
+            future.result(timeout)
+        self.start_future = future
+        return self
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.server.port}"
+
+    def stop(self, grace: float = 1.0) -> None:
+        asyncio.run_coroutine_threadsafe(self.server.stop(grace), self.loop).result(30)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(10)
+
+
+@contextmanager
+def running_server(settings: InferenceSettings, wait_for_model: bool = True) -> Iterator[ServerThread]:
+    server = ServerThread(settings).start(wait_for_model=wait_for_model)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def stub_for(address: str) -> tuple[grpc.Channel, pb_grpc.DiffusionServiceStub]:
+    channel = grpc.insecure_channel(address)
+    return channel, pb_grpc.DiffusionServiceStub(channel)
+
+
+def health_status(channel: grpc.Channel, service: str = SERVICE_NAME) -> int:
+    stub = health_pb2_grpc.HealthStub(channel)
+    return stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=5).status
