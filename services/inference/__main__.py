@@ -1,11 +1,10 @@
-"""Command line: `python -m services.inference serve` and `python -m services.inference build-tiny DIR`."""
+"""Command line: `python -m services.inference serve | build-tiny DIR | health`."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import logging
-import os
 from pathlib import Path
 
 from services.inference.settings import InferenceSettings
@@ -17,6 +16,20 @@ def _settings_help() -> str:
         default = info.default if info.default is not None else "unset"
         lines.append(f"  CLASSROOM_{name.upper():<28} {info.description} [default: {default}]")
     return "\n".join(lines)
+
+
+def _is_serving(settings: InferenceSettings, timeout: float) -> bool:
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    with grpc.insecure_channel(f"127.0.0.1:{settings.grpc_port}") as channel:
+        try:
+            reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=timeout)
+        except grpc.RpcError as error:
+            print(f"not serving: {error.code().name}")
+            return False
+    print(health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status))
+    return reply.status == health_pb2.HealthCheckResponse.SERVING
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -35,19 +48,19 @@ def main(argv: list[str] | None = None) -> None:
     )
     build = commands.add_parser("build-tiny", help="write the tiny offline model to DIR")
     build.add_argument("dir", type=Path)
+    health = commands.add_parser("health", help="exit 0 when the local server is SERVING (container health checks)")
+    health.add_argument("--timeout", type=float, default=3.0)
     args = parser.parse_args(argv)
 
-    logging.basicConfig(
-        level=os.environ.get("CLASSROOM_LOG_LEVEL", "INFO"),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    settings = InferenceSettings()
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.command == "build-tiny":
         from services.inference.tiny import build_tiny_model
 
         print(f"tiny model written to {build_tiny_model(args.dir)}")
         return
-
-    settings = InferenceSettings()
+    if args.command == "health":
+        raise SystemExit(0 if _is_serving(settings, args.timeout) else 1)
     if settings.torch_threads:
         import torch
 

@@ -32,6 +32,7 @@ class InferenceSettings(BaseSettings):
     grpc_port: int = Field(50051, description="Port of the gRPC server (0 picks a free one).")
     # Open streams get this long to finish after SIGTERM before they are cut.
     shutdown_grace_s: float = Field(30.0, description="Seconds open streams get to finish on SIGTERM.")
+    log_level: str = Field("INFO", description="Logging level: DEBUG, INFO, WARNING or ERROR.")
     # CPU threads torch may use; results match bit for bit only at equal counts.
     torch_threads: int | None = Field(None, description="torch intra-op threads (default: torch's choice).")
 

@@ -1,0 +1,1 @@
+"""The Streamlit front end: the lessons a student opens in the browser."""

@@ -1,0 +1,118 @@
+"""Benchmark: one generation streamed over gRPC with every probe on, against diffusers' pipeline.
+
+Both run the same saved model, seed and settings in the same process and run,
+alternating, several times; the report is the median of each and their ratio.
+Run with `make bench` (CPU, tiny model). On a GPU machine, BENCH_SD15=1 uses an
+SD 1.5-shaped random-weight model in float16 instead.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from services.common.api import pb
+from services.inference.schedulers import make_scheduler
+from services.inference.settings import InferenceSettings
+from tests.bench.models import build_sd15_shaped
+from tests.integration.helpers import ALL_PROBES, collect, request
+from tests.support.servers import running_server, stub_for
+
+REPETITIONS = int(os.environ.get("BENCH_REPETITIONS", "5"))
+STEPS = int(os.environ.get("BENCH_STEPS", "20"))
+SIZE = 512
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"CPU, {os.cpu_count()} cores"
+    return f"{device} ({cpu}), torch {torch.__version__}, {torch.get_num_threads()} threads"
+
+
+@pytest.fixture(scope="module")
+def model_settings(tmp_path_factory, tiny_dir) -> InferenceSettings:
+    if os.environ.get("BENCH_SD15"):
+        folder = build_sd15_shaped(tmp_path_factory.mktemp("models") / "sd15-shaped")
+        return InferenceSettings(model=str(folder), host="127.0.0.1", grpc_port=0)
+    return InferenceSettings(model="tiny", tiny_dir=tiny_dir, host="127.0.0.1", grpc_port=0)
+
+
+def test_stream_with_every_probe_against_the_pipeline(model_settings):
+    from diffusers import StableDiffusionPipeline
+
+    with running_server(model_settings) as server:
+        folder = server.server.service.model  # the loaded model tells where it came from
+        channel, stub = stub_for(server.address)
+        info = stub.GetModelInfo(pb.GetModelInfoRequest())
+        model_dir = model_settings.tiny_dir if model_settings.model == "tiny" else Path(model_settings.model)
+        device, dtype = folder.device, folder.dtype
+        pipe = StableDiffusionPipeline.from_pretrained(
+            model_dir, safety_checker=None, requires_safety_checker=False, torch_dtype=dtype
+        ).to(device)
+        pipe.set_progress_bar_config(disable=True)
+        spec = request(
+            "a lighthouse on a cliff at dawn, oil painting",
+            seed=1,
+            num_inference_steps=STEPS,
+            guidance_scale=7.5,
+            width=SIZE,
+            height=SIZE,
+            scheduler="dpm_solver_pp",
+            include=ALL_PROBES,
+        )
+        pipe.scheduler = make_scheduler("dpm_solver_pp", folder.scheduler_config)
+
+        def direct() -> float:
+            started = time.perf_counter()
+            pipe(
+                prompt=spec.prompt,
+                num_inference_steps=STEPS,
+                guidance_scale=7.5,
+                width=SIZE,
+                height=SIZE,
+                generator=torch.Generator("cpu").manual_seed(1),
+            )
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            return time.perf_counter() - started
+
+        def streamed() -> tuple[float, int]:
+            started = time.perf_counter()
+            stream = collect(stub.Generate(spec))
+            size = stream.header.ByteSize() + sum(f.ByteSize() for f in stream.frames) + stream.final.ByteSize()
+            return time.perf_counter() - started, size
+
+        direct(), streamed()  # warm-up
+        direct_times, stream_times = [], []
+        for _ in range(REPETITIONS):
+            direct_times.append(direct())
+            seconds, size = streamed()
+            stream_times.append(seconds)
+        channel.close()
+
+    direct_median, stream_median = statistics.median(direct_times), statistics.median(stream_times)
+    ratio = stream_median / direct_median
+    print(
+        f"\n## Stream vs direct pipeline\n"
+        f"machine: {machine()}\n"
+        f"model: {info.model_id} on {info.device} ({info.dtype}); {STEPS} steps, {SIZE}x{SIZE}, "
+        f"DPM-Solver++, guidance 7.5, every probe on ({size / 1e6:.2f} MB streamed)\n"
+        f"| | median s | runs |\n|---|---|---|\n"
+        f"| diffusers pipeline | {direct_median:.3f} | {', '.join(f'{t:.3f}' for t in direct_times)} |\n"
+        f"| gRPC stream | {stream_median:.3f} | {', '.join(f'{t:.3f}' for t in stream_times)} |\n"
+        f"ratio stream/direct: {ratio:.3f}"
+    )
+    assert ratio > 0  # the figures are the result; no timed assertion
