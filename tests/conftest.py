@@ -15,6 +15,7 @@ import pytest
 
 from services.inference.settings import InferenceSettings
 from services.inference.tiny import ensure_tiny_model
+from tests.support.redis_server import RedisServer
 from tests.support.servers import ServerThread, running_server, stub_for
 
 warnings.filterwarnings("ignore", message=".*torchvision.*")
@@ -26,8 +27,22 @@ def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def settings(tiny_dir: Path) -> InferenceSettings:
-    return InferenceSettings(model="tiny", tiny_dir=tiny_dir, host="127.0.0.1", grpc_port=0, shutdown_grace_s=5)
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def settings(tiny_dir: Path, redis_server: RedisServer) -> InferenceSettings:
+    return InferenceSettings(
+        model="tiny",
+        tiny_dir=tiny_dir,
+        host="127.0.0.1",
+        grpc_port=0,
+        shutdown_grace_s=5,
+        redis_url=redis_server.url,
+    )
 
 
 @pytest.fixture(scope="session")

@@ -3,6 +3,7 @@
 try:
     from diffusion_classroom.v1 import diffusion_service_pb2 as pb
     from diffusion_classroom.v1 import diffusion_service_pb2_grpc as pb_grpc
+    from diffusion_classroom.v1 import trajectory_store_pb2 as store_pb
 except ImportError as error:  # pragma: no cover - only without generated stubs
     raise ImportError(
         "The gRPC stubs are missing: run `make proto` (they are generated from proto/, not committed)."
@@ -10,4 +11,4 @@ except ImportError as error:  # pragma: no cover - only without generated stubs
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["DiffusionService"].full_name
 
-__all__ = ["SERVICE_NAME", "pb", "pb_grpc"]
+__all__ = ["SERVICE_NAME", "pb", "pb_grpc", "store_pb"]

@@ -114,3 +114,34 @@ def final_message(event: FinalEvent) -> pb.GenerateResponse:
         ),
     )
     return pb.GenerateResponse(final=final)
+
+
+# The fields each probe fills, in the header and in a frame.
+_FRAME_FIELDS = {
+    "latent": "latent",
+    "predicted_x0": "predicted_x0",
+    "latent_preview": "latent_preview",
+    "predicted_x0_preview": "predicted_x0_preview",
+    "noise_predictions": "noise",
+}
+
+
+def filter_event(event: pb.GenerateResponse, include: frozenset[str]) -> pb.GenerateResponse:
+    """A copy of a stream event holding only what a reader's include mask asks for."""
+    kind = event.WhichOneof("event")
+    if kind not in ("header", "frame"):
+        return event
+    filtered = pb.GenerateResponse()
+    filtered.CopyFrom(event)
+    if kind == "header":
+        header = filtered.header
+        del header.request.include.paths[:]
+        header.request.include.paths.extend(sorted(include))
+        if "embeddings" not in include:
+            header.prompt.ClearField("embeddings")
+            header.negative_prompt.ClearField("embeddings")
+    else:
+        for probe, name in _FRAME_FIELDS.items():
+            if probe not in include:
+                filtered.frame.ClearField(name)
+    return filtered

@@ -6,8 +6,9 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import grpc
 from google.protobuf import any_pb2
@@ -17,17 +18,26 @@ from grpc_reflection.v1alpha import reflection
 from grpc_status import rpc_status
 
 from services.common.api import SERVICE_NAME, pb, pb_grpc
+from services.common.trajectories import canonical_request
 from services.inference import frames
+from services.inference.cache import TrajectoryStore
 from services.inference.models import DiffusionModel
 from services.inference.probes import DEFAULT_PROBES, PROBES
-from services.inference.runner import EncodedPrompt, ErrorEvent, FinalEvent, HeaderEvent, Runner, StepEvent
+from services.inference.runner import EncodedPrompt, Runner
 from services.inference.schedulers import SCHEDULERS
 from services.inference.settings import InferenceSettings
+from services.inference.trajectories import TrajectoryFailed, TrajectoryHub
 from services.inference.validation import MAX_SEED, SIZE_MULTIPLE, RequestError, check_generate, check_prompt
+from services.lessons.catalog import Entry, all_entries, load_catalog
 
 log = logging.getLogger(__name__)
 
 LOADING_MESSAGE = "The model is still loading. Please try again in a minute."
+# Request metadata naming the lesson entry a Generate call renders (the precompute
+# job sends it): such trajectories are kept in the lesson namespace, never evicted.
+LESSON_METADATA = "x-classroom-lesson"
+# The health entry of the trajectory cache (SERVING while Redis answers).
+CACHE_HEALTH_NAME = "diffusion_classroom.v1.TrajectoryCache"
 
 
 async def _abort_invalid(context: grpc.aio.ServicerContext, error: RequestError) -> None:
@@ -44,23 +54,54 @@ async def _abort_invalid(context: grpc.aio.ServicerContext, error: RequestError)
     await context.abort_with_status(rpc_status.to_status(status))
 
 
+@dataclass(frozen=True)
+class _CatalogEntry:
+    entry: Entry
+    request: pb.GenerateRequest  # canonical, defaults filled in
+    key: str
+
+
 class DiffusionService(pb_grpc.DiffusionServiceServicer):
     """Serves one loaded model; answers UNAVAILABLE until `attach` gives it the model."""
 
-    def __init__(self, settings: InferenceSettings) -> None:
+    def __init__(self, settings: InferenceSettings, on_cache_availability: Callable[[bool, str], None]) -> None:
         self.settings = settings
         self.model: DiffusionModel | None = None
         self.runner: Runner | None = None
+        self.hub: TrajectoryHub | None = None
+        self.store = TrajectoryStore(
+            settings.redis_url or None,
+            settings.cache_ttl_s,
+            retry_after_s=settings.cache_retry_s,
+            on_availability=on_cache_availability,
+        )
+        self.catalog = load_catalog(settings.catalog)
+        self._catalog_entries: list[_CatalogEntry] = []
         # Turns runner events into wire messages (JPEG, PNG, bytes) off the event loop.
         self._encoder = ThreadPoolExecutor(max_workers=2, thread_name_prefix="frame-encoder")
 
     def attach(self, model: DiffusionModel) -> None:
         self.model = model
         self.runner = Runner(model)
+        self.hub = TrajectoryHub(
+            model, self.runner, self.store, self._encoder, memory_bytes=self.settings.memory_cache_mb * 2**20
+        )
+        self._catalog_entries = []
+        for entry in all_entries(self.catalog):
+            try:
+                spec = check_generate(entry.request, self.settings, model.default_size)
+            except RequestError as error:
+                log.warning("lesson entry %s is outside this server's limits and is left out: %s", entry.id, error)
+                continue
+            request = canonical_request(spec.to_proto())
+            self._catalog_entries.append(_CatalogEntry(entry, request, self.hub.key(spec)))
 
-    def close(self) -> None:
+    async def close(self) -> None:
+        if self.hub is not None:
+            await self.hub.close()
         if self.runner is not None:
             self.runner.close(timeout=5)
+        await self.store.close()
         self._encoder.shutdown(wait=False, cancel_futures=True)
 
     async def _ready(self, context: grpc.aio.ServicerContext) -> DiffusionModel:
@@ -152,33 +193,64 @@ class DiffusionService(pb_grpc.DiffusionServiceServicer):
             spec = check_generate(request, self.settings, model.default_size)
         except RequestError as error:
             await _abort_invalid(context, error)
-        assert self.runner is not None
-        loop = asyncio.get_running_loop()
-        job = self.runner.submit(spec)
+        assert self.hub is not None
+        metadata = dict(context.invocation_metadata() or ())
+        trajectory, source = await self.hub.open(spec, lesson_entry=str(metadata.get(LESSON_METADATA, "")))
         try:
-            while True:
-                event = await job.events.get()
-                if isinstance(event, ErrorEvent):
-                    await context.abort(grpc.StatusCode.INTERNAL, event.message)
-                if isinstance(event, HeaderEvent):
-                    encode = frames.header_message, event, model.model_id, model.revision
-                elif isinstance(event, StepEvent):
-                    encode = frames.frame_message, event, spec.include
-                else:
-                    encode = frames.final_message, event
-                yield await loop.run_in_executor(self._encoder, *encode)
-                if isinstance(event, FinalEvent):
-                    return
+            yield pb.GenerateResponse(
+                status=pb.StreamStatus(
+                    source=source, cache_hit=source == pb.TRAJECTORY_SOURCE_CACHE, trajectory_key=trajectory.key
+                )
+            )
+            async for event in trajectory.follow(spec.include):
+                yield event
+        except TrajectoryFailed as failure:
+            await context.abort(grpc.StatusCode.INTERNAL, str(failure))
         finally:
-            # The client went away, or the stream ended: either way the work stops here.
-            job.cancel()
+            # The client went away, or the stream ended: the last reader's leaving stops the work.
+            self.hub.release(trajectory)
+
+    async def ListLessons(
+        self, request: pb.ListLessonsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListLessonsResponse:
+        await self._ready(context)
+        chosen = [e for e in self._catalog_entries if request.collection in ("", e.entry.collection)]
+        states = await self.store.states([e.key for e in chosen])
+        return pb.ListLessonsResponse(
+            catalog_version=self.catalog.version,
+            collections=[
+                pb.LessonCollection(id=c.id, lesson=c.lesson, title=c.title, description=c.description)
+                for c in self.catalog.collections
+                if request.collection in ("", c.id)
+            ],
+            entries=[
+                pb.LessonEntry(
+                    id=e.entry.id,
+                    collection=e.entry.collection,
+                    request=e.request,
+                    cache_state=state,
+                    trajectory_key=e.key,
+                    labels=e.entry.labels,
+                )
+                for e, state in zip(chosen, states, strict=True)
+            ],
+            cache_available=self.store.available,
+        )
 
     async def GetServerStats(
         self, request: pb.GetServerStatsRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetServerStatsResponse:
         await self._ready(context)
-        assert self.runner is not None
-        return pb.GetServerStatsResponse(**vars(self.runner.stats()))
+        assert self.runner is not None and self.hub is not None
+        return pb.GetServerStatsResponse(
+            **vars(self.runner.stats()),
+            **vars(self.hub.stats),
+            cache_writes=self.store.stats.writes,
+            cache_errors=self.store.stats.errors,
+            cache_entries_dropped=self.store.stats.dropped,
+            cache_available=self.store.available,
+            cache_status=self.store.status,
+        )
 
 
 def _configure_health_server(server: grpc.aio.Server) -> health.aio.HealthServicer:
@@ -187,10 +259,13 @@ def _configure_health_server(server: grpc.aio.Server) -> health.aio.HealthServic
     return servicer
 
 
+def _status(serving: bool) -> int:
+    return health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+
+
 async def _set_serving(health_servicer: health.aio.HealthServicer, serving: bool) -> None:
-    status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
     for name in ("", SERVICE_NAME):
-        await health_servicer.set(name, status)
+        await health_servicer.set(name, _status(serving))
 
 
 class InferenceServer:
@@ -199,15 +274,23 @@ class InferenceServer:
     def __init__(self, settings: InferenceSettings) -> None:
         self.settings = settings
         self.server = grpc.aio.server(options=[("grpc.max_send_message_length", 64 * 2**20), ("grpc.so_reuseport", 0)])
-        self.service = DiffusionService(settings)
-        pb_grpc.add_DiffusionServiceServicer_to_server(self.service, self.server)
         self.health = _configure_health_server(self.server)
+        self._health_updates: set[asyncio.Task[None]] = set()
+        self.service = DiffusionService(settings, on_cache_availability=self._cache_health)
+        pb_grpc.add_DiffusionServiceServicer_to_server(self.service, self.server)
         reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server)
         self.port = self.server.add_insecure_port(f"{settings.host}:{settings.grpc_port}")
+
+    def _cache_health(self, available: bool, status: str) -> None:
+        """The cache's own health entry: the service stays SERVING without it, generating uncached."""
+        task = asyncio.get_running_loop().create_task(self.health.set(CACHE_HEALTH_NAME, _status(available)))
+        self._health_updates.add(task)
+        task.add_done_callback(self._health_updates.discard)
 
     async def start(self) -> None:
         """Listen at once (health says NOT_SERVING), then load the model and say SERVING."""
         await _set_serving(self.health, False)
+        await self.health.set(CACHE_HEALTH_NAME, _status(self.service.store.available))
         await self.server.start()
         log.info("listening on %s:%d; loading %s", self.settings.host, self.port, self.settings.model)
         model = await asyncio.to_thread(DiffusionModel.load, self.settings)
@@ -219,7 +302,7 @@ class InferenceServer:
         """Refuse new calls, let open streams finish within the grace period, then stop."""
         await _set_serving(self.health, False)
         await self.server.stop(self.settings.shutdown_grace_s if grace is None else grace)
-        self.service.close()
+        await self.service.close()
 
 
 async def serve(settings: InferenceSettings) -> None:

@@ -7,6 +7,8 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from services.lessons.catalog import DEFAULT_CATALOG
+
 DEFAULT_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 
 
@@ -35,6 +37,17 @@ class InferenceSettings(BaseSettings):
     log_level: str = Field("INFO", description="Logging level: DEBUG, INFO, WARNING or ERROR.")
     # CPU threads torch may use; results match bit for bit only at equal counts.
     torch_threads: int | None = Field(None, description="torch intra-op threads (default: torch's choice).")
+
+    # The trajectory cache. Empty: no cache (every request is computed).
+    redis_url: str = Field("redis://localhost:6379/0", description="Redis for finished trajectories; empty: none.")
+    # Students' own results expire; lesson trajectories never do (see deploy/redis/).
+    cache_ttl_s: int = Field(7 * 24 * 3600, description="Seconds an ad-hoc trajectory stays in Redis.")
+    # Finished trajectories kept in this process too, so a class opening the same
+    # lesson reads Redis once.
+    # After Redis fails, it is tried again this long later (requests go uncached meanwhile).
+    cache_retry_s: float = Field(2.0, description="Seconds between attempts to reach Redis after it failed.")
+    memory_cache_mb: int = Field(512, description="Megabytes of finished trajectories kept in memory.")
+    catalog: Path = Field(DEFAULT_CATALOG, description="The lesson catalog (YAML).")
 
     # Limits a request must respect (GetModelInfo reports them to clients).
     min_steps: int = Field(1, description="Fewest denoising steps a request may ask for.")

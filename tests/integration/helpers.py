@@ -16,6 +16,7 @@ ALL_PROBES = ["latent", "predicted_x0", "latent_preview", "predicted_x0_preview"
 
 @dataclass
 class Stream:
+    status: pb.StreamStatus
     header: pb.TrajectoryHeader
     frames: list[pb.StepFrame] = field(default_factory=list)
     final: pb.FinalImage | None = None
@@ -36,13 +37,17 @@ def request(prompt: str = "a watercolor fox", include: list[str] | None = None, 
 
 
 def collect(responses) -> Stream:
-    """Read a whole Generate stream, checking the order: header, frames, final."""
+    """Read a whole Generate stream, checking the order: status, header, frames, final."""
     stream: Stream | None = None
+    status: pb.StreamStatus | None = None
     for response in responses:
         kind = response.WhichOneof("event")
-        if kind == "header":
-            assert stream is None, "a second header"
-            stream = Stream(header=response.header)
+        if kind == "status":
+            assert status is None and stream is None, "status must come first, once"
+            status = response.status
+        elif kind == "header":
+            assert status is not None and stream is None, "header must follow the status, once"
+            stream = Stream(status=status, header=response.header)
         else:
             assert stream is not None and stream.final is None, f"{kind} outside header..final"
             if kind == "frame":

@@ -2,7 +2,6 @@
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -15,7 +14,7 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoRe
 
 from services.common.api import SERVICE_NAME, pb
 from tests.integration.helpers import collect, request
-from tests.support.servers import health_status, running_server, stub_for
+from tests.support.servers import free_port, health_status, running_server, stub_for
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -89,12 +88,6 @@ def test_cancelled_stream_frees_the_runner(stub):
     assert len(stream.frames) == 3
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_sigterm_drains_open_streams_then_exits(tiny_dir):
     port = free_port()
     env = os.environ | {
@@ -103,6 +96,7 @@ def test_sigterm_drains_open_streams_then_exits(tiny_dir):
         "CLASSROOM_HOST": "127.0.0.1",
         "CLASSROOM_GRPC_PORT": str(port),
         "CLASSROOM_SHUTDOWN_GRACE_S": "60",
+        "CLASSROOM_REDIS_URL": "",
     }
     process = subprocess.Popen(
         [sys.executable, "-m", "services.inference", "serve"], env=env, stderr=subprocess.PIPE, text=True
@@ -113,7 +107,7 @@ def test_sigterm_drains_open_streams_then_exits(tiny_dir):
         call = stub.Generate(request(seed=4, num_inference_steps=30, width=256, height=256))
         responses = iter(call)
         first = next(responses)
-        assert first.WhichOneof("event") == "header"
+        assert first.WhichOneof("event") == "status"
         received: list = [first]
         reader = threading.Thread(target=lambda: received.extend(responses))
         reader.start()

@@ -3,16 +3,26 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TypeVar
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from services.common.api import SERVICE_NAME, pb_grpc
-from services.inference.server import InferenceServer
+from services.inference.server import DiffusionService, InferenceServer
 from services.inference.settings import InferenceSettings
+
+T = TypeVar("T")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 class ServerThread:
@@ -39,6 +49,18 @@ class ServerThread:
             future.result(timeout)
         self.start_future = future
         return self
+
+    def call(self, function: Callable[[], T], timeout: float = 30) -> T:
+        """Run `function` on the server's event loop (its state belongs to that thread)."""
+
+        async def run() -> T:
+            return function()
+
+        return asyncio.run_coroutine_threadsafe(run(), self.loop).result(timeout)
+
+    @property
+    def service(self) -> DiffusionService:
+        return self.server.service
 
     @property
     def address(self) -> str:

@@ -1,0 +1,137 @@
+"""Finished trajectories in Redis: the lesson namespace (kept) and the ad-hoc one (evictable).
+
+The cache is an optimisation, never a dependency: when Redis cannot be reached
+every operation quietly does nothing, the service generates uncached, and the
+next attempt after a short pause finds Redis again without a restart.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import redis.asyncio as redis
+from redis.exceptions import RedisError
+
+from services.common.api import pb, store_pb
+from services.common.trajectories import CorruptTrajectory, Namespace, pack, record_id, redis_key, unpack
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class CacheStats:
+    writes: int = 0
+    errors: int = 0
+    dropped: int = 0
+
+
+class TrajectoryStore:
+    """Redis-backed storage of finished trajectories, tolerant of Redis being away."""
+
+    def __init__(
+        self,
+        url: str | None,
+        ad_hoc_ttl_s: int,
+        retry_after_s: float = 2.0,
+        on_availability: Callable[[bool, str], None] | None = None,
+    ) -> None:
+        self.ad_hoc_ttl_s = ad_hoc_ttl_s
+        self.retry_after_s = retry_after_s
+        self.stats = CacheStats()
+        self._on_availability = on_availability
+        self._client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=1) if url else None
+        self.available = self._client is not None
+        self.status = "" if url else "No cache is configured (CLASSROOM_REDIS_URL is empty)."
+        self._retry_at = 0.0
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+
+    # -- availability -------------------------------------------------------
+
+    def _usable(self) -> bool:
+        return self._client is not None and (self.available or time.monotonic() >= self._retry_at)
+
+    def _succeeded(self) -> None:
+        if not self.available:
+            log.warning("cache: Redis is reachable again; caching resumes")
+            self._set_available(True, "")
+
+    def _failed(self, error: Exception) -> None:
+        self.stats.errors += 1
+        self._retry_at = time.monotonic() + self.retry_after_s
+        if self.available:
+            log.warning("cache: Redis unreachable (%s); generating uncached until it returns", error)
+            self._set_available(False, f"The trajectory cache (Redis) cannot be reached: {error}")
+
+    def _set_available(self, available: bool, status: str) -> None:
+        self.available, self.status = available, status
+        if self._on_availability is not None:
+            self._on_availability(available, status)
+
+    # -- operations ----------------------------------------------------------
+
+    async def load(self, trajectory: str) -> tuple[store_pb.TrajectoryRecord, Namespace] | None:
+        """The stored trajectory (lesson namespace first), or None. Bad entries are deleted."""
+        if not self._usable():
+            return None
+        keys = [redis_key(namespace, trajectory) for namespace in Namespace]
+        try:
+            values = await self._client.mget(keys)
+            self._succeeded()
+            for namespace, key, value in zip(Namespace, keys, values, strict=True):
+                if value is None:
+                    continue
+                try:
+                    record = unpack(value)
+                    if record_id(record) != trajectory:
+                        raise CorruptTrajectory("stored under another request's key")
+                except CorruptTrajectory as problem:
+                    log.warning("cache: dropping %s (%s); it will be computed again", key, problem)
+                    self.stats.dropped += 1
+                    await self._client.delete(key)
+                    continue
+                return record, namespace
+        except RedisError as error:
+            self._failed(error)
+        return None
+
+    async def save(self, record: store_pb.TrajectoryRecord, namespace: Namespace) -> bool:
+        """Store a finished trajectory; ad-hoc entries expire, lesson entries never do."""
+        if not self._usable():
+            return False
+        key = redis_key(namespace, record_id(record))
+        ttl = self.ad_hoc_ttl_s if namespace is Namespace.AD_HOC else None
+        try:
+            await self._client.set(key, pack(record), ex=ttl)
+            self._succeeded()
+        except RedisError as error:
+            self._failed(error)
+            return False
+        self.stats.writes += 1
+        return True
+
+    async def states(self, trajectories: list[str]) -> list[int]:
+        """The CacheState of each trajectory, in one round trip."""
+        if not self._usable():
+            return [pb.CACHE_STATE_UNKNOWN] * len(trajectories)
+        try:
+            pipeline = self._client.pipeline(transaction=False)
+            for trajectory in trajectories:
+                pipeline.exists(redis_key(Namespace.LESSON, trajectory))
+                pipeline.exists(redis_key(Namespace.AD_HOC, trajectory))
+            found = await pipeline.execute()
+            self._succeeded()
+        except RedisError as error:
+            self._failed(error)
+            return [pb.CACHE_STATE_UNKNOWN] * len(trajectories)
+        states = []
+        for lesson, ad_hoc in zip(found[::2], found[1::2], strict=True):
+            states.append(
+                pb.CACHE_STATE_LESSON if lesson else pb.CACHE_STATE_AD_HOC if ad_hoc else pb.CACHE_STATE_NOT_CACHED
+            )
+        return states

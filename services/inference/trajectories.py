@@ -1,0 +1,235 @@
+"""Trajectories: each generation an append-only log that any number of readers follow.
+
+The request that starts a generation, identical requests that arrive while it
+runs (single flight), and later requests served from the cache all read the
+same log, each at its own pace. Appending never waits for a reader, so a slow
+reader never holds up the model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import Executor
+
+from services.common.api import pb, store_pb
+from services.common.trajectories import Namespace, canonical_request, trajectory_id
+from services.inference import frames
+from services.inference.cache import TrajectoryStore
+from services.inference.models import DiffusionModel
+from services.inference.probes import PROBES
+from services.inference.runner import ErrorEvent, FinalEvent, HeaderEvent, Job, Runner, StepEvent
+from services.inference.validation import GenerationSpec
+
+log = logging.getLogger(__name__)
+
+ALL_PROBES = frozenset(PROBES)
+
+
+class TrajectoryFailed(Exception):
+    """The generation behind a trajectory failed; the message is for the student."""
+
+
+class Trajectory:
+    """The events of one generation, in order: header, frames, final."""
+
+    def __init__(self, key: str, request: pb.GenerateRequest, model: DiffusionModel) -> None:
+        self.key = key
+        self.request = canonical_request(request)
+        self.model_id, self.revision = model.model_id, model.revision
+        self.events: list[pb.GenerateResponse] = []
+        self.finished = False
+        self.error: str | None = None
+        self.nbytes = 0
+        self.readers = 0
+        self.lesson_entry = ""  # set when a lesson asked for it: then it is kept for good
+        self.stored_in: Namespace | None = None
+        self.job: Job | None = None
+        self.pump: asyncio.Task[None] | None = None
+        self._grew = asyncio.Event()
+        self._views: dict[frozenset[str], list[pb.GenerateResponse]] = {}
+
+    def append(self, event: pb.GenerateResponse) -> None:
+        self.events.append(event)
+        self.nbytes += event.ByteSize()
+        self._wake()
+
+    def finish(self, error: str | None = None) -> None:
+        self.finished, self.error = True, error
+        self._wake()
+
+    def _wake(self) -> None:
+        self._grew.set()
+        self._grew = asyncio.Event()
+
+    def _view(self, index: int, include: frozenset[str]) -> pb.GenerateResponse:
+        """Event `index` as a reader with this include mask sees it, filtered once per mask."""
+        if include == ALL_PROBES:
+            return self.events[index]
+        view = self._views.setdefault(include, [])
+        while len(view) <= index:
+            view.append(frames.filter_event(self.events[len(view)], include))
+        return view[index]
+
+    async def follow(self, include: frozenset[str]) -> AsyncIterator[pb.GenerateResponse]:
+        """Everything so far, then each new event as it is appended, until the end."""
+        index = 0
+        while True:
+            while index < len(self.events):
+                yield self._view(index, include)
+                index += 1
+            if self.finished:
+                if self.error is not None:
+                    raise TrajectoryFailed(self.error)
+                return
+            await self._grew.wait()
+
+    def record(self) -> store_pb.TrajectoryRecord:
+        return store_pb.TrajectoryRecord(
+            request=self.request,
+            model_id=self.model_id,
+            model_revision=self.revision,
+            events=self.events,
+            lesson_entry_id=self.lesson_entry,
+        )
+
+
+@dataclasses.dataclass
+class HubStats:
+    cache_hits: int = 0
+    cache_misses: int = 0
+    single_flight_joins: int = 0
+
+
+class TrajectoryHub:
+    """Finds or starts the trajectory for a request: running, remembered, in Redis, or new."""
+
+    def __init__(
+        self,
+        model: DiffusionModel,
+        runner: Runner,
+        store: TrajectoryStore,
+        encoder: Executor,
+        memory_bytes: int,
+    ) -> None:
+        self.model, self.runner, self.store, self.encoder = model, runner, store, encoder
+        self.memory_bytes = memory_bytes
+        self.stats = HubStats()
+        self._live: dict[str, Trajectory] = {}
+        self._recent: OrderedDict[str, Trajectory] = OrderedDict()
+
+    def key(self, spec: GenerationSpec) -> str:
+        return trajectory_id(spec.to_proto(), self.model.model_id, self.model.revision)
+
+    async def open(self, spec: GenerationSpec, lesson_entry: str = "") -> tuple[Trajectory, int]:
+        """The trajectory this request reads, with its source; the caller must `release` it."""
+        key = self.key(spec)
+        if (trajectory := self._live.get(key)) is not None:
+            self.stats.single_flight_joins += 1
+            source = pb.TRAJECTORY_SOURCE_JOINED
+        elif (trajectory := self._recent.get(key)) is not None:
+            self._recent.move_to_end(key)
+            self.stats.cache_hits += 1
+            source = pb.TRAJECTORY_SOURCE_CACHE
+        else:
+            # Registered before the cache lookup, so identical requests arriving meanwhile
+            # join it; shielded, so that a caller who gives up mid-lookup leaves it whole.
+            trajectory = Trajectory(key, spec.to_proto(), self.model)
+            self._live[key] = trajectory
+            source = await asyncio.shield(self._load_or_start(trajectory, spec))
+        if lesson_entry:
+            await self._keep_as_lesson(trajectory, lesson_entry)
+        trajectory.readers += 1
+        return trajectory, source
+
+    async def _load_or_start(self, trajectory: Trajectory, spec: GenerationSpec) -> int:
+        found = await self.store.load(trajectory.key)
+        if found is not None:
+            record, namespace = found
+            for event in record.events:
+                trajectory.append(event)
+            trajectory.lesson_entry = record.lesson_entry_id
+            trajectory.stored_in = namespace
+            trajectory.finish()
+            self._live.pop(trajectory.key, None)
+            self._remember(trajectory)
+            self.stats.cache_hits += 1
+            return pb.TRAJECTORY_SOURCE_CACHE
+        self.stats.cache_misses += 1
+        # Every probe is computed, whatever this reader asked for: the trajectory
+        # serves every later reader and the cache, whatever they ask for.
+        trajectory.job = self.runner.submit(dataclasses.replace(spec, include=ALL_PROBES))
+        trajectory.pump = asyncio.create_task(self._pump(trajectory, trajectory.job))
+        return pb.TRAJECTORY_SOURCE_COMPUTED
+
+    def release(self, trajectory: Trajectory) -> None:
+        """A reader is done; when the last reader of unfinished work leaves, the work stops."""
+        trajectory.readers -= 1
+        if trajectory.readers == 0 and not trajectory.finished and trajectory.job is not None:
+            trajectory.job.cancel()
+            if trajectory.pump is not None:
+                trajectory.pump.cancel()
+            trajectory.finish(error="cancelled")
+            if self._live.get(trajectory.key) is trajectory:
+                del self._live[trajectory.key]
+
+    async def _pump(self, trajectory: Trajectory, job: Job) -> None:
+        """Encode the runner's events off the event loop and append them to the log."""
+        loop = asyncio.get_running_loop()
+        model = self.model
+        try:
+            while True:
+                event = await job.events.get()
+                if isinstance(event, ErrorEvent):
+                    trajectory.finish(error=event.message)
+                    return
+                encode: tuple[Callable[..., pb.GenerateResponse], ...]
+                if isinstance(event, HeaderEvent):
+                    encode = (frames.header_message, event, model.model_id, model.revision)
+                elif isinstance(event, StepEvent):
+                    encode = (frames.frame_message, event, ALL_PROBES)
+                else:
+                    encode = (frames.final_message, event)
+                trajectory.append(await loop.run_in_executor(self.encoder, *encode))
+                if isinstance(event, FinalEvent):
+                    break
+            # Readers already have the final image; their streams end once it is stored,
+            # so that a finished stream means a cached trajectory (when Redis is there).
+            namespace = Namespace.LESSON if trajectory.lesson_entry else Namespace.AD_HOC
+            if await self.store.save(trajectory.record(), namespace):
+                trajectory.stored_in = namespace
+            trajectory.finish()
+            self._remember(trajectory)
+        finally:
+            if self._live.get(trajectory.key) is trajectory:
+                del self._live[trajectory.key]
+
+    async def _keep_as_lesson(self, trajectory: Trajectory, lesson_entry: str) -> None:
+        """Mark a trajectory as a lesson's; a finished one not yet in the lesson namespace is moved there."""
+        trajectory.lesson_entry = trajectory.lesson_entry or lesson_entry
+        if not trajectory.finished or trajectory.error is not None or trajectory.stored_in is Namespace.LESSON:
+            return  # a running trajectory is stored as a lesson's when it finishes
+        if await self.store.save(trajectory.record(), Namespace.LESSON):
+            trajectory.stored_in = Namespace.LESSON
+
+    def _remember(self, trajectory: Trajectory) -> None:
+        """Keep finished trajectories in memory, most recently used last, within the byte budget."""
+        self._recent[trajectory.key] = trajectory
+        self._recent.move_to_end(trajectory.key)
+        total = sum(t.nbytes for t in self._recent.values())
+        while total > self.memory_bytes and len(self._recent) > 1:
+            _, evicted = self._recent.popitem(last=False)
+            total -= evicted.nbytes
+
+    def forget(self) -> None:
+        """Drop the in-memory copies (the next reads come from Redis)."""
+        self._recent.clear()
+
+    async def close(self) -> None:
+        pumps = [t.pump for t in self._live.values() if t.pump is not None]
+        for pump in pumps:
+            pump.cancel()
+        await asyncio.gather(*pumps, return_exceptions=True)

@@ -1,0 +1,1 @@
+"""The curated lesson catalog: which trajectories each lesson opens with, precomputed."""

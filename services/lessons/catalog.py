@@ -1,0 +1,116 @@
+"""Reading the lesson catalog (YAML) and expanding it into concrete generation requests."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from services.common.api import pb
+
+DEFAULT_CATALOG = Path(__file__).with_name("catalog.yaml")
+
+
+class RequestFields(BaseModel):
+    """Fields shared by every entry of a collection (GenerateRequest names)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    negative_prompt: str = ""
+    num_inference_steps: int | None = None
+    guidance_scale: float | None = None
+    width: int | None = None
+    height: int | None = None
+    scheduler: str | None = None
+
+
+class Collection(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    lesson: str
+    title: str
+    description: str = ""
+    request: RequestFields = Field(default_factory=RequestFields)
+    prompts: dict[str, str] = Field(default_factory=dict)  # label -> prompt
+    pairs: dict[str, tuple[str, str]] = Field(default_factory=dict)  # pair id -> (a, b)
+    seeds: list[int] = Field(min_length=1)
+    guidance_scales: list[float] = Field(default_factory=list)
+    schedulers: list[str] = Field(default_factory=list)
+    steps: list[int] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _has_prompts(self) -> Collection:
+        if not self.prompts and not self.pairs:
+            raise ValueError(f"collection {self.id!r} needs prompts or pairs")
+        return self
+
+
+class Catalog(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    version: int
+    collections: list[Collection]
+
+
+@dataclass(frozen=True)
+class Entry:
+    id: str
+    collection: str
+    labels: dict[str, str]
+    request: pb.GenerateRequest
+
+
+def load_catalog(path: Path = DEFAULT_CATALOG) -> Catalog:
+    catalog = Catalog.model_validate(yaml.safe_load(path.read_text()))
+    ids = [c.id for c in catalog.collections]
+    if len(ids) != len(set(ids)):
+        raise ValueError(f"{path}: collection ids repeat")
+    return catalog
+
+
+def _prompt_variants(collection: Collection) -> list[tuple[str, dict[str, str], str]]:
+    variants = [(label, {"prompt": label}, text) for label, text in collection.prompts.items()]
+    for pair, texts in collection.pairs.items():
+        variants += [
+            (f"{pair}-{side}", {"pair": pair, "side": side}, text) for side, text in zip("ab", texts, strict=True)
+        ]
+    return variants
+
+
+def expand(collection: Collection) -> list[Entry]:
+    """One entry per combination of the values the collection varies."""
+    entries = []
+    axes = itertools.product(
+        _prompt_variants(collection),
+        collection.seeds,
+        collection.guidance_scales or [None],
+        collection.schedulers or [None],
+        collection.steps or [None],
+    )
+    for (label, labels, text), seed, guidance, scheduler, steps in axes:
+        fields = collection.request.model_dump(exclude_none=True)
+        request = pb.GenerateRequest(prompt=text, seed=seed, **fields)
+        parts = [collection.id, label, f"seed{seed}"]
+        labels = labels | {"seed": str(seed)}
+        if guidance is not None:
+            request.guidance_scale = guidance
+            parts.append(f"g{guidance:g}")
+            labels["guidance_scale"] = f"{guidance:g}"
+        if scheduler is not None:
+            request.scheduler = scheduler
+            parts.append(scheduler)
+            labels["scheduler"] = scheduler
+        if steps is not None:
+            request.num_inference_steps = steps
+            parts.append(f"{steps}steps")
+            labels["steps"] = str(steps)
+        entries.append(Entry(id="/".join(parts), collection=collection.id, labels=labels, request=request))
+    return entries
+
+
+def all_entries(catalog: Catalog) -> list[Entry]:
+    return [entry for collection in catalog.collections for entry in expand(collection)]

@@ -1,0 +1,13 @@
+"""The precompute job's settings: environment variables prefixed CLASSROOM_."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class PrecomputeSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CLASSROOM_", extra="ignore")
+
+    inference_addr: str = Field("localhost:50051", description="The inference service's gRPC address.")
+    redis_url: str = Field("redis://localhost:6379/0", description="Redis for lesson pack export and import.")
