@@ -12,7 +12,7 @@ APT_PACKAGES := redis-server
 export HF_HUB_OFFLINE ?= 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: help install apt proto test test-unit lint format bench serve build-tiny up clean
+.PHONY: help install apt proto test test-unit lint format bench serve build-tiny up precompute clean
 
 help:  ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s '	'
@@ -66,7 +66,11 @@ serve: install  ## Run the inference service (CLASSROOM_MODEL=tiny for the offli
 build-tiny: install  ## Write the tiny offline model to models/tiny.
 	$(PY) -m services.inference build-tiny models/tiny
 
-up: serve  ## Run the whole stack locally without Docker.
+up: install  ## Run the whole stack locally without Docker (Redis, inference).
+	deploy/local-up.sh
+
+precompute: install  ## Render the lesson catalog into the cache (needs a running service).
+	$(PY) -m services.precompute render
 
 clean:  ## Remove the venv and generated code.
 	rm -rf $(VENV) $(GEN) .pytest_cache .ruff_cache

@@ -84,7 +84,12 @@ class DiffusionService(pb_grpc.DiffusionServiceServicer):
         self.model = model
         self.runner = Runner(model)
         self.hub = TrajectoryHub(
-            model, self.runner, self.store, self._encoder, memory_bytes=self.settings.memory_cache_mb * 2**20
+            model,
+            self.runner,
+            self.store,
+            self._encoder,
+            memory_bytes=self.settings.memory_cache_mb * 2**20,
+            single_flight=self.settings.single_flight,
         )
         self._catalog_entries = []
         for entry in all_entries(self.catalog):

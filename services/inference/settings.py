@@ -47,6 +47,8 @@ class InferenceSettings(BaseSettings):
     # After Redis fails, it is tried again this long later (requests go uncached meanwhile).
     cache_retry_s: float = Field(2.0, description="Seconds between attempts to reach Redis after it failed.")
     memory_cache_mb: int = Field(512, description="Megabytes of finished trajectories kept in memory.")
+    # Off only to measure: every request then runs the model, even identical ones.
+    single_flight: bool = Field(True, description="Identical requests share one run and the cache.")
     catalog: Path = Field(DEFAULT_CATALOG, description="The lesson catalog (YAML).")
 
     # Limits a request must respect (GetModelInfo reports them to clients).

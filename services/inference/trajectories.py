@@ -114,9 +114,11 @@ class TrajectoryHub:
         store: TrajectoryStore,
         encoder: Executor,
         memory_bytes: int,
+        single_flight: bool = True,
     ) -> None:
         self.model, self.runner, self.store, self.encoder = model, runner, store, encoder
         self.memory_bytes = memory_bytes
+        self.single_flight = single_flight
         self.stats = HubStats()
         self._live: dict[str, Trajectory] = {}
         self._recent: OrderedDict[str, Trajectory] = OrderedDict()
@@ -127,7 +129,10 @@ class TrajectoryHub:
     async def open(self, spec: GenerationSpec, lesson_entry: str = "") -> tuple[Trajectory, int]:
         """The trajectory this request reads, with its source; the caller must `release` it."""
         key = self.key(spec)
-        if (trajectory := self._live.get(key)) is not None:
+        if not self.single_flight:
+            trajectory = Trajectory(key, spec.to_proto(), self.model)
+            source = self._start(trajectory, spec)
+        elif (trajectory := self._live.get(key)) is not None:
             self.stats.single_flight_joins += 1
             source = pb.TRAJECTORY_SOURCE_JOINED
         elif (trajectory := self._recent.get(key)) is not None:
@@ -159,6 +164,9 @@ class TrajectoryHub:
             self.stats.cache_hits += 1
             return pb.TRAJECTORY_SOURCE_CACHE
         self.stats.cache_misses += 1
+        return self._start(trajectory, spec)
+
+    def _start(self, trajectory: Trajectory, spec: GenerationSpec) -> int:
         # Every probe is computed, whatever this reader asked for: the trajectory
         # serves every later reader and the cache, whatever they ask for.
         trajectory.job = self.runner.submit(dataclasses.replace(spec, include=ALL_PROBES))

@@ -1,9 +1,7 @@
 """Health, reflection, cancellation and graceful shutdown of a real server."""
 
-import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 
@@ -14,7 +12,13 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoRe
 
 from services.common.api import SERVICE_NAME, pb
 from tests.integration.helpers import collect, request
-from tests.support.servers import free_port, health_status, running_server, stub_for
+from tests.support.servers import (
+    health_status,
+    running_server,
+    start_inference_process,
+    stub_for,
+    wait_until_serving,
+)
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -89,21 +93,16 @@ def test_cancelled_stream_frees_the_runner(stub):
 
 
 def test_sigterm_drains_open_streams_then_exits(tiny_dir):
-    port = free_port()
-    env = os.environ | {
+    env = {
         "CLASSROOM_MODEL": "tiny",
         "CLASSROOM_TINY_DIR": str(tiny_dir),
-        "CLASSROOM_HOST": "127.0.0.1",
-        "CLASSROOM_GRPC_PORT": str(port),
         "CLASSROOM_SHUTDOWN_GRACE_S": "60",
         "CLASSROOM_REDIS_URL": "",
     }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "services.inference", "serve"], env=env, stderr=subprocess.PIPE, text=True
-    )
+    process, address = start_inference_process(env, stderr=subprocess.PIPE)
     try:
-        channel, stub = stub_for(f"127.0.0.1:{port}")
-        assert wait_for(lambda: _serving(channel), timeout=120), "server did not become SERVING"
+        wait_until_serving(address)
+        channel, stub = stub_for(address)
         call = stub.Generate(request(seed=4, num_inference_steps=30, width=256, height=256))
         responses = iter(call)
         first = next(responses)
@@ -122,10 +121,3 @@ def test_sigterm_drains_open_streams_then_exits(tiny_dir):
             process.kill()
         log = process.stderr.read()
     assert "draining" in log
-
-
-def _serving(channel) -> bool:
-    try:
-        return health_status(channel) == SERVING
-    except grpc.RpcError:
-        return False

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TypeVar
@@ -89,3 +93,24 @@ def stub_for(address: str) -> tuple[grpc.Channel, pb_grpc.DiffusionServiceStub]:
 def health_status(channel: grpc.Channel, service: str = SERVICE_NAME) -> int:
     stub = health_pb2_grpc.HealthStub(channel)
     return stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=5).status
+
+
+def wait_until_serving(address: str, timeout: float = 120.0) -> None:
+    with grpc.insecure_channel(address) as channel:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if health_status(channel) == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.RpcError:
+                pass
+            time.sleep(0.05)
+    raise TimeoutError(f"the inference service at {address} did not become SERVING")
+
+
+def start_inference_process(env: dict[str, str], **popen: object) -> tuple[subprocess.Popen[str], str]:
+    """`python -m services.inference serve` as a process of its own, as a container runs it."""
+    port = free_port()
+    full_env = os.environ | {"CLASSROOM_HOST": "127.0.0.1", "CLASSROOM_GRPC_PORT": str(port)} | env
+    process = subprocess.Popen([sys.executable, "-m", "services.inference", "serve"], env=full_env, text=True, **popen)
+    return process, f"127.0.0.1:{port}"

@@ -1,0 +1,62 @@
+"""The lesson examples the pages open with, from the service's catalog."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import streamlit as st
+
+from frontend.client import get_client
+from services.common.api import pb
+
+
+@dataclass(frozen=True)
+class Example:
+    id: str
+    labels: dict[str, str]
+    request_bytes: bytes
+    cached: bool
+
+    @property
+    def request(self) -> pb.GenerateRequest:
+        return pb.GenerateRequest.FromString(self.request_bytes)
+
+    def label(self, name: str, default: str = "") -> str:
+        return self.labels.get(name, default)
+
+
+@st.cache_data(ttl=30, show_spinner=False)
+def examples(collection: str) -> list[Example]:
+    """The entries of one catalog collection (an empty list if the catalog lacks it)."""
+    listing = get_client().lessons(collection)
+    return [
+        Example(
+            id=entry.id,
+            labels=dict(entry.labels),
+            request_bytes=entry.request.SerializeToString(deterministic=True),
+            cached=entry.cache_state == pb.CACHE_STATE_LESSON,
+        )
+        for entry in listing.entries
+    ]
+
+
+def where(items: list[Example], **labels: str) -> list[Example]:
+    return [item for item in items if all(item.labels.get(k) == v for k, v in labels.items())]
+
+
+def values(items: list[Example], name: str) -> list[str]:
+    """The distinct values of a label, in catalog order."""
+    return list(dict.fromkeys(item.labels[name] for item in items if name in item.labels))
+
+
+def choose_prompt_example(key: str, guidance: str = "7") -> Example | None:
+    """A select box over the prompt-pair examples at one guidance scale; None if there are none."""
+    items = where(examples("prompt-pairs"), guidance_scale=guidance)
+    if not items:
+        st.info("No lesson examples are set up on this server; try your own prompt instead.")
+        return None
+
+    def describe(item: Example) -> str:
+        return f"{item.request.prompt} (seed {item.label('seed')})"
+
+    return st.selectbox("Example", items, format_func=describe, key=key)

@@ -1,0 +1,1 @@
+"""The lesson pages, one file each, run by st.navigation from frontend/app.py."""

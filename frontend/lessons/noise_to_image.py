@@ -1,0 +1,63 @@
+"""Lesson 3: from noise to image - every step's latent, the model's guess of x0, and how fast it changes."""
+
+import itertools
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from frontend import trajectory
+from frontend.catalog import choose_prompt_example
+from frontend.views import PREVIEW_NOTE, enlarge, guarded, show_channels
+
+st.title("3. From noise to image")
+st.markdown(
+    "Generation starts from pure Gaussian noise drawn from the **seed** and removes a little of it at every "
+    "step. At each step the model predicts the noise ε in the latent $x_t$; from that prediction follows its "
+    "current guess of the clean latent, $x_0 = (x_t - \\sqrt{1-\\bar\\alpha_t}\\,\\varepsilon)/\\sqrt{\\bar\\alpha_t}$ "
+    "(for schedulers in sigma form, $x_0 = x - \\sigma\\varepsilon$). Watch the guess: the layout appears early, "
+    "the details late."
+)
+
+example = choose_prompt_example("noise-example")
+if example is None:
+    st.stop()
+run = guarded(lambda: trajectory.load(example.request))
+if run is None:
+    st.stop()
+
+step = st.slider("Step (0 is the starting noise)", 0, len(run.steps), len(run.steps) // 3)
+if step == 0:
+    latent, guess, label = run.initial_latent, None, "pure noise from the seed"
+    left, right = run.initial_preview, None
+else:
+    frame = run.steps[step - 1]
+    latent, guess = frame.latent, frame.predicted_x0
+    left, right = frame.latent_preview, frame.x0_preview
+    sigma = f", σ = {frame.sigma:.3f}" if frame.sigma is not None else ""
+    label = f"after step {step} of {len(run.steps)} (noise level t = {frame.timestep:g}{sigma})"
+
+a, b = st.columns(2)
+a.image(enlarge(left, 320), caption=f"the latent $x_t$, {label}")
+if right is not None:
+    b.image(enlarge(right, 320), caption="the model's guess of the clean latent $x_0$ at this step")
+st.caption(PREVIEW_NOTE + " The real image appears only after the VAE decode, below.")
+
+st.markdown("**The four channels of the latent** (grey is zero): the model works on these, not on pixels.")
+show_channels(latent, "x_t")
+
+
+def rms_changes(arrays: list[np.ndarray]) -> list[float]:
+    return [float(np.sqrt(((b - a) ** 2).mean())) for a, b in itertools.pairwise(arrays)]
+
+
+change = rms_changes(run.latents())
+guess_change = [0.0, *rms_changes([s.predicted_x0 for s in run.steps])]
+st.markdown("**How much each step changes** the latent and the guess (root-mean-square change per number):")
+st.line_chart(pd.DataFrame({"latent x_t": change, "guess x0": guess_change}, index=range(1, len(change) + 1)))
+st.markdown(
+    f"The model was trained on 1,000 noise levels; this run visits {run.total_steps} of them: "
+    f"{', '.join(f'{t:g}' for t in run.timesteps[:8])}{' …' if run.total_steps > 8 else ''}. "
+    "Same seed and settings give the same start, and the same image on the same hardware and software."
+)
+st.image(run.image, caption="the VAE's decode of the last latent: the real image", width=320)

@@ -1,0 +1,15 @@
+"""The front end's settings: environment variables prefixed CLASSROOM_."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class FrontendSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CLASSROOM_", extra="ignore")
+
+    # A host:port, or dns:///name:port to spread over several inference servers.
+    inference_addr: str = Field("localhost:50051", description="The inference service's gRPC address.")
+    # Unary calls (model info, tokens, lessons) give up after this long.
+    request_timeout_s: float = Field(30.0, description="Seconds before a quick call to the service gives up.")

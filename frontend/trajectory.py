@@ -1,0 +1,120 @@
+"""A generation as the lessons use it: decoded arrays and pictures, step by step."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+import streamlit as st
+
+from frontend.client import get_client
+from services.common.api import pb
+from services.common.codecs import decode_image, tensor_from_proto
+
+# What the lesson pages ask for: everything but the text embeddings.
+LESSON_PROBES = ["latent", "predicted_x0", "latent_preview", "predicted_x0_preview", "noise_predictions"]
+
+
+def _array(tensor: pb.Tensor) -> np.ndarray | None:
+    return tensor_from_proto(tensor).astype(np.float32) if tensor.shape else None
+
+
+def _picture(image: pb.Image) -> np.ndarray | None:
+    return decode_image(image) if image.data else None
+
+
+@dataclass
+class Step:
+    index: int
+    timestep: float
+    sigma: float | None
+    latent: np.ndarray | None  # [4, h, w] after this step
+    predicted_x0: np.ndarray | None
+    latent_preview: np.ndarray | None  # RGB, approximation
+    x0_preview: np.ndarray | None
+    noise: tuple[np.ndarray, np.ndarray, np.ndarray] | None  # unconditional, conditional, guided
+    seconds: float
+
+    @classmethod
+    def from_frame(cls, frame: pb.StepFrame) -> Step:
+        noise = None
+        if frame.HasField("noise"):
+            noise = (_array(frame.noise.unconditional), _array(frame.noise.conditional), _array(frame.noise.guided))
+        return cls(
+            index=frame.step_index,
+            timestep=frame.timestep,
+            sigma=frame.sigma if frame.HasField("sigma") else None,
+            latent=_array(frame.latent),
+            predicted_x0=_array(frame.predicted_x0),
+            latent_preview=_picture(frame.latent_preview),
+            x0_preview=_picture(frame.predicted_x0_preview),
+            noise=noise,
+            seconds=frame.timings.step_seconds,
+        )
+
+
+@dataclass
+class Trajectory:
+    source: int = pb.TRAJECTORY_SOURCE_UNSPECIFIED
+    request: pb.GenerateRequest | None = None
+    total_steps: int = 0
+    timesteps: list[float] = field(default_factory=list)
+    prompt_tokens: pb.TokenizeResponse | None = None
+    initial_latent: np.ndarray | None = None
+    initial_preview: np.ndarray | None = None
+    steps: list[Step] = field(default_factory=list)
+    image: np.ndarray | None = None
+    total_seconds: float = 0.0
+
+    @property
+    def cached(self) -> bool:
+        return self.source == pb.TRAJECTORY_SOURCE_CACHE
+
+    def add(self, response: pb.GenerateResponse) -> None:
+        """Fold one stream event in (the Playground calls this as events arrive)."""
+        kind = response.WhichOneof("event")
+        if kind == "status":
+            self.source = response.status.source
+        elif kind == "header":
+            header = response.header
+            self.request = header.request
+            self.total_steps = header.total_steps
+            self.timesteps = list(header.timesteps)
+            self.prompt_tokens = header.prompt.tokens
+            self.initial_latent = _array(header.initial_latent)
+            self.initial_preview = _picture(header.initial_latent_preview)
+        elif kind == "frame":
+            self.steps.append(Step.from_frame(response.frame))
+        elif kind == "final":
+            self.image = decode_image(response.final.image)
+            self.total_seconds = response.final.timings.total_seconds
+
+    def latents(self) -> list[np.ndarray]:
+        """X at every step, starting from the noise: total_steps + 1 latents."""
+        return [self.initial_latent, *(step.latent for step in self.steps)]
+
+
+def stream(request: pb.GenerateRequest) -> Iterator[tuple[Trajectory, pb.GenerateResponse]]:
+    """Follow a generation live: the trajectory so far after each event."""
+    trajectory = Trajectory()
+    for response in get_client().generate(request):
+        trajectory.add(response)
+        yield trajectory, response
+
+
+@st.cache_data(max_entries=128, show_spinner=False)
+def _load(request_bytes: bytes) -> Trajectory:
+    trajectory = Trajectory()
+    for response in get_client().generate(pb.GenerateRequest.FromString(request_bytes)):
+        trajectory.add(response)
+    return trajectory
+
+
+def load(request: pb.GenerateRequest, probes: list[str] | None = None) -> Trajectory:
+    """A whole trajectory (from the cache when it was precomputed), kept for every session."""
+    message = pb.GenerateRequest()
+    message.CopyFrom(request)
+    del message.include.paths[:]
+    message.include.paths.extend(probes or LESSON_PROBES)
+    return _load(message.SerializeToString(deterministic=True))

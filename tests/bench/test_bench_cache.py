@@ -1,0 +1,132 @@
+"""Benchmark: a class reading cached trajectories at once, against computing the same requests.
+
+Through the real service (its own process, as deployed) and a real Redis:
+- 200 concurrent readers of one cached 50-step 512 px trajectory;
+- 200 readers spread over 20 cached trajectories (10 each);
+- the baseline: the same request computed by the model for each reader (single
+  flight and cache off), measured in the same run with fewer readers
+  (BENCH_COMPUTED_READERS, 4 by default: each costs a full model run).
+Readers ask for latents and previews. Reported: time to first frame and to the
+last frame (p50, p99) and frames per second over all readers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import statistics
+import time
+
+import grpc
+import pytest
+
+from services.common.api import pb, pb_grpc
+from tests.bench.test_bench_stream import machine
+from tests.integration.helpers import request
+from tests.support.redis_server import RedisServer
+from tests.support.servers import start_inference_process, wait_until_serving
+
+READERS = int(os.environ.get("BENCH_READERS", "200"))
+TRAJECTORIES = int(os.environ.get("BENCH_TRAJECTORIES", "20"))
+COMPUTED_READERS = int(os.environ.get("BENCH_COMPUTED_READERS", "4"))
+STEPS = int(os.environ.get("BENCH_STEPS", "50"))
+SIZE = 512
+INCLUDE = ["latent", "latent_preview", "predicted_x0_preview"]
+
+
+def spec(index: int) -> pb.GenerateRequest:
+    return request(
+        f"a paper lantern festival, variation {index}",
+        seed=index,
+        num_inference_steps=STEPS,
+        width=SIZE,
+        height=SIZE,
+        scheduler="lms",
+        include=INCLUDE,
+    )
+
+
+async def read(stub: pb_grpc.DiffusionServiceStub, message: pb.GenerateRequest) -> tuple[float, float, int, bool]:
+    """(time to first frame, time to last frame, frames, cache hit) for one reader."""
+    started = time.perf_counter()
+    first = last = 0.0
+    frames, hit = 0, False
+    async for response in stub.Generate(message):
+        kind = response.WhichOneof("event")
+        if kind == "status":
+            hit = response.status.cache_hit
+        elif kind == "frame":
+            frames += 1
+            if frames == 1:
+                first = time.perf_counter() - started
+        elif kind == "final":
+            last = time.perf_counter() - started
+    return first, last, frames, hit
+
+
+async def crowd(address: str, messages: list[pb.GenerateRequest]) -> dict[str, float]:
+    async with grpc.aio.insecure_channel(address, options=[("grpc.max_receive_message_length", 64 * 2**20)]) as ch:
+        stub = pb_grpc.DiffusionServiceStub(ch)
+        started = time.perf_counter()
+        results = await asyncio.gather(*(read(stub, m) for m in messages))
+        wall = time.perf_counter() - started
+    firsts = sorted(r[0] for r in results)
+    lasts = sorted(r[1] for r in results)
+
+    def pct(values: list[float], q: float) -> float:
+        return values[min(len(values) - 1, round(q * (len(values) - 1)))]
+
+    return {
+        "readers": len(messages),
+        "hits": sum(r[3] for r in results),
+        "ttff_p50": statistics.median(firsts),
+        "ttff_p99": pct(firsts, 0.99),
+        "ttlf_p50": statistics.median(lasts),
+        "ttlf_p99": pct(lasts, 0.99),
+        "frames_per_s": sum(r[2] for r in results) / wall,
+        "wall": wall,
+    }
+
+
+@pytest.fixture(scope="module")
+def redis_url(tmp_path_factory):
+    server = RedisServer(tmp_path_factory.mktemp("bench-redis")).start()
+    yield server.url
+    server.stop()
+
+
+def serve(env: dict[str, str]):
+    process, address = start_inference_process(env)
+    wait_until_serving(address)
+    return process, address
+
+
+def test_class_reading_cached_trajectories(tiny_dir, redis_url):
+    base = {"CLASSROOM_MODEL": "tiny", "CLASSROOM_TINY_DIR": str(tiny_dir), "CLASSROOM_LOG_LEVEL": "WARNING"}
+    process, address = serve(base | {"CLASSROOM_REDIS_URL": redis_url})
+    try:
+        # Fill the cache: one trajectory per variation, computed once.
+        asyncio.run(crowd(address, [spec(i) for i in range(TRAJECTORIES)]))
+        one = asyncio.run(crowd(address, [spec(0)] * READERS))
+        spread = asyncio.run(crowd(address, [spec(i % TRAJECTORIES) for i in range(READERS)]))
+    finally:
+        process.terminate()
+        process.wait(60)
+    process, address = serve(base | {"CLASSROOM_REDIS_URL": "", "CLASSROOM_SINGLE_FLIGHT": "false"})
+    try:
+        computed = asyncio.run(crowd(address, [spec(0)] * COMPUTED_READERS))
+    finally:
+        process.terminate()
+        process.wait(60)
+
+    assert one["hits"] == READERS and spread["hits"] == READERS and computed["hits"] == 0
+    rows = [("one cached trajectory", one), (f"{TRAJECTORIES} cached trajectories", spread),
+            ("computed by the model (single flight, cache off)", computed)]  # fmt: skip
+    print(f"\n## A class reading cached trajectories\nmachine: {machine()}\n"
+          f"tiny model, {STEPS} steps, {SIZE}x{SIZE}, LMS; readers ask for {', '.join(INCLUDE)}\n"
+          "| scenario | readers | first frame p50 / p99 (ms) | last frame p50 / p99 (s) | frames/s |\n"
+          "|---|---|---|---|---|")  # fmt: skip
+    for name, r in rows:
+        print(f"| {name} | {r['readers']} | {r['ttff_p50'] * 1e3:.0f} / {r['ttff_p99'] * 1e3:.0f} | "
+              f"{r['ttlf_p50']:.2f} / {r['ttlf_p99']:.2f} | {r['frames_per_s']:.0f} |")  # fmt: skip
+    print(f"first frame p99, computed / cached: {computed['ttff_p99'] / one['ttff_p99']:.0f}x")
