@@ -7,12 +7,12 @@ PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 GEN := proto/gen
 PROTO_FILES := $(wildcard proto/diffusion_classroom/v1/*.proto)
-APT_PACKAGES := redis-server
+APT_PACKAGES := redis-server chromium
 
 export HF_HUB_OFFLINE ?= 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: help install apt proto test test-unit lint format bench serve build-tiny up precompute clean
+.PHONY: help install apt proto test test-unit lint format bench serve frontend build-tiny up precompute clean
 
 help:  ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s '	'
@@ -63,10 +63,13 @@ bench: install  ## Run the benchmarks in tests/bench (not part of `make test`).
 serve: install  ## Run the inference service (CLASSROOM_MODEL=tiny for the offline model).
 	$(PY) -m services.inference serve
 
+frontend: install  ## Run the Streamlit front end on :8501 (CLASSROOM_INFERENCE_ADDR, default localhost:50051).
+	$(PY) -m streamlit run frontend/app.py --server.port 8501 --server.headless true --browser.gatherUsageStats false
+
 build-tiny: install  ## Write the tiny offline model to models/tiny.
 	$(PY) -m services.inference build-tiny models/tiny
 
-up: install  ## Run the whole stack locally without Docker (Redis, inference).
+up: install  ## Run the whole stack locally without Docker (Redis, inference, front end on :8501).
 	deploy/local-up.sh
 
 precompute: install  ## Render the lesson catalog into the cache (needs a running service).

@@ -1,24 +1,41 @@
 #!/usr/bin/env bash
-# `make up`: the whole stack on this machine, without Docker. Ctrl-C stops it all.
-# CLASSROOM_MODEL=tiny runs it offline. An external Redis is used when
-# CLASSROOM_REDIS_URL is set; otherwise one is started here on port 6379.
+# `make up`: the whole stack on this machine, without Docker: Redis, the
+# inference service and the Streamlit front end. Ctrl-C stops it all.
+#
+# CLASSROOM_MODEL=tiny runs it offline. Ports: CLASSROOM_GRPC_PORT (50051),
+# CLASSROOM_FRONTEND_PORT (8501), CLASSROOM_REDIS_PORT (6379, for the Redis
+# started here). An external Redis is used when CLASSROOM_REDIS_URL is set.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
 RUN=.run
+GRPC_PORT=${CLASSROOM_GRPC_PORT:-50051}
+FRONTEND_PORT=${CLASSROOM_FRONTEND_PORT:-8501}
+REDIS_PORT=${CLASSROOM_REDIS_PORT:-6379}
 mkdir -p "$RUN/redis"
 pids=()
-# Stop in reverse order: the service drains its streams while Redis is still up.
-cleanup() { for ((i = ${#pids[@]} - 1; i >= 0; i--)); do kill "${pids[i]}" 2>/dev/null || true; wait "${pids[i]}" 2>/dev/null || true; done; }
+# Stop in reverse order: the front end first, then the service drains its streams while Redis is still up.
+cleanup() {
+  for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
+    kill "${pids[i]}" 2>/dev/null || true
+    wait "${pids[i]}" 2>/dev/null || true
+  done
+}
 trap cleanup EXIT INT TERM
 
 if [ -z "${CLASSROOM_REDIS_URL:-}" ]; then
-  redis-server deploy/redis/redis.conf --port 6379 --bind 127.0.0.1 --dir "$PWD/$RUN/redis" --maxmemory 1gb &
+  redis-server deploy/redis/redis.conf --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$PWD/$RUN/redis" \
+    --maxmemory 1gb &
   pids+=($!)
-  export CLASSROOM_REDIS_URL=redis://127.0.0.1:6379/0
+  export CLASSROOM_REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0"
 fi
 
-"$PY" -m services.inference serve &
+CLASSROOM_GRPC_PORT=$GRPC_PORT "$PY" -m services.inference serve &
 pids+=($!)
-echo "inference: localhost:${CLASSROOM_GRPC_PORT:-50051} (model ${CLASSROOM_MODEL:-stable-diffusion-v1-5/stable-diffusion-v1-5})"
+
+CLASSROOM_INFERENCE_ADDR=${CLASSROOM_INFERENCE_ADDR:-localhost:$GRPC_PORT} "$PY" -m streamlit run frontend/app.py \
+  --server.port "$FRONTEND_PORT" --server.headless true --browser.gatherUsageStats false &
+pids+=($!)
+
+echo "Diffusion Classroom: http://localhost:$FRONTEND_PORT (model ${CLASSROOM_MODEL:-stable-diffusion-v1-5/stable-diffusion-v1-5})"
 wait -n

@@ -2,16 +2,16 @@
 
 import streamlit as st
 
-st.set_page_config(page_title="Diffusion Classroom", page_icon="🎨", layout="wide")
+st.set_page_config(page_title="Diffusion Classroom", page_icon=":material/palette:", layout="wide")
 
 pages = [
-    st.Page("lessons/home.py", title="Welcome", icon="🏫", default=True),
-    st.Page("lessons/pipeline.py", title="1. The whole pipeline", icon="🧭"),
-    st.Page("lessons/words.py", title="2. Words to numbers", icon="🔤"),
-    st.Page("lessons/noise_to_image.py", title="3. From noise to image", icon="🌫️"),
-    st.Page("lessons/guidance.py", title="4. Guidance", icon="🧲"),
-    st.Page("lessons/change_one_word.py", title="5. Change one word", icon="✏️"),
-    st.Page("lessons/seeds_schedulers.py", title="6. Seeds and schedulers", icon="🎲"),
-    st.Page("lessons/playground.py", title="Playground", icon="🧪"),
+    st.Page("lessons/home.py", title="Welcome", icon=":material/school:", default=True),
+    st.Page("lessons/pipeline.py", title="1. The whole pipeline", icon=":material/account_tree:"),
+    st.Page("lessons/words.py", title="2. Words to numbers", icon=":material/text_fields:"),
+    st.Page("lessons/noise_to_image.py", title="3. From noise to image", icon=":material/blur_on:"),
+    st.Page("lessons/guidance.py", title="4. Guidance", icon=":material/tune:"),
+    st.Page("lessons/change_one_word.py", title="5. Change one word", icon=":material/edit:"),
+    st.Page("lessons/seeds_schedulers.py", title="6. Seeds and schedulers", icon=":material/casino:"),
+    st.Page("lessons/playground.py", title="Playground", icon=":material/science:"),
 ]
 st.navigation(pages).run()

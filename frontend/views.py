@@ -16,9 +16,9 @@ T = TypeVar("T")
 PREVIEW_NOTE = "Preview: a quick linear colour map of the latent, not the VAE's decode."
 
 
-def enlarge(rgb: np.ndarray, width: int = 256) -> np.ndarray:
-    """Scale a small picture up for the screen, keeping its pixels visible."""
-    height = round(rgb.shape[0] * width / rgb.shape[1])
+def enlarge(rgb: np.ndarray, width: int = 256, height: int | None = None) -> np.ndarray:
+    """Scale a small picture up for the screen, keeping its pixels visible (and its shape, unless told)."""
+    height = height or round(rgb.shape[0] * width / rgb.shape[1])
     return np.asarray(Image.fromarray(rgb).resize((width, height), Image.Resampling.NEAREST))
 
 
@@ -50,5 +50,5 @@ def guarded(action: Callable[[], T]) -> T | None:
     try:
         return action()
     except StudentError as error:
-        st.error(str(error), icon="⚠️")
+        st.error(str(error), icon=":material/error:")
         return None

@@ -48,7 +48,7 @@ for column, (scale, result) in zip(columns, runs, strict=False):
 st.info(
     "In diffusers' own pipeline, g = 0 and g = 1 both give the conditional image: it skips guidance for g ≤ 1. "
     "Here the formula is applied at every g, so g = 0 really is the unconditional image.",
-    icon="ℹ️",
+    icon=":material/info:",
 )
 
 st.subheader("Try it yourself")

@@ -26,5 +26,5 @@ info = guarded(get_client().model_info)
 if info is not None:
     st.success(
         f"The image server is running **{info.model_id}** on {info.device} ({info.dtype}).",
-        icon="✅",
+        icon=":material/check_circle:",
     )

@@ -89,7 +89,7 @@ if submitted:
                 right_image.image(enlarge(step.x0_preview, 320), caption="the model's guess of x0 (preview)")
         st.session_state.result = run
     except StudentError as error:
-        st.error(str(error), icon="⚠️")
+        st.error(str(error), icon=":material/error:")
     finally:
         st.session_state.running = False
 

@@ -7,7 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from frontend.client import get_client
-from frontend.views import diverging, guarded
+from frontend.views import diverging, enlarge, guarded
 from services.common.api import pb
 from services.common.codecs import tensor_from_proto
 
@@ -53,7 +53,7 @@ if tokens.truncated:
     st.warning(
         f"Only {tokens.max_length - 2} pieces fit. The model never sees the rest: **{tokens.truncated_text}** "
         f"({len(tokens.truncated_tokens)} pieces were cut off, silently, as Stable Diffusion does).",
-        icon="✂️",
+        icon=":material/content_cut:",
     )
 with st.expander("Every token"):
     st.dataframe(
@@ -75,8 +75,11 @@ st.markdown(
     f"One row per position, {vectors.shape[1]} numbers per row (red positive, blue negative). "
     "The UNet reads all of it, at every denoising step, through cross-attention."
 )
-st.image(np.repeat(diverging(vectors), 4, axis=0), caption=f"{vectors.shape[0]} × {vectors.shape[1]} text embeddings")
-st.bar_chart(pd.DataFrame({"length of each position's vector": encoding.token_norms}))
+st.image(
+    enlarge(diverging(vectors), width=768, height=4 * vectors.shape[0]),
+    caption=f"{vectors.shape[0]} × {vectors.shape[1]} text embeddings (rows: positions; columns: numbers)",
+)
+st.bar_chart(pd.DataFrame({"length of each position's vector": list(encoding.token_norms)}))
 
 st.subheader("The same word in another prompt")
 st.markdown(

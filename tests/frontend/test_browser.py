@@ -1,0 +1,128 @@
+"""End to end in a real Chromium: the stack started as `make up` starts it, every lesson opened.
+
+Screenshots land in test-artifacts/e2e/. Any exception shown on a page fails the test.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
+
+import pytest
+from playwright.sync_api import Page, expect, sync_playwright
+
+from tests.frontend.conftest import LESSON_CATALOG, ROOT
+from tests.support.servers import free_port, wait_until_serving
+
+ARTIFACTS = ROOT / "test-artifacts" / "e2e"
+expect.set_options(timeout=120_000)  # a live generation on a CPU takes seconds
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]  # fmt: skip
+LESSONS = [
+    ("1. The whole pipeline", "② Denoising loop"),
+    ("2. Words to numbers", "The embedding matrix"),
+    ("3. From noise to image", "The four channels of the latent"),
+    ("4. Guidance", "The same prompt at different guidance scales"),
+    ("5. Change one word", "How far apart the two latents are"),
+    ("6. Seeds and schedulers", "The scheduler picks the path"),
+]
+
+
+@pytest.fixture(scope="module")
+def stack(tiny_dir, tmp_path_factory) -> Iterator[str]:
+    """deploy/local-up.sh, the script behind `make up`, on free ports with the tiny model."""
+    ports = {name: str(free_port()) for name in ("GRPC", "FRONTEND", "REDIS")}
+    env = os.environ | {
+        "CLASSROOM_MODEL": "tiny",
+        "CLASSROOM_TINY_DIR": str(tiny_dir),
+        "CLASSROOM_CATALOG": str(LESSON_CATALOG),
+        "CLASSROOM_GRPC_PORT": ports["GRPC"],
+        "CLASSROOM_FRONTEND_PORT": ports["FRONTEND"],
+        "CLASSROOM_REDIS_PORT": ports["REDIS"],
+    }
+    env.pop("CLASSROOM_REDIS_URL", None)
+    env.pop("CLASSROOM_INFERENCE_ADDR", None)
+    log = (tmp_path_factory.mktemp("stack") / "stack.log").open("w")
+    process = subprocess.Popen(
+        ["bash", str(ROOT / "deploy" / "local-up.sh")], env=env, stdout=log, stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{ports['FRONTEND']}"
+    try:
+        wait_until_serving(f"127.0.0.1:{ports['GRPC']}")
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        yield url
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(60)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def page(stack) -> Iterator[Page]:
+    chromium = shutil.which("chromium")
+    assert chromium, "Debian's chromium is needed for the browser test: run `make install`"
+    shutil.rmtree(ARTIFACTS, ignore_errors=True)
+    ARTIFACTS.mkdir(parents=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(120_000)
+        yield page
+        browser.close()
+
+
+def settle(page: Page, name: str) -> None:
+    """Wait until the script has finished running, check for exceptions, take a screenshot."""
+    page.wait_for_timeout(300)
+    expect(page.locator('[data-testid="stStatusWidget"]')).to_have_count(0, timeout=120_000)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+    exceptions = page.locator('[data-testid="stException"]')
+    assert exceptions.count() == 0, exceptions.first.inner_text()
+
+
+def test_a_student_goes_through_the_app(page: Page, stack: str):
+    page.goto(stack)
+    expect(page.get_by_role("heading", name="Diffusion Classroom")).to_be_visible()
+    expect(page.get_by_text("The image server is running")).to_be_visible()
+    settle(page, "0-welcome")
+
+    for index, (title, section) in enumerate(LESSONS, start=1):
+        page.get_by_role("link", name=title).click()
+        expect(page.get_by_role("heading", name=title)).to_be_visible()
+        expect(page.get_by_text(section).first).to_be_visible()
+        settle(page, f"{index}-lesson")
+
+    page.get_by_role("link", name="Playground").click()
+    page.get_by_label("Prompt", exact=True).fill("a lighthouse on a cliff at night")
+    page.get_by_role("button", name="Generate").click()
+    expect(page.get_by_role("button", name="Download the image (PNG)")).to_be_visible()
+    expect(page.get_by_text("x_t after step 25")).to_be_visible()
+    settle(page, "7-playground-generated")
+
+    # Move the step slider back three steps: the pictures follow.
+    slider = page.get_by_role("slider").last
+    slider.focus()
+    for _ in range(3):
+        slider.press("ArrowLeft")
+    expect(page.get_by_text("x_t after step 22")).to_be_visible()
+    settle(page, "8-playground-step-22")

@@ -1,0 +1,164 @@
+"""Every page through Streamlit's AppTest, against a real inference service and Redis (tiny model)."""
+
+from __future__ import annotations
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from tests.frontend.conftest import ROOT
+
+LESSONS = ROOT / "frontend" / "lessons"
+
+
+def page(name: str) -> AppTest:
+    at = AppTest.from_file(str(LESSONS / f"{name}.py"), default_timeout=120)
+    return at.run()
+
+
+def text_of(at: AppTest) -> str:
+    parts = [m.value for m in at.markdown] + [c.value for c in at.caption] + [i.value for i in at.info]
+    parts += [s.value for s in at.success] + [w.value for w in at.warning] + [t.value for t in at.title]
+    return "\n".join(str(p) for p in parts)
+
+
+def captions(at: AppTest) -> list[str]:
+    return [caption for image in at.get("image") for caption in image.captions]
+
+
+def charts(at: AppTest) -> int:
+    return len(at.get("vega_lite_chart"))
+
+
+def assert_clean(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+
+
+def test_home_reports_the_model(frontend_env):
+    at = page("home")
+    assert_clean(at)
+    assert "running **tiny** on cpu" in text_of(at)
+
+
+def test_pipeline_names_the_three_stages_with_live_numbers(frontend_env):
+    at = page("pipeline")
+    assert_clean(at)
+    text = text_of(at)
+    for stage in ("① Text encoder", "② Denoising loop", "③ VAE decoder"):
+        assert stage in [s.value for s in at.subheader]
+    assert "window of **77 tokens**" in text and "vectors of **32 numbers**" in text
+    # 64x64 pictures in the test catalog: a 4x8x8 latent, 48 times fewer numbers than the image.
+    assert "4×8×8 = **256** numbers" in text and "**12,288**" in text and "**48× fewer**" in text
+    assert "served from the lesson cache" in text
+
+
+def test_words_shows_real_tokens_truncation_and_similarity(frontend_env):
+    at = page("words")
+    assert_clean(at)
+    text = text_of(at)
+    assert "**8 pieces**" in text and "astronaut" in text
+    at.text_input[0].input(" ".join(["zebra"] * 80)).run()
+    assert_clean(at)
+    assert any("zebra zebra zebra zebra zebra" in w.value for w in at.warning)
+    assert "Position 0 (start token): 1.000" in text_of(at)
+
+
+def test_noise_to_image_moves_through_every_step(frontend_env):
+    at = page("noise_to_image")
+    assert_clean(at)
+    slider = at.slider[0]
+    assert (slider.min, slider.max) == (0, 4)
+    for step in (0, 1, 4):
+        slider.set_value(step).run()
+        assert_clean(at)
+    assert "visits 4 of them" in text_of(at)
+    assert charts(at) == 1
+    assert any(c.startswith("the latent $x_t$, after step 4 of 4") for c in captions(at))
+    assert [c for c in captions(at) if "channel" in c] == [f"x_t: channel {i}" for i in range(4)]
+
+
+def test_guidance_shows_the_branches_and_the_scales(frontend_env):
+    at = page("guidance")
+    assert_clean(at)
+    shown = captions(at)
+    assert "u: unconditional (channel 0)" in shown and "c − u: what the prompt adds" in shown
+    assert [c for c in shown if c.startswith("g = ")] == ["g = 0", "g = 1", "g = 7", "g = 20"]
+    text = text_of(at)
+    assert "skips guidance for g ≤ 1" in text
+    assert "guidance multiplies it by 7" in text
+
+
+def test_guidance_live_slider_generates(frontend_env):
+    at = page("guidance")
+    at.slider[1].set_value(2.5)
+    at.text_input[0].input("fog")
+    at.button[0].click().run()
+    assert_clean(at)
+    assert "g = 2.5, negative prompt “fog”" in captions(at)
+
+
+def test_change_one_word_starts_from_the_same_noise(frontend_env):
+    at = page("change_one_word")
+    assert_clean(at)
+    assert charts(at) == 2  # the distance per step, and both paths in 2-D
+    at.slider[0].set_value(0).run()
+    assert captions(at).count("starting noise") == 2
+    at.slider[0].set_value(3).run()
+    assert_clean(at)
+    assert captions(at).count("guess of x0 at step 3") == 2
+
+
+def test_seeds_and_schedulers_show_every_cached_example(frontend_env):
+    at = page("seeds_schedulers")
+    assert_clean(at)
+    text = text_of(at)
+    for scheduler in ("ddim", "pndm", "lms", "euler", "euler_ancestral", "dpm_solver_pp"):
+        assert f"**{scheduler}**" in text
+    assert charts(at) == 1
+    assert [c for c in captions(at) if c.startswith("seed")] == ["seed 1", "seed 2", "seed 3"]
+    assert captions(at).count("3 steps") == 6 and captions(at).count("5 steps") == 6
+
+
+def test_playground_generates_and_offers_downloads(frontend_env):
+    at = page("playground")
+    assert_clean(at)
+    at.text_area[0].input("a lighthouse at night")
+    at.slider[0].set_value(3)
+    for box in at.selectbox:
+        if box.label in ("Width", "Height"):
+            box.set_value(64)
+    at.number_input[0].set_value(7)
+    next(b for b in at.button if b.label == "Generate").click().run()
+    assert_clean(at)
+    assert "“a lighthouse at night”, seed 7" in [s.value for s in at.subheader]
+    labels = [b.label for b in at.get("download_button")]
+    assert labels == ["Download the image (PNG)", "Download the denoising (GIF)"]
+
+
+def test_playground_explains_a_bad_prompt(frontend_env):
+    at = page("playground")
+    at.text_area[0].input("   ")
+    next(b for b in at.button if b.label == "Generate").click().run()
+    assert not at.exception
+    assert [e.value for e in at.error] == ["Please type a prompt: it is empty."]
+
+
+@pytest.mark.parametrize("name", ["home", "words", "playground"])
+def test_server_down_is_a_plain_sentence(name, monkeypatch):
+    from frontend.client import get_client
+    from tests.support.servers import free_port
+
+    monkeypatch.setenv("CLASSROOM_INFERENCE_ADDR", f"127.0.0.1:{free_port()}")
+    get_client.clear()
+    try:
+        at = page(name)
+    finally:
+        get_client.clear()
+    assert not at.exception
+    assert any("cannot be reached right now" in e.value for e in at.error)
+
+
+def test_the_app_lists_every_lesson(frontend_env):
+    at = AppTest.from_file(str(ROOT / "frontend" / "app.py"), default_timeout=60).run()
+    assert not at.exception
+    assert "Diffusion Classroom" in [t.value for t in at.title]
