@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Iterator
 
 import grpc
@@ -30,6 +31,8 @@ _SERVICE_CONFIG = json.dumps(
         ],
     }
 )
+
+STUDENT_METADATA = "x-student-id"
 
 _MESSAGES = {
     grpc.StatusCode.UNAVAILABLE: "The image server cannot be reached right now. It may be starting up: "
@@ -94,15 +97,22 @@ class ClassroomClient:
     def lessons(self, collection: str = "") -> pb.ListLessonsResponse:
         return self._call(self.stub.ListLessons, pb.ListLessonsRequest(collection=collection))
 
-    def generate(self, request: pb.GenerateRequest) -> Iterator[pb.GenerateResponse]:
+    def generate(self, request: pb.GenerateRequest, student: str) -> Iterator[pb.GenerateResponse]:
         """Stream a generation; closing the iterator early cancels it on the server."""
-        call = self.stub.Generate(request)
+        call = self.stub.Generate(request, metadata=((STUDENT_METADATA, student),))
         try:
             yield from call
         except grpc.RpcError as error:
             raise student_error(error) from error
         finally:
             call.cancel()  # a no-op once the stream has ended; stops the work if the reader left early
+
+
+def student_id() -> str:
+    """The id of this browser session: the service allows each student one generation at a time."""
+    if "student_id" not in st.session_state:
+        st.session_state.student_id = uuid.uuid4().hex
+    return st.session_state.student_id
 
 
 @st.cache_resource

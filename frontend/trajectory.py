@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import streamlit as st
 
-from frontend.client import get_client
+from frontend.client import get_client, student_id
 from services.common.api import pb
 from services.common.codecs import decode_image, tensor_from_proto
 
@@ -66,6 +66,7 @@ class Trajectory:
     steps: list[Step] = field(default_factory=list)
     image: np.ndarray | None = None
     total_seconds: float = 0.0
+    queue: pb.QueueStatus | None = None  # the last queue position heard, before the header
 
     @property
     def cached(self) -> bool:
@@ -76,6 +77,8 @@ class Trajectory:
         kind = response.WhichOneof("event")
         if kind == "status":
             self.source = response.status.source
+        elif kind == "queue":
+            self.queue = response.queue
         elif kind == "header":
             header = response.header
             self.request = header.request
@@ -98,15 +101,16 @@ class Trajectory:
 def stream(request: pb.GenerateRequest) -> Iterator[tuple[Trajectory, pb.GenerateResponse]]:
     """Follow a generation live: the trajectory so far after each event."""
     trajectory = Trajectory()
-    for response in get_client().generate(request):
+    for response in get_client().generate(request, student_id()):
         trajectory.add(response)
         yield trajectory, response
 
 
 @st.cache_data(max_entries=128, show_spinner=False)
-def _load(request_bytes: bytes) -> Trajectory:
+def _load(request_bytes: bytes, _student: str) -> Trajectory:
+    # Shared by every session (the student id, underscored, is not part of the cache key).
     trajectory = Trajectory()
-    for response in get_client().generate(pb.GenerateRequest.FromString(request_bytes)):
+    for response in get_client().generate(pb.GenerateRequest.FromString(request_bytes), _student):
         trajectory.add(response)
     return trajectory
 
@@ -117,4 +121,4 @@ def load(request: pb.GenerateRequest, probes: list[str] | None = None) -> Trajec
     message.CopyFrom(request)
     del message.include.paths[:]
     message.include.paths.extend(probes or LESSON_PROBES)
-    return _load(message.SerializeToString(deterministic=True))
+    return _load(message.SerializeToString(deterministic=True), student_id())

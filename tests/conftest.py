@@ -42,6 +42,7 @@ def settings(tiny_dir: Path, redis_server: RedisServer) -> InferenceSettings:
         grpc_port=0,
         shutdown_grace_s=5,
         redis_url=redis_server.url,
+        metrics_port=0,
     )
 
 

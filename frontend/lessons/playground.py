@@ -82,6 +82,15 @@ if submitted:
             kind = response.WhichOneof("event")
             if kind == "status":
                 status.info(SOURCES.get(run.source, ""))
+            elif kind == "queue":
+                ahead = run.queue.position - 1
+                status.info(
+                    "You are next: the GPU starts on your picture as soon as a place is free."
+                    if ahead == 0
+                    else f"Waiting for the GPU: {ahead} picture(s) ahead of yours."
+                )
+            elif kind == "header":
+                status.info(SOURCES.get(run.source, ""))
             elif kind == "frame":
                 step = run.steps[-1]
                 progress.progress(len(run.steps) / run.total_steps, text=f"Step {len(run.steps)} of {run.total_steps}")

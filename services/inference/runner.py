@@ -1,19 +1,17 @@
-"""The denoising loop: one generation at a time, step by step, as the lessons tell it.
+"""The denoising loop of one generation, step by step, as the lessons tell it.
 
 Our own loop over the diffusers components rather than the pipeline's
-`__call__`, so that every intermediate tensor can be shown. For the same model,
-seed and settings it computes what `StableDiffusionPipeline` computes, except
-that guidance `u + g * (c - u)` is applied at every g (see `Generation`).
+`__call__`, so that every intermediate tensor can be shown and several
+students' steps can share one UNet call (see `batching.py`). For the same
+model, seed and settings it computes what `StableDiffusionPipeline` computes,
+except that guidance `u + g * (c - u)` is applied at every g (see `Generation`).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import queue
-import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -96,7 +94,8 @@ def _host(tensor: torch.Tensor) -> np.ndarray:
     return tensor[0].to(torch.float16).cpu().numpy()
 
 
-def _sync(device: torch.device) -> None:
+def sync(device: torch.device) -> None:
+    """Wait for the device's queued work (to time it); nothing to wait for on the CPU."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
@@ -105,7 +104,7 @@ class Generation:
     """One request's state: its own scheduler, generator, latents and embeddings.
 
     The UNet call is left to the caller (`model_input` in, `finish_step` out),
-    so that a scheduler may later run the UNet for several generations at once.
+    so that the batching runner can run one UNet call for several generations.
     """
 
     def __init__(self, model: DiffusionModel, spec: GenerationSpec) -> None:
@@ -187,7 +186,6 @@ class Generation:
         noise = None
         if "noise_predictions" in include:
             noise = (_host(unconditional), _host(conditional), _host(guided))
-        _sync(self.model.device)
         scheduler_seconds = time.perf_counter() - started
         self.timings["denoising"] += unet_seconds + scheduler_seconds
 
@@ -220,110 +218,3 @@ class Generation:
             total_seconds=total_seconds + self.timings["vae_decode"],
             queue_seconds=queue_seconds,
         )
-
-
-# -- running generations ------------------------------------------------------
-
-
-@dataclass
-class RunnerStats:
-    generations_started: int = 0
-    generations_completed: int = 0
-    generations_cancelled: int = 0
-    generations_failed: int = 0
-    denoising_steps: int = 0
-    unet_calls: int = 0
-    active_generations: int = 0
-    queued_generations: int = 0
-
-
-@dataclass
-class Job:
-    """A submitted generation: its events flow to an asyncio queue on the server's loop."""
-
-    spec: GenerationSpec
-    loop: asyncio.AbstractEventLoop
-    events: asyncio.Queue[Event] = field(default_factory=asyncio.Queue)
-    cancelled: threading.Event = field(default_factory=threading.Event)
-    submitted_at: float = field(default_factory=time.perf_counter)
-
-    def emit(self, event: Event) -> None:
-        try:
-            self.loop.call_soon_threadsafe(self.events.put_nowait, event)
-        except RuntimeError:  # the loop is closed: nobody is listening any more
-            self.cancelled.set()
-
-    def cancel(self) -> None:
-        self.cancelled.set()
-
-
-class _Cancelled(Exception):
-    pass
-
-
-class Runner:
-    """Runs submitted generations one after another on a dedicated worker thread."""
-
-    def __init__(self, model: DiffusionModel) -> None:
-        self.model = model
-        self._queue: queue.Queue[Job | None] = queue.Queue()
-        self._lock = threading.Lock()
-        self._stats = RunnerStats()
-        self._thread = threading.Thread(target=self._work, name="diffusion-runner", daemon=True)
-        self._thread.start()
-
-    def stats(self) -> RunnerStats:
-        with self._lock:
-            return RunnerStats(**vars(self._stats))
-
-    def _count(self, **changes: int) -> None:
-        with self._lock:
-            for name, delta in changes.items():
-                setattr(self._stats, name, getattr(self._stats, name) + delta)
-
-    def submit(self, spec: GenerationSpec) -> Job:
-        job = Job(spec=spec, loop=asyncio.get_running_loop())
-        self._count(queued_generations=1)
-        self._queue.put(job)
-        return job
-
-    def close(self, timeout: float | None = None) -> None:
-        self._queue.put(None)
-        self._thread.join(timeout)
-
-    def _work(self) -> None:
-        while (job := self._queue.get()) is not None:
-            self._count(queued_generations=-1)
-            if job.cancelled.is_set():
-                self._count(generations_cancelled=1)
-                continue
-            self._count(generations_started=1, active_generations=1)
-            try:
-                job.emit(self._run(job))
-                self._count(generations_completed=1)
-            except _Cancelled:
-                self._count(generations_cancelled=1)
-            except Exception:
-                log.exception("generation failed: %s", job.spec)
-                self._count(generations_failed=1)
-                job.emit(ErrorEvent("Something went wrong inside the model while generating. Please try again."))
-            finally:
-                self._count(active_generations=-1)
-
-    def _run(self, job: Job) -> FinalEvent:
-        started = time.perf_counter()
-        generation = Generation(self.model, job.spec)
-        job.emit(generation.start())
-        unet = self.model.unet
-        while not generation.done:
-            if job.cancelled.is_set():
-                raise _Cancelled
-            with torch.inference_mode():
-                latent_pair, t, embeddings = generation.model_input()
-                unet_started = time.perf_counter()
-                noise_pair = unet(latent_pair, t, encoder_hidden_states=embeddings, return_dict=False)[0]
-                _sync(self.model.device)
-                unet_seconds = time.perf_counter() - unet_started
-            job.emit(generation.finish_step(noise_pair, unet_seconds, batch_size=latent_pair.shape[0]))
-            self._count(denoising_steps=1, unet_calls=1)
-        return generation.finish(started - job.submitted_at, time.perf_counter() - started)

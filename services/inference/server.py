@@ -16,14 +16,17 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from grpc_status import rpc_status
+from prometheus_client import start_http_server
 
 from services.common.api import SERVICE_NAME, pb, pb_grpc
 from services.common.trajectories import canonical_request
 from services.inference import frames
+from services.inference.batching import QueueFull, Runner, StudentBusy
 from services.inference.cache import TrajectoryStore
+from services.inference.metrics import Metrics
 from services.inference.models import DiffusionModel
 from services.inference.probes import DEFAULT_PROBES, PROBES
-from services.inference.runner import EncodedPrompt, Runner
+from services.inference.runner import EncodedPrompt
 from services.inference.schedulers import SCHEDULERS
 from services.inference.settings import InferenceSettings
 from services.inference.trajectories import TrajectoryFailed, TrajectoryHub
@@ -36,8 +39,26 @@ LOADING_MESSAGE = "The model is still loading. Please try again in a minute."
 # Request metadata naming the lesson entry a Generate call renders (the precompute
 # job sends it): such trajectories are kept in the lesson namespace, never evicted.
 LESSON_METADATA = "x-classroom-lesson"
+# Request metadata naming the student (stage 6 authenticates it); without it, the
+# connection's address stands in.
+STUDENT_METADATA = "x-student-id"
+STUDENT_BUSY_MESSAGE = "You already have a picture being made. Wait for it to finish (or stop it), then try again."
 # The health entry of the trajectory cache (SERVING while Redis answers).
 CACHE_HEALTH_NAME = "diffusion_classroom.v1.TrajectoryCache"
+
+
+async def _abort_queue_full(context: grpc.aio.ServicerContext, full: QueueFull) -> None:
+    """RESOURCE_EXHAUSTED with when to try again, in words and as a RetryInfo detail."""
+    retry = error_details_pb2.RetryInfo()
+    retry.retry_delay.FromSeconds(int(full.retry_after_s))
+    detail = any_pb2.Any()
+    detail.Pack(retry)
+    message = (
+        f"The class queue is full right now ({full.waiting} pictures are waiting). "
+        f"Please try again in about {max(1, round(full.retry_after_s / 60))} minute(s)."
+    )
+    status = status_pb2.Status(code=code_pb2.RESOURCE_EXHAUSTED, message=message, details=[detail])
+    await context.abort_with_status(rpc_status.to_status(status))
 
 
 async def _abort_invalid(context: grpc.aio.ServicerContext, error: RequestError) -> None:
@@ -64,8 +85,11 @@ class _CatalogEntry:
 class DiffusionService(pb_grpc.DiffusionServiceServicer):
     """Serves one loaded model; answers UNAVAILABLE until `attach` gives it the model."""
 
-    def __init__(self, settings: InferenceSettings, on_cache_availability: Callable[[bool, str], None]) -> None:
+    def __init__(
+        self, settings: InferenceSettings, on_cache_availability: Callable[[bool, str], None], metrics: Metrics
+    ) -> None:
         self.settings = settings
+        self.metrics = metrics
         self.model: DiffusionModel | None = None
         self.runner: Runner | None = None
         self.hub: TrajectoryHub | None = None
@@ -82,13 +106,15 @@ class DiffusionService(pb_grpc.DiffusionServiceServicer):
 
     def attach(self, model: DiffusionModel) -> None:
         self.model = model
-        self.runner = Runner(model)
+        batch = self.settings.max_batch_size or (8 if model.device.type == "cuda" else 4)
+        self.runner = Runner(model, max_batch_size=batch, max_queue=self.settings.max_queue, metrics=self.metrics)
         self.hub = TrajectoryHub(
             model,
             self.runner,
             self.store,
             self._encoder,
             memory_bytes=self.settings.memory_cache_mb * 2**20,
+            metrics=self.metrics,
             single_flight=self.settings.single_flight,
         )
         self._catalog_entries = []
@@ -200,7 +226,13 @@ class DiffusionService(pb_grpc.DiffusionServiceServicer):
             await _abort_invalid(context, error)
         assert self.hub is not None
         metadata = dict(context.invocation_metadata() or ())
-        trajectory, source = await self.hub.open(spec, lesson_entry=str(metadata.get(LESSON_METADATA, "")))
+        student = str(metadata.get(STUDENT_METADATA) or context.peer())
+        try:
+            trajectory, source = await self.hub.open(spec, student, lesson_entry=str(metadata.get(LESSON_METADATA, "")))
+        except StudentBusy:
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, STUDENT_BUSY_MESSAGE)
+        except QueueFull as full:
+            await _abort_queue_full(context, full)
         try:
             yield pb.GenerateResponse(
                 status=pb.StreamStatus(
@@ -209,6 +241,8 @@ class DiffusionService(pb_grpc.DiffusionServiceServicer):
             )
             async for event in trajectory.follow(spec.include):
                 yield event
+                if event.WhichOneof("event") == "frame":
+                    self.metrics.frames_sent.inc()
         except TrajectoryFailed as failure:
             await context.abort(grpc.StatusCode.INTERNAL, str(failure))
         finally:
@@ -281,7 +315,10 @@ class InferenceServer:
         self.server = grpc.aio.server(options=[("grpc.max_send_message_length", 64 * 2**20), ("grpc.so_reuseport", 0)])
         self.health = _configure_health_server(self.server)
         self._health_updates: set[asyncio.Task[None]] = set()
-        self.service = DiffusionService(settings, on_cache_availability=self._cache_health)
+        self.metrics = Metrics()
+        self.metrics_port = 0
+        self._metrics_server: object | None = None
+        self.service = DiffusionService(settings, on_cache_availability=self._cache_health, metrics=self.metrics)
         pb_grpc.add_DiffusionServiceServicer_to_server(self.service, self.server)
         reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server)
         self.port = self.server.add_insecure_port(f"{settings.host}:{settings.grpc_port}")
@@ -297,6 +334,11 @@ class InferenceServer:
         await _set_serving(self.health, False)
         await self.health.set(CACHE_HEALTH_NAME, _status(self.service.store.available))
         await self.server.start()
+        if self.settings.metrics_port:
+            self._metrics_server, _ = start_http_server(
+                self.settings.metrics_port, addr=self.settings.host, registry=self.metrics.registry
+            )
+            self.metrics_port = self._metrics_server.server_port
         log.info("listening on %s:%d; loading %s", self.settings.host, self.port, self.settings.model)
         model = await asyncio.to_thread(DiffusionModel.load, self.settings)
         self.service.attach(model)
@@ -308,6 +350,9 @@ class InferenceServer:
         await _set_serving(self.health, False)
         await self.server.stop(self.settings.shutdown_grace_s if grace is None else grace)
         await self.service.close()
+        if self._metrics_server is not None:
+            self._metrics_server.shutdown()
+            self._metrics_server.server_close()
 
 
 async def serve(settings: InferenceSettings) -> None:

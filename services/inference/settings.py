@@ -51,6 +51,13 @@ class InferenceSettings(BaseSettings):
     single_flight: bool = Field(True, description="Identical requests share one run and the cache.")
     catalog: Path = Field(DEFAULT_CATALOG, description="The lesson catalog (YAML).")
 
+    # Sharing the GPU. Generations denoised at once (their steps share UNet calls);
+    # 0 picks a default for the device: 8 on a GPU, 4 on a CPU.
+    max_batch_size: int = Field(0, description="Generations batched per UNet call (0: 8 on a GPU, 4 on a CPU).")
+    # Past this many waiting generations, requests are refused with a retry hint.
+    max_queue: int = Field(256, description="Generations that may wait for the GPU before requests are refused.")
+    metrics_port: int = Field(9100, description="Port of the Prometheus /metrics endpoint (0: none).")
+
     # Limits a request must respect (GetModelInfo reports them to clients).
     min_steps: int = Field(1, description="Fewest denoising steps a request may ask for.")
     max_steps: int = Field(150, description="Most denoising steps a request may ask for.")

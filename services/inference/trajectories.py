@@ -18,10 +18,12 @@ from concurrent.futures import Executor
 from services.common.api import pb, store_pb
 from services.common.trajectories import Namespace, canonical_request, trajectory_id
 from services.inference import frames
+from services.inference.batching import Job, QueueEvent, Runner
 from services.inference.cache import TrajectoryStore
+from services.inference.metrics import Metrics
 from services.inference.models import DiffusionModel
 from services.inference.probes import PROBES
-from services.inference.runner import ErrorEvent, FinalEvent, HeaderEvent, Job, Runner, StepEvent
+from services.inference.runner import ErrorEvent, FinalEvent, HeaderEvent, StepEvent
 from services.inference.validation import GenerationSpec
 
 log = logging.getLogger(__name__)
@@ -49,6 +51,7 @@ class Trajectory:
         self.stored_in: Namespace | None = None
         self.job: Job | None = None
         self.pump: asyncio.Task[None] | None = None
+        self.queue: pb.QueueStatus | None = None  # while waiting for the GPU
         self._grew = asyncio.Event()
         self._views: dict[frozenset[str], list[pb.GenerateResponse]] = {}
 
@@ -59,6 +62,10 @@ class Trajectory:
 
     def finish(self, error: str | None = None) -> None:
         self.finished, self.error = True, error
+        self._wake()
+
+    def queued(self, status: pb.QueueStatus) -> None:
+        self.queue = status
         self._wake()
 
     def _wake(self) -> None:
@@ -75,9 +82,16 @@ class Trajectory:
         return view[index]
 
     async def follow(self, include: frozenset[str]) -> AsyncIterator[pb.GenerateResponse]:
-        """Everything so far, then each new event as it is appended, until the end."""
+        """Everything so far, then each new event as it is appended, until the end.
+
+        Until the header arrives, a reader also hears each change of the queue position.
+        """
         index = 0
+        queue_seen: pb.QueueStatus | None = None
         while True:
+            if not self.events and self.queue is not None and self.queue != queue_seen:
+                queue_seen = self.queue
+                yield pb.GenerateResponse(queue=queue_seen)
             while index < len(self.events):
                 yield self._view(index, include)
                 index += 1
@@ -114,9 +128,11 @@ class TrajectoryHub:
         store: TrajectoryStore,
         encoder: Executor,
         memory_bytes: int,
+        metrics: Metrics,
         single_flight: bool = True,
     ) -> None:
         self.model, self.runner, self.store, self.encoder = model, runner, store, encoder
+        self.metrics = metrics
         self.memory_bytes = memory_bytes
         self.single_flight = single_flight
         self.stats = HubStats()
@@ -126,12 +142,15 @@ class TrajectoryHub:
     def key(self, spec: GenerationSpec) -> str:
         return trajectory_id(spec.to_proto(), self.model.model_id, self.model.revision)
 
-    async def open(self, spec: GenerationSpec, lesson_entry: str = "") -> tuple[Trajectory, int]:
-        """The trajectory this request reads, with its source; the caller must `release` it."""
+    async def open(self, spec: GenerationSpec, student: str, lesson_entry: str = "") -> tuple[Trajectory, int]:
+        """The trajectory this request reads, with its source; the caller must `release` it.
+
+        Raises the runner's refusals (StudentBusy, QueueFull) when the model would have to run.
+        """
         key = self.key(spec)
         if not self.single_flight:
             trajectory = Trajectory(key, spec.to_proto(), self.model)
-            source = self._start(trajectory, spec)
+            source = self._start(trajectory, spec, student)
         elif (trajectory := self._live.get(key)) is not None:
             self.stats.single_flight_joins += 1
             source = pb.TRAJECTORY_SOURCE_JOINED
@@ -144,13 +163,14 @@ class TrajectoryHub:
             # join it; shielded, so that a caller who gives up mid-lookup leaves it whole.
             trajectory = Trajectory(key, spec.to_proto(), self.model)
             self._live[key] = trajectory
-            source = await asyncio.shield(self._load_or_start(trajectory, spec))
+            source = await asyncio.shield(self._load_or_start(trajectory, spec, student))
         if lesson_entry:
             await self._keep_as_lesson(trajectory, lesson_entry)
         trajectory.readers += 1
+        (self.metrics.cache_hits if source == pb.TRAJECTORY_SOURCE_CACHE else self.metrics.cache_misses).inc()
         return trajectory, source
 
-    async def _load_or_start(self, trajectory: Trajectory, spec: GenerationSpec) -> int:
+    async def _load_or_start(self, trajectory: Trajectory, spec: GenerationSpec, student: str) -> int:
         found = await self.store.load(trajectory.key)
         if found is not None:
             record, namespace = found
@@ -164,12 +184,18 @@ class TrajectoryHub:
             self.stats.cache_hits += 1
             return pb.TRAJECTORY_SOURCE_CACHE
         self.stats.cache_misses += 1
-        return self._start(trajectory, spec)
+        try:
+            return self._start(trajectory, spec, student)
+        except Exception as refusal:
+            # Readers that joined meanwhile hear the same refusal; the next request tries afresh.
+            self._live.pop(trajectory.key, None)
+            trajectory.finish(error=str(refusal) or type(refusal).__name__)
+            raise
 
-    def _start(self, trajectory: Trajectory, spec: GenerationSpec) -> int:
+    def _start(self, trajectory: Trajectory, spec: GenerationSpec, student: str) -> int:
         # Every probe is computed, whatever this reader asked for: the trajectory
         # serves every later reader and the cache, whatever they ask for.
-        trajectory.job = self.runner.submit(dataclasses.replace(spec, include=ALL_PROBES))
+        trajectory.job = self.runner.submit(dataclasses.replace(spec, include=ALL_PROBES), student)
         trajectory.pump = asyncio.create_task(self._pump(trajectory, trajectory.job))
         return pb.TRAJECTORY_SOURCE_COMPUTED
 
@@ -177,7 +203,7 @@ class TrajectoryHub:
         """A reader is done; when the last reader of unfinished work leaves, the work stops."""
         trajectory.readers -= 1
         if trajectory.readers == 0 and not trajectory.finished and trajectory.job is not None:
-            trajectory.job.cancel()
+            self.runner.cancel(trajectory.job)
             if trajectory.pump is not None:
                 trajectory.pump.cancel()
             trajectory.finish(error="cancelled")
@@ -194,6 +220,9 @@ class TrajectoryHub:
                 if isinstance(event, ErrorEvent):
                     trajectory.finish(error=event.message)
                     return
+                if isinstance(event, QueueEvent):
+                    trajectory.queued(pb.QueueStatus(position=event.position, waiting=event.waiting))
+                    continue
                 encode: tuple[Callable[..., pb.GenerateResponse], ...]
                 if isinstance(event, HeaderEvent):
                     encode = (frames.header_message, event, model.model_id, model.revision)

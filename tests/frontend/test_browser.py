@@ -38,7 +38,7 @@ LESSONS = [
 @pytest.fixture(scope="module")
 def stack(tiny_dir, tmp_path_factory) -> Iterator[str]:
     """deploy/local-up.sh, the script behind `make up`, on free ports with the tiny model."""
-    ports = {name: str(free_port()) for name in ("GRPC", "FRONTEND", "REDIS")}
+    ports = {name: str(free_port()) for name in ("GRPC", "FRONTEND", "REDIS", "METRICS")}
     env = os.environ | {
         "CLASSROOM_MODEL": "tiny",
         "CLASSROOM_TINY_DIR": str(tiny_dir),
@@ -46,6 +46,7 @@ def stack(tiny_dir, tmp_path_factory) -> Iterator[str]:
         "CLASSROOM_GRPC_PORT": ports["GRPC"],
         "CLASSROOM_FRONTEND_PORT": ports["FRONTEND"],
         "CLASSROOM_REDIS_PORT": ports["REDIS"],
+        "CLASSROOM_METRICS_PORT": ports["METRICS"],
     }
     env.pop("CLASSROOM_REDIS_URL", None)
     env.pop("CLASSROOM_INFERENCE_ADDR", None)

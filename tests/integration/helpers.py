@@ -20,6 +20,7 @@ class Stream:
     header: pb.TrajectoryHeader
     frames: list[pb.StepFrame] = field(default_factory=list)
     final: pb.FinalImage | None = None
+    queue: list[pb.QueueStatus] = field(default_factory=list)  # positions heard before the header
 
     @property
     def image(self) -> np.ndarray:
@@ -37,17 +38,21 @@ def request(prompt: str = "a watercolor fox", include: list[str] | None = None, 
 
 
 def collect(responses) -> Stream:
-    """Read a whole Generate stream, checking the order: status, header, frames, final."""
+    """Read a whole Generate stream, checking the order: status, queue positions, header, frames, final."""
     stream: Stream | None = None
     status: pb.StreamStatus | None = None
+    queue: list[pb.QueueStatus] = []
     for response in responses:
         kind = response.WhichOneof("event")
         if kind == "status":
             assert status is None and stream is None, "status must come first, once"
             status = response.status
+        elif kind == "queue":
+            assert status is not None and stream is None, "queue positions come between status and header"
+            queue.append(response.queue)
         elif kind == "header":
             assert status is not None and stream is None, "header must follow the status, once"
-            stream = Stream(status=status, header=response.header)
+            stream = Stream(status=status, header=response.header, queue=queue)
         else:
             assert stream is not None and stream.final is None, f"{kind} outside header..final"
             if kind == "frame":

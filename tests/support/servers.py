@@ -111,6 +111,7 @@ def wait_until_serving(address: str, timeout: float = 120.0) -> None:
 def start_inference_process(env: dict[str, str], **popen: object) -> tuple[subprocess.Popen[str], str]:
     """`python -m services.inference serve` as a process of its own, as a container runs it."""
     port = free_port()
-    full_env = os.environ | {"CLASSROOM_HOST": "127.0.0.1", "CLASSROOM_GRPC_PORT": str(port)} | env
+    defaults = {"CLASSROOM_HOST": "127.0.0.1", "CLASSROOM_GRPC_PORT": str(port), "CLASSROOM_METRICS_PORT": "0"}
+    full_env = os.environ | defaults | env
     process = subprocess.Popen([sys.executable, "-m", "services.inference", "serve"], env=full_env, text=True, **popen)
     return process, f"127.0.0.1:{port}"

@@ -1,0 +1,290 @@
+"""Sharing one GPU across a class: a bounded fair queue and step-level batching.
+
+One worker thread owns the model. Requests wait in a bounded queue, first come
+first served, at most one per student (so no student can fill the queue, and
+first come first served is round-robin between students). Up to
+`max_batch_size` generations run at once; every step, the generations of one
+latent size (a group) share a single UNet call, each with its own timestep,
+guidance scale, scheduler and generator, and groups of different sizes take
+turns. Generations join between steps as others finish or are cancelled.
+
+The worker never waits on the network, Redis or image encoding: everything it
+produces goes to the server's event loop with `call_soon_threadsafe`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+import torch
+
+from services.inference.metrics import Metrics
+from services.inference.models import DiffusionModel
+from services.inference.runner import ErrorEvent, FinalEvent, Generation, HeaderEvent, StepEvent, sync
+from services.inference.validation import GenerationSpec
+
+log = logging.getLogger(__name__)
+
+MODEL_FAILURE = "Something went wrong inside the model while generating. Please try again."
+
+
+@dataclass(frozen=True)
+class QueueEvent:
+    position: int  # 1: next to start
+    waiting: int
+
+
+Event = HeaderEvent | StepEvent | FinalEvent | ErrorEvent | QueueEvent
+
+
+class QueueFull(Exception):
+    def __init__(self, waiting: int, retry_after_s: float) -> None:
+        super().__init__(f"{waiting} requests are waiting")
+        self.waiting, self.retry_after_s = waiting, retry_after_s
+
+
+class StudentBusy(Exception):
+    """The student already has a generation computing or waiting."""
+
+
+@dataclass
+class RunnerStats:
+    generations_started: int = 0
+    generations_completed: int = 0
+    generations_cancelled: int = 0
+    generations_failed: int = 0
+    denoising_steps: int = 0
+    unet_calls: int = 0
+    active_generations: int = 0
+    queued_generations: int = 0
+    rejected_queue_full: int = 0
+    rejected_student_busy: int = 0
+
+
+@dataclass(eq=False)
+class Job:
+    """A submitted generation: its events flow to an asyncio queue on the server's loop."""
+
+    spec: GenerationSpec
+    student: str
+    loop: asyncio.AbstractEventLoop
+    events: asyncio.Queue[Event] = field(default_factory=asyncio.Queue)
+    cancelled: threading.Event = field(default_factory=threading.Event)
+    submitted_at: float = field(default_factory=time.perf_counter)
+    position: int = 0  # last position announced
+
+    def emit(self, event: Event) -> None:
+        try:
+            self.loop.call_soon_threadsafe(self.events.put_nowait, event)
+        except RuntimeError:  # the loop is closed: nobody is listening any more
+            self.cancelled.set()
+
+    def cancel(self) -> None:
+        self.cancelled.set()
+
+
+@dataclass(eq=False)
+class _Running:
+    job: Job
+    generation: Generation
+    started_at: float
+    group: tuple[int, int]  # latent height and width
+
+
+class Runner:
+    """Owns the model on one worker thread; batches the steps of the generations it runs."""
+
+    def __init__(self, model: DiffusionModel, max_batch_size: int, max_queue: int, metrics: Metrics) -> None:
+        self.model = model
+        self.max_batch_size = max_batch_size
+        self.max_queue = max_queue
+        self.metrics = metrics
+        self._lock = threading.Condition()
+        self._waiting: deque[Job] = deque()
+        self._running: list[_Running] = []
+        self._students: dict[str, Job] = {}  # each student's one job, waiting or running
+        self._stats = RunnerStats()
+        self._closing = False
+        self._group_turn = 0
+        self._average_seconds = 10.0  # a generation's wall time, smoothed, for retry hints
+        self._thread = threading.Thread(target=self._work, name="diffusion-runner", daemon=True)
+        self._thread.start()
+
+    # -- the server's side (event loop thread) ------------------------------
+
+    def stats(self) -> RunnerStats:
+        with self._lock:
+            stats = RunnerStats(**vars(self._stats))
+            stats.active_generations, stats.queued_generations = len(self._running), len(self._waiting)
+            return stats
+
+    def submit(self, spec: GenerationSpec, student: str) -> Job:
+        """Queue a generation, or refuse: StudentBusy, QueueFull."""
+        with self._lock:
+            if student in self._students:
+                self.metrics.rejected.labels("student_busy").inc()
+                self._stats.rejected_student_busy += 1
+                raise StudentBusy
+            if len(self._waiting) >= self.max_queue:
+                self.metrics.rejected.labels("queue_full").inc()
+                self._stats.rejected_queue_full += 1
+                waves = 1 + len(self._waiting) // max(1, self.max_batch_size)
+                raise QueueFull(len(self._waiting), retry_after_s=round(waves * self._average_seconds))
+            job = Job(spec=spec, student=student, loop=asyncio.get_running_loop())
+            self._students[student] = job
+            self._waiting.append(job)
+            self._announce_positions()
+            self._lock.notify()
+        return job
+
+    def cancel(self, job: Job) -> None:
+        """Stop a job: it leaves at the next step boundary, and its student may ask again at once."""
+        job.cancel()
+        with self._lock:
+            if self._students.get(job.student) is job:
+                del self._students[job.student]
+
+    def close(self, timeout: float | None = None) -> None:
+        with self._lock:
+            self._closing = True
+            self._lock.notify()
+        self._thread.join(timeout)
+
+    # -- the worker thread ----------------------------------------------------
+
+    def _announce_positions(self) -> None:
+        for index, job in enumerate(self._waiting, start=1):
+            if job.position != index:
+                job.position = index
+                job.emit(QueueEvent(position=index, waiting=len(self._waiting)))
+        self.metrics.queue_length.set(len(self._waiting))
+
+    def _release(self, job: Job, outcome: str) -> None:
+        """A job leaves (done, cancelled, failed): its student may ask again. Call with the lock held."""
+        if self._students.get(job.student) is job:
+            del self._students[job.student]
+        setattr(self._stats, outcome, getattr(self._stats, outcome) + 1)
+
+    def _admit(self) -> list[Job]:
+        """Move waiting jobs into the running set while there is room. Call with the lock held."""
+        admitted = []
+        while self._waiting and len(self._running) + len(admitted) < self.max_batch_size:
+            job = self._waiting.popleft()
+            if job.cancelled.is_set():
+                self._release(job, "generations_cancelled")
+                continue
+            admitted.append(job)
+        cancelled_waiting = [job for job in self._waiting if job.cancelled.is_set()]
+        for job in cancelled_waiting:
+            self._waiting.remove(job)
+            self._release(job, "generations_cancelled")
+        if admitted or cancelled_waiting:
+            self._announce_positions()
+        return admitted
+
+    def _work(self) -> None:
+        while True:
+            with self._lock:
+                while not self._closing and not self._waiting and not self._running:
+                    self._lock.wait()
+                if self._closing:
+                    return
+                admitted = self._admit()
+            for job in admitted:
+                self._start(job)
+            self._drop_cancelled()
+            if self._running:
+                self._step(self._next_group())
+
+    def _start(self, job: Job) -> None:
+        factor = self.model.vae_downsample_factor
+        group = (job.spec.height // factor, job.spec.width // factor)
+        self.metrics.queue_seconds.observe(time.perf_counter() - job.submitted_at)
+        try:
+            generation = Generation(self.model, job.spec)
+            job.emit(generation.start())
+        except Exception:
+            log.exception("could not start generation: %s", job.spec)
+            job.emit(ErrorEvent(MODEL_FAILURE))
+            with self._lock:
+                self._release(job, "generations_failed")
+            return
+        with self._lock:
+            self._running.append(_Running(job, generation, time.perf_counter(), group))
+            self._stats.generations_started += 1
+        self.metrics.running.set(len(self._running))
+
+    def _drop_cancelled(self) -> None:
+        """Cancelled generations leave between steps; their tensors go with them."""
+        with self._lock:
+            for running in [r for r in self._running if r.job.cancelled.is_set()]:
+                self._running.remove(running)
+                self._release(running.job, "generations_cancelled")
+        self.metrics.running.set(len(self._running))
+
+    def _next_group(self) -> list[_Running]:
+        """The generations of the next latent size in turn: groups of different sizes alternate."""
+        groups = sorted({r.group for r in self._running})
+        self._group_turn = (self._group_turn + 1) % len(groups)
+        group = groups[self._group_turn]
+        return [r for r in self._running if r.group == group][: self.max_batch_size]
+
+    def _step(self, batch: list[_Running]) -> None:
+        """One denoising step for every generation in `batch`, through one UNet call."""
+        with torch.inference_mode():
+            inputs = [r.generation.model_input() for r in batch]
+            latents = torch.cat([latent for latent, _, _ in inputs])
+            timesteps = torch.cat([t.reshape(1).float().expand(latent.shape[0]) for latent, t, _ in inputs])
+            embeddings = torch.cat([text for _, _, text in inputs])
+            started = time.perf_counter()
+            try:
+                noise = self.model.unet(
+                    latents, timesteps.to(latents.device), encoder_hidden_states=embeddings, return_dict=False
+                )[0]
+                sync(self.model.device)
+            except Exception:
+                log.exception("UNet call failed for a batch of %d", len(batch))
+                for running in batch:
+                    self._finish(running, failed=True)
+                return
+            unet_seconds = time.perf_counter() - started
+        self.metrics.batch_size.observe(len(batch))
+        self.metrics.step_seconds.observe(unet_seconds)
+        with self._lock:
+            self._stats.unet_calls += 1
+            self._stats.denoising_steps += len(batch)
+        offset = 0
+        for running, (latent, _, _) in zip(batch, inputs, strict=True):
+            pair = noise[offset : offset + latent.shape[0]]
+            offset += latent.shape[0]
+            try:
+                running.job.emit(running.generation.finish_step(pair, unet_seconds, batch_size=latents.shape[0]))
+                if running.generation.done:
+                    self._finish(running)
+            except Exception:
+                log.exception("step failed: %s", running.job.spec)
+                self._finish(running, failed=True)
+
+    def _finish(self, running: _Running, failed: bool = False) -> None:
+        job = running.job
+        event: Event = ErrorEvent(MODEL_FAILURE)
+        if not failed:
+            try:
+                queued = running.started_at - job.submitted_at
+                event = running.generation.finish(queued, time.perf_counter() - running.started_at)
+            except Exception:
+                log.exception("decode failed: %s", job.spec)
+                failed = True
+        elapsed = time.perf_counter() - running.started_at
+        # The student is free again before they hear the end, so their next request is welcome.
+        with self._lock:
+            self._running.remove(running)
+            self._release(job, "generations_failed" if failed else "generations_completed")
+            self._average_seconds = 0.8 * self._average_seconds + 0.2 * elapsed
+        self.metrics.running.set(len(self._running))
+        job.emit(event)

@@ -1,0 +1,209 @@
+"""One GPU for a class: step-level batching, the fair queue, admission, cancellation, metrics."""
+
+import threading
+import time
+import urllib.request
+
+import grpc
+import numpy as np
+import pytest
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+
+from services.common.api import pb
+from tests.integration.helpers import collect, request
+from tests.support.servers import free_port, running_server, stub_for
+
+
+def student(name):
+    return (("x-student-id", name),)
+
+
+def stats(stub):
+    return stub.GetServerStats(pb.GetServerStatsRequest())
+
+
+@pytest.fixture(scope="module")
+def batching(settings):
+    """A server that computes every request (no cache, no single flight), four generations per UNet call."""
+    config = settings.model_copy(
+        update={"redis_url": "", "single_flight": False, "max_batch_size": 4, "metrics_port": free_port()}
+    )
+    with running_server(config) as server:
+        channel, stub = stub_for(server.address)
+        yield server, stub
+        channel.close()
+
+
+MIXED = [
+    request("a red barn in a field", seed=1, num_inference_steps=8, guidance_scale=7.5, scheduler="ddim"),
+    request("a blue boat on a lake", seed=2, num_inference_steps=6, guidance_scale=3.0, scheduler="euler_ancestral"),
+    request("a green frog on a leaf", seed=3, num_inference_steps=10, guidance_scale=0.0, scheduler="lms"),
+    request("a yellow taxi at night", seed=4, num_inference_steps=7, guidance_scale=12.0, scheduler="dpm_solver_pp"),
+]
+for message in MIXED:
+    message.width = message.height = 64
+    message.include.paths.extend(["latent", "predicted_x0"])
+
+
+def run_together(stub, messages, names):
+    streams = [None] * len(messages)
+    start = threading.Barrier(len(messages))
+
+    def read(index):
+        start.wait()
+        streams[index] = collect(stub.Generate(messages[index], metadata=student(names[index])))
+
+    threads = [threading.Thread(target=read, args=(i,)) for i in range(len(messages))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    return streams
+
+
+def test_batched_requests_get_the_frames_they_get_alone(batching):
+    _, stub = batching
+    alone = [collect(stub.Generate(m, metadata=student("solo"))) for m in MIXED]
+    assert all(f.timings.batch_size == 2 for s in alone for f in s.frames)
+    together = run_together(stub, MIXED, ["ann", "bob", "cy", "dee"])
+    assert max(f.timings.batch_size for s in together for f in s.frames) == 8  # four guided generations at once
+    for one, shared in zip(alone, together, strict=True):
+        assert len(shared.frames) == len(one.frames)
+        for a, b in zip(one.frames, shared.frames, strict=True):
+            np.testing.assert_allclose(
+                np.frombuffer(b.latent.data, np.float16), np.frombuffer(a.latent.data, np.float16), atol=2e-2
+            )
+        difference = np.abs(shared.image.astype(int) - one.image.astype(int))
+        assert difference.max() <= 2 and difference.mean() < 0.1
+
+
+def test_requests_join_and_leave_a_running_batch(batching):
+    _, stub = batching
+    long = request("a long walk", seed=10, num_inference_steps=40, width=64, height=64)
+    frames = []
+    joined = threading.Event()
+
+    def read_long():
+        for response in stub.Generate(long, metadata=student("long")):
+            if response.WhichOneof("event") == "frame":
+                frames.append(response.frame.timings.batch_size)
+                if len(frames) == 5:
+                    joined.set()
+
+    reader = threading.Thread(target=read_long)
+    reader.start()
+    assert joined.wait(60)
+    short = collect(stub.Generate(request("a short hop", seed=11, num_inference_steps=5, width=64, height=64),
+                                  metadata=student("short")))  # fmt: skip
+    # A cancelled request's place is taken by the next one.
+    cancelled = stub.Generate(request("never mind", seed=12, num_inference_steps=40, width=64, height=64),
+                              metadata=student("quitter"))  # fmt: skip
+    for response in cancelled:
+        if response.WhichOneof("event") == "frame":
+            cancelled.cancel()
+            break
+    later = collect(stub.Generate(request("one more", seed=13, num_inference_steps=4, width=64, height=64),
+                                  metadata=student("quitter")))  # fmt: skip
+    reader.join(120)
+    assert frames[:5] == [2] * 5  # alone at first
+    assert 4 in frames  # then sharing its UNet calls with the short one
+    assert frames[-1] == 2  # alone again once the others left
+    assert {f.timings.batch_size for f in short.frames} == {4}
+    assert len(later.frames) == 4  # the quitter's place went to the next request
+
+
+def test_one_live_generation_per_student(batching):
+    _, stub = batching
+    first = stub.Generate(request("mine", seed=20, num_inference_steps=30, width=64, height=64),
+                          metadata=student("eager"))  # fmt: skip
+    assert next(first).WhichOneof("event") == "status"
+    with pytest.raises(grpc.RpcError) as caught:
+        collect(stub.Generate(request("also mine", seed=21, width=64, height=64), metadata=student("eager")))
+    assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "You already have a picture being made" in caught.value.details()
+    assert sum(r.WhichOneof("event") == "frame" for r in first) == 30
+    assert collect(stub.Generate(request("now me", seed=22, num_inference_steps=2, width=64, height=64),
+                                 metadata=student("eager"))).final  # fmt: skip
+
+
+def test_the_queue_reports_positions_then_refuses_when_full(settings):
+    config = settings.model_copy(
+        update={"redis_url": "", "single_flight": False, "max_batch_size": 1, "max_queue": 2, "metrics_port": 0}
+    )
+    with running_server(config) as server:
+        channel, stub = stub_for(server.address)
+        running = stub.Generate(request("first", seed=30, num_inference_steps=60, width=64, height=64),
+                                metadata=student("s1"))  # fmt: skip
+        deadline = time.monotonic() + 30
+        while stats(stub).active_generations < 1 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        waiting = [
+            stub.Generate(
+                request(f"waiting {i}", seed=31 + i, num_inference_steps=2, width=64, height=64),
+                metadata=student(f"w{i}"),
+            )
+            for i in range(2)
+        ]
+        while stats(stub).queued_generations < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        with pytest.raises(grpc.RpcError) as caught:
+            collect(stub.Generate(request("too many", seed=40, width=64, height=64), metadata=student("late")))
+        error = caught.value
+        assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "The class queue is full right now (2 pictures are waiting)" in error.details()
+        retry = error_details_pb2.RetryInfo()
+        assert rpc_status.from_call(error).details[0].Unpack(retry) and retry.retry_delay.seconds > 0
+
+        results = [None, None]
+        threads = [threading.Thread(target=lambda i=i: results.__setitem__(i, collect(waiting[i]))) for i in range(2)]
+        for thread in threads:
+            thread.start()
+        collect(running)
+        for thread in threads:
+            thread.join(120)
+        assert [q.position for q in results[0].queue] == [1]
+        assert [q.position for q in results[1].queue] == [2, 1]  # it moved up as the queue went
+        assert stats(stub).rejected_queue_full == 1
+        channel.close()
+
+
+def test_a_reader_that_never_reads_does_not_stop_the_others(batching):
+    _, stub = batching
+    before = stats(stub)
+    stalled = stub.Generate(request("ignored", seed=50, num_inference_steps=20, include=["latent", "noise_predictions"],
+                                    width=256, height=256), metadata=student("sleepy"))  # fmt: skip
+    assert next(stalled).WhichOneof("event") == "status"
+    other = collect(stub.Generate(request("busy", seed=51, num_inference_steps=20, width=64, height=64),
+                                  metadata=student("awake")))  # fmt: skip
+    assert len(other.frames) == 20
+    deadline = time.monotonic() + 60
+    while stats(stub).generations_completed < before.generations_completed + 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert stats(stub).generations_completed == before.generations_completed + 2  # the unread one finished too
+    assert sum(r.WhichOneof("event") == "frame" for r in stalled) == 20
+
+
+def test_metrics_endpoint_reports_the_load(batching):
+    server, stub = batching
+    run_together(stub, MIXED, ["m1", "m2", "m3", "m4"])
+    with pytest.raises(grpc.RpcError):
+        collect(stub.Generate(request(""), metadata=student("m1")))
+    with urllib.request.urlopen(f"http://127.0.0.1:{server.server.metrics_port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    values = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            values[name] = float(value)
+    for gauge in ("classroom_queue_length", "classroom_running_generations"):
+        assert gauge in values
+    assert values["classroom_batch_generations_count"] > 0
+    assert (
+        values['classroom_batch_generations_bucket{le="4.0"}'] > values['classroom_batch_generations_bucket{le="1.0"}']
+    )
+    assert values["classroom_unet_step_seconds_count"] == stats(stub).unet_calls
+    assert values["classroom_queue_seconds_count"] > 0
+    assert values["classroom_frames_sent_total"] >= sum(m.num_inference_steps for m in MIXED)
+    assert values["classroom_cache_misses_total"] > 0 and "classroom_cache_hits_total" in values
+    assert "classroom_rejected_requests_total" in text
