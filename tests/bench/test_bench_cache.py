@@ -14,13 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import os
-import statistics
-import time
 
-import grpc
 import pytest
 
-from services.common.api import pb, pb_grpc
+from services.common.api import pb
+from tests.bench.streams import crowd
 from tests.bench.test_bench_stream import machine
 from tests.integration.helpers import request
 from tests.support.redis_server import RedisServer
@@ -44,48 +42,6 @@ def spec(index: int) -> pb.GenerateRequest:
         scheduler="lms",
         include=INCLUDE,
     )
-
-
-async def read(stub: pb_grpc.DiffusionServiceStub, message: pb.GenerateRequest) -> tuple[float, float, int, bool]:
-    """(time to first frame, time to last frame, frames, cache hit) for one reader."""
-    started = time.perf_counter()
-    first = last = 0.0
-    frames, hit = 0, False
-    async for response in stub.Generate(message):
-        kind = response.WhichOneof("event")
-        if kind == "status":
-            hit = response.status.cache_hit
-        elif kind == "frame":
-            frames += 1
-            if frames == 1:
-                first = time.perf_counter() - started
-        elif kind == "final":
-            last = time.perf_counter() - started
-    return first, last, frames, hit
-
-
-async def crowd(address: str, messages: list[pb.GenerateRequest]) -> dict[str, float]:
-    async with grpc.aio.insecure_channel(address, options=[("grpc.max_receive_message_length", 64 * 2**20)]) as ch:
-        stub = pb_grpc.DiffusionServiceStub(ch)
-        started = time.perf_counter()
-        results = await asyncio.gather(*(read(stub, m) for m in messages))
-        wall = time.perf_counter() - started
-    firsts = sorted(r[0] for r in results)
-    lasts = sorted(r[1] for r in results)
-
-    def pct(values: list[float], q: float) -> float:
-        return values[min(len(values) - 1, round(q * (len(values) - 1)))]
-
-    return {
-        "readers": len(messages),
-        "hits": sum(r[3] for r in results),
-        "ttff_p50": statistics.median(firsts),
-        "ttff_p99": pct(firsts, 0.99),
-        "ttlf_p50": statistics.median(lasts),
-        "ttlf_p99": pct(lasts, 0.99),
-        "frames_per_s": sum(r[2] for r in results) / wall,
-        "wall": wall,
-    }
 
 
 @pytest.fixture(scope="module")
