@@ -7,7 +7,7 @@ PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 GEN := proto/gen
 PROTO_FILES := $(wildcard proto/diffusion_classroom/v1/*.proto)
-APT_PACKAGES := redis-server chromium
+APT_PACKAGES := redis-server chromium docker-compose
 
 export HF_HUB_OFFLINE ?= 1
 export PYTHONUNBUFFERED := 1

@@ -14,13 +14,14 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import torch
 from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
 # Bump when the recipe below changes, so an old build on disk is not reused.
-TINY_VERSION = "1"
+TINY_VERSION = "2"
 TINY_SEED = 0
 
 # SD 1.x's scheduler settings (scaled-linear betas over 1,000 training steps).
@@ -86,56 +87,21 @@ def write_clip_tokenizer(folder: Path) -> None:
     )
 
 
-def build_tiny_model(folder: Path) -> Path:
-    """Build the tiny model deterministically and save it to `folder` with save_pretrained."""
-    torch.manual_seed(TINY_SEED)
-    tokenizer_dir = folder / "tokenizer"
-    write_clip_tokenizer(tokenizer_dir)
-    tokenizer = CLIPTokenizer.from_pretrained(tokenizer_dir)
-    text_encoder = CLIPTextModel(
-        CLIPTextConfig(
-            vocab_size=49408,
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            max_position_embeddings=77,
-            bos_token_id=49406,
-            eos_token_id=49407,
-            pad_token_id=49407,
-        )
-    )
-    # Cross-attention only at the lower resolution keeps 512 px (64x64 latents) quick.
-    unet = UNet2DConditionModel(
-        sample_size=64,
-        in_channels=4,
-        out_channels=4,
-        block_out_channels=(32, 64),
-        layers_per_block=1,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        cross_attention_dim=32,
-        attention_head_dim=8,
-        norm_num_groups=8,
-    )
-    # Four blocks: three halvings, so the latent is 1/8 of the image as in SD.
-    vae = AutoencoderKL(
-        in_channels=3,
-        out_channels=3,
-        latent_channels=4,
-        block_out_channels=(8, 16, 32, 32),
-        down_block_types=("DownEncoderBlock2D",) * 4,
-        up_block_types=("UpDecoderBlock2D",) * 4,
-        layers_per_block=1,
-        norm_num_groups=8,
-        sample_size=512,
-        scaling_factor=0.18215,
-    )
+def save_sd_model(folder: Path, text: dict[str, Any], unet: dict[str, Any], vae: dict[str, Any]) -> Path:
+    """Assemble an SD 1.x-shaped model with random weights (sizes given) and save it with save_pretrained.
+
+    What every such model shares is filled in here: CLIP's vocabulary and
+    special tokens, 77 positions, 4 latent channels, the VAE scaling factor and
+    SD 1.x's scheduler.
+    """
+    write_clip_tokenizer(folder / "tokenizer")
+    clip = {"vocab_size": 49408, "max_position_embeddings": 77}
+    clip |= {"bos_token_id": 49406, "eos_token_id": 49407, "pad_token_id": 49407}
     pipeline = StableDiffusionPipeline(
-        vae=vae,
-        text_encoder=text_encoder,
-        tokenizer=tokenizer,
-        unet=unet,
+        vae=AutoencoderKL(in_channels=3, out_channels=3, latent_channels=4, scaling_factor=0.18215, **vae),
+        text_encoder=CLIPTextModel(CLIPTextConfig(**clip, **text)),
+        tokenizer=CLIPTokenizer.from_pretrained(folder / "tokenizer"),
+        unet=UNet2DConditionModel(in_channels=4, out_channels=4, **unet),
         scheduler=PNDMScheduler(**SD1_SCHEDULER_CONFIG),
         safety_checker=None,
         feature_extractor=None,
@@ -144,6 +110,36 @@ def build_tiny_model(folder: Path) -> Path:
     pipeline.save_pretrained(folder)
     config_path = folder / "scheduler" / "scheduler_config.json"
     config_path.write_text(json.dumps(json.loads(config_path.read_text()) | SD1_SCHEDULER_EXTRA, indent=2))
+    return folder
+
+
+def build_tiny_model(folder: Path) -> Path:
+    """Build the tiny model deterministically and save it to `folder` with save_pretrained."""
+    torch.manual_seed(TINY_SEED)
+    save_sd_model(
+        folder,
+        text={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4},
+        # Cross-attention only at the lower resolution keeps 512 px (64x64 latents) quick.
+        unet={
+            "sample_size": 64,
+            "block_out_channels": (32, 64),
+            "layers_per_block": 1,
+            "down_block_types": ("DownBlock2D", "CrossAttnDownBlock2D"),
+            "up_block_types": ("CrossAttnUpBlock2D", "UpBlock2D"),
+            "cross_attention_dim": 32,
+            "attention_head_dim": 8,
+            "norm_num_groups": 8,
+        },
+        # Four blocks: three halvings, so the latent is 1/8 of the image as in SD.
+        vae={
+            "block_out_channels": (8, 16, 32, 32),
+            "down_block_types": ("DownEncoderBlock2D",) * 4,
+            "up_block_types": ("UpDecoderBlock2D",) * 4,
+            "layers_per_block": 1,
+            "norm_num_groups": 8,
+            "sample_size": 512,
+        },
+    )
     (folder / "TINY_VERSION").write_text(TINY_VERSION)
     return folder
 

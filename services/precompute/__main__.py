@@ -4,15 +4,32 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 import grpc
 import redis
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from services.common.api import pb_grpc
+from services.common.api import SERVICE_NAME, pb_grpc
 from services.precompute.packs import export_lessons, import_lessons
 from services.precompute.render import CacheUnavailable, render_catalog
 from services.precompute.settings import PrecomputeSettings
+
+
+def wait_until_serving(channel: grpc.Channel, timeout_s: float) -> bool:
+    """Poll the standard health service until the model is loaded (the first start downloads it)."""
+    health = health_pb2_grpc.HealthStub(channel)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            reply = health.Check(health_pb2.HealthCheckRequest(service=SERVICE_NAME), timeout=5)
+            if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                return True
+        except grpc.RpcError:
+            pass
+        time.sleep(2)
+    return False
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -22,7 +39,8 @@ def main(argv: list[str] | None = None) -> int:
         description="Render the lesson catalog into the cache; export and import lesson packs.",
         epilog=(
             "settings: CLASSROOM_INFERENCE_ADDR (default localhost:50051), "
-            "CLASSROOM_REDIS_URL (default redis://localhost:6379/0)"
+            "CLASSROOM_REDIS_URL (default redis://localhost:6379/0), "
+            "CLASSROOM_WAIT_S (seconds to wait for the service, default 1800)"
         ),
     )
     commands = parser.add_subparsers(dest="command")
@@ -44,7 +62,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     with grpc.insecure_channel(settings.inference_addr) as channel:
-        grpc.channel_ready_future(channel).result(timeout=60)
+        if not wait_until_serving(channel, settings.wait_s):
+            print(f"The inference service at {settings.inference_addr} did not become ready.", file=sys.stderr)
+            return 2
         stub = pb_grpc.DiffusionServiceStub(channel)
         try:
             summary = render_catalog(

@@ -1,0 +1,106 @@
+"""The containers' entry points, started as docker compose starts them but without Docker.
+
+Each service runs its image's CMD (or the compose command) with the compose
+environment; host names become loopback addresses, and the model is `tiny`.
+Then one cached lesson and one live generation go end to end.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+
+import yaml
+
+from services.common.api import pb
+from tests.frontend.conftest import LESSON_CATALOG, ROOT
+from tests.integration.helpers import collect, request
+from tests.support.redis_server import RedisServer
+from tests.support.servers import free_port, stub_for, wait_until_serving
+
+
+def image_command(dockerfile: str) -> list[str]:
+    """The CMD of a Dockerfile in deploy/ (exec form, possibly over several lines)."""
+    text = (ROOT / "deploy" / dockerfile).read_text().replace("\\\n", " ")
+    line = next(line for line in text.splitlines() if line.startswith("CMD "))
+    return local_python(json.loads(line.removeprefix("CMD ")))
+
+
+def local_python(command: list[str]) -> list[str]:
+    """The image's `python` is this environment's interpreter here."""
+    return [sys.executable if part == "python" else part for part in command]
+
+
+def environment(service: dict, hosts: dict[str, str], overrides: dict[str, str]) -> dict[str, str]:
+    env = {}
+    for name, value in service.get("environment", {}).items():
+        value = os.path.expandvars(str(value)).replace("${", "")  # ${X:-default} -> default
+        if ":-" in value:
+            value = value.split(":-", 1)[1].rstrip("}")
+        for host, address in hosts.items():
+            value = value.replace(host, address)
+        env[name] = value
+    return os.environ | env | overrides
+
+
+def test_containers_entry_points_serve_a_cached_and_a_live_generation(tiny_dir, tmp_path):
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    redis_server = RedisServer(tmp_path / "redis").start()
+    grpc_port, web_port = free_port(), free_port()
+    hosts = {"redis:6379": f"127.0.0.1:{redis_server.port}", "inference:50051": f"127.0.0.1:{grpc_port}"}
+    common = {"CLASSROOM_MODEL": "tiny", "CLASSROOM_TINY_DIR": str(tiny_dir), "CLASSROOM_CATALOG": str(LESSON_CATALOG),
+              "CLASSROOM_HOST": "127.0.0.1", "CLASSROOM_METRICS_PORT": "0"}  # fmt: skip
+    processes = []
+
+    def start(command, env):
+        processes.append(subprocess.Popen(command, env=env, cwd=ROOT, start_new_session=True,
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))  # fmt: skip
+        return processes[-1]
+
+    try:
+        inference_env = environment(compose["inference"], hosts, common | {"CLASSROOM_GRPC_PORT": str(grpc_port)})
+        assert inference_env["CLASSROOM_REDIS_URL"] == redis_server.url
+        start(image_command("inference.Dockerfile"), inference_env)
+        address = f"127.0.0.1:{grpc_port}"
+        wait_until_serving(address)
+
+        precompute = local_python(compose["precompute"]["command"])
+        result = subprocess.run(precompute, env=environment(compose["precompute"], hosts, common), cwd=ROOT,
+                                capture_output=True, text=True, timeout=300)  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        assert "failed 0" in result.stdout
+
+        frontend = image_command("frontend.Dockerfile")
+        frontend[frontend.index("8501")] = str(web_port)
+        start(frontend, environment(compose["frontend"], hosts, common))
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{web_port}/_stcore/health", timeout=2) as response:
+                    assert response.status == 200
+                    break
+            except OSError:
+                assert time.monotonic() < deadline, "the front end did not answer its health check"
+                time.sleep(0.2)
+
+        channel, stub = stub_for(address)
+        lessons = stub.ListLessons(pb.ListLessonsRequest())
+        assert {e.cache_state for e in lessons.entries} == {pb.CACHE_STATE_LESSON}
+        cached = collect(stub.Generate(lessons.entries[0].request))
+        assert cached.status.cache_hit
+        live = collect(stub.Generate(request("a sailboat at dawn", seed=77, num_inference_steps=3, width=64,
+                                             height=64)))  # fmt: skip
+        assert live.status.source == pb.TRAJECTORY_SOURCE_COMPUTED and len(live.frames) == 3
+        channel.close()
+    finally:
+        for process in processes:
+            os.killpg(process.pid, signal.SIGTERM)
+        for process in processes:
+            try:
+                process.wait(60)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+        redis_server.stop()

@@ -1,0 +1,78 @@
+"""deploy/k8s: the kustomization resolves and every manifest validates against the Kubernetes schemas."""
+
+from pathlib import Path
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from tests.frontend.conftest import ROOT
+
+KUBERNETES_VERSION = "1.33.0"
+
+
+def build(folder: Path, namespace: str | None = None) -> list[dict]:
+    """What `kubectl kustomize` assembles here: resources (files and bases), generated ConfigMaps, namespace."""
+    kustomization = yaml.safe_load((folder / "kustomization.yaml").read_text())
+    namespace = kustomization.get("namespace", namespace)
+    documents: list[dict] = []
+    for resource in kustomization.get("resources", []):
+        path = (folder / resource).resolve()
+        if path.is_dir():
+            documents += build(path, namespace)
+        else:
+            documents += [d for d in yaml.safe_load_all(path.read_text()) if d]
+    for generator in kustomization.get("configMapGenerator", []):
+        data = dict(line.split("=", 1) for line in generator.get("literals", []))
+        for entry in generator.get("files", []):
+            key, _, source = entry.partition("=")
+            file = folder / (source or key)
+            assert file.resolve().is_relative_to(folder.resolve()), f"{entry}: kustomize loads files below its root"
+            data[key] = file.read_text()
+        documents.append({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": generator["name"]},
+                          "data": data})  # fmt: skip
+    for document in documents:
+        if namespace and document["kind"] != "Namespace":
+            document["metadata"]["namespace"] = namespace
+    return documents
+
+
+@pytest.fixture(scope="module")
+def manifests():
+    return build(ROOT / "deploy" / "k8s")
+
+
+def find(manifests, kind, name):
+    return next(d for d in manifests if d["kind"] == kind and d["metadata"]["name"] == name)
+
+
+def test_every_manifest_validates(manifests):
+    kinds = sorted((d["kind"], d["metadata"]["name"]) for d in manifests)
+    assert len(kinds) == len(set(kinds))
+    for document in manifests:
+        kubernetes_validate.validate(document, KUBERNETES_VERSION, strict=True)
+    assert {d["metadata"].get("namespace") for d in manifests if d["kind"] != "Namespace"} == {"diffusion-classroom"}
+
+
+def test_one_inference_pod_per_gpu_behind_a_headless_service(manifests):
+    pod = find(manifests, "Deployment", "inference")["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == 1
+    assert container["readinessProbe"]["grpc"]["service"] == "diffusion_classroom.v1.DiffusionService"
+    assert find(manifests, "Service", "inference")["spec"]["clusterIP"] == "None"
+
+
+def test_frontend_balances_over_the_pods_with_sticky_sessions(manifests):
+    settings = find(manifests, "ConfigMap", "classroom-settings")["data"]
+    assert settings["CLASSROOM_INFERENCE_ADDR"].startswith("dns:///inference:")
+    annotations = find(manifests, "Ingress", "frontend")["metadata"]["annotations"]
+    assert annotations["nginx.ingress.kubernetes.io/affinity"] == "cookie"
+
+
+def test_redis_is_persistent_and_configured_like_compose(manifests):
+    redis = find(manifests, "StatefulSet", "redis")["spec"]
+    assert redis["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"]
+    config = find(manifests, "ConfigMap", "redis-config")["data"]["redis.conf"]
+    assert config == (ROOT / "deploy" / "redis" / "redis.conf").read_text()
+    job = find(manifests, "Job", "precompute")["spec"]["template"]["spec"]["containers"][0]
+    assert job["command"][:3] == ["python", "-m", "services.precompute"]
