@@ -10,7 +10,7 @@ import grpc
 import streamlit as st
 
 from frontend.settings import FrontendSettings
-from services.common.api import SERVICE_NAME, pb, pb_grpc
+from services.common.api import SERVICE_NAME, bearer, pb, pb_grpc
 
 # Quick calls are retried with backoff while the service restarts; a stream is
 # retried only until its first message arrives (gRPC's own rule).
@@ -78,10 +78,11 @@ class ClassroomClient:
             ],
         )
         self.stub = pb_grpc.DiffusionServiceStub(self.channel)
+        self._auth = bearer(settings.api_token)
 
     def _call(self, method: grpc.UnaryUnaryMultiCallable, message: object) -> object:
         try:
-            return method(message, timeout=self.settings.request_timeout_s)
+            return method(message, timeout=self.settings.request_timeout_s, metadata=self._auth)
         except grpc.RpcError as error:
             raise student_error(error) from error
 
@@ -99,7 +100,7 @@ class ClassroomClient:
 
     def generate(self, request: pb.GenerateRequest, student: str) -> Iterator[pb.GenerateResponse]:
         """Stream a generation; closing the iterator early cancels it on the server."""
-        call = self.stub.Generate(request, metadata=((STUDENT_METADATA, student),))
+        call = self.stub.Generate(request, metadata=(*self._auth, (STUDENT_METADATA, student)))
         try:
             yield from call
         except grpc.RpcError as error:

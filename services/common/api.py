@@ -11,4 +11,13 @@ except ImportError as error:  # pragma: no cover - only without generated stubs
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["DiffusionService"].full_name
 
-__all__ = ["SERVICE_NAME", "pb", "pb_grpc", "store_pb"]
+# Every call but health carries the class's API token in this metadata.
+AUTH_METADATA = "authorization"
+
+
+def bearer(token: str | None) -> tuple[tuple[str, str], ...]:
+    """The metadata a client sends with every call (none when no token is set)."""
+    return ((AUTH_METADATA, f"Bearer {token}"),) if token else ()
+
+
+__all__ = ["AUTH_METADATA", "SERVICE_NAME", "bearer", "pb", "pb_grpc", "store_pb"]

@@ -21,16 +21,25 @@ from prometheus_client import start_http_server
 from services.common.api import SERVICE_NAME, pb, pb_grpc
 from services.common.trajectories import canonical_request
 from services.inference import frames
+from services.inference.auth import TokenInterceptor
 from services.inference.batching import QueueFull, Runner, StudentBusy
 from services.inference.cache import TrajectoryStore
 from services.inference.metrics import Metrics
 from services.inference.models import DiffusionModel
+from services.inference.moderation import Blocklist
 from services.inference.probes import DEFAULT_PROBES, PROBES
 from services.inference.runner import EncodedPrompt
 from services.inference.schedulers import SCHEDULERS
 from services.inference.settings import InferenceSettings
 from services.inference.trajectories import TrajectoryFailed, TrajectoryHub
-from services.inference.validation import MAX_SEED, SIZE_MULTIPLE, RequestError, check_generate, check_prompt
+from services.inference.validation import (
+    MAX_SEED,
+    SIZE_MULTIPLE,
+    BlockedPrompt,
+    RequestError,
+    check_generate,
+    check_prompt,
+)
 from services.lessons.catalog import Entry, all_entries, load_catalog
 
 log = logging.getLogger(__name__)
@@ -100,6 +109,8 @@ class DiffusionService(pb_grpc.DiffusionServiceServicer):
             on_availability=on_cache_availability,
         )
         self.catalog = load_catalog(settings.catalog)
+        self.blocklist = Blocklist.from_file(settings.blocklist)
+        self.blocked_prompts = 0
         self._catalog_entries: list[_CatalogEntry] = []
         # Turns runner events into wire messages (JPEG, PNG, bytes) off the event loop.
         self._encoder = ThreadPoolExecutor(max_workers=2, thread_name_prefix="frame-encoder")
@@ -221,7 +232,12 @@ class DiffusionService(pb_grpc.DiffusionServiceServicer):
     ) -> AsyncIterator[pb.GenerateResponse]:
         model = await self._ready(context)
         try:
-            spec = check_generate(request, self.settings, model.default_size)
+            spec = check_generate(request, self.settings, model.default_size, self.blocklist)
+        except BlockedPrompt as blocked:
+            self.blocked_prompts += 1
+            self.metrics.rejected.labels("blocked").inc()
+            log.info("blocked a prompt")  # the prompt itself stays out of the logs
+            await _abort_invalid(context, blocked)
         except RequestError as error:
             await _abort_invalid(context, error)
         assert self.hub is not None
@@ -289,6 +305,7 @@ class DiffusionService(pb_grpc.DiffusionServiceServicer):
             cache_entries_dropped=self.store.stats.dropped,
             cache_available=self.store.available,
             cache_status=self.store.status,
+            blocked_prompts=self.blocked_prompts,
         )
 
 
@@ -312,7 +329,11 @@ class InferenceServer:
 
     def __init__(self, settings: InferenceSettings) -> None:
         self.settings = settings
-        self.server = grpc.aio.server(options=[("grpc.max_send_message_length", 64 * 2**20), ("grpc.so_reuseport", 0)])
+        interceptors = [TokenInterceptor(settings.api_token)] if settings.api_token else []
+        self.server = grpc.aio.server(
+            interceptors=interceptors,
+            options=[("grpc.max_send_message_length", 64 * 2**20), ("grpc.so_reuseport", 0)],
+        )
         self.health = _configure_health_server(self.server)
         self._health_updates: set[asyncio.Task[None]] = set()
         self.metrics = Metrics()

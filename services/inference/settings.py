@@ -31,6 +31,8 @@ class InferenceSettings(BaseSettings):
     # "auto" picks the GPU when there is one (float16), else the CPU (float32).
     device: str = Field("auto", description="'auto', 'cuda', 'cuda:N' or 'cpu'.")
     host: str = Field("0.0.0.0", description="Address the gRPC server listens on.")
+    # Every call but health must carry it (`authorization: Bearer <token>`); unset: no check.
+    api_token: str | None = Field(None, description="The token clients must send; unset: calls are not checked.")
     grpc_port: int = Field(50051, description="Port of the gRPC server (0 picks a free one).")
     # Open streams get this long to finish after SIGTERM before they are cut.
     shutdown_grace_s: float = Field(30.0, description="Seconds open streams get to finish on SIGTERM.")
@@ -57,6 +59,10 @@ class InferenceSettings(BaseSettings):
     # Past this many waiting generations, requests are refused with a retry hint.
     max_queue: int = Field(256, description="Generations that may wait for the GPU before requests are refused.")
     metrics_port: int = Field(9100, description="Port of the Prometheus /metrics endpoint (0: none).")
+
+    # Moderation: prompts with these words or phrases are refused before any model
+    # work. Unset: no blocklist (the Docker deployment sets the shipped one).
+    blocklist: Path | None = Field(None, description="Blocklist file (one word or phrase per line); unset: none.")
 
     # Limits a request must respect (GetModelInfo reports them to clients).
     min_steps: int = Field(1, description="Fewest denoising steps a request may ask for.")

@@ -7,6 +7,7 @@ import random
 from dataclasses import dataclass
 
 from services.common.api import pb
+from services.inference.moderation import BLOCKED_MESSAGE, Blocklist
 from services.inference.probes import DEFAULT_PROBES, PROBES
 from services.inference.schedulers import SCHEDULERS
 from services.inference.settings import InferenceSettings
@@ -83,7 +84,16 @@ def _size(field: str, value: int, default: int, settings: InferenceSettings, out
     return value
 
 
-def check_generate(request: pb.GenerateRequest, settings: InferenceSettings, default_size: int) -> GenerationSpec:
+class BlockedPrompt(RequestError):
+    """A prompt the class's blocklist refuses (a neutral message; the attempt is counted)."""
+
+    def __init__(self) -> None:
+        super().__init__([("prompt", BLOCKED_MESSAGE)])
+
+
+def check_generate(
+    request: pb.GenerateRequest, settings: InferenceSettings, default_size: int, blocklist: Blocklist | None = None
+) -> GenerationSpec:
     """Turn a GenerateRequest into a GenerationSpec, or raise RequestError listing every problem."""
     out: list[tuple[str, str]] = []
     try:
@@ -140,6 +150,8 @@ def check_generate(request: pb.GenerateRequest, settings: InferenceSettings, def
 
     if out:
         raise RequestError(out)
+    if blocklist is not None and blocklist.blocks(request.prompt):
+        raise BlockedPrompt
     return GenerationSpec(
         prompt=request.prompt,
         negative_prompt=request.negative_prompt,

@@ -11,7 +11,7 @@ import grpc
 import redis
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from services.common.api import SERVICE_NAME, pb_grpc
+from services.common.api import SERVICE_NAME, bearer, pb_grpc
 from services.precompute.packs import export_lessons, import_lessons
 from services.precompute.render import CacheUnavailable, render_catalog
 from services.precompute.settings import PrecomputeSettings
@@ -68,7 +68,10 @@ def main(argv: list[str] | None = None) -> int:
         stub = pb_grpc.DiffusionServiceStub(channel)
         try:
             summary = render_catalog(
-                stub, collection=getattr(args, "collection", ""), progress=not getattr(args, "no_progress", False)
+                stub,
+                collection=getattr(args, "collection", ""),
+                progress=not getattr(args, "no_progress", False),
+                metadata=bearer(settings.api_token),
             )
         except CacheUnavailable as error:
             print(error, file=sys.stderr)

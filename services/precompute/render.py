@@ -33,10 +33,15 @@ class CacheUnavailable(RuntimeError):
     """The service cannot reach its cache: rendering would keep nothing."""
 
 
-def render_catalog(stub: pb_grpc.DiffusionServiceStub, collection: str = "", progress: bool = True) -> RenderSummary:
+def render_catalog(
+    stub: pb_grpc.DiffusionServiceStub,
+    collection: str = "",
+    progress: bool = True,
+    metadata: tuple[tuple[str, str], ...] = (),
+) -> RenderSummary:
     """Render every lesson entry that is not cached yet; idempotent and resumable."""
     started = time.perf_counter()
-    listing = stub.ListLessons(pb.ListLessonsRequest(collection=collection))
+    listing = stub.ListLessons(pb.ListLessonsRequest(collection=collection), metadata=metadata)
     if not listing.cache_available:
         raise CacheUnavailable("The inference service cannot reach Redis, so nothing rendered now would be kept.")
     summary = RenderSummary()
@@ -52,7 +57,7 @@ def render_catalog(stub: pb_grpc.DiffusionServiceStub, collection: str = "", pro
         request.include.paths.append("latent_preview")  # the service computes everything; we need little
         try:
             final = None
-            for response in stub.Generate(request, metadata=((LESSON_METADATA, entry.id),)):
+            for response in stub.Generate(request, metadata=(*metadata, (LESSON_METADATA, entry.id))):
                 if response.WhichOneof("event") == "final":
                     final = response.final
             if final is None:
