@@ -7,6 +7,8 @@ from dataclasses import dataclass
 import streamlit as st
 
 from frontend.client import get_client
+from frontend.trajectory import Trajectory, load
+from frontend.views import guarded
 from services.common.api import pb
 
 
@@ -49,14 +51,21 @@ def values(items: list[Example], name: str) -> list[str]:
     return list(dict.fromkeys(item.labels[name] for item in items if name in item.labels))
 
 
-def choose_prompt_example(key: str, guidance: str = "7") -> Example | None:
-    """A select box over the prompt-pair examples at one guidance scale; None if there are none."""
+def open_prompt_example(key: str, guidance: str = "7") -> tuple[Example, Trajectory]:
+    """A select box over the prompt-pair examples at one guidance scale, and the chosen one's trajectory.
+
+    Stops the page, after saying why, when there is no example or it cannot be loaded.
+    """
     items = where(examples("prompt-pairs"), guidance_scale=guidance)
     if not items:
-        st.info("No lesson examples are set up on this server; try your own prompt instead.")
-        return None
+        st.info("No lesson examples are set up on this server; try the Playground instead.")
+        st.stop()
 
     def describe(item: Example) -> str:
         return f"{item.request.prompt} (seed {item.label('seed')})"
 
-    return st.selectbox("Example", items, format_func=describe, key=key)
+    example = st.selectbox("Example", items, format_func=describe, key=key)
+    run = guarded(lambda: load(example.request))
+    if run is None:
+        st.stop()
+    return example, run

@@ -4,7 +4,7 @@ import numpy as np
 import streamlit as st
 
 from frontend import trajectory
-from frontend.catalog import choose_prompt_example, examples, where
+from frontend.catalog import examples, open_prompt_example, where
 from frontend.views import diverging, enlarge, grey, guarded
 
 st.title("4. Guidance")
@@ -15,12 +15,7 @@ st.markdown(
     "pushes further in the prompt's direction (7 to 7.5 is typical; very high values oversaturate)."
 )
 
-example = choose_prompt_example("guidance-example")
-if example is None:
-    st.stop()
-run = guarded(lambda: trajectory.load(example.request))
-if run is None:
-    st.stop()
+example, run = open_prompt_example("guidance-example")
 
 step = st.slider("Step", 1, len(run.steps), max(1, len(run.steps) // 4))
 u, c, guided = run.steps[step - 1].noise

@@ -6,9 +6,8 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from frontend import trajectory
-from frontend.catalog import choose_prompt_example
-from frontend.views import PREVIEW_NOTE, enlarge, guarded, show_channels
+from frontend.catalog import open_prompt_example
+from frontend.views import PREVIEW_NOTE, enlarge, show_channels
 
 st.title("3. From noise to image")
 st.markdown(
@@ -19,12 +18,7 @@ st.markdown(
     "the details late."
 )
 
-example = choose_prompt_example("noise-example")
-if example is None:
-    st.stop()
-run = guarded(lambda: trajectory.load(example.request))
-if run is None:
-    st.stop()
+example, run = open_prompt_example("noise-example")
 
 step = st.slider("Step (0 is the starting noise)", 0, len(run.steps), len(run.steps) // 3)
 if step == 0:

@@ -2,8 +2,7 @@
 
 import streamlit as st
 
-from frontend import trajectory
-from frontend.catalog import choose_prompt_example
+from frontend.catalog import open_prompt_example
 from frontend.client import get_client
 from frontend.views import PREVIEW_NOTE, enlarge, guarded
 
@@ -15,12 +14,9 @@ st.markdown(
 )
 
 info = guarded(get_client().model_info)
-example = choose_prompt_example("pipeline-example")
-if info is None or example is None:
+if info is None:
     st.stop()
-run = guarded(lambda: trajectory.load(example.request))
-if run is None:
-    st.stop()
+example, run = open_prompt_example("pipeline-example")
 
 request = run.request
 latent_h, latent_w = request.height // info.vae_downsample_factor, request.width // info.vae_downsample_factor
