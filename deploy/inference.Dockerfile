@@ -1,7 +1,9 @@
-# The inference service on a CUDA-enabled PyTorch base. Build from the repository root:
+# The inference service with CUDA-enabled PyTorch. Build from the repository root:
 #   docker build -f deploy/inference.Dockerfile .
-ARG PYTORCH_IMAGE=pytorch/pytorch:2.13.0-cuda12.8-cudnn9-runtime
-FROM ${PYTORCH_IMAGE}
+# PyPI's torch wheels for Linux x86-64 are CUDA builds that carry their CUDA
+# libraries; the host needs only the NVIDIA driver and the container toolkit.
+# The same torch release as development and CI (requirements/torch.txt).
+FROM python:3.11-slim
 
 ENV PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
@@ -9,10 +11,8 @@ ENV PYTHONUNBUFFERED=1 \
     HF_HOME=/data/huggingface
 
 WORKDIR /app
-# torch comes with the base image: install the rest without touching it.
 COPY requirements/ requirements/
-RUN grep -v '^torch' requirements/inference.txt > /tmp/requirements.txt \
- && pip install -r /tmp/requirements.txt
+RUN pip install -r requirements/torch.txt && pip install -r requirements/inference.txt
 
 COPY proto/ proto/
 RUN mkdir -p proto/gen && python -m grpc_tools.protoc -I proto \

@@ -66,8 +66,8 @@ def header_message(event: HeaderEvent, model_id: str, revision: str) -> pb.Gener
         timesteps=event.timesteps,
         sigmas=event.sigmas,
         total_steps=len(event.timesteps),
-        initial_latent=tensor_to_proto(event.initial_latent),
-        initial_latent_preview=latent_preview(event.initial_latent),
+        initial_latent=tensor_to_proto(initial := event.initial_latent.numpy()),
+        initial_latent_preview=latent_preview(initial),
     )
     return pb.GenerateResponse(header=header)
 
@@ -87,17 +87,19 @@ def frame_message(event: StepEvent, include: frozenset[str]) -> pb.GenerateRespo
     if event.sigma is not None:
         frame.sigma = event.sigma
     if event.latent is not None:
+        latent = event.latent.numpy()
         if "latent" in include:
-            frame.latent.CopyFrom(tensor_to_proto(event.latent))
+            frame.latent.CopyFrom(tensor_to_proto(latent))
         if "latent_preview" in include:
-            frame.latent_preview.CopyFrom(latent_preview(event.latent))
+            frame.latent_preview.CopyFrom(latent_preview(latent))
     if event.predicted_x0 is not None:
+        x0 = event.predicted_x0.numpy()
         if "predicted_x0" in include:
-            frame.predicted_x0.CopyFrom(tensor_to_proto(event.predicted_x0))
+            frame.predicted_x0.CopyFrom(tensor_to_proto(x0))
         if "predicted_x0_preview" in include:
-            frame.predicted_x0_preview.CopyFrom(latent_preview(event.predicted_x0))
+            frame.predicted_x0_preview.CopyFrom(latent_preview(x0))
     if event.noise is not None:
-        unconditional, conditional, guided = (tensor_to_proto(n) for n in event.noise)
+        unconditional, conditional, guided = (tensor_to_proto(n.numpy()) for n in event.noise)
         frame.noise.CopyFrom(pb.NoisePredictions(unconditional=unconditional, conditional=conditional, guided=guided))
     return pb.GenerateResponse(frame=frame)
 

@@ -53,7 +53,7 @@ class HeaderEvent:
     negative_prompt: EncodedPrompt
     timesteps: list[float]
     sigmas: list[float]
-    initial_latent: np.ndarray  # float16 [4, h, w]
+    initial_latent: HostCopy  # float16 [4, h, w]
 
 
 @dataclass(frozen=True)
@@ -62,9 +62,9 @@ class StepEvent:
     total_steps: int
     timestep: float
     sigma: float | None
-    latent: np.ndarray | None  # float16 [4, h, w]
-    predicted_x0: np.ndarray | None
-    noise: tuple[np.ndarray, np.ndarray, np.ndarray] | None  # unconditional, conditional, guided
+    latent: HostCopy | None  # float16 [4, h, w]
+    predicted_x0: HostCopy | None
+    noise: tuple[HostCopy, HostCopy, HostCopy] | None  # unconditional, conditional, guided
     unet_seconds: float
     scheduler_seconds: float
     step_seconds: float
@@ -89,9 +89,28 @@ class ErrorEvent:
 Event = HeaderEvent | StepEvent | FinalEvent | ErrorEvent
 
 
-def _host(tensor: torch.Tensor) -> np.ndarray:
-    """A float16 host copy of one sample, as it travels on the wire."""
-    return tensor[0].to(torch.float16).cpu().numpy()
+class HostCopy:
+    """A float16 copy of one sample on its way to the host, as it travels on the wire.
+
+    On a GPU the copy is started without waiting (into pinned memory, with an
+    event behind it); whoever encodes the frame waits for it, off the runner's thread.
+    """
+
+    def __init__(self, tensor: torch.Tensor) -> None:
+        sample = tensor[0].to(torch.float16)
+        self._ready: torch.cuda.Event | None = None
+        if sample.device.type == "cuda":
+            self._host = torch.empty(sample.shape, dtype=torch.float16, pin_memory=True)
+            self._host.copy_(sample, non_blocking=True)
+            self._ready = torch.cuda.Event()
+            self._ready.record()
+        else:
+            self._host = sample.clone()  # later steps must not change what was sent
+
+    def numpy(self) -> np.ndarray:
+        if self._ready is not None:
+            self._ready.synchronize()
+        return self._host.numpy()
 
 
 def sync(device: torch.device) -> None:
@@ -150,7 +169,7 @@ class Generation:
             negative_prompt=EncodedPrompt.from_embedding(spec.negative_prompt, negative, with_embeddings),
             timesteps=[float(t) for t in self.timesteps],
             sigmas=[s for s in sigmas if s is not None],
-            initial_latent=_host(self.latents),
+            initial_latent=HostCopy(self.latents),
         )
 
     @torch.inference_mode()
@@ -181,11 +200,11 @@ class Generation:
         include = self.spec.include
         x0 = None
         if include & {"predicted_x0", "predicted_x0_preview"}:
-            x0 = _host(predicted_x0(self.scheduler, output, sample, guided, t))
-        latent = _host(self.latents) if include & {"latent", "latent_preview"} else None
+            x0 = HostCopy(predicted_x0(self.scheduler, output, sample, guided, t))
+        latent = HostCopy(self.latents) if include & {"latent", "latent_preview"} else None
         noise = None
         if "noise_predictions" in include:
-            noise = (_host(unconditional), _host(conditional), _host(guided))
+            noise = (HostCopy(unconditional), HostCopy(conditional), HostCopy(guided))
         scheduler_seconds = time.perf_counter() - started
         self.timings["denoising"] += unet_seconds + scheduler_seconds
 
