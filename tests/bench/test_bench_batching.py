@@ -53,7 +53,7 @@ def test_batching_against_one_at_a_time(tiny_dir):
         }
         process, address = start_inference_process(env)
         try:
-            wait_until_serving(address)
+            wait_until_serving(address, process=process)
             asyncio.run(crowd(address, messages(2, 128, 10_000 + batch)))  # warm-up
             for size in SIZES:
                 for students in STUDENTS:

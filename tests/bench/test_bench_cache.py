@@ -53,7 +53,7 @@ def redis_url(tmp_path_factory):
 
 def serve(env: dict[str, str]):
     process, address = start_inference_process(env)
-    wait_until_serving(address)
+    wait_until_serving(address, process=process)
     return process, address
 
 

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
 
 import yaml
 
@@ -50,22 +51,28 @@ def test_containers_entry_points_serve_a_cached_and_a_live_generation(tiny_dir, 
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
     redis_server = RedisServer(tmp_path / "redis").start()
     grpc_port, web_port = free_port(), free_port()
-    hosts = {"redis:6379": f"127.0.0.1:{redis_server.port}", "inference:50051": f"127.0.0.1:{grpc_port}"}
+    # Host names become loopback addresses; the image's /app is this checkout.
+    hosts = {
+        "redis:6379": f"127.0.0.1:{redis_server.port}",
+        "inference:50051": f"127.0.0.1:{grpc_port}",
+        "/app/": f"{ROOT}/",
+    }
     common = {"CLASSROOM_MODEL": "tiny", "CLASSROOM_TINY_DIR": str(tiny_dir), "CLASSROOM_CATALOG": str(LESSON_CATALOG),
               "CLASSROOM_HOST": "127.0.0.1", "CLASSROOM_METRICS_PORT": "0"}  # fmt: skip
     processes = []
 
     def start(command, env):
         processes.append(subprocess.Popen(command, env=env, cwd=ROOT, start_new_session=True,
-                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))  # fmt: skip
+                                          stdout=subprocess.DEVNULL))  # fmt: skip
         return processes[-1]
 
     try:
         inference_env = environment(compose["inference"], hosts, common | {"CLASSROOM_GRPC_PORT": str(grpc_port)})
         assert inference_env["CLASSROOM_REDIS_URL"] == redis_server.url
-        start(image_command("inference.Dockerfile"), inference_env)
+        assert Path(inference_env["CLASSROOM_BLOCKLIST"]).is_file()  # moderation on, as in Docker
+        inference = start(image_command("inference.Dockerfile"), inference_env)
         address = f"127.0.0.1:{grpc_port}"
-        wait_until_serving(address)
+        wait_until_serving(address, process=inference)
 
         precompute = local_python(compose["precompute"]["command"])
         result = subprocess.run(precompute, env=environment(compose["precompute"], hosts, common), cwd=ROOT,

@@ -57,7 +57,7 @@ def stack(tiny_dir, tmp_path_factory) -> Iterator[str]:
     )  # fmt: skip
     url = f"http://127.0.0.1:{ports['FRONTEND']}"
     try:
-        wait_until_serving(f"127.0.0.1:{ports['GRPC']}")
+        wait_until_serving(f"127.0.0.1:{ports['GRPC']}", process=process)
         deadline = time.monotonic() + 120
         while True:
             try:

@@ -101,7 +101,7 @@ def test_sigterm_drains_open_streams_then_exits(tiny_dir):
     }
     process, address = start_inference_process(env, stderr=subprocess.PIPE)
     try:
-        wait_until_serving(address)
+        wait_until_serving(address, process=process)
         channel, stub = stub_for(address)
         call = stub.Generate(request(seed=4, num_inference_steps=30, width=256, height=256))
         responses = iter(call)

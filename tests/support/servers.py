@@ -95,10 +95,13 @@ def health_status(channel: grpc.Channel, service: str = SERVICE_NAME) -> int:
     return stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=5).status
 
 
-def wait_until_serving(address: str, timeout: float = 120.0) -> None:
+def wait_until_serving(address: str, timeout: float = 120.0, process: subprocess.Popen | None = None) -> None:
+    """Poll the health service until SERVING; fail at once if the server's process has exited."""
     with grpc.insecure_channel(address) as channel:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
+            if process is not None and process.poll() is not None:
+                raise RuntimeError(f"the inference service exited with code {process.returncode}")
             try:
                 if health_status(channel) == health_pb2.HealthCheckResponse.SERVING:
                     return
