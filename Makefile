@@ -9,8 +9,9 @@ GEN := proto/gen
 PROTO_FILES := $(wildcard proto/diffusion_classroom/v1/*.proto)
 APT_PACKAGES := redis-server chromium docker-compose
 
-export HF_HUB_OFFLINE ?= 1
 export PYTHONUNBUFFERED := 1
+# Tests and benchmarks never reach a model hub (`make up` may: it downloads real weights).
+OFFLINE := HF_HUB_OFFLINE=1
 
 .PHONY: help install apt proto test test-unit lint format bench serve frontend build-tiny up precompute clean
 
@@ -44,10 +45,10 @@ $(GEN)/.stamp: $(PROTO_FILES) $(STAMP)
 	touch $@
 
 test: install  ## Install everything, then run the whole test suite.
-	$(PY) -m pytest
+	$(OFFLINE) $(PY) -m pytest
 
 test-unit: install  ## Only the fast unit tests.
-	$(PY) -m pytest tests/unit
+	$(OFFLINE) $(PY) -m pytest tests/unit
 
 lint: install  ## ruff check and format check.
 	$(PY) -m ruff check .
@@ -58,7 +59,7 @@ format: install  ## Apply ruff's fixes and formatting.
 	$(PY) -m ruff format .
 
 bench: install  ## Run the benchmarks in tests/bench (not part of `make test`).
-	$(PY) -m pytest tests/bench -s -p no:cacheprovider
+	$(OFFLINE) $(PY) -m pytest tests/bench -s -p no:cacheprovider
 
 serve: install  ## Run the inference service (CLASSROOM_MODEL=tiny for the offline model).
 	$(PY) -m services.inference serve

@@ -187,7 +187,8 @@ class TrajectoryHub:
         try:
             return self._start(trajectory, spec, student)
         except Exception as refusal:
-            # Readers that joined meanwhile hear the same refusal; the next request tries afresh.
+            # Readers that joined during the cache lookup see the stream fail (as INTERNAL, not
+            # the refusal: a known rough edge); the next identical request tries afresh.
             self._live.pop(trajectory.key, None)
             trajectory.finish(error=str(refusal) or type(refusal).__name__)
             raise
