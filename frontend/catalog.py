@@ -65,7 +65,7 @@ def open_prompt_example(key: str, guidance: str = "7") -> tuple[Example, Traject
         return f"{item.request.prompt} (seed {item.label('seed')})"
 
     example = st.selectbox("Example", items, format_func=describe, key=key)
-    run = guarded(lambda: load(example.request))
+    run = guarded(lambda: load(example.request, lesson_entry=example.id))
     if run is None:
         st.stop()
     return example, run

@@ -33,6 +33,7 @@ _SERVICE_CONFIG = json.dumps(
 )
 
 STUDENT_METADATA = "x-student-id"
+LESSON_METADATA = "x-classroom-lesson"
 
 _MESSAGES = {
     grpc.StatusCode.UNAVAILABLE: "The image server cannot be reached right now. It may be starting up: "
@@ -98,9 +99,14 @@ class ClassroomClient:
     def lessons(self, collection: str = "") -> pb.ListLessonsResponse:
         return self._call(self.stub.ListLessons, pb.ListLessonsRequest(collection=collection))
 
-    def generate(self, request: pb.GenerateRequest, student: str) -> Iterator[pb.GenerateResponse]:
+    def generate(
+        self, request: pb.GenerateRequest, student: str, lesson_entry: str = ""
+    ) -> Iterator[pb.GenerateResponse]:
         """Stream a generation; closing the iterator early cancels it on the server."""
-        call = self.stub.Generate(request, metadata=(*self._auth, (STUDENT_METADATA, student)))
+        metadata = (*self._auth, (STUDENT_METADATA, student))
+        if lesson_entry:
+            metadata += ((LESSON_METADATA, lesson_entry),)
+        call = self.stub.Generate(request, metadata=metadata)
         try:
             yield from call
         except grpc.RpcError as error:

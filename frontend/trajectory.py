@@ -107,18 +107,22 @@ def stream(request: pb.GenerateRequest) -> Iterator[tuple[Trajectory, pb.Generat
 
 
 @st.cache_data(max_entries=128, show_spinner=False)
-def _load(request_bytes: bytes, _student: str) -> Trajectory:
+def _load(request_bytes: bytes, lesson_entry: str, _student: str) -> Trajectory:
     # Shared by every session (the student id, underscored, is not part of the cache key).
     trajectory = Trajectory()
-    for response in get_client().generate(pb.GenerateRequest.FromString(request_bytes), _student):
+    request = pb.GenerateRequest.FromString(request_bytes)
+    for response in get_client().generate(request, _student, lesson_entry=lesson_entry):
         trajectory.add(response)
     return trajectory
 
 
-def load(request: pb.GenerateRequest, probes: list[str] | None = None) -> Trajectory:
-    """A whole trajectory (from the cache when it was precomputed), kept for every session."""
+def load(request: pb.GenerateRequest, probes: list[str] | None = None, lesson_entry: str = "") -> Trajectory:
+    """A whole trajectory (from the cache when it was precomputed), kept for every session.
+
+    `lesson_entry` names the catalog entry being opened: computed, it is kept as the lesson's.
+    """
     message = pb.GenerateRequest()
     message.CopyFrom(request)
     del message.include.paths[:]
     message.include.paths.extend(probes or LESSON_PROBES)
-    return _load(message.SerializeToString(deterministic=True), student_id())
+    return _load(message.SerializeToString(deterministic=True), lesson_entry, student_id())

@@ -43,6 +43,7 @@ def settings(tiny_dir: Path, redis_server: RedisServer) -> InferenceSettings:
         shutdown_grace_s=5,
         redis_url=redis_server.url,
         metrics_port=0,
+        rate_limit_per_minute=0,  # the suite is one busy "student"; tests/integration/test_safety.py turns it on
     )
 
 

@@ -23,8 +23,8 @@ if not pairs:
 pair = st.selectbox("Pair", values(pairs, "pair"))
 seed = st.selectbox("Seed", values(where(pairs, pair=pair), "seed"))
 a_item, b_item = (where(pairs, pair=pair, seed=seed, side=side)[0] for side in "ab")
-a = guarded(lambda: trajectory.load(a_item.request))
-b = guarded(lambda: trajectory.load(b_item.request))
+a = guarded(lambda: trajectory.load(a_item.request, lesson_entry=a_item.id))
+b = guarded(lambda: trajectory.load(b_item.request, lesson_entry=b_item.id))
 if a is None or b is None:
     st.stop()
 

@@ -35,7 +35,10 @@ st.subheader("The same prompt at different guidance scales")
 same = where(
     examples("prompt-pairs"), seed=example.label("seed"), pair=example.label("pair"), side=example.label("side")
 )
-runs = [(item.label("guidance_scale"), guarded(lambda item=item: trajectory.load(item.request))) for item in same]
+runs = [
+    (item.label("guidance_scale"), guarded(lambda item=item: trajectory.load(item.request, lesson_entry=item.id)))
+    for item in same
+]
 columns = st.columns(max(1, len(runs)))
 for column, (scale, result) in zip(columns, runs, strict=False):
     if result is not None:

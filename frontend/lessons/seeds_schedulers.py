@@ -16,7 +16,7 @@ if gallery:
     st.markdown(f"**{gallery[0].request.prompt}**: the same prompt and settings, a different seed each time.")
     columns = st.columns(min(6, len(gallery)))
     for index, item in enumerate(gallery):
-        run = guarded(lambda item=item: trajectory.load(item.request, probes=["latent_preview"]))
+        run = guarded(lambda item=item: trajectory.load(item.request, probes=["latent_preview"], lesson_entry=item.id))
         if run is not None:
             columns[index % len(columns)].image(run.image, caption=f"seed {item.label('seed')}")
 
@@ -37,7 +37,7 @@ for scheduler in values(comparison, "scheduler"):
     images = []
     for column, count in zip(row[1:], steps, strict=True):
         item = where(comparison, scheduler=scheduler, steps=count)[0]
-        run = guarded(lambda item=item: trajectory.load(item.request, probes=["latent_preview"]))
+        run = guarded(lambda item=item: trajectory.load(item.request, probes=["latent_preview"], lesson_entry=item.id))
         if run is not None:
             column.image(run.image, caption=f"{count} steps")
             images.append(run.image.astype(np.float32))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import signal
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -28,6 +29,7 @@ from services.inference.metrics import Metrics
 from services.inference.models import DiffusionModel
 from services.inference.moderation import Blocklist
 from services.inference.probes import DEFAULT_PROBES, PROBES
+from services.inference.ratelimit import RateLimited, RateLimiter
 from services.inference.runner import EncodedPrompt
 from services.inference.schedulers import SCHEDULERS
 from services.inference.settings import InferenceSettings
@@ -56,16 +58,12 @@ STUDENT_BUSY_MESSAGE = "You already have a picture being made. Wait for it to fi
 CACHE_HEALTH_NAME = "diffusion_classroom.v1.TrajectoryCache"
 
 
-async def _abort_queue_full(context: grpc.aio.ServicerContext, full: QueueFull) -> None:
+async def _abort_retry_later(context: grpc.aio.ServicerContext, message: str, retry_after_s: float) -> None:
     """RESOURCE_EXHAUSTED with when to try again, in words and as a RetryInfo detail."""
     retry = error_details_pb2.RetryInfo()
-    retry.retry_delay.FromSeconds(int(full.retry_after_s))
+    retry.retry_delay.FromSeconds(max(1, math.ceil(retry_after_s)))
     detail = any_pb2.Any()
     detail.Pack(retry)
-    message = (
-        f"The class queue is full right now ({full.waiting} pictures are waiting). "
-        f"Please try again in about {max(1, round(full.retry_after_s / 60))} minute(s)."
-    )
     status = status_pb2.Status(code=code_pb2.RESOURCE_EXHAUSTED, message=message, details=[detail])
     await context.abort_with_status(rpc_status.to_status(status))
 
@@ -110,8 +108,12 @@ class DiffusionService(pb_grpc.DiffusionServiceServicer):
         )
         self.catalog = load_catalog(settings.catalog)
         self.blocklist = Blocklist.from_file(settings.blocklist)
+        self.limiter = RateLimiter(
+            settings.redis_url or None, settings.rate_limit_per_minute, settings.rate_limit_burst
+        )
         self.blocked_prompts = 0
         self._catalog_entries: list[_CatalogEntry] = []
+        self._catalog_keys: dict[str, str] = {}
         # Turns runner events into wire messages (JPEG, PNG, bytes) off the event loop.
         self._encoder = ThreadPoolExecutor(max_workers=2, thread_name_prefix="frame-encoder")
 
@@ -126,6 +128,7 @@ class DiffusionService(pb_grpc.DiffusionServiceServicer):
             self._encoder,
             memory_bytes=self.settings.memory_cache_mb * 2**20,
             metrics=self.metrics,
+            limiter=self.limiter,
             single_flight=self.settings.single_flight,
         )
         self._catalog_entries = []
@@ -137,6 +140,7 @@ class DiffusionService(pb_grpc.DiffusionServiceServicer):
                 continue
             request = canonical_request(spec.to_proto())
             self._catalog_entries.append(_CatalogEntry(entry, request, self.hub.key(spec)))
+        self._catalog_keys = {e.entry.id: e.key for e in self._catalog_entries}
 
     async def close(self) -> None:
         if self.hub is not None:
@@ -144,6 +148,7 @@ class DiffusionService(pb_grpc.DiffusionServiceServicer):
         if self.runner is not None:
             self.runner.close(timeout=5)
         await self.store.close()
+        await self.limiter.close()
         self._encoder.shutdown(wait=False, cancel_futures=True)
 
     async def _ready(self, context: grpc.aio.ServicerContext) -> DiffusionModel:
@@ -243,12 +248,27 @@ class DiffusionService(pb_grpc.DiffusionServiceServicer):
         assert self.hub is not None
         metadata = dict(context.invocation_metadata() or ())
         student = str(metadata.get(STUDENT_METADATA) or context.peer())
+        # A lesson tag counts only on the catalog entry's own request.
+        lesson = str(metadata.get(LESSON_METADATA, ""))
+        if lesson and self._catalog_keys.get(lesson) != self.hub.key(spec):
+            lesson = ""
         try:
-            trajectory, source = await self.hub.open(spec, student, lesson_entry=str(metadata.get(LESSON_METADATA, "")))
+            trajectory, source = await self.hub.open(spec, student, lesson_entry=lesson)
         except StudentBusy:
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, STUDENT_BUSY_MESSAGE)
         except QueueFull as full:
-            await _abort_queue_full(context, full)
+            message = (
+                f"The class queue is full right now ({full.waiting} pictures are waiting). "
+                f"Please try again in about {max(1, round(full.retry_after_s / 60))} minute(s)."
+            )
+            await _abort_retry_later(context, message, full.retry_after_s)
+        except RateLimited as limited:
+            self.metrics.rejected.labels("rate_limited").inc()
+            message = (
+                "You are making pictures faster than the class allows. "
+                f"Please try again in {max(1, math.ceil(limited.retry_after_s))} seconds."
+            )
+            await _abort_retry_later(context, message, limited.retry_after_s)
         try:
             yield pb.GenerateResponse(
                 status=pb.StreamStatus(

@@ -58,6 +58,10 @@ class InferenceSettings(BaseSettings):
     max_batch_size: int = Field(0, description="Generations batched per UNet call (0: 8 on a GPU, 4 on a CPU).")
     # Past this many waiting generations, requests are refused with a retry hint.
     max_queue: int = Field(256, description="Generations that may wait for the GPU before requests are refused.")
+    # Per student, in Redis (a token bucket): a burst of generations, then so many a
+    # minute. Only generations the model computes count. 0: no limit.
+    rate_limit_per_minute: float = Field(6.0, description="Generations a student may start per minute (0: no limit).")
+    rate_limit_burst: int = Field(3, description="Generations a student may start at once before the rate applies.")
     metrics_port: int = Field(9100, description="Port of the Prometheus /metrics endpoint (0: none).")
 
     # Moderation: prompts with these words or phrases are refused before any model

@@ -23,6 +23,7 @@ from services.inference.cache import TrajectoryStore
 from services.inference.metrics import Metrics
 from services.inference.models import DiffusionModel
 from services.inference.probes import PROBES
+from services.inference.ratelimit import RateLimiter
 from services.inference.runner import ErrorEvent, FinalEvent, HeaderEvent, StepEvent
 from services.inference.validation import GenerationSpec
 
@@ -129,10 +130,12 @@ class TrajectoryHub:
         encoder: Executor,
         memory_bytes: int,
         metrics: Metrics,
+        limiter: RateLimiter,
         single_flight: bool = True,
     ) -> None:
         self.model, self.runner, self.store, self.encoder = model, runner, store, encoder
         self.metrics = metrics
+        self.limiter = limiter
         self.memory_bytes = memory_bytes
         self.single_flight = single_flight
         self.stats = HubStats()
@@ -145,11 +148,15 @@ class TrajectoryHub:
     async def open(self, spec: GenerationSpec, student: str, lesson_entry: str = "") -> tuple[Trajectory, int]:
         """The trajectory this request reads, with its source; the caller must `release` it.
 
-        Raises the runner's refusals (StudentBusy, QueueFull) when the model would have to run.
+        Raises the refusals (RateLimited, StudentBusy, QueueFull) when the model would have to run.
+        `lesson_entry` must already be checked against the catalog: it exempts from the rate
+        limit and keeps the result for good.
         """
         key = self.key(spec)
         if not self.single_flight:
             trajectory = Trajectory(key, spec.to_proto(), self.model)
+            if not lesson_entry:
+                await self.limiter.take(student)
             source = self._start(trajectory, spec, student)
         elif (trajectory := self._live.get(key)) is not None:
             self.stats.single_flight_joins += 1
@@ -163,14 +170,14 @@ class TrajectoryHub:
             # join it; shielded, so that a caller who gives up mid-lookup leaves it whole.
             trajectory = Trajectory(key, spec.to_proto(), self.model)
             self._live[key] = trajectory
-            source = await asyncio.shield(self._load_or_start(trajectory, spec, student))
+            source = await asyncio.shield(self._load_or_start(trajectory, spec, student, bool(lesson_entry)))
         if lesson_entry:
             await self._keep_as_lesson(trajectory, lesson_entry)
         trajectory.readers += 1
         (self.metrics.cache_hits if source == pb.TRAJECTORY_SOURCE_CACHE else self.metrics.cache_misses).inc()
         return trajectory, source
 
-    async def _load_or_start(self, trajectory: Trajectory, spec: GenerationSpec, student: str) -> int:
+    async def _load_or_start(self, trajectory: Trajectory, spec: GenerationSpec, student: str, lesson: bool) -> int:
         found = await self.store.load(trajectory.key)
         if found is not None:
             record, namespace = found
@@ -185,6 +192,8 @@ class TrajectoryHub:
             return pb.TRAJECTORY_SOURCE_CACHE
         self.stats.cache_misses += 1
         try:
+            if not lesson:  # curated lesson examples do not count against a student's rate
+                await self.limiter.take(student)
             return self._start(trajectory, spec, student)
         except Exception as refusal:
             # Readers that joined during the cache lookup see the stream fail (as INTERNAL, not

@@ -47,6 +47,7 @@ def stack(tiny_dir, tmp_path_factory) -> Iterator[str]:
         "CLASSROOM_FRONTEND_PORT": ports["FRONTEND"],
         "CLASSROOM_REDIS_PORT": ports["REDIS"],
         "CLASSROOM_METRICS_PORT": ports["METRICS"],
+        "CLASSROOM_RATE_LIMIT_PER_MINUTE": "0",  # one browser opens every lesson and generates
     }
     env.pop("CLASSROOM_REDIS_URL", None)
     env.pop("CLASSROOM_INFERENCE_ADDR", None)

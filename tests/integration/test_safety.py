@@ -153,3 +153,41 @@ def test_fuzzed_prompts_tokenize_or_get_a_clear_status(small_server, prompt):
     except grpc.RpcError as error:
         assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, error
         assert "characters long" in error.details()
+
+
+def test_rate_limit_counts_computed_generations_per_student(settings):
+    from google.rpc import error_details_pb2
+    from grpc_status import rpc_status
+
+    from tests.frontend.conftest import LESSON_CATALOG
+
+    limited = {"rate_limit_per_minute": 1.0, "rate_limit_burst": 2, "catalog": LESSON_CATALOG}
+    with running_server(settings.model_copy(update=limited)) as server:
+        channel, stub = stub_for(server.address)
+
+        def generate(prompt, who, seed=5, lesson=""):
+            metadata = (("x-student-id", who),) + ((("x-classroom-lesson", lesson),) if lesson else ())
+            spec = request(prompt, seed=seed, num_inference_steps=1, width=64, height=64)
+            return collect(stub.Generate(spec, metadata=metadata))
+
+        generate("rate one", "fast")
+        generate("rate two", "fast")
+        with pytest.raises(grpc.RpcError) as caught:
+            generate("rate three", "fast")
+        error = caught.value
+        assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "faster than the class allows. Please try again in" in error.details()
+        retry = error_details_pb2.RetryInfo()
+        assert rpc_status.from_call(error).details[0].Unpack(retry)
+        assert 30 <= retry.retry_delay.seconds <= 61  # one token a minute, half of one left or less
+
+        assert generate("rate one", "fast").status.cache_hit  # served from the cache: no token needed
+        assert generate("rate three", "slow").final  # another student has a bucket of their own
+        entry = stub.ListLessons(pb.ListLessonsRequest(collection="seed-gallery")).entries[0]
+        lesson = collect(stub.Generate(entry.request, metadata=(("x-student-id", "fast"),
+                                                                ("x-classroom-lesson", entry.id))))  # fmt: skip
+        assert lesson.final  # opening a catalog entry never counts
+        with pytest.raises(grpc.RpcError) as caught:
+            generate("not a lesson", "fast", lesson=entry.id)  # a lesson tag on another request does not help
+        assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        channel.close()
