@@ -2,6 +2,9 @@
 
 import streamlit as st
 
+from frontend.settings import FrontendSettings
+from frontend.signin import sign_in_page, signed_in
+
 st.set_page_config(page_title="Diffusion Classroom", page_icon=":material/palette:", layout="wide")
 
 pages = [
@@ -14,4 +17,6 @@ pages = [
     st.Page("lessons/seeds_schedulers.py", title="6. Seeds and schedulers", icon=":material/casino:"),
     st.Page("lessons/playground.py", title="Playground", icon=":material/science:"),
 ]
+if not signed_in(FrontendSettings()):
+    pages = [st.Page(sign_in_page, title="Sign in", icon=":material/login:")]
 st.navigation(pages).run()

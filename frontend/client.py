@@ -34,6 +34,7 @@ _SERVICE_CONFIG = json.dumps(
 
 STUDENT_METADATA = "x-student-id"
 LESSON_METADATA = "x-classroom-lesson"
+NAME_METADATA = "x-student-name-bin"  # what the teacher sees; -bin: any characters, sent as UTF-8
 
 _MESSAGES = {
     grpc.StatusCode.UNAVAILABLE: "The image server cannot be reached right now. It may be starting up: "
@@ -104,6 +105,8 @@ class ClassroomClient:
     ) -> Iterator[pb.GenerateResponse]:
         """Stream a generation; closing the iterator early cancels it on the server."""
         metadata = (*self._auth, (STUDENT_METADATA, student))
+        if name := st.session_state.get("display_name"):
+            metadata += ((NAME_METADATA, name.encode()),)
         if lesson_entry:
             metadata += ((LESSON_METADATA, lesson_entry),)
         call = self.stub.Generate(request, metadata=metadata)

@@ -162,3 +162,29 @@ def test_the_app_lists_every_lesson(frontend_env):
     at = AppTest.from_file(str(ROOT / "frontend" / "app.py"), default_timeout=60).run()
     assert not at.exception
     assert "Diffusion Classroom" in [t.value for t in at.title]
+
+
+def test_a_class_code_and_a_name_come_before_the_lessons(frontend_env, monkeypatch):
+    monkeypatch.setenv("CLASSROOM_CLASS_CODE", "owl-42")
+    at = AppTest.from_file(str(ROOT / "frontend" / "app.py"), default_timeout=60).run()
+    assert not at.exception
+    assert "Type the class code" in text_of(at) and "running **tiny**" not in text_of(at)
+    code, name = at.text_input
+    code.input("owl-41")
+    name.input("Zoë")
+    at.button[0].click().run()
+    assert [e.value for e in at.error] == ["That class code is not right. Ask your teacher for it."]
+    at.text_input[0].input("owl-42")
+    at.button[0].click().run()
+    assert not at.exception and not at.error
+    assert at.session_state.display_name == "Zoë"
+    assert "running **tiny**" in text_of(at)  # the lessons are open
+    # The name travels with each generation (as UTF-8 metadata): a non-ASCII name must work.
+    at.switch_page("lessons/playground.py").run()
+    for box in at.selectbox:
+        if box.label in ("Width", "Height"):
+            box.set_value(64)
+    at.slider[0].set_value(2)
+    next(b for b in at.button if b.label == "Generate").click().run()
+    assert not at.exception and not at.error
+    assert next(b.label for b in at.get("download_button")) == "Download the image (PNG)"

@@ -1,0 +1,36 @@
+"""The class code and display name a student gives before any lesson (when the class has a code)."""
+
+from __future__ import annotations
+
+import hmac
+
+import streamlit as st
+
+from frontend.settings import FrontendSettings
+
+WRONG_CODE = "That class code is not right. Ask your teacher for it."
+NEED_NAME = "Please type the name your teacher will see."
+
+
+def signed_in(settings: FrontendSettings) -> bool:
+    return not settings.class_code or bool(st.session_state.get("display_name"))
+
+
+def sign_in_page() -> None:
+    """Ask for the class code and a display name; on success the app reruns with the lessons."""
+    settings = FrontendSettings()
+    st.title("Diffusion Classroom")
+    st.markdown("Welcome! Type the class code your teacher gave you, and a name for yourself.")
+    with st.form("sign-in"):
+        code = st.text_input("Class code", type="password")
+        name = st.text_input("Your name", max_chars=40)
+        submitted = st.form_submit_button("Start", type="primary")
+    if not submitted:
+        return
+    if not hmac.compare_digest(code.strip().encode(), (settings.class_code or "").encode()):
+        st.error(WRONG_CODE)
+    elif not name.strip():
+        st.error(NEED_NAME)
+    else:
+        st.session_state.display_name = name.strip()
+        st.rerun()
