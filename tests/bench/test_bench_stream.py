@@ -44,10 +44,13 @@ def machine() -> str:
 
 @pytest.fixture(scope="module")
 def model_settings(tmp_path_factory, tiny_dir) -> InferenceSettings:
+    # Every repetition must run the model: no cache, no single flight, no rate limit.
+    computed = {"host": "127.0.0.1", "grpc_port": 0, "metrics_port": 0, "redis_url": "", "single_flight": False,
+                "rate_limit_per_minute": 0}  # fmt: skip
     if os.environ.get("BENCH_SD15"):
         folder = build_sd15_shaped(tmp_path_factory.mktemp("models") / "sd15-shaped")
-        return InferenceSettings(model=str(folder), host="127.0.0.1", grpc_port=0)
-    return InferenceSettings(model="tiny", tiny_dir=tiny_dir, host="127.0.0.1", grpc_port=0)
+        return InferenceSettings(model=str(folder), **computed)
+    return InferenceSettings(model="tiny", tiny_dir=tiny_dir, **computed)
 
 
 def test_stream_with_every_probe_against_the_pipeline(model_settings):
@@ -92,6 +95,7 @@ def test_stream_with_every_probe_against_the_pipeline(model_settings):
         def streamed() -> tuple[float, int]:
             started = time.perf_counter()
             stream = collect(stub.Generate(spec))
+            assert stream.status.source == pb.TRAJECTORY_SOURCE_COMPUTED  # measured, not replayed
             size = stream.header.ByteSize() + sum(f.ByteSize() for f in stream.frames) + stream.final.ByteSize()
             return time.perf_counter() - started, size
 
