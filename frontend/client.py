@@ -10,7 +10,7 @@ import grpc
 import streamlit as st
 
 from frontend.settings import FrontendSettings
-from services.common.api import SERVICE_NAME, bearer, pb, pb_grpc
+from services.common.api import LESSON_METADATA, NAME_METADATA, SERVICE_NAME, STUDENT_METADATA, bearer, pb, pb_grpc
 
 # Quick calls are retried with backoff while the service restarts; a stream is
 # retried only until its first message arrives (gRPC's own rule).
@@ -31,10 +31,6 @@ _SERVICE_CONFIG = json.dumps(
         ],
     }
 )
-
-STUDENT_METADATA = "x-student-id"
-LESSON_METADATA = "x-classroom-lesson"
-NAME_METADATA = "x-student-name-bin"  # what the teacher sees; -bin: any characters, sent as UTF-8
 
 _MESSAGES = {
     grpc.StatusCode.UNAVAILABLE: "The image server cannot be reached right now. It may be starting up: "

@@ -11,8 +11,11 @@ except ImportError as error:  # pragma: no cover - only without generated stubs
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["DiffusionService"].full_name
 
-# Every call but health carries the class's API token in this metadata.
-AUTH_METADATA = "authorization"
+# Request metadata, named once for the service and its clients.
+AUTH_METADATA = "authorization"  # every call but health: the class's API token
+STUDENT_METADATA = "x-student-id"  # who asks (one generation at a time, rate limits)
+NAME_METADATA = "x-student-name-bin"  # what the teacher sees; -bin: any characters, as UTF-8
+LESSON_METADATA = "x-classroom-lesson"  # the catalog entry a Generate call opens
 
 
 def bearer(token: str | None) -> tuple[tuple[str, str], ...]:
@@ -20,4 +23,14 @@ def bearer(token: str | None) -> tuple[tuple[str, str], ...]:
     return ((AUTH_METADATA, f"Bearer {token}"),) if token else ()
 
 
-__all__ = ["AUTH_METADATA", "SERVICE_NAME", "bearer", "pb", "pb_grpc", "store_pb"]
+__all__ = [
+    "AUTH_METADATA",
+    "LESSON_METADATA",
+    "NAME_METADATA",
+    "SERVICE_NAME",
+    "STUDENT_METADATA",
+    "bearer",
+    "pb",
+    "pb_grpc",
+    "store_pb",
+]

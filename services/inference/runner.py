@@ -97,15 +97,16 @@ class HostCopy:
     """
 
     def __init__(self, tensor: torch.Tensor) -> None:
-        sample = tensor[0].to(torch.float16)
         self._ready: torch.cuda.Event | None = None
-        if sample.device.type == "cuda":
+        if tensor.device.type == "cuda":
+            sample = tensor[0].to(torch.float16)
             self._host = torch.empty(sample.shape, dtype=torch.float16, pin_memory=True)
             self._host.copy_(sample, non_blocking=True)
             self._ready = torch.cuda.Event()
             self._ready.record()
         else:
-            self._host = sample.clone()  # later steps must not change what was sent
+            # One conversion that is also a copy of its own: later steps must not change what was sent.
+            self._host = tensor[0].to(torch.float16, copy=True)
 
     def numpy(self) -> np.ndarray:
         if self._ready is not None:

@@ -19,7 +19,7 @@ from grpc_reflection.v1alpha import reflection
 from grpc_status import rpc_status
 from prometheus_client import start_http_server
 
-from services.common.api import SERVICE_NAME, pb, pb_grpc
+from services.common.api import LESSON_METADATA, SERVICE_NAME, STUDENT_METADATA, pb, pb_grpc
 from services.common.trajectories import canonical_request
 from services.inference import frames
 from services.inference.auth import TokenInterceptor
@@ -47,12 +47,6 @@ from services.lessons.catalog import Entry, all_entries, load_catalog
 log = logging.getLogger(__name__)
 
 LOADING_MESSAGE = "The model is still loading. Please try again in a minute."
-# Request metadata naming the lesson entry a Generate call renders (the precompute
-# job sends it): such trajectories are kept in the lesson namespace, never evicted.
-LESSON_METADATA = "x-classroom-lesson"
-# Request metadata naming the student (stage 6 authenticates it); without it, the
-# connection's address stands in.
-STUDENT_METADATA = "x-student-id"
 STUDENT_BUSY_MESSAGE = "You already have a picture being made. Wait for it to finish (or stop it), then try again."
 # The health entry of the trajectory cache (SERVING while Redis answers).
 CACHE_HEALTH_NAME = "diffusion_classroom.v1.TrajectoryCache"
@@ -247,7 +241,7 @@ class DiffusionService(pb_grpc.DiffusionServiceServicer):
             await _abort_invalid(context, error)
         assert self.hub is not None
         metadata = dict(context.invocation_metadata() or ())
-        student = str(metadata.get(STUDENT_METADATA) or context.peer())
+        student = str(metadata.get(STUDENT_METADATA) or context.peer())  # no id: the connection stands in
         # A lesson tag counts only on the catalog entry's own request.
         lesson = str(metadata.get(LESSON_METADATA, ""))
         if lesson and self._catalog_keys.get(lesson) != self.hub.key(spec):

@@ -153,31 +153,38 @@ class TrajectoryHub:
         limit and keeps the result for good.
         """
         key = self.key(spec)
+        exempt = bool(lesson_entry)
         if not self.single_flight:
             trajectory = Trajectory(key, spec.to_proto(), self.model)
-            if not lesson_entry:
-                await self.limiter.take(student)
-            source = self._start(trajectory, spec, student)
+            source = await self._start(trajectory, spec, student, exempt)
         elif (trajectory := self._live.get(key)) is not None:
-            self.stats.single_flight_joins += 1
             source = pb.TRAJECTORY_SOURCE_JOINED
         elif (trajectory := self._recent.get(key)) is not None:
             self._recent.move_to_end(key)
-            self.stats.cache_hits += 1
             source = pb.TRAJECTORY_SOURCE_CACHE
         else:
             # Registered before the cache lookup, so identical requests arriving meanwhile
             # join it; shielded, so that a caller who gives up mid-lookup leaves it whole.
             trajectory = Trajectory(key, spec.to_proto(), self.model)
             self._live[key] = trajectory
-            source = await asyncio.shield(self._load_or_start(trajectory, spec, student, bool(lesson_entry)))
+            source = await asyncio.shield(self._load_or_start(trajectory, spec, student, exempt))
         if lesson_entry:
             await self._keep_as_lesson(trajectory, lesson_entry)
         trajectory.readers += 1
-        (self.metrics.cache_hits if source == pb.TRAJECTORY_SOURCE_CACHE else self.metrics.cache_misses).inc()
+        self._count(source)
         return trajectory, source
 
-    async def _load_or_start(self, trajectory: Trajectory, spec: GenerationSpec, student: str, lesson: bool) -> int:
+    def _count(self, source: int) -> None:
+        if source == pb.TRAJECTORY_SOURCE_CACHE:
+            self.stats.cache_hits += 1
+            self.metrics.cache_hits.inc()
+        elif source == pb.TRAJECTORY_SOURCE_JOINED:
+            self.stats.single_flight_joins += 1
+        else:
+            self.stats.cache_misses += 1
+            self.metrics.cache_misses.inc()
+
+    async def _load_or_start(self, trajectory: Trajectory, spec: GenerationSpec, student: str, exempt: bool) -> int:
         found = await self.store.load(trajectory.key)
         if found is not None:
             record, namespace = found
@@ -188,13 +195,9 @@ class TrajectoryHub:
             trajectory.finish()
             self._live.pop(trajectory.key, None)
             self._remember(trajectory)
-            self.stats.cache_hits += 1
             return pb.TRAJECTORY_SOURCE_CACHE
-        self.stats.cache_misses += 1
         try:
-            if not lesson:  # curated lesson examples do not count against a student's rate
-                await self.limiter.take(student)
-            return self._start(trajectory, spec, student)
+            return await self._start(trajectory, spec, student, exempt)
         except Exception as refusal:
             # Readers that joined during the cache lookup see the stream fail (as INTERNAL, not
             # the refusal: a known rough edge); the next identical request tries afresh.
@@ -202,7 +205,10 @@ class TrajectoryHub:
             trajectory.finish(error=str(refusal) or type(refusal).__name__)
             raise
 
-    def _start(self, trajectory: Trajectory, spec: GenerationSpec, student: str) -> int:
+    async def _start(self, trajectory: Trajectory, spec: GenerationSpec, student: str, exempt: bool) -> int:
+        """Put the model to work, after the student's rate limit (curated lesson examples are exempt)."""
+        if not exempt:
+            await self.limiter.take(student)
         # Every probe is computed, whatever this reader asked for: the trajectory
         # serves every later reader and the cache, whatever they ask for.
         trajectory.job = self.runner.submit(dataclasses.replace(spec, include=ALL_PROBES), student)

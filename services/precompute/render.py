@@ -8,10 +8,7 @@ from dataclasses import dataclass, field
 import grpc
 from tqdm import tqdm
 
-from services.common.api import pb, pb_grpc
-
-# Names the entry a Generate call renders; the service then keeps the result for good.
-LESSON_METADATA = "x-classroom-lesson"
+from services.common.api import LESSON_METADATA, pb, pb_grpc
 
 
 @dataclass

@@ -8,7 +8,7 @@ import time
 
 import grpc
 
-from services.common.api import pb, pb_grpc
+from services.common.api import STUDENT_METADATA, pb, pb_grpc
 
 
 async def read(
@@ -18,7 +18,7 @@ async def read(
     started = time.perf_counter()
     first = last = 0.0
     frames, hit = 0, False
-    async for response in stub.Generate(message, metadata=(("x-student-id", student),)):
+    async for response in stub.Generate(message, metadata=((STUDENT_METADATA, student),)):
         kind = response.WhichOneof("event")
         if kind == "status":
             hit = response.status.cache_hit

@@ -57,11 +57,11 @@ def test_stream_with_every_probe_against_the_pipeline(model_settings):
     from diffusers import StableDiffusionPipeline
 
     with running_server(model_settings) as server:
-        folder = server.server.service.model  # the loaded model tells where it came from
+        model = server.service.model
         channel, stub = stub_for(server.address)
         info = stub.GetModelInfo(pb.GetModelInfoRequest())
         model_dir = model_settings.tiny_dir if model_settings.model == "tiny" else Path(model_settings.model)
-        device, dtype = folder.device, folder.dtype
+        device, dtype = model.device, model.dtype
         pipe = StableDiffusionPipeline.from_pretrained(
             model_dir, safety_checker=None, requires_safety_checker=False, torch_dtype=dtype
         ).to(device)
@@ -76,7 +76,7 @@ def test_stream_with_every_probe_against_the_pipeline(model_settings):
             scheduler="dpm_solver_pp",
             include=ALL_PROBES,
         )
-        pipe.scheduler = make_scheduler("dpm_solver_pp", folder.scheduler_config)
+        pipe.scheduler = make_scheduler("dpm_solver_pp", model.scheduler_config)
 
         def direct() -> float:
             started = time.perf_counter()

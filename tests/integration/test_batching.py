@@ -10,13 +10,13 @@ import pytest
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
-from services.common.api import pb
+from services.common.api import STUDENT_METADATA, pb
 from tests.integration.helpers import collect, request
 from tests.support.servers import free_port, running_server, stub_for
 
 
 def student(name):
-    return (("x-student-id", name),)
+    return ((STUDENT_METADATA, name),)
 
 
 def stats(stub):

@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from services.common.api import SERVICE_NAME, bearer, pb
+from services.common.api import LESSON_METADATA, SERVICE_NAME, STUDENT_METADATA, bearer, pb
 from services.inference.moderation import BLOCKED_MESSAGE, DEFAULT_BLOCKLIST, Blocklist
 from services.inference.probes import PROBES
 from services.inference.runner import Generation
@@ -81,10 +81,10 @@ def test_a_model_failure_fails_that_request_alone(settings, monkeypatch):
     with running_server(settings.model_copy(update={"redis_url": "", "max_batch_size": 4})) as server:
         channel, stub = stub_for(server.address)
         healthy = stub.Generate(request("a quiet lake", seed=2, num_inference_steps=12, width=64, height=64),
-                                metadata=(("x-student-id", "a"),))  # fmt: skip
+                                metadata=((STUDENT_METADATA, "a"),))  # fmt: skip
         with pytest.raises(grpc.RpcError) as caught:
             collect(stub.Generate(request("break the model", seed=3, num_inference_steps=12, width=64, height=64),
-                                  metadata=(("x-student-id", "b"),)))  # fmt: skip
+                                  metadata=((STUDENT_METADATA, "b"),)))  # fmt: skip
         assert caught.value.code() == grpc.StatusCode.INTERNAL
         assert caught.value.details() == "Something went wrong inside the model while generating. Please try again."
         assert len(collect(healthy).frames) == 12  # the other request went on
@@ -92,7 +92,7 @@ def test_a_model_failure_fails_that_request_alone(settings, monkeypatch):
         stats = stub.GetServerStats(pb.GetServerStatsRequest())
         assert stats.generations_failed == 1 and stats.active_generations == 0
         assert collect(stub.Generate(request("b again", seed=4, num_inference_steps=2, width=64, height=64),
-                                     metadata=(("x-student-id", "b"),))).final  # fmt: skip
+                                     metadata=((STUDENT_METADATA, "b"),))).final  # fmt: skip
         channel.close()
 
 
@@ -166,7 +166,7 @@ def test_rate_limit_counts_computed_generations_per_student(settings):
         channel, stub = stub_for(server.address)
 
         def generate(prompt, who, seed=5, lesson=""):
-            metadata = (("x-student-id", who),) + ((("x-classroom-lesson", lesson),) if lesson else ())
+            metadata = ((STUDENT_METADATA, who),) + (((LESSON_METADATA, lesson),) if lesson else ())
             spec = request(prompt, seed=seed, num_inference_steps=1, width=64, height=64)
             return collect(stub.Generate(spec, metadata=metadata))
 
@@ -184,8 +184,8 @@ def test_rate_limit_counts_computed_generations_per_student(settings):
         assert generate("rate one", "fast").status.cache_hit  # served from the cache: no token needed
         assert generate("rate three", "slow").final  # another student has a bucket of their own
         entry = stub.ListLessons(pb.ListLessonsRequest(collection="seed-gallery")).entries[0]
-        lesson = collect(stub.Generate(entry.request, metadata=(("x-student-id", "fast"),
-                                                                ("x-classroom-lesson", entry.id))))  # fmt: skip
+        lesson = collect(stub.Generate(entry.request, metadata=((STUDENT_METADATA, "fast"),
+                                                                (LESSON_METADATA, entry.id))))  # fmt: skip
         assert lesson.final  # opening a catalog entry never counts
         with pytest.raises(grpc.RpcError) as caught:
             generate("not a lesson", "fast", lesson=entry.id)  # a lesson tag on another request does not help
