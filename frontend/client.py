@@ -10,7 +10,17 @@ import grpc
 import streamlit as st
 
 from frontend.settings import FrontendSettings
-from services.common.api import LESSON_METADATA, NAME_METADATA, SERVICE_NAME, STUDENT_METADATA, bearer, pb, pb_grpc
+from services.common.api import (
+    LESSON_METADATA,
+    NAME_METADATA,
+    SERVICE_NAME,
+    STUDENT_METADATA,
+    bearer,
+    pb,
+    pb_grpc,
+    unbatch,
+)
+from services.common.channels import open_channel
 
 # Quick calls are retried with backoff while the service restarts; a stream is
 # retried only until its first message arrives (gRPC's own rule).
@@ -67,8 +77,9 @@ class ClassroomClient:
 
     def __init__(self, settings: FrontendSettings) -> None:
         self.settings = settings
-        self.channel = grpc.insecure_channel(
+        self.channel = open_channel(
             settings.inference_addr,
+            settings,
             options=[
                 ("grpc.service_config", _SERVICE_CONFIG),
                 ("grpc.enable_retries", 1),
@@ -107,7 +118,7 @@ class ClassroomClient:
             metadata += ((LESSON_METADATA, lesson_entry),)
         call = self.stub.Generate(request, metadata=metadata)
         try:
-            yield from call
+            yield from unbatch(call)
         except grpc.RpcError as error:
             raise student_error(error) from error
         finally:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
+
+from services.common.channels import TlsClientSettings
 
 
-class FrontendSettings(BaseSettings):
+class FrontendSettings(TlsClientSettings):
     model_config = SettingsConfigDict(env_prefix="CLASSROOM_", extra="ignore")
 
     # A host:port, or dns:///name:port to spread over several inference servers.

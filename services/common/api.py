@@ -1,5 +1,7 @@
 """The generated gRPC API, imported in one place (run `make proto` to generate it)."""
 
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
+
 try:
     from diffusion_classroom.v1 import diffusion_service_pb2 as pb
     from diffusion_classroom.v1 import diffusion_service_pb2_grpc as pb_grpc
@@ -23,14 +25,35 @@ def bearer(token: str | None) -> tuple[tuple[str, str], ...]:
     return ((AUTH_METADATA, f"Bearer {token}"),) if token else ()
 
 
+def unbatch(responses: Iterable[pb.GenerateResponse]) -> Iterator[pb.GenerateResponse]:
+    """The events of a Generate stream one at a time, with EventBatch messages opened."""
+    for response in responses:
+        if response.WhichOneof("event") == "batch":
+            yield from response.batch.events
+        else:
+            yield response
+
+
+async def aunbatch(responses: AsyncIterable[pb.GenerateResponse]) -> AsyncIterator[pb.GenerateResponse]:
+    """`unbatch` for grpc.aio streams."""
+    async for response in responses:
+        if response.WhichOneof("event") == "batch":
+            for event in response.batch.events:
+                yield event
+        else:
+            yield response
+
+
 __all__ = [
     "AUTH_METADATA",
     "LESSON_METADATA",
     "NAME_METADATA",
     "SERVICE_NAME",
     "STUDENT_METADATA",
+    "aunbatch",
     "bearer",
     "pb",
     "pb_grpc",
     "store_pb",
+    "unbatch",
 ]

@@ -22,7 +22,19 @@ def _is_serving(settings: InferenceSettings, timeout: float) -> bool:
     import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-    with grpc.insecure_channel(f"127.0.0.1:{settings.grpc_port}") as channel:
+    from services.common.channels import open_channel
+
+    # Over TLS the check trusts CLASSROOM_TLS_CA, or the server's own (self-signed) certificate,
+    # and expects it to name CLASSROOM_TLS_SERVER_NAME, or localhost.
+    check = settings.model_copy(
+        update={
+            "tls_ca": settings.tls_ca or settings.tls_cert,
+            "tls_server_name": settings.tls_server_name or "localhost",
+        }
+    )
+    if settings.tls_cert is None:
+        check = settings.model_copy(update={"tls_ca": None})
+    with open_channel(f"127.0.0.1:{settings.grpc_port}", check) as channel:
         try:
             reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=timeout)
         except grpc.RpcError as error:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+from google.protobuf.descriptor import FieldDescriptor
 
 from services.common.api import pb
 from services.common.codecs import encode_image, latent_preview, tensor_to_proto
@@ -147,3 +148,32 @@ def filter_event(event: pb.GenerateResponse, include: frozenset[str]) -> pb.Gene
             if probe not in include:
                 filtered.frame.ClearField(name)
     return filtered
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while value > 0x7F:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _length_delimited_tag(field: FieldDescriptor) -> bytes:
+    return _varint(field.number << 3 | 2)
+
+
+_BATCH_TAG = _length_delimited_tag(pb.GenerateResponse.DESCRIPTOR.fields_by_name["batch"])
+_EVENTS_TAG = _length_delimited_tag(pb.EventBatch.DESCRIPTOR.fields_by_name["events"])
+
+
+def batch_wire(events: list[bytes]) -> bytes:
+    """Serialized GenerateResponse messages as one message: the event itself, or an EventBatch of them.
+
+    Built from the events' bytes (protobuf's length-delimited encoding), so replaying a
+    cached trajectory to many readers never copies it into new message objects.
+    """
+    if len(events) == 1:
+        return events[0]
+    inner = b"".join(part for event in events for part in (_EVENTS_TAG, _varint(len(event)), event))
+    return _BATCH_TAG + _varint(len(inner)) + inner

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import grpc
 from google.protobuf import any_pb2
+from google.protobuf.message import Message
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
@@ -226,9 +227,7 @@ class DiffusionService(pb_grpc.DiffusionServiceServicer):
 
         return pb.EncodePromptResponse(encoding=await asyncio.to_thread(encode))
 
-    async def Generate(
-        self, request: pb.GenerateRequest, context: grpc.aio.ServicerContext
-    ) -> AsyncIterator[pb.GenerateResponse]:
+    async def Generate(self, request: pb.GenerateRequest, context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
         model = await self._ready(context)
         try:
             spec = check_generate(request, self.settings, model.default_size, self.blocklist)
@@ -264,15 +263,12 @@ class DiffusionService(pb_grpc.DiffusionServiceServicer):
             )
             await _abort_retry_later(context, message, limited.retry_after_s)
         try:
-            yield pb.GenerateResponse(
-                status=pb.StreamStatus(
-                    source=source, cache_hit=source == pb.TRAJECTORY_SOURCE_CACHE, trajectory_key=trajectory.key
-                )
+            status = pb.StreamStatus(
+                source=source, cache_hit=source == pb.TRAJECTORY_SOURCE_CACHE, trajectory_key=trajectory.key
             )
-            async for event in trajectory.follow(spec.include):
-                yield event
-                if event.WhichOneof("event") == "frame":
-                    self.metrics.frames_sent.inc()
+            async for message, frame_count in trajectory.follow(spec.include, pb.GenerateResponse(status=status)):
+                yield message  # already serialized (see add_service)
+                self.metrics.frames_sent.inc(frame_count)
         except TrajectoryFailed as failure:
             await context.abort(grpc.StatusCode.INTERNAL, str(failure))
         finally:
@@ -323,6 +319,27 @@ class DiffusionService(pb_grpc.DiffusionServiceServicer):
         )
 
 
+def _serialize(message: Message | bytes) -> bytes:
+    return message if isinstance(message, bytes) else message.SerializeToString()
+
+
+def add_service(servicer: DiffusionService, server: grpc.aio.Server) -> None:
+    """Register the DiffusionService as the generated helper would, but let handlers send bytes.
+
+    Generate's messages are serialized once per trajectory and include mask, not once
+    per reader: a class replaying the same cached lesson costs copying, not encoding.
+    """
+    handlers = {}
+    for method in pb.DESCRIPTOR.services_by_name["DiffusionService"].methods:
+        make = grpc.unary_stream_rpc_method_handler if method.server_streaming else grpc.unary_unary_rpc_method_handler
+        handlers[method.name] = make(
+            getattr(servicer, method.name),
+            request_deserializer=getattr(pb, method.input_type.name).FromString,
+            response_serializer=_serialize,
+        )
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
+
+
 def _configure_health_server(server: grpc.aio.Server) -> health.aio.HealthServicer:
     servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
@@ -354,9 +371,14 @@ class InferenceServer:
         self.metrics_port = 0
         self._metrics_server: object | None = None
         self.service = DiffusionService(settings, on_cache_availability=self._cache_health, metrics=self.metrics)
-        pb_grpc.add_DiffusionServiceServicer_to_server(self.service, self.server)
+        add_service(self.service, self.server)
         reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server)
-        self.port = self.server.add_insecure_port(f"{settings.host}:{settings.grpc_port}")
+        address = f"{settings.host}:{settings.grpc_port}"
+        if settings.tls_cert is not None and settings.tls_key is not None:
+            pair = (settings.tls_key.read_bytes(), settings.tls_cert.read_bytes())
+            self.port = self.server.add_secure_port(address, grpc.ssl_server_credentials([pair]))
+        else:
+            self.port = self.server.add_insecure_port(address)
 
     def _cache_health(self, available: bool, status: str) -> None:
         """The cache's own health entry: the service stays SERVING without it, generating uncached."""

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, model_validator
+from pydantic_settings import SettingsConfigDict
 
+from services.common.channels import TlsClientSettings
 from services.lessons.catalog import DEFAULT_CATALOG
 
 DEFAULT_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 
 
-class InferenceSettings(BaseSettings):
+class InferenceSettings(TlsClientSettings):
     """Everything the inference service can be told; each field is CLASSROOM_<NAME>."""
 
     model_config = SettingsConfigDict(env_prefix="CLASSROOM_", extra="ignore")
@@ -34,6 +35,10 @@ class InferenceSettings(BaseSettings):
     # Every call but health must carry it (`authorization: Bearer <token>`); unset: no check.
     api_token: str | None = Field(None, description="The token clients must send; unset: calls are not checked.")
     grpc_port: int = Field(50051, description="Port of the gRPC server (0 picks a free one).")
+    # TLS: both set, the server speaks only TLS. Clients then need CLASSROOM_TLS_CA (the
+    # container's own health check uses it too, or the certificate itself when it is self-signed).
+    tls_cert: Path | None = Field(None, description="Server certificate chain (PEM); set with tls_key for TLS.")
+    tls_key: Path | None = Field(None, description="Server private key (PEM); set with tls_cert for TLS.")
     # Open streams get this long to finish after SIGTERM before they are cut.
     shutdown_grace_s: float = Field(30.0, description="Seconds open streams get to finish on SIGTERM.")
     log_level: str = Field("INFO", description="Logging level: DEBUG, INFO, WARNING or ERROR.")
@@ -80,3 +85,9 @@ class InferenceSettings(BaseSettings):
     default_steps: int = Field(25, description="Denoising steps when a request does not say.")
     default_guidance_scale: float = Field(7.5, description="Guidance scale when a request does not say.")
     default_scheduler: str = Field("dpm_solver_pp", description="Scheduler when a request does not say.")
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> InferenceSettings:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("CLASSROOM_TLS_CERT and CLASSROOM_TLS_KEY must be set together")
+        return self

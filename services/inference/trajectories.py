@@ -30,6 +30,8 @@ from services.inference.validation import GenerationSpec
 log = logging.getLogger(__name__)
 
 ALL_PROBES = frozenset(PROBES)
+# A batch of events a reader is behind on stays under this many bytes (unless one event alone is larger).
+MAX_BATCH_BYTES = 2**20
 
 
 class TrajectoryFailed(Exception):
@@ -54,7 +56,8 @@ class Trajectory:
         self.pump: asyncio.Task[None] | None = None
         self.queue: pb.QueueStatus | None = None  # while waiting for the GPU
         self._grew = asyncio.Event()
-        self._views: dict[frozenset[str], list[pb.GenerateResponse]] = {}
+        # Per include mask: each event serialized as readers with that mask receive it.
+        self._wires: dict[frozenset[str], list[bytes]] = {}
 
     def append(self, event: pb.GenerateResponse) -> None:
         self.events.append(event)
@@ -73,34 +76,59 @@ class Trajectory:
         self._grew.set()
         self._grew = asyncio.Event()
 
-    def _view(self, index: int, include: frozenset[str]) -> pb.GenerateResponse:
-        """Event `index` as a reader with this include mask sees it, filtered once per mask."""
-        if include == ALL_PROBES:
-            return self.events[index]
-        view = self._views.setdefault(include, [])
-        while len(view) <= index:
-            view.append(frames.filter_event(self.events[len(view)], include))
-        return view[index]
+    def _wire(self, index: int, include: frozenset[str]) -> bytes:
+        """Event `index` serialized as a reader with this include mask sees it; done once per mask."""
+        wire = self._wires.setdefault(include, [])
+        while len(wire) < min(index + 1, len(self.events)):
+            event = self.events[len(wire)]
+            if include != ALL_PROBES:
+                event = frames.filter_event(event, include)
+            data = event.SerializeToString()
+            wire.append(data)
+            self.nbytes += len(data)
+        return wire[index]
 
-    async def follow(self, include: frozenset[str]) -> AsyncIterator[pb.GenerateResponse]:
-        """Everything so far, then each new event as it is appended, until the end.
+    async def follow(self, include: frozenset[str], opening: pb.GenerateResponse) -> AsyncIterator[tuple[bytes, int]]:
+        """One reader's stream, serialized: `opening`, everything so far, then each new event, to the end.
 
-        Until the header arrives, a reader also hears each change of the queue position.
+        Yields (message, frames in it). Until the header arrives, a reader also hears each
+        change of the queue position. Events the reader is behind on go out together as
+        EventBatch messages: the first ends with the first frame, and each later one may
+        hold twice as many events as the one before, within MAX_BATCH_BYTES. So a cached
+        replay costs a handful of messages instead of one per step, while a reader keeping
+        up receives single events. Each event is serialized once per include mask, however
+        many readers replay it.
         """
         index = 0
         queue_seen: pb.QueueStatus | None = None
+        batch: list[bytes] = [opening.SerializeToString()]
+        batch_bytes = batch_frames = 0
+        room = 0  # events the next message may hold; 0: up to the first frame
         while True:
+            grew = self._grew  # taken before yielding, so that no change made meanwhile is missed
             if not self.events and self.queue is not None and self.queue != queue_seen:
                 queue_seen = self.queue
-                yield pb.GenerateResponse(queue=queue_seen)
+                batch.append(pb.GenerateResponse(queue=queue_seen).SerializeToString())
             while index < len(self.events):
-                yield self._view(index, include)
+                data = self._wire(index, include)
+                if batch and (len(batch) == room or batch_bytes + len(data) > MAX_BATCH_BYTES):
+                    yield frames.batch_wire(batch), batch_frames
+                    batch, batch_bytes, batch_frames, room = [], 0, 0, 2 * room
+                is_frame = self.events[index].WhichOneof("event") == "frame"
+                batch.append(data)
+                batch_bytes += len(data)
+                batch_frames += is_frame
                 index += 1
+                if room == 0 and is_frame:
+                    room = len(batch)  # the first message ends here
+            if batch:
+                yield frames.batch_wire(batch), batch_frames
+                batch, batch_bytes, batch_frames, room = [], 0, 0, 2 * room
             if self.finished:
                 if self.error is not None:
                     raise TrajectoryFailed(self.error)
                 return
-            await self._grew.wait()
+            await grew.wait()
 
     def record(self) -> store_pb.TrajectoryRecord:
         return store_pb.TrajectoryRecord(

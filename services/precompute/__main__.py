@@ -12,6 +12,7 @@ import redis
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from services.common.api import SERVICE_NAME, bearer, pb_grpc
+from services.common.channels import open_channel
 from services.precompute.packs import export_lessons, import_lessons
 from services.precompute.render import CacheUnavailable, render_catalog
 from services.precompute.settings import PrecomputeSettings
@@ -61,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(import_lessons(client, args.file))
         return 0
 
-    with grpc.insecure_channel(settings.inference_addr) as channel:
+    with open_channel(settings.inference_addr, settings) as channel:
         if not wait_until_serving(channel, settings.wait_s):
             print(f"The inference service at {settings.inference_addr} did not become ready.", file=sys.stderr)
             return 2

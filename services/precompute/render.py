@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import grpc
 from tqdm import tqdm
 
-from services.common.api import LESSON_METADATA, pb, pb_grpc
+from services.common.api import LESSON_METADATA, pb, pb_grpc, unbatch
 
 
 @dataclass
@@ -54,7 +54,7 @@ def render_catalog(
         request.include.paths.append("latent_preview")  # the service computes everything; we need little
         try:
             final = None
-            for response in stub.Generate(request, metadata=(*metadata, (LESSON_METADATA, entry.id))):
+            for response in unbatch(stub.Generate(request, metadata=(*metadata, (LESSON_METADATA, entry.id)))):
                 if response.WhichOneof("event") == "final":
                     final = response.final
             if final is None:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
+
+from services.common.channels import TlsClientSettings
 
 
-class PrecomputeSettings(BaseSettings):
+class PrecomputeSettings(TlsClientSettings):
     model_config = SettingsConfigDict(env_prefix="CLASSROOM_", extra="ignore")
 
     inference_addr: str = Field("localhost:50051", description="The inference service's gRPC address.")

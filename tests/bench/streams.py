@@ -5,20 +5,28 @@ from __future__ import annotations
 import asyncio
 import statistics
 import time
+from collections.abc import AsyncIterable, AsyncIterator
 
 import grpc
 
-from services.common.api import STUDENT_METADATA, pb, pb_grpc
+from services.common.api import STUDENT_METADATA, aunbatch, pb, pb_grpc
 
 
 async def read(
     stub: pb_grpc.DiffusionServiceStub, message: pb.GenerateRequest, student: str
-) -> tuple[float, float, int, bool]:
-    """(time to first frame, time to last frame, frames, cache hit) for one reader."""
+) -> tuple[float, float, int, bool, int]:
+    """(time to first frame, time to last frame, frames, cache hit, messages) for one reader."""
     started = time.perf_counter()
     first = last = 0.0
-    frames, hit = 0, False
-    async for response in stub.Generate(message, metadata=((STUDENT_METADATA, student),)):
+    frames, hit, messages = 0, False, 0
+
+    async def counted(call: AsyncIterable[pb.GenerateResponse]) -> AsyncIterator[pb.GenerateResponse]:
+        nonlocal messages
+        async for response in call:
+            messages += 1
+            yield response
+
+    async for response in aunbatch(counted(stub.Generate(message, metadata=((STUDENT_METADATA, student),)))):
         kind = response.WhichOneof("event")
         if kind == "status":
             hit = response.status.cache_hit
@@ -28,7 +36,7 @@ async def read(
                 first = time.perf_counter() - started
         elif kind == "final":
             last = time.perf_counter() - started
-    return first, last, frames, hit
+    return first, last, frames, hit, messages
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -57,5 +65,20 @@ async def crowd(address: str, messages: list[pb.GenerateRequest]) -> dict[str, f
         "ttlf_p95": percentile(lasts, 0.95),
         "ttlf_p99": percentile(lasts, 0.99),
         "frames_per_s": sum(r[2] for r in results) / wall,
+        "messages_per_stream": statistics.mean(r[4] for r in results),
         "wall": wall,
     }
+
+
+async def unary_crowd(address: str, calls: int) -> dict[str, float]:
+    """The floor under any stream's first message: this many GetServerStats calls at once, timed."""
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = pb_grpc.DiffusionServiceStub(channel)
+
+        async def one() -> float:
+            started = time.perf_counter()
+            await stub.GetServerStats(pb.GetServerStatsRequest())
+            return time.perf_counter() - started
+
+        times = await asyncio.gather(*(one() for _ in range(calls)))
+    return {"p50": statistics.median(times), "p99": percentile(times, 0.99)}

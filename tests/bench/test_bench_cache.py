@@ -18,7 +18,7 @@ import os
 import pytest
 
 from services.common.api import pb
-from tests.bench.streams import crowd
+from tests.bench.streams import crowd, unary_crowd
 from tests.bench.test_bench_stream import machine
 from tests.integration.helpers import request
 from tests.support.redis_server import RedisServer
@@ -63,6 +63,7 @@ def test_class_reading_cached_trajectories(tiny_dir, redis_url):
     try:
         # Fill the cache: one trajectory per variation, computed once.
         asyncio.run(crowd(address, [spec(i) for i in range(TRAJECTORIES)]))
+        floor = asyncio.run(unary_crowd(address, READERS))
         one = asyncio.run(crowd(address, [spec(0)] * READERS))
         spread = asyncio.run(crowd(address, [spec(i % TRAJECTORIES) for i in range(READERS)]))
     finally:
@@ -80,9 +81,15 @@ def test_class_reading_cached_trajectories(tiny_dir, redis_url):
             ("computed by the model (single flight, cache off)", computed)]  # fmt: skip
     print(f"\n## A class reading cached trajectories\nmachine: {machine()}\n"
           f"tiny model, {STEPS} steps, {SIZE}x{SIZE}, LMS; readers ask for {', '.join(INCLUDE)}\n"
-          "| scenario | readers | first frame p50 / p99 (ms) | last frame p50 / p99 (s) | frames/s |\n"
-          "|---|---|---|---|---|")  # fmt: skip
+          "| scenario | readers | first frame p50 / p99 (ms) | last frame p50 / p99 (s) | frames/s | messages/stream |"
+          "\n"
+          "|---|---|---|---|---|---|")  # fmt: skip
     for name, r in rows:
         print(f"| {name} | {r['readers']} | {r['ttff_p50'] * 1e3:.0f} / {r['ttff_p99'] * 1e3:.0f} | "
-              f"{r['ttlf_p50']:.2f} / {r['ttlf_p99']:.2f} | {r['frames_per_s']:.0f} |")  # fmt: skip
+              f"{r['ttlf_p50']:.2f} / {r['ttlf_p99']:.2f} | {r['frames_per_s']:.0f} | "
+              f"{r['messages_per_stream']:.1f} |")  # fmt: skip
+    print(
+        f"floor: {READERS} concurrent GetServerStats calls (no payload), p50 / p99: "
+        f"{floor['p50'] * 1e3:.0f} / {floor['p99'] * 1e3:.0f} ms"
+    )
     print(f"first frame p99, computed / cached: {computed['ttff_p99'] / one['ttff_p99']:.0f}x")

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from services.common.api import pb
+from services.common.api import pb, unbatch
 from services.common.codecs import decode_image, tensor_from_proto
 from services.inference.schedulers import make_scheduler
 
@@ -42,7 +42,7 @@ def collect(responses) -> Stream:
     stream: Stream | None = None
     status: pb.StreamStatus | None = None
     queue: list[pb.QueueStatus] = []
-    for response in responses:
+    for response in unbatch(responses):
         kind = response.WhichOneof("event")
         if kind == "status":
             assert status is None and stream is None, "status must come first, once"

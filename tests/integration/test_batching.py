@@ -10,7 +10,7 @@ import pytest
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
-from services.common.api import STUDENT_METADATA, pb
+from services.common.api import STUDENT_METADATA, pb, unbatch
 from tests.integration.helpers import collect, request
 from tests.support.servers import free_port, running_server, stub_for
 
@@ -85,7 +85,7 @@ def test_requests_join_and_leave_a_running_batch(batching):
     joined = threading.Event()
 
     def read_long():
-        for response in stub.Generate(long, metadata=student("long")):
+        for response in unbatch(stub.Generate(long, metadata=student("long"))):
             if response.WhichOneof("event") == "frame":
                 frames.append(response.frame.timings.batch_size)
                 if len(frames) == 5:
@@ -99,7 +99,7 @@ def test_requests_join_and_leave_a_running_batch(batching):
     # A cancelled request's place is taken by the next one.
     cancelled = stub.Generate(request("never mind", seed=12, num_inference_steps=40, width=64, height=64),
                               metadata=student("quitter"))  # fmt: skip
-    for response in cancelled:
+    for response in unbatch(cancelled):
         if response.WhichOneof("event") == "frame":
             cancelled.cancel()
             break
@@ -115,8 +115,8 @@ def test_requests_join_and_leave_a_running_batch(batching):
 
 def test_one_live_generation_per_student(batching):
     _, stub = batching
-    first = stub.Generate(request("mine", seed=20, num_inference_steps=30, width=64, height=64),
-                          metadata=student("eager"))  # fmt: skip
+    first = unbatch(stub.Generate(request("mine", seed=20, num_inference_steps=30, width=64, height=64),
+                                  metadata=student("eager")))  # fmt: skip
     assert next(first).WhichOneof("event") == "status"
     with pytest.raises(grpc.RpcError) as caught:
         collect(stub.Generate(request("also mine", seed=21, width=64, height=64), metadata=student("eager")))
@@ -171,8 +171,9 @@ def test_the_queue_reports_positions_then_refuses_when_full(settings):
 def test_a_reader_that_never_reads_does_not_stop_the_others(batching):
     _, stub = batching
     before = stats(stub)
-    stalled = stub.Generate(request("ignored", seed=50, num_inference_steps=20, include=["latent", "noise_predictions"],
-                                    width=256, height=256), metadata=student("sleepy"))  # fmt: skip
+    stalled = unbatch(stub.Generate(request("ignored", seed=50, num_inference_steps=20,
+                                            include=["latent", "noise_predictions"], width=256, height=256),
+                                    metadata=student("sleepy")))  # fmt: skip
     assert next(stalled).WhichOneof("event") == "status"
     other = collect(stub.Generate(request("busy", seed=51, num_inference_steps=20, width=64, height=64),
                                   metadata=student("awake")))  # fmt: skip

@@ -10,7 +10,7 @@ import pytest
 from grpc_health.v1 import health_pb2
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 
-from services.common.api import SERVICE_NAME, pb
+from services.common.api import SERVICE_NAME, pb, unbatch
 from tests.integration.helpers import collect, request
 from tests.support.servers import (
     health_status,
@@ -74,7 +74,7 @@ def test_cancelled_stream_frees_the_runner(stub):
     before = stub.GetServerStats(pb.GetServerStatsRequest())
     call = stub.Generate(request(seed=2, num_inference_steps=150, width=512, height=512, scheduler="euler"))
     frames = 0
-    for response in call:
+    for response in unbatch(call):
         frames += response.WhichOneof("event") == "frame"
         if frames == 2:
             call.cancel()
@@ -104,7 +104,7 @@ def test_sigterm_drains_open_streams_then_exits(tiny_dir):
         wait_until_serving(address, process=process)
         channel, stub = stub_for(address)
         call = stub.Generate(request(seed=4, num_inference_steps=30, width=256, height=256))
-        responses = iter(call)
+        responses = unbatch(call)
         first = next(responses)
         assert first.WhichOneof("event") == "status"
         received: list = [first]

@@ -1,10 +1,11 @@
 """Trajectories in Redis and in flight: cache hits, single flight, slow readers, damaged entries."""
 
+import itertools
 import threading
 
 import pytest
 
-from services.common.api import pb
+from services.common.api import pb, unbatch
 from services.common.trajectories import FORMAT_VERSION, Namespace, redis_key, unpack
 from tests.integration.helpers import ALL_PROBES, collect, request
 
@@ -50,6 +51,30 @@ def test_miss_then_hit_streams_the_same_frames_with_no_model_work(stub, server):
     from_redis = collect(stub.Generate(spec))
     assert from_redis.status.cache_hit and events(from_redis) == events(miss)
     assert stats(stub).unet_calls == middle.unet_calls
+
+
+def test_a_cached_replay_comes_in_a_few_growing_batches(stub):
+    spec = request("a lighthouse in fog", seed=107, num_inference_steps=30, width=64, height=64, include=ALL_PROBES)
+    miss = collect(stub.Generate(spec))
+    messages = list(stub.Generate(spec))
+    kinds = [[e.WhichOneof("event") for e in unbatch([m])] for m in messages]
+    # The first message holds everything up to the first frame; the rest follow in batches.
+    assert kinds[0] == ["status", "header", "frame"]
+    assert all(m.WhichOneof("event") == "batch" for m in messages[:-1])
+    sizes = [len(k) for k in kinds]
+    assert len(messages) <= 6 < sum(sizes)  # 33 events in a handful of messages
+    assert all(later >= earlier for earlier, later in itertools.pairwise(sizes[:-1]))  # the last holds the rest
+    assert all(m.ByteSize() <= 2**20 + 2**16 for m in messages)
+    assert events(collect(iter(messages))) == events(miss)
+
+
+def test_a_reader_keeping_up_receives_single_events(stub):
+    spec = request("a slow sunrise", seed=108, num_inference_steps=40, width=256, height=256, scheduler="euler")
+    messages = list(stub.Generate(spec))  # computed while we read: each step arrives as it is made
+    assert next(unbatch(messages)).WhichOneof("event") == "status"
+    singles = sum(m.WhichOneof("event") == "frame" for m in messages)
+    assert singles >= 30  # a batch only when the reader fell behind for a moment
+    assert sum(1 for e in unbatch(messages) if e.WhichOneof("event") == "frame") == 40
 
 
 def test_ad_hoc_entries_expire_and_the_include_mask_does_not_split_the_cache(stub, redis_server):
@@ -99,7 +124,7 @@ def test_eight_identical_requests_share_one_model_run(stub):
 def test_a_late_reader_is_replayed_what_it_missed(stub):
     spec = request("a snail on a mushroom", seed=104, num_inference_steps=20, width=256, height=256)
     before = stats(stub)
-    first = stub.Generate(spec)
+    first = unbatch(stub.Generate(spec))
     early = []
     for response in first:
         early.append(response)
@@ -116,7 +141,7 @@ def test_a_late_reader_is_replayed_what_it_missed(stub):
 
 def test_a_reader_that_stops_reading_does_not_hold_up_the_others(stub):
     spec = request("a kite over the sea", seed=105, num_inference_steps=15, width=256, height=256, include=ALL_PROBES)
-    stalled = stub.Generate(spec)
+    stalled = unbatch(stub.Generate(spec))
     assert next(stalled).WhichOneof("event") == "status"  # then it reads nothing more for a while
     other = request("a kite over the sea", seed=106, num_inference_steps=15, width=256, height=256)
     joined = collect(stub.Generate(spec))  # the same trajectory, read to the end
