@@ -17,6 +17,11 @@ pages = [
     st.Page("lessons/seeds_schedulers.py", title="6. Seeds and schedulers", icon=":material/casino:"),
     st.Page("lessons/playground.py", title="Playground", icon=":material/science:"),
 ]
-if not signed_in(FrontendSettings()):
+# The teacher's page asks for the teacher code itself, and refuses anyone without it.
+teacher = st.Page("lessons/teacher.py", title="Teacher", icon=":material/admin_panel_settings:")
+settings = FrontendSettings()
+if not signed_in(settings):
     pages = [st.Page(sign_in_page, title="Sign in", icon=":material/login:")]
+if settings.teacher_code:
+    pages.append(teacher)
 st.navigation(pages).run()

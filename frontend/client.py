@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import grpc
 import streamlit as st
@@ -15,6 +16,7 @@ from services.common.api import (
     NAME_METADATA,
     SERVICE_NAME,
     STUDENT_METADATA,
+    TEACHER_METADATA,
     bearer,
     pb,
     pb_grpc,
@@ -42,6 +44,10 @@ _SERVICE_CONFIG = json.dumps(
     }
 )
 
+# Pauses before sending a stream again after the service went away mid-stream (about 30 s in all:
+# long enough for a restart that finds the model in its cache).
+RECONNECT_DELAYS_S = (1.0, 2.0, 4.0, 8.0, 15.0)
+
 _MESSAGES = {
     grpc.StatusCode.UNAVAILABLE: "The image server cannot be reached right now. It may be starting up: "
     "wait a minute, then try again.",
@@ -50,6 +56,13 @@ _MESSAGES = {
     grpc.StatusCode.DEADLINE_EXCEEDED: "The image server took too long to answer. Try again in a moment.",
     grpc.StatusCode.UNAUTHENTICATED: "This page is not allowed to use the image server. Tell your teacher.",
 }
+# Codes whose status message the service writes for people to read.
+_OWN_SENTENCES = (
+    grpc.StatusCode.INVALID_ARGUMENT,
+    grpc.StatusCode.RESOURCE_EXHAUSTED,
+    grpc.StatusCode.ABORTED,
+    grpc.StatusCode.PERMISSION_DENIED,
+)
 _FALLBACK = "Something went wrong on the image server. Try again; if it keeps happening, tell your teacher."
 
 
@@ -65,7 +78,7 @@ def student_error(error: grpc.RpcError) -> StudentError:
     """The sentence to show for a failed call; the service's own sentence where it wrote one for students."""
     code = error.code()
     details = error.details() or ""
-    if code in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.RESOURCE_EXHAUSTED) and details:
+    if code in _OWN_SENTENCES and details:
         return StudentError(details, code)
     if code == grpc.StatusCode.UNAVAILABLE and "still loading" in details:
         return StudentError(details, code)
@@ -87,11 +100,13 @@ class ClassroomClient:
             ],
         )
         self.stub = pb_grpc.DiffusionServiceStub(self.channel)
+        self.teacher_stub = pb_grpc.TeacherServiceStub(self.channel)
         self._auth = bearer(settings.api_token)
 
-    def _call(self, method: grpc.UnaryUnaryMultiCallable, message: object) -> object:
+    def _call(self, method: grpc.UnaryUnaryMultiCallable, message: object, teacher_code: str | None = None) -> object:
+        metadata = self._auth if teacher_code is None else (*self._auth, (TEACHER_METADATA, teacher_code))
         try:
-            return method(message, timeout=self.settings.request_timeout_s, metadata=self._auth)
+            return method(message, timeout=self.settings.request_timeout_s, metadata=metadata)
         except grpc.RpcError as error:
             raise student_error(error) from error
 
@@ -107,22 +122,57 @@ class ClassroomClient:
     def lessons(self, collection: str = "") -> pb.ListLessonsResponse:
         return self._call(self.stub.ListLessons, pb.ListLessonsRequest(collection=collection))
 
+    # The teacher's page: each call carries the teacher code.
+
+    def classroom(self, teacher_code: str, include_prompts: bool = False) -> pb.GetClassroomResponse:
+        return self._call(self.teacher_stub.GetClassroom, pb.GetClassroomRequest(include_prompts=include_prompts),
+                          teacher_code)  # fmt: skip
+
+    def set_paused(self, teacher_code: str, paused: bool) -> bool:
+        return self._call(self.teacher_stub.SetPaused, pb.SetPausedRequest(paused=paused), teacher_code).paused
+
+    def clear_queue(self, teacher_code: str) -> int:
+        return self._call(self.teacher_stub.ClearQueue, pb.ClearQueueRequest(), teacher_code).cleared
+
+    def precompute_lessons(self, teacher_code: str) -> pb.PrecomputeProgress:
+        return self._call(self.teacher_stub.PrecomputeLessons, pb.PrecomputeLessonsRequest(), teacher_code).progress
+
     def generate(
-        self, request: pb.GenerateRequest, student: str, lesson_entry: str = ""
+        self,
+        request: pb.GenerateRequest,
+        student: str,
+        *,
+        name: str = "",
+        lesson_entry: str = "",
+        on_reconnect: Callable[[int, float], None] | None = None,
     ) -> Iterator[pb.GenerateResponse]:
-        """Stream a generation; closing the iterator early cancels it on the server."""
+        """Stream a generation's events; closing the iterator early cancels it on the server.
+
+        When the service goes away mid-stream (a restart, a lost connection), the request is
+        sent again after a pause, RECONNECT_DELAYS_S one after another, telling
+        `on_reconnect(attempt, pause)` first. The new stream starts over with its status
+        (a cache hit when the work had finished, else computed again): readers start afresh there.
+        """
         metadata = (*self._auth, (STUDENT_METADATA, student))
-        if name := st.session_state.get("display_name"):
+        if name:
             metadata += ((NAME_METADATA, name.encode()),)
         if lesson_entry:
             metadata += ((LESSON_METADATA, lesson_entry),)
-        call = self.stub.Generate(request, metadata=metadata)
-        try:
-            yield from unbatch(call)
-        except grpc.RpcError as error:
-            raise student_error(error) from error
-        finally:
-            call.cancel()  # a no-op once the stream has ended; stops the work if the reader left early
+        for attempt in range(len(RECONNECT_DELAYS_S) + 1):
+            if attempt:
+                pause = RECONNECT_DELAYS_S[attempt - 1]
+                if on_reconnect is not None:
+                    on_reconnect(attempt, pause)
+                time.sleep(pause)
+            call = self.stub.Generate(request, metadata=metadata)
+            try:
+                yield from unbatch(call)
+                return
+            except grpc.RpcError as error:
+                if error.code() != grpc.StatusCode.UNAVAILABLE or attempt == len(RECONNECT_DELAYS_S):
+                    raise student_error(error) from error
+            finally:
+                call.cancel()  # a no-op once the stream has ended; stops the work if the reader left early
 
 
 def student_id() -> str:

@@ -15,6 +15,8 @@ class FrontendSettings(TlsClientSettings):
     inference_addr: str = Field("localhost:50051", description="The inference service's gRPC address.")
     # When set, students give it (and a display name) before any lesson.
     class_code: str | None = Field(None, description="The class code students must enter; unset: no sign-in.")
+    # Opens the teacher's page (the inference service must have the same code).
+    teacher_code: str | None = Field(None, description="The teacher code; unset: no teacher page.")
     api_token: str | None = Field(None, description="The inference service's API token, if it has one.")
     # Unary calls (model info, tokens, lessons) give up after this long.
     request_timeout_s: float = Field(30.0, description="Seconds before a quick call to the service gives up.")

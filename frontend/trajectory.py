@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import MISSING, dataclass, field, fields
 
 import numpy as np
 import streamlit as st
@@ -73,9 +73,15 @@ class Trajectory:
         return self.source == pb.TRAJECTORY_SOURCE_CACHE
 
     def add(self, response: pb.GenerateResponse) -> None:
-        """Fold one stream event in (the Playground calls this as events arrive)."""
+        """Fold one stream event in (the Playground calls this as events arrive).
+
+        A second status means the stream began again (the client reconnected): start afresh.
+        """
         kind = response.WhichOneof("event")
         if kind == "status":
+            if self.source != pb.TRAJECTORY_SOURCE_UNSPECIFIED:
+                for spec in fields(self):
+                    setattr(self, spec.name, spec.default_factory() if spec.default is MISSING else spec.default)
             self.source = response.status.source
         elif kind == "queue":
             self.queue = response.queue
@@ -98,20 +104,26 @@ class Trajectory:
         return [self.initial_latent, *(step.latent for step in self.steps)]
 
 
-def stream(request: pb.GenerateRequest) -> Iterator[tuple[Trajectory, pb.GenerateResponse]]:
+def _name() -> str:
+    return st.session_state.get("display_name", "")
+
+
+def stream(
+    request: pb.GenerateRequest, on_reconnect: Callable[[int, float], None] | None = None
+) -> Iterator[tuple[Trajectory, pb.GenerateResponse]]:
     """Follow a generation live: the trajectory so far after each event."""
     trajectory = Trajectory()
-    for response in get_client().generate(request, student_id()):
+    for response in get_client().generate(request, student_id(), name=_name(), on_reconnect=on_reconnect):
         trajectory.add(response)
         yield trajectory, response
 
 
 @st.cache_data(max_entries=128, show_spinner=False)
-def _load(request_bytes: bytes, lesson_entry: str, _student: str) -> Trajectory:
-    # Shared by every session (the student id, underscored, is not part of the cache key).
+def _load(request_bytes: bytes, lesson_entry: str, _student: str, _name: str) -> Trajectory:
+    # Shared by every session (the underscored student id and name are not part of the cache key).
     trajectory = Trajectory()
     request = pb.GenerateRequest.FromString(request_bytes)
-    for response in get_client().generate(request, _student, lesson_entry=lesson_entry):
+    for response in get_client().generate(request, _student, name=_name, lesson_entry=lesson_entry):
         trajectory.add(response)
     return trajectory
 
@@ -125,4 +137,4 @@ def load(request: pb.GenerateRequest, probes: list[str] | None = None, lesson_en
     message.CopyFrom(request)
     del message.include.paths[:]
     message.include.paths.extend(probes or LESSON_PROBES)
-    return _load(message.SerializeToString(deterministic=True), lesson_entry, student_id())
+    return _load(message.SerializeToString(deterministic=True), lesson_entry, student_id(), _name())

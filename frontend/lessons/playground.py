@@ -7,7 +7,7 @@ import streamlit as st
 from PIL import Image
 
 from frontend import trajectory
-from frontend.client import StudentError, get_client
+from frontend.client import RECONNECT_DELAYS_S, StudentError, get_client
 from frontend.views import PREVIEW_NOTE, enlarge, guarded
 from services.common.api import pb
 
@@ -78,7 +78,15 @@ if submitted:
     left, right = st.columns(2)
     left_image, right_image = left.empty(), right.empty()
     try:
-        for run, response in trajectory.stream(request):
+
+        def reconnecting(attempt: int, pause: float) -> None:
+            status.warning(
+                f"The image server went away (it may be restarting). Reconnecting in {pause:.0f} s "
+                f"(attempt {attempt} of {len(RECONNECT_DELAYS_S)})…",
+                icon=":material/sync:",
+            )
+
+        for run, response in trajectory.stream(request, on_reconnect=reconnecting):
             kind = response.WhichOneof("event")
             if kind == "status":
                 status.info(SOURCES.get(run.source, ""))

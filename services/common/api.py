@@ -12,12 +12,14 @@ except ImportError as error:  # pragma: no cover - only without generated stubs
     ) from error
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["DiffusionService"].full_name
+TEACHER_SERVICE_NAME = pb.DESCRIPTOR.services_by_name["TeacherService"].full_name
 
 # Request metadata, named once for the service and its clients.
 AUTH_METADATA = "authorization"  # every call but health: the class's API token
 STUDENT_METADATA = "x-student-id"  # who asks (one generation at a time, rate limits)
 NAME_METADATA = "x-student-name-bin"  # what the teacher sees; -bin: any characters, as UTF-8
 LESSON_METADATA = "x-classroom-lesson"  # the catalog entry a Generate call opens
+TEACHER_METADATA = "x-teacher-code"  # every TeacherService call: the class's teacher code
 
 
 def bearer(token: str | None) -> tuple[tuple[str, str], ...]:
@@ -50,6 +52,8 @@ __all__ = [
     "NAME_METADATA",
     "SERVICE_NAME",
     "STUDENT_METADATA",
+    "TEACHER_METADATA",
+    "TEACHER_SERVICE_NAME",
     "aunbatch",
     "bearer",
     "pb",

@@ -31,6 +31,7 @@ from services.inference.validation import GenerationSpec
 log = logging.getLogger(__name__)
 
 MODEL_FAILURE = "Something went wrong inside the model while generating. Please try again."
+QUEUE_CLEARED = "Your teacher cleared the queue, so this picture was not made. You can ask for it again."
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,19 @@ class RunnerStats:
     rejected_student_busy: int = 0
 
 
+@dataclass(frozen=True)
+class JobView:
+    """One generation as the teacher's page sees it."""
+
+    student_name: str
+    prompt: str
+    running: bool
+    position: int  # in the queue (1: next); 0 while running
+    steps_done: int
+    total_steps: int
+    seconds: float  # since it was asked for
+
+
 @dataclass(eq=False)
 class Job:
     """A submitted generation: its events flow to an asyncio queue on the server's loop."""
@@ -73,6 +87,7 @@ class Job:
     spec: GenerationSpec
     student: str
     loop: asyncio.AbstractEventLoop
+    name: str = ""  # the student's display name, for the teacher
     events: asyncio.Queue[Event] = field(default_factory=asyncio.Queue)
     cancelled: threading.Event = field(default_factory=threading.Event)
     submitted_at: float = field(default_factory=time.perf_counter)
@@ -110,8 +125,10 @@ class Runner:
         self._students: dict[str, Job] = {}  # each student's one job, waiting or running
         self._stats = RunnerStats()
         self._closing = False
+        self._paused = False
         self._group_turn = 0
         self._average_seconds = 10.0  # a generation's wall time, smoothed, for retry hints
+        self.average_batch = 0.0  # generations per UNet call, smoothed, for the teacher's page
         self._thread = threading.Thread(target=self._work, name="diffusion-runner", daemon=True)
         self._thread.start()
 
@@ -123,7 +140,45 @@ class Runner:
             stats.active_generations, stats.queued_generations = len(self._running), len(self._waiting)
             return stats
 
-    def submit(self, spec: GenerationSpec, student: str) -> Job:
+    @property
+    def paused(self) -> bool:
+        return self._paused
+
+    def pause(self, paused: bool) -> None:
+        """Hold every generation between steps (and start none) until resumed; cache hits go on."""
+        with self._lock:
+            self._paused = paused
+            self._lock.notify()
+        self.metrics.paused.set(int(paused))
+
+    def clear_queue(self) -> int:
+        """Drop every waiting generation (running ones finish); their students are told why."""
+        with self._lock:
+            cleared = list(self._waiting)
+            self._waiting.clear()
+            for job in cleared:
+                job.cancel()
+                self._release(job, "generations_cancelled")
+                job.emit(ErrorEvent(QUEUE_CLEARED, aborted=True))
+            self._announce_positions()
+        return len(cleared)
+
+    def jobs(self) -> list[JobView]:
+        """Running generations, then the queue in order."""
+        now = time.perf_counter()
+        with self._lock:
+            running = [
+                JobView(r.job.name, r.job.spec.prompt, True, 0, r.generation.step_index,
+                        len(r.generation.timesteps), now - r.job.submitted_at)
+                for r in self._running
+            ]  # fmt: skip
+            waiting = [
+                JobView(job.name, job.spec.prompt, False, index, 0, 0, now - job.submitted_at)
+                for index, job in enumerate(self._waiting, start=1)
+            ]
+        return running + waiting
+
+    def submit(self, spec: GenerationSpec, student: str, name: str = "") -> Job:
         """Queue a generation, or refuse: StudentBusy, QueueFull."""
         with self._lock:
             if student in self._students:
@@ -135,7 +190,7 @@ class Runner:
                 self._stats.rejected_queue_full += 1
                 waves = 1 + len(self._waiting) // max(1, self.max_batch_size)
                 raise QueueFull(len(self._waiting), retry_after_s=round(waves * self._average_seconds))
-            job = Job(spec=spec, student=student, loop=asyncio.get_running_loop())
+            job = Job(spec=spec, student=student, loop=asyncio.get_running_loop(), name=name)
             self._students[student] = job
             self._waiting.append(job)
             self._announce_positions()
@@ -190,7 +245,7 @@ class Runner:
     def _work(self) -> None:
         while True:
             with self._lock:
-                while not self._closing and not self._waiting and not self._running:
+                while not self._closing and (self._paused or (not self._waiting and not self._running)):
                     self._lock.wait()
                 if self._closing:
                     return
@@ -254,6 +309,7 @@ class Runner:
                 return
             unet_seconds = time.perf_counter() - started
         self.metrics.batch_size.observe(len(batch))
+        self.average_batch = len(batch) if not self.average_batch else 0.9 * self.average_batch + 0.1 * len(batch)
         self.metrics.step_seconds.observe(unet_seconds)
         with self._lock:
             self._stats.unet_calls += 1

@@ -13,6 +13,7 @@ class Metrics:
         r = self.registry
         self.queue_length = Gauge("classroom_queue_length", "Generations waiting for the GPU.", registry=r)
         self.running = Gauge("classroom_running_generations", "Generations being denoised.", registry=r)
+        self.paused = Gauge("classroom_paused", "1 while the teacher has paused generation.", registry=r)
         self.batch_size = Histogram(
             "classroom_batch_generations",
             "Generations sharing one UNet call.",

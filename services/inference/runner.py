@@ -84,6 +84,7 @@ class FinalEvent:
 @dataclass(frozen=True)
 class ErrorEvent:
     message: str  # a sentence for the student; details go to the log
+    aborted: bool = False  # stopped on purpose (the teacher cleared the queue), not a failure
 
 
 Event = HeaderEvent | StepEvent | FinalEvent | ErrorEvent

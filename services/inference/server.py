@@ -7,6 +7,8 @@ import contextlib
 import logging
 import math
 import signal
+import time
+from collections import deque
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -20,7 +22,15 @@ from grpc_reflection.v1alpha import reflection
 from grpc_status import rpc_status
 from prometheus_client import start_http_server
 
-from services.common.api import LESSON_METADATA, SERVICE_NAME, STUDENT_METADATA, pb, pb_grpc
+from services.common.api import (
+    LESSON_METADATA,
+    NAME_METADATA,
+    SERVICE_NAME,
+    STUDENT_METADATA,
+    TEACHER_SERVICE_NAME,
+    pb,
+    pb_grpc,
+)
 from services.common.trajectories import canonical_request
 from services.inference import frames
 from services.inference.auth import TokenInterceptor
@@ -34,11 +44,13 @@ from services.inference.ratelimit import RateLimited, RateLimiter
 from services.inference.runner import EncodedPrompt
 from services.inference.schedulers import SCHEDULERS
 from services.inference.settings import InferenceSettings
+from services.inference.teacher import TeacherService
 from services.inference.trajectories import TrajectoryFailed, TrajectoryHub
 from services.inference.validation import (
     MAX_SEED,
     SIZE_MULTIPLE,
     BlockedPrompt,
+    GenerationSpec,
     RequestError,
     check_generate,
     check_prompt,
@@ -80,8 +92,26 @@ async def _abort_invalid(context: grpc.aio.ServicerContext, error: RequestError)
 @dataclass(frozen=True)
 class _CatalogEntry:
     entry: Entry
+    spec: GenerationSpec
     request: pb.GenerateRequest  # canonical, defaults filled in
     key: str
+
+
+@dataclass(frozen=True)
+class Blocked:
+    """A prompt the blocklist refused: who, when, and what (shown to the teacher only on request)."""
+
+    student_name: str
+    unix_time: float
+    prompt: str
+
+
+def _student_name(context: grpc.aio.ServicerContext) -> str:
+    """The display name the front end sent (UTF-8, in a -bin header), or ""."""
+    for key, value in context.invocation_metadata() or ():
+        if key == NAME_METADATA:
+            return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+    return ""
 
 
 class DiffusionService(pb_grpc.DiffusionServiceServicer):
@@ -107,7 +137,8 @@ class DiffusionService(pb_grpc.DiffusionServiceServicer):
             settings.redis_url or None, settings.rate_limit_per_minute, settings.rate_limit_burst
         )
         self.blocked_prompts = 0
-        self._catalog_entries: list[_CatalogEntry] = []
+        self.blocked: deque[Blocked] = deque(maxlen=50)  # the latest blocked attempts, newest first
+        self.catalog_entries: list[_CatalogEntry] = []
         self._catalog_keys: dict[str, str] = {}
         # Turns runner events into wire messages (JPEG, PNG, bytes) off the event loop.
         self._encoder = ThreadPoolExecutor(max_workers=2, thread_name_prefix="frame-encoder")
@@ -126,7 +157,7 @@ class DiffusionService(pb_grpc.DiffusionServiceServicer):
             limiter=self.limiter,
             single_flight=self.settings.single_flight,
         )
-        self._catalog_entries = []
+        self.catalog_entries = []
         for entry in all_entries(self.catalog):
             try:
                 spec = check_generate(entry.request, self.settings, model.default_size)
@@ -134,8 +165,8 @@ class DiffusionService(pb_grpc.DiffusionServiceServicer):
                 log.warning("lesson entry %s is outside this server's limits and is left out: %s", entry.id, error)
                 continue
             request = canonical_request(spec.to_proto())
-            self._catalog_entries.append(_CatalogEntry(entry, request, self.hub.key(spec)))
-        self._catalog_keys = {e.entry.id: e.key for e in self._catalog_entries}
+            self.catalog_entries.append(_CatalogEntry(entry, spec, request, self.hub.key(spec)))
+        self._catalog_keys = {e.entry.id: e.key for e in self.catalog_entries}
 
     async def close(self) -> None:
         if self.hub is not None:
@@ -146,7 +177,7 @@ class DiffusionService(pb_grpc.DiffusionServiceServicer):
         await self.limiter.close()
         self._encoder.shutdown(wait=False, cancel_futures=True)
 
-    async def _ready(self, context: grpc.aio.ServicerContext) -> DiffusionModel:
+    async def ready(self, context: grpc.aio.ServicerContext) -> DiffusionModel:
         if self.model is None:
             await context.abort(grpc.StatusCode.UNAVAILABLE, LOADING_MESSAGE)
         assert self.model is not None
@@ -155,7 +186,7 @@ class DiffusionService(pb_grpc.DiffusionServiceServicer):
     async def GetModelInfo(
         self, request: pb.GetModelInfoRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetModelInfoResponse:
-        model = await self._ready(context)
+        model = await self.ready(context)
         s = self.settings
         factor = model.vae_downsample_factor
         return pb.GetModelInfoResponse(
@@ -204,7 +235,7 @@ class DiffusionService(pb_grpc.DiffusionServiceServicer):
         )
 
     async def Tokenize(self, request: pb.TokenizeRequest, context: grpc.aio.ServicerContext) -> pb.TokenizeResponse:
-        model = await self._ready(context)
+        model = await self.ready(context)
         try:
             check_prompt(request.prompt, self.settings, required=False)
         except RequestError as error:
@@ -215,7 +246,7 @@ class DiffusionService(pb_grpc.DiffusionServiceServicer):
     async def EncodePrompt(
         self, request: pb.EncodePromptRequest, context: grpc.aio.ServicerContext
     ) -> pb.EncodePromptResponse:
-        model = await self._ready(context)
+        model = await self.ready(context)
         try:
             check_prompt(request.prompt, self.settings, required=False)
         except RequestError as error:
@@ -228,13 +259,15 @@ class DiffusionService(pb_grpc.DiffusionServiceServicer):
         return pb.EncodePromptResponse(encoding=await asyncio.to_thread(encode))
 
     async def Generate(self, request: pb.GenerateRequest, context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
-        model = await self._ready(context)
+        model = await self.ready(context)
         try:
             spec = check_generate(request, self.settings, model.default_size, self.blocklist)
         except BlockedPrompt as blocked:
             self.blocked_prompts += 1
             self.metrics.rejected.labels("blocked").inc()
             log.info("blocked a prompt")  # the prompt itself stays out of the logs
+            # Kept in memory only, for the teacher's page (which shows the prompt only when opened).
+            self.blocked.appendleft(Blocked(_student_name(context), time.time(), request.prompt))
             await _abort_invalid(context, blocked)
         except RequestError as error:
             await _abort_invalid(context, error)
@@ -246,7 +279,7 @@ class DiffusionService(pb_grpc.DiffusionServiceServicer):
         if lesson and self._catalog_keys.get(lesson) != self.hub.key(spec):
             lesson = ""
         try:
-            trajectory, source = await self.hub.open(spec, student, lesson_entry=lesson)
+            trajectory, source = await self.hub.open(spec, student, lesson_entry=lesson, name=_student_name(context))
         except StudentBusy:
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, STUDENT_BUSY_MESSAGE)
         except QueueFull as full:
@@ -270,7 +303,7 @@ class DiffusionService(pb_grpc.DiffusionServiceServicer):
                 yield message  # already serialized (see add_service)
                 self.metrics.frames_sent.inc(frame_count)
         except TrajectoryFailed as failure:
-            await context.abort(grpc.StatusCode.INTERNAL, str(failure))
+            await context.abort(grpc.StatusCode.ABORTED if failure.aborted else grpc.StatusCode.INTERNAL, str(failure))
         finally:
             # The client went away, or the stream ended: the last reader's leaving stops the work.
             self.hub.release(trajectory)
@@ -278,8 +311,8 @@ class DiffusionService(pb_grpc.DiffusionServiceServicer):
     async def ListLessons(
         self, request: pb.ListLessonsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListLessonsResponse:
-        await self._ready(context)
-        chosen = [e for e in self._catalog_entries if request.collection in ("", e.entry.collection)]
+        await self.ready(context)
+        chosen = [e for e in self.catalog_entries if request.collection in ("", e.entry.collection)]
         states = await self.store.states([e.key for e in chosen])
         return pb.ListLessonsResponse(
             catalog_version=self.catalog.version,
@@ -305,7 +338,7 @@ class DiffusionService(pb_grpc.DiffusionServiceServicer):
     async def GetServerStats(
         self, request: pb.GetServerStatsRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetServerStatsResponse:
-        await self._ready(context)
+        await self.ready(context)
         assert self.runner is not None and self.hub is not None
         return pb.GetServerStatsResponse(
             **vars(self.runner.stats()),
@@ -372,7 +405,11 @@ class InferenceServer:
         self._metrics_server: object | None = None
         self.service = DiffusionService(settings, on_cache_availability=self._cache_health, metrics=self.metrics)
         add_service(self.service, self.server)
-        reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server)
+        self.teacher = TeacherService(self.service, settings.teacher_code)
+        pb_grpc.add_TeacherServiceServicer_to_server(self.teacher, self.server)
+        reflection.enable_server_reflection(
+            (SERVICE_NAME, TEACHER_SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server
+        )
         address = f"{settings.host}:{settings.grpc_port}"
         if settings.tls_cert is not None and settings.tls_key is not None:
             pair = (settings.tls_key.read_bytes(), settings.tls_cert.read_bytes())
@@ -405,6 +442,7 @@ class InferenceServer:
     async def stop(self, grace: float | None = None) -> None:
         """Refuse new calls, let open streams finish within the grace period, then stop."""
         await _set_serving(self.health, False)
+        await self.teacher.close()
         await self.server.stop(self.settings.shutdown_grace_s if grace is None else grace)
         await self.service.close()
         if self._metrics_server is not None:

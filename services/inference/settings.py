@@ -34,6 +34,10 @@ class InferenceSettings(TlsClientSettings):
     host: str = Field("0.0.0.0", description="Address the gRPC server listens on.")
     # Every call but health must carry it (`authorization: Bearer <token>`); unset: no check.
     api_token: str | None = Field(None, description="The token clients must send; unset: calls are not checked.")
+    # Opens the TeacherService (the teacher's page); unset: nobody can call it.
+    teacher_code: str | None = Field(
+        None, description="The teacher code the teacher's page sends; unset: no teacher page."
+    )
     grpc_port: int = Field(50051, description="Port of the gRPC server (0 picks a free one).")
     # TLS: both set, the server speaks only TLS. Clients then need CLASSROOM_TLS_CA (the
     # container's own health check uses it too, or the certificate itself when it is self-signed).

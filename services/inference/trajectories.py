@@ -35,7 +35,11 @@ MAX_BATCH_BYTES = 2**20
 
 
 class TrajectoryFailed(Exception):
-    """The generation behind a trajectory failed; the message is for the student."""
+    """The generation behind a trajectory failed, or was stopped on purpose; the message is for the student."""
+
+    def __init__(self, message: str, aborted: bool = False) -> None:
+        super().__init__(message)
+        self.aborted = aborted
 
 
 class Trajectory:
@@ -48,6 +52,10 @@ class Trajectory:
         self.events: list[pb.GenerateResponse] = []
         self.finished = False
         self.error: str | None = None
+        self.aborted = False  # the error is a deliberate stop (the teacher cleared the queue)
+        # Set once the trajectory is loaded, started or refused; `refused` tells which.
+        self.settled = asyncio.Event()
+        self.refused = False
         self.nbytes = 0
         self.readers = 0
         self.lesson_entry = ""  # set when a lesson asked for it: then it is kept for good
@@ -64,8 +72,9 @@ class Trajectory:
         self.nbytes += event.ByteSize()
         self._wake()
 
-    def finish(self, error: str | None = None) -> None:
-        self.finished, self.error = True, error
+    def finish(self, error: str | None = None, aborted: bool = False) -> None:
+        self.finished, self.error, self.aborted = True, error, aborted
+        self.settled.set()
         self._wake()
 
     def queued(self, status: pb.QueueStatus) -> None:
@@ -126,7 +135,7 @@ class Trajectory:
                 batch, batch_bytes, batch_frames, room = [], 0, 0, 2 * room
             if self.finished:
                 if self.error is not None:
-                    raise TrajectoryFailed(self.error)
+                    raise TrajectoryFailed(self.error, self.aborted)
                 return
             await grew.wait()
 
@@ -173,20 +182,26 @@ class TrajectoryHub:
     def key(self, spec: GenerationSpec) -> str:
         return trajectory_id(spec.to_proto(), self.model.model_id, self.model.revision)
 
-    async def open(self, spec: GenerationSpec, student: str, lesson_entry: str = "") -> tuple[Trajectory, int]:
+    async def open(
+        self, spec: GenerationSpec, student: str, lesson_entry: str = "", name: str = ""
+    ) -> tuple[Trajectory, int]:
         """The trajectory this request reads, with its source; the caller must `release` it.
 
         Raises the refusals (RateLimited, StudentBusy, QueueFull) when the model would have to run.
         `lesson_entry` must already be checked against the catalog: it exempts from the rate
-        limit and keeps the result for good.
+        limit and keeps the result for good. `name` is the student's, for the teacher's page.
         """
         key = self.key(spec)
         exempt = bool(lesson_entry)
         if not self.single_flight:
             trajectory = Trajectory(key, spec.to_proto(), self.model)
-            source = await self._start(trajectory, spec, student, exempt)
+            source = await self._start(trajectory, spec, student, name, exempt)
         elif (trajectory := self._live.get(key)) is not None:
-            source = pb.TRAJECTORY_SOURCE_JOINED
+            # An identical request got here first; while it looks in the cache, wait for the outcome.
+            await trajectory.settled.wait()
+            if trajectory.refused:  # its start was refused, for its own reasons: try on this request's own
+                return await self.open(spec, student, lesson_entry, name)
+            source = pb.TRAJECTORY_SOURCE_JOINED if trajectory.job is not None else pb.TRAJECTORY_SOURCE_CACHE
         elif (trajectory := self._recent.get(key)) is not None:
             self._recent.move_to_end(key)
             source = pb.TRAJECTORY_SOURCE_CACHE
@@ -195,7 +210,7 @@ class TrajectoryHub:
             # join it; shielded, so that a caller who gives up mid-lookup leaves it whole.
             trajectory = Trajectory(key, spec.to_proto(), self.model)
             self._live[key] = trajectory
-            source = await asyncio.shield(self._load_or_start(trajectory, spec, student, exempt))
+            source = await asyncio.shield(self._load_or_start(trajectory, spec, student, name, exempt))
         if lesson_entry:
             await self._keep_as_lesson(trajectory, lesson_entry)
         trajectory.readers += 1
@@ -212,7 +227,9 @@ class TrajectoryHub:
             self.stats.cache_misses += 1
             self.metrics.cache_misses.inc()
 
-    async def _load_or_start(self, trajectory: Trajectory, spec: GenerationSpec, student: str, exempt: bool) -> int:
+    async def _load_or_start(
+        self, trajectory: Trajectory, spec: GenerationSpec, student: str, name: str, exempt: bool
+    ) -> int:
         found = await self.store.load(trajectory.key)
         if found is not None:
             record, namespace = found
@@ -225,22 +242,23 @@ class TrajectoryHub:
             self._remember(trajectory)
             return pb.TRAJECTORY_SOURCE_CACHE
         try:
-            return await self._start(trajectory, spec, student, exempt)
+            return await self._start(trajectory, spec, student, name, exempt)
         except Exception as refusal:
-            # Readers that joined during the cache lookup see the stream fail (as INTERNAL, not
-            # the refusal: a known rough edge); the next identical request tries afresh.
+            # Requests that joined during the cache lookup try again on their own (see `open`).
             self._live.pop(trajectory.key, None)
+            trajectory.refused = True
             trajectory.finish(error=str(refusal) or type(refusal).__name__)
             raise
 
-    async def _start(self, trajectory: Trajectory, spec: GenerationSpec, student: str, exempt: bool) -> int:
+    async def _start(self, trajectory: Trajectory, spec: GenerationSpec, student: str, name: str, exempt: bool) -> int:
         """Put the model to work, after the student's rate limit (curated lesson examples are exempt)."""
         if not exempt:
             await self.limiter.take(student)
         # Every probe is computed, whatever this reader asked for: the trajectory
         # serves every later reader and the cache, whatever they ask for.
-        trajectory.job = self.runner.submit(dataclasses.replace(spec, include=ALL_PROBES), student)
+        trajectory.job = self.runner.submit(dataclasses.replace(spec, include=ALL_PROBES), student, name)
         trajectory.pump = asyncio.create_task(self._pump(trajectory, trajectory.job))
+        trajectory.settled.set()
         return pb.TRAJECTORY_SOURCE_COMPUTED
 
     def release(self, trajectory: Trajectory) -> None:
@@ -262,7 +280,7 @@ class TrajectoryHub:
             while True:
                 event = await job.events.get()
                 if isinstance(event, ErrorEvent):
-                    trajectory.finish(error=event.message)
+                    trajectory.finish(error=event.message, aborted=event.aborted)
                     return
                 if isinstance(event, QueueEvent):
                     trajectory.queued(pb.QueueStatus(position=event.position, waiting=event.waiting))

@@ -188,3 +188,50 @@ def test_a_class_code_and_a_name_come_before_the_lessons(frontend_env, monkeypat
     next(b for b in at.button if b.label == "Generate").click().run()
     assert not at.exception and not at.error
     assert next(b.label for b in at.get("download_button")) == "Download the image (PNG)"
+
+
+@pytest.fixture
+def teacher_env(settings, monkeypatch):
+    """A service and a front end that both know the teacher code."""
+    from frontend.client import get_client
+    from tests.support.servers import running_server
+
+    config = settings.model_copy(update={"redis_url": "", "teacher_code": "owl-42", "max_batch_size": 1})
+    with running_server(config) as server:
+        monkeypatch.setenv("CLASSROOM_INFERENCE_ADDR", server.address)
+        monkeypatch.setenv("CLASSROOM_TEACHER_CODE", "owl-42")
+        get_client.clear()
+        yield server
+        get_client.clear()
+
+
+def test_the_teacher_page_refuses_a_student_and_serves_the_teacher(teacher_env):
+    at = page("teacher")
+    assert not at.exception and "Type the teacher code" in text_of(at)
+    at.text_input[0].input("owl-41")  # a student trying their luck
+    at.button[0].click().run()
+    assert [e.value for e in at.error] == ["This page is for the teacher, and that teacher code is not right."]
+    assert not any(b.label == "Pause generation" for b in at.button)
+
+    at.text_input[0].input("owl-42")
+    at.button[0].click().run()
+    assert_clean(at)
+    assert [m.label for m in at.metric][:4] == [
+        "Generating now",
+        "Waiting",
+        "Served without the GPU",
+        "Blocked prompts",
+    ]
+    assert "Nobody is generating right now." in text_of(at)
+    next(b for b in at.button if b.label == "Pause generation").click().run()
+    assert teacher_env.service.runner.paused  # the service itself is paused
+    assert "Generation is paused" in text_of(at)
+    next(b for b in at.button if b.label == "Resume generation").click().run()
+    assert not teacher_env.service.runner.paused
+
+
+def test_the_teacher_page_is_off_without_a_teacher_code(frontend_env):
+    at = page("teacher")
+    assert not at.exception
+    assert "The teacher's page is off on this server" in "\n".join(i.value for i in at.info)
+    assert not at.text_input  # nothing to type a code into

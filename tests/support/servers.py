@@ -112,8 +112,11 @@ def wait_until_serving(address: str, timeout: float = 120.0, process: subprocess
 
 
 def start_inference_process(env: dict[str, str], **popen: object) -> tuple[subprocess.Popen[str], str]:
-    """`python -m services.inference serve` as a process of its own, as a container runs it."""
-    port = free_port()
+    """`python -m services.inference serve` as a process of its own, as a container runs it.
+
+    It listens on CLASSROOM_GRPC_PORT when `env` names one (a restart on the same port), else on a free port.
+    """
+    port = int(env.get("CLASSROOM_GRPC_PORT") or free_port())
     defaults = {"CLASSROOM_HOST": "127.0.0.1", "CLASSROOM_GRPC_PORT": str(port), "CLASSROOM_METRICS_PORT": "0"}
     full_env = os.environ | defaults | env
     process = subprocess.Popen([sys.executable, "-m", "services.inference", "serve"], env=full_env, text=True, **popen)

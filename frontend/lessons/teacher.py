@@ -1,0 +1,132 @@
+"""The teacher's page: who is generating, the queue, the GPU and the cache; pause, clear, precompute.
+
+Only the teacher code opens it. Students' names are shown, their prompts only
+when the teacher switches them on.
+"""
+
+from __future__ import annotations
+
+import hmac
+import time
+
+import streamlit as st
+
+from frontend.client import get_client
+from frontend.settings import FrontendSettings
+from frontend.views import guarded
+from services.common.api import pb
+
+TEACHER_PAGE_OFF = "The teacher's page is off on this server: set CLASSROOM_TEACHER_CODE to turn it on."
+WRONG_TEACHER_CODE = "This page is for the teacher, and that teacher code is not right."
+
+settings = FrontendSettings()
+st.title("Teacher")
+if not settings.teacher_code:
+    st.info(TEACHER_PAGE_OFF, icon=":material/lock:")
+    st.stop()
+
+if not st.session_state.get("teacher_code"):
+    st.markdown("Type the teacher code to see the class and control the image server.")
+    with st.form("teacher-sign-in"):
+        typed = st.text_input("Teacher code", type="password")
+        opened = st.form_submit_button("Open", type="primary")
+    if opened:
+        if hmac.compare_digest(typed.strip().encode(), settings.teacher_code.encode()):
+            st.session_state.teacher_code = typed.strip()
+            st.rerun()
+        st.error(WRONG_TEACHER_CODE, icon=":material/lock:")
+    st.stop()
+
+code: str = st.session_state.teacher_code
+client = get_client()
+
+show_prompts = st.toggle("Show the prompts", value=False, help="Off: you see names only.")
+pause_column, clear_column, precompute_column = st.columns(3)
+room = guarded(lambda: client.classroom(code, show_prompts))
+if room is None:
+    st.stop()
+if pause_column.button("Resume generation" if room.paused else "Pause generation", type="primary"):
+    guarded(lambda: client.set_paused(code, not room.paused))
+    st.rerun()
+if clear_column.button("Clear the queue", disabled=not any(not job.running for job in room.jobs)):
+    cleared = guarded(lambda: client.clear_queue(code))
+    if cleared is not None:
+        st.toast(f"Cleared {cleared} waiting picture(s); their students were told.")
+        st.rerun()
+if precompute_column.button("Precompute the lessons", disabled=room.precompute.running):
+    guarded(lambda: client.precompute_lessons(code))
+    st.rerun()
+
+
+def _live(room: pb.GetClassroomResponse) -> None:
+    if room.paused:
+        st.warning("Generation is paused. Lessons and cached pictures still open.", icon=":material/pause:")
+    stats = room.stats
+    running = sum(job.running for job in room.jobs)
+    a, b, c, d = st.columns(4)
+    a.metric("Generating now", running)
+    b.metric("Waiting", len(room.jobs) - running)
+    c.metric("Served without the GPU", f"{room.cache_hit_rate:.0%}", help="Cache hits and joined identical requests.")
+    d.metric("Blocked prompts", stats.blocked_prompts)
+    e, f, g, h = st.columns(4)
+    e.metric("Device", room.device)
+    f.metric("Pictures per UNet call", f"{room.average_batch_size:.1f}", help=f"At most {room.max_batch_size}.")
+    if room.gpu_memory_total_bytes:
+        g.metric(
+            "GPU memory", f"{room.gpu_memory_used_bytes / 2**30:.1f} / {room.gpu_memory_total_bytes / 2**30:.0f} GB"
+        )
+    h.metric("Finished", stats.generations_completed, help=f"{stats.generations_failed} failed")
+
+    st.subheader("The queue")
+    if not room.jobs:
+        st.caption("Nobody is generating right now.")
+    else:
+        rows = [
+            {
+                "student": job.student_name or "(no name)",
+                "state": "generating" if job.running else f"waiting, #{job.position}",
+                "step": f"{job.steps_done} of {job.total_steps}" if job.running else "",
+                "seconds": round(job.seconds),
+                **({"prompt": job.prompt} if show_prompts else {}),
+            }
+            for job in room.jobs
+        ]
+        st.dataframe(rows, hide_index=True, use_container_width=True)
+
+    st.subheader("Blocked attempts")
+    if not room.blocked:
+        st.caption("None so far.")
+    else:
+        rows = [
+            {
+                "student": attempt.student_name or "(no name)",
+                "when": time.strftime("%H:%M:%S", time.localtime(attempt.unix_time)),
+                **({"prompt": attempt.prompt} if show_prompts else {}),
+            }
+            for attempt in room.blocked
+        ]
+        st.dataframe(rows, hide_index=True, use_container_width=True)
+
+    progress = room.precompute
+    if progress.running or progress.total or progress.skipped:
+        st.subheader("Lesson precompute")
+        done = progress.rendered + progress.failed
+        if progress.running:
+            st.progress(done / progress.total if progress.total else 0.0, text=f"{done} of {progress.total} rendered")
+        else:
+            st.caption(
+                f"Done: {progress.rendered} rendered, {progress.skipped} already cached, {progress.failed} failed."
+            )
+        if progress.last_error:
+            st.caption(f"Last failure: {progress.last_error}")
+
+
+@st.fragment(run_every=3)
+def live_view() -> None:
+    """Refreshed every few seconds without rerunning the page."""
+    fresh = guarded(lambda: client.classroom(code, show_prompts))
+    if fresh is not None:
+        _live(fresh)
+
+
+live_view()

@@ -1,0 +1,133 @@
+"""The TeacherService against a real server: the teacher code, the live queue, pause, clearing, precompute."""
+
+import time
+from pathlib import Path
+
+import grpc
+import pytest
+
+from services.common.api import NAME_METADATA, STUDENT_METADATA, TEACHER_METADATA, pb, pb_grpc
+from services.inference.moderation import DEFAULT_BLOCKLIST
+from tests.integration.helpers import collect, request
+from tests.support.redis_server import RedisServer
+from tests.support.servers import running_server, stub_for
+
+TEACHER = ((TEACHER_METADATA, "owl-42"),)
+LESSONS = Path(__file__).resolve().parents[1] / "support" / "lessons.yaml"
+
+
+def student(student_id: str, name: str) -> tuple[tuple[str, str | bytes], ...]:
+    return (STUDENT_METADATA, student_id), (NAME_METADATA, name.encode())
+
+
+def teacher_stub(channel: grpc.Channel) -> pb_grpc.TeacherServiceStub:
+    return pb_grpc.TeacherServiceStub(channel)
+
+
+def wait_for(predicate, timeout: float = 60.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_only_the_teacher_code_opens_the_teacher_service(settings):
+    with running_server(settings.model_copy(update={"redis_url": ""})) as server:  # no teacher code configured
+        channel, _ = stub_for(server.address)
+        with pytest.raises(grpc.RpcError) as caught:
+            teacher_stub(channel).GetClassroom(pb.GetClassroomRequest(), metadata=TEACHER)
+        assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED and "no teacher code" in caught.value.details()
+        channel.close()
+    with running_server(settings.model_copy(update={"redis_url": "", "teacher_code": "owl-42"})) as server:
+        channel, _ = stub_for(server.address)
+        teacher = teacher_stub(channel)
+        for metadata in ((), ((TEACHER_METADATA, "owl-41"),)):
+            for call, message in ((teacher.GetClassroom, pb.GetClassroomRequest()),
+                                  (teacher.SetPaused, pb.SetPausedRequest(paused=True)),
+                                  (teacher.ClearQueue, pb.ClearQueueRequest()),
+                                  (teacher.PrecomputeLessons, pb.PrecomputeLessonsRequest())):  # fmt: skip
+                with pytest.raises(grpc.RpcError) as caught:
+                    call(message, metadata=metadata)
+                assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        assert not teacher.GetClassroom(pb.GetClassroomRequest(), metadata=TEACHER).paused
+        channel.close()
+
+
+def test_the_teacher_sees_the_queue_pauses_and_clears_it(settings):
+    config = settings.model_copy(update={"redis_url": "", "teacher_code": "owl-42", "max_batch_size": 1,
+                                         "blocklist": DEFAULT_BLOCKLIST})  # fmt: skip
+    with running_server(config) as server:
+        channel, stub = stub_for(server.address)
+        teacher = teacher_stub(channel)
+        long = request("a long river", seed=1, num_inference_steps=150, width=128, height=128)
+        running = stub.Generate(long, metadata=student("s1", "Ada"))
+        assert wait_for(lambda: teacher.GetClassroom(pb.GetClassroomRequest(), metadata=TEACHER).jobs)
+        waiting = stub.Generate(request("a short hop", seed=2, num_inference_steps=2, width=64, height=64),
+                                metadata=student("s2", "Björn"))  # fmt: skip
+        assert wait_for(lambda: len(teacher.GetClassroom(pb.GetClassroomRequest(), metadata=TEACHER).jobs) == 2)
+
+        room = teacher.GetClassroom(pb.GetClassroomRequest(), metadata=TEACHER)
+        assert [(j.student_name, j.running, j.position) for j in room.jobs] == [("Ada", True, 0), ("Björn", False, 1)]
+        assert all(j.prompt == "" for j in room.jobs)  # names, not prompts
+        assert room.device == "cpu" and room.max_batch_size == 1 and room.stats.active_generations == 1
+        opened = teacher.GetClassroom(pb.GetClassroomRequest(include_prompts=True), metadata=TEACHER)
+        assert [j.prompt for j in opened.jobs] == ["a long river", "a short hop"]
+
+        # Pause: the running generation stops between steps; resume: it goes on.
+        assert teacher.SetPaused(pb.SetPausedRequest(paused=True), metadata=TEACHER).paused
+        time.sleep(0.5)  # a step under way when the pause came finishes
+        held = teacher.GetClassroom(pb.GetClassroomRequest(), metadata=TEACHER).jobs[0].steps_done
+        time.sleep(1.0)
+        assert teacher.GetClassroom(pb.GetClassroomRequest(), metadata=TEACHER).jobs[0].steps_done == held < 150
+
+        # Clearing the queue: the waiting student is told why; the running one is untouched.
+        assert teacher.ClearQueue(pb.ClearQueueRequest(), metadata=TEACHER).cleared == 1
+        with pytest.raises(grpc.RpcError) as caught:
+            collect(waiting)
+        assert caught.value.code() == grpc.StatusCode.ABORTED and "teacher cleared the queue" in caught.value.details()
+        assert not teacher.SetPaused(pb.SetPausedRequest(paused=False), metadata=TEACHER).paused
+        assert len(collect(running).frames) == 150
+
+        # A blocked attempt: the teacher sees who and when, and the words only when opened.
+        with pytest.raises(grpc.RpcError):
+            collect(
+                stub.Generate(request("a naked statue", seed=3, width=64, height=64), metadata=student("s3", "Chen"))
+            )
+        room = teacher.GetClassroom(pb.GetClassroomRequest(), metadata=TEACHER)
+        assert [(b.student_name, b.prompt) for b in room.blocked] == [("Chen", "")]
+        assert abs(room.blocked[0].unix_time - time.time()) < 60
+        opened = teacher.GetClassroom(pb.GetClassroomRequest(include_prompts=True), metadata=TEACHER)
+        assert opened.blocked[0].prompt == "a naked statue"
+        assert room.stats.generations_completed == 1 and room.stats.generations_cancelled == 1
+        channel.close()
+
+
+def test_precompute_from_the_teacher_page_renders_every_lesson_once(settings, tmp_path):
+    redis_server = RedisServer(tmp_path / "redis").start()
+    config = settings.model_copy(update={"redis_url": redis_server.url, "teacher_code": "owl-42", "catalog": LESSONS})
+    try:
+        with running_server(config) as server:
+            channel, stub = stub_for(server.address)
+            teacher = teacher_stub(channel)
+
+            def finished() -> pb.PrecomputeProgress:
+                assert wait_for(lambda: not teacher.GetClassroom(pb.GetClassroomRequest(),
+                                                                 metadata=TEACHER).precompute.running, 300)  # fmt: skip
+                return teacher.GetClassroom(pb.GetClassroomRequest(), metadata=TEACHER).precompute
+
+            started = teacher.PrecomputeLessons(pb.PrecomputeLessonsRequest(), metadata=TEACHER).progress
+            assert started.running
+            first = finished()
+            lessons = stub.ListLessons(pb.ListLessonsRequest())
+            assert first.total == len(lessons.entries) and first.rendered == first.total and first.failed == 0
+            assert all(e.cache_state == pb.CACHE_STATE_LESSON for e in lessons.entries)
+            teacher.PrecomputeLessons(pb.PrecomputeLessonsRequest(), metadata=TEACHER)
+            second = finished()
+            assert (second.total, second.rendered, second.skipped) == (0, 0, len(lessons.entries))
+            opened = collect(stub.Generate(lessons.entries[0].request))
+            assert opened.status.cache_hit
+            channel.close()
+    finally:
+        redis_server.stop()
