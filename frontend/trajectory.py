@@ -65,6 +65,7 @@ class Trajectory:
     initial_preview: np.ndarray | None = None
     steps: list[Step] = field(default_factory=list)
     image: np.ndarray | None = None
+    flagged: bool = False  # the safety checker flagged the image: it came blurred
     total_seconds: float = 0.0
     queue: pb.QueueStatus | None = None  # the last queue position heard, before the header
 
@@ -97,6 +98,7 @@ class Trajectory:
             self.steps.append(Step.from_frame(response.frame))
         elif kind == "final":
             self.image = decode_image(response.final.image)
+            self.flagged = response.final.safety_flagged
             self.total_seconds = response.final.timings.total_seconds
 
     def latents(self) -> list[np.ndarray]:

@@ -11,6 +11,8 @@ from frontend.client import RECONNECT_DELAYS_S, StudentError, get_client
 from frontend.views import PREVIEW_NOTE, enlarge, guarded
 from services.common.api import pb
 
+SAFETY_NOTE = "The safety filter flagged this picture, so it is shown blurred. Try a different prompt."
+
 SOURCES = {
     pb.TRAJECTORY_SOURCE_COMPUTED: "The model is computing it for you.",
     pb.TRAJECTORY_SOURCE_JOINED: "A classmate asked for exactly this a moment ago: you are watching the same run.",
@@ -118,6 +120,8 @@ if run is not None and run.image is not None:
     a.image(enlarge(run.steps[step - 1].latent_preview, 256), caption=f"x_t after step {step}")
     b.image(enlarge(run.steps[step - 1].x0_preview, 256), caption=f"guess of x0 at step {step}")
     c.image(run.image, caption="the decoded image", width=256)
+    if run.flagged:
+        st.warning(SAFETY_NOTE, icon=":material/visibility_off:")
     st.caption(PREVIEW_NOTE)
     d, e = st.columns(2)
     d.download_button("Download the image (PNG)", png(run.image), "diffusion-classroom.png", "image/png")

@@ -108,6 +108,7 @@ def frame_message(event: StepEvent, include: frozenset[str]) -> pb.GenerateRespo
 def final_message(event: FinalEvent) -> pb.GenerateResponse:
     final = pb.FinalImage(
         image=encode_image(event.image, "image/png"),
+        safety_flagged=event.flagged,
         timings=pb.GenerationTimings(
             text_encoder_seconds=event.text_encoder_seconds,
             denoising_seconds=event.denoising_seconds,

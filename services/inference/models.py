@@ -13,7 +13,9 @@ from typing import Any
 import numpy as np
 import torch
 from diffusers import AutoencoderKL, UNet2DConditionModel
-from transformers import CLIPTextModel, CLIPTokenizer
+from diffusers.pipelines.stable_diffusion.safety_checker import StableDiffusionSafetyChecker
+from PIL import Image, ImageFilter
+from transformers import CLIPImageProcessor, CLIPTextModel, CLIPTokenizer
 
 from services.inference.settings import InferenceSettings
 from services.inference.tiny import ensure_tiny_model
@@ -34,6 +36,14 @@ _HUB_FILES = [
     "vae/config.json",
     "vae/diffusion_pytorch_model.safetensors",
 ]
+# The safety checker and the image processor that feeds it, fetched unless the checker is off.
+_SAFETY_FILES = [
+    "safety_checker/config.json",
+    "safety_checker/model.safetensors",
+    "feature_extractor/preprocessor_config.json",
+]
+# A flagged image is blurred with this radius, as a fraction of its larger side.
+_BLUR_FRACTION = 1 / 12
 # Files above this size enter a local folder's revision hash by size, head and
 # tail only, so that hashing a multi-GB model stays quick at start-up.
 _FULL_HASH_LIMIT = 256 * 2**20
@@ -98,14 +108,17 @@ def resolve_model(settings: InferenceSettings) -> tuple[Path, str]:
         return local, folder_revision(local)
     from huggingface_hub import snapshot_download
 
-    snapshot = Path(snapshot_download(settings.model, revision=settings.model_revision, allow_patterns=_HUB_FILES))
+    files = _HUB_FILES + (_SAFETY_FILES if settings.safety_checker != "off" else [])
+    snapshot = Path(snapshot_download(settings.model, revision=settings.model_revision, allow_patterns=files))
     return snapshot, snapshot.name  # snapshot folders are named by commit hash
 
 
 class DiffusionModel:
     """A Stable Diffusion model's components, loaded once and shared by every request."""
 
-    def __init__(self, model_id: str, revision: str, folder: Path, device: str = "auto") -> None:
+    def __init__(
+        self, model_id: str, revision: str, folder: Path, device: str = "auto", safety_checker: bool = True
+    ) -> None:
         self.model_id = model_id
         self.revision = revision
         self.device, self.dtype = _device_and_dtype(device)
@@ -116,6 +129,15 @@ class DiffusionModel:
         for module in (self.text_encoder, self.unet, self.vae):
             module.to(self.device).eval().requires_grad_(False)
         self.scheduler_config: dict[str, Any] = json.loads((folder / "scheduler" / "scheduler_config.json").read_text())
+        # The safety checker, when asked for and the model ships one.
+        self.safety_checker: StableDiffusionSafetyChecker | None = None
+        self.feature_extractor: CLIPImageProcessor | None = None
+        if safety_checker and (folder / "safety_checker" / "config.json").is_file():
+            self.safety_checker = StableDiffusionSafetyChecker.from_pretrained(
+                folder / "safety_checker", torch_dtype=self.dtype
+            )
+            self.safety_checker.to(self.device).eval().requires_grad_(False)
+            self.feature_extractor = CLIPImageProcessor.from_pretrained(folder / "feature_extractor")
         # Fast tokenizers are not safe to share between threads.
         self._tokenizer_lock = threading.Lock()
 
@@ -123,7 +145,7 @@ class DiffusionModel:
     def load(cls, settings: InferenceSettings) -> DiffusionModel:
         folder, revision = resolve_model(settings)
         log.info("loading %s (revision %s) from %s", settings.model, revision, folder)
-        return cls(settings.model, revision, folder, settings.device)
+        return cls(settings.model, revision, folder, settings.device, settings.safety_checker != "off")
 
     # -- shape facts -------------------------------------------------------
 
@@ -188,3 +210,18 @@ class DiffusionModel:
         image = self.vae.decode(latent / self.vae.config.scaling_factor, return_dict=False)[0]
         image = (image / 2 + 0.5).clamp(0, 1)
         return (image[0].permute(1, 2, 0).float().cpu().numpy() * 255).round().astype(np.uint8)
+
+    @torch.inference_mode()
+    def check_safety(self, image: np.ndarray) -> bool:
+        """Whether the safety checker flags an [H, W, 3] uint8 image (never, without a checker)."""
+        if self.safety_checker is None or self.feature_extractor is None:
+            return False
+        pixels = self.feature_extractor(images=[image], return_tensors="pt").pixel_values
+        _, flagged = self.safety_checker(clip_input=pixels.to(self.device, self.dtype), images=[image.copy()])
+        return bool(flagged[0])
+
+
+def blur(image: np.ndarray) -> np.ndarray:
+    """A flagged image made unrecognisable: a Gaussian blur a twelfth of its size wide."""
+    radius = max(image.shape[:2]) * _BLUR_FRACTION
+    return np.asarray(Image.fromarray(image).filter(ImageFilter.GaussianBlur(radius)))

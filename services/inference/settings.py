@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
@@ -76,6 +77,11 @@ class InferenceSettings(TlsClientSettings):
     # Moderation: prompts with these words or phrases are refused before any model
     # work. Unset: no blocklist (the Docker deployment sets the shipped one).
     blocklist: Path | None = Field(None, description="Blocklist file (one word or phrase per line); unset: none.")
+    # The Stable Diffusion safety checker on final images: "auto" applies it when the model
+    # ships its weights (safety_checker/ and feature_extractor/), blurring flagged images.
+    safety_checker: Literal["auto", "off"] = Field(
+        "auto", description="'auto': check final images when the model has a safety checker; 'off': never."
+    )
 
     # Limits a request must respect (GetModelInfo reports them to clients).
     min_steps: int = Field(1, description="Fewest denoising steps a request may ask for.")

@@ -295,6 +295,10 @@ class TrajectoryHub:
                 trajectory.append(await loop.run_in_executor(self.encoder, *encode))
                 if isinstance(event, FinalEvent):
                     break
+            if event.flagged:
+                # A picture the safety checker flagged is never replayed: each request is checked anew.
+                trajectory.finish()
+                return
             # Readers already have the final image; their streams end once it is stored,
             # so that a finished stream means a cached trajectory (when Redis is there).
             namespace = Namespace.LESSON if trajectory.lesson_entry else Namespace.AD_HOC
