@@ -12,6 +12,7 @@ import streamlit as st
 
 from frontend.settings import FrontendSettings
 from services.common.api import (
+    CLASS_METADATA,
     LESSON_METADATA,
     NAME_METADATA,
     SERVICE_NAME,
@@ -158,6 +159,8 @@ class ClassroomClient:
             metadata += ((NAME_METADATA, name.encode()),)
         if lesson_entry:
             metadata += ((LESSON_METADATA, lesson_entry),)
+        if self.settings.class_name:
+            metadata += ((CLASS_METADATA, self.settings.class_name.encode()),)
         for attempt in range(len(RECONNECT_DELAYS_S) + 1):
             if attempt:
                 pause = RECONNECT_DELAYS_S[attempt - 1]

@@ -15,6 +15,8 @@ class FrontendSettings(TlsClientSettings):
     inference_addr: str = Field("localhost:50051", description="The inference service's gRPC address.")
     # When set, students give it (and a display name) before any lesson.
     class_code: str | None = Field(None, description="The class code students must enter; unset: no sign-in.")
+    # Names this class to the service, when several classes share one server (each its own front end).
+    class_name: str = Field("", description="This class's name, for per-class queue shares; empty: none.")
     # Opens the teacher's page (the inference service must have the same code).
     teacher_code: str | None = Field(None, description="The teacher code; unset: no teacher page.")
     api_token: str | None = Field(None, description="The inference service's API token, if it has one.")

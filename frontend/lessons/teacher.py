@@ -84,6 +84,7 @@ def _live(room: pb.GetClassroomResponse) -> None:
         rows = [
             {
                 "student": job.student_name or "(no name)",
+                **({"class": job.class_name} if any(j.class_name for j in room.jobs) else {}),
                 "state": "generating" if job.running else f"waiting, #{job.position}",
                 "step": f"{job.steps_done} of {job.total_steps}" if job.running else "",
                 "seconds": round(job.seconds),

@@ -19,6 +19,7 @@ AUTH_METADATA = "authorization"  # every call but health: the class's API token
 STUDENT_METADATA = "x-student-id"  # who asks (one generation at a time, rate limits)
 NAME_METADATA = "x-student-name-bin"  # what the teacher sees; -bin: any characters, as UTF-8
 LESSON_METADATA = "x-classroom-lesson"  # the catalog entry a Generate call opens
+CLASS_METADATA = "x-classroom-class-bin"  # the class a front end serves (per-class queue share); UTF-8
 TEACHER_METADATA = "x-teacher-code"  # every TeacherService call: the class's teacher code
 
 
@@ -48,6 +49,7 @@ async def aunbatch(responses: AsyncIterable[pb.GenerateResponse]) -> AsyncIterat
 
 __all__ = [
     "AUTH_METADATA",
+    "CLASS_METADATA",
     "LESSON_METADATA",
     "NAME_METADATA",
     "SERVICE_NAME",

@@ -2,7 +2,8 @@
 
 One worker thread owns the model. Requests wait in a bounded queue, first come
 first served, at most one per student (so no student can fill the queue, and
-first come first served is round-robin between students). Up to
+first come first served is round-robin between students), and, when classes
+share a server, at most `max_queue_per_class` from one class. Up to
 `max_batch_size` generations run at once; every step, the generations of one
 latent size (a group) share a single UNet call, each with its own timestep,
 guidance scale, scheduler and generator, and groups of different sizes take
@@ -44,9 +45,20 @@ Event = HeaderEvent | StepEvent | FinalEvent | ErrorEvent | QueueEvent
 
 
 class QueueFull(Exception):
-    def __init__(self, waiting: int, retry_after_s: float) -> None:
+    """The queue, or the asking class's share of it (`classroom` set), is full."""
+
+    def __init__(self, waiting: int, retry_after_s: float, classroom: str | None = None) -> None:
         super().__init__(f"{waiting} requests are waiting")
-        self.waiting, self.retry_after_s = waiting, retry_after_s
+        self.waiting, self.retry_after_s, self.classroom = waiting, retry_after_s, classroom
+
+
+@dataclass(frozen=True)
+class Requester:
+    """Who asks for a generation: the student (one at a time), their display name, their class."""
+
+    student: str
+    name: str = ""
+    classroom: str = ""
 
 
 class StudentBusy(Exception):
@@ -72,6 +84,7 @@ class JobView:
     """One generation as the teacher's page sees it."""
 
     student_name: str
+    classroom: str
     prompt: str
     running: bool
     position: int  # in the queue (1: next); 0 while running
@@ -85,13 +98,16 @@ class Job:
     """A submitted generation: its events flow to an asyncio queue on the server's loop."""
 
     spec: GenerationSpec
-    student: str
+    requester: Requester
     loop: asyncio.AbstractEventLoop
-    name: str = ""  # the student's display name, for the teacher
     events: asyncio.Queue[Event] = field(default_factory=asyncio.Queue)
     cancelled: threading.Event = field(default_factory=threading.Event)
     submitted_at: float = field(default_factory=time.perf_counter)
     position: int = 0  # last position announced
+
+    @property
+    def student(self) -> str:
+        return self.requester.student
 
     def emit(self, event: Event) -> None:
         try:
@@ -114,10 +130,18 @@ class _Running:
 class Runner:
     """Owns the model on one worker thread; batches the steps of the generations it runs."""
 
-    def __init__(self, model: DiffusionModel, max_batch_size: int, max_queue: int, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        model: DiffusionModel,
+        max_batch_size: int,
+        max_queue: int,
+        metrics: Metrics,
+        max_queue_per_class: int = 0,
+    ) -> None:
         self.model = model
         self.max_batch_size = max_batch_size
         self.max_queue = max_queue
+        self.max_queue_per_class = max_queue_per_class  # 0: no share per class
         self.metrics = metrics
         self._lock = threading.Condition()
         self._waiting: deque[Job] = deque()
@@ -168,34 +192,53 @@ class Runner:
         now = time.perf_counter()
         with self._lock:
             running = [
-                JobView(r.job.name, r.job.spec.prompt, True, 0, r.generation.step_index,
-                        len(r.generation.timesteps), now - r.job.submitted_at)
+                JobView(r.job.requester.name, r.job.requester.classroom, r.job.spec.prompt, True, 0,
+                        r.generation.step_index, len(r.generation.timesteps), now - r.job.submitted_at)
                 for r in self._running
             ]  # fmt: skip
             waiting = [
-                JobView(job.name, job.spec.prompt, False, index, 0, 0, now - job.submitted_at)
+                JobView(
+                    job.requester.name,
+                    job.requester.classroom,
+                    job.spec.prompt,
+                    False,
+                    index,
+                    0,
+                    0,
+                    now - job.submitted_at,
+                )
                 for index, job in enumerate(self._waiting, start=1)
             ]
         return running + waiting
 
-    def submit(self, spec: GenerationSpec, student: str, name: str = "") -> Job:
-        """Queue a generation, or refuse: StudentBusy, QueueFull."""
+    def submit(self, spec: GenerationSpec, requester: Requester) -> Job:
+        """Queue a generation, or refuse: StudentBusy, QueueFull (the whole queue, or the class's share)."""
         with self._lock:
-            if student in self._students:
+            if requester.student in self._students:
                 self.metrics.rejected.labels("student_busy").inc()
                 self._stats.rejected_student_busy += 1
                 raise StudentBusy
             if len(self._waiting) >= self.max_queue:
                 self.metrics.rejected.labels("queue_full").inc()
                 self._stats.rejected_queue_full += 1
-                waves = 1 + len(self._waiting) // max(1, self.max_batch_size)
-                raise QueueFull(len(self._waiting), retry_after_s=round(waves * self._average_seconds))
-            job = Job(spec=spec, student=student, loop=asyncio.get_running_loop(), name=name)
-            self._students[student] = job
+                raise QueueFull(len(self._waiting), self._retry_after(len(self._waiting)))
+            if self.max_queue_per_class:
+                ahead = sum(job.requester.classroom == requester.classroom for job in self._waiting)
+                if ahead >= self.max_queue_per_class:
+                    self.metrics.rejected.labels("class_queue_full").inc()
+                    self._stats.rejected_queue_full += 1
+                    raise QueueFull(ahead, self._retry_after(ahead), classroom=requester.classroom)
+            job = Job(spec=spec, requester=requester, loop=asyncio.get_running_loop())
+            self._students[requester.student] = job
             self._waiting.append(job)
             self._announce_positions()
             self._lock.notify()
         return job
+
+    def _retry_after(self, waiting: int) -> float:
+        """Seconds until about `waiting` generations have gone through, from recent generation times."""
+        waves = 1 + waiting // max(1, self.max_batch_size)
+        return round(waves * self._average_seconds)
 
     def cancel(self, job: Job) -> None:
         """Stop a job: it leaves at the next step boundary, and its student may ask again at once."""

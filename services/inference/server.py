@@ -23,6 +23,7 @@ from grpc_status import rpc_status
 from prometheus_client import start_http_server
 
 from services.common.api import (
+    CLASS_METADATA,
     LESSON_METADATA,
     NAME_METADATA,
     SERVICE_NAME,
@@ -34,7 +35,7 @@ from services.common.api import (
 from services.common.trajectories import canonical_request
 from services.inference import frames
 from services.inference.auth import TokenInterceptor
-from services.inference.batching import QueueFull, Runner, StudentBusy
+from services.inference.batching import QueueFull, Requester, Runner, StudentBusy
 from services.inference.cache import TrajectoryStore
 from services.inference.metrics import Metrics
 from services.inference.models import DiffusionModel
@@ -106,10 +107,10 @@ class Blocked:
     prompt: str
 
 
-def _student_name(context: grpc.aio.ServicerContext) -> str:
-    """The display name the front end sent (UTF-8, in a -bin header), or ""."""
-    for key, value in context.invocation_metadata() or ():
-        if key == NAME_METADATA:
+def _text_metadata(context: grpc.aio.ServicerContext, key: str) -> str:
+    """A UTF-8 (-bin) metadata value the front end sent, such as the student's name, or ""."""
+    for name, value in context.invocation_metadata() or ():
+        if name == key:
             return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
     return ""
 
@@ -146,7 +147,13 @@ class DiffusionService(pb_grpc.DiffusionServiceServicer):
     def attach(self, model: DiffusionModel) -> None:
         self.model = model
         batch = self.settings.max_batch_size or (8 if model.device.type == "cuda" else 4)
-        self.runner = Runner(model, max_batch_size=batch, max_queue=self.settings.max_queue, metrics=self.metrics)
+        self.runner = Runner(
+            model,
+            max_batch_size=batch,
+            max_queue=self.settings.max_queue,
+            metrics=self.metrics,
+            max_queue_per_class=self.settings.max_queue_per_class,
+        )
         self.hub = TrajectoryHub(
             model,
             self.runner,
@@ -267,7 +274,7 @@ class DiffusionService(pb_grpc.DiffusionServiceServicer):
             self.metrics.rejected.labels("blocked").inc()
             log.info("blocked a prompt")  # the prompt itself stays out of the logs
             # Kept in memory only, for the teacher's page (which shows the prompt only when opened).
-            self.blocked.appendleft(Blocked(_student_name(context), time.time(), request.prompt))
+            self.blocked.appendleft(Blocked(_text_metadata(context, NAME_METADATA), time.time(), request.prompt))
             await _abort_invalid(context, blocked)
         except RequestError as error:
             await _abort_invalid(context, error)
@@ -279,14 +286,19 @@ class DiffusionService(pb_grpc.DiffusionServiceServicer):
         if lesson and self._catalog_keys.get(lesson) != self.hub.key(spec):
             lesson = ""
         try:
-            trajectory, source = await self.hub.open(spec, student, lesson_entry=lesson, name=_student_name(context))
+            requester = Requester(
+                student, _text_metadata(context, NAME_METADATA), _text_metadata(context, CLASS_METADATA)
+            )
+            trajectory, source = await self.hub.open(spec, requester, lesson_entry=lesson)
         except StudentBusy:
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, STUDENT_BUSY_MESSAGE)
         except QueueFull as full:
+            minutes = max(1, round(full.retry_after_s / 60))
             message = (
-                f"The class queue is full right now ({full.waiting} pictures are waiting). "
-                f"Please try again in about {max(1, round(full.retry_after_s / 60))} minute(s)."
-            )
+                f"Your class already has {full.waiting} pictures waiting, as many as one class may. "
+                if full.classroom is not None
+                else f"The class queue is full right now ({full.waiting} pictures are waiting). "
+            ) + f"Please try again in about {minutes} minute(s)."
             await _abort_retry_later(context, message, full.retry_after_s)
         except RateLimited as limited:
             self.metrics.rejected.labels("rate_limited").inc()

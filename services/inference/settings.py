@@ -68,6 +68,9 @@ class InferenceSettings(TlsClientSettings):
     max_batch_size: int = Field(0, description="Generations batched per UNet call (0: 8 on a GPU, 4 on a CPU).")
     # Past this many waiting generations, requests are refused with a retry hint.
     max_queue: int = Field(256, description="Generations that may wait for the GPU before requests are refused.")
+    # When several classes share one server (each front end sends its CLASSROOM_CLASS_NAME):
+    # the most generations one class may have waiting. 0: no share per class.
+    max_queue_per_class: int = Field(0, description="Generations one class may have waiting (0: no limit per class).")
     # Per student, in Redis (a token bucket): a burst of generations, then so many a
     # minute. Only generations the model computes count. 0: no limit.
     rate_limit_per_minute: float = Field(6.0, description="Generations a student may start per minute (0: no limit).")

@@ -16,7 +16,7 @@ import grpc
 import torch
 
 from services.common.api import TEACHER_METADATA, pb, pb_grpc
-from services.inference.batching import QueueFull
+from services.inference.batching import QueueFull, Requester
 from services.inference.trajectories import ALL_PROBES, TrajectoryFailed
 
 if TYPE_CHECKING:
@@ -26,8 +26,8 @@ log = logging.getLogger(__name__)
 
 NO_TEACHER_CODE = "This server has no teacher code set (CLASSROOM_TEACHER_CODE), so the teacher's page is off."
 WRONG_TEACHER_CODE = "The teacher code is missing or wrong."
-# The student id precompute generates as (one lesson at a time, like any student).
-PRECOMPUTE_STUDENT = "teacher:precompute"
+# Precompute generates as a student of its own (one lesson at a time, like any student).
+PRECOMPUTE = Requester("teacher:precompute", name="lesson precompute")
 
 
 class TeacherService(pb_grpc.TeacherServiceServicer):
@@ -59,6 +59,7 @@ class TeacherService(pb_grpc.TeacherServiceServicer):
         jobs = [
             pb.ClassroomJob(
                 student_name=job.student_name,
+                class_name=job.classroom,
                 running=job.running,
                 position=job.position,
                 steps_done=job.steps_done,
@@ -131,9 +132,7 @@ class TeacherService(pb_grpc.TeacherServiceServicer):
         try:
             for entry in todo:
                 try:
-                    trajectory, _ = await service.hub.open(
-                        entry.spec, PRECOMPUTE_STUDENT, lesson_entry=entry.entry.id, name="lesson precompute"
-                    )
+                    trajectory, _ = await service.hub.open(entry.spec, PRECOMPUTE, lesson_entry=entry.entry.id)
                     try:
                         async for _ in trajectory.follow(ALL_PROBES, pb.GenerateResponse()):
                             pass

@@ -18,7 +18,7 @@ from concurrent.futures import Executor
 from services.common.api import pb, store_pb
 from services.common.trajectories import Namespace, canonical_request, trajectory_id
 from services.inference import frames
-from services.inference.batching import Job, QueueEvent, Runner
+from services.inference.batching import Job, QueueEvent, Requester, Runner
 from services.inference.cache import TrajectoryStore
 from services.inference.metrics import Metrics
 from services.inference.models import DiffusionModel
@@ -182,25 +182,23 @@ class TrajectoryHub:
     def key(self, spec: GenerationSpec) -> str:
         return trajectory_id(spec.to_proto(), self.model.model_id, self.model.revision)
 
-    async def open(
-        self, spec: GenerationSpec, student: str, lesson_entry: str = "", name: str = ""
-    ) -> tuple[Trajectory, int]:
+    async def open(self, spec: GenerationSpec, requester: Requester, lesson_entry: str = "") -> tuple[Trajectory, int]:
         """The trajectory this request reads, with its source; the caller must `release` it.
 
         Raises the refusals (RateLimited, StudentBusy, QueueFull) when the model would have to run.
         `lesson_entry` must already be checked against the catalog: it exempts from the rate
-        limit and keeps the result for good. `name` is the student's, for the teacher's page.
+        limit and keeps the result for good.
         """
         key = self.key(spec)
         exempt = bool(lesson_entry)
         if not self.single_flight:
             trajectory = Trajectory(key, spec.to_proto(), self.model)
-            source = await self._start(trajectory, spec, student, name, exempt)
+            source = await self._start(trajectory, spec, requester, exempt)
         elif (trajectory := self._live.get(key)) is not None:
             # An identical request got here first; while it looks in the cache, wait for the outcome.
             await trajectory.settled.wait()
             if trajectory.refused:  # its start was refused, for its own reasons: try on this request's own
-                return await self.open(spec, student, lesson_entry, name)
+                return await self.open(spec, requester, lesson_entry)
             source = pb.TRAJECTORY_SOURCE_JOINED if trajectory.job is not None else pb.TRAJECTORY_SOURCE_CACHE
         elif (trajectory := self._recent.get(key)) is not None:
             self._recent.move_to_end(key)
@@ -210,7 +208,7 @@ class TrajectoryHub:
             # join it; shielded, so that a caller who gives up mid-lookup leaves it whole.
             trajectory = Trajectory(key, spec.to_proto(), self.model)
             self._live[key] = trajectory
-            source = await asyncio.shield(self._load_or_start(trajectory, spec, student, name, exempt))
+            source = await asyncio.shield(self._load_or_start(trajectory, spec, requester, exempt))
         if lesson_entry:
             await self._keep_as_lesson(trajectory, lesson_entry)
         trajectory.readers += 1
@@ -228,7 +226,7 @@ class TrajectoryHub:
             self.metrics.cache_misses.inc()
 
     async def _load_or_start(
-        self, trajectory: Trajectory, spec: GenerationSpec, student: str, name: str, exempt: bool
+        self, trajectory: Trajectory, spec: GenerationSpec, requester: Requester, exempt: bool
     ) -> int:
         found = await self.store.load(trajectory.key)
         if found is not None:
@@ -242,7 +240,7 @@ class TrajectoryHub:
             self._remember(trajectory)
             return pb.TRAJECTORY_SOURCE_CACHE
         try:
-            return await self._start(trajectory, spec, student, name, exempt)
+            return await self._start(trajectory, spec, requester, exempt)
         except Exception as refusal:
             # Requests that joined during the cache lookup try again on their own (see `open`).
             self._live.pop(trajectory.key, None)
@@ -250,13 +248,13 @@ class TrajectoryHub:
             trajectory.finish(error=str(refusal) or type(refusal).__name__)
             raise
 
-    async def _start(self, trajectory: Trajectory, spec: GenerationSpec, student: str, name: str, exempt: bool) -> int:
+    async def _start(self, trajectory: Trajectory, spec: GenerationSpec, requester: Requester, exempt: bool) -> int:
         """Put the model to work, after the student's rate limit (curated lesson examples are exempt)."""
         if not exempt:
-            await self.limiter.take(student)
+            await self.limiter.take(requester.student)
         # Every probe is computed, whatever this reader asked for: the trajectory
         # serves every later reader and the cache, whatever they ask for.
-        trajectory.job = self.runner.submit(dataclasses.replace(spec, include=ALL_PROBES), student, name)
+        trajectory.job = self.runner.submit(dataclasses.replace(spec, include=ALL_PROBES), requester)
         trajectory.pump = asyncio.create_task(self._pump(trajectory, trajectory.job))
         trajectory.settled.set()
         return pb.TRAJECTORY_SOURCE_COMPUTED

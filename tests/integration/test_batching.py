@@ -10,7 +10,7 @@ import pytest
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
-from services.common.api import STUDENT_METADATA, pb, unbatch
+from services.common.api import CLASS_METADATA, STUDENT_METADATA, pb, unbatch
 from tests.integration.helpers import collect, request
 from tests.support.servers import free_port, running_server, stub_for
 
@@ -165,6 +165,39 @@ def test_the_queue_reports_positions_then_refuses_when_full(settings):
         assert [q.position for q in results[0].queue] == [1]
         assert [q.position for q in results[1].queue] == [2, 1]  # it moved up as the queue went
         assert stats(stub).rejected_queue_full == 1
+        channel.close()
+
+
+def test_a_class_may_fill_only_its_share_of_the_queue(settings):
+    config = settings.model_copy(update={"redis_url": "", "single_flight": False, "max_batch_size": 1,
+                                         "max_queue_per_class": 1, "metrics_port": 0})  # fmt: skip
+
+    def member(student_id: str, classroom: str):
+        return (*student(student_id), (CLASS_METADATA, classroom.encode()))
+
+    with running_server(config) as server:
+        channel, stub = stub_for(server.address)
+        running = stub.Generate(request("first", seed=60, num_inference_steps=60, width=64, height=64),
+                                metadata=member("a1", "7B"))  # fmt: skip
+        deadline = time.monotonic() + 30
+        while stats(stub).active_generations < 1 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        waiting = stub.Generate(request("second", seed=61, num_inference_steps=2, width=64, height=64),
+                                metadata=member("a2", "7B"))  # fmt: skip
+        while stats(stub).queued_generations < 1 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        with pytest.raises(grpc.RpcError) as caught:
+            collect(stub.Generate(request("third", seed=62, width=64, height=64), metadata=member("a3", "7B")))
+        error = caught.value
+        assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "Your class already has 1 pictures waiting" in error.details() and "try again in" in error.details()
+        retry = error_details_pb2.RetryInfo()
+        assert rpc_status.from_call(error).details[0].Unpack(retry) and retry.retry_delay.seconds > 0
+        # Another class sharing the server still gets in line.
+        other = collect(stub.Generate(request("fourth", seed=63, num_inference_steps=2, width=64, height=64),
+                                      metadata=member("b1", "8C")))  # fmt: skip
+        assert other.final and next(q.position for q in other.queue) == 2
+        assert collect(waiting).final and collect(running).final
         channel.close()
 
 

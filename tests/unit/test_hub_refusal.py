@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from types import SimpleNamespace
 
 from services.common.api import pb
-from services.inference.batching import StudentBusy
+from services.inference.batching import Requester, StudentBusy
 from services.inference.metrics import Metrics
 from services.inference.ratelimit import RateLimiter
 from services.inference.trajectories import TrajectoryHub
@@ -40,10 +40,10 @@ class OneBusyStudent:
     def __init__(self) -> None:
         self.submitted: list[str] = []
 
-    def submit(self, spec: GenerationSpec, student: str, name: str = "") -> SimpleNamespace:
-        if student == "busy":
+    def submit(self, spec: GenerationSpec, requester: Requester) -> SimpleNamespace:
+        if requester.student == "busy":
             raise StudentBusy
-        self.submitted.append(student)
+        self.submitted.append(requester.student)
         return SimpleNamespace(events=asyncio.Queue())
 
 
@@ -52,9 +52,9 @@ async def race() -> tuple[BaseException | None, int, list[str], int]:
     model = SimpleNamespace(model_id="tiny", revision="r1")
     with ThreadPoolExecutor(1) as encoder:
         hub = TrajectoryHub(model, runner, store, encoder, 2**20, Metrics(), RateLimiter(None, 0, 0))
-        first = asyncio.create_task(hub.open(SPEC, "busy"))
+        first = asyncio.create_task(hub.open(SPEC, Requester("busy")))
         await asyncio.sleep(0.01)  # the first request is now looking in the cache
-        second = asyncio.create_task(hub.open(SPEC, "free"))
+        second = asyncio.create_task(hub.open(SPEC, Requester("free")))
         await asyncio.sleep(0.01)  # the second has joined it
         assert store.lookups == 1
         store.release.set()
