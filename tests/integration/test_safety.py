@@ -9,7 +9,15 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from services.common.api import LESSON_METADATA, SERVICE_NAME, STUDENT_METADATA, bearer, pb
+from services.common.api import (
+    LESSON_METADATA,
+    SERVICE_NAME,
+    STUDENT_METADATA,
+    TEACHER_METADATA,
+    bearer,
+    pb,
+    pb_grpc,
+)
 from services.inference.moderation import BLOCKED_MESSAGE, DEFAULT_BLOCKLIST, Blocklist
 from services.inference.probes import PROBES
 from services.inference.runner import Generation
@@ -23,23 +31,34 @@ CALLS = {
     "ListLessons": pb.ListLessonsRequest(),
     "GetServerStats": pb.GetServerStatsRequest(),
 }
+TEACHER_CALLS = {
+    "GetClassroom": pb.GetClassroomRequest(),
+    "SetPaused": pb.SetPausedRequest(paused=False),
+    "ClearQueue": pb.ClearQueueRequest(),
+    "PrecomputeLessons": pb.PrecomputeLessonsRequest(),
+}
 
 
 def test_every_call_needs_the_token_but_health(settings):
-    with running_server(settings.model_copy(update={"api_token": "s3cret-token", "redis_url": ""})) as server:
+    update = {"api_token": "s3cret-token", "redis_url": "", "teacher_code": "owl-42"}
+    with running_server(settings.model_copy(update=update)) as server:
         channel, stub = stub_for(server.address)
+        teacher = pb_grpc.TeacherServiceStub(channel)
         for metadata in ((), bearer("wrong"), (("authorization", "s3cret-token"),)):
-            for name, message in CALLS.items():
-                with pytest.raises(grpc.RpcError) as caught:
-                    getattr(stub, name)(message, metadata=metadata)
-                assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED, name
-                assert "API token is missing or wrong" in caught.value.details()
+            for target, calls in ((stub, CALLS), (teacher, TEACHER_CALLS)):
+                for name, message in calls.items():
+                    with pytest.raises(grpc.RpcError) as caught:  # the teacher code alone is not enough
+                        getattr(target, name)(message, metadata=(*metadata, (TEACHER_METADATA, "owl-42")))
+                    assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED, name
+                    assert "API token is missing or wrong" in caught.value.details()
             with pytest.raises(grpc.RpcError) as caught:
                 collect(stub.Generate(request(seed=1, num_inference_steps=1, width=64, height=64), metadata=metadata))
             assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
         assert health_status(channel, SERVICE_NAME) == health_pb2.HealthCheckResponse.SERVING
         for name, message in CALLS.items():
             getattr(stub, name)(message, metadata=bearer("s3cret-token"))
+        for name, message in TEACHER_CALLS.items():
+            getattr(teacher, name)(message, metadata=(*bearer("s3cret-token"), (TEACHER_METADATA, "owl-42")))
         assert collect(stub.Generate(request(seed=1, num_inference_steps=1, width=64, height=64),
                                      metadata=bearer("s3cret-token"))).final  # fmt: skip
         channel.close()
@@ -110,7 +129,7 @@ extreme_ints = st.one_of(st.integers(-(2**31), 2**31 - 1), st.sampled_from([0, 1
 extreme_floats = st.one_of(st.floats(allow_nan=True, allow_infinity=True, width=32), st.sampled_from([0.0, 1.0, 7.5]))
 
 
-@hypothesis_settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@hypothesis_settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     prompt=st.text(max_size=260),
     negative=st.text(max_size=40),
@@ -143,7 +162,7 @@ def test_fuzzed_generate_requests_get_a_clear_status(small_server, prompt, negat
         assert code == grpc.StatusCode.INVALID_ARGUMENT
 
 
-@hypothesis_settings(max_examples=200, deadline=None)
+@hypothesis_settings(max_examples=1000, deadline=None)
 @given(prompt=st.text(max_size=400))
 def test_fuzzed_prompts_tokenize_or_get_a_clear_status(small_server, prompt):
     try:
@@ -191,3 +210,10 @@ def test_rate_limit_counts_computed_generations_per_student(settings):
             generate("not a lesson", "fast", lesson=entry.id)  # a lesson tag on another request does not help
         assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
         channel.close()
+
+
+@hypothesis_settings(max_examples=500, deadline=None)
+@given(collection=st.one_of(st.text(max_size=60), st.sampled_from(["", "prompt-pairs", "seed-gallery"])))
+def test_fuzzed_lesson_listings_never_fail(small_server, collection):
+    listing = small_server.ListLessons(pb.ListLessonsRequest(collection=collection), timeout=30)
+    assert all(entry.collection == collection for entry in listing.entries) or not collection
