@@ -62,6 +62,9 @@ log = logging.getLogger(__name__)
 
 LOADING_MESSAGE = "The model is still loading. Please try again in a minute."
 STUDENT_BUSY_MESSAGE = "You already have a picture being made. Wait for it to finish (or stop it), then try again."
+# A replay's messages after its first wait while Generate calls keep arriving (see _after_the_crowd).
+CROWD_QUIET_S = 0.02
+CROWD_WAIT_S = 1.0
 # The health entry of the trajectory cache (SERVING while Redis answers).
 CACHE_HEALTH_NAME = "diffusion_classroom.v1.TrajectoryCache"
 
@@ -138,6 +141,7 @@ class DiffusionService(pb_grpc.DiffusionServiceServicer):
             settings.redis_url or None, settings.rate_limit_per_minute, settings.rate_limit_burst
         )
         self.blocked_prompts = 0
+        self._last_arrival = 0.0  # when the latest Generate call arrived (monotonic)
         self.blocked: deque[Blocked] = deque(maxlen=50)  # the latest blocked attempts, newest first
         self.catalog_entries: list[_CatalogEntry] = []
         self._catalog_keys: dict[str, str] = {}
@@ -267,6 +271,7 @@ class DiffusionService(pb_grpc.DiffusionServiceServicer):
 
     async def Generate(self, request: pb.GenerateRequest, context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
         model = await self.ready(context)
+        self._last_arrival = time.monotonic()
         try:
             spec = check_generate(request, self.settings, model.default_size, self.blocklist)
         except BlockedPrompt as blocked:
@@ -311,14 +316,31 @@ class DiffusionService(pb_grpc.DiffusionServiceServicer):
             status = pb.StreamStatus(
                 source=source, cache_hit=source == pb.TRAJECTORY_SOURCE_CACHE, trajectory_key=trajectory.key
             )
+            first = True
             async for message, frame_count in trajectory.follow(spec.include, pb.GenerateResponse(status=status)):
+                if not first and source != pb.TRAJECTORY_SOURCE_COMPUTED:
+                    await self._after_the_crowd()
                 yield message  # already serialized (see add_service)
                 self.metrics.frames_sent.inc(frame_count)
+                first = False
         except TrajectoryFailed as failure:
             await context.abort(grpc.StatusCode.ABORTED if failure.aborted else grpc.StatusCode.INTERNAL, str(failure))
         finally:
             # The client went away, or the stream ended: the last reader's leaving stops the work.
             self.hub.release(trajectory)
+
+    async def _after_the_crowd(self) -> None:
+        """Hold a replay's bulk while streams are still arriving, so every newcomer's first frame goes first.
+
+        A class opening the same lesson sends its calls in a burst; the server accepts them
+        one at a time, between the messages of the streams already under way. Replays wait
+        (once, after their first message, for at most CROWD_WAIT_S) until no stream has
+        arrived for CROWD_QUIET_S, so that all first frames are out before the rest.
+        """
+        waited = 0.0
+        while time.monotonic() - self._last_arrival < CROWD_QUIET_S and waited < CROWD_WAIT_S:
+            await asyncio.sleep(CROWD_QUIET_S)
+            waited += CROWD_QUIET_S
 
     async def ListLessons(
         self, request: pb.ListLessonsRequest, context: grpc.aio.ServicerContext
