@@ -176,5 +176,9 @@ def batch_wire(events: list[bytes]) -> bytes:
     """
     if len(events) == 1:
         return events[0]
-    inner = b"".join(part for event in events for part in (_EVENTS_TAG, _varint(len(event)), event))
-    return _BATCH_TAG + _varint(len(inner)) + inner
+    parts = [b"", b""]  # the batch's tag and length, filled in below: the bytes are joined once
+    for event in events:
+        parts += (_EVENTS_TAG, _varint(len(event)), event)
+    inner = sum(len(part) for part in parts)
+    parts[0], parts[1] = _BATCH_TAG, _varint(inner)
+    return b"".join(parts)

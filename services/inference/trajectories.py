@@ -110,34 +110,39 @@ class Trajectory:
         """
         index = 0
         queue_seen: pb.QueueStatus | None = None
-        batch: list[bytes] = [opening.SerializeToString()]
+        prefix: list[bytes] = [opening.SerializeToString()]  # messages before the events: status, queue
+        start = index  # the events the next message holds: start..index
         batch_bytes = batch_frames = 0
         room = 0  # events the next message may hold; 0: up to the first frame
         while True:
             grew = self._grew  # taken before yielding, so that no change made meanwhile is missed
             if not self.events and self.queue is not None and self.queue != queue_seen:
                 queue_seen = self.queue
-                batch.append(pb.GenerateResponse(queue=queue_seen).SerializeToString())
+                prefix.append(pb.GenerateResponse(queue=queue_seen).SerializeToString())
             while index < len(self.events):
-                data = self._wire(index, include)
-                if batch and (len(batch) == room or batch_bytes + len(data) > MAX_BATCH_BYTES):
-                    yield frames.batch_wire(batch), batch_frames
-                    batch, batch_bytes, batch_frames, room = [], 0, 0, 2 * room
+                size = len(self._wire(index, include))
+                count = len(prefix) + index - start
+                if count and (count == room or batch_bytes + size > MAX_BATCH_BYTES):
+                    yield self._message(include, prefix, start, index), batch_frames
+                    prefix, start, batch_bytes, batch_frames, room = [], index, 0, 0, 2 * room
                 is_frame = self.events[index].WhichOneof("event") == "frame"
-                batch.append(data)
-                batch_bytes += len(data)
+                batch_bytes += size
                 batch_frames += is_frame
                 index += 1
                 if room == 0 and is_frame:
-                    room = len(batch)  # the first message ends here
-            if batch:
-                yield frames.batch_wire(batch), batch_frames
-                batch, batch_bytes, batch_frames, room = [], 0, 0, 2 * room
+                    room = len(prefix) + index - start  # the first message ends here
+            if prefix or index > start:
+                yield self._message(include, prefix, start, index), batch_frames
+                prefix, start, batch_bytes, batch_frames, room = [], index, 0, 0, 2 * room
             if self.finished:
                 if self.error is not None:
                     raise TrajectoryFailed(self.error, self.aborted)
                 return
             await grew.wait()
+
+    def _message(self, include: frozenset[str], prefix: list[bytes], start: int, end: int) -> bytes:
+        """`prefix` (status, queue positions) and events start..end as one message."""
+        return frames.batch_wire(prefix + [self._wire(i, include) for i in range(start, end)])
 
     def record(self) -> store_pb.TrajectoryRecord:
         return store_pb.TrajectoryRecord(
