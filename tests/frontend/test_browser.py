@@ -48,6 +48,7 @@ def stack(tiny_dir, tmp_path_factory) -> Iterator[str]:
         "CLASSROOM_REDIS_PORT": ports["REDIS"],
         "CLASSROOM_METRICS_PORT": ports["METRICS"],
         "CLASSROOM_RATE_LIMIT_PER_MINUTE": "0",  # one browser opens every lesson and generates
+        "CLASSROOM_TEACHER_CODE": "owl-42",  # read by the service and the front end alike
     }
     env.pop("CLASSROOM_REDIS_URL", None)
     env.pop("CLASSROOM_INFERENCE_ADDR", None)
@@ -128,3 +129,20 @@ def test_a_student_goes_through_the_app(page: Page, stack: str):
         slider.press("ArrowLeft")
     expect(page.get_by_text("x_t after step 22")).to_be_visible()
     settle(page, "8-playground-step-22")
+
+
+def test_the_teacher_opens_the_teacher_page(page: Page, stack: str):
+    page.goto(stack)
+    page.get_by_role("link", name="Teacher").click()
+    page.get_by_label("Teacher code").fill("owl-41")
+    page.get_by_role("button", name="Open").click()
+    expect(page.get_by_text("that teacher code is not right")).to_be_visible()
+    page.get_by_label("Teacher code").fill("owl-42")
+    page.get_by_role("button", name="Open").click()
+    expect(page.get_by_text("Served without the GPU")).to_be_visible()
+    expect(page.get_by_text("Blocked attempts")).to_be_visible()
+    page.get_by_role("button", name="Pause generation").click()
+    expect(page.get_by_text("Generation is paused")).to_be_visible()
+    settle(page, "9-teacher-paused")
+    page.get_by_role("button", name="Resume generation").click()
+    expect(page.get_by_role("button", name="Pause generation")).to_be_visible()
