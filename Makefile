@@ -65,7 +65,7 @@ serve: install  ## Run the inference service (CLASSROOM_MODEL=tiny for the offli
 	$(PY) -m services.inference serve
 
 frontend: install  ## Run the Streamlit front end on :8501 (CLASSROOM_INFERENCE_ADDR, default localhost:50051).
-	$(PY) -m streamlit run frontend/app.py --server.port 8501 --server.headless true --browser.gatherUsageStats false
+	$(PY) -m streamlit run frontend/app.py --server.port 8501
 
 build-tiny: install  ## Write the tiny offline model to models/tiny.
 	$(PY) -m services.inference build-tiny models/tiny

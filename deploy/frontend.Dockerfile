@@ -17,6 +17,7 @@ RUN mkdir -p proto/gen && python -m grpc_tools.protoc -I proto \
 COPY services/__init__.py services/
 COPY services/common/ services/common/
 COPY frontend/ frontend/
+COPY .streamlit/ .streamlit/
 
 RUN useradd --create-home --uid 10001 classroom
 USER classroom
@@ -24,5 +25,4 @@ USER classroom
 EXPOSE 8501
 HEALTHCHECK --interval=15s --timeout=5s --start-period=30s \
   CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8501/_stcore/health', timeout=4)"
-CMD ["python", "-m", "streamlit", "run", "frontend/app.py", "--server.port", "8501", "--server.headless", "true", \
-     "--browser.gatherUsageStats", "false"]
+CMD ["python", "-m", "streamlit", "run", "frontend/app.py", "--server.port", "8501"]

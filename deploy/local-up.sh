@@ -34,7 +34,7 @@ CLASSROOM_GRPC_PORT=$GRPC_PORT "$PY" -m services.inference serve &
 pids+=($!)
 
 CLASSROOM_INFERENCE_ADDR=${CLASSROOM_INFERENCE_ADDR:-localhost:$GRPC_PORT} "$PY" -m streamlit run frontend/app.py \
-  --server.port "$FRONTEND_PORT" --server.headless true --browser.gatherUsageStats false &
+  --server.port "$FRONTEND_PORT" &
 pids+=($!)
 
 echo "Diffusion Classroom: http://localhost:$FRONTEND_PORT (model ${CLASSROOM_MODEL:-stable-diffusion-v1-5/stable-diffusion-v1-5})"
