@@ -58,6 +58,14 @@ if precompute_column.button("Precompute the lessons", disabled=room.precompute.r
     st.rerun()
 
 
+def _table(title: str, empty: str, rows: list[dict[str, object]]) -> None:
+    st.subheader(title)
+    if rows:
+        st.dataframe(rows, hide_index=True, use_container_width=True)
+    else:
+        st.caption(empty)
+
+
 def _live(room: pb.GetClassroomResponse) -> None:
     if room.paused:
         st.warning("Generation is paused. Lessons and cached pictures still open.", icon=":material/pause:")
@@ -77,36 +85,34 @@ def _live(room: pb.GetClassroomResponse) -> None:
         )
     h.metric("Finished", stats.generations_completed, help=f"{stats.generations_failed} failed")
 
-    st.subheader("The queue")
-    if not room.jobs:
-        st.caption("Nobody is generating right now.")
-    else:
-        rows = [
+    has_classes = any(job.class_name for job in room.jobs)
+    _table(
+        "The queue",
+        "Nobody is generating right now.",
+        [
             {
                 "student": job.student_name or "(no name)",
-                **({"class": job.class_name} if any(j.class_name for j in room.jobs) else {}),
+                **({"class": job.class_name} if has_classes else {}),
                 "state": "generating" if job.running else f"waiting, #{job.position}",
                 "step": f"{job.steps_done} of {job.total_steps}" if job.running else "",
                 "seconds": round(job.seconds),
                 **({"prompt": job.prompt} if show_prompts else {}),
             }
             for job in room.jobs
-        ]
-        st.dataframe(rows, hide_index=True, use_container_width=True)
-
-    st.subheader("Blocked attempts")
-    if not room.blocked:
-        st.caption("None so far.")
-    else:
-        rows = [
+        ],
+    )
+    _table(
+        "Blocked attempts",
+        "None so far.",
+        [
             {
                 "student": attempt.student_name or "(no name)",
                 "when": time.strftime("%H:%M:%S", time.localtime(attempt.unix_time)),
                 **({"prompt": attempt.prompt} if show_prompts else {}),
             }
             for attempt in room.blocked
-        ]
-        st.dataframe(rows, hide_index=True, use_container_width=True)
+        ],
+    )
 
     progress = room.precompute
     if progress.running or progress.total or progress.skipped:
