@@ -62,9 +62,12 @@ log = logging.getLogger(__name__)
 
 LOADING_MESSAGE = "The model is still loading. Please try again in a minute."
 STUDENT_BUSY_MESSAGE = "You already have a picture being made. Wait for it to finish (or stop it), then try again."
-# A replay's messages after its first wait while Generate calls keep arriving (see _after_the_crowd).
-CROWD_QUIET_S = 0.02
-CROWD_WAIT_S = 1.0
+# A replay's messages after its first wait while a crowd arrives: CROWD_SIZE Generate calls
+# within CROWD_WINDOW_S (see _after_the_crowd).
+CROWD_SIZE = 16
+CROWD_WINDOW_S = 0.1
+CROWD_CHECK_S = 0.01
+CROWD_WAIT_S = 0.25
 # The health entry of the trajectory cache (SERVING while Redis answers).
 CACHE_HEALTH_NAME = "diffusion_classroom.v1.TrajectoryCache"
 
@@ -141,7 +144,7 @@ class DiffusionService(pb_grpc.DiffusionServiceServicer):
             settings.redis_url or None, settings.rate_limit_per_minute, settings.rate_limit_burst
         )
         self.blocked_prompts = 0
-        self._last_arrival = 0.0  # when the latest Generate call arrived (monotonic)
+        self._arrivals: deque[float] = deque(maxlen=CROWD_SIZE)  # when the latest Generate calls arrived
         self.blocked: deque[Blocked] = deque(maxlen=50)  # the latest blocked attempts, newest first
         self.catalog_entries: list[_CatalogEntry] = []
         self._catalog_keys: dict[str, str] = {}
@@ -271,7 +274,7 @@ class DiffusionService(pb_grpc.DiffusionServiceServicer):
 
     async def Generate(self, request: pb.GenerateRequest, context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
         model = await self.ready(context)
-        self._last_arrival = time.monotonic()
+        self._arrivals.append(time.monotonic())
         try:
             spec = check_generate(request, self.settings, model.default_size, self.blocklist)
         except BlockedPrompt as blocked:
@@ -330,17 +333,22 @@ class DiffusionService(pb_grpc.DiffusionServiceServicer):
             self.hub.release(trajectory)
 
     async def _after_the_crowd(self) -> None:
-        """Hold a replay's bulk while streams are still arriving, so every newcomer's first frame goes first.
+        """Hold a replay's bulk while a crowd of streams is arriving, so every newcomer's first frame goes first.
 
         A class opening the same lesson sends its calls in a burst; the server accepts them
-        one at a time, between the messages of the streams already under way. Replays wait
-        (once, after their first message, for at most CROWD_WAIT_S) until no stream has
-        arrived for CROWD_QUIET_S, so that all first frames are out before the rest.
+        one at a time, between the messages of the streams already under way. While the
+        last CROWD_SIZE calls all arrived within CROWD_WINDOW_S, replays wait after their
+        first message (checking every CROWD_CHECK_S, for at most CROWD_WAIT_S). A steady
+        flow of students, slower than that, is never held.
         """
         waited = 0.0
-        while time.monotonic() - self._last_arrival < CROWD_QUIET_S and waited < CROWD_WAIT_S:
-            await asyncio.sleep(CROWD_QUIET_S)
-            waited += CROWD_QUIET_S
+        while waited < CROWD_WAIT_S and self._crowded():
+            await asyncio.sleep(CROWD_CHECK_S)
+            waited += CROWD_CHECK_S
+
+    def _crowded(self) -> bool:
+        arrivals = self._arrivals
+        return len(arrivals) == arrivals.maxlen and time.monotonic() - arrivals[0] < CROWD_WINDOW_S
 
     async def ListLessons(
         self, request: pb.ListLessonsRequest, context: grpc.aio.ServicerContext
