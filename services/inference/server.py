@@ -63,7 +63,7 @@ log = logging.getLogger(__name__)
 LOADING_MESSAGE = "The model is still loading. Please try again in a minute."
 STUDENT_BUSY_MESSAGE = "You already have a picture being made. Wait for it to finish (or stop it), then try again."
 # A replay's messages after its first wait while a crowd arrives: CROWD_SIZE Generate calls
-# within CROWD_WINDOW_S (see _after_the_crowd).
+# within CROWD_WINDOW_S (see _after_the_crowd); each wait lasts at most CROWD_WAIT_S.
 CROWD_SIZE = 16
 CROWD_WINDOW_S = 0.1
 CROWD_CHECK_S = 0.01
@@ -337,9 +337,9 @@ class DiffusionService(pb_grpc.DiffusionServiceServicer):
 
         A class opening the same lesson sends its calls in a burst; the server accepts them
         one at a time, between the messages of the streams already under way. While the
-        last CROWD_SIZE calls all arrived within CROWD_WINDOW_S, replays wait after their
-        first message (checking every CROWD_CHECK_S, for at most CROWD_WAIT_S). A steady
-        flow of students, slower than that, is never held.
+        last CROWD_SIZE calls all arrived within CROWD_WINDOW_S, a replay waits before each
+        message after its first (checking every CROWD_CHECK_S, for at most CROWD_WAIT_S each
+        time). A steady flow of students, slower than that, is never held.
         """
         waited = 0.0
         while waited < CROWD_WAIT_S and self._crowded():
