@@ -32,13 +32,3 @@ def open_channel(address: str, settings: TlsClientSettings, options: Sequence[tu
         return grpc.insecure_channel(address, options=list(options))
     credentials = grpc.ssl_channel_credentials(root_certificates=settings.tls_ca.read_bytes())
     return grpc.secure_channel(address, credentials, options=[*options, *_tls_options(settings)])
-
-
-def open_aio_channel(
-    address: str, settings: TlsClientSettings, options: Sequence[tuple[str, Any]] = ()
-) -> grpc.aio.Channel:
-    """`open_channel` for asyncio clients."""
-    if settings.tls_ca is None:
-        return grpc.aio.insecure_channel(address, options=list(options))
-    credentials = grpc.ssl_channel_credentials(root_certificates=settings.tls_ca.read_bytes())
-    return grpc.aio.secure_channel(address, credentials, options=[*options, *_tls_options(settings)])

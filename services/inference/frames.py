@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 from google.protobuf.descriptor import FieldDescriptor
+from PIL import Image, ImageFilter
 
 from services.common.api import pb
 from services.common.codecs import encode_image, latent_preview, tensor_to_proto
 from services.inference.models import PromptTokens
 from services.inference.runner import EncodedPrompt, FinalEvent, HeaderEvent, StepEvent
+
+# A flagged image is blurred with this radius, as a fraction of its larger side.
+_BLUR_FRACTION = 1 / 12
 
 
 def _token(position: int, token_id: int, piece: str, text: str, kind: int) -> pb.Token:
@@ -105,9 +109,16 @@ def frame_message(event: StepEvent, include: frozenset[str]) -> pb.GenerateRespo
     return pb.GenerateResponse(frame=frame)
 
 
+def blur(image: np.ndarray) -> np.ndarray:
+    """A flagged image made unrecognisable: a Gaussian blur a twelfth of its size wide."""
+    radius = max(image.shape[:2]) * _BLUR_FRACTION
+    return np.asarray(Image.fromarray(image).filter(ImageFilter.GaussianBlur(radius)))
+
+
 def final_message(event: FinalEvent) -> pb.GenerateResponse:
+    """The decoded image as PNG (blurred when the safety checker flagged it), and the timings."""
     final = pb.FinalImage(
-        image=encode_image(event.image, "image/png"),
+        image=encode_image(blur(event.image) if event.flagged else event.image, "image/png"),
         safety_flagged=event.flagged,
         timings=pb.GenerationTimings(
             text_encoder_seconds=event.text_encoder_seconds,

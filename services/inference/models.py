@@ -14,7 +14,6 @@ import numpy as np
 import torch
 from diffusers import AutoencoderKL, UNet2DConditionModel
 from diffusers.pipelines.stable_diffusion.safety_checker import StableDiffusionSafetyChecker
-from PIL import Image, ImageFilter
 from transformers import CLIPImageProcessor, CLIPTextModel, CLIPTokenizer
 
 from services.inference.settings import InferenceSettings
@@ -42,8 +41,7 @@ _SAFETY_FILES = [
     "safety_checker/model.safetensors",
     "feature_extractor/preprocessor_config.json",
 ]
-# A flagged image is blurred with this radius, as a fraction of its larger side.
-_BLUR_FRACTION = 1 / 12
+
 # Files above this size enter a local folder's revision hash by size, head and
 # tail only, so that hashing a multi-GB model stays quick at start-up.
 _FULL_HASH_LIMIT = 256 * 2**20
@@ -219,9 +217,3 @@ class DiffusionModel:
         pixels = self.feature_extractor(images=[image], return_tensors="pt").pixel_values
         _, flagged = self.safety_checker(clip_input=pixels.to(self.device, self.dtype), images=[image.copy()])
         return bool(flagged[0])
-
-
-def blur(image: np.ndarray) -> np.ndarray:
-    """A flagged image made unrecognisable: a Gaussian blur a twelfth of its size wide."""
-    radius = max(image.shape[:2]) * _BLUR_FRACTION
-    return np.asarray(Image.fromarray(image).filter(ImageFilter.GaussianBlur(radius)))

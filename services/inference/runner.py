@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from diffusers.utils.torch_utils import randn_tensor
 
-from services.inference.models import DiffusionModel, PromptEmbedding, PromptTokens, blur
+from services.inference.models import DiffusionModel, PromptEmbedding, PromptTokens
 from services.inference.schedulers import make_scheduler, predicted_x0, sigma_at, step_kwargs
 from services.inference.validation import GenerationSpec
 
@@ -74,7 +74,7 @@ class StepEvent:
 @dataclass(frozen=True)
 class FinalEvent:
     image: np.ndarray  # uint8 [H, W, 3]
-    flagged: bool  # by the safety checker: `image` is blurred
+    flagged: bool  # by the safety checker: the image is sent blurred
     text_encoder_seconds: float
     denoising_seconds: float
     vae_decode_seconds: float
@@ -231,10 +231,8 @@ class Generation:
         # 5. The VAE decoder turns the last latent into the image.
         started = time.perf_counter()
         image = self.model.decode(self.latents)
-        # 6. The safety checker, when the model has one: a flagged image is sent blurred.
+        # 6. The safety checker, when the model has one (a flagged image is blurred when encoded).
         flagged = self.model.check_safety(image)
-        if flagged:
-            image = blur(image)
         self.timings["vae_decode"] = time.perf_counter() - started
         return FinalEvent(
             image=image,

@@ -17,7 +17,7 @@ import torch
 
 from services.common.api import TEACHER_METADATA, pb, pb_grpc
 from services.inference.batching import QueueFull, Requester
-from services.inference.trajectories import ALL_PROBES, TrajectoryFailed
+from services.inference.trajectories import TrajectoryFailed
 
 if TYPE_CHECKING:
     from services.inference.server import DiffusionService
@@ -134,8 +134,7 @@ class TeacherService(pb_grpc.TeacherServiceServicer):
                 try:
                     trajectory, _ = await service.hub.open(entry.spec, PRECOMPUTE, lesson_entry=entry.entry.id)
                     try:
-                        async for _ in trajectory.follow(ALL_PROBES, pb.GenerateResponse()):
-                            pass
+                        await trajectory.wait()
                     finally:
                         service.hub.release(trajectory)
                     progress.rendered += 1

@@ -53,9 +53,8 @@ class Trajectory:
         self.finished = False
         self.error: str | None = None
         self.aborted = False  # the error is a deliberate stop (the teacher cleared the queue)
-        # Set once the trajectory is loaded, started or refused; `refused` tells which.
+        # Set once the trajectory is loaded, started or refused (`refused` tells which).
         self.settled = asyncio.Event()
-        self.refused = False
         self.nbytes = 0
         self.readers = 0
         self.lesson_entry = ""  # set when a lesson asked for it: then it is kept for good
@@ -76,6 +75,21 @@ class Trajectory:
         self.finished, self.error, self.aborted = True, error, aborted
         self.settled.set()
         self._wake()
+
+    @property
+    def refused(self) -> bool:
+        """Its start was refused (rate limit, queue, student busy): it ended before any work."""
+        return self.error is not None and self.job is None
+
+    async def wait(self) -> None:
+        """Until the trajectory is finished (and stored); raise TrajectoryFailed if it failed."""
+        while True:
+            grew = self._grew
+            if self.finished:
+                break
+            await grew.wait()
+        if self.error is not None:
+            raise TrajectoryFailed(self.error, self.aborted)
 
     def queued(self, status: pb.QueueStatus) -> None:
         self.queue = status
@@ -249,7 +263,6 @@ class TrajectoryHub:
         except Exception as refusal:
             # Requests that joined during the cache lookup try again on their own (see `open`).
             self._live.pop(trajectory.key, None)
-            trajectory.refused = True
             trajectory.finish(error=str(refusal) or type(refusal).__name__)
             raise
 

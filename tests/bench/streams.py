@@ -13,9 +13,12 @@ from services.common.api import STUDENT_METADATA, aunbatch, pb, pb_grpc
 
 
 async def read(
-    stub: pb_grpc.DiffusionServiceStub, message: pb.GenerateRequest, student: str
+    stub: pb_grpc.DiffusionServiceStub, message: pb.GenerateRequest, metadata: tuple[tuple[str, str | bytes], ...]
 ) -> tuple[float, float, int, bool, int]:
-    """(time to first frame, time to last frame, frames, cache hit, messages) for one reader."""
+    """(time to first frame, time to the final image, frames, cache hit, messages) for one reader.
+
+    The time to the final image stays 0 when the stream ended without one.
+    """
     started = time.perf_counter()
     first = last = 0.0
     frames, hit, messages = 0, False, 0
@@ -26,7 +29,7 @@ async def read(
             messages += 1
             yield response
 
-    async for response in aunbatch(counted(stub.Generate(message, metadata=((STUDENT_METADATA, student),)))):
+    async for response in aunbatch(counted(stub.Generate(message, metadata=metadata))):
         kind = response.WhichOneof("event")
         if kind == "status":
             hit = response.status.cache_hit
@@ -50,7 +53,9 @@ async def crowd(address: str, messages: list[pb.GenerateRequest]) -> dict[str, f
     async with grpc.aio.insecure_channel(address, options=options) as channel:
         stub = pb_grpc.DiffusionServiceStub(channel)
         started = time.perf_counter()
-        results = await asyncio.gather(*(read(stub, m, f"student-{i}") for i, m in enumerate(messages)))
+        results = await asyncio.gather(
+            *(read(stub, m, ((STUDENT_METADATA, f"student-{i}"),)) for i, m in enumerate(messages))
+        )
         wall = time.perf_counter() - started
     firsts = [r[0] for r in results]
     lasts = [r[1] for r in results]

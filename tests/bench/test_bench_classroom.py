@@ -27,8 +27,8 @@ import grpc
 import psutil
 import pytest
 
-from services.common.api import NAME_METADATA, STUDENT_METADATA, aunbatch, pb, pb_grpc
-from tests.bench.streams import percentile
+from services.common.api import NAME_METADATA, STUDENT_METADATA, pb, pb_grpc
+from tests.bench.streams import percentile, read
 from tests.bench.test_bench_stream import machine
 from tests.frontend.conftest import LESSON_CATALOG
 from tests.integration.helpers import request
@@ -55,24 +55,6 @@ class Tally:
     errors: list[str] = field(default_factory=list)
 
 
-async def one_stream(
-    stub: pb_grpc.DiffusionServiceStub, message: pb.GenerateRequest, metadata: tuple
-) -> tuple[float, float, bool, bool]:
-    """(first frame, final image, cache hit, complete) of one Generate stream."""
-    started = time.perf_counter()
-    first = final = 0.0
-    hit = complete = False
-    async for event in aunbatch(stub.Generate(message, metadata=metadata)):
-        kind = event.WhichOneof("event")
-        if kind == "status":
-            hit = event.status.cache_hit
-        elif kind == "frame" and not first:
-            first = time.perf_counter() - started
-        elif kind == "final":
-            final, complete = time.perf_counter() - started, True
-    return first, final, hit, complete
-
-
 async def student(
     index: int, stub: pb_grpc.DiffusionServiceStub, lessons: list[pb.LessonEntry], until: float, tally: Tally
 ) -> None:
@@ -88,14 +70,14 @@ async def student(
                               num_inference_steps=rng.randint(4, 8), width=64, height=64,
                               include=["latent_preview", "predicted_x0_preview"])  # fmt: skip
         try:
-            first, final, hit, complete = await one_stream(stub, message, metadata)
+            first, final, _, hit, _ = await read(stub, message, metadata)
         except grpc.aio.AioRpcError as error:
             if error.code() in EXPECTED_REFUSALS:
                 tally.refused += 1
             else:
                 tally.errors.append(f"{error.code().name}: {error.details()}")
             continue
-        if not complete:
+        if not final:  # the stream ended without its image
             tally.incomplete += 1
         elif lesson:
             tally.lessons.append(first)
