@@ -1,5 +1,6 @@
 """One GPU for a class: step-level batching, the fair queue, admission, cancellation, metrics."""
 
+import gc
 import threading
 import time
 import urllib.request
@@ -223,6 +224,7 @@ def test_metrics_endpoint_reports_the_load(batching):
     run_together(stub, MIXED, ["m1", "m2", "m3", "m4"])
     with pytest.raises(grpc.RpcError):
         collect(stub.Generate(request(""), metadata=student("m1")))
+    gc.collect()  # the server runs in this process: its pause is measured
     with urllib.request.urlopen(f"http://127.0.0.1:{server.server.metrics_port}/metrics", timeout=5) as response:
         text = response.read().decode()
     values = {}
@@ -241,3 +243,5 @@ def test_metrics_endpoint_reports_the_load(batching):
     assert values["classroom_frames_sent_total"] >= sum(m.num_inference_steps for m in MIXED)
     assert values["classroom_cache_misses_total"] > 0 and "classroom_cache_hits_total" in values
     assert "classroom_rejected_requests_total" in text
+    assert values['classroom_gc_pause_seconds_count{generation="2"}'] >= 1
+    assert values['classroom_gc_pause_seconds_sum{generation="2"}'] > 0
