@@ -7,22 +7,28 @@ Through the real service (its own process, as deployed) and a real Redis:
   flight and cache off), measured in the same run with fewer readers
   (BENCH_COMPUTED_READERS, 4 by default: each costs a full model run).
 Readers ask for latents and previews. Reported: time to first frame and to the
-last frame (p50, p99) and frames per second over all readers.
+last frame (p50, p99) and frames per second over all readers; the floor (as many
+concurrent calls that carry nothing); the service's garbage-collection pauses during
+the run; and a full collection's pause on the service's start-up heap, before and
+after the service freezes it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import subprocess
+import sys
 
 import pytest
 
 from services.common.api import pb
-from tests.bench.streams import crowd, unary_crowd
+from tests.bench.streams import crowd, service_gc_pauses, unary_crowd
 from tests.bench.test_bench_stream import machine
 from tests.integration.helpers import request
 from tests.support.redis_server import RedisServer
-from tests.support.servers import start_inference_process, wait_until_serving
+from tests.support.servers import free_port, start_inference_process, wait_until_serving
 
 READERS = int(os.environ.get("BENCH_READERS", "200"))
 TRAJECTORIES = int(os.environ.get("BENCH_TRAJECTORIES", "20"))
@@ -59,13 +65,16 @@ def serve(env: dict[str, str]):
 
 def test_class_reading_cached_trajectories(tiny_dir, redis_url):
     base = {"CLASSROOM_MODEL": "tiny", "CLASSROOM_TINY_DIR": str(tiny_dir), "CLASSROOM_LOG_LEVEL": "WARNING"}
-    process, address = serve(base | {"CLASSROOM_REDIS_URL": redis_url})
+    metrics_port = free_port()
+    process, address = serve(base | {"CLASSROOM_REDIS_URL": redis_url, "CLASSROOM_METRICS_PORT": str(metrics_port)})
     try:
         # Fill the cache: one trajectory per variation, computed once.
         asyncio.run(crowd(address, [spec(i) for i in range(TRAJECTORIES)]))
+        gc_before = service_gc_pauses(metrics_port)
         floor = asyncio.run(unary_crowd(address, READERS))
         one = asyncio.run(crowd(address, [spec(0)] * READERS))
         spread = asyncio.run(crowd(address, [spec(i % TRAJECTORIES) for i in range(READERS)]))
+        gc_after = service_gc_pauses(metrics_port)
     finally:
         process.terminate()
         process.wait(60)
@@ -76,7 +85,11 @@ def test_class_reading_cached_trajectories(tiny_dir, redis_url):
         process.terminate()
         process.wait(60)
 
+    probe = [sys.executable, "-m", "tests.bench.gc_heap"]
+    heap = json.loads(subprocess.run(probe, env=os.environ | base, capture_output=True, text=True, check=True).stdout)
+
     assert one["hits"] == READERS and spread["hits"] == READERS and computed["hits"] == 0
+    assert heap["after_s"] < heap["before_s"]
     rows = [("one cached trajectory", one), (f"{TRAJECTORIES} cached trajectories", spread),
             ("computed by the model (single flight, cache off)", computed)]  # fmt: skip
     print(f"\n## A class reading cached trajectories\nmachine: {machine()}\n"
@@ -93,3 +106,9 @@ def test_class_reading_cached_trajectories(tiny_dir, redis_url):
         f"{floor['p50'] * 1e3:.0f} / {floor['p99'] * 1e3:.0f} ms"
     )
     print(f"first frame p99, computed / cached: {computed['ttff_p99'] / one['ttff_p99']:.0f}x")
+    collections, seconds = (gc_after["2"][i] - gc_before["2"][i] for i in (0, 1))
+    print(f"the service's full garbage collections during both readings: {collections}, {seconds * 1e3:.0f} ms in all")
+    print(
+        f"a full collection on the service's start-up heap ({heap['tracked']:,} objects): "
+        f"{heap['before_s'] * 1e3:.0f} ms; after the service freezes it: {heap['after_s'] * 1e6:.0f} µs"
+    )
