@@ -122,6 +122,20 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def starting_noise(
+    shape: tuple[int, ...], generator: torch.Generator, device: torch.device, dtype: torch.dtype
+) -> torch.Tensor:
+    """Gaussian noise from the seed: the same numbers on every machine, whatever the model's precision.
+
+    Drawn in float32 on the CPU, then cast and moved. Drawing in the model's own dtype
+    would not do: the CPU draws other numbers for float16 than for float32, so a GPU
+    (float16) and a CPU (float32) would start the same seed from different noise, and
+    a lesson precomputed on one would not be the picture the other makes.
+    """
+    noise = randn_tensor(shape, generator=generator, device=torch.device("cpu"), dtype=torch.float32)
+    return noise.to(device=device, dtype=dtype)
+
+
 class Generation:
     """One request's state: its own scheduler, generator, latents and embeddings.
 
@@ -155,12 +169,11 @@ class Generation:
         self.scheduler.set_timesteps(spec.steps, device=model.device)
         self.timesteps = self.scheduler.timesteps
 
-        # 3. The starting noise, drawn from the seed on the CPU (the same on every machine),
-        #    scaled to the scheduler's initial noise level.
+        # 3. The starting noise from the seed, scaled to the scheduler's initial noise level.
         self.generator = torch.Generator("cpu").manual_seed(spec.seed)
         factor = model.vae_downsample_factor
         shape = (1, model.latent_channels, spec.height // factor, spec.width // factor)
-        noise = randn_tensor(shape, generator=self.generator, device=model.device, dtype=model.dtype)
+        noise = starting_noise(shape, self.generator, model.device, model.dtype)
         self.latents = noise * self.scheduler.init_noise_sigma
         self.extra_step_kwargs = step_kwargs(self.scheduler, self.generator)
 

@@ -71,7 +71,11 @@ def test_the_teacher_sees_the_queue_pauses_and_clears_it(settings):
         room = teacher.GetClassroom(pb.GetClassroomRequest(), metadata=TEACHER)
         assert [(j.student_name, j.running, j.position) for j in room.jobs] == [("Ada", True, 0), ("Björn", False, 1)]
         assert all(j.prompt == "" for j in room.jobs)  # names, not prompts
-        assert room.device == "cpu" and room.max_batch_size == 1 and room.stats.active_generations == 1
+        assert room.max_batch_size == 1 and room.stats.active_generations == 1
+        if room.device.startswith("cuda"):  # the GPU's memory, as the teacher's page shows it
+            assert 0 < room.gpu_memory_used_bytes < room.gpu_memory_total_bytes
+        else:
+            assert room.device == "cpu" and room.gpu_memory_used_bytes == room.gpu_memory_total_bytes == 0
         opened = teacher.GetClassroom(pb.GetClassroomRequest(include_prompts=True), metadata=TEACHER)
         assert [j.prompt for j in opened.jobs] == ["a long river", "a short hop"]
 
