@@ -14,6 +14,7 @@ import grpc
 from prometheus_client.parser import text_string_to_metric_families
 
 from services.common.api import STUDENT_METADATA, aunbatch, pb, pb_grpc
+from tests.bench.floor_server import FLOOR_METHOD
 
 
 async def read(
@@ -133,4 +134,23 @@ async def _unary_crowd(address: str, calls: int) -> dict[str, float]:
             return time.perf_counter() - started
 
         times = await asyncio.gather(*(one() for _ in range(calls)))
+    return {"p50": statistics.median(times), "p99": percentile(times, 0.99)}
+
+
+async def stream_floor(address: str, calls: int, first_message_bytes: int) -> dict[str, float]:
+    """Time to the first message of this many concurrent streams from `tests.bench.floor_server`."""
+    with client_gc_off():
+        async with grpc.aio.insecure_channel(address) as channel:
+            stream = channel.unary_stream(FLOOR_METHOD)
+
+            async def first() -> float:
+                started = time.perf_counter()
+                call = stream(str(first_message_bytes).encode())
+                async for _ in call:
+                    break
+                elapsed = time.perf_counter() - started
+                call.cancel()
+                return elapsed
+
+            times = await asyncio.gather(*(first() for _ in range(calls)))
     return {"p50": statistics.median(times), "p99": percentile(times, 0.99)}

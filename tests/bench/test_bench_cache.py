@@ -7,10 +7,11 @@ Through the real service (its own process, as deployed) and a real Redis:
   flight and cache off), measured in the same run with fewer readers
   (BENCH_COMPUTED_READERS, 4 by default: each costs a full model run).
 Readers ask for latents and previews. Reported: time to first frame and to the
-last frame (p50, p99) and frames per second over all readers; the floor (as many
-concurrent calls that carry nothing); the service's garbage-collection pauses during
-the run; and a full collection's pause on the service's start-up heap, before and
-after the service freezes it.
+last frame (p50, p99) and frames per second over all readers; two floors, from the
+same client: as many concurrent unary calls that carry nothing, and as many streams
+from a do-nothing gRPC server sending a first message of the same size; the
+service's garbage-collection pauses during the run; and a full collection's pause
+on the service's start-up heap, before and after the service freezes it.
 """
 
 from __future__ import annotations
@@ -21,10 +22,11 @@ import os
 import subprocess
 import sys
 
+import grpc
 import pytest
 
-from services.common.api import pb
-from tests.bench.streams import crowd, service_gc_pauses, unary_crowd
+from services.common.api import pb, pb_grpc
+from tests.bench.streams import crowd, service_gc_pauses, stream_floor, unary_crowd
 from tests.bench.test_bench_stream import machine
 from tests.integration.helpers import request
 from tests.support.redis_server import RedisServer
@@ -63,6 +65,16 @@ def serve(env: dict[str, str]):
     return process, address
 
 
+def stream_floor_server() -> tuple[subprocess.Popen[bytes], str]:
+    """tests/bench/floor_server.py in its own process, as the service runs in its own."""
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "tests.bench.floor_server", str(port)])
+    address = f"127.0.0.1:{port}"
+    with grpc.insecure_channel(address) as channel:
+        grpc.channel_ready_future(channel).result(timeout=60)
+    return process, address
+
+
 def test_class_reading_cached_trajectories(tiny_dir, redis_url):
     base = {"CLASSROOM_MODEL": "tiny", "CLASSROOM_TINY_DIR": str(tiny_dir), "CLASSROOM_LOG_LEVEL": "WARNING"}
     metrics_port = free_port()
@@ -70,6 +82,8 @@ def test_class_reading_cached_trajectories(tiny_dir, redis_url):
     try:
         # Fill the cache: one trajectory per variation, computed once.
         asyncio.run(crowd(address, [spec(i) for i in range(TRAJECTORIES)]))
+        with grpc.insecure_channel(address) as channel:
+            first_message_bytes = next(pb_grpc.DiffusionServiceStub(channel).Generate(spec(0))).ByteSize()
         gc_before = service_gc_pauses(metrics_port)
         floor = asyncio.run(unary_crowd(address, READERS))
         one = asyncio.run(crowd(address, [spec(0)] * READERS))
@@ -78,6 +92,12 @@ def test_class_reading_cached_trajectories(tiny_dir, redis_url):
     finally:
         process.terminate()
         process.wait(60)
+    floor_process, floor_address = stream_floor_server()
+    try:
+        floor_stream = asyncio.run(stream_floor(floor_address, READERS, first_message_bytes))
+    finally:
+        floor_process.terminate()
+        floor_process.wait(60)
     process, address = serve(base | {"CLASSROOM_REDIS_URL": "", "CLASSROOM_SINGLE_FLIGHT": "false"})
     try:
         computed = asyncio.run(crowd(address, [spec(0)] * COMPUTED_READERS))
@@ -104,6 +124,12 @@ def test_class_reading_cached_trajectories(tiny_dir, redis_url):
     print(
         f"floor: {READERS} concurrent GetServerStats calls (no payload), p50 / p99: "
         f"{floor['p50'] * 1e3:.0f} / {floor['p99'] * 1e3:.0f} ms"
+    )
+    print(
+        f"streaming floor: {READERS} concurrent streams from a do-nothing Python gRPC server "
+        f"(tests/bench/floor_server.py), first message of {first_message_bytes:,} bytes as the service's, p50 / p99: "
+        f"{floor_stream['p50'] * 1e3:.0f} / {floor_stream['p99'] * 1e3:.0f} ms; "
+        f"one cached trajectory's first frame p99 is {one['ttff_p99'] / floor_stream['p99']:.1f}x that"
     )
     print(f"first frame p99, computed / cached: {computed['ttff_p99'] / one['ttff_p99']:.0f}x")
     collections, seconds = (gc_after["2"][i] - gc_before["2"][i] for i in (0, 1))
