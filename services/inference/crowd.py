@@ -27,7 +27,6 @@ class CrowdHold:
         self._arrivals: deque[float] = deque(maxlen=size)  # when the latest calls arrived
         self._calm: asyncio.Future[None] | None = None  # resolved when the current crowd has passed
         self._watcher: asyncio.Task[None] | None = None
-        self.watchers_started = 0
 
     def arrived(self) -> None:
         """A call arrived."""
@@ -47,7 +46,6 @@ class CrowdHold:
         if self._calm is None or self._calm.done():
             self._calm = asyncio.get_running_loop().create_future()
             self._watcher = asyncio.create_task(self._watch(self._calm))
-            self.watchers_started += 1
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.shield(self._calm), self.wait_s)
 

@@ -30,7 +30,6 @@ class GcPauses:
         # Per generation: one count per bucket, then the count above the last bucket.
         self.counts = [[0] * (len(GC_PAUSE_BUCKETS) + 1) for _ in range(3)]
         self.sums = [0.0] * 3
-        self.longest = [0.0] * 3
 
     def _callback(self, phase: str, info: dict[str, Any]) -> None:
         if phase == "start":
@@ -40,7 +39,6 @@ class GcPauses:
         generation = info["generation"]
         self.counts[generation][bisect_left(GC_PAUSE_BUCKETS, seconds)] += 1
         self.sums[generation] += seconds
-        self.longest[generation] = max(self.longest[generation], seconds)
 
     def start(self) -> None:
         if self._callback not in gc.callbacks:
