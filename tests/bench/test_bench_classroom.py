@@ -28,12 +28,12 @@ import psutil
 import pytest
 
 from services.common.api import NAME_METADATA, STUDENT_METADATA, pb, pb_grpc
-from tests.bench.streams import percentile, read
+from tests.bench.streams import client_gc_off, percentile, read, service_gc_pauses
 from tests.bench.test_bench_stream import machine
 from tests.frontend.conftest import LESSON_CATALOG
 from tests.integration.helpers import request
 from tests.support.redis_server import RedisServer
-from tests.support.servers import start_inference_process, stub_for, wait_until_serving
+from tests.support.servers import free_port, start_inference_process, stub_for, wait_until_serving
 
 STUDENTS = int(os.environ.get("BENCH_STUDENTS", "200"))
 DURATION_S = float(os.environ.get("BENCH_LOAD_S", "180"))
@@ -108,9 +108,10 @@ def redis_url(tmp_path_factory):
 def test_a_class_of_200_for_a_few_minutes(tiny_dir, redis_url):
     from services.precompute.render import render_catalog
 
+    metrics_port = free_port()
     env = {"CLASSROOM_MODEL": "tiny", "CLASSROOM_TINY_DIR": str(tiny_dir), "CLASSROOM_REDIS_URL": redis_url,
            "CLASSROOM_CATALOG": str(LESSON_CATALOG), "CLASSROOM_LOG_LEVEL": "WARNING",
-           "CLASSROOM_MEMORY_CACHE_MB": MEMORY_CACHE_MB}  # fmt: skip
+           "CLASSROOM_MEMORY_CACHE_MB": MEMORY_CACHE_MB, "CLASSROOM_METRICS_PORT": str(metrics_port)}  # fmt: skip
     process, address = start_inference_process(env)
     memory: list[tuple[float, int]] = []
     try:
@@ -137,8 +138,12 @@ def test_a_class_of_200_for_a_few_minutes(tiny_dir, redis_url):
                 sampling = False
                 await sampler
 
-        tally = asyncio.run(run())
+        gc_before = service_gc_pauses(metrics_port)
+        with client_gc_off():  # the client's own pauses are not the service's
+            tally = asyncio.run(run())
         wall = time.monotonic() - started
+        gc_after = service_gc_pauses(metrics_port)
+        gc_during = {g: (n - gc_before[g][0], s - gc_before[g][1]) for g, (n, s) in gc_after.items()}
         channel, stub = stub_for(address)
         stats = stub.GetServerStats(pb.GetServerStatsRequest())
         channel.close()
@@ -162,7 +167,9 @@ def test_a_class_of_200_for_a_few_minutes(tiny_dir, redis_url):
           f"service RSS (memory cache {MEMORY_CACHE_MB} MB): start {mib[0]:.0f} MiB, a quarter in {quarter:.0f}, "
           f"half way {half:.0f}, end {mib[-1]:.0f}, max {max(mib):.0f}\n"
           f"server: {stats.generations_completed} computed, {stats.cache_hits} cache hits, "
-          f"{stats.single_flight_joins} joins, {stats.generations_failed} failed")  # fmt: skip
+          f"{stats.single_flight_joins} joins, {stats.generations_failed} failed\n"
+          "service garbage collections during the class (generation: count, total ms): "
+          + ", ".join(f"{g}: {n}, {s * 1e3:.0f}" for g, (n, s) in sorted(gc_during.items())))  # fmt: skip
     assert not tally.errors, tally.errors[:5]
     assert tally.incomplete == 0 and tally.not_cached == 0
     assert stats.generations_failed == 0
