@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from services.inference.models import device_and_dtype
 from services.inference.settings import InferenceSettings
 from services.inference.tiny import ensure_tiny_model
 from tests.support.redis_server import RedisServer
@@ -70,6 +71,9 @@ def pipeline(tiny_dir: Path):
     """Diffusers' own StableDiffusionPipeline on the same saved model: the reference."""
     from diffusers import StableDiffusionPipeline
 
-    pipe = StableDiffusionPipeline.from_pretrained(tiny_dir, safety_checker=None, requires_safety_checker=False)
+    device, dtype = device_and_dtype("auto")  # where the service puts the model
+    pipe = StableDiffusionPipeline.from_pretrained(
+        tiny_dir, safety_checker=None, requires_safety_checker=False, torch_dtype=dtype
+    ).to(device)
     pipe.set_progress_bar_config(disable=True)
     return pipe

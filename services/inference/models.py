@@ -73,7 +73,7 @@ class PromptEmbedding:
     embeddings: torch.Tensor  # [1, max_length, hidden], on the model's device
 
 
-def _device_and_dtype(setting: str) -> tuple[torch.device, torch.dtype]:
+def device_and_dtype(setting: str) -> tuple[torch.device, torch.dtype]:
     if setting == "auto":
         setting = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(setting)
@@ -119,7 +119,7 @@ class DiffusionModel:
     ) -> None:
         self.model_id = model_id
         self.revision = revision
-        self.device, self.dtype = _device_and_dtype(device)
+        self.device, self.dtype = device_and_dtype(device)
         self.tokenizer = CLIPTokenizer.from_pretrained(folder / "tokenizer")
         self.text_encoder = CLIPTextModel.from_pretrained(folder / "text_encoder", dtype=self.dtype)
         self.unet = UNet2DConditionModel.from_pretrained(folder / "unet", torch_dtype=self.dtype)

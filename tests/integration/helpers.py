@@ -9,7 +9,13 @@ import torch
 
 from services.common.api import pb, unbatch
 from services.common.codecs import decode_image, tensor_from_proto
+from services.inference.models import device_and_dtype
+from services.inference.runner import starting_noise
 from services.inference.schedulers import make_scheduler
+
+# Where the service puts the model, and so the reference pipeline too: float32 on a CPU, float16 on a GPU.
+ON_GPU = device_and_dtype("auto")[0].type == "cuda"
+
 
 ALL_PROBES = ["latent", "predicted_x0", "latent_preview", "predicted_x0_preview", "noise_predictions", "embeddings"]
 
@@ -64,14 +70,21 @@ def collect(responses) -> Stream:
 
 
 def run_pipeline(pipe, scheduler_config: dict, spec: pb.GenerateRequest, *, prompt: str | None = None):
-    """Diffusers' StableDiffusionPipeline on the same settings: (image uint8, per-step latents)."""
+    """Diffusers' StableDiffusionPipeline on the same settings: (image uint8, per-step latents as float32).
+
+    The starting noise comes from the service's own `starting_noise`, with the same
+    generator, which the pipeline then goes on using (ancestral schedulers draw from it).
+    """
     pipe.scheduler = make_scheduler(spec.scheduler, scheduler_config)
     latents: list[torch.Tensor] = []
 
     def keep(_pipe, _i, _t, tensors):
-        latents.append(tensors["latents"].clone())
+        latents.append(tensors["latents"].detach().to("cpu", torch.float32).clone())
         return tensors
 
+    generator = torch.Generator("cpu").manual_seed(spec.seed)
+    factor = pipe.vae_scale_factor
+    shape = (1, pipe.unet.config.in_channels, spec.height // factor, spec.width // factor)
     result = pipe(
         prompt=spec.prompt if prompt is None else prompt,
         negative_prompt=spec.negative_prompt or None,
@@ -79,7 +92,8 @@ def run_pipeline(pipe, scheduler_config: dict, spec: pb.GenerateRequest, *, prom
         guidance_scale=spec.guidance_scale,
         width=spec.width,
         height=spec.height,
-        generator=torch.Generator("cpu").manual_seed(spec.seed),
+        generator=generator,
+        latents=starting_noise(shape, generator, pipe.device, pipe.dtype),
         callback_on_step_end=keep,
         output_type="pil",
     )

@@ -5,8 +5,8 @@ import pytest
 import torch
 from diffusers.utils.torch_utils import randn_tensor
 
-from services.common.api import pb
 from services.common.codecs import tensor_from_proto
+from services.inference.models import device_and_dtype
 from services.inference.schedulers import make_scheduler
 from tests.integration.helpers import ALL_PROBES, collect, request, run_pipeline
 
@@ -67,13 +67,10 @@ def test_header_echoes_the_canonical_request_and_the_starting_noise(stub, schedu
     # Step 0 is Gaussian noise from the seed, scaled to the scheduler's starting noise level.
     scheduler = make_scheduler("lms", scheduler_config)
     scheduler.set_timesteps(4)
-    noise = randn_tensor((1, 4, 8, 8), generator=torch.Generator("cpu").manual_seed(42))
-    expected = (noise * scheduler.init_noise_sigma)[0].half().numpy()
-    if stub.GetModelInfo(pb.GetModelInfoRequest()).device.startswith("cuda"):
-        # float16 on a GPU: the same noise (see test_starting_noise.py), scaled in float16
-        np.testing.assert_allclose(tensor_from_proto(header.initial_latent), expected, rtol=2e-3, atol=2e-3)
-    else:
-        np.testing.assert_array_equal(tensor_from_proto(header.initial_latent), expected)
+    noise = randn_tensor((1, 4, 8, 8), generator=torch.Generator("cpu").manual_seed(42))  # float32
+    device, dtype = device_and_dtype("auto")  # scaled where the model runs, in its precision
+    expected = (noise.to(device, dtype) * scheduler.init_noise_sigma)[0].half().cpu().numpy()
+    np.testing.assert_array_equal(tensor_from_proto(header.initial_latent), expected)
     assert header.initial_latent_preview.approximate
 
 

@@ -8,7 +8,7 @@ product applies u + g * (c - u) at every g; these tests pin the difference.
 import numpy as np
 import pytest
 
-from tests.integration.helpers import collect, request, run_pipeline
+from tests.integration.helpers import ON_GPU, collect, request, run_pipeline
 
 
 def settings(guidance: float, negative: str = ""):
@@ -25,11 +25,15 @@ def settings(guidance: float, negative: str = ""):
     )
 
 
+# Both branches share one UNet call here and run alone in the reference: the same
+# arithmetic up to rounding, hence a tolerance of one level in float32 (a CPU), and
+# of four in float16 (a GPU; an H100 passes within it).
+ROUNDING_LEVELS = 4 if ON_GPU else 1
+
+
 def assert_same_picture(ours: np.ndarray, reference: np.ndarray) -> None:
-    # Both branches share one UNet call here and run alone in the reference:
-    # the same arithmetic up to float rounding, hence a one-level tolerance.
     assert ours.shape == reference.shape
-    assert np.abs(ours.astype(int) - reference.astype(int)).max() <= 1
+    assert np.abs(ours.astype(int) - reference.astype(int)).max() <= ROUNDING_LEVELS
 
 
 @pytest.mark.parametrize("negative", ["", "fog, rain"])
@@ -52,4 +56,5 @@ def test_diffusers_at_guidance_zero_differs_from_ours(stub, pipeline, scheduler_
     theirs, _ = run_pipeline(pipeline, scheduler_config, settings(0.0))
     conditional, _ = run_pipeline(pipeline, scheduler_config, settings(1.0))
     np.testing.assert_array_equal(theirs, conditional)  # diffusers: g = 0 is the conditional image
-    assert np.abs(ours.astype(int) - theirs.astype(int)).max() > 1  # ours: the unconditional one
+    # ours: the unconditional one, further from theirs than any rounding
+    assert np.abs(ours.astype(int) - theirs.astype(int)).max() > ROUNDING_LEVELS

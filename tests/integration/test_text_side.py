@@ -48,9 +48,9 @@ def test_embeddings_equal_the_text_encoder_output(stub, pipeline):
     encoding = stub.EncodePrompt(pb.EncodePromptRequest(prompt="a red bicycle")).encoding
     embeddings = tensor_from_proto(encoding.embeddings)
     assert embeddings.shape == (77, 32) and embeddings.dtype == np.float16
-    ids = torch.tensor([[t.id for t in encoding.tokens.tokens]])
+    ids = torch.tensor([[t.id for t in encoding.tokens.tokens]], device=pipeline.device)
     with torch.no_grad():
-        expected = pipeline.text_encoder(ids)[0][0]
+        expected = pipeline.text_encoder(ids)[0][0].float().cpu()
     np.testing.assert_array_equal(embeddings, expected.half().numpy())
     np.testing.assert_allclose(encoding.token_norms, expected.norm(dim=-1).numpy(), rtol=1e-5)
 
