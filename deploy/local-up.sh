@@ -2,7 +2,9 @@
 # `make up`: the whole stack on this machine, without Docker: Redis, the
 # inference service and the Streamlit front end. Ctrl-C stops it all.
 #
-# CLASSROOM_MODEL=tiny runs it offline. Ports: CLASSROOM_GRPC_PORT (50051),
+# The model is `auto` unless CLASSROOM_MODEL says otherwise: Stable Diffusion
+# 1.5 on a CUDA GPU (downloaded once), else the shipped Shapes model (offline,
+# about a second a picture on a CPU). Ports: CLASSROOM_GRPC_PORT (50051),
 # CLASSROOM_FRONTEND_PORT (8501), CLASSROOM_REDIS_PORT (6379, for the Redis
 # started here). An external Redis is used when CLASSROOM_REDIS_URL is set.
 set -euo pipefail
@@ -37,5 +39,5 @@ CLASSROOM_INFERENCE_ADDR=${CLASSROOM_INFERENCE_ADDR:-localhost:$GRPC_PORT} "$PY"
   --server.port "$FRONTEND_PORT" &
 pids+=($!)
 
-echo "Diffusion Classroom: http://localhost:$FRONTEND_PORT (model ${CLASSROOM_MODEL:-stable-diffusion-v1-5/stable-diffusion-v1-5})"
+echo "Diffusion Classroom: http://localhost:$FRONTEND_PORT (model ${CLASSROOM_MODEL:-auto})"
 wait -n

@@ -16,6 +16,7 @@ pages = [
     st.Page("lessons/change_one_word.py", title="5. Change one word", icon=":material/edit:"),
     st.Page("lessons/seeds_schedulers.py", title="6. Seeds and schedulers", icon=":material/casino:"),
     st.Page("lessons/playground.py", title="Playground", icon=":material/science:"),
+    st.Page("lessons/model.py", title="The model", icon=":material/memory:"),
 ]
 # The teacher's page asks for the teacher code itself, and refuses anyone without it.
 teacher = st.Page("lessons/teacher.py", title="Teacher", icon=":material/admin_panel_settings:")

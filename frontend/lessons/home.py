@@ -18,13 +18,15 @@ do so, step by step, with the **real** model's numbers, not an illustration.
 5. **Change one word**: how a small change in the prompt changes the path.
 6. **Seeds and schedulers**: where the starting noise comes from, and the ways to walk from it.
 
-Then try anything in the **Playground**.
+Then try anything in the **Playground**, and see what the model itself is made
+of on **The model**.
 """
 )
 
 info = guarded(get_client().model_info)
 if info is not None:
     st.success(
-        f"The image server is running **{info.model_id}** on {info.device} ({info.dtype}).",
+        f"The image server is running the **{info.model_display_name or info.model_id}** model "
+        f"({info.model_id}) on {info.device} ({info.dtype}).",
         icon=":material/check_circle:",
     )

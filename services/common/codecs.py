@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image as PILImage
@@ -29,6 +30,25 @@ LATENT_RGB_FACTORS = np.array(
 )
 
 
+@dataclass(frozen=True)
+class PreviewMap:
+    """A model's linear latent-to-RGB approximation: rgb = latent . factors + bias, in [-1, 1]."""
+
+    factors: np.ndarray  # float32 [latent channels, 3]
+    bias: np.ndarray  # float32 [3]
+
+    @classmethod
+    def from_lists(cls, factors: list[list[float]], bias: list[float]) -> PreviewMap:
+        matrix, offset = np.array(factors, dtype=np.float32), np.array(bias, dtype=np.float32)
+        if matrix.ndim != 2 or matrix.shape[1] != 3 or offset.shape != (3,):
+            raise ValueError(f"preview factors must be [channels, 3] with a bias of 3, got {matrix.shape}")
+        return cls(matrix, offset)
+
+
+# SD 1.x keeps its published factors, with no bias.
+SD1_PREVIEW = PreviewMap(LATENT_RGB_FACTORS, np.zeros(3, dtype=np.float32))
+
+
 def tensor_to_proto(array: np.ndarray, dtype: np.dtype | str = "<f2") -> pb.Tensor:
     """Pack an array as little-endian bytes of `dtype` (float16 unless told)."""
     wire_dtype = np.dtype(dtype).newbyteorder("<")
@@ -43,11 +63,11 @@ def tensor_from_proto(tensor: pb.Tensor) -> np.ndarray:
     return np.frombuffer(tensor.data, dtype=_NUMPY_DTYPES[tensor.dtype]).reshape(tuple(tensor.shape))
 
 
-def latent_to_rgb(latent: np.ndarray) -> np.ndarray:
-    """Approximate the colours of a [4, h, w] SD latent: an [h, w, 3] uint8 picture."""
-    if latent.ndim != 3 or latent.shape[0] != LATENT_RGB_FACTORS.shape[0]:
-        raise ValueError(f"expected a latent of shape [4, h, w], got {list(latent.shape)}")
-    rgb = np.einsum("chw,cr->hwr", latent.astype(np.float32), LATENT_RGB_FACTORS)
+def latent_to_rgb(latent: np.ndarray, preview: PreviewMap = SD1_PREVIEW) -> np.ndarray:
+    """Approximate the colours of a [channels, h, w] latent: an [h, w, 3] uint8 picture."""
+    if latent.ndim != 3 or latent.shape[0] != preview.factors.shape[0]:
+        raise ValueError(f"expected a latent of shape [{preview.factors.shape[0]}, h, w], got {list(latent.shape)}")
+    rgb = np.einsum("chw,cr->hwr", latent.astype(np.float32), preview.factors) + preview.bias
     return ((np.clip(rgb, -1.0, 1.0) + 1.0) * 127.5).round().astype(np.uint8)
 
 
@@ -69,6 +89,6 @@ def decode_image(image: pb.Image) -> np.ndarray:
         return np.asarray(picture.convert("RGB"))
 
 
-def latent_preview(latent: np.ndarray) -> pb.Image:
-    """The JPEG preview of a latent, labelled as an approximation."""
-    return encode_image(latent_to_rgb(latent), "image/jpeg", approximate=True)
+def latent_preview(latent: np.ndarray, preview: PreviewMap = SD1_PREVIEW) -> pb.Image:
+    """The JPEG preview of a latent through a model's preview map, labelled as an approximation."""
+    return encode_image(latent_to_rgb(latent, preview), "image/jpeg", approximate=True)

@@ -16,12 +16,21 @@ from diffusers import AutoencoderKL, UNet2DConditionModel
 from diffusers.pipelines.stable_diffusion.safety_checker import StableDiffusionSafetyChecker
 from transformers import CLIPImageProcessor, CLIPTextModel, CLIPTokenizer
 
-from services.inference.settings import InferenceSettings
+from services.common.codecs import SD1_PREVIEW, PreviewMap
+from services.inference.settings import SD15_MODEL, InferenceSettings
 from services.inference.tiny import ensure_tiny_model
 
 log = logging.getLogger(__name__)
 
 TINY = "tiny"
+SHAPES = "shapes"
+AUTO = "auto"
+# The Shapes model ships inside the repository (weights, model card, preview factors).
+SHAPES_DIR = Path(__file__).resolve().parents[1] / "shapes" / "model"
+# What a model folder may add to the diffusers layout: the family its lessons
+# belong to, its own preview factors, and what a lesson may say about it.
+CLASSROOM_FILE = "classroom.json"
+SD_FAMILY = "stable-diffusion"
 # Only the files the runner loads: SD repositories also hold checkpoints in
 # other formats and precisions that would multiply the download.
 _HUB_FILES = [
@@ -73,6 +82,10 @@ class PromptEmbedding:
     embeddings: torch.Tensor  # [1, max_length, hidden], on the model's device
 
 
+def parameter_count(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
 def device_and_dtype(setting: str) -> tuple[torch.device, torch.dtype]:
     if setting == "auto":
         setting = "cuda" if torch.cuda.is_available() else "cpu"
@@ -96,19 +109,55 @@ def folder_revision(folder: Path) -> str:
     return digest.hexdigest()[:16]
 
 
-def resolve_model(settings: InferenceSettings) -> tuple[Path, str]:
-    """The local folder to load the model from, and its revision."""
-    if settings.model == TINY:
+def chosen_model(settings: InferenceSettings) -> str:
+    """The model setting with `auto` decided: SD 1.5 on a CUDA GPU, the shipped Shapes model otherwise."""
+    if settings.model != AUTO:
+        return settings.model
+    return SD15_MODEL if torch.cuda.is_available() else SHAPES
+
+
+def resolve_model(settings: InferenceSettings) -> tuple[str, Path, str]:
+    """The model's name, the local folder to load it from, and its revision."""
+    name = chosen_model(settings)
+    if name == TINY:
         folder = ensure_tiny_model(settings.tiny_dir)
-        return folder, folder_revision(folder)
-    local = Path(settings.model).expanduser()
+        return name, folder, folder_revision(folder)
+    if name == SHAPES:
+        return name, SHAPES_DIR, folder_revision(SHAPES_DIR)
+    local = Path(name).expanduser()
     if local.is_dir():
-        return local, folder_revision(local)
+        return name, local, folder_revision(local)
     from huggingface_hub import snapshot_download
 
     files = _HUB_FILES + (_SAFETY_FILES if settings.safety_checker != "off" else [])
-    snapshot = Path(snapshot_download(settings.model, revision=settings.model_revision, allow_patterns=files))
-    return snapshot, snapshot.name  # snapshot folders are named by commit hash
+    snapshot = Path(snapshot_download(name, revision=settings.model_revision, allow_patterns=files))
+    return name, snapshot, snapshot.name  # snapshot folders are named by commit hash
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """What the service and the lessons know about a model beyond its diffusers config."""
+
+    family: str = SD_FAMILY  # which lessons' catalog entries belong to it
+    display_name: str = "Stable Diffusion"
+    preview: PreviewMap = SD1_PREVIEW
+    held_out_pairs: tuple[str, ...] = ()  # pairs of words it never saw together in training
+    description: str = ""  # what it was trained on, in plain sentences
+
+    @classmethod
+    def read(cls, folder: Path) -> ModelCard:
+        path = folder / CLASSROOM_FILE
+        if not path.is_file():
+            return cls()
+        info = json.loads(path.read_text())
+        preview = info.get("preview")
+        return cls(
+            family=info.get("family", SD_FAMILY),
+            display_name=info.get("display_name", folder.name),
+            preview=PreviewMap.from_lists(preview["factors"], preview["bias"]) if preview else SD1_PREVIEW,
+            held_out_pairs=tuple(info.get("held_out_pairs", ())),
+            description=info.get("description", ""),
+        )
 
 
 class DiffusionModel:
@@ -127,6 +176,7 @@ class DiffusionModel:
         for module in (self.text_encoder, self.unet, self.vae):
             module.to(self.device).eval().requires_grad_(False)
         self.scheduler_config: dict[str, Any] = json.loads((folder / "scheduler" / "scheduler_config.json").read_text())
+        self.card = ModelCard.read(folder)
         # The safety checker, when asked for and the model ships one.
         self.safety_checker: StableDiffusionSafetyChecker | None = None
         self.feature_extractor: CLIPImageProcessor | None = None
@@ -141,11 +191,15 @@ class DiffusionModel:
 
     @classmethod
     def load(cls, settings: InferenceSettings) -> DiffusionModel:
-        folder, revision = resolve_model(settings)
-        log.info("loading %s (revision %s) from %s", settings.model, revision, folder)
-        return cls(settings.model, revision, folder, settings.device, settings.safety_checker != "off")
+        name, folder, revision = resolve_model(settings)
+        log.info("loading %s (revision %s) from %s", name, revision, folder)
+        return cls(name, revision, folder, settings.device, settings.safety_checker != "off")
 
     # -- shape facts -------------------------------------------------------
+
+    @property
+    def preview(self) -> PreviewMap:
+        return self.card.preview
 
     @property
     def vae_downsample_factor(self) -> int:

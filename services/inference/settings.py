@@ -11,7 +11,7 @@ from pydantic_settings import SettingsConfigDict
 from services.common.channels import TlsClientSettings
 from services.lessons.catalog import DEFAULT_CATALOG
 
-DEFAULT_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
+SD15_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 
 
 class InferenceSettings(TlsClientSettings):
@@ -19,9 +19,13 @@ class InferenceSettings(TlsClientSettings):
 
     model_config = SettingsConfigDict(env_prefix="CLASSROOM_", extra="ignore")
 
-    # Which model to run: a Hugging Face id (downloaded once into the HF cache),
-    # a local folder saved with save_pretrained, or "tiny" (random weights, offline).
-    model: str = Field(DEFAULT_MODEL, description="Hugging Face id, local folder, or 'tiny'.")
+    # Which model to run: "auto" (Stable Diffusion 1.5 on a CUDA GPU, the shipped Shapes
+    # model otherwise), "shapes" (ours: small, offline, about a second a picture on a CPU),
+    # "tiny" (random weights, for fast tests), a Hugging Face id (downloaded once into
+    # the HF cache) or a local folder saved with save_pretrained.
+    model: str = Field(
+        "auto", description="'auto', 'shapes', 'tiny', a Hugging Face id, or a local folder (see the README)."
+    )
     # A branch, tag or commit of a Hugging Face model; pinning a commit keeps
     # cached trajectories valid across restarts.
     model_revision: str | None = Field(None, description="Hugging Face revision (branch, tag or commit).")

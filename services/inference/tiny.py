@@ -7,6 +7,7 @@ the pictures are noise-like, but every tensor has the shape and flow of SD 1.x.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import importlib.util
 import json
@@ -21,7 +22,7 @@ from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline, UNe
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
 # Bump when the recipe below changes, so an old build on disk is not reused.
-TINY_VERSION = "2"
+TINY_VERSION = "3"
 TINY_SEED = 0
 
 # SD 1.x's scheduler settings (scaled-linear betas over 1,000 training steps).
@@ -87,6 +88,47 @@ def write_clip_tokenizer(folder: Path) -> None:
     )
 
 
+@functools.cache
+def clip_tokenizer() -> CLIPTokenizer:
+    """CLIP's tokenizer, written once per process to a scratch folder and loaded as a model would load it."""
+    folder = Path(tempfile.mkdtemp(prefix="clip-tokenizer-"))
+    write_clip_tokenizer(folder)
+    return CLIPTokenizer.from_pretrained(folder)
+
+
+def clip_text_config(**sizes: Any) -> CLIPTextConfig:
+    """A CLIP text encoder's config: CLIP's vocabulary, special tokens and 77 positions, at the given sizes."""
+    clip = {"vocab_size": 49408, "max_position_embeddings": 77}
+    clip |= {"bos_token_id": 49406, "eos_token_id": 49407, "pad_token_id": 49407}
+    return CLIPTextConfig(**clip, **sizes)
+
+
+def save_pipeline(
+    folder: Path,
+    text_encoder: CLIPTextModel,
+    unet: UNet2DConditionModel,
+    vae: AutoencoderKL,
+    dtype: torch.dtype = torch.float32,
+) -> Path:
+    """Save SD 1.x-shaped components as a diffusers model folder, with CLIP's tokenizer and SD 1.x's scheduler."""
+    write_clip_tokenizer(folder / "tokenizer")
+    pipeline = StableDiffusionPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=CLIPTokenizer.from_pretrained(folder / "tokenizer"),
+        unet=unet,
+        scheduler=PNDMScheduler(**SD1_SCHEDULER_CONFIG),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    pipeline.to(dtype=dtype)
+    pipeline.save_pretrained(folder)
+    config_path = folder / "scheduler" / "scheduler_config.json"
+    config_path.write_text(json.dumps(json.loads(config_path.read_text()) | SD1_SCHEDULER_EXTRA, indent=2))
+    return folder
+
+
 def save_sd_model(folder: Path, text: dict[str, Any], unet: dict[str, Any], vae: dict[str, Any]) -> Path:
     """Assemble an SD 1.x-shaped model with random weights (sizes given) and save it with save_pretrained.
 
@@ -94,23 +136,11 @@ def save_sd_model(folder: Path, text: dict[str, Any], unet: dict[str, Any], vae:
     special tokens, 77 positions, 4 latent channels, the VAE scaling factor and
     SD 1.x's scheduler.
     """
-    write_clip_tokenizer(folder / "tokenizer")
-    clip = {"vocab_size": 49408, "max_position_embeddings": 77}
-    clip |= {"bos_token_id": 49406, "eos_token_id": 49407, "pad_token_id": 49407}
-    pipeline = StableDiffusionPipeline(
-        vae=AutoencoderKL(in_channels=3, out_channels=3, latent_channels=4, scaling_factor=0.18215, **vae),
-        text_encoder=CLIPTextModel(CLIPTextConfig(**clip, **text)),
-        tokenizer=CLIPTokenizer.from_pretrained(folder / "tokenizer"),
-        unet=UNet2DConditionModel(in_channels=4, out_channels=4, **unet),
-        scheduler=PNDMScheduler(**SD1_SCHEDULER_CONFIG),
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
-    )
-    pipeline.save_pretrained(folder)
-    config_path = folder / "scheduler" / "scheduler_config.json"
-    config_path.write_text(json.dumps(json.loads(config_path.read_text()) | SD1_SCHEDULER_EXTRA, indent=2))
-    return folder
+    # Built in this order (VAE, text encoder, UNet), so a seed gives the same weights as before.
+    random_vae = AutoencoderKL(in_channels=3, out_channels=3, latent_channels=4, scaling_factor=0.18215, **vae)
+    random_text_encoder = CLIPTextModel(clip_text_config(**text))
+    random_unet = UNet2DConditionModel(in_channels=4, out_channels=4, **unet)
+    return save_pipeline(folder, text_encoder=random_text_encoder, unet=random_unet, vae=random_vae)
 
 
 def build_tiny_model(folder: Path) -> Path:
@@ -140,6 +170,8 @@ def build_tiny_model(folder: Path) -> Path:
             "sample_size": 512,
         },
     )
+    card = {"family": "stable-diffusion", "display_name": "Tiny (random weights)"}
+    (folder / "classroom.json").write_text(json.dumps(card))  # models.CLASSROOM_FILE
     (folder / "TINY_VERSION").write_text(TINY_VERSION)
     return folder
 

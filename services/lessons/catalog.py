@@ -28,9 +28,12 @@ class RequestFields(BaseModel):
 
 
 class Collection(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
     id: str
+    # The model family whose lessons these are ("stable-diffusion" for SD 1.x and the
+    # tiny model, "shapes" for ours): prompts and sizes only make sense for their model.
+    model: str = "stable-diffusion"
     lesson: str
     title: str
     description: str = ""
@@ -55,6 +58,10 @@ class Catalog(BaseModel):
     version: int
     collections: list[Collection]
 
+    def for_model(self, family: str) -> Catalog:
+        """The catalog as a model of this family serves it: its own collections only."""
+        return Catalog(version=self.version, collections=[c for c in self.collections if c.model == family])
+
 
 @dataclass(frozen=True)
 class Entry:
@@ -66,9 +73,9 @@ class Entry:
 
 def load_catalog(path: Path = DEFAULT_CATALOG) -> Catalog:
     catalog = Catalog.model_validate(yaml.safe_load(path.read_text()))
-    ids = [c.id for c in catalog.collections]
+    ids = [(c.model, c.id) for c in catalog.collections]
     if len(ids) != len(set(ids)):
-        raise ValueError(f"{path}: collection ids repeat")
+        raise ValueError(f"{path}: collection ids repeat within a model family")
     return catalog
 
 

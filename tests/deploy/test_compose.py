@@ -63,11 +63,18 @@ def test_frontend_on_8501_with_a_health_check(compose):
     assert frontend["environment"]["CLASSROOM_INFERENCE_ADDR"] == "inference:50051"
 
 
-def test_cpu_override_drops_the_gpu_and_precompute():
+def test_cpu_override_drops_the_gpu_and_runs_the_shapes_model():
     override = yaml.load((ROOT / "deploy" / "compose.cpu.yml").read_text(), Loader=_ResetLoader)
     assert override["services"]["inference"]["deploy"] == "!reset"
-    assert override["services"]["inference"]["environment"]["CLASSROOM_DEVICE"] == "cpu"
-    assert override["services"]["precompute"]["profiles"] == ["precompute"]
+    environment = override["services"]["inference"]["environment"]
+    assert environment["CLASSROOM_DEVICE"] == "cpu"
+    assert environment["CLASSROOM_MODEL"] == "${CLASSROOM_MODEL:-shapes}"
+    # The Shapes catalog renders in minutes on a CPU: the precompute job runs as on a GPU server.
+    assert "precompute" not in override["services"]
+
+
+def test_the_model_is_chosen_by_the_hardware_unless_set(compose):
+    assert compose["services"]["inference"]["environment"]["CLASSROOM_MODEL"] == "${CLASSROOM_MODEL:-auto}"
 
 
 def test_env_example_documents_every_variable_the_compose_file_reads():

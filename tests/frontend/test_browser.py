@@ -5,6 +5,7 @@ Screenshots land in test-artifacts/e2e/. Any exception shown on a page fails the
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import signal
@@ -13,10 +14,13 @@ import time
 import urllib.request
 from collections.abc import Iterator
 
+import numpy as np
 import pytest
+from PIL import Image
 from playwright.sync_api import Page, expect, sync_playwright
 
-from tests.frontend.conftest import LESSON_CATALOG, ROOT
+from services.shapes.judge import judge
+from tests.frontend.conftest import ROOT
 from tests.support.servers import free_port, wait_until_serving
 
 ARTIFACTS = ROOT / "test-artifacts" / "e2e"
@@ -36,13 +40,11 @@ LESSONS = [
 
 
 @pytest.fixture(scope="module")
-def stack(tiny_dir, tmp_path_factory) -> Iterator[str]:
-    """deploy/local-up.sh, the script behind `make up`, on free ports with the tiny model."""
+def stack(tmp_path_factory) -> Iterator[str]:
+    """deploy/local-up.sh, the script behind `make up`, on free ports with the Shapes model and its lessons."""
     ports = {name: str(free_port()) for name in ("GRPC", "FRONTEND", "REDIS", "METRICS")}
     env = os.environ | {
-        "CLASSROOM_MODEL": "tiny",
-        "CLASSROOM_TINY_DIR": str(tiny_dir),
-        "CLASSROOM_CATALOG": str(LESSON_CATALOG),
+        "CLASSROOM_MODEL": "shapes",
         "CLASSROOM_GRPC_PORT": ports["GRPC"],
         "CLASSROOM_FRONTEND_PORT": ports["FRONTEND"],
         "CLASSROOM_REDIS_PORT": ports["REDIS"],
@@ -50,8 +52,8 @@ def stack(tiny_dir, tmp_path_factory) -> Iterator[str]:
         "CLASSROOM_RATE_LIMIT_PER_MINUTE": "0",  # one browser opens every lesson and generates
         "CLASSROOM_TEACHER_CODE": "owl-42",  # read by the service and the front end alike
     }
-    env.pop("CLASSROOM_REDIS_URL", None)
-    env.pop("CLASSROOM_INFERENCE_ADDR", None)
+    for name in ("CLASSROOM_REDIS_URL", "CLASSROOM_INFERENCE_ADDR", "CLASSROOM_CATALOG"):
+        env.pop(name, None)
     log = (tmp_path_factory.mktemp("stack") / "stack.log").open("w")
     process = subprocess.Popen(
         ["bash", str(ROOT / "deploy" / "local-up.sh")], env=env, stdout=log, stderr=subprocess.STDOUT,
@@ -114,9 +116,18 @@ def test_a_student_goes_through_the_app(page: Page, stack: str):
         expect(page.get_by_role("heading", name=title)).to_be_visible()
         expect(page.get_by_text(section).first).to_be_visible()
         settle(page, f"{index}-lesson")
+        if title == "5. Change one word":
+            # The first pair changes the colour word: the student sees a red and a blue picture.
+            expect(page.get_by_text("a red circle on the left").first).to_be_visible()
+            assert [judge(p).colour for p in final_pictures(page)] == ["red", "blue"]
+
+    page.get_by_role("link", name="The model").click()
+    expect(page.get_by_role("heading", name="The model: Shapes")).to_be_visible()
+    expect(page.get_by_text("Never seen together")).to_be_visible()
+    settle(page, "6b-the-model")
 
     page.get_by_role("link", name="Playground").click()
-    page.get_by_label("Prompt", exact=True).fill("a lighthouse on a cliff at night")
+    page.get_by_label("Prompt", exact=True).fill("a yellow star at the top")
     page.get_by_role("button", name="Generate").click()
     expect(page.get_by_role("button", name="Download the image (PNG)")).to_be_visible()
     expect(page.get_by_text("x_t after step 25")).to_be_visible()
@@ -129,6 +140,17 @@ def test_a_student_goes_through_the_app(page: Page, stack: str):
         slider.press("ArrowLeft")
     expect(page.get_by_text("x_t after step 22")).to_be_visible()
     settle(page, "8-playground-step-22")
+    assert judge(final_pictures(page)[0]).colour == "yellow"
+
+
+def final_pictures(page: Page) -> list[np.ndarray]:
+    """The pictures the page shows at the model's own size (the final images; previews are enlarged)."""
+    pictures = []
+    for source in page.locator('[data-testid="stImage"] img').evaluate_all("images => images.map(i => i.src)"):
+        with Image.open(io.BytesIO(page.request.get(source).body())) as picture:
+            if picture.size == (64, 64):
+                pictures.append(np.asarray(picture.convert("RGB")))
+    return pictures
 
 
 def test_the_teacher_opens_the_teacher_page(page: Page, stack: str):

@@ -8,7 +8,7 @@ import textwrap
 from tests.frontend.conftest import ROOT
 
 PAGES = ["home", "pipeline", "words", "noise_to_image", "guidance", "change_one_word", "seeds_schedulers",
-         "playground"]  # fmt: skip
+         "playground", "model"]  # fmt: skip
 
 
 def test_no_page_imports_torch(lesson_server):

@@ -6,6 +6,7 @@ import pytest
 from services.common.api import pb
 from services.common.codecs import (
     LATENT_RGB_FACTORS,
+    PreviewMap,
     decode_image,
     encode_image,
     latent_preview,
@@ -60,3 +61,18 @@ def test_png_is_lossless_and_jpeg_preview_is_labelled():
     preview = latent_preview(np.zeros((4, 8, 8), dtype=np.float16))
     assert preview.mime_type == "image/jpeg" and preview.approximate
     assert preview.data[:2] == b"\xff\xd8"  # JPEG start-of-image marker
+
+
+def test_a_models_own_preview_map_adds_its_bias():
+    factors = [[0.5, 0.0, 0.0], [0.0, 0.5, 0.0], [0.0, 0.0, 0.5], [0.0, 0.0, 0.0]]
+    preview = PreviewMap.from_lists(factors, [0.9, 0, -0.9])
+    rgb = latent_to_rgb(np.zeros((4, 1, 1), dtype=np.float32), preview)
+    assert rgb[0, 0].tolist() == [242, 128, 13]  # the bias alone: (0.9, 0, -0.9) mapped to 0..255
+    latent = np.zeros((4, 1, 1), dtype=np.float32)
+    latent[1] = 1.0
+    assert latent_to_rgb(latent, preview)[0, 0].tolist() == [242, 191, 13]  # + 0.5 on green
+
+
+def test_a_preview_map_of_the_wrong_shape_is_refused():
+    with pytest.raises(ValueError, match="preview factors"):
+        PreviewMap.from_lists([[1.0, 0.0]], [0.0, 0.0, 0.0])
