@@ -44,15 +44,17 @@ $(GEN)/.stamp: $(PROTO_FILES) $(STAMP)
 	$(PY) -m grpc_tools.protoc -I proto --python_out=$(GEN) --pyi_out=$(GEN) --grpc_python_out=$(GEN) $(PROTO_FILES)
 	touch $@
 
-test: install  ## Install everything, then run the whole test suite.
+test: install  ## Install everything, check the architecture rules, then run the whole test suite.
+	$(VENV)/bin/lint-imports --no-logo --no-cache
 	$(OFFLINE) $(PY) -m pytest
 
 test-unit: install  ## Only the fast unit tests.
 	$(OFFLINE) $(PY) -m pytest tests/unit
 
-lint: install  ## ruff check and format check.
+lint: install  ## ruff check and format check, and the architecture rules (import-linter).
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+	$(VENV)/bin/lint-imports --no-logo --no-cache
 
 format: install  ## Apply ruff's fixes and formatting.
 	$(PY) -m ruff check --fix .

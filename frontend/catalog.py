@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import streamlit as st
 
 from frontend.client import get_client
-from frontend.trajectory import Trajectory, load
+from frontend.trajectory import TrajectoryView, load
 from frontend.views import guarded
 from services.common.api import pb
 
@@ -51,7 +51,7 @@ def values(items: list[Example], name: str) -> list[str]:
     return list(dict.fromkeys(item.labels[name] for item in items if name in item.labels))
 
 
-def open_prompt_example(key: str, guidance: str = "7") -> tuple[Example, Trajectory]:
+def open_prompt_example(key: str, guidance: str = "7") -> tuple[Example, TrajectoryView]:
     """A select box over the prompt-pair examples at one guidance scale, and the chosen one's trajectory.
 
     Stops the page, after saying why, when there is no example or it cannot be loaded.

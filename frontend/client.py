@@ -1,181 +1,15 @@
-"""A thin typed client over the generated stubs, with errors turned into sentences for students."""
+"""The front end's side of the shared client: one per server process, and who the student is."""
 
 from __future__ import annotations
 
-import json
-import time
 import uuid
-from collections.abc import Callable, Iterator
 
-import grpc
 import streamlit as st
 
 from frontend.settings import FrontendSettings
-from services.common.api import (
-    CLASS_METADATA,
-    LESSON_METADATA,
-    NAME_METADATA,
-    SERVICE_NAME,
-    STUDENT_METADATA,
-    TEACHER_METADATA,
-    bearer,
-    pb,
-    pb_grpc,
-    unbatch,
-)
-from services.common.channels import open_channel
+from services.common.client import RECONNECT_DELAYS_S, ClassroomClient, StudentError
 
-# Quick calls are retried with backoff while the service restarts; a stream is
-# retried only until its first message arrives (gRPC's own rule).
-_SERVICE_CONFIG = json.dumps(
-    {
-        "loadBalancingConfig": [{"round_robin": {}}],
-        "methodConfig": [
-            {
-                "name": [{"service": SERVICE_NAME}],
-                "retryPolicy": {
-                    "maxAttempts": 5,
-                    "initialBackoff": "0.5s",
-                    "maxBackoff": "4s",
-                    "backoffMultiplier": 2,
-                    "retryableStatusCodes": ["UNAVAILABLE"],
-                },
-            }
-        ],
-    }
-)
-
-# Pauses before sending a stream again after the service went away mid-stream (about 30 s in all:
-# long enough for a restart that finds the model in its cache).
-RECONNECT_DELAYS_S = (1.0, 2.0, 4.0, 8.0, 15.0)
-
-_MESSAGES = {
-    grpc.StatusCode.UNAVAILABLE: "The image server cannot be reached right now. It may be starting up: "
-    "wait a minute, then try again.",
-    grpc.StatusCode.RESOURCE_EXHAUSTED: "The class queue is full right now. Wait a minute, then try again.",
-    grpc.StatusCode.CANCELLED: "The generation was stopped.",
-    grpc.StatusCode.DEADLINE_EXCEEDED: "The image server took too long to answer. Try again in a moment.",
-    grpc.StatusCode.UNAUTHENTICATED: "This page is not allowed to use the image server. Tell your teacher.",
-}
-# Codes whose status message the service writes for people to read.
-_OWN_SENTENCES = (
-    grpc.StatusCode.INVALID_ARGUMENT,
-    grpc.StatusCode.RESOURCE_EXHAUSTED,
-    grpc.StatusCode.ABORTED,
-    grpc.StatusCode.PERMISSION_DENIED,
-)
-_FALLBACK = "Something went wrong on the image server. Try again; if it keeps happening, tell your teacher."
-
-
-class StudentError(Exception):
-    """A failure explained in one sentence a student can act on."""
-
-    def __init__(self, message: str, code: grpc.StatusCode | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-def student_error(error: grpc.RpcError) -> StudentError:
-    """The sentence to show for a failed call; the service's own sentence where it wrote one for students."""
-    code = error.code()
-    details = error.details() or ""
-    if code in _OWN_SENTENCES and details:
-        return StudentError(details, code)
-    if code == grpc.StatusCode.UNAVAILABLE and "still loading" in details:
-        return StudentError(details, code)
-    return StudentError(_MESSAGES.get(code, _FALLBACK), code)
-
-
-class ClassroomClient:
-    """The calls the lessons make, typed, over one shared channel."""
-
-    def __init__(self, settings: FrontendSettings) -> None:
-        self.settings = settings
-        self.channel = open_channel(
-            settings.inference_addr,
-            settings,
-            options=[
-                ("grpc.service_config", _SERVICE_CONFIG),
-                ("grpc.enable_retries", 1),
-                ("grpc.max_receive_message_length", 64 * 2**20),
-            ],
-        )
-        self.stub = pb_grpc.DiffusionServiceStub(self.channel)
-        self.teacher_stub = pb_grpc.TeacherServiceStub(self.channel)
-        self._auth = bearer(settings.api_token)
-
-    def _call(self, method: grpc.UnaryUnaryMultiCallable, message: object, teacher_code: str | None = None) -> object:
-        metadata = self._auth if teacher_code is None else (*self._auth, (TEACHER_METADATA, teacher_code))
-        try:
-            return method(message, timeout=self.settings.request_timeout_s, metadata=metadata)
-        except grpc.RpcError as error:
-            raise student_error(error) from error
-
-    def model_info(self) -> pb.GetModelInfoResponse:
-        return self._call(self.stub.GetModelInfo, pb.GetModelInfoRequest())
-
-    def tokenize(self, prompt: str) -> pb.TokenizeResponse:
-        return self._call(self.stub.Tokenize, pb.TokenizeRequest(prompt=prompt))
-
-    def encode(self, prompt: str) -> pb.PromptEncoding:
-        return self._call(self.stub.EncodePrompt, pb.EncodePromptRequest(prompt=prompt)).encoding
-
-    def lessons(self, collection: str = "") -> pb.ListLessonsResponse:
-        return self._call(self.stub.ListLessons, pb.ListLessonsRequest(collection=collection))
-
-    # The teacher's page: each call carries the teacher code.
-
-    def classroom(self, teacher_code: str, include_prompts: bool = False) -> pb.GetClassroomResponse:
-        return self._call(self.teacher_stub.GetClassroom, pb.GetClassroomRequest(include_prompts=include_prompts),
-                          teacher_code)  # fmt: skip
-
-    def set_paused(self, teacher_code: str, paused: bool) -> bool:
-        return self._call(self.teacher_stub.SetPaused, pb.SetPausedRequest(paused=paused), teacher_code).paused
-
-    def clear_queue(self, teacher_code: str) -> int:
-        return self._call(self.teacher_stub.ClearQueue, pb.ClearQueueRequest(), teacher_code).cleared
-
-    def precompute_lessons(self, teacher_code: str) -> pb.PrecomputeProgress:
-        return self._call(self.teacher_stub.PrecomputeLessons, pb.PrecomputeLessonsRequest(), teacher_code).progress
-
-    def generate(
-        self,
-        request: pb.GenerateRequest,
-        student: str,
-        *,
-        name: str = "",
-        lesson_entry: str = "",
-        on_reconnect: Callable[[int, float], None] | None = None,
-    ) -> Iterator[pb.GenerateResponse]:
-        """Stream a generation's events; closing the iterator early cancels it on the server.
-
-        When the service goes away mid-stream (a restart, a lost connection), the request is
-        sent again after a pause, RECONNECT_DELAYS_S one after another, telling
-        `on_reconnect(attempt, pause)` first. The new stream starts over with its status
-        (a cache hit when the work had finished, else computed again): readers start afresh there.
-        """
-        metadata = (*self._auth, (STUDENT_METADATA, student))
-        if name:
-            metadata += ((NAME_METADATA, name.encode()),)
-        if lesson_entry:
-            metadata += ((LESSON_METADATA, lesson_entry),)
-        if self.settings.class_name:
-            metadata += ((CLASS_METADATA, self.settings.class_name.encode()),)
-        for attempt in range(len(RECONNECT_DELAYS_S) + 1):
-            if attempt:
-                pause = RECONNECT_DELAYS_S[attempt - 1]
-                if on_reconnect is not None:
-                    on_reconnect(attempt, pause)
-                time.sleep(pause)
-            call = self.stub.Generate(request, metadata=metadata)
-            try:
-                yield from unbatch(call)
-                return
-            except grpc.RpcError as error:
-                if error.code() != grpc.StatusCode.UNAVAILABLE or attempt == len(RECONNECT_DELAYS_S):
-                    raise student_error(error) from error
-            finally:
-                call.cancel()  # a no-op once the stream has ended; stops the work if the reader left early
+__all__ = ["RECONNECT_DELAYS_S", "ClassroomClient", "StudentError", "get_client", "student_id"]
 
 
 def student_id() -> str:
@@ -188,4 +22,5 @@ def student_id() -> str:
 @st.cache_resource
 def get_client() -> ClassroomClient:
     """The one client every student session shares (one channel, many streams)."""
-    return ClassroomClient(FrontendSettings())
+    settings = FrontendSettings()
+    return ClassroomClient(settings, class_name=settings.class_name)

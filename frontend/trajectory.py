@@ -55,7 +55,9 @@ class Step:
 
 
 @dataclass
-class Trajectory:
+class TrajectoryView:
+    """A trajectory as the front end received it: the header's facts and every step's pictures."""
+
     source: int = pb.TRAJECTORY_SOURCE_UNSPECIFIED
     request: pb.GenerateRequest | None = None
     total_steps: int = 0
@@ -112,25 +114,25 @@ def _name() -> str:
 
 def stream(
     request: pb.GenerateRequest, on_reconnect: Callable[[int, float], None] | None = None
-) -> Iterator[tuple[Trajectory, pb.GenerateResponse]]:
+) -> Iterator[tuple[TrajectoryView, pb.GenerateResponse]]:
     """Follow a generation live: the trajectory so far after each event."""
-    trajectory = Trajectory()
+    trajectory = TrajectoryView()
     for response in get_client().generate(request, student_id(), name=_name(), on_reconnect=on_reconnect):
         trajectory.add(response)
         yield trajectory, response
 
 
 @st.cache_data(max_entries=128, show_spinner=False)
-def _load(request_bytes: bytes, lesson_entry: str, _student: str, _name: str) -> Trajectory:
+def _load(request_bytes: bytes, lesson_entry: str, _student: str, _name: str) -> TrajectoryView:
     # Shared by every session (the underscored student id and name are not part of the cache key).
-    trajectory = Trajectory()
+    trajectory = TrajectoryView()
     request = pb.GenerateRequest.FromString(request_bytes)
     for response in get_client().generate(request, _student, name=_name, lesson_entry=lesson_entry):
         trajectory.add(response)
     return trajectory
 
 
-def load(request: pb.GenerateRequest, probes: list[str] | None = None, lesson_entry: str = "") -> Trajectory:
+def load(request: pb.GenerateRequest, probes: list[str] | None = None, lesson_entry: str = "") -> TrajectoryView:
     """A whole trajectory (from the cache when it was precomputed), kept for every session.
 
     `lesson_entry` names the catalog entry being opened: computed, it is kept as the lesson's.

@@ -5,6 +5,7 @@ import streamlit as st
 from frontend.catalog import open_prompt_example
 from frontend.client import get_client
 from frontend.views import PREVIEW_NOTE, enlarge, guarded
+from services.common.api import pb
 
 st.title("1. The whole pipeline")
 st.markdown(
@@ -26,7 +27,7 @@ image_numbers = request.height * request.width * 3
 text, loop, decoder = st.columns(3)
 with text:
     st.subheader("① Text encoder")
-    pieces = [t.text for t in run.prompt_tokens.tokens if t.kind == 2]
+    pieces = [t.text for t in run.prompt_tokens.tokens if t.kind == pb.TOKEN_KIND_PROMPT]
     st.markdown(f"**{request.prompt}**")
     st.markdown(
         f"CLIP's tokenizer splits it into {len(pieces)} pieces; the text encoder "

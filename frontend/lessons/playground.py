@@ -20,7 +20,7 @@ SOURCES = {
 }
 
 
-def gif(run: trajectory.Trajectory) -> bytes:
+def gif(run: trajectory.TrajectoryView) -> bytes:
     """The denoising as an animated GIF: the model's guess at every step, then the decoded image."""
     size = run.image.shape[1]
     frames = [Image.fromarray(enlarge(s.x0_preview, size)) for s in run.steps if s.x0_preview is not None]

@@ -22,6 +22,11 @@ LESSON_METADATA = "x-classroom-lesson"  # the catalog entry a Generate call open
 CLASS_METADATA = "x-classroom-class-bin"  # the class a front end serves (per-class queue share); UTF-8
 TEACHER_METADATA = "x-teacher-code"  # every TeacherService call: the class's teacher code
 
+# Machine-readable reasons the service attaches to some errors (a google.rpc.ErrorInfo
+# detail in this domain), so clients act on a reason, never on the wording of a sentence.
+ERROR_DOMAIN = "diffusion-classroom"
+MODEL_LOADING = "MODEL_LOADING"  # UNAVAILABLE: the model is still loading; retry later
+
 
 def bearer(token: str | None) -> tuple[tuple[str, str], ...]:
     """The metadata a client sends with every call (none when no token is set)."""
@@ -50,7 +55,9 @@ async def aunbatch(responses: AsyncIterable[pb.GenerateResponse]) -> AsyncIterat
 __all__ = [
     "AUTH_METADATA",
     "CLASS_METADATA",
+    "ERROR_DOMAIN",
     "LESSON_METADATA",
+    "MODEL_LOADING",
     "NAME_METADATA",
     "SERVICE_NAME",
     "STUDENT_METADATA",

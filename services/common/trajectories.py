@@ -1,4 +1,4 @@
-"""Naming and packing finished trajectories: the Redis keys and the checksummed stored form.
+"""Naming and packing what the service keeps in Redis: every key, and the checksummed stored trajectory.
 
 Shared by the inference service (its cache) and the precompute job (lesson
 pack export and import), so both agree on every byte.
@@ -45,6 +45,11 @@ def trajectory_id(request: pb.GenerateRequest, model_id: str, revision: str) -> 
 
 def redis_key(namespace: Namespace, trajectory: str) -> str:
     return f"{KEY_PREFIX}:v{FORMAT_VERSION}:{namespace}:{trajectory}"
+
+
+def rate_limit_key(student: str) -> str:
+    """The Redis key of a student's token bucket (beside the trajectories, under the same prefix)."""
+    return f"{KEY_PREFIX}:v{FORMAT_VERSION}:ratelimit:{student}"
 
 
 def pack(record: store_pb.TrajectoryRecord) -> bytes:

@@ -11,11 +11,16 @@ turns. Generations join between steps as others finish or are cancelled.
 
 The worker never waits on the network, Redis or image encoding: everything it
 produces goes to the server's event loop with `call_soon_threadsafe`.
+
+(Longer than our usual file: the queue's state is guarded by one lock that the
+server's thread and the worker share, and it reads best in one place.)
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import enum
 import logging
 import threading
 import time
@@ -26,30 +31,14 @@ import torch
 
 from services.inference.metrics import Metrics
 from services.inference.models import DiffusionModel
-from services.inference.runner import ErrorEvent, FinalEvent, Generation, HeaderEvent, StepEvent, sync
+from services.inference.refusals import QueueFull, StudentBusy
+from services.inference.runner import ErrorEvent, Event, Generation, QueueEvent, predict_noise
 from services.inference.validation import GenerationSpec
 
 log = logging.getLogger(__name__)
 
 MODEL_FAILURE = "Something went wrong inside the model while generating. Please try again."
 QUEUE_CLEARED = "Your teacher cleared the queue, so this picture was not made. You can ask for it again."
-
-
-@dataclass(frozen=True)
-class QueueEvent:
-    position: int  # 1: next to start
-    waiting: int
-
-
-Event = HeaderEvent | StepEvent | FinalEvent | ErrorEvent | QueueEvent
-
-
-class QueueFull(Exception):
-    """The queue, or the asking class's share of it (`classroom` set), is full."""
-
-    def __init__(self, waiting: int, retry_after_s: float, classroom: str | None = None) -> None:
-        super().__init__(f"{waiting} requests are waiting")
-        self.waiting, self.retry_after_s, self.classroom = waiting, retry_after_s, classroom
 
 
 @dataclass(frozen=True)
@@ -61,12 +50,16 @@ class Requester:
     classroom: str = ""
 
 
-class StudentBusy(Exception):
-    """The student already has a generation computing or waiting."""
+class Outcome(enum.Enum):
+    """How a generation left the scheduler."""
+
+    COMPLETED = "completed"
+    CANCELLED = "cancelled"
+    FAILED = "failed"
 
 
 @dataclass
-class RunnerStats:
+class SchedulerStats:
     generations_started: int = 0
     generations_completed: int = 0
     generations_cancelled: int = 0
@@ -127,7 +120,7 @@ class _Running:
     group: tuple[int, int]  # latent height and width
 
 
-class Runner:
+class BatchScheduler:
     """Owns the model on one worker thread; batches the steps of the generations it runs."""
 
     def __init__(
@@ -147,7 +140,7 @@ class Runner:
         self._waiting: deque[Job] = deque()
         self._running: list[_Running] = []
         self._students: dict[str, Job] = {}  # each student's one job, waiting or running
-        self._stats = RunnerStats()
+        self._stats = SchedulerStats()
         self._closing = False
         self._paused = False
         self._group_turn = 0
@@ -158,11 +151,11 @@ class Runner:
 
     # -- the server's side (event loop thread) ------------------------------
 
-    def stats(self) -> RunnerStats:
+    def stats(self) -> SchedulerStats:
         with self._lock:
-            stats = RunnerStats(**vars(self._stats))
-            stats.active_generations, stats.queued_generations = len(self._running), len(self._waiting)
-            return stats
+            return dataclasses.replace(
+                self._stats, active_generations=len(self._running), queued_generations=len(self._waiting)
+            )
 
     @property
     def paused(self) -> bool:
@@ -182,7 +175,7 @@ class Runner:
             self._waiting.clear()
             for job in cleared:
                 job.cancel()
-                self._release(job, "generations_cancelled")
+                self._release(job, Outcome.CANCELLED)
                 job.emit(ErrorEvent(QUEUE_CLEARED, aborted=True))
             self._announce_positions()
         return len(cleared)
@@ -262,11 +255,16 @@ class Runner:
                 job.emit(QueueEvent(position=index, waiting=len(self._waiting)))
         self.metrics.queue_length.set(len(self._waiting))
 
-    def _release(self, job: Job, outcome: str) -> None:
+    def _release(self, job: Job, outcome: Outcome) -> None:
         """A job leaves (done, cancelled, failed): its student may ask again. Call with the lock held."""
         if self._students.get(job.student) is job:
             del self._students[job.student]
-        setattr(self._stats, outcome, getattr(self._stats, outcome) + 1)
+        if outcome is Outcome.COMPLETED:
+            self._stats.generations_completed += 1
+        elif outcome is Outcome.CANCELLED:
+            self._stats.generations_cancelled += 1
+        else:
+            self._stats.generations_failed += 1
 
     def _admit(self) -> list[Job]:
         """Move waiting jobs into the running set while there is room. Call with the lock held."""
@@ -274,13 +272,13 @@ class Runner:
         while self._waiting and len(self._running) + len(admitted) < self.max_batch_size:
             job = self._waiting.popleft()
             if job.cancelled.is_set():
-                self._release(job, "generations_cancelled")
+                self._release(job, Outcome.CANCELLED)
                 continue
             admitted.append(job)
         cancelled_waiting = [job for job in self._waiting if job.cancelled.is_set()]
         for job in cancelled_waiting:
             self._waiting.remove(job)
-            self._release(job, "generations_cancelled")
+            self._release(job, Outcome.CANCELLED)
         if admitted or cancelled_waiting:
             self._announce_positions()
         return admitted
@@ -310,7 +308,7 @@ class Runner:
             log.exception("could not start generation: %s", job.spec)
             job.emit(ErrorEvent(MODEL_FAILURE))
             with self._lock:
-                self._release(job, "generations_failed")
+                self._release(job, Outcome.FAILED)
             return
         with self._lock:
             self._running.append(_Running(job, generation, time.perf_counter(), group))
@@ -322,7 +320,7 @@ class Runner:
         with self._lock:
             for running in [r for r in self._running if r.job.cancelled.is_set()]:
                 self._running.remove(running)
-                self._release(running.job, "generations_cancelled")
+                self._release(running.job, Outcome.CANCELLED)
         self.metrics.running.set(len(self._running))
 
     def _next_group(self) -> list[_Running]:
@@ -334,35 +332,23 @@ class Runner:
 
     def _step(self, batch: list[_Running]) -> None:
         """One denoising step for every generation in `batch`, through one UNet call."""
-        with torch.inference_mode():
-            inputs = [r.generation.model_input() for r in batch]
-            latents = torch.cat([latent for latent, _, _ in inputs])
-            timesteps = torch.cat([t.reshape(1).float().expand(latent.shape[0]) for latent, t, _ in inputs])
-            embeddings = torch.cat([text for _, _, text in inputs])
-            started = time.perf_counter()
-            try:
-                noise = self.model.unet(
-                    latents, timesteps.to(latents.device), encoder_hidden_states=embeddings, return_dict=False
-                )[0]
-                sync(self.model.device)
-            except Exception:
-                log.exception("UNet call failed for a batch of %d", len(batch))
-                for running in batch:
-                    self._finish(running, failed=True)
-                return
-            unet_seconds = time.perf_counter() - started
+        try:
+            with torch.inference_mode():
+                pairs, unet_seconds = predict_noise(self.model, [r.generation for r in batch])
+        except Exception:
+            log.exception("UNet call failed for a batch of %d", len(batch))
+            for running in batch:
+                self._finish(running, failed=True)
+            return
         self.metrics.batch_size.observe(len(batch))
         self.average_batch = len(batch) if not self.average_batch else 0.9 * self.average_batch + 0.1 * len(batch)
         self.metrics.step_seconds.observe(unet_seconds)
         with self._lock:
             self._stats.unet_calls += 1
             self._stats.denoising_steps += len(batch)
-        offset = 0
-        for running, (latent, _, _) in zip(batch, inputs, strict=True):
-            pair = noise[offset : offset + latent.shape[0]]
-            offset += latent.shape[0]
+        for running, pair in zip(batch, pairs, strict=True):
             try:
-                running.job.emit(running.generation.finish_step(pair, unet_seconds, batch_size=latents.shape[0]))
+                running.job.emit(running.generation.finish_step(pair, unet_seconds, batch_size=2 * len(batch)))
                 if running.generation.done:
                     self._finish(running)
             except Exception:
@@ -383,7 +369,7 @@ class Runner:
         # The student is free again before they hear the end, so their next request is welcome.
         with self._lock:
             self._running.remove(running)
-            self._release(job, "generations_failed" if failed else "generations_completed")
+            self._release(job, Outcome.FAILED if failed else Outcome.COMPLETED)
             self._average_seconds = 0.8 * self._average_seconds + 0.2 * elapsed
         self.metrics.running.set(len(self._running))
         job.emit(event)

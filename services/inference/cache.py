@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import redis.asyncio as redis
 from redis.exceptions import RedisError
@@ -19,6 +20,7 @@ from services.common.api import pb, store_pb
 from services.common.trajectories import CorruptTrajectory, Namespace, pack, record_id, redis_key, unpack
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass
@@ -72,6 +74,18 @@ class TrajectoryStore:
         self.available, self.status = available, status
         if self._on_availability is not None:
             self._on_availability(available, status)
+
+    async def run(self, operation: Callable[[redis.Redis], Awaitable[T]]) -> T | None:
+        """One Redis operation under the store's rule: None, and noted, when Redis is away or fails."""
+        if not self._usable():
+            return None
+        try:
+            result = await operation(self._client)
+        except RedisError as error:
+            self._failed(error)
+            return None
+        self._succeeded()
+        return result
 
     # -- operations ----------------------------------------------------------
 

@@ -7,8 +7,8 @@ from google.protobuf.descriptor import FieldDescriptor
 from PIL import Image, ImageFilter
 
 from services.common.api import pb
-from services.common.codecs import encode_image, latent_preview, tensor_to_proto
-from services.inference.models import PromptTokens
+from services.common.codecs import PreviewMap, encode_image, latent_preview, tensor_to_proto
+from services.inference.models import DiffusionModel, PromptTokens
 from services.inference.runner import EncodedPrompt, FinalEvent, HeaderEvent, StepEvent
 
 # A flagged image is blurred with this radius, as a fraction of its larger side.
@@ -61,7 +61,7 @@ def prompt_message(prompt: EncodedPrompt) -> pb.PromptEncoding:
     return message
 
 
-def header_message(event: HeaderEvent, model_id: str, revision: str) -> pb.GenerateResponse:
+def header_message(event: HeaderEvent, model_id: str, revision: str, preview: PreviewMap) -> pb.GenerateResponse:
     header = pb.TrajectoryHeader(
         request=event.spec.to_proto(),
         model_id=model_id,
@@ -72,12 +72,13 @@ def header_message(event: HeaderEvent, model_id: str, revision: str) -> pb.Gener
         sigmas=event.sigmas,
         total_steps=len(event.timesteps),
         initial_latent=tensor_to_proto(initial := event.initial_latent.numpy()),
-        initial_latent_preview=latent_preview(initial),
+        initial_latent_preview=latent_preview(initial, preview),
     )
     return pb.GenerateResponse(header=header)
 
 
-def frame_message(event: StepEvent, include: frozenset[str]) -> pb.GenerateResponse:
+def frame_message(event: StepEvent, preview: PreviewMap) -> pb.GenerateResponse:
+    """A step with every probe; each reader's copy is cut down to its include mask by `filter_event`."""
     frame = pb.StepFrame(
         step_index=event.step_index,
         total_steps=event.total_steps,
@@ -91,21 +92,13 @@ def frame_message(event: StepEvent, include: frozenset[str]) -> pb.GenerateRespo
     )
     if event.sigma is not None:
         frame.sigma = event.sigma
-    if event.latent is not None:
-        latent = event.latent.numpy()
-        if "latent" in include:
-            frame.latent.CopyFrom(tensor_to_proto(latent))
-        if "latent_preview" in include:
-            frame.latent_preview.CopyFrom(latent_preview(latent))
-    if event.predicted_x0 is not None:
-        x0 = event.predicted_x0.numpy()
-        if "predicted_x0" in include:
-            frame.predicted_x0.CopyFrom(tensor_to_proto(x0))
-        if "predicted_x0_preview" in include:
-            frame.predicted_x0_preview.CopyFrom(latent_preview(x0))
-    if event.noise is not None:
-        unconditional, conditional, guided = (tensor_to_proto(n.numpy()) for n in event.noise)
-        frame.noise.CopyFrom(pb.NoisePredictions(unconditional=unconditional, conditional=conditional, guided=guided))
+    latent, x0 = event.latent.numpy(), event.predicted_x0.numpy()
+    frame.latent.CopyFrom(tensor_to_proto(latent))
+    frame.latent_preview.CopyFrom(latent_preview(latent, preview))
+    frame.predicted_x0.CopyFrom(tensor_to_proto(x0))
+    frame.predicted_x0_preview.CopyFrom(latent_preview(x0, preview))
+    unconditional, conditional, guided = (tensor_to_proto(n.numpy()) for n in event.noise)
+    frame.noise.CopyFrom(pb.NoisePredictions(unconditional=unconditional, conditional=conditional, guided=guided))
     return pb.GenerateResponse(frame=frame)
 
 
@@ -129,6 +122,15 @@ def final_message(event: FinalEvent) -> pb.GenerateResponse:
         ),
     )
     return pb.GenerateResponse(final=final)
+
+
+def encode(event: HeaderEvent | StepEvent | FinalEvent, model: DiffusionModel) -> pb.GenerateResponse:
+    """A runner event as the stream message every reader's copy is made from (every probe it holds)."""
+    if isinstance(event, HeaderEvent):
+        return header_message(event, model.model_id, model.revision, model.preview)
+    if isinstance(event, StepEvent):
+        return frame_message(event, model.preview)
+    return final_message(event)
 
 
 # The fields each probe fills, in the header and in a frame.

@@ -6,7 +6,6 @@ import re
 from pathlib import Path
 
 DEFAULT_BLOCKLIST = Path(__file__).with_name("blocklist.txt")
-BLOCKED_MESSAGE = "This prompt can't be used in class. Please try a different one."
 
 _WORDS = re.compile(r"[^\w]+")
 

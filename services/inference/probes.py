@@ -1,8 +1,12 @@
 """What a generation can expose at each step, declared as data.
 
-A request's include mask names some of these; the runner copies only what was
-asked for off the device, so a thin client that wants previews pays for
-previews alone.
+A request's include mask names some of these, and its stream carries only
+those. The runner computes and copies every probe off the device at every step
+all the same: a trajectory is shared by every reader of the same request (single
+flight, the cache), each with its own mask, so what one reader skips another may
+want. The cost is five float16 tensors of the latent's size per step (160 KB at
+512 px), against a UNet step of about 0.8 TFLOP per sample: under 0.1% of a
+step by the copy engine's bandwidth (an estimate; the GPU suite measures it).
 """
 
 from __future__ import annotations

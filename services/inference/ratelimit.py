@@ -13,9 +13,10 @@ import logging
 import time
 
 import redis.asyncio as redis
-from redis.exceptions import RedisError
 
-from services.common.trajectories import FORMAT_VERSION, KEY_PREFIX
+from services.common.trajectories import rate_limit_key
+from services.inference.cache import TrajectoryStore
+from services.inference.refusals import RateLimited
 
 log = logging.getLogger(__name__)
 
@@ -39,35 +40,30 @@ return {0, tostring((1 - tokens) / rate)}
 """
 
 
-class RateLimited(Exception):
-    def __init__(self, retry_after_s: float) -> None:
-        super().__init__(f"try again in {retry_after_s:.0f} s")
-        self.retry_after_s = retry_after_s
-
-
 class RateLimiter:
-    """A Redis token bucket per student; does nothing when per_minute is 0 or there is no Redis."""
+    """A Redis token bucket per student, through the trajectory store's connection and failure rule.
 
-    def __init__(self, url: str | None, per_minute: float, burst: int) -> None:
+    Does nothing when per_minute is 0 or there is no Redis.
+    """
+
+    def __init__(self, store: TrajectoryStore, per_minute: float, burst: int) -> None:
+        self.store = store
         self.rate = per_minute / 60.0
         self.burst = burst
-        enabled = bool(url) and per_minute > 0 and burst > 0
-        self._client = redis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1) if enabled else None
-        self._script = self._client.register_script(_TAKE) if self._client is not None else None
+        self.enabled = per_minute > 0 and burst > 0
 
     async def take(self, student: str) -> None:
         """Take a token for a generation, or raise RateLimited."""
-        if self._script is None:
+        if not self.enabled:
             return
-        key = f"{KEY_PREFIX}:v{FORMAT_VERSION}:ratelimit:{student}"
-        try:
-            allowed, wait = await self._script(keys=[key], args=[time.time(), self.burst, self.rate])
-        except RedisError as error:
-            log.debug("rate limit not checked (Redis unreachable: %s)", error)
+
+        async def take_token(client: redis.Redis) -> list:
+            return await client.eval(_TAKE, 1, rate_limit_key(student), time.time(), self.burst, self.rate)
+
+        answer = await self.store.run(take_token)
+        if answer is None:
+            log.debug("rate limit not checked (Redis unreachable)")
             return
+        allowed, wait = answer
         if not int(allowed):
             raise RateLimited(float(wait))
-
-    async def close(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()

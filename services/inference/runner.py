@@ -62,9 +62,9 @@ class StepEvent:
     total_steps: int
     timestep: float
     sigma: float | None
-    latent: HostCopy | None  # float16 [4, h, w]
-    predicted_x0: HostCopy | None
-    noise: tuple[HostCopy, HostCopy, HostCopy] | None  # unconditional, conditional, guided
+    latent: HostCopy  # float16 [4, h, w]
+    predicted_x0: HostCopy
+    noise: tuple[HostCopy, HostCopy, HostCopy]  # unconditional, conditional, guided
     unet_seconds: float
     scheduler_seconds: float
     step_seconds: float
@@ -83,12 +83,20 @@ class FinalEvent:
 
 
 @dataclass(frozen=True)
+class QueueEvent:
+    """Before a generation starts: its place in the queue."""
+
+    position: int  # 1: next to start
+    waiting: int
+
+
+@dataclass(frozen=True)
 class ErrorEvent:
     message: str  # a sentence for the student; details go to the log
     aborted: bool = False  # stopped on purpose (the teacher cleared the queue), not a failure
 
 
-Event = HeaderEvent | StepEvent | FinalEvent | ErrorEvent
+Event = QueueEvent | HeaderEvent | StepEvent | FinalEvent | ErrorEvent
 
 
 class HostCopy:
@@ -134,6 +142,23 @@ def starting_noise(
     """
     noise = randn_tensor(shape, generator=generator, device=torch.device("cpu"), dtype=torch.float32)
     return noise.to(device=device, dtype=dtype)
+
+
+def predict_noise(model: DiffusionModel, generations: list[Generation]) -> tuple[list[torch.Tensor], float]:
+    """4a. The UNet on both branches of every generation in a batch, in one call.
+
+    Each generation brings its latent twice (unconditional, conditional), its own
+    timestep and its two texts; they are stacked, run through the UNet once, and
+    each gets its own pair of noise predictions back, with the call's seconds.
+    """
+    inputs = [g.model_input() for g in generations]
+    latents = torch.cat([latent for latent, _, _ in inputs])
+    timesteps = torch.cat([t.reshape(1).float().expand(latent.shape[0]) for latent, t, _ in inputs])
+    embeddings = torch.cat([text for _, _, text in inputs])
+    started = time.perf_counter()
+    noise = model.unet(latents, timesteps.to(latents.device), encoder_hidden_states=embeddings, return_dict=False)[0]
+    sync(model.device)
+    return list(noise.split([latent.shape[0] for latent, _, _ in inputs])), time.perf_counter() - started
 
 
 class Generation:
@@ -213,14 +238,12 @@ class Generation:
         self.latents = output.prev_sample
 
         # 4d. What the model currently believes the clean latent to be.
-        include = self.spec.include
-        x0 = None
-        if include & {"predicted_x0", "predicted_x0_preview"}:
-            x0 = HostCopy(predicted_x0(self.scheduler, output, sample, guided, t))
-        latent = HostCopy(self.latents) if include & {"latent", "latent_preview"} else None
-        noise = None
-        if "noise_predictions" in include:
-            noise = (HostCopy(unconditional), HostCopy(conditional), HostCopy(guided))
+        x0 = predicted_x0(self.scheduler, output, sample, guided, t)
+
+        # Every probe leaves the device at every step, whatever this request asked for: the
+        # trajectory serves every later reader and the cache (see probes.py for why).
+        latent, x0_copy = HostCopy(self.latents), HostCopy(x0)
+        noise = (HostCopy(unconditional), HostCopy(conditional), HostCopy(guided))
         scheduler_seconds = time.perf_counter() - started
         self.timings["denoising"] += unet_seconds + scheduler_seconds
 
@@ -230,7 +253,7 @@ class Generation:
             timestep=float(t),
             sigma=sigma_at(self.scheduler, self.step_index),
             latent=latent,
-            predicted_x0=x0,
+            predicted_x0=x0_copy,
             noise=noise,
             unet_seconds=unet_seconds,
             scheduler_seconds=scheduler_seconds,

@@ -7,21 +7,14 @@ import random
 from dataclasses import dataclass
 
 from services.common.api import pb
-from services.inference.moderation import BLOCKED_MESSAGE, Blocklist
+from services.inference.moderation import Blocklist
 from services.inference.probes import DEFAULT_PROBES, PROBES
+from services.inference.refusals import BlockedPrompt, RequestError
 from services.inference.schedulers import SCHEDULERS
 from services.inference.settings import InferenceSettings
 
 MAX_SEED = 2**32 - 1
 SIZE_MULTIPLE = 8
-
-
-class RequestError(ValueError):
-    """A request that cannot be run; each violation is (field, sentence for the student)."""
-
-    def __init__(self, violations: list[tuple[str, str]]) -> None:
-        self.violations = violations
-        super().__init__(" ".join(sentence for _, sentence in violations))
 
 
 @dataclass(frozen=True)
@@ -82,13 +75,6 @@ def _size(field: str, value: int, default: int, settings: InferenceSettings, out
             )
         )
     return value
-
-
-class BlockedPrompt(RequestError):
-    """A prompt the class's blocklist refuses (a neutral message; the attempt is counted)."""
-
-    def __init__(self) -> None:
-        super().__init__([("prompt", BLOCKED_MESSAGE)])
 
 
 def check_generate(

@@ -4,33 +4,14 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
-import grpc
 import redis
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from services.common.api import SERVICE_NAME, bearer, pb_grpc
-from services.common.channels import open_channel
+from services.common.client import ClassroomClient
 from services.precompute.packs import export_lessons, import_lessons
 from services.precompute.render import CacheUnavailable, render_catalog
 from services.precompute.settings import PrecomputeSettings
-
-
-def wait_until_serving(channel: grpc.Channel, timeout_s: float) -> bool:
-    """Poll the standard health service until the model is loaded (the first start downloads it)."""
-    health = health_pb2_grpc.HealthStub(channel)
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            reply = health.Check(health_pb2.HealthCheckRequest(service=SERVICE_NAME), timeout=5)
-            if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                return True
-        except grpc.RpcError:
-            pass
-        time.sleep(2)
-    return False
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -62,21 +43,19 @@ def main(argv: list[str] | None = None) -> int:
                 print(import_lessons(client, args.file))
         return 0
 
-    with open_channel(settings.inference_addr, settings) as channel:
-        if not wait_until_serving(channel, settings.wait_s):
+    client = ClassroomClient(settings)
+    try:
+        if not client.wait_until_serving(settings.wait_s):
             print(f"The inference service at {settings.inference_addr} did not become ready.", file=sys.stderr)
             return 2
-        stub = pb_grpc.DiffusionServiceStub(channel)
-        try:
-            summary = render_catalog(
-                stub,
-                collection=getattr(args, "collection", ""),
-                progress=not getattr(args, "no_progress", False),
-                metadata=bearer(settings.api_token),
-            )
-        except CacheUnavailable as error:
-            print(error, file=sys.stderr)
-            return 2
+        summary = render_catalog(
+            client, collection=getattr(args, "collection", ""), progress=not getattr(args, "no_progress", False)
+        )
+    except CacheUnavailable as error:
+        print(error, file=sys.stderr)
+        return 2
+    finally:
+        client.close()
     print(summary)
     return 1 if summary.failed else 0
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-import grpc
 from tqdm import tqdm
 
-from services.common.api import LESSON_METADATA, pb, pb_grpc, unbatch
+from services.common.api import pb
+from services.common.client import ClassroomClient, StudentError
 
 
 @dataclass
@@ -30,15 +30,10 @@ class CacheUnavailable(RuntimeError):
     """The service cannot reach its cache: rendering would keep nothing."""
 
 
-def render_catalog(
-    stub: pb_grpc.DiffusionServiceStub,
-    collection: str = "",
-    progress: bool = True,
-    metadata: tuple[tuple[str, str], ...] = (),
-) -> RenderSummary:
+def render_catalog(client: ClassroomClient, collection: str = "", progress: bool = True) -> RenderSummary:
     """Render every lesson entry that is not cached yet; idempotent and resumable."""
     started = time.perf_counter()
-    listing = stub.ListLessons(pb.ListLessonsRequest(collection=collection), metadata=metadata)
+    listing = client.lessons(collection)
     if not listing.cache_available:
         raise CacheUnavailable("The inference service cannot reach Redis, so nothing rendered now would be kept.")
     summary = RenderSummary()
@@ -53,15 +48,11 @@ def render_catalog(
         request.CopyFrom(entry.request)
         request.include.paths.append("latent_preview")  # the service computes everything; we need little
         try:
-            final = None
-            for response in unbatch(stub.Generate(request, metadata=(*metadata, (LESSON_METADATA, entry.id)))):
-                if response.WhichOneof("event") == "final":
-                    final = response.final
-            if final is None:
-                raise RuntimeError("the stream ended without an image")
+            events = client.generate(request, lesson_entry=entry.id)
+            if not any(event.WhichOneof("event") == "final" for event in events):
+                raise StudentError("the stream ended without an image")
             summary.rendered += 1
-        except (grpc.RpcError, RuntimeError) as error:
-            why = error.details() if isinstance(error, grpc.RpcError) else str(error)
-            summary.failed.append((entry.id, why))
+        except StudentError as error:
+            summary.failed.append((entry.id, str(error)))
     summary.seconds = time.perf_counter() - started
     return summary

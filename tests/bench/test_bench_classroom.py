@@ -33,7 +33,7 @@ from tests.bench.test_bench_stream import machine
 from tests.frontend.conftest import LESSON_CATALOG
 from tests.integration.helpers import request
 from tests.support.redis_server import RedisServer
-from tests.support.servers import free_port, start_inference_process, stub_for, wait_until_serving
+from tests.support.servers import client_for, free_port, start_inference_process, stub_for, wait_until_serving
 
 STUDENTS = int(os.environ.get("BENCH_STUDENTS", "200"))
 DURATION_S = float(os.environ.get("BENCH_LOAD_S", "180"))
@@ -117,7 +117,7 @@ def test_a_class_of_200_for_a_few_minutes(tiny_dir, redis_url):
     try:
         wait_until_serving(address, process=process)
         channel, stub = stub_for(address)
-        assert not render_catalog(stub, progress=False).failed
+        assert not render_catalog(client_for(address), progress=False).failed
         lessons = list(stub.ListLessons(pb.ListLessonsRequest()).entries)
         channel.close()
         service = psutil.Process(process.pid)

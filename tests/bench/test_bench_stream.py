@@ -57,7 +57,7 @@ def test_stream_with_every_probe_against_the_pipeline(model_settings):
     from diffusers import StableDiffusionPipeline
 
     with running_server(model_settings) as server:
-        model = server.service.model
+        model = server.classroom.model
         channel, stub = stub_for(server.address)
         info = stub.GetModelInfo(pb.GetModelInfoRequest())
         model_dir = model_settings.tiny_dir if model_settings.model == "tiny" else Path(model_settings.model)

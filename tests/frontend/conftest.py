@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from services.precompute.render import render_catalog
-from tests.support.servers import ServerThread, running_server, stub_for
+from tests.support.servers import ServerThread, client_for, running_server
 
 ROOT = Path(__file__).resolve().parents[2]
 LESSON_CATALOG = ROOT / "tests" / "support" / "lessons.yaml"
@@ -17,10 +17,10 @@ LESSON_CATALOG = ROOT / "tests" / "support" / "lessons.yaml"
 @pytest.fixture(scope="session")
 def lesson_server(settings) -> Iterator[ServerThread]:
     with running_server(settings.model_copy(update={"catalog": LESSON_CATALOG})) as server:
-        channel, stub = stub_for(server.address)
-        summary = render_catalog(stub, progress=False)
+        client = client_for(server.address)
+        summary = render_catalog(client, progress=False)
         assert not summary.failed
-        channel.close()
+        client.close()
         yield server
 
 

@@ -37,7 +37,7 @@ def assert_clean(at: AppTest) -> None:
 def test_home_reports_the_model(frontend_env):
     at = page("home")
     assert_clean(at)
-    assert "running **tiny** on cpu" in text_of(at)
+    assert "model (tiny) on cpu" in text_of(at)
 
 
 def test_pipeline_names_the_three_stages_with_live_numbers(frontend_env):
@@ -168,7 +168,7 @@ def test_a_class_code_and_a_name_come_before_the_lessons(frontend_env, monkeypat
     monkeypatch.setenv("CLASSROOM_CLASS_CODE", "owl-42")
     at = AppTest.from_file(str(ROOT / "frontend" / "app.py"), default_timeout=60).run()
     assert not at.exception
-    assert "Type the class code" in text_of(at) and "running **tiny**" not in text_of(at)
+    assert "Type the class code" in text_of(at) and "model (tiny)" not in text_of(at)
     code, name = at.text_input
     code.input("owl-41")
     name.input("Zoë")
@@ -178,7 +178,7 @@ def test_a_class_code_and_a_name_come_before_the_lessons(frontend_env, monkeypat
     at.button[0].click().run()
     assert not at.exception and not at.error
     assert at.session_state.display_name == "Zoë"
-    assert "running **tiny**" in text_of(at)  # the lessons are open
+    assert "model (tiny)" in text_of(at)  # the lessons are open
     # The name travels with each generation (as UTF-8 metadata): a non-ASCII name must work.
     at.switch_page("lessons/playground.py").run()
     for box in at.selectbox:
@@ -224,10 +224,10 @@ def test_the_teacher_page_refuses_a_student_and_serves_the_teacher(teacher_env):
     ]
     assert "Nobody is generating right now." in text_of(at)
     next(b for b in at.button if b.label == "Pause generation").click().run()
-    assert teacher_env.service.runner.paused  # the service itself is paused
+    assert teacher_env.classroom.scheduler.paused  # the service itself is paused
     assert "Generation is paused" in text_of(at)
     next(b for b in at.button if b.label == "Resume generation").click().run()
-    assert not teacher_env.service.runner.paused
+    assert not teacher_env.classroom.scheduler.paused
 
 
 def test_the_teacher_page_is_off_without_a_teacher_code(frontend_env):
@@ -235,3 +235,14 @@ def test_the_teacher_page_is_off_without_a_teacher_code(frontend_env):
     assert not at.exception
     assert "The teacher's page is off on this server" in "\n".join(i.value for i in at.info)
     assert not at.text_input  # nothing to type a code into
+
+
+def test_the_model_page_gives_the_running_models_numbers(frontend_env):
+    at = page("model")
+    assert_clean(at)
+    assert "The model: Tiny (random weights)" in [t.value for t in at.title]
+    table = at.table[0].value
+    # The tiny model's own sizes (tests/conftest's tiny build), never SD's constants.
+    assert table.loc["text encoder"].iloc[0] == "2 layers, vectors of 32 numbers"
+    assert table.loc["UNet channels"].iloc[0] == "32, 64"
+    assert table.loc["picture"].iloc[0] == "512 × 512"

@@ -52,7 +52,7 @@ def test_redis_killed_then_restarted(settings, tmp_path):
             assert up.cache_available and up.cache_status == ""
             assert up.cache_writes == down.cache_writes + 1
             assert health_status(channel, CACHE_HEALTH_NAME) == SERVING
-            server.call(server.service.hub.forget)
+            server.call(server.classroom.hub.forget)
             assert collect(stub.Generate(fresh)).status.cache_hit  # read back from the restarted Redis
             channel.close()
     finally:

@@ -14,7 +14,7 @@ import pytest
 
 from frontend.client import ClassroomClient
 from frontend.settings import FrontendSettings
-from frontend.trajectory import Trajectory
+from frontend.trajectory import TrajectoryView
 from services.common.api import pb
 from tests.integration.helpers import collect, request
 from tests.support.servers import free_port, start_inference_process, stub_for, wait_until_serving
@@ -49,7 +49,7 @@ def test_a_stream_survives_the_service_being_killed_and_restarted(service):
 
     client = ClassroomClient(FrontendSettings(inference_addr=address))
     reconnects: list[tuple[int, float]] = []
-    trajectory = Trajectory()
+    trajectory = TrajectoryView()
     two_frames = threading.Event()
     failure: list[BaseException] = []
 

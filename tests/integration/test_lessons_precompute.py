@@ -13,7 +13,7 @@ from services.precompute.packs import MAGIC, export_lessons, import_lessons
 from services.precompute.render import render_catalog
 from tests.integration.helpers import collect
 from tests.support.redis_server import RedisServer
-from tests.support.servers import running_server, stub_for
+from tests.support.servers import client_for, running_server, stub_for
 
 SMALL_CATALOG = """
 version: 3
@@ -63,7 +63,7 @@ def stats(stub):
 
 
 def test_the_shipped_catalog_covers_the_lessons():
-    catalog = load_catalog()
+    catalog = load_catalog().for_model("stable-diffusion")
     entries = all_entries(catalog)
     assert len({e.id for e in entries}) == len(entries)
     pairs = [e for e in entries if e.collection == "prompt-pairs"]
@@ -92,7 +92,7 @@ def test_precompute_renders_once_and_packs_move_lessons(settings, catalog_file, 
 
         # A student already asked for one entry: it sits in the ad-hoc cache and is kept as a lesson now.
         collect(stub.Generate(listing.entries[0].request))
-        first = render_catalog(stub, progress=False)
+        first = render_catalog(client_for(server.address), progress=False)
         assert (first.rendered, first.skipped, first.failed) == (8, 0, [])
         assert stats(stub).generations_started == 8  # the ad-hoc one was not computed again
 
@@ -103,7 +103,7 @@ def test_precompute_renders_once_and_packs_move_lessons(settings, catalog_file, 
             assert len(lesson_keys) == 8
             assert {client.ttl(k) for k in lesson_keys} == {-1}  # never expire
 
-        second = render_catalog(stub, progress=False)
+        second = render_catalog(client_for(server.address), progress=False)
         assert (second.rendered, second.skipped) == (0, 8)
         assert stats(stub).generations_started == 8
         only = stub.ListLessons(pb.ListLessonsRequest(collection="tiny-schedulers"))
@@ -135,9 +135,9 @@ def test_a_damaged_pack_entry_is_rejected(settings, catalog_file, fresh_redis, t
     school = fresh_redis("school")
     config = settings.model_copy(update={"redis_url": school.url, "catalog": catalog_file})
     with running_server(config) as server:
-        channel, stub = stub_for(server.address)
-        render_catalog(stub, collection="tiny-pairs", progress=False)
-        channel.close()
+        client = client_for(server.address)
+        render_catalog(client, collection="tiny-pairs", progress=False)
+        client.close()
     pack = tmp_path / "lessons.pack"
     with school.client() as client:
         assert export_lessons(client, pack) == 4

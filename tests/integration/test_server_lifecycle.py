@@ -10,7 +10,8 @@ import pytest
 from grpc_health.v1 import health_pb2
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 
-from services.common.api import SERVICE_NAME, pb, unbatch
+from services.common.api import MODEL_LOADING, SERVICE_NAME, pb, unbatch
+from services.common.client import error_reason, student_error
 from tests.integration.helpers import collect, request
 from tests.support.servers import (
     health_status,
@@ -44,6 +45,9 @@ def test_health_goes_from_not_serving_to_serving(settings, tmp_path):
             stub.GetModelInfo(pb.GetModelInfoRequest())
         assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
         assert "still loading" in caught.value.details()
+        # Clients act on the machine-readable reason, not on the sentence.
+        assert error_reason(caught.value) == MODEL_LOADING
+        assert student_error(caught.value).reason == MODEL_LOADING
         assert wait_for(lambda: health_status(channel) == SERVING)
         assert stub.GetModelInfo(pb.GetModelInfoRequest()).model_id == "tiny"
         channel.close()

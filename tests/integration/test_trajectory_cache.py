@@ -47,7 +47,7 @@ def test_miss_then_hit_streams_the_same_frames_with_no_model_work(stub, server):
     assert events(hit) == events(miss)
 
     # Served from Redis too, not only from the server's memory.
-    server.call(server.service.hub.forget)
+    server.call(server.classroom.hub.forget)
     from_redis = collect(stub.Generate(spec))
     assert from_redis.status.cache_hit and events(from_redis) == events(miss)
     assert stats(stub).unet_calls == middle.unet_calls
@@ -169,7 +169,7 @@ def test_a_damaged_entry_is_dropped_and_recomputed(stub, server, redis_server, d
         elif damage == "old format":
             stored.format_version = FORMAT_VERSION - 1
         client.set(key, value[: len(value) // 2] if damage == "truncated" else stored.SerializeToString())
-    server.call(server.service.hub.forget)
+    server.call(server.classroom.hub.forget)
     before = stats(stub)
     again = collect(stub.Generate(spec))
     after = stats(stub)

@@ -17,7 +17,9 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from services.common.api import SERVICE_NAME, pb_grpc
-from services.inference.server import DiffusionService, InferenceServer
+from services.common.client import ClassroomClient, ClientSettings
+from services.inference.classroom import Classroom
+from services.inference.server import InferenceServer
 from services.inference.settings import InferenceSettings
 
 T = TypeVar("T")
@@ -63,8 +65,10 @@ class ServerThread:
         return asyncio.run_coroutine_threadsafe(run(), self.loop).result(timeout)
 
     @property
-    def service(self) -> DiffusionService:
-        return self.server.service
+    def classroom(self) -> Classroom:
+        """The server's Classroom (the model is loaded)."""
+        assert self.server.classroom is not None
+        return self.server.classroom
 
     @property
     def address(self) -> str:
@@ -83,6 +87,11 @@ def running_server(settings: InferenceSettings, wait_for_model: bool = True) -> 
         yield server
     finally:
         server.stop()
+
+
+def client_for(address: str) -> ClassroomClient:
+    """The shared client (as the front end and precompute use it) for a server on loopback."""
+    return ClassroomClient(ClientSettings(inference_addr=address))
 
 
 def stub_for(address: str) -> tuple[grpc.Channel, pb_grpc.DiffusionServiceStub]:

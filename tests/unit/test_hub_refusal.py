@@ -13,10 +13,10 @@ from concurrent.futures import ThreadPoolExecutor
 from types import SimpleNamespace
 
 from services.common.api import pb
-from services.inference.batching import Requester, StudentBusy
+from services.inference.batching import Requester
+from services.inference.hub import TrajectoryHub
 from services.inference.metrics import Metrics
-from services.inference.ratelimit import RateLimiter
-from services.inference.trajectories import TrajectoryHub
+from services.inference.refusals import StudentBusy
 from services.inference.validation import GenerationSpec
 
 SPEC = GenerationSpec("a lantern", "", 1, 2, 7.5, 64, 64, "lms", frozenset({"latent_preview"}))
@@ -51,7 +51,11 @@ async def race() -> tuple[BaseException | None, int, list[str], int]:
     store, runner = SlowStore(), OneBusyStudent()
     model = SimpleNamespace(model_id="tiny", revision="r1")
     with ThreadPoolExecutor(1) as encoder:
-        hub = TrajectoryHub(model, runner, store, encoder, 2**20, Metrics(), RateLimiter(None, 0, 0))
+
+        async def admit(spec, requester, lesson):
+            return runner.submit(spec, requester)
+
+        hub = TrajectoryHub(model, runner, store, encoder, 2**20, Metrics(), admit)
         first = asyncio.create_task(hub.open(SPEC, Requester("busy")))
         await asyncio.sleep(0.01)  # the first request is now looking in the cache
         second = asyncio.create_task(hub.open(SPEC, Requester("free")))

@@ -1,0 +1,268 @@
+"""The classroom: everything the inference service decides, owned by one object.
+
+Built once the model is loaded, it owns the model, the batching scheduler, the
+trajectory hub, the store, the rate limiter, the blocklist, the lesson catalog
+and the log of blocked prompts. Who may start a generation is decided in one
+place, `open` (with `_admit_work` for the part that only matters when the
+model must run); every refusal is a typed `Refusal` from `refusals.py`. The
+gRPC adapters (`diffusion_service.py`, `teacher.py`) only translate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import time
+from collections import deque
+from concurrent.futures import Executor
+from dataclasses import dataclass
+
+import torch
+
+from services.common.api import pb
+from services.common.trajectories import canonical_request
+from services.inference.batching import BatchScheduler, Job, JobView, Requester, SchedulerStats
+from services.inference.cache import CacheStats, TrajectoryStore
+from services.inference.crowd import CrowdHold
+from services.inference.hub import HubStats, TrajectoryHub
+from services.inference.metrics import Metrics
+from services.inference.models import DiffusionModel, PromptEmbedding, PromptTokens
+from services.inference.moderation import Blocklist
+from services.inference.ratelimit import RateLimiter
+from services.inference.refusals import BlockedPrompt, QueueFull, RequestError, TrajectoryFailed
+from services.inference.settings import InferenceSettings
+from services.inference.trajectories import Trajectory
+from services.inference.validation import GenerationSpec, check_generate, check_prompt
+from services.lessons.catalog import Catalog, Entry, all_entries, load_catalog
+
+log = logging.getLogger(__name__)
+
+# Precompute generates as a student of its own (one lesson at a time, like any student).
+PRECOMPUTE = Requester("teacher:precompute", name="lesson precompute")
+
+
+@dataclass(frozen=True)
+class CatalogEntry:
+    """A lesson example as this server runs it: checked, canonical, with its cache key."""
+
+    entry: Entry
+    spec: GenerationSpec
+    request: pb.GenerateRequest  # canonical, defaults filled in
+    key: str
+
+
+@dataclass(frozen=True)
+class Blocked:
+    """A prompt the blocklist refused: who, when, and what (shown to the teacher only on request)."""
+
+    student_name: str
+    unix_time: float
+    prompt: str
+
+
+@dataclass(frozen=True)
+class ServerStats:
+    """What the service has done since it started (the teacher's page and GetServerStats)."""
+
+    scheduler: SchedulerStats
+    hub: HubStats
+    cache: CacheStats
+    cache_available: bool
+    cache_status: str
+    blocked_prompts: int
+
+
+@dataclass
+class PrecomputeProgress:
+    running: bool = False
+    total: int = 0
+    rendered: int = 0
+    skipped: int = 0
+    failed: int = 0
+    last_error: str = ""
+
+
+class Classroom:
+    def __init__(
+        self,
+        settings: InferenceSettings,
+        model: DiffusionModel,
+        store: TrajectoryStore,
+        metrics: Metrics,
+        encoder: Executor,
+    ) -> None:
+        self.settings, self.model, self.store, self.metrics = settings, model, store, metrics
+        self.scheduler = BatchScheduler(
+            model,
+            max_batch_size=settings.max_batch_size or (8 if model.device.type == "cuda" else 4),
+            max_queue=settings.max_queue,
+            metrics=metrics,
+            max_queue_per_class=settings.max_queue_per_class,
+        )
+        self.limiter = RateLimiter(store, settings.rate_limit_per_minute, settings.rate_limit_burst)
+        self.hub = TrajectoryHub(
+            model,
+            self.scheduler,
+            store,
+            encoder,
+            memory_bytes=settings.memory_cache_mb * 2**20,
+            metrics=metrics,
+            admit=self._admit_work,
+            single_flight=settings.single_flight,
+        )
+        self.blocklist = Blocklist.from_file(settings.blocklist)
+        self.blocked: deque[Blocked] = deque(maxlen=50)  # the latest blocked attempts, newest first
+        self.blocked_prompts = 0
+        # Replays hold their bulk while 16 Generate calls arrive within 0.1 s (at most 0.25 s a message).
+        self.crowd = CrowdHold(size=16, window_s=0.1, wait_s=0.25)
+        self.catalog: Catalog = load_catalog(settings.catalog).for_model(model.card.family)
+        self.entries = self._check_catalog()
+        self._lesson_keys = {e.entry.id: e.key for e in self.entries}
+        self.precompute = PrecomputeProgress()
+        self._precompute_task: asyncio.Task[None] | None = None
+
+    def _check_catalog(self) -> list[CatalogEntry]:
+        entries = []
+        for entry in all_entries(self.catalog):
+            try:
+                spec = check_generate(entry.request, self.settings, self.model.default_size)
+            except RequestError as error:
+                log.warning("lesson entry %s is outside this server's limits and is left out: %s", entry.id, error)
+                continue
+            entries.append(CatalogEntry(entry, spec, canonical_request(spec.to_proto()), self.hub.key(spec)))
+        return entries
+
+    # -- admission: the whole policy, in the order it applies ---------------
+
+    async def open(
+        self, request: pb.GenerateRequest, who: Requester, lesson: str = ""
+    ) -> tuple[Trajectory, int, GenerationSpec]:
+        """Admit a Generate request: the trajectory to read, where it comes from, and the checked request.
+
+        1. The request must be within the server's limits and pass the class's blocklist.
+        2. A lesson tag counts only on its catalog entry's own request.
+        3. A trajectory already running, remembered or cached is served as it is.
+        4. Otherwise the model must run: see `_admit_work`.
+        Raises a `Refusal`; the caller must `release` the trajectory it gets.
+        """
+        try:
+            spec = check_generate(request, self.settings, self.model.default_size, self.blocklist)
+        except BlockedPrompt:
+            self.blocked_prompts += 1
+            self.metrics.rejected.labels("blocked").inc()
+            log.info("blocked a prompt")  # the prompt itself stays out of the logs
+            # Kept in memory only, for the teacher's page (which shows the prompt only when opened).
+            self.blocked.appendleft(Blocked(who.name, time.time(), request.prompt))
+            raise
+        self.crowd.arrived()  # only checked requests count toward a crowd
+        if lesson and self._lesson_keys.get(lesson) != self.hub.key(spec):
+            lesson = ""
+        trajectory, source = await self.hub.open(spec, who, lesson_entry=lesson)
+        return trajectory, source, spec
+
+    async def _admit_work(self, spec: GenerationSpec, who: Requester, lesson: bool) -> Job:
+        """4. Put the model to work, if the rules for model work allow it.
+
+        The student's rate limit (lesson examples are exempt), then the scheduler's
+        rules: one generation per student, the queue's length, each class's share.
+        A paused class is still admitted; its generations wait until the teacher resumes.
+        """
+        if not lesson:
+            await self.limiter.take(who.student)
+        return self.scheduler.submit(spec, who)
+
+    def release(self, trajectory: Trajectory) -> None:
+        self.hub.release(trajectory)
+
+    # -- the text side -------------------------------------------------------
+
+    async def tokenize(self, prompt: str) -> PromptTokens:
+        check_prompt(prompt, self.settings, required=False)
+        return await asyncio.to_thread(self.model.tokenize, prompt)
+
+    async def encode(self, prompt: str) -> PromptEmbedding:
+        check_prompt(prompt, self.settings, required=False)
+        return await asyncio.to_thread(self.model.encode, prompt)
+
+    # -- lessons and figures ---------------------------------------------------
+
+    async def lessons(self, collection: str = "") -> list[tuple[CatalogEntry, int]]:
+        """The catalog entries (of one collection, or all) with their cache states."""
+        chosen = [e for e in self.entries if collection in ("", e.entry.collection)]
+        states = await self.store.states([e.key for e in chosen])
+        return list(zip(chosen, states, strict=True))
+
+    def stats(self) -> ServerStats:
+        return ServerStats(
+            scheduler=self.scheduler.stats(),
+            hub=dataclasses.replace(self.hub.stats),
+            cache=dataclasses.replace(self.store.stats),
+            cache_available=self.store.available,
+            cache_status=self.store.status,
+            blocked_prompts=self.blocked_prompts,
+        )
+
+    # -- the teacher's controls ----------------------------------------------
+
+    def jobs(self) -> list[JobView]:
+        return self.scheduler.jobs()
+
+    def pause(self, paused: bool) -> bool:
+        self.scheduler.pause(paused)
+        log.info("the teacher %s generation", "paused" if paused else "resumed")
+        return self.scheduler.paused
+
+    def clear_queue(self) -> int:
+        cleared = self.scheduler.clear_queue()
+        log.info("the teacher cleared the queue: %d generation(s)", cleared)
+        return cleared
+
+    def gpu_memory(self) -> tuple[int, int]:
+        """(used, total) bytes of GPU memory; (0, 0) on a CPU."""
+        if self.model.device.type != "cuda":
+            return 0, 0
+        free, total = torch.cuda.mem_get_info(self.model.device)
+        return total - free, total
+
+    def start_precompute(self) -> PrecomputeProgress:
+        """Render, in the background, each catalog entry not yet kept as a lesson (once at a time)."""
+        if self._precompute_task is None or self._precompute_task.done():
+            self.precompute = PrecomputeProgress(running=True)
+            self._precompute_task = asyncio.create_task(self._render_catalog())
+        return self.precompute
+
+    async def _render_catalog(self) -> None:
+        progress = self.precompute
+        states = await self.store.states([e.key for e in self.entries])
+        todo = [e for e, state in zip(self.entries, states, strict=True) if state != pb.CACHE_STATE_LESSON]
+        progress.total, progress.skipped = len(todo), len(self.entries) - len(todo)
+        try:
+            for entry in todo:
+                try:
+                    trajectory, _ = await self.hub.open(entry.spec, PRECOMPUTE, lesson_entry=entry.entry.id)
+                    try:
+                        await trajectory.wait()
+                    finally:
+                        self.hub.release(trajectory)
+                    progress.rendered += 1
+                except (TrajectoryFailed, QueueFull) as error:
+                    progress.failed += 1
+                    progress.last_error = f"{entry.entry.id}: {error}"
+                    log.warning("precompute of %s failed: %s", entry.entry.id, error)
+        finally:
+            progress.running = False
+            log.info("lesson precompute: %d rendered, %d skipped, %d failed",
+                     progress.rendered, progress.skipped, progress.failed)  # fmt: skip
+
+    async def cancel_precompute(self) -> None:
+        if self._precompute_task is not None:
+            self._precompute_task.cancel()
+            await asyncio.gather(self._precompute_task, return_exceptions=True)
+
+    async def close(self) -> None:
+        """After the server stopped: stop the background work (the store is the server's to close)."""
+        await self.cancel_precompute()
+        self.crowd.close()
+        await self.hub.close()
+        self.scheduler.close(timeout=5)

@@ -1,0 +1,209 @@
+"""The DiffusionService adapter: gRPC requests in, the Classroom's answers out, nothing else.
+
+Every decision (what is allowed, who is refused and why) is the Classroom's; a
+refusal reaches the client as the status it carries (`refusals.py`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import grpc
+from google.protobuf.message import Message
+
+from services.common.api import CLASS_METADATA, LESSON_METADATA, NAME_METADATA, SERVICE_NAME, STUDENT_METADATA, pb
+from services.inference import frames
+from services.inference.batching import Requester
+from services.inference.classroom import Classroom
+from services.inference.models import parameter_count
+from services.inference.probes import DEFAULT_PROBES, PROBES
+from services.inference.refusals import ModelLoading, Refusal, refuse
+from services.inference.replies import stats_message
+from services.inference.runner import EncodedPrompt
+from services.inference.schedulers import SCHEDULERS
+from services.inference.validation import MAX_SEED, SIZE_MULTIPLE
+
+
+def text_metadata(context: grpc.aio.ServicerContext, key: str) -> str:
+    """A UTF-8 (-bin) metadata value the front end sent, such as the student's name, or ""."""
+    for name, value in context.invocation_metadata() or ():
+        if name == key:
+            return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+    return ""
+
+
+def requester(context: grpc.aio.ServicerContext) -> Requester:
+    """Who asks, as the front end says (no id: the connection stands in)."""
+    student = text_metadata(context, STUDENT_METADATA) or str(context.peer())
+    return Requester(student, text_metadata(context, NAME_METADATA), text_metadata(context, CLASS_METADATA))
+
+
+class DiffusionService:
+    """Serves the Classroom it is given; answers UNAVAILABLE (the model is loading) until then."""
+
+    def __init__(self) -> None:
+        self.classroom: Classroom | None = None
+
+    def attach(self, classroom: Classroom) -> None:
+        self.classroom = classroom
+
+    async def ready(self, context: grpc.aio.ServicerContext) -> Classroom:
+        if self.classroom is None:
+            await refuse(context, ModelLoading())
+        return self.classroom
+
+    async def GetModelInfo(
+        self, request: pb.GetModelInfoRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetModelInfoResponse:
+        classroom = await self.ready(context)
+        model, s = classroom.model, classroom.settings
+        factor = model.vae_downsample_factor
+        return pb.GetModelInfoResponse(
+            model_id=model.model_id,
+            model_revision=model.revision,
+            device=str(model.device),
+            dtype=str(model.dtype).removeprefix("torch."),
+            default_width=model.default_size,
+            default_height=model.default_size,
+            default_steps=s.default_steps,
+            default_guidance_scale=s.default_guidance_scale,
+            default_scheduler=s.default_scheduler,
+            latent_channels=model.latent_channels,
+            vae_downsample_factor=factor,
+            latent_shape_rule=f"[{model.latent_channels}, height / {factor}, width / {factor}]",
+            vae_scaling_factor=float(model.vae.config.scaling_factor),
+            schedulers=[
+                pb.SchedulerInfo(
+                    name=spec.name,
+                    display_name=spec.display_name,
+                    description=spec.description,
+                    ancestral=spec.ancestral,
+                    sigma_space=spec.sigma_space,
+                )
+                for spec in SCHEDULERS.values()
+            ],
+            limits=pb.Limits(
+                min_steps=s.min_steps,
+                max_steps=s.max_steps,
+                min_guidance_scale=0.0,
+                max_guidance_scale=s.max_guidance_scale,
+                min_size=s.min_size,
+                max_size=s.max_size,
+                size_multiple=SIZE_MULTIPLE,
+                max_prompt_chars=s.max_prompt_chars,
+                max_seed=MAX_SEED,
+            ),
+            text_max_length=model.max_length,
+            text_hidden_size=int(model.text_encoder.config.hidden_size),
+            text_encoder_layers=int(model.text_encoder.config.num_hidden_layers),
+            tokenizer_vocab_size=len(model.tokenizer),
+            prediction_type=str(model.scheduler_config.get("prediction_type", "epsilon")),
+            num_train_timesteps=int(model.scheduler_config.get("num_train_timesteps", 1000)),
+            include_paths=list(PROBES),
+            default_include_paths=[name for name in PROBES if name in DEFAULT_PROBES],
+            model_family=model.card.family,
+            model_display_name=model.card.display_name,
+            unet_block_out_channels=list(model.unet.config.block_out_channels),
+            unet_layers_per_block=int(model.unet.config.layers_per_block),
+            unet_cross_attention_dim=int(model.unet.config.cross_attention_dim),
+            unet_parameters=parameter_count(model.unet),
+            text_encoder_parameters=parameter_count(model.text_encoder),
+            vae_parameters=parameter_count(model.vae),
+            held_out_pairs=list(model.card.held_out_pairs),
+            model_description=model.card.description,
+        )
+
+    async def Tokenize(self, request: pb.TokenizeRequest, context: grpc.aio.ServicerContext) -> pb.TokenizeResponse:
+        classroom = await self.ready(context)
+        try:
+            return frames.tokens_message(await classroom.tokenize(request.prompt))
+        except Refusal as refusal:
+            await refuse(context, refusal)
+
+    async def EncodePrompt(
+        self, request: pb.EncodePromptRequest, context: grpc.aio.ServicerContext
+    ) -> pb.EncodePromptResponse:
+        classroom = await self.ready(context)
+        try:
+            encoding = await classroom.encode(request.prompt)
+        except Refusal as refusal:
+            await refuse(context, refusal)
+        prompt = EncodedPrompt.from_embedding(request.prompt, encoding, with_embeddings=True)
+        return pb.EncodePromptResponse(encoding=frames.prompt_message(prompt))
+
+    async def Generate(self, request: pb.GenerateRequest, context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
+        classroom = await self.ready(context)
+        lesson = text_metadata(context, LESSON_METADATA)
+        try:
+            trajectory, source, spec = await classroom.open(request, requester(context), lesson)
+        except Refusal as refusal:
+            await refuse(context, refusal)
+        try:
+            status = pb.StreamStatus(
+                source=source, cache_hit=source == pb.TRAJECTORY_SOURCE_CACHE, trajectory_key=trajectory.key
+            )
+            first = True
+            async for message, frame_count in trajectory.follow(spec.include, pb.GenerateResponse(status=status)):
+                if not first and source != pb.TRAJECTORY_SOURCE_COMPUTED:
+                    await classroom.crowd.hold()
+                yield message  # already serialized (see add_service)
+                classroom.metrics.frames_sent.inc(frame_count)
+                first = False
+        except Refusal as failure:
+            await refuse(context, failure)
+        finally:
+            # The client went away, or the stream ended: the last reader's leaving stops the work.
+            classroom.release(trajectory)
+
+    async def ListLessons(
+        self, request: pb.ListLessonsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListLessonsResponse:
+        classroom = await self.ready(context)
+        listed = await classroom.lessons(request.collection)
+        return pb.ListLessonsResponse(
+            catalog_version=classroom.catalog.version,
+            collections=[
+                pb.LessonCollection(id=c.id, lesson=c.lesson, title=c.title, description=c.description)
+                for c in classroom.catalog.collections
+                if request.collection in ("", c.id)
+            ],
+            entries=[
+                pb.LessonEntry(
+                    id=e.entry.id,
+                    collection=e.entry.collection,
+                    request=e.request,
+                    cache_state=state,
+                    trajectory_key=e.key,
+                    labels=e.entry.labels,
+                )
+                for e, state in listed
+            ],
+            cache_available=classroom.store.available,
+        )
+
+    async def GetServerStats(
+        self, request: pb.GetServerStatsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetServerStatsResponse:
+        classroom = await self.ready(context)
+        return stats_message(classroom.stats())
+
+
+def _serialize(message: Message | bytes) -> bytes:
+    return message if isinstance(message, bytes) else message.SerializeToString()
+
+
+def add_service(servicer: DiffusionService, server: grpc.aio.Server) -> None:
+    """Register the DiffusionService as the generated helper would, but let handlers send bytes.
+
+    Generate's messages are serialized once per trajectory and include mask, not once
+    per reader: a class replaying the same cached lesson costs copying, not encoding.
+    """
+    handlers = {}
+    for method in pb.DESCRIPTOR.services_by_name["DiffusionService"].methods:
+        make = grpc.unary_stream_rpc_method_handler if method.server_streaming else grpc.unary_unary_rpc_method_handler
+        handlers[method.name] = make(
+            getattr(servicer, method.name),
+            request_deserializer=getattr(pb, method.input_type.name).FromString,
+            response_serializer=_serialize,
+        )
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))

@@ -1,0 +1,151 @@
+"""Every way the classroom says no, in one place: the student's sentence and how gRPC carries it.
+
+"Why was I refused?" is answered here. Each refusal is an exception with the
+sentence a student reads, the gRPC status code, and the machine-readable
+details a client may act on (when to try again, which field was wrong, why).
+The adapters turn any of them into a gRPC status with one call (`status()`).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import ClassVar, NoReturn
+
+import grpc
+from google.protobuf import any_pb2
+from google.protobuf.message import Message
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+from services.common.api import ERROR_DOMAIN, MODEL_LOADING
+
+BLOCKED_MESSAGE = "This prompt can't be used in class. Please try a different one."
+STUDENT_BUSY_MESSAGE = "You already have a picture being made. Wait for it to finish (or stop it), then try again."
+LOADING_MESSAGE = "The model is still loading. Please try again in a minute."
+NO_TEACHER_CODE = "This server has no teacher code set (CLASSROOM_TEACHER_CODE), so the teacher's page is off."
+WRONG_TEACHER_CODE = "The teacher code is missing or wrong."
+
+
+class Refusal(Exception):
+    """A request the classroom will not serve."""
+
+    code: ClassVar[int] = code_pb2.INTERNAL
+    reason: ClassVar[str] = ""  # an ErrorInfo reason clients may act on, when there is one
+
+    def __init__(self, sentence: str, retry_after_s: float | None = None) -> None:
+        super().__init__(sentence)
+        self.sentence = sentence
+        self.retry_after_s = retry_after_s
+
+    def details(self) -> list[Message]:
+        found: list[Message] = []
+        if self.retry_after_s is not None:
+            retry = error_details_pb2.RetryInfo()
+            retry.retry_delay.FromSeconds(max(1, math.ceil(self.retry_after_s)))
+            found.append(retry)
+        if self.reason:
+            found.append(error_details_pb2.ErrorInfo(reason=self.reason, domain=ERROR_DOMAIN))
+        return found
+
+    def status(self) -> grpc.Status:
+        """The refusal as a gRPC status, details packed, for `context.abort_with_status`."""
+        packed = []
+        for detail in self.details():
+            message = any_pb2.Any()
+            message.Pack(detail)
+            packed.append(message)
+        return rpc_status.to_status(status_pb2.Status(code=self.code, message=self.sentence, details=packed))
+
+
+async def refuse(context: grpc.aio.ServicerContext, refusal: Refusal) -> NoReturn:
+    """End a gRPC call with the refusal's status: its sentence, code and details."""
+    await context.abort_with_status(refusal.status())
+    raise AssertionError("unreachable")  # abort_with_status raises
+
+
+class ModelLoading(Refusal):
+    code = code_pb2.UNAVAILABLE
+    reason = MODEL_LOADING
+
+    def __init__(self) -> None:
+        super().__init__(LOADING_MESSAGE)
+
+
+class RequestError(Refusal, ValueError):
+    """A request that cannot be run; each violation is (field, sentence for the student)."""
+
+    code = code_pb2.INVALID_ARGUMENT
+
+    def __init__(self, violations: list[tuple[str, str]]) -> None:
+        super().__init__(" ".join(sentence for _, sentence in violations))
+        self.violations = violations
+
+    def details(self) -> list[Message]:
+        violations = [
+            error_details_pb2.BadRequest.FieldViolation(field=name, description=sentence)
+            for name, sentence in self.violations
+        ]
+        return [error_details_pb2.BadRequest(field_violations=violations), *super().details()]
+
+
+class BlockedPrompt(RequestError):
+    """The prompt has a word or phrase from the class's blocklist."""
+
+    def __init__(self) -> None:
+        super().__init__([("prompt", BLOCKED_MESSAGE)])
+
+
+class StudentBusy(Refusal):
+    """The student already has a generation computing or waiting."""
+
+    code = code_pb2.RESOURCE_EXHAUSTED
+
+    def __init__(self) -> None:
+        super().__init__(STUDENT_BUSY_MESSAGE)
+
+
+class QueueFull(Refusal):
+    """The queue, or the asking class's share of it (`classroom` set), is full."""
+
+    code = code_pb2.RESOURCE_EXHAUSTED
+
+    def __init__(self, waiting: int, retry_after_s: float, classroom: str | None = None) -> None:
+        minutes = max(1, round(retry_after_s / 60))
+        sentence = (
+            f"Your class already has {waiting} pictures waiting, as many as one class may. "
+            if classroom is not None
+            else f"The class queue is full right now ({waiting} pictures are waiting). "
+        ) + f"Please try again in about {minutes} minute(s)."
+        super().__init__(sentence, retry_after_s)
+        self.waiting, self.classroom = waiting, classroom
+
+
+class RateLimited(Refusal):
+    """The student has used up their generations for now."""
+
+    code = code_pb2.RESOURCE_EXHAUSTED
+
+    def __init__(self, retry_after_s: float) -> None:
+        super().__init__(
+            "You are making pictures faster than the class allows. "
+            f"Please try again in {max(1, math.ceil(retry_after_s))} seconds.",
+            retry_after_s,
+        )
+
+
+class TeacherOnly(Refusal):
+    """A teacher's call without the right teacher code (or on a server with none)."""
+
+    code = code_pb2.PERMISSION_DENIED
+
+
+class TrajectoryFailed(Refusal):
+    """The generation behind a stream failed, or was stopped on purpose; the sentence is for the student."""
+
+    def __init__(self, sentence: str, aborted: bool = False) -> None:
+        super().__init__(sentence)
+        self.aborted = aborted
+
+    @property
+    def code(self) -> int:  # type: ignore[override]
+        return code_pb2.ABORTED if self.aborted else code_pb2.INTERNAL
