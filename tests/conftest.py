@@ -8,7 +8,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import json
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -20,6 +20,8 @@ from tests.support.redis_server import RedisServer
 from tests.support.servers import ServerThread, running_server, stub_for
 
 warnings.filterwarnings("ignore", message=".*torchvision.*")
+
+CACHE_SECRET = "the test suite's cache secret"
 
 
 @pytest.fixture(scope="session")
@@ -34,6 +36,21 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
     server.stop()
 
 
+@pytest.fixture
+def fresh_redis(tmp_path: Path) -> Iterator[Callable[[str], RedisServer]]:
+    """Start empty Redis servers of the test's own, by name; all stopped afterwards."""
+    servers: list[RedisServer] = []
+
+    def start(name: str) -> RedisServer:
+        server = RedisServer(tmp_path / name).start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
 @pytest.fixture(scope="session")
 def settings(tiny_dir: Path, redis_server: RedisServer) -> InferenceSettings:
     return InferenceSettings(
@@ -45,6 +62,7 @@ def settings(tiny_dir: Path, redis_server: RedisServer) -> InferenceSettings:
         redis_url=redis_server.url,
         metrics_port=0,
         rate_limit_per_minute=0,  # the suite is one busy "student"; tests/integration/test_safety.py turns it on
+        cache_secret=CACHE_SECRET,
     )
 
 

@@ -10,12 +10,13 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import grpc
 from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from services.common.api import (
     CLASS_METADATA,
@@ -32,6 +33,7 @@ from services.common.api import (
     unbatch,
 )
 from services.common.channels import TlsClientSettings, open_channel
+from services.common.secrets import read_secret
 
 # Quick calls are retried with backoff while the service restarts; a stream is
 # retried only until its first message arrives (gRPC's own rule).
@@ -81,11 +83,17 @@ class ClientSettings(TlsClientSettings):
     # A host:port, or dns:///name:port to spread over several inference servers.
     inference_addr: str = Field("localhost:50051", description="The inference service's gRPC address.")
     api_token: str | None = Field(None, description="The inference service's API token, if it has one.")
+    api_token_file: Path | None = Field(None, description="A file holding the API token (compose's secrets volume).")
     # Unary calls (model info, tokens, lessons) give up after this long.
     request_timeout_s: float = Field(30.0, description="Seconds before a quick call to the service gives up.")
     # A Generate stream gives up after this long: longer than the slowest lesson (a 150-step
     # 1024 px picture queued behind a class on a CPU), short enough that nobody waits forever.
     stream_timeout_s: float = Field(1800.0, description="Seconds before a Generate stream gives up.")
+
+    @model_validator(mode="after")
+    def _token_from_file(self) -> ClientSettings:
+        self.api_token = read_secret(self.api_token, self.api_token_file)
+        return self
 
 
 class StudentError(Exception):

@@ -7,13 +7,14 @@ pack export and import), so both agree on every byte.
 from __future__ import annotations
 
 import hashlib
+import hmac
 from enum import StrEnum
 
 from services.common.api import pb, store_pb
 
 # Bump when what a trajectory holds changes: old entries are then dropped and
-# recomputed instead of streamed.
-FORMAT_VERSION = 1
+# recomputed instead of streamed. 2: signed with the cache secret (HMAC-SHA256).
+FORMAT_VERSION = 2
 KEY_PREFIX = "classroom"
 
 
@@ -52,32 +53,55 @@ def rate_limit_key(student: str) -> str:
     return f"{KEY_PREFIX}:v{FORMAT_VERSION}:ratelimit:{student}"
 
 
-def pack(record: store_pb.TrajectoryRecord) -> bytes:
+def _mac(secret: bytes, payload: bytes) -> bytes:
+    return hmac.new(secret, payload, hashlib.sha256).digest()
+
+
+def pack(record: store_pb.TrajectoryRecord, secret: bytes) -> bytes:
+    """The stored form: versioned, and signed with the server's cache secret."""
     payload = record.SerializeToString(deterministic=True)
     stored = store_pb.StoredTrajectory(
-        format_version=FORMAT_VERSION, sha256=hashlib.sha256(payload).digest(), payload=payload
+        format_version=FORMAT_VERSION, payload=payload, hmac_sha256=_mac(secret, payload)
     )
     return stored.SerializeToString()
 
 
-def unpack(data: bytes) -> store_pb.TrajectoryRecord:
-    """Check and open a stored trajectory; raise CorruptTrajectory if anything is off."""
+def unpack(data: bytes, secret: bytes | None) -> store_pb.TrajectoryRecord:
+    """Check and open a stored trajectory; raise CorruptTrajectory if anything is off.
+
+    With `secret`, the signature must be this server's. Without (a lesson pack from
+    another server, about to be signed anew), only the contents are checked.
+    """
     try:
         stored = store_pb.StoredTrajectory.FromString(data)
     except Exception as error:
         raise CorruptTrajectory(f"unreadable: {error}") from error
     if stored.format_version != FORMAT_VERSION:
         raise CorruptTrajectory(f"format {stored.format_version}, expected {FORMAT_VERSION}")
-    if hashlib.sha256(stored.payload).digest() != stored.sha256:
-        raise CorruptTrajectory("checksum mismatch")
+    if secret is not None and not hmac.compare_digest(_mac(secret, stored.payload), stored.hmac_sha256):
+        raise CorruptTrajectory("not signed with this server's cache secret")
     try:
         record = store_pb.TrajectoryRecord.FromString(stored.payload)
     except Exception as error:
         raise CorruptTrajectory(f"unreadable payload: {error}") from error
+    check_record(record)
+    return record
+
+
+def check_record(record: store_pb.TrajectoryRecord) -> None:
+    """A whole trajectory of the request it claims: header, one frame per step in order, final image."""
     kinds = [event.WhichOneof("event") for event in record.events]
     if not kinds or kinds[0] != "header" or kinds[-1] != "final" or set(kinds[1:-1]) != {"frame"}:
         raise CorruptTrajectory("incomplete: not header, frames, final")
-    return record
+    header = record.events[0].header
+    if canonical_request(header.request) != canonical_request(record.request):
+        raise CorruptTrajectory("the header describes another request")
+    frames = [event.frame for event in record.events[1:-1]]
+    if header.total_steps != len(frames) or [f.step_index for f in frames] != list(range(len(frames))):
+        raise CorruptTrajectory(f"{len(frames)} frames for {header.total_steps} steps")
+    steps = record.request.num_inference_steps
+    if steps and not steps <= header.total_steps <= steps + 1:  # PNDM visits one timestep twice
+        raise CorruptTrajectory(f"{header.total_steps} steps for a {steps}-step request")
 
 
 def record_id(record: store_pb.TrajectoryRecord) -> str:

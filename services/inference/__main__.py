@@ -1,4 +1,4 @@
-"""Command line: `python -m services.inference serve | build-tiny DIR | health`."""
+"""Command line: `python -m services.inference serve | build-tiny DIR | health | make-secrets DIR`."""
 
 from __future__ import annotations
 
@@ -62,7 +62,15 @@ def main(argv: list[str] | None = None) -> None:
     build.add_argument("dir", type=Path)
     health = commands.add_parser("health", help="exit 0 when the local server is SERVING (container health checks)")
     health.add_argument("--timeout", type=float, default=3.0)
+    secrets = commands.add_parser("make-secrets", help="write the class's missing secrets into DIR (first start)")
+    secrets.add_argument("dir", type=Path)
     args = parser.parse_args(argv)
+    if args.command == "make-secrets":
+        from services.common.secrets import ensure_secrets
+
+        made = ensure_secrets(args.dir)
+        print(f"made {', '.join(made)} in {args.dir}" if made else f"the secrets in {args.dir} are in place")
+        return
 
     settings = InferenceSettings()
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")

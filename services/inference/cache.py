@@ -37,9 +37,11 @@ class TrajectoryStore:
         self,
         url: str | None,
         ad_hoc_ttl_s: int,
+        secret: bytes,
         retry_after_s: float = 2.0,
         on_availability: Callable[[bool, str], None] | None = None,
     ) -> None:
+        self.secret = secret  # signs what is stored; entries signed otherwise are never served
         self.ad_hoc_ttl_s = ad_hoc_ttl_s
         self.retry_after_s = retry_after_s
         self.stats = CacheStats()
@@ -101,7 +103,7 @@ class TrajectoryStore:
                 if value is None:
                     continue
                 try:
-                    record = unpack(value)
+                    record = unpack(value, self.secret)
                     if record_id(record) != trajectory:
                         raise CorruptTrajectory("stored under another request's key")
                 except CorruptTrajectory as problem:
@@ -121,7 +123,7 @@ class TrajectoryStore:
         key = redis_key(namespace, record_id(record))
         ttl = self.ad_hoc_ttl_s if namespace is Namespace.AD_HOC else None
         try:
-            await self._client.set(key, pack(record), ex=ttl)
+            await self._client.set(key, pack(record, self.secret), ex=ttl)
             self._succeeded()
         except RedisError as error:
             self._failed(error)

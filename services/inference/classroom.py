@@ -33,13 +33,31 @@ from services.inference.ratelimit import RateLimiter
 from services.inference.refusals import BlockedPrompt, QueueFull, RequestError, TrajectoryFailed
 from services.inference.settings import InferenceSettings
 from services.inference.trajectories import Trajectory
-from services.inference.validation import GenerationSpec, check_generate, check_prompt
+from services.inference.validation import (
+    GenerationSpec,
+    check_generate,
+    check_name,
+    check_prompt,
+    hidden_characters,
+)
 from services.lessons.catalog import Catalog, Entry, all_entries, load_catalog
 
 log = logging.getLogger(__name__)
 
+# Identities the service gives itself; no caller may claim one.
+INTERNAL_PREFIX = "teacher:"
 # Precompute generates as a student of its own (one lesson at a time, like any student).
-PRECOMPUTE = Requester("teacher:precompute", name="lesson precompute")
+PRECOMPUTE = Requester(f"{INTERNAL_PREFIX}precompute", name="lesson precompute")
+STUDENT_ID_LIMIT = 128
+
+
+def check_requester(who: Requester) -> Requester:
+    """Who a caller says asks, checked: no internal identity, a plain name (raises RequestError)."""
+    if who.student.startswith(INTERNAL_PREFIX):
+        raise RequestError([("student", "That identity belongs to the server itself and cannot be used.")])
+    if len(who.student) > STUDENT_ID_LIMIT or hidden_characters(who.student):
+        raise RequestError([("student", "The student id is too long or has control characters.")])
+    return dataclasses.replace(who, name=check_name(who.name), classroom=check_name(who.classroom))
 
 
 @dataclass(frozen=True)
@@ -142,10 +160,12 @@ class Classroom:
 
         1. The request must be within the server's limits and pass the class's blocklist.
         2. A lesson tag counts only on its catalog entry's own request.
+        0. Who asks may not be the server itself, and their name is plain text.
         3. A trajectory already running, remembered or cached is served as it is.
         4. Otherwise the model must run: see `_admit_work`.
         Raises a `Refusal`; the caller must `release` the trajectory it gets.
         """
+        who = check_requester(who)
         try:
             spec = check_generate(request, self.settings, self.model.default_size, self.blocklist)
         except BlockedPrompt:

@@ -1,22 +1,80 @@
-"""The prompt blocklist: words and phrases a class server will not draw, checked before any model work."""
+"""The prompt blocklist: words and phrases a class server will not draw, checked before any model work.
+
+Matching happens on a normal form of the text, so the usual tricks do not get a
+word past it: Unicode compatibility forms (fullwidth letters), case, invisible
+characters (zero-width spaces, direction marks), common look-alike letters from
+other alphabets, letters spelt out with separators ("b.a.n.a.n.a") and plurals.
+Whole words only: "sex" blocks "SEX" and "s e x", not "Essex".
+"""
 
 from __future__ import annotations
 
 import re
+import unicodedata
 from pathlib import Path
 
 DEFAULT_BLOCKLIST = Path(__file__).with_name("blocklist.txt")
 
-_WORDS = re.compile(r"[^\w]+")
+_SEPARATORS = re.compile(r"[\W_]+")
+# Letters from other alphabets that look like Latin ones (after NFKC and case folding).
+_LOOK_ALIKES = str.maketrans(
+    {
+        "а": "a", "в": "b", "е": "e", "ё": "e", "к": "k", "м": "m", "н": "h", "о": "o", "р": "p", "с": "c",
+        "т": "t", "у": "y", "х": "x", "і": "i", "ї": "i", "ј": "j", "ѕ": "s", "ԁ": "d", "ɡ": "g", "ӏ": "l",
+        "α": "a", "β": "b", "ε": "e", "η": "n", "ι": "i", "κ": "k", "ν": "v", "ο": "o", "ρ": "p", "τ": "t",
+        "υ": "u", "χ": "x", "ѵ": "v", "ɩ": "i", "0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "@": "a",
+        "$": "s",
+    }
+)  # fmt: skip
 
 
-def _normalise(text: str) -> str:
-    """Lower case, words separated by single spaces, padded, so phrases match on word boundaries only."""
-    return f" {_WORDS.sub(' ', text.lower()).strip()} "
+def _stem(word: str) -> str:
+    """A word without a plural ending, so "bananas" and "banana" meet (applied to both sides)."""
+    if len(word) > 4 and word.endswith("ies"):
+        return word[:-3] + "y"
+    if len(word) > 4 and word.endswith(("ses", "xes", "ches", "shes")):
+        return word[:-2]
+    if len(word) > 3 and word.endswith("s") and not word.endswith("ss"):
+        return word[:-1]
+    return word
+
+
+def words(text: str, articles_apart: bool = False) -> list[str]:
+    """The text's words in normal form (see the module's docstring).
+
+    Letters standing alone are one word spelt out ("s.e.x"); with `articles_apart`,
+    a leading "a" or "i" of such a run stays a word of its own ("a s.e.x poster").
+    """
+    text = unicodedata.normalize("NFKC", text).casefold()
+    text = "".join(c for c in text if unicodedata.category(c) not in ("Cf", "Mn"))  # invisible marks, accents
+    text = text.translate(_LOOK_ALIKES)
+    merged: list[str] = []
+    letters: list[str] = []
+
+    def flush() -> None:
+        if articles_apart and len(letters) > 2 and letters[0] in ("a", "i"):
+            merged.append(letters.pop(0))
+        if letters:
+            merged.append("".join(letters))
+            letters.clear()
+
+    for piece in _SEPARATORS.split(text):
+        if len(piece) == 1:  # a letter on its own: part of a word spelt out with separators
+            letters.append(piece)
+        elif piece:
+            flush()
+            merged.append(piece)
+    flush()
+    return [_stem(word) for word in merged]
+
+
+def _normalise(text: str, articles_apart: bool = False) -> str:
+    """Words in normal form, single spaces, padded, so phrases match on word boundaries only."""
+    return f" {' '.join(words(text, articles_apart))} "
 
 
 class Blocklist:
-    """Whole words and phrases (one per line, # starts a comment); "sex" blocks "sex", not "Essex"."""
+    """Whole words and phrases (one per line, # starts a comment), matched in normal form."""
 
     def __init__(self, phrases: list[str]) -> None:
         self._phrases = [_normalise(p) for p in phrases if p.strip()]
@@ -32,5 +90,5 @@ class Blocklist:
         return len(self._phrases)
 
     def blocks(self, prompt: str) -> bool:
-        text = _normalise(prompt)
-        return any(phrase in text for phrase in self._phrases)
+        readings = {_normalise(prompt), _normalise(prompt, articles_apart=True)}
+        return any(phrase in text for phrase in self._phrases for text in readings)

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import secrets
 import signal
 from concurrent.futures import ThreadPoolExecutor
 
@@ -63,10 +64,20 @@ def freeze_startup_heap() -> None:
     gc.freeze()
 
 
+class UnsafeSettings(RuntimeError):
+    """Settings that would open the class to the network: the service will not start with them."""
+
+
 class InferenceServer:
     """The server's parts and their lifecycle: start listening, load the model, stop gracefully."""
 
     def __init__(self, settings: InferenceSettings) -> None:
+        if settings.open_to_the_network and not settings.api_token:
+            raise UnsafeSettings(
+                f"The inference service would listen on {settings.host} with no API token, so anyone on the "
+                "network could use it. Set CLASSROOM_API_TOKEN (or CLASSROOM_API_TOKEN_FILE), or listen on "
+                "127.0.0.1."
+            )
         self.settings = settings
         interceptors = [TokenInterceptor(settings.api_token)] if settings.api_token else []
         self.server = grpc.aio.server(
@@ -78,9 +89,14 @@ class InferenceServer:
         self.metrics = Metrics()
         self.metrics_port = 0
         self._metrics_server: object | None = None
+        cache_secret = settings.cache_secret
+        if not cache_secret and settings.redis_url:
+            log.warning("no CLASSROOM_CACHE_SECRET: cached trajectories will not be served after a restart")
+            cache_secret = secrets.token_urlsafe(32)
         self.store = TrajectoryStore(
             settings.redis_url or None,
             settings.cache_ttl_s,
+            secret=(cache_secret or "").encode(),
             retry_after_s=settings.cache_retry_s,
             on_availability=self._cache_health,
         )
@@ -114,7 +130,7 @@ class InferenceServer:
         await self.server.start()
         if self.settings.metrics_port:
             self._metrics_server, _ = start_http_server(
-                self.settings.metrics_port, addr=self.settings.host, registry=self.metrics.registry
+                self.settings.metrics_port, addr=self.settings.metrics_host, registry=self.metrics.registry
             )
             self.metrics_port = self._metrics_server.server_port
         log.info("listening on %s:%d; loading %s", self.settings.host, self.port, self.settings.model)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Literal
 
@@ -9,6 +10,7 @@ from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from services.common.channels import TlsClientSettings
+from services.common.secrets import read_secret, with_password
 from services.lessons.catalog import DEFAULT_CATALOG
 
 SD15_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
@@ -36,9 +38,11 @@ class InferenceSettings(TlsClientSettings):
     )
     # "auto" picks the GPU when there is one (float16), else the CPU (float32).
     device: str = Field("auto", description="'auto', 'cuda', 'cuda:N' or 'cpu'.")
-    host: str = Field("0.0.0.0", description="Address the gRPC server listens on.")
-    # Every call but health must carry it (`authorization: Bearer <token>`); unset: no check.
+    # Loopback unless told: listening on a network needs the API token (the server refuses to start without).
+    host: str = Field("127.0.0.1", description="Address the gRPC server listens on (0.0.0.0: every interface).")
+    # Every call but health must carry it (`authorization: Bearer <token>`); unset: no check (loopback only).
     api_token: str | None = Field(None, description="The token clients must send; unset: calls are not checked.")
+    api_token_file: Path | None = Field(None, description="A file holding the API token (compose's secrets volume).")
     # Opens the TeacherService (the teacher's page); unset: nobody can call it.
     teacher_code: str | None = Field(
         None, description="The teacher code the teacher's page sends; unset: no teacher page."
@@ -56,6 +60,11 @@ class InferenceSettings(TlsClientSettings):
 
     # The trajectory cache. Empty: no cache (every request is computed).
     redis_url: str = Field("redis://localhost:6379/0", description="Redis for finished trajectories; empty: none.")
+    redis_password_file: Path | None = Field(None, description="A file holding Redis's password.")
+    # Signs every stored trajectory (HMAC), so entries written by anyone else are never served.
+    # Unset: a random one per start (the cache then does not survive a restart).
+    cache_secret: str | None = Field(None, description="The secret that signs cached trajectories.")
+    cache_secret_file: Path | None = Field(None, description="A file holding the cache secret.")
     # Students' own results expire; lesson trajectories never do (see deploy/redis/).
     cache_ttl_s: int = Field(7 * 24 * 3600, description="Seconds an ad-hoc trajectory stays in Redis.")
     # Finished trajectories kept in this process too, so a class opening the same
@@ -80,6 +89,8 @@ class InferenceSettings(TlsClientSettings):
     rate_limit_per_minute: float = Field(6.0, description="Generations a student may start per minute (0: no limit).")
     rate_limit_burst: int = Field(3, description="Generations a student may start at once before the rate applies.")
     metrics_port: int = Field(9100, description="Port of the Prometheus /metrics endpoint (0: none).")
+    # Who is generating, queue lengths: for the school's monitoring, not for students.
+    metrics_host: str = Field("127.0.0.1", description="Address /metrics listens on (loopback unless set).")
 
     # Moderation: prompts with these words or phrases are refused before any model
     # work. Unset: no blocklist (the Docker deployment sets the shipped one).
@@ -108,3 +119,22 @@ class InferenceSettings(TlsClientSettings):
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ValueError("CLASSROOM_TLS_CERT and CLASSROOM_TLS_KEY must be set together")
         return self
+
+    @model_validator(mode="after")
+    def _secrets_from_files(self) -> InferenceSettings:
+        self.api_token = read_secret(self.api_token, self.api_token_file)
+        self.redis_url = with_password(self.redis_url, read_secret(None, self.redis_password_file))
+        self.cache_secret = read_secret(self.cache_secret, self.cache_secret_file)
+        return self
+
+    @property
+    def open_to_the_network(self) -> bool:
+        """Whether the gRPC port listens beyond this machine."""
+        return not is_loopback(self.host)
+
+
+def is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import random
+import unicodedata
 from dataclasses import dataclass
 
 from services.common.api import pb
@@ -47,10 +48,51 @@ class GenerationSpec:
         return request
 
 
+MAX_INCLUDE_PATHS = 16
+NAME_LIMIT = 40  # characters in a display name
+_ECHO_LIMIT = 40  # characters of a wrong value repeated back in an error
+
+
+def _echo(value: str) -> str:
+    """A value a client sent, safe to repeat in a sentence: short, and with no control characters."""
+    shown = "".join(c if c.isprintable() else "?" for c in value[:_ECHO_LIMIT])
+    return repr(shown + ("..." if len(value) > _ECHO_LIMIT else ""))
+
+
+def hidden_characters(text: str, allow_newlines: bool = False) -> list[str]:
+    """Control, format (invisible, direction-changing) and line-separating characters in `text`, as U+XXXX."""
+    allowed = "\n\t" if allow_newlines else ""
+    found = {
+        f"U+{ord(c):04X}"
+        for c in text
+        if c not in allowed and unicodedata.category(c) in ("Cc", "Cf", "Co", "Cs", "Zl", "Zp")
+    }
+    return sorted(found)
+
+
 def _check_text(field: str, text: str, limit: int, label: str) -> list[tuple[str, str]]:
     if len(text) > limit:
         return [(field, f"The {label} is {len(text)} characters long; the limit is {limit}. Please shorten it.")]
+    hidden = hidden_characters(text, allow_newlines=True)
+    if hidden:
+        return [
+            (
+                field,
+                f"The {label} has invisible or control characters ({', '.join(hidden[:3])}). "
+                "Please type it again without them.",
+            )
+        ]
     return []
+
+
+def check_name(name: str) -> str:
+    """A display name as the teacher's page may show it: at most 40 visible characters; raises RequestError."""
+    name = name.strip()
+    if len(name) > NAME_LIMIT:
+        raise RequestError([("name", f"A name may be at most {NAME_LIMIT} characters long.")])
+    if hidden_characters(name):
+        raise RequestError([("name", "A name may not have invisible or control characters.")])
+    return name
 
 
 def check_prompt(prompt: str, settings: InferenceSettings, *, required: bool = True) -> None:
@@ -113,7 +155,7 @@ def check_generate(
     scheduler = request.scheduler or settings.default_scheduler
     if scheduler not in SCHEDULERS:
         out.append(
-            ("scheduler", f"There is no scheduler called {scheduler!r}. Choose one of: {', '.join(SCHEDULERS)}.")
+            ("scheduler", f"There is no scheduler called {_echo(scheduler)}. Choose one of: {', '.join(SCHEDULERS)}.")
         )
 
     if request.HasField("seed"):
@@ -125,18 +167,21 @@ def check_generate(
 
     include = frozenset(request.include.paths) or DEFAULT_PROBES
     unknown = sorted(include - PROBES.keys())
-    if unknown:
+    if len(request.include.paths) > MAX_INCLUDE_PATHS:
+        out.append(("include", f"The include mask may name at most {MAX_INCLUDE_PATHS} paths."))
+    elif unknown:
         out.append(
             (
                 "include",
-                f"The include mask names {', '.join(map(repr, unknown))}, which a step does not have. "
+                f"The include mask names {', '.join(map(_echo, unknown[:3]))}, which a step does not have. "
                 f"Choose from: {', '.join(PROBES)}.",
             )
         )
 
     if out:
         raise RequestError(out)
-    if blocklist is not None and blocklist.blocks(request.prompt):
+    # The negative prompt too: at guidance 0 the picture is the negative prompt's.
+    if blocklist is not None and (blocklist.blocks(request.prompt) or blocklist.blocks(request.negative_prompt)):
         raise BlockedPrompt
     return GenerationSpec(
         prompt=request.prompt,

@@ -36,11 +36,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     if args.command in ("export", "import"):
+        if not settings.cache_secret:
+            print("Lesson packs need the inference service's cache secret (CLASSROOM_CACHE_SECRET or "
+                  "CLASSROOM_CACHE_SECRET_FILE).", file=sys.stderr)  # fmt: skip
+            return 2
+        secret = settings.cache_secret.encode()
         with redis.Redis.from_url(settings.redis_url) as client:
             if args.command == "export":
-                print(f"exported {export_lessons(client, args.file)} lesson trajectories to {args.file}")
+                print(f"exported {export_lessons(client, args.file, secret)} lesson trajectories to {args.file}")
             else:
-                print(import_lessons(client, args.file))
+                print(import_lessons(client, args.file, secret))
         return 0
 
     client = ClassroomClient(settings)

@@ -16,6 +16,7 @@ def main(argv: list[str] | None = None) -> None:
     trainer = commands.add_parser("train", help="train the model from scratch (seeded) and save it to --out")
     trainer.add_argument("--out", type=Path, required=True, help="the folder to write the model to")
     trainer.add_argument("--vae-from", type=Path, default=None, help="start from this trained autoencoder folder")
+    trainer.add_argument("--start-from", type=Path, default=None, help="train on from this saved Shapes model")
     defaults = TrainConfig()
     for name, value in vars(defaults).items():
         trainer.add_argument(f"--{name.replace('_', '-')}", type=type(value), default=value, help=f"default {value}")
@@ -28,7 +29,7 @@ def main(argv: list[str] | None = None) -> None:
 
     if args.command == "train":
         config = TrainConfig(**{name: getattr(args, name) for name in vars(defaults)})
-        print(f"saved to {train(args.out, config, vae_from=args.vae_from)}")
+        print(f"saved to {train(args.out, config, vae_from=args.vae_from, start_from=args.start_from)}")
     else:
         from services.shapes.evaluate import evaluate_model, format_report
 

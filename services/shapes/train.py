@@ -171,16 +171,21 @@ def train_denoiser(
     captions: list[str],
     config: TrainConfig,
     evaluate: Callable[[UNet2DConditionModel, CLIPTextModel, int], dict[str, float]] | None = None,
+    start_from: Path | None = None,
 ) -> tuple[UNet2DConditionModel, CLIPTextModel]:
-    """Train the UNet and text encoder on scaled latents; returns their moving averages."""
+    """Train the UNet and text encoder on scaled latents (from scratch, or on from a saved model)."""
     torch.manual_seed(config.seed + 2)
     generator = torch.Generator().manual_seed(config.seed + 3)
     tokenizer = clip_tokenizer()
     ids = tokenizer(captions, padding="max_length", max_length=77, truncation=True, return_tensors="pt").input_ids
     empty = tokenizer([""], padding="max_length", max_length=77, return_tensors="pt").input_ids
 
-    unet = UNet2DConditionModel(**unet_config())
-    text_encoder = CLIPTextModel(clip_text_config(**text_config()))
+    if start_from is None:
+        unet = UNet2DConditionModel(**unet_config())
+        text_encoder = CLIPTextModel(clip_text_config(**text_config()))
+    else:
+        unet = UNet2DConditionModel.from_pretrained(start_from / "unet", torch_dtype=torch.float32)
+        text_encoder = CLIPTextModel.from_pretrained(start_from / "text_encoder", dtype=torch.float32)
     noise_schedule = DDPMScheduler.from_config(SD1_SCHEDULER_CONFIG)
     alphas_cumprod = noise_schedule.alphas_cumprod
     # Unused vocabulary rows must not decay: no weight decay on the text side.
@@ -244,8 +249,20 @@ def fit_preview_factors(vae: AutoencoderKL, scaled_latents: torch.Tensor) -> dic
 # -- 5. the whole recipe -----------------------------------------------------------
 
 
-def train(out: Path, config: TrainConfig, evaluate_every: bool = True, vae_from: Path | None = None) -> Path:
-    """Run the whole recipe and save a diffusers-format model to `out` (with an autoencoder already trained: skip 1)."""
+def train(
+    out: Path,
+    config: TrainConfig,
+    evaluate_every: bool = True,
+    vae_from: Path | None = None,
+    start_from: Path | None = None,
+) -> Path:
+    """Run the whole recipe and save a diffusers-format model to `out`.
+
+    `vae_from`: an autoencoder already trained (skips step 1). `start_from`: a saved
+    Shapes model whose autoencoder, UNet and text encoder training goes on from.
+    """
+    if start_from is not None:
+        vae_from = start_from / "vae"
     started = time.perf_counter()
     torch.set_num_threads(max(1, torch.get_num_threads()))
     if vae_from is not None:
@@ -265,7 +282,7 @@ def train(out: Path, config: TrainConfig, evaluate_every: bool = True, vae_from:
         from services.shapes.quick_eval import QuickEval
 
         evaluate = QuickEval(vae, clip_tokenizer(), out / "progress")
-    unet, text_encoder = train_denoiser(scaled, captions, config, evaluate)
+    unet, text_encoder = train_denoiser(scaled, captions, config, evaluate, start_from)
 
     preview_factors = fit_preview_factors(vae, scaled)  # before the float16 cast below
     folder = save_pipeline(out, text_encoder=text_encoder, unet=unet, vae=vae, dtype=torch.float16)
@@ -278,6 +295,7 @@ def train(out: Path, config: TrainConfig, evaluate_every: bool = True, vae_from:
     }
     (folder / CLASSROOM_FILE).write_text(json.dumps(card, indent=2))
     seconds = round(time.perf_counter() - started)
-    record = {"config": asdict(config), "seconds": seconds, "scaling_factor": scaling_factor}
+    record = {"config": asdict(config), "seconds": seconds, "scaling_factor": scaling_factor,
+              "started_from": str(start_from) if start_from else None}  # fmt: skip
     (folder / "training.json").write_text(json.dumps(record, indent=2))
     return folder

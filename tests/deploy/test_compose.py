@@ -25,11 +25,15 @@ def test_compose_file_validates_offline():
 
 def test_the_services_start_in_dependency_order_on_health(compose):
     services = compose["services"]
-    assert set(services) == {"redis", "inference", "frontend", "precompute"}
+    assert set(services) == {"secrets", "redis", "inference", "frontend", "precompute"}
     for name, service in services.items():
         for needed, condition in service.get("depends_on", {}).items():
+            if needed == "secrets":  # a one-shot job: the others wait for it to finish
+                assert condition == {"condition": "service_completed_successfully"}, name
+                continue
             assert condition == {"condition": "service_healthy"}, (name, needed)
             assert "healthcheck" in services[needed], f"{name} waits on {needed}, which has no health check"
+    assert set(services["redis"]["depends_on"]) == {"secrets"}
     assert set(services["inference"]["depends_on"]) == {"redis"}
     assert set(services["frontend"]["depends_on"]) == {"inference"}
     assert set(services["precompute"]["depends_on"]) == {"inference"}
@@ -51,7 +55,7 @@ def test_redis_keeps_lessons_and_the_volumes_are_declared(compose):
     redis = compose["services"]["redis"]
     assert "./deploy/redis/redis.conf:/usr/local/etc/redis/redis.conf:ro" in redis["volumes"]
     assert "redis-data:/data" in redis["volumes"]
-    assert set(compose["volumes"]) == {"hf-cache", "redis-data"}
+    assert set(compose["volumes"]) == {"hf-cache", "redis-data", "classroom-secrets"}
     config = (ROOT / "deploy" / "redis" / "redis.conf").read_text().split("\n")
     assert "maxmemory-policy volatile-lru" in config and "appendonly yes" in config
 
@@ -90,3 +94,26 @@ class _ResetLoader(yaml.SafeLoader):
 
 
 _ResetLoader.add_constructor("!reset", lambda loader, node: "!reset")
+
+
+def test_a_fresh_install_publishes_only_the_front_end(compose):
+    services = compose["services"]
+    published = {name: service["ports"] for name, service in services.items() if service.get("ports")}
+    assert published == {"frontend": ["${CLASSROOM_FRONTEND_PORT:-8501}:8501"]}
+
+
+def test_the_secrets_are_made_on_first_start_and_every_service_reads_its_own(compose):
+    services = compose["services"]
+    assert services["secrets"]["command"] == ["python", "-m", "services.inference", "make-secrets", "/secrets"]
+    for name in ("redis", "inference", "frontend", "precompute"):
+        assert "classroom-secrets:/secrets:ro" in services[name]["volumes"], name
+    # Redis requires the password; the clients read it and the API token from the volume.
+    assert "--requirepass" in " ".join(services["redis"]["command"])
+    assert "/secrets/redis_password" in " ".join(services["redis"]["healthcheck"]["test"])
+    for name in ("inference", "precompute"):
+        assert services[name]["environment"]["CLASSROOM_REDIS_PASSWORD_FILE"] == "/secrets/redis_password"
+        assert services[name]["environment"]["CLASSROOM_CACHE_SECRET_FILE"] == "/secrets/cache_secret"
+    for name in ("inference", "frontend", "precompute"):
+        assert services[name]["environment"]["CLASSROOM_API_TOKEN_FILE"] == "/secrets/api_token"
+    # The service listens on the compose network, which it may only do with the token.
+    assert services["inference"]["environment"]["CLASSROOM_HOST"] == "0.0.0.0"

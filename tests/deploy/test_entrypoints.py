@@ -14,9 +14,11 @@ import time
 import urllib.request
 from pathlib import Path
 
+import grpc
+import pytest
 import yaml
 
-from services.common.api import pb
+from services.common.api import bearer, pb
 from tests.frontend.conftest import LESSON_CATALOG, ROOT
 from tests.integration.helpers import collect, request
 from tests.support.redis_server import RedisServer
@@ -47,15 +49,32 @@ def environment(service: dict, hosts: dict[str, str], overrides: dict[str, str])
     return os.environ | env | overrides
 
 
+class Authorised:
+    """A stub whose every call carries the bearer token."""
+
+    def __init__(self, stub, token: str) -> None:
+        self.stub, self.metadata = stub, bearer(token)
+
+    def __getattr__(self, name):
+        method = getattr(self.stub, name)
+        return lambda message, **kwargs: method(message, metadata=self.metadata, **kwargs)
+
+
 def test_containers_entry_points_serve_a_cached_and_a_live_generation(tiny_dir, tmp_path):
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
-    redis_server = RedisServer(tmp_path / "redis").start()
+    # The first start's job: the class's secrets, made in the (here: a temporary) secrets volume.
+    secrets = tmp_path / "secrets"
+    made = subprocess.run([*local_python(compose["secrets"]["command"][:-1]), str(secrets)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    redis_server = RedisServer(tmp_path / "redis", password=(secrets / "redis_password").read_text().strip()).start()
     grpc_port, web_port = free_port(), free_port()
-    # Host names become loopback addresses; the image's /app is this checkout.
+    # Host names become loopback addresses; the image's /app is this checkout; /secrets the volume.
     hosts = {
         "redis:6379": f"127.0.0.1:{redis_server.port}",
         "inference:50051": f"127.0.0.1:{grpc_port}",
         "/app/": f"{ROOT}/",
+        "/secrets/": f"{secrets}/",
     }
     common = {"CLASSROOM_MODEL": "tiny", "CLASSROOM_TINY_DIR": str(tiny_dir), "CLASSROOM_CATALOG": str(LESSON_CATALOG),
               "CLASSROOM_HOST": "127.0.0.1", "CLASSROOM_METRICS_PORT": "0"}  # fmt: skip
@@ -68,7 +87,7 @@ def test_containers_entry_points_serve_a_cached_and_a_live_generation(tiny_dir, 
 
     try:
         inference_env = environment(compose["inference"], hosts, common | {"CLASSROOM_GRPC_PORT": str(grpc_port)})
-        assert inference_env["CLASSROOM_REDIS_URL"] == redis_server.url
+        assert inference_env["CLASSROOM_REDIS_URL"] == f"redis://127.0.0.1:{redis_server.port}/0"
         assert Path(inference_env["CLASSROOM_BLOCKLIST"]).is_file()  # moderation on, as in Docker
         inference = start(image_command("inference.Dockerfile"), inference_env)
         address = f"127.0.0.1:{grpc_port}"
@@ -93,7 +112,13 @@ def test_containers_entry_points_serve_a_cached_and_a_live_generation(tiny_dir, 
                 assert time.monotonic() < deadline, "the front end did not answer its health check"
                 time.sleep(0.2)
 
+        # Without the generated token the service answers nobody; with it, everything works.
         channel, stub = stub_for(address)
+        with pytest.raises(grpc.RpcError) as refused:
+            stub.ListLessons(pb.ListLessonsRequest())
+        assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        token = (secrets / "api_token").read_text().strip()
+        stub = Authorised(stub, token)
         lessons = stub.ListLessons(pb.ListLessonsRequest())
         assert {e.cache_state for e in lessons.entries} == {pb.CACHE_STATE_LESSON}
         cached = collect(stub.Generate(lessons.entries[0].request))

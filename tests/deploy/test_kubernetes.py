@@ -76,3 +76,24 @@ def test_redis_is_persistent_and_configured_like_compose(manifests):
     assert config == (ROOT / "deploy" / "redis" / "redis.conf").read_text()
     job = find(manifests, "Job", "precompute")["spec"]["template"]["spec"]["containers"][0]
     assert job["command"][:3] == ["python", "-m", "services.precompute"]
+
+
+def test_every_pod_gets_the_class_secrets_and_redis_requires_its_password(manifests):
+    settings = find(manifests, "ConfigMap", "classroom-settings")["data"]
+    assert settings["CLASSROOM_API_TOKEN_FILE"] == "/secrets/api_token"
+    assert settings["CLASSROOM_REDIS_PASSWORD_FILE"] == "/secrets/redis_password"
+    assert settings["CLASSROOM_HOST"] == "0.0.0.0"  # allowed only because the token is there
+    pods = {
+        "inference": find(manifests, "Deployment", "inference")["spec"]["template"]["spec"],
+        "frontend": find(manifests, "Deployment", "frontend")["spec"]["template"]["spec"],
+        "precompute": find(manifests, "Job", "precompute")["spec"]["template"]["spec"],
+        "redis": find(manifests, "StatefulSet", "redis")["spec"]["template"]["spec"],
+    }
+    for name, pod in pods.items():
+        secret = next(v for v in pod["volumes"] if v["name"] == "secrets")["secret"]
+        assert secret == {"secretName": "classroom-secrets"}, name  # not optional: nothing starts without it
+        mounts = pod["containers"][0]["volumeMounts"]
+        assert {"name": "secrets", "mountPath": "/secrets", "readOnly": True} in mounts, name
+    redis = pods["redis"]["containers"][0]
+    assert "--requirepass" in " ".join(redis["command"])
+    assert "/secrets/redis_password" in " ".join(redis["readinessProbe"]["exec"]["command"])

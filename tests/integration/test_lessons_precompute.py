@@ -11,10 +11,11 @@ from services.common.trajectories import KEY_PREFIX
 from services.lessons.catalog import all_entries, load_catalog
 from services.precompute.packs import MAGIC, export_lessons, import_lessons
 from services.precompute.render import render_catalog
+from tests.conftest import CACHE_SECRET
 from tests.integration.helpers import collect
-from tests.support.redis_server import RedisServer
 from tests.support.servers import client_for, running_server, stub_for
 
+SECRET = CACHE_SECRET.encode()
 SMALL_CATALOG = """
 version: 3
 collections:
@@ -42,20 +43,6 @@ def catalog_file(tmp_path):
     path = tmp_path / "catalog.yaml"
     path.write_text(textwrap.dedent(SMALL_CATALOG))
     return path
-
-
-@pytest.fixture
-def fresh_redis(tmp_path):
-    servers = []
-
-    def start(name):
-        server = RedisServer(tmp_path / name).start()
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        server.stop()
 
 
 def stats(stub):
@@ -112,11 +99,11 @@ def test_precompute_renders_once_and_packs_move_lessons(settings, catalog_file, 
 
     pack = tmp_path / "lessons.pack"
     with school.client() as client:
-        assert export_lessons(client, pack) == 8
+        assert export_lessons(client, pack, SECRET) == 8
     classroom = fresh_redis("classroom")
     with classroom.client() as client:
-        summary = import_lessons(client, pack)
-        assert (summary.imported, summary.rejected) == (8, 0)
+        summary = import_lessons(client, pack, SECRET)
+        assert (summary.imported, summary.signed_anew, summary.rejected) == (8, 0, 0)
 
     # A machine without the model's work: every lesson opens from the imported pack.
     config = settings.model_copy(update={"redis_url": classroom.url, "catalog": catalog_file})
@@ -140,12 +127,12 @@ def test_a_damaged_pack_entry_is_rejected(settings, catalog_file, fresh_redis, t
         client.close()
     pack = tmp_path / "lessons.pack"
     with school.client() as client:
-        assert export_lessons(client, pack) == 4
+        assert export_lessons(client, pack, SECRET) == 4
     data = bytearray(pack.read_bytes())
     data[len(MAGIC) + 4 + 8 + 1000] ^= 0xFF  # bits of the first trajectory rot
     pack.write_bytes(bytes(data))
     with fresh_redis("other").client() as client:
-        summary = import_lessons(client, pack)
+        summary = import_lessons(client, pack, SECRET)
     assert (summary.imported, summary.rejected) == (3, 1)
 
 
@@ -153,7 +140,8 @@ def test_precompute_command_line(settings, catalog_file, fresh_redis, tmp_path):
     redis_server = fresh_redis("cli")
     config = settings.model_copy(update={"redis_url": redis_server.url, "catalog": catalog_file})
     with running_server(config) as server:
-        env = {"CLASSROOM_INFERENCE_ADDR": server.address, "CLASSROOM_REDIS_URL": redis_server.url}
+        env = {"CLASSROOM_INFERENCE_ADDR": server.address, "CLASSROOM_REDIS_URL": redis_server.url,
+               "CLASSROOM_CACHE_SECRET": CACHE_SECRET}  # fmt: skip
         run = [sys.executable, "-m", "services.precompute"]
         result = subprocess.run([*run, "render", "--collection", "tiny-pairs"], env=env, capture_output=True,
                                 text=True, timeout=300)  # fmt: skip

@@ -7,6 +7,7 @@ import pytest
 
 from services.common.api import pb, unbatch
 from services.common.trajectories import FORMAT_VERSION, Namespace, redis_key, unpack
+from tests.conftest import CACHE_SECRET
 from tests.integration.helpers import ALL_PROBES, collect, request
 
 
@@ -178,4 +179,4 @@ def test_a_damaged_entry_is_dropped_and_recomputed(stub, server, redis_server, d
     assert after.cache_entries_dropped == before.cache_entries_dropped + 1
     assert computed(again) == computed(original)
     with redis_server.client() as client:
-        assert unpack(client.get(key)).events  # stored whole again
+        assert unpack(client.get(key), CACHE_SECRET.encode()).events  # stored whole again

@@ -9,24 +9,27 @@ from pathlib import Path
 
 import redis
 
+from services.common.secrets import with_password
 from tests.support.servers import free_port
 
 
 class RedisServer:
     """redis-server with no persistence, in a folder of its own; can be killed and restarted."""
 
-    def __init__(self, folder: Path, port: int | None = None) -> None:
+    def __init__(self, folder: Path, port: int | None = None, password: str | None = None) -> None:
         executable = shutil.which("redis-server")
         if executable is None:
             raise RuntimeError("redis-server is not installed: run `make install` (apt-get install redis-server)")
         self.executable = executable
         self.folder = folder
         self.port = port or free_port()
+        self.password = password
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        """The URL a client needs (with the password, when the server has one)."""
+        return with_password(f"redis://127.0.0.1:{self.port}/0", self.password)
 
     def client(self) -> redis.Redis:
         return redis.Redis.from_url(self.url)
@@ -35,7 +38,8 @@ class RedisServer:
         self.folder.mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(
             [self.executable, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.folder)],
+             "--appendonly", "no", "--dir", str(self.folder),
+             *(["--requirepass", self.password] if self.password else [])],
             stdout=subprocess.DEVNULL,
         )  # fmt: skip
         deadline = time.monotonic() + timeout

@@ -1,0 +1,1 @@
+"""Attacks on a real stack, each asserting its defence."""

@@ -1,0 +1,236 @@
+"""The attacks a student on the school network could try, each against a real stack, each with its defence.
+
+Real gRPC servers on loopback, real Redis (with a password where the attack is
+on Redis). What is checked is what the attacker gets: a refusal with a clear
+sentence, never the thing they were after.
+"""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+
+from services.common.api import NAME_METADATA, STUDENT_METADATA, pb, store_pb
+from services.common.secrets import ensure_secrets
+from services.common.trajectories import Namespace, pack, redis_key
+from services.inference.moderation import DEFAULT_BLOCKLIST, Blocklist
+from services.inference.refusals import BLOCKED_MESSAGE
+from services.inference.server import InferenceServer, UnsafeSettings
+from services.inference.settings import InferenceSettings
+from services.precompute.packs import export_lessons, import_lessons
+from tests.conftest import CACHE_SECRET
+from tests.integration.helpers import collect, request
+from tests.support.redis_server import RedisServer
+from tests.support.servers import running_server, stub_for
+
+
+def small(prompt: str = "a paper boat", **fields) -> pb.GenerateRequest:
+    return request(prompt, num_inference_steps=fields.pop("steps", 3), width=64, height=64, **fields)
+
+
+def refused(call) -> grpc.RpcError:
+    with pytest.raises(grpc.RpcError) as caught:
+        call()
+    return caught.value
+
+
+# -- nothing open by default -------------------------------------------------
+
+
+def test_the_service_will_not_listen_on_the_network_without_a_token(settings):
+    with pytest.raises(UnsafeSettings, match="CLASSROOM_API_TOKEN"):
+        InferenceServer(settings.model_copy(update={"host": "0.0.0.0", "api_token": None}))
+
+
+def test_the_defaults_listen_on_loopback_only():
+    defaults = InferenceSettings()
+    assert defaults.host == "127.0.0.1" and defaults.metrics_host == "127.0.0.1"
+    assert not defaults.open_to_the_network
+
+
+def test_first_start_secrets_are_random_and_kept(tmp_path):
+    assert sorted(ensure_secrets(tmp_path)) == ["api_token", "cache_secret", "redis_password"]
+    values = {p.name: p.read_text() for p in tmp_path.iterdir()}
+    assert len(set(values.values())) == 3 and all(len(v.strip()) >= 32 for v in values.values())
+    assert ensure_secrets(tmp_path) == []  # a restart keeps them: cached lessons stay valid
+    assert {p.name: p.read_text() for p in tmp_path.iterdir()} == values
+
+
+def test_redis_with_a_password_serves_only_who_has_it(settings, tmp_path):
+    ensure_secrets(tmp_path / "secrets")
+    password_file = tmp_path / "secrets" / "redis_password"
+    protected = RedisServer(tmp_path / "redis", password=password_file.read_text().strip()).start()
+    try:
+        bare = f"redis://127.0.0.1:{protected.port}/0"
+        # As compose starts it: a bare URL, and the password read from the secrets volume.
+        fields = settings.model_dump(exclude={"redis_url", "redis_password_file"})
+        with_file = InferenceSettings(**fields, redis_url=bare, redis_password_file=password_file)
+        with running_server(with_file) as server:
+            channel, stub = stub_for(server.address)
+            assert collect(stub.Generate(small(seed=1))).status.source == pb.TRAJECTORY_SOURCE_COMPUTED
+            assert collect(stub.Generate(small(seed=1))).status.source == pb.TRAJECTORY_SOURCE_CACHE
+            channel.close()
+        # Without the password the cache stays shut: the service says so and keeps generating, uncached.
+        with running_server(settings.model_copy(update={"redis_url": bare})) as server:
+            channel, stub = stub_for(server.address)
+            first = collect(stub.Generate(small(seed=2)))
+            assert first.status.source == pb.TRAJECTORY_SOURCE_COMPUTED
+            stats = stub.GetServerStats(pb.GetServerStatsRequest())
+            assert not stats.cache_available and "cannot be reached" in stats.cache_status
+            channel.close()
+    finally:
+        protected.stop()
+
+
+# -- identity ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("metadata", "field"),
+    [
+        (((STUDENT_METADATA, "teacher:precompute"),), "belongs to the server"),
+        (((STUDENT_METADATA, "x" * 500),), "too long"),
+        (((NAME_METADATA, ("Ms Rivera" + "\u202e" + "x" * 7000).encode()),), "at most 40 characters"),
+        (((NAME_METADATA, b"Sam\x00\x1b[2J"),), "control characters"),
+    ],
+)
+def test_no_one_can_be_the_server_or_bring_an_unprintable_name(stub, metadata, field):
+    error = refused(lambda: collect(stub.Generate(small(seed=5), metadata=metadata)))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert field in error.details()
+
+
+# -- trustworthy cache and packs ----------------------------------------------
+
+
+def forge(redis_server: RedisServer, key: str, record: store_pb.TrajectoryRecord, secret: bytes) -> None:
+    with redis_server.client() as client:
+        client.set(key, pack(record, secret))
+
+
+def stored_record(redis_server: RedisServer, key: str) -> store_pb.TrajectoryRecord:
+    from services.common.trajectories import unpack
+
+    with redis_server.client() as client:
+        return unpack(client.get(key), CACHE_SECRET.encode())
+
+
+@pytest.mark.parametrize("forgery", ["another secret", "another request in the header", "too many frames"])
+def test_a_forged_cache_entry_is_never_served(stub, server, redis_server, forgery):
+    spec = small("a lantern in the fog", seed={"another secret": 41, "another request in the header": 42,
+                                                 "too many frames": 43}[forgery])  # fmt: skip
+    original = collect(stub.Generate(spec))
+    key = redis_key(Namespace.AD_HOC, original.status.trajectory_key)
+    record = stored_record(redis_server, key)
+    secret = CACHE_SECRET.encode()
+    if forgery == "another secret":
+        final = record.events[-1].final
+        final.image.data = b"not the model's picture"
+        secret = b"what an attacker guessed"
+    elif forgery == "another request in the header":
+        record.events[0].header.request.prompt = "something else entirely"
+    else:
+        frame = record.events[1]
+        for _ in range(3000):
+            record.events.insert(1, frame)
+    forge(redis_server, key, record, secret)
+    server.call(server.classroom.hub.forget)
+    again = collect(stub.Generate(spec))
+    assert again.status.source == pb.TRAJECTORY_SOURCE_COMPUTED  # recomputed, not served
+    assert len(again.frames) == 3
+    assert again.final.image.data == original.final.image.data
+
+
+def test_a_pack_from_another_server_is_checked_and_signed_anew(stub, redis_server, tmp_path, fresh_redis):
+    collect(stub.Generate(small("a kite", seed=61)))
+    # Another school's pack: the same trajectories signed with their secret.
+    theirs = fresh_redis("theirs")
+    with redis_server.client() as ours, theirs.client() as client:
+        for key in ours.scan_iter(match="classroom:*:adhoc:*"):
+            from services.common.trajectories import unpack
+
+            try:
+                record = unpack(ours.get(key), CACHE_SECRET.encode())
+            except Exception:
+                continue
+            client.set(key.decode().replace(":adhoc:", ":lesson:"), pack(record, b"their secret"))
+        pack_file = tmp_path / "theirs.pack"
+        assert export_lessons(client, pack_file, b"their secret") >= 1
+    here = fresh_redis("here")
+    with here.client() as client:
+        summary = import_lessons(client, pack_file, CACHE_SECRET.encode())
+    assert summary.imported == summary.signed_anew >= 1 and summary.rejected == 0
+    # A pack whose picture was swapped for bytes that do not decode is refused, whoever signed it.
+    with theirs.client() as client:
+        key = next(iter(client.scan_iter(match="classroom:*:lesson:*")))
+        from services.common.trajectories import unpack
+
+        record = unpack(client.get(key), b"their secret")
+        record.events[-1].final.image.data = b"\x89PNG but not really"
+        client.set(key, pack(record, b"their secret"))
+        assert export_lessons(client, pack_file, b"their secret") >= 1
+    with fresh_redis("again").client() as client:
+        summary = import_lessons(client, pack_file, CACHE_SECRET.encode())
+    assert summary.rejected >= 1
+
+
+# -- moderation that normalises -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "evasion",
+    [
+        "SEX on the beach",
+        "a s.e.x poster",
+        "s\u200bex",  # a zero-width space inside
+        "\uff53\uff45\uff58",  # fullwidth letters
+        "\u0455\u0435\u0445",  # Cyrillic look-alikes
+        "5ex",
+        "nudes",
+        "the sexes",
+        "p-o-r-n",
+    ],
+)
+def test_blocklist_evasions_are_caught(evasion):
+    assert Blocklist.from_file(DEFAULT_BLOCKLIST).blocks(evasion)
+
+
+@pytest.mark.parametrize("harmless", ["a cottage in Essex", "a glass of water", "buses at night", "a red circle"])
+def test_harmless_prompts_pass(harmless):
+    assert not Blocklist.from_file(DEFAULT_BLOCKLIST).blocks(harmless)
+
+
+def test_the_negative_prompt_is_moderated_too(settings):
+    config = settings.model_copy(update={"blocklist": DEFAULT_BLOCKLIST})
+    with running_server(config) as server:
+        channel, stub = stub_for(server.address)
+        # At guidance 0 the picture is the negative prompt's: it is checked like the prompt.
+        error = refused(lambda: collect(stub.Generate(small(negative_prompt="n.u.d.e", guidance_scale=0))))
+        assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and error.details() == BLOCKED_MESSAGE
+        channel.close()
+
+
+# -- errors that stay clear --------------------------------------------------------
+
+
+def test_control_characters_in_a_prompt_get_a_sentence(stub):
+    error = refused(lambda: collect(stub.Generate(small("a cat\x00\u202e on a mat"))))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "invisible or control characters (U+0000, U+202E)" in error.details()
+
+
+def test_echoed_values_are_short_and_include_masks_bounded(stub):
+    long_name = "x" * 5000
+    error = refused(lambda: collect(stub.Generate(small(scheduler=long_name))))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and len(error.details()) < 300
+    many = small(include=[f"probe{i}" for i in range(1000)])
+    error = refused(lambda: collect(stub.Generate(many)))
+    assert "at most 16 paths" in error.details()
+
+
+def test_invalid_calls_do_not_make_a_crowd(stub, server):
+    arrivals = server.classroom.crowd._arrivals
+    before = list(arrivals)
+    for _ in range(40):
+        refused(lambda: collect(stub.Generate(small("", seed=1))))  # empty prompt: invalid
+    assert list(arrivals) == before  # cached replays are not held back by a flood of bad calls
