@@ -32,6 +32,10 @@ if [ -z "${CLASSROOM_REDIS_URL:-}" ]; then
   export CLASSROOM_REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0"
 fi
 
+# The cache secret, made once and kept, so cached lessons outlive a restart. Everything here
+# listens on this machine only, except the front end.
+"$PY" -m services.inference make-secrets "$RUN/secrets" >/dev/null
+export CLASSROOM_CACHE_SECRET_FILE=${CLASSROOM_CACHE_SECRET_FILE:-$PWD/$RUN/secrets/cache_secret}
 CLASSROOM_GRPC_PORT=$GRPC_PORT "$PY" -m services.inference serve &
 pids+=($!)
 
