@@ -62,6 +62,7 @@ def settings(tiny_dir: Path, redis_server: RedisServer) -> InferenceSettings:
         redis_url=redis_server.url,
         metrics_port=0,
         rate_limit_per_minute=0,  # the suite is one busy "student"; tests/integration/test_safety.py turns it on
+        text_rate_limit_per_minute=0,
         cache_secret=CACHE_SECRET,
     )
 

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from frontend.client import get_client
+from frontend.client import get_client, student_id
 from frontend.views import diverging, enlarge, guarded
 from services.common.api import pb
 from services.common.codecs import tensor_from_proto
@@ -26,7 +26,7 @@ st.markdown(
 
 client = get_client()
 prompt = st.text_input("Prompt", "a photo of an astronaut riding a horse", max_chars=1000)
-tokens = guarded(lambda: client.tokenize(prompt))
+tokens = guarded(lambda: client.tokenize(prompt, student_id()))
 if tokens is None:
     st.stop()
 
@@ -66,7 +66,7 @@ with st.expander("Every token"):
         hide_index=True,
     )
 
-encoding = guarded(lambda: client.encode(prompt))
+encoding = guarded(lambda: client.encode(prompt, student_id()))
 if encoding is None:
     st.stop()
 vectors = tensor_from_proto(encoding.embeddings).astype(np.float32)
@@ -87,7 +87,7 @@ st.markdown(
     "depends on what came before it, and the start token's vector is always the same."
 )
 other = st.text_input("Compare with", "a photo of an astronaut riding a camel", max_chars=1000)
-second = guarded(lambda: client.encode(other))
+second = guarded(lambda: client.encode(other, student_id()))
 if second is not None:
     others = tensor_from_proto(second.embeddings).astype(np.float32)
     norms = np.linalg.norm(vectors, axis=1) * np.linalg.norm(others, axis=1)

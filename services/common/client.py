@@ -150,8 +150,12 @@ class ClassroomClient:
     def close(self) -> None:
         self.channel.close()
 
-    def _call(self, method: grpc.UnaryUnaryMultiCallable, message: object, teacher_code: str | None = None) -> object:
+    def _call(
+        self, method: grpc.UnaryUnaryMultiCallable, message: object, teacher_code: str | None = None, student: str = ""
+    ) -> object:
         metadata = self._auth if teacher_code is None else (*self._auth, (TEACHER_METADATA, teacher_code))
+        if student:
+            metadata = (*metadata, (STUDENT_METADATA, student))
         try:
             return method(message, timeout=self.settings.request_timeout_s, metadata=metadata)
         except grpc.RpcError as error:
@@ -174,11 +178,12 @@ class ClassroomClient:
     def model_info(self) -> pb.GetModelInfoResponse:
         return self._call(self.stub.GetModelInfo, pb.GetModelInfoRequest())
 
-    def tokenize(self, prompt: str) -> pb.TokenizeResponse:
-        return self._call(self.stub.Tokenize, pb.TokenizeRequest(prompt=prompt))
+    def tokenize(self, prompt: str, student: str = "") -> pb.TokenizeResponse:
+        """The prompt's tokens; `student` names whose allowance of text calls it uses."""
+        return self._call(self.stub.Tokenize, pb.TokenizeRequest(prompt=prompt), student=student)
 
-    def encode(self, prompt: str) -> pb.PromptEncoding:
-        return self._call(self.stub.EncodePrompt, pb.EncodePromptRequest(prompt=prompt)).encoding
+    def encode(self, prompt: str, student: str = "") -> pb.PromptEncoding:
+        return self._call(self.stub.EncodePrompt, pb.EncodePromptRequest(prompt=prompt), student=student).encoding
 
     def lessons(self, collection: str = "") -> pb.ListLessonsResponse:
         return self._call(self.stub.ListLessons, pb.ListLessonsRequest(collection=collection))

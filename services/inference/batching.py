@@ -204,23 +204,37 @@ class BatchScheduler:
             ]
         return running + waiting
 
+    def _refusal(self, requester: Requester) -> tuple[str, StudentBusy | QueueFull] | None:
+        """Why the scheduler would refuse this student now (metric label, refusal), or None. Lock held."""
+        if requester.student in self._students:
+            return "student_busy", StudentBusy()
+        if len(self._waiting) >= self.max_queue:
+            return "queue_full", QueueFull(len(self._waiting), self._retry_after(len(self._waiting)))
+        if self.max_queue_per_class:
+            ahead = sum(job.requester.classroom == requester.classroom for job in self._waiting)
+            if ahead >= self.max_queue_per_class:
+                return "class_queue_full", QueueFull(ahead, self._retry_after(ahead), classroom=requester.classroom)
+        return None
+
+    def check(self, requester: Requester) -> None:
+        """Raise what `submit` would raise now, without counting it (so nothing is spent on a refusal)."""
+        with self._lock:
+            refusal = self._refusal(requester)
+        if refusal is not None:
+            raise refusal[1]
+
     def submit(self, spec: GenerationSpec, requester: Requester) -> Job:
         """Queue a generation, or refuse: StudentBusy, QueueFull (the whole queue, or the class's share)."""
         with self._lock:
-            if requester.student in self._students:
-                self.metrics.rejected.labels("student_busy").inc()
-                self._stats.rejected_student_busy += 1
-                raise StudentBusy
-            if len(self._waiting) >= self.max_queue:
-                self.metrics.rejected.labels("queue_full").inc()
-                self._stats.rejected_queue_full += 1
-                raise QueueFull(len(self._waiting), self._retry_after(len(self._waiting)))
-            if self.max_queue_per_class:
-                ahead = sum(job.requester.classroom == requester.classroom for job in self._waiting)
-                if ahead >= self.max_queue_per_class:
-                    self.metrics.rejected.labels("class_queue_full").inc()
+            refusal = self._refusal(requester)
+            if refusal is not None:
+                label, error = refusal
+                self.metrics.rejected.labels(label).inc()
+                if isinstance(error, StudentBusy):
+                    self._stats.rejected_student_busy += 1
+                else:
                     self._stats.rejected_queue_full += 1
-                    raise QueueFull(ahead, self._retry_after(ahead), classroom=requester.classroom)
+                raise error
             job = Job(spec=spec, requester=requester, loop=asyncio.get_running_loop())
             self._students[requester.student] = job
             self._waiting.append(job)

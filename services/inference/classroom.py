@@ -30,7 +30,7 @@ from services.inference.metrics import Metrics
 from services.inference.models import DiffusionModel, PromptEmbedding, PromptTokens
 from services.inference.moderation import Blocklist
 from services.inference.ratelimit import RateLimiter
-from services.inference.refusals import BlockedPrompt, QueueFull, RequestError, TrajectoryFailed
+from services.inference.refusals import BlockedPrompt, QueueFull, Refusal, RequestError, TrajectoryFailed
 from services.inference.settings import InferenceSettings
 from services.inference.trajectories import Trajectory
 from services.inference.validation import (
@@ -119,6 +119,9 @@ class Classroom:
             max_queue_per_class=settings.max_queue_per_class,
         )
         self.limiter = RateLimiter(store, settings.rate_limit_per_minute, settings.rate_limit_burst)
+        self.text_limiter = RateLimiter(
+            store, settings.text_rate_limit_per_minute, settings.text_rate_limit_burst, bucket="text"
+        )
         self.hub = TrajectoryHub(
             model,
             self.scheduler,
@@ -188,21 +191,31 @@ class Classroom:
         rules: one generation per student, the queue's length, each class's share.
         A paused class is still admitted; its generations wait until the teacher resumes.
         """
-        if not lesson:
-            await self.limiter.take(who.student)
-        return self.scheduler.submit(spec, who)
+        # A refusal costs nothing: the scheduler is asked first, and a token taken for a
+        # request it then refuses (the queue filled meanwhile) is given back.
+        self.scheduler.check(who)
+        if lesson:
+            return self.scheduler.submit(spec, who)
+        await self.limiter.take(who.student)
+        try:
+            return self.scheduler.submit(spec, who)
+        except Refusal:
+            await self.limiter.give_back(who.student)
+            raise
 
     def release(self, trajectory: Trajectory) -> None:
         self.hub.release(trajectory)
 
     # -- the text side -------------------------------------------------------
 
-    async def tokenize(self, prompt: str) -> PromptTokens:
+    async def tokenize(self, prompt: str, who: Requester) -> PromptTokens:
         check_prompt(prompt, self.settings, required=False)
+        await self.text_limiter.take(check_requester(who).student)
         return await asyncio.to_thread(self.model.tokenize, prompt)
 
-    async def encode(self, prompt: str) -> PromptEmbedding:
+    async def encode(self, prompt: str, who: Requester) -> PromptEmbedding:
         check_prompt(prompt, self.settings, required=False)
+        await self.text_limiter.take(check_requester(who).student)
         return await asyncio.to_thread(self.model.encode, prompt)
 
     # -- lessons and figures ---------------------------------------------------

@@ -116,7 +116,7 @@ class DiffusionService:
     async def Tokenize(self, request: pb.TokenizeRequest, context: grpc.aio.ServicerContext) -> pb.TokenizeResponse:
         classroom = await self.ready(context)
         try:
-            return frames.tokens_message(await classroom.tokenize(request.prompt))
+            return frames.tokens_message(await classroom.tokenize(request.prompt, requester(context)))
         except Refusal as refusal:
             await refuse(context, refusal)
 
@@ -125,7 +125,7 @@ class DiffusionService:
     ) -> pb.EncodePromptResponse:
         classroom = await self.ready(context)
         try:
-            encoding = await classroom.encode(request.prompt)
+            encoding = await classroom.encode(request.prompt, requester(context))
         except Refusal as refusal:
             await refuse(context, refusal)
         prompt = EncodedPrompt.from_embedding(request.prompt, encoding, with_embeddings=True)

@@ -1,16 +1,19 @@
-"""Per-student rate limits, kept in Redis so every inference process shares them: a token bucket.
+"""Per-student rate limits, kept in Redis so every inference process shares them: token buckets.
 
 Each student has a bucket of `burst` tokens that refills at `per_minute` tokens a
 minute. A generation the model must compute takes one token; one served from
-the cache or joining a running one takes none. An empty bucket refuses the
-request and says when the next token arrives. With Redis away the limit is not
-enforced (students keep working; the cache's health entry says Redis is away).
+the cache or joining a running one takes none, and so does a request the queue
+refuses (its token is given back). An empty bucket refuses the request and says
+when the next token arrives. With Redis away, a bucket in this process takes
+over, so the limit holds even then. Buckets are named: "generate" for pictures,
+"text" for Tokenize and EncodePrompt (cheaper, with a larger allowance).
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 
 import redis.asyncio as redis
 
@@ -20,18 +23,20 @@ from services.inference.refusals import RateLimited
 
 log = logging.getLogger(__name__)
 
-# KEYS[1]: the bucket. ARGV: now (s), capacity, refill per second.
+# KEYS[1]: the bucket. ARGV: now (s), capacity, refill per second, tokens to add (-1 takes one, +1 gives back).
 # Returns {allowed (0/1), seconds until the next token (when refused)}.
-_TAKE = """
+_CHANGE = """
 local state = redis.call('HMGET', KEYS[1], 'tokens', 'at')
 local capacity, rate, now = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[1])
+local change = tonumber(ARGV[4])
 local tokens = tonumber(state[1]) or capacity
 local at = tonumber(state[2]) or now
 tokens = math.min(capacity, tokens + math.max(0, now - at) * rate)
-local allowed = 0
-if tokens >= 1 then
-  tokens = tokens - 1
-  allowed = 1
+local allowed = 1
+if change < 0 and tokens < 1 then
+  allowed = 0
+else
+  tokens = math.min(capacity, tokens + change)
 end
 redis.call('HSET', KEYS[1], 'tokens', tokens, 'at', now)
 redis.call('EXPIRE', KEYS[1], math.ceil(capacity / rate) + 60)
@@ -40,30 +45,56 @@ return {0, tostring((1 - tokens) / rate)}
 """
 
 
+@dataclass
+class _Bucket:
+    tokens: float
+    at: float
+
+
 class RateLimiter:
-    """A Redis token bucket per student, through the trajectory store's connection and failure rule.
+    """Token buckets per student, in Redis (through the store's connection and failure rule), else here."""
 
-    Does nothing when per_minute is 0 or there is no Redis.
-    """
-
-    def __init__(self, store: TrajectoryStore, per_minute: float, burst: int) -> None:
+    def __init__(self, store: TrajectoryStore, per_minute: float, burst: int, bucket: str = "generate") -> None:
         self.store = store
         self.rate = per_minute / 60.0
         self.burst = burst
+        self.bucket = bucket
         self.enabled = per_minute > 0 and burst > 0
+        self._local: dict[str, _Bucket] = {}  # while Redis is away
 
     async def take(self, student: str) -> None:
-        """Take a token for a generation, or raise RateLimited."""
+        """Take a token, or raise RateLimited."""
+        allowed, wait = await self._change(student, -1)
+        if not allowed:
+            raise RateLimited(wait)
+
+    async def give_back(self, student: str) -> None:
+        """Return a token taken for a request that was then refused."""
+        await self._change(student, +1)
+
+    async def _change(self, student: str, change: int) -> tuple[bool, float]:
         if not self.enabled:
-            return
+            return True, 0.0
+        key = rate_limit_key(f"{self.bucket}:{student}")
+        now = time.time()
 
-        async def take_token(client: redis.Redis) -> list:
-            return await client.eval(_TAKE, 1, rate_limit_key(student), time.time(), self.burst, self.rate)
+        async def change_tokens(client: redis.Redis) -> list:
+            return await client.eval(_CHANGE, 1, key, now, self.burst, self.rate, change)
 
-        answer = await self.store.run(take_token)
+        answer = await self.store.run(change_tokens)
         if answer is None:
-            log.debug("rate limit not checked (Redis unreachable)")
-            return
+            return self._change_here(student, change, now)
         allowed, wait = answer
-        if not int(allowed):
-            raise RateLimited(float(wait))
+        return bool(int(allowed)), float(wait)
+
+    def _change_here(self, student: str, change: int, now: float) -> tuple[bool, float]:
+        """The same bucket, in this process, while Redis cannot be reached."""
+        bucket = self._local.setdefault(student, _Bucket(float(self.burst), now))
+        bucket.tokens = min(self.burst, bucket.tokens + max(0.0, now - bucket.at) * self.rate)
+        bucket.at = now
+        if change < 0 and bucket.tokens < 1:
+            return False, (1 - bucket.tokens) / self.rate
+        bucket.tokens = min(self.burst, bucket.tokens + change)
+        if len(self._local) > 10_000:  # students long gone: their buckets are full again anyway
+            self._local = {s: b for s, b in self._local.items() if now - b.at < self.burst / self.rate}
+        return True, 0.0

@@ -88,6 +88,11 @@ class InferenceSettings(TlsClientSettings):
     # minute. Only generations the model computes count. 0: no limit.
     rate_limit_per_minute: float = Field(6.0, description="Generations a student may start per minute (0: no limit).")
     rate_limit_burst: int = Field(3, description="Generations a student may start at once before the rate applies.")
+    # Tokenize and EncodePrompt run the text encoder: cheap, but not free for a script in a loop.
+    text_rate_limit_per_minute: float = Field(
+        120.0, description="Tokenize/EncodePrompt calls a student may make a minute."
+    )
+    text_rate_limit_burst: int = Field(20, description="Tokenize/EncodePrompt calls a student may make at once.")
     metrics_port: int = Field(9100, description="Port of the Prometheus /metrics endpoint (0: none).")
     # Who is generating, queue lengths: for the school's monitoring, not for students.
     metrics_host: str = Field("127.0.0.1", description="Address /metrics listens on (loopback unless set).")

@@ -7,6 +7,8 @@ sentence, never the thing they were after.
 
 from __future__ import annotations
 
+import time
+
 import grpc
 import pytest
 
@@ -234,3 +236,57 @@ def test_invalid_calls_do_not_make_a_crowd(stub, server):
     for _ in range(40):
         refused(lambda: collect(stub.Generate(small("", seed=1))))  # empty prompt: invalid
     assert list(arrivals) == before  # cached replays are not held back by a flood of bad calls
+
+
+# -- limits that hold ------------------------------------------------------------
+
+
+def generate_as(stub, who: str, prompt: str, steps: int = 1, seed: int = 5):
+    spec = request(prompt, seed=seed, num_inference_steps=steps, width=64, height=64)
+    return stub.Generate(spec, metadata=((STUDENT_METADATA, who),))
+
+
+def test_a_refused_request_costs_no_token(settings, fresh_redis):
+    limited = {"rate_limit_per_minute": 0.5, "rate_limit_burst": 2, "redis_url": fresh_redis("limits").url}
+    with running_server(settings.model_copy(update=limited)) as server:
+        channel, stub = stub_for(server.address)
+        # A long generation keeps the student busy: clicking again (another prompt) is refused, for free.
+        running = generate_as(stub, "eager", "a long walk", steps=150)
+        next(iter(running))  # the stream has started: the student is busy
+        for attempt in range(5):
+            error = refused(lambda attempt=attempt: collect(generate_as(stub, "eager", f"impatient {attempt}")))
+            assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "already have a picture" in error.details()
+        running.cancel()
+        time.sleep(0.5)  # the cancelled job leaves at its next step
+        # Two tokens were in the bucket: the long one took one, the five refusals none.
+        assert collect(generate_as(stub, "eager", "after waiting")).final
+        error = refused(lambda: collect(generate_as(stub, "eager", "one too many")))
+        assert "faster than the class allows" in error.details()
+        channel.close()
+
+
+def test_with_redis_away_the_limit_holds_in_the_service(settings, fresh_redis):
+    redis_server = fresh_redis("going away")
+    limited = {"rate_limit_per_minute": 0.5, "rate_limit_burst": 2, "redis_url": redis_server.url}
+    with running_server(settings.model_copy(update=limited)) as server:
+        channel, stub = stub_for(server.address)
+        redis_server.kill()
+        assert collect(generate_as(stub, "student", "first")).final
+        assert collect(generate_as(stub, "student", "second")).final
+        error = refused(lambda: collect(generate_as(stub, "student", "third")))
+        assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "faster than the class allows" in error.details()
+        assert collect(generate_as(stub, "someone else", "third")).final  # buckets stay per student
+        channel.close()
+
+
+def test_text_calls_are_limited_per_student(settings):
+    limited = {"text_rate_limit_per_minute": 1.0, "text_rate_limit_burst": 3}
+    with running_server(settings.model_copy(update=limited)) as server:
+        channel, stub = stub_for(server.address)
+        mine = ((STUDENT_METADATA, "typist"),)
+        for _ in range(3):
+            stub.Tokenize(pb.TokenizeRequest(prompt="a fox"), metadata=mine)
+        error = refused(lambda: stub.EncodePrompt(pb.EncodePromptRequest(prompt="a fox"), metadata=mine))
+        assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert len(stub.Tokenize(pb.TokenizeRequest(prompt="a fox"), metadata=((STUDENT_METADATA, "other"),)).tokens)
+        channel.close()
