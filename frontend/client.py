@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 
 import streamlit as st
@@ -13,7 +14,17 @@ __all__ = ["RECONNECT_DELAYS_S", "ClassroomClient", "StudentError", "get_client"
 
 
 def student_id() -> str:
-    """The id of this browser session: the service allows each student one generation at a time."""
+    """Who this student is, to the service: one generation at a time, and their own rate limit.
+
+    Signed in with the class code, a student is their class and display name: signing
+    in again, from a reload or another browser, is the same student (the same bucket,
+    the same place in the queue). Without a class code, each browser session is one.
+    """
+    name = st.session_state.get("display_name")
+    if name:
+        settings = FrontendSettings()
+        who = f"{settings.class_name}\0{name.casefold()}".encode()
+        return "student-" + hashlib.sha256(who).hexdigest()[:32]
     if "student_id" not in st.session_state:
         st.session_state.student_id = uuid.uuid4().hex
     return st.session_state.student_id

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import hmac
+import math
 
 import streamlit as st
 
+from frontend.guard import record_try, wait_before_trying
 from frontend.settings import FrontendSettings
+from services.common.text import name_problem
 
 WRONG_CODE = "That class code is not right. Ask your teacher for it."
-NEED_NAME = "Please type the name your teacher will see."
+TOO_MANY_TRIES = "Too many wrong codes from this computer. Please wait {seconds} seconds, then try again."
 
 
 def signed_in(settings: FrontendSettings) -> bool:
@@ -27,10 +30,16 @@ def sign_in_page() -> None:
         submitted = st.form_submit_button("Start", type="primary")
     if not submitted:
         return
-    if not hmac.compare_digest(code.strip().encode(), (settings.class_code or "").encode()):
+    wait = wait_before_trying("class")
+    if wait > 0:
+        st.error(TOO_MANY_TRIES.format(seconds=math.ceil(wait)))
+        return
+    right = hmac.compare_digest(code.strip().encode(), (settings.class_code or "").encode())
+    record_try("class", right)
+    if not right:
         st.error(WRONG_CODE)
-    elif not name.strip():
-        st.error(NEED_NAME)
+    elif problem := name_problem(name):
+        st.error(problem)
     else:
         st.session_state.display_name = name.strip()
         st.rerun()

@@ -8,7 +8,7 @@ from dataclasses import MISSING, dataclass, field, fields
 import numpy as np
 import streamlit as st
 
-from frontend.client import get_client, student_id
+from frontend.client import StudentError, get_client, student_id
 from services.common.api import pb
 from services.common.codecs import decode_image, tensor_from_proto
 
@@ -20,8 +20,17 @@ def _array(tensor: pb.Tensor) -> np.ndarray | None:
     return tensor_from_proto(tensor).astype(np.float32) if tensor.shape else None
 
 
+UNREADABLE_PICTURE = "A picture in this lesson could not be read. Ask your teacher to render the lesson again."
+
+
 def _picture(image: pb.Image) -> np.ndarray | None:
-    return decode_image(image) if image.data else None
+    """A picture of the stream, or a sentence for the student (never a trace) when it does not decode."""
+    if not image.data:
+        return None
+    try:
+        return decode_image(image)
+    except Exception as error:  # whatever the bytes are, the student gets a sentence
+        raise StudentError(UNREADABLE_PICTURE) from error
 
 
 @dataclass
@@ -99,7 +108,7 @@ class TrajectoryView:
         elif kind == "frame":
             self.steps.append(Step.from_frame(response.frame))
         elif kind == "final":
-            self.image = decode_image(response.final.image)
+            self.image = _picture(response.final.image)
             self.flagged = response.final.safety_flagged
             self.total_seconds = response.final.timings.total_seconds
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -43,6 +44,14 @@ def show_channels(latent: np.ndarray, caption: str, width: int = 128) -> None:
     columns = st.columns(latent.shape[0])
     for channel, column in enumerate(columns):
         column.image(enlarge(grey(latent[channel], limit), width), caption=f"{caption}: channel {channel}")
+
+
+_MARKDOWN = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~:$])")
+
+
+def plain(text: str) -> str:
+    """Text a student typed, safe inside markdown: shown as typed, never as links, images or styles."""
+    return _MARKDOWN.sub(r"\\\1", " ".join(text.split()))
 
 
 def guarded(action: Callable[[], T]) -> T | None:

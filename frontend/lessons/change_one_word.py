@@ -7,7 +7,7 @@ import streamlit as st
 
 from frontend import trajectory
 from frontend.catalog import examples, values, where
-from frontend.views import PREVIEW_NOTE, enlarge, guarded
+from frontend.views import PREVIEW_NOTE, enlarge, guarded, plain
 
 st.title("5. Change one word")
 st.markdown(
@@ -32,7 +32,7 @@ step = st.slider("Step", 0, len(a.steps), len(a.steps) // 4)
 left, right = st.columns(2)
 for column, run in ((left, a), (right, b)):
     picture = run.initial_preview if step == 0 else run.steps[step - 1].x0_preview
-    column.markdown(f"**{run.request.prompt}**")
+    column.markdown(f"**{plain(run.request.prompt)}**")
     column.image(enlarge(picture, 300), caption="starting noise" if step == 0 else f"guess of x0 at step {step}")
     column.image(run.image, caption="final image", width=300)
 st.caption(PREVIEW_NOTE)

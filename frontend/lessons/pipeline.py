@@ -4,7 +4,7 @@ import streamlit as st
 
 from frontend.catalog import open_prompt_example
 from frontend.client import get_client
-from frontend.views import PREVIEW_NOTE, enlarge, guarded
+from frontend.views import PREVIEW_NOTE, enlarge, guarded, plain
 from services.common.api import pb
 
 st.title("1. The whole pipeline")
@@ -28,7 +28,7 @@ text, loop, decoder = st.columns(3)
 with text:
     st.subheader("① Text encoder")
     pieces = [t.text for t in run.prompt_tokens.tokens if t.kind == pb.TOKEN_KIND_PROMPT]
-    st.markdown(f"**{request.prompt}**")
+    st.markdown(f"**{plain(request.prompt)}**")
     st.markdown(
         f"CLIP's tokenizer splits it into {len(pieces)} pieces; the text encoder "
         f"({info.text_encoder_layers} transformer layers) turns the window of **{info.text_max_length} tokens** "

@@ -8,7 +8,7 @@ from PIL import Image
 
 from frontend import trajectory
 from frontend.client import RECONNECT_DELAYS_S, StudentError, get_client
-from frontend.views import PREVIEW_NOTE, enlarge, guarded
+from frontend.views import PREVIEW_NOTE, enlarge, guarded, plain
 from services.common.api import pb
 
 SAFETY_NOTE = "The safety filter flagged this picture, so it is shown blurred. Try a different prompt."
@@ -114,7 +114,7 @@ if submitted:
 
 run = st.session_state.get("result")
 if run is not None and run.image is not None:
-    st.subheader(f"“{run.request.prompt}”, seed {run.request.seed}")
+    st.subheader(f"“{plain(run.request.prompt)}”, seed {run.request.seed}")
     step = st.slider("Look back at any step", 1, len(run.steps), len(run.steps), key="playground-step")
     a, b, c = st.columns(3)
     a.image(enlarge(run.steps[step - 1].latent_preview, 256), caption=f"x_t after step {step}")

@@ -6,14 +6,14 @@ import streamlit as st
 
 from frontend import trajectory
 from frontend.catalog import examples, values, where
-from frontend.views import guarded
+from frontend.views import guarded, plain
 
 st.title("6. Seeds and schedulers")
 
 st.subheader("The seed picks the starting noise")
 gallery = examples("seed-gallery")
 if gallery:
-    st.markdown(f"**{gallery[0].request.prompt}**: the same prompt and settings, a different seed each time.")
+    st.markdown(f"**{plain(gallery[0].request.prompt)}**: the same prompt and settings, a different seed each time.")
     columns = st.columns(min(6, len(gallery)))
     for index, item in enumerate(gallery):
         run = guarded(lambda item=item: trajectory.load(item.request, probes=["latent_preview"], lesson_entry=item.id))

@@ -7,12 +7,15 @@ when the teacher switches them on.
 from __future__ import annotations
 
 import hmac
+import math
 import time
 
 import streamlit as st
 
 from frontend.client import get_client
+from frontend.guard import record_try, wait_before_trying
 from frontend.settings import FrontendSettings
+from frontend.signin import TOO_MANY_TRIES
 from frontend.views import guarded
 from services.common.api import pb
 
@@ -31,7 +34,13 @@ if not st.session_state.get("teacher_code"):
         typed = st.text_input("Teacher code", type="password")
         opened = st.form_submit_button("Open", type="primary")
     if opened:
-        if hmac.compare_digest(typed.strip().encode(), settings.teacher_code.encode()):
+        wait = wait_before_trying("teacher")
+        if wait > 0:
+            st.error(TOO_MANY_TRIES.format(seconds=math.ceil(wait)), icon=":material/lock:")
+            st.stop()
+        right = hmac.compare_digest(typed.strip().encode(), settings.teacher_code.encode())
+        record_try("teacher", right)
+        if right:
             st.session_state.teacher_code = typed.strip()
             st.rerun()
         st.error(WRONG_TEACHER_CODE, icon=":material/lock:")

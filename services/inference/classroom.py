@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import torch
 
 from services.common.api import pb
+from services.common.text import hidden_characters
 from services.common.trajectories import canonical_request
 from services.inference.batching import BatchScheduler, Job, JobView, Requester, SchedulerStats
 from services.inference.cache import CacheStats, TrajectoryStore
@@ -38,7 +39,6 @@ from services.inference.validation import (
     check_generate,
     check_name,
     check_prompt,
-    hidden_characters,
 )
 from services.lessons.catalog import Catalog, Entry, all_entries, load_catalog
 

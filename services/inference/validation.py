@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import math
 import random
-import unicodedata
 from dataclasses import dataclass
 
 from services.common.api import pb
+from services.common.text import hidden_characters, name_problem
 from services.inference.moderation import Blocklist
 from services.inference.probes import DEFAULT_PROBES, PROBES
 from services.inference.refusals import BlockedPrompt, RequestError
@@ -49,7 +49,6 @@ class GenerationSpec:
 
 
 MAX_INCLUDE_PATHS = 16
-NAME_LIMIT = 40  # characters in a display name
 _ECHO_LIMIT = 40  # characters of a wrong value repeated back in an error
 
 
@@ -57,17 +56,6 @@ def _echo(value: str) -> str:
     """A value a client sent, safe to repeat in a sentence: short, and with no control characters."""
     shown = "".join(c if c.isprintable() else "?" for c in value[:_ECHO_LIMIT])
     return repr(shown + ("..." if len(value) > _ECHO_LIMIT else ""))
-
-
-def hidden_characters(text: str, allow_newlines: bool = False) -> list[str]:
-    """Control, format (invisible, direction-changing) and line-separating characters in `text`, as U+XXXX."""
-    allowed = "\n\t" if allow_newlines else ""
-    found = {
-        f"U+{ord(c):04X}"
-        for c in text
-        if c not in allowed and unicodedata.category(c) in ("Cc", "Cf", "Co", "Cs", "Zl", "Zp")
-    }
-    return sorted(found)
 
 
 def _check_text(field: str, text: str, limit: int, label: str) -> list[tuple[str, str]]:
@@ -86,12 +74,11 @@ def _check_text(field: str, text: str, limit: int, label: str) -> list[tuple[str
 
 
 def check_name(name: str) -> str:
-    """A display name as the teacher's page may show it: at most 40 visible characters; raises RequestError."""
+    """A display name as the teacher's page may show it (empty: none given); raises RequestError."""
     name = name.strip()
-    if len(name) > NAME_LIMIT:
-        raise RequestError([("name", f"A name may be at most {NAME_LIMIT} characters long.")])
-    if hidden_characters(name):
-        raise RequestError([("name", "A name may not have invisible or control characters.")])
+    problem = name_problem(name) if name else None
+    if problem:
+        raise RequestError([("name", problem)])
     return name
 
 

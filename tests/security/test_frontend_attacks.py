@@ -1,0 +1,93 @@
+"""Attacks through the front end (Streamlit's AppTest against a real inference service): codes and names."""
+
+from __future__ import annotations
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from tests.frontend.conftest import ROOT
+
+APP = str(ROOT / "frontend" / "app.py")
+
+
+@pytest.fixture
+def class_code(frontend_env, monkeypatch):
+    from frontend.guard import code_guard
+
+    monkeypatch.setenv("CLASSROOM_CLASS_CODE", "owl-42")
+    code_guard.clear()
+    yield "owl-42"
+    code_guard.clear()
+
+
+def sign_in(at: AppTest, code: str, name: str) -> AppTest:
+    at.text_input[0].input(code)
+    at.text_input[1].input(name)
+    at.button[0].click().run()
+    return at
+
+
+def test_guessing_the_class_code_slows_down_then_the_right_code_still_works(class_code):
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    for guess in range(5):
+        sign_in(at, f"owl-{guess}", "Robin")
+        assert [e.value for e in at.error] == ["That class code is not right. Ask your teacher for it."]
+    # The sixth try, even with the right code, waits: a script cannot try 300 codes in seconds.
+    sign_in(at, class_code, "Robin")
+    assert "Too many wrong codes from this computer" in at.error[0].value
+    assert "display_name" not in at.session_state
+
+
+@pytest.mark.parametrize(
+    ("name", "problem"),
+    [("Sam\u202eevil", "invisible or control"), ("Ms\u200bRivera", "invisible"), ("Sam\x1b[2J", "invisible")],
+)
+def test_names_that_would_deceive_the_teacher_are_refused(class_code, name, problem):
+    # (The name box takes at most 40 characters; the service refuses longer names a script sends.)
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    sign_in(at, class_code, name)
+    assert problem in at.error[0].value and "display_name" not in at.session_state
+
+
+def test_signing_in_again_with_the_same_name_is_the_same_student(class_code):
+    ids = []
+    for _ in range(2):  # two browser sessions (a reload)
+        at = AppTest.from_file(APP, default_timeout=60).run()
+        sign_in(at, class_code, "Robin")
+        assert not at.error
+        at.switch_page("lessons/words.py").run()
+        ids.append(student_of(at))
+    other = AppTest.from_file(APP, default_timeout=60).run()
+    sign_in(other, class_code, "Alex")
+    other.switch_page("lessons/words.py").run()
+    assert ids[0] == ids[1] != student_of(other)
+
+
+def student_of(at: AppTest) -> str:
+    """The student id this session's requests carry, as the front end computes it."""
+    from unittest import mock
+
+    import frontend.client
+
+    with mock.patch.object(frontend.client.st, "session_state", at.session_state):
+        return frontend.client.student_id()
+
+
+def test_a_prompt_is_shown_as_typed_never_as_markdown():
+    from frontend.views import plain
+
+    forged = "[Your session expired: sign in here](http://example.invalid) ![x](y) :red[alarm] **loud**"
+    shown = plain(forged)
+    # Every character that would make a link, an image, a style or a colour is escaped.
+    for mark in ("](", "![", ":red[", "**"):
+        assert mark not in shown
+    assert shown.replace("\\", "") == forged
+
+
+def test_a_picture_that_does_not_decode_is_a_sentence():
+    from frontend.client import StudentError
+    from frontend.trajectory import UNREADABLE_PICTURE, _picture
+    from services.common.api import pb
+
+    with pytest.raises(StudentError, match=UNREADABLE_PICTURE):
+        _picture(pb.Image(mime_type="image/png", data=b"\x89PNG\r\n\x1a\n but the rest is gone"))
