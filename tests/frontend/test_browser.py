@@ -29,13 +29,15 @@ CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]  # fmt: skip
+# Each page's title, and something drawn only once everything above it has loaded (the pages
+# compute uncached lesson examples as they go: the next click must not come before they finish).
 LESSONS = [
-    ("1. The whole pipeline", "② Denoising loop"),
-    ("2. Words to numbers", "The embedding matrix"),
-    ("3. From noise to image", "The four channels of the latent"),
-    ("4. Guidance", "The same prompt at different guidance scales"),
-    ("5. Change one word", "How far apart the two latents are"),
-    ("6. Seeds and schedulers", "The scheduler picks the path"),
+    ("1. The whole pipeline", "What flows between the stages"),
+    ("2. Words to numbers", "The same word in another prompt"),
+    ("3. From noise to image", "the VAE's decode of the last latent: the real image"),
+    ("4. Guidance", "Try it yourself"),
+    ("5. Change one word", "Both paths in two dimensions"),
+    ("6. Seeds and schedulers", "How much the picture changes between"),
 ]
 
 
