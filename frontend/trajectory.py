@@ -121,22 +121,29 @@ def _name() -> str:
     return st.session_state.get("display_name", "")
 
 
+def _address() -> str:
+    """The browser's address, so one machine cannot hold many places in the queue under many names."""
+    return st.context.ip_address or ""
+
+
 def stream(
     request: pb.GenerateRequest, on_reconnect: Callable[[int, float], None] | None = None
 ) -> Iterator[tuple[TrajectoryView, pb.GenerateResponse]]:
     """Follow a generation live: the trajectory so far after each event."""
     trajectory = TrajectoryView()
-    for response in get_client().generate(request, student_id(), name=_name(), on_reconnect=on_reconnect):
+    for response in get_client().generate(
+        request, student_id(), name=_name(), address=_address(), on_reconnect=on_reconnect
+    ):
         trajectory.add(response)
         yield trajectory, response
 
 
 @st.cache_data(max_entries=128, show_spinner=False)
-def _load(request_bytes: bytes, lesson_entry: str, _student: str, _name: str) -> TrajectoryView:
-    # Shared by every session (the underscored student id and name are not part of the cache key).
+def _load(request_bytes: bytes, lesson_entry: str, _student: str, _name: str, _address: str) -> TrajectoryView:
+    # Shared by every session (the underscored student id, name and address are not part of the cache key).
     trajectory = TrajectoryView()
     request = pb.GenerateRequest.FromString(request_bytes)
-    for response in get_client().generate(request, _student, name=_name, lesson_entry=lesson_entry):
+    for response in get_client().generate(request, _student, name=_name, lesson_entry=lesson_entry, address=_address):
         trajectory.add(response)
     return trajectory
 
@@ -150,4 +157,4 @@ def load(request: pb.GenerateRequest, probes: list[str] | None = None, lesson_en
     message.CopyFrom(request)
     del message.include.paths[:]
     message.include.paths.extend(probes or LESSON_PROBES)
-    return _load(message.SerializeToString(deterministic=True), lesson_entry, student_id(), _name())
+    return _load(message.SerializeToString(deterministic=True), lesson_entry, student_id(), _name(), _address())

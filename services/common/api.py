@@ -21,6 +21,7 @@ NAME_METADATA = "x-student-name-bin"  # what the teacher sees; -bin: any charact
 LESSON_METADATA = "x-classroom-lesson"  # the catalog entry a Generate call opens
 CLASS_METADATA = "x-classroom-class-bin"  # the class a front end serves (per-class queue share); UTF-8
 TEACHER_METADATA = "x-teacher-code"  # every TeacherService call: the class's teacher code
+ADDRESS_METADATA = "x-classroom-address"  # the student's browser address, as the front end sees it
 
 # Machine-readable reasons the service attaches to some errors (a google.rpc.ErrorInfo
 # detail in this domain), so clients act on a reason, never on the wording of a sentence.
@@ -53,6 +54,7 @@ async def aunbatch(responses: AsyncIterable[pb.GenerateResponse]) -> AsyncIterat
 
 
 __all__ = [
+    "ADDRESS_METADATA",
     "AUTH_METADATA",
     "CLASS_METADATA",
     "ERROR_DOMAIN",

@@ -19,6 +19,7 @@ from grpc_status import rpc_status
 from pydantic import Field, model_validator
 
 from services.common.api import (
+    ADDRESS_METADATA,
     CLASS_METADATA,
     ERROR_DOMAIN,
     LESSON_METADATA,
@@ -210,6 +211,7 @@ class ClassroomClient:
         *,
         name: str = "",
         lesson_entry: str = "",
+        address: str = "",
         on_reconnect: Callable[[int, float], None] | None = None,
     ) -> Iterator[pb.GenerateResponse]:
         """Stream a generation's events; closing the iterator early cancels it on the server.
@@ -226,6 +228,8 @@ class ClassroomClient:
             metadata += ((NAME_METADATA, name.encode()),)
         if lesson_entry:
             metadata += ((LESSON_METADATA, lesson_entry),)
+        if address:
+            metadata += ((ADDRESS_METADATA, address),)
         if self.class_name:
             metadata += ((CLASS_METADATA, self.class_name.encode()),)
         for attempt in range(len(RECONNECT_DELAYS_S) + 1):

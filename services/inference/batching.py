@@ -31,7 +31,7 @@ import torch
 
 from services.inference.metrics import Metrics
 from services.inference.models import DiffusionModel
-from services.inference.refusals import QueueFull, StudentBusy
+from services.inference.refusals import AddressBusy, QueueFull, StudentBusy
 from services.inference.runner import ErrorEvent, Event, Generation, QueueEvent, predict_noise
 from services.inference.validation import GenerationSpec
 
@@ -43,11 +43,12 @@ QUEUE_CLEARED = "Your teacher cleared the queue, so this picture was not made. Y
 
 @dataclass(frozen=True)
 class Requester:
-    """Who asks for a generation: the student (one at a time), their display name, their class."""
+    """Who asks for a generation: the student (one at a time), their display name, their class, their machine."""
 
     student: str
     name: str = ""
     classroom: str = ""
+    address: str = ""  # the browser's address: one machine may not hold many places (several names)
 
 
 class Outcome(enum.Enum):
@@ -130,11 +131,13 @@ class BatchScheduler:
         max_queue: int,
         metrics: Metrics,
         max_queue_per_class: int = 0,
+        max_per_address: int = 0,
     ) -> None:
         self.model = model
         self.max_batch_size = max_batch_size
         self.max_queue = max_queue
         self.max_queue_per_class = max_queue_per_class  # 0: no share per class
+        self.max_per_address = max_per_address  # 0: no limit per browser address
         self.metrics = metrics
         self._lock = threading.Condition()
         self._waiting: deque[Job] = deque()
@@ -204,12 +207,19 @@ class BatchScheduler:
             ]
         return running + waiting
 
-    def _refusal(self, requester: Requester) -> tuple[str, StudentBusy | QueueFull] | None:
+    def _jobs_running(self) -> list[Job]:
+        return [running.job for running in self._running]
+
+    def _refusal(self, requester: Requester) -> tuple[str, StudentBusy | QueueFull | AddressBusy] | None:
         """Why the scheduler would refuse this student now (metric label, refusal), or None. Lock held."""
         if requester.student in self._students:
             return "student_busy", StudentBusy()
         if len(self._waiting) >= self.max_queue:
             return "queue_full", QueueFull(len(self._waiting), self._retry_after(len(self._waiting)))
+        if self.max_per_address and requester.address:
+            held = sum(job.requester.address == requester.address for job in (*self._waiting, *self._jobs_running()))
+            if held >= self.max_per_address:
+                return "address_busy", AddressBusy(held)
         if self.max_queue_per_class:
             ahead = sum(job.requester.classroom == requester.classroom for job in self._waiting)
             if ahead >= self.max_queue_per_class:
@@ -230,7 +240,7 @@ class BatchScheduler:
             if refusal is not None:
                 label, error = refusal
                 self.metrics.rejected.labels(label).inc()
-                if isinstance(error, StudentBusy):
+                if isinstance(error, StudentBusy | AddressBusy):
                     self._stats.rejected_student_busy += 1
                 else:
                     self._stats.rejected_queue_full += 1

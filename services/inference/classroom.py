@@ -57,6 +57,8 @@ def check_requester(who: Requester) -> Requester:
         raise RequestError([("student", "That identity belongs to the server itself and cannot be used.")])
     if len(who.student) > STUDENT_ID_LIMIT or hidden_characters(who.student):
         raise RequestError([("student", "The student id is too long or has control characters.")])
+    if len(who.address) > STUDENT_ID_LIMIT or hidden_characters(who.address):
+        raise RequestError([("address", "The browser address is too long or has control characters.")])
     return dataclasses.replace(who, name=check_name(who.name), classroom=check_name(who.classroom))
 
 
@@ -117,6 +119,7 @@ class Classroom:
             max_queue=settings.max_queue,
             metrics=metrics,
             max_queue_per_class=settings.max_queue_per_class,
+            max_per_address=settings.max_per_address,
         )
         self.limiter = RateLimiter(store, settings.rate_limit_per_minute, settings.rate_limit_burst)
         self.text_limiter = RateLimiter(

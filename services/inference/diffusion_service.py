@@ -11,7 +11,15 @@ from collections.abc import AsyncIterator
 import grpc
 from google.protobuf.message import Message
 
-from services.common.api import CLASS_METADATA, LESSON_METADATA, NAME_METADATA, SERVICE_NAME, STUDENT_METADATA, pb
+from services.common.api import (
+    ADDRESS_METADATA,
+    CLASS_METADATA,
+    LESSON_METADATA,
+    NAME_METADATA,
+    SERVICE_NAME,
+    STUDENT_METADATA,
+    pb,
+)
 from services.inference import frames
 from services.inference.batching import Requester
 from services.inference.classroom import Classroom
@@ -35,7 +43,12 @@ def text_metadata(context: grpc.aio.ServicerContext, key: str) -> str:
 def requester(context: grpc.aio.ServicerContext) -> Requester:
     """Who asks, as the front end says (no id: the connection stands in)."""
     student = text_metadata(context, STUDENT_METADATA) or str(context.peer())
-    return Requester(student, text_metadata(context, NAME_METADATA), text_metadata(context, CLASS_METADATA))
+    return Requester(
+        student,
+        text_metadata(context, NAME_METADATA),
+        text_metadata(context, CLASS_METADATA),
+        text_metadata(context, ADDRESS_METADATA),
+    )
 
 
 class DiffusionService:

@@ -104,6 +104,18 @@ class StudentBusy(Refusal):
         super().__init__(STUDENT_BUSY_MESSAGE)
 
 
+class AddressBusy(Refusal):
+    """One browser address already holds as many generations as one machine may."""
+
+    code = code_pb2.RESOURCE_EXHAUSTED
+
+    def __init__(self, held: int) -> None:
+        super().__init__(
+            f"This computer already has {held} pictures being made or waiting, as many as one computer may. "
+            "Wait for one to finish, then try again."
+        )
+
+
 class QueueFull(Refusal):
     """The queue, or the asking class's share of it (`classroom` set), is full."""
 

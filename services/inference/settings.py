@@ -84,6 +84,10 @@ class InferenceSettings(TlsClientSettings):
     # When several classes share one server (each front end sends its CLASSROOM_CLASS_NAME):
     # the most generations one class may have waiting. 0: no share per class.
     max_queue_per_class: int = Field(0, description="Generations one class may have waiting (0: no limit per class).")
+    # One machine may sign in under several names; it may still hold only this many places.
+    max_per_address: int = Field(
+        3, description="Generations one browser address may have running or waiting (0: no limit)."
+    )
     # Per student, in Redis (a token bucket): a burst of generations, then so many a
     # minute. Only generations the model computes count. 0: no limit.
     rate_limit_per_minute: float = Field(6.0, description="Generations a student may start per minute (0: no limit).")

@@ -12,7 +12,7 @@ import time
 import grpc
 import pytest
 
-from services.common.api import NAME_METADATA, STUDENT_METADATA, pb, store_pb
+from services.common.api import NAME_METADATA, STUDENT_METADATA, pb, store_pb, unbatch
 from services.common.secrets import ensure_secrets
 from services.common.trajectories import Namespace, pack, redis_key
 from services.inference.moderation import DEFAULT_BLOCKLIST, Blocklist
@@ -289,4 +289,30 @@ def test_text_calls_are_limited_per_student(settings):
         error = refused(lambda: stub.EncodePrompt(pb.EncodePromptRequest(prompt="a fox"), metadata=mine))
         assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
         assert len(stub.Tokenize(pb.TokenizeRequest(prompt="a fox"), metadata=((STUDENT_METADATA, "other"),)).tokens)
+        channel.close()
+
+
+def test_one_computer_holds_at_most_three_places_whatever_names_it_uses(settings):
+    from services.common.api import ADDRESS_METADATA
+
+    config = settings.model_copy(update={"max_batch_size": 1, "redis_url": ""})
+    with running_server(config) as server:
+        channel, stub = stub_for(server.address)
+        server.classroom.pause(True)  # the teacher paused: everything asked for waits in the queue
+        streams = []
+        for name in ("one", "two", "three"):
+            metadata = ((STUDENT_METADATA, name), (ADDRESS_METADATA, "10.0.0.7"))
+            call = stub.Generate(small(f"a long {name}", steps=150, seed=9), metadata=metadata)
+            next(iter(call))  # admitted: running or waiting
+            streams.append(call)
+        fourth = ((STUDENT_METADATA, "four"), (ADDRESS_METADATA, "10.0.0.7"))
+        error = refused(lambda: collect(stub.Generate(small("one more", seed=9), metadata=fourth)))
+        assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "This computer already has 3 pictures" in error.details()
+        elsewhere = ((STUDENT_METADATA, "four"), (ADDRESS_METADATA, "10.0.0.8"))
+        waiting = stub.Generate(small("from another machine", seed=9), metadata=elsewhere)
+        assert next(unbatch(waiting)).WhichOneof("event") == "status"  # another machine still gets a place
+        for call in (*streams, waiting):
+            call.cancel()
+        server.classroom.pause(False)
         channel.close()
