@@ -97,3 +97,26 @@ def test_every_pod_gets_the_class_secrets_and_redis_requires_its_password(manife
     redis = pods["redis"]["containers"][0]
     assert "--requirepass" in " ".join(redis["command"])
     assert "/secrets/redis_password" in " ".join(redis["readinessProbe"]["exec"]["command"])
+
+
+def test_pods_run_locked_down_and_talk_only_to_what_they_need(manifests):
+    for kind, name in (("Deployment", "inference"), ("Deployment", "frontend"), ("Job", "precompute")):
+        container = find(manifests, kind, name)["spec"]["template"]["spec"]["containers"][0]
+        context = container["securityContext"]
+        assert context["runAsNonRoot"] and context["readOnlyRootFilesystem"], name
+        assert context["capabilities"]["drop"] == ["ALL"] and not context["allowPrivilegeEscalation"], name
+    policies = {d["metadata"]["name"]: d["spec"] for d in manifests if d["kind"] == "NetworkPolicy"}
+    assert policies["default-deny"]["podSelector"] == {} and set(policies["default-deny"]["policyTypes"]) == {
+        "Ingress",
+        "Egress",
+    }
+
+    def allowed_from(policy: str) -> set[str]:
+        return {peer["podSelector"]["matchLabels"]["app.kubernetes.io/name"]
+                for rule in policies[policy]["ingress"] for peer in rule.get("from", [])}  # fmt: skip
+
+    assert allowed_from("inference") == {"frontend", "precompute"}
+    assert allowed_from("redis") == {"inference", "precompute"}
+    settings = find(manifests, "ConfigMap", "classroom-settings")["data"]
+    assert settings["CLASSROOM_BLOCKLIST"] == "/app/services/inference/blocklist.txt"
+    assert find(manifests, "Ingress", "frontend")["spec"]["tls"][0]["secretName"] == "classroom-tls"
