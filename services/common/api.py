@@ -22,6 +22,7 @@ LESSON_METADATA = "x-classroom-lesson"  # the catalog entry a Generate call open
 CLASS_METADATA = "x-classroom-class-bin"  # the class a front end serves (per-class queue share); UTF-8
 TEACHER_METADATA = "x-teacher-code"  # every TeacherService call: the class's teacher code
 ADDRESS_METADATA = "x-classroom-address"  # the student's browser address, as the front end sees it
+RESUME_METADATA = "x-classroom-resume-bin"  # a StreamStatus.resume_ticket: the same request again, not charged
 
 # Machine-readable reasons the service attaches to some errors (a google.rpc.ErrorInfo
 # detail in this domain), so clients act on a reason, never on the wording of a sentence.
@@ -61,6 +62,7 @@ __all__ = [
     "LESSON_METADATA",
     "MODEL_LOADING",
     "NAME_METADATA",
+    "RESUME_METADATA",
     "SERVICE_NAME",
     "STUDENT_METADATA",
     "TEACHER_METADATA",

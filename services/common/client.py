@@ -25,6 +25,7 @@ from services.common.api import (
     LESSON_METADATA,
     MODEL_LOADING,
     NAME_METADATA,
+    RESUME_METADATA,
     SERVICE_NAME,
     STUDENT_METADATA,
     TEACHER_METADATA,
@@ -90,6 +91,8 @@ class ClientSettings(TlsClientSettings):
     # A Generate stream gives up after this long: longer than the slowest lesson (a 150-step
     # 1024 px picture queued behind a class on a CPU), short enough that nobody waits forever.
     stream_timeout_s: float = Field(1800.0, description="Seconds before a Generate stream gives up.")
+    # After a restart the service answers "still loading" until its model is in: a stream waits that long.
+    loading_wait_s: float = Field(900.0, description="Seconds a stream waits for a restarted service's model.")
 
     @model_validator(mode="after")
     def _token_from_file(self) -> ClientSettings:
@@ -232,18 +235,38 @@ class ClassroomClient:
             metadata += ((ADDRESS_METADATA, address),)
         if self.class_name:
             metadata += ((CLASS_METADATA, self.class_name.encode()),)
-        for attempt in range(len(RECONNECT_DELAYS_S) + 1):
+        # Sent again, it is the same request (the seed the service drew, if it drew one) with the
+        # ticket the service gave for it, so the student is not charged twice.
+        again = pb.GenerateRequest()
+        again.CopyFrom(request)
+        ticket = b""
+        attempt = 0
+        loading_since: float | None = None
+        while True:
             if attempt:
-                pause = RECONNECT_DELAYS_S[attempt - 1]
+                pause = RECONNECT_DELAYS_S[min(attempt, len(RECONNECT_DELAYS_S)) - 1]
                 if on_reconnect is not None:
                     on_reconnect(attempt, pause)
                 time.sleep(pause)
-            call = self.stub.Generate(request, metadata=metadata, timeout=self.settings.stream_timeout_s)
+            sent = (*metadata, (RESUME_METADATA, ticket)) if ticket else metadata
+            call = self.stub.Generate(again, metadata=sent, timeout=self.settings.stream_timeout_s)
             try:
-                yield from unbatch(call)
+                for response in unbatch(call):
+                    kind = response.WhichOneof("event")
+                    if kind == "status" and response.status.resume_ticket:
+                        ticket = response.status.resume_ticket
+                    elif kind == "header" and not again.HasField("seed"):
+                        again.seed = response.header.request.seed
+                    yield response
                 return
             except grpc.RpcError as error:
-                if error.code() != grpc.StatusCode.UNAVAILABLE or attempt == len(RECONNECT_DELAYS_S):
+                attempt += 1
+                if error_reason(error) == MODEL_LOADING:
+                    # A restarted service loading its model (minutes for SD 1.5 from a cold cache): keep waiting.
+                    loading_since = loading_since or time.monotonic()
+                    if time.monotonic() - loading_since < self.settings.loading_wait_s:
+                        continue
+                if error.code() != grpc.StatusCode.UNAVAILABLE or attempt > len(RECONNECT_DELAYS_S):
                     raise student_error(error) from error
             finally:
                 call.cancel()  # a no-op once the stream has ended; stops the work if the reader left early

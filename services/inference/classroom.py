@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
+import hmac
 import logging
 import time
 from collections import deque
@@ -160,12 +162,13 @@ class Classroom:
     # -- admission: the whole policy, in the order it applies ---------------
 
     async def open(
-        self, request: pb.GenerateRequest, who: Requester, lesson: str = ""
+        self, request: pb.GenerateRequest, who: Requester, lesson: str = "", resume: bytes = b""
     ) -> tuple[Trajectory, int, GenerationSpec]:
         """Admit a Generate request: the trajectory to read, where it comes from, and the checked request.
 
         1. The request must be within the server's limits and pass the class's blocklist.
-        2. A lesson tag counts only on its catalog entry's own request.
+        2. A lesson tag counts only on its catalog entry's own request; a resume ticket only on
+           the request and student it was given for (then the model's work is not charged again).
         0. Who asks may not be the server itself, and their name is plain text.
         3. A trajectory already running, remembered or cached is served as it is.
         4. Otherwise the model must run: see `_admit_work`.
@@ -182,10 +185,16 @@ class Classroom:
             self.blocked.appendleft(Blocked(who.name, time.time(), request.prompt))
             raise
         self.crowd.arrived()  # only checked requests count toward a crowd
-        if lesson and self._lesson_keys.get(lesson) != self.hub.key(spec):
+        key = self.hub.key(spec)
+        if lesson and self._lesson_keys.get(lesson) != key:
             lesson = ""
-        trajectory, source = await self.hub.open(spec, who, lesson_entry=lesson)
+        free = bool(resume) and hmac.compare_digest(resume, self.resume_ticket(who, key))
+        trajectory, source = await self.hub.open(spec, who, lesson_entry=lesson, free=free)
         return trajectory, source, spec
+
+    def resume_ticket(self, who: Requester, key: str) -> bytes:
+        """What lets this student ask for this trajectory again, after a lost stream, without being charged."""
+        return hmac.new(self.store.secret, f"resume\0{who.student}\0{key}".encode(), hashlib.sha256).digest()
 
     async def _admit_work(self, spec: GenerationSpec, who: Requester, lesson: bool) -> Job:
         """4. Put the model to work, if the rules for model work allow it.

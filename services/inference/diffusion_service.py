@@ -16,6 +16,7 @@ from services.common.api import (
     CLASS_METADATA,
     LESSON_METADATA,
     NAME_METADATA,
+    RESUME_METADATA,
     SERVICE_NAME,
     STUDENT_METADATA,
     pb,
@@ -147,13 +148,18 @@ class DiffusionService:
     async def Generate(self, request: pb.GenerateRequest, context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
         classroom = await self.ready(context)
         lesson = text_metadata(context, LESSON_METADATA)
+        resume = next((bytes(v) for k, v in context.invocation_metadata() or () if k == RESUME_METADATA), b"")
+        who = requester(context)
         try:
-            trajectory, source, spec = await classroom.open(request, requester(context), lesson)
+            trajectory, source, spec = await classroom.open(request, who, lesson, resume)
         except Refusal as refusal:
             await refuse(context, refusal)
         try:
             status = pb.StreamStatus(
-                source=source, cache_hit=source == pb.TRAJECTORY_SOURCE_CACHE, trajectory_key=trajectory.key
+                source=source,
+                cache_hit=source == pb.TRAJECTORY_SOURCE_CACHE,
+                trajectory_key=trajectory.key,
+                resume_ticket=classroom.resume_ticket(who, trajectory.key),
             )
             first = True
             async for message, frame_count in trajectory.follow(spec.include, pb.GenerateResponse(status=status)):

@@ -62,14 +62,17 @@ class TrajectoryHub:
     def key(self, spec: GenerationSpec) -> str:
         return trajectory_id(spec.to_proto(), self.model.model_id, self.model.revision)
 
-    async def open(self, spec: GenerationSpec, requester: Requester, lesson_entry: str = "") -> tuple[Trajectory, int]:
+    async def open(
+        self, spec: GenerationSpec, requester: Requester, lesson_entry: str = "", free: bool = False
+    ) -> tuple[Trajectory, int]:
         """The trajectory this request reads, with its source; the caller must `release` it.
 
         Raises what `admit` raises when the model would have to run. `lesson_entry` must already
-        be checked against the catalog: it tells `admit` it is a lesson, and keeps the result for good.
+        be checked against the catalog: it keeps the result for good. A lesson, or a request the
+        classroom says is `free` (resumed after a restart), is put to work without a token.
         """
         key = self.key(spec)
-        exempt = bool(lesson_entry)
+        exempt = bool(lesson_entry) or free
         if not self.single_flight:
             trajectory = Trajectory(key, spec.to_proto(), self.model)
             source = await self._start(trajectory, spec, requester, exempt)
@@ -77,7 +80,7 @@ class TrajectoryHub:
             # An identical request got here first; while it looks in the cache, wait for the outcome.
             await trajectory.settled.wait()
             if trajectory.refused:  # its start was refused, for its own reasons: try on this request's own
-                return await self.open(spec, requester, lesson_entry)
+                return await self.open(spec, requester, lesson_entry, free)
             source = pb.TRAJECTORY_SOURCE_JOINED if trajectory.job is not None else pb.TRAJECTORY_SOURCE_CACHE
         elif (trajectory := self._recent.get(key)) is not None:
             self._recent.move_to_end(key)

@@ -16,6 +16,7 @@ from frontend.client import ClassroomClient
 from frontend.settings import FrontendSettings
 from frontend.trajectory import TrajectoryView
 from services.common.api import pb
+from tests.conftest import CACHE_SECRET
 from tests.integration.helpers import collect, request
 from tests.support.servers import free_port, start_inference_process, stub_for, wait_until_serving
 
@@ -23,8 +24,10 @@ from tests.support.servers import free_port, start_inference_process, stub_for, 
 @pytest.fixture
 def service(tiny_dir, redis_server):
     port = free_port()
+    # One picture a student, and the same cache secret across the restart (as compose's secrets volume keeps it).
     env = {"CLASSROOM_MODEL": "tiny", "CLASSROOM_TINY_DIR": str(tiny_dir), "CLASSROOM_REDIS_URL": redis_server.url,
-           "CLASSROOM_GRPC_PORT": str(port), "CLASSROOM_RATE_LIMIT_PER_MINUTE": "0"}  # fmt: skip
+           "CLASSROOM_GRPC_PORT": str(port), "CLASSROOM_RATE_LIMIT_PER_MINUTE": "0.1",
+           "CLASSROOM_RATE_LIMIT_BURST": "1", "CLASSROOM_CACHE_SECRET": CACHE_SECRET}  # fmt: skip
     processes = []
 
     def start():
@@ -54,7 +57,8 @@ def test_a_stream_survives_the_service_being_killed_and_restarted(service):
     failure: list[BaseException] = []
 
     def student():
-        long = request("a slow river at dusk", seed=302, num_inference_steps=60, width=256, height=256,
+        # No seed: the service draws one, and the resumed request must be the same one.
+        long = request("a slow river at dusk", num_inference_steps=60, width=256, height=256,
                        include=["latent_preview"])  # fmt: skip
         try:
             for response in client.generate(
@@ -75,6 +79,7 @@ def test_a_stream_survives_the_service_being_killed_and_restarted(service):
     _, address = service()  # the same port, as a container restart would
     reader.join(120)
 
+    # The student's only token went to the first attempt: resumed, the same request is not charged again.
     assert not failure, failure
     assert reconnects and reconnects[0][0] == 1  # the student was told, then it reconnected
     assert trajectory.total_steps == 60 and [s.index for s in trajectory.steps] == list(range(60))
