@@ -4,7 +4,7 @@
 #
 # The model is `auto` unless CLASSROOM_MODEL says otherwise: Stable Diffusion
 # 1.5 on a CUDA GPU (downloaded once), else the shipped Shapes model (offline,
-# about a second a picture on a CPU). Ports: CLASSROOM_GRPC_PORT (50051),
+# under two seconds a picture on a CPU). Ports: CLASSROOM_GRPC_PORT (50051),
 # CLASSROOM_FRONTEND_PORT (8501), CLASSROOM_REDIS_PORT (6379, for the Redis
 # started here). An external Redis is used when CLASSROOM_REDIS_URL is set.
 set -euo pipefail

@@ -43,8 +43,8 @@ if info.model_family == "shapes":
     st.markdown(
         "This is **our own** small model, built exactly like Stable Diffusion (the same tokenizer with "
         f"{info.tokenizer_vocab_size:,} pieces and {info.text_max_length} positions, a text encoder, a UNet with "
-        "cross-attention, a VAE, the same scheduler), only much smaller, so that it paints a picture in about "
-        "a second on an ordinary computer. It was trained here, from scratch."
+        "cross-attention, a VAE, the same scheduler), only much smaller, so that it paints a picture in a "
+        "couple of seconds on an ordinary computer, with no graphics card. It was trained here, from scratch."
     )
     st.subheader("What it learned from")
     st.text(info.model_description)

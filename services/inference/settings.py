@@ -22,7 +22,7 @@ class InferenceSettings(TlsClientSettings):
     model_config = SettingsConfigDict(env_prefix="CLASSROOM_", extra="ignore")
 
     # Which model to run: "auto" (Stable Diffusion 1.5 on a CUDA GPU, the shipped Shapes
-    # model otherwise), "shapes" (ours: small, offline, about a second a picture on a CPU),
+    # model otherwise), "shapes" (ours: small, offline, under two seconds a picture on a CPU),
     # "tiny" (random weights, for fast tests), a Hugging Face id (downloaded once into
     # the HF cache) or a local folder saved with save_pretrained.
     model: str = Field(
