@@ -22,11 +22,11 @@ from services.common.api import (
     pb,
 )
 from services.inference import frames
+from services.inference.attached import Attached
 from services.inference.batching import Requester
-from services.inference.classroom import Classroom
 from services.inference.models import parameter_count
 from services.inference.probes import DEFAULT_PROBES, PROBES
-from services.inference.refusals import ModelLoading, Refusal, refuse
+from services.inference.refusals import Refusal, refuse
 from services.inference.replies import stats_message
 from services.inference.runner import EncodedPrompt
 from services.inference.schedulers import SCHEDULERS
@@ -52,19 +52,8 @@ def requester(context: grpc.aio.ServicerContext) -> Requester:
     )
 
 
-class DiffusionService:
+class DiffusionService(Attached):
     """Serves the Classroom it is given; answers UNAVAILABLE (the model is loading) until then."""
-
-    def __init__(self) -> None:
-        self.classroom: Classroom | None = None
-
-    def attach(self, classroom: Classroom) -> None:
-        self.classroom = classroom
-
-    async def ready(self, context: grpc.aio.ServicerContext) -> Classroom:
-        if self.classroom is None:
-            await refuse(context, ModelLoading())
-        return self.classroom
 
     async def GetModelInfo(
         self, request: pb.GetModelInfoRequest, context: grpc.aio.ServicerContext

@@ -11,20 +11,18 @@ import hmac
 import grpc
 
 from services.common.api import TEACHER_METADATA, pb, pb_grpc
+from services.inference.attached import Attached
 from services.inference.classroom import Classroom
-from services.inference.refusals import NO_TEACHER_CODE, WRONG_TEACHER_CODE, ModelLoading, TeacherOnly, refuse
+from services.inference.refusals import NO_TEACHER_CODE, WRONG_TEACHER_CODE, TeacherOnly, refuse
 from services.inference.replies import progress_message, stats_message
 
 
-class TeacherService(pb_grpc.TeacherServiceServicer):
+class TeacherService(Attached, pb_grpc.TeacherServiceServicer):
     """Serves the same Classroom as the DiffusionService beside it, to the holder of the teacher code."""
 
     def __init__(self, teacher_code: str | None) -> None:
+        super().__init__()
         self.teacher_code = teacher_code
-        self.classroom: Classroom | None = None
-
-    def attach(self, classroom: Classroom) -> None:
-        self.classroom = classroom
 
     async def _classroom(self, context: grpc.aio.ServicerContext) -> Classroom:
         if not self.teacher_code:
@@ -32,9 +30,7 @@ class TeacherService(pb_grpc.TeacherServiceServicer):
         sent = dict(context.invocation_metadata() or ()).get(TEACHER_METADATA, "")
         if not hmac.compare_digest(str(sent).encode(), str(self.teacher_code).encode()):
             await refuse(context, TeacherOnly(WRONG_TEACHER_CODE))
-        if self.classroom is None:
-            await refuse(context, ModelLoading())
-        return self.classroom
+        return await self.ready(context)
 
     async def GetClassroom(
         self, request: pb.GetClassroomRequest, context: grpc.aio.ServicerContext
