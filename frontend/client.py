@@ -10,7 +10,7 @@ import streamlit as st
 from frontend.settings import FrontendSettings
 from services.common.client import RECONNECT_DELAYS_S, ClassroomClient, StudentError
 
-__all__ = ["RECONNECT_DELAYS_S", "ClassroomClient", "StudentError", "get_client", "student_id"]
+__all__ = ["RECONNECT_DELAYS_S", "ClassroomClient", "StudentError", "browser_address", "get_client", "student_id"]
 
 
 def student_id() -> str:
@@ -28,6 +28,12 @@ def student_id() -> str:
     if "student_id" not in st.session_state:
         st.session_state.student_id = uuid.uuid4().hex
     return st.session_state.student_id
+
+
+def browser_address() -> str:
+    """The student's browser address as this server sees it ("" when unknown, as in tests)."""
+    address = st.context.ip_address
+    return address if isinstance(address, str) else ""
 
 
 @st.cache_resource

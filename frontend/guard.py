@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import streamlit as st
 
+from frontend.client import browser_address
+
 FREE_TRIES = 5
 MAX_WAIT_S = 300.0
 
@@ -56,7 +58,7 @@ def code_guard() -> CodeGuard:
 def guessers() -> list[str]:
     """Who is trying: this browser's address, and this session."""
     session = st.session_state.setdefault("guard_session", f"session:{id(st.session_state)}")
-    return [f"address:{st.context.ip_address or 'unknown'}", session]
+    return [f"address:{browser_address() or 'unknown'}", session]
 
 
 def wait_before_trying(kind: str) -> float:

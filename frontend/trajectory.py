@@ -8,7 +8,7 @@ from dataclasses import MISSING, dataclass, field, fields
 import numpy as np
 import streamlit as st
 
-from frontend.client import StudentError, get_client, student_id
+from frontend.client import StudentError, browser_address, get_client, student_id
 from services.common.api import pb
 from services.common.codecs import decode_image, tensor_from_proto
 
@@ -123,7 +123,7 @@ def _name() -> str:
 
 def _address() -> str:
     """The browser's address, so one machine cannot hold many places in the queue under many names."""
-    return st.context.ip_address or ""
+    return browser_address()
 
 
 def stream(

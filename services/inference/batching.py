@@ -227,24 +227,26 @@ class BatchScheduler:
         return None
 
     def check(self, requester: Requester) -> None:
-        """Raise what `submit` would raise now, without counting it (so nothing is spent on a refusal)."""
+        """Raise what `submit` would raise now (and count it), so a refusal comes before anything is spent."""
         with self._lock:
-            refusal = self._refusal(requester)
+            self._refuse_if_needed(requester)
+
+    def _refuse_if_needed(self, requester: Requester) -> None:
+        """Count and raise the scheduler's refusal for this student, if there is one. Lock held."""
+        refusal = self._refusal(requester)
         if refusal is not None:
-            raise refusal[1]
+            label, error = refusal
+            self.metrics.rejected.labels(label).inc()
+            if isinstance(error, StudentBusy | AddressBusy):
+                self._stats.rejected_student_busy += 1
+            else:
+                self._stats.rejected_queue_full += 1
+            raise error
 
     def submit(self, spec: GenerationSpec, requester: Requester) -> Job:
         """Queue a generation, or refuse: StudentBusy, QueueFull (the whole queue, or the class's share)."""
         with self._lock:
-            refusal = self._refusal(requester)
-            if refusal is not None:
-                label, error = refusal
-                self.metrics.rejected.labels(label).inc()
-                if isinstance(error, StudentBusy | AddressBusy):
-                    self._stats.rejected_student_busy += 1
-                else:
-                    self._stats.rejected_queue_full += 1
-                raise error
+            self._refuse_if_needed(requester)
             job = Job(spec=spec, requester=requester, loop=asyncio.get_running_loop())
             self._students[requester.student] = job
             self._waiting.append(job)
