@@ -166,12 +166,12 @@ class Classroom:
     ) -> tuple[Trajectory, int, GenerationSpec]:
         """Admit a Generate request: the trajectory to read, where it comes from, and the checked request.
 
-        1. The request must be within the server's limits and pass the class's blocklist.
-        2. A lesson tag counts only on its catalog entry's own request; a resume ticket only on
+        1. Who asks may not be the server itself, and their name is plain text.
+        2. The request must be within the server's limits and pass the class's blocklist.
+        3. A lesson tag counts only on its catalog entry's own request; a resume ticket only on
            the request and student it was given for (then the model's work is not charged again).
-        0. Who asks may not be the server itself, and their name is plain text.
-        3. A trajectory already running, remembered or cached is served as it is.
-        4. Otherwise the model must run: see `_admit_work`.
+        4. A trajectory already running, remembered or cached is served as it is.
+        5. Otherwise the model must run: see `_admit_work`.
         Raises a `Refusal`; the caller must `release` the trajectory it gets.
         """
         who = check_requester(who)
@@ -197,10 +197,11 @@ class Classroom:
         return hmac.new(self.store.secret, f"resume\0{who.student}\0{key}".encode(), hashlib.sha256).digest()
 
     async def _admit_work(self, spec: GenerationSpec, who: Requester, lesson: bool) -> Job:
-        """4. Put the model to work, if the rules for model work allow it.
+        """5. Put the model to work, if the rules for model work allow it.
 
-        The student's rate limit (lesson examples are exempt), then the scheduler's
-        rules: one generation per student, the queue's length, each class's share.
+        The scheduler's rules (one generation per student, at most a few per browser
+        address, the queue's length, each class's share), then the student's rate limit
+        (lesson examples and resumed requests, `lesson`, are exempt).
         A paused class is still admitted; its generations wait until the teacher resumes.
         """
         # A refusal costs nothing: the scheduler is asked first, and a token taken for a
