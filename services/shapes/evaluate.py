@@ -88,7 +88,6 @@ def accuracy(judged: list[Judged]) -> dict[str, float]:
 
 def evaluate_model(folder: Path | None = None, prompts: int = 200) -> dict:
     """The accuracy table of the model card: seen pairs at g = 7.5 and 0, held-out pairs at g = 7.5."""
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     model = load(folder)
     started = time.perf_counter()
     seen = data.evaluation_prompts(prompts, seed=0)

@@ -270,7 +270,6 @@ def train(
     if start_from is not None:
         vae_from = start_from / "vae"
     started = time.perf_counter()
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     if vae_from is not None:
         vae = AutoencoderKL.from_pretrained(vae_from, torch_dtype=torch.float32).eval().requires_grad_(False)
     else:
