@@ -3,7 +3,10 @@
 One worker thread owns the model. Requests wait in a bounded queue, first come
 first served, at most one per student (so no student can fill the queue, and
 first come first served is round-robin between students), and, when classes
-share a server, at most `max_queue_per_class` from one class. Up to
+share a server, at most `max_queue_per_class` from one class. The queue is
+bounded twice: by places (`max_queue`) and by work (`max_queue_work`, in
+standard pictures: the model's default steps at its native size), so a few
+100-step 768-pixel requests cannot hold the GPU as long as a whole class would. Up to
 `max_batch_size` generations run at once; every step, the generations of one
 latent size (a group) share a single UNet call, each with its own timestep,
 guidance scale, scheduler and generator, and groups of different sizes take
@@ -87,6 +90,11 @@ class JobView:
     seconds: float  # since it was asked for
 
 
+def work_of(spec: GenerationSpec) -> int:
+    """Steps times pixels: what a generation costs, near enough (a UNet step's cost grows with the pixels)."""
+    return spec.steps * spec.width * spec.height
+
+
 @dataclass(eq=False)
 class Job:
     """A submitted generation: its events flow to an asyncio queue on the server's loop."""
@@ -102,6 +110,11 @@ class Job:
     @property
     def student(self) -> str:
         return self.requester.student
+
+    @property
+    def work(self) -> int:
+        """What the job costs the GPU: UNet steps times pixels."""
+        return work_of(self.spec)
 
     def emit(self, event: Event) -> None:
         try:
@@ -132,10 +145,14 @@ class BatchScheduler:
         metrics: Metrics,
         max_queue_per_class: int = 0,
         max_per_address: int = 0,
+        max_queue_work: float = 0.0,
+        standard_work: int = 1,
     ) -> None:
         self.model = model
         self.max_batch_size = max_batch_size
         self.max_queue = max_queue
+        self.max_queue_work = max_queue_work  # in standard pictures; 0: bounded by places only
+        self.standard_work = max(1, standard_work)  # steps x pixels of one standard picture
         self.max_queue_per_class = max_queue_per_class  # 0: no share per class
         self.max_per_address = max_per_address  # 0: no limit per browser address
         self.metrics = metrics
@@ -210,12 +227,28 @@ class BatchScheduler:
     def _jobs_running(self) -> list[Job]:
         return [running.job for running in self._running]
 
-    def _refusal(self, requester: Requester) -> tuple[str, StudentBusy | QueueFull | AddressBusy] | None:
-        """Why the scheduler would refuse this student now (metric label, refusal), or None. Lock held."""
+    def waiting_work(self) -> float:
+        """The work waiting in the queue, in standard pictures."""
+        with self._lock:
+            return sum(job.work for job in self._waiting) / self.standard_work
+
+    def _refusal(
+        self, requester: Requester, spec: GenerationSpec | None
+    ) -> tuple[str, StudentBusy | QueueFull | AddressBusy] | None:
+        """Why the scheduler would refuse this student (and this work) now (metric label, refusal), or None.
+
+        Lock held.
+        """
         if requester.student in self._students:
             return "student_busy", StudentBusy()
         if len(self._waiting) >= self.max_queue:
             return "queue_full", QueueFull(len(self._waiting), self._retry_after(len(self._waiting)))
+        if self.max_queue_work and spec is not None and self._waiting:
+            # An empty queue takes any request validation allowed: the limit is on waiting, not on size.
+            waiting = sum(job.work for job in self._waiting)
+            if (waiting + work_of(spec)) / self.standard_work > self.max_queue_work:
+                pictures = waiting / self.standard_work
+                return "queue_work_full", QueueFull(len(self._waiting), self._retry_after(round(pictures)))
         if self.max_per_address and requester.address:
             held = sum(job.requester.address == requester.address for job in (*self._waiting, *self._jobs_running()))
             if held >= self.max_per_address:
@@ -226,14 +259,14 @@ class BatchScheduler:
                 return "class_queue_full", QueueFull(ahead, self._retry_after(ahead), classroom=requester.classroom)
         return None
 
-    def check(self, requester: Requester) -> None:
+    def check(self, requester: Requester, spec: GenerationSpec | None = None) -> None:
         """Raise what `submit` would raise now (and count it), so a refusal comes before anything is spent."""
         with self._lock:
-            self._refuse_if_needed(requester)
+            self._refuse_if_needed(requester, spec)
 
-    def _refuse_if_needed(self, requester: Requester) -> None:
+    def _refuse_if_needed(self, requester: Requester, spec: GenerationSpec | None) -> None:
         """Count and raise the scheduler's refusal for this student, if there is one. Lock held."""
-        refusal = self._refusal(requester)
+        refusal = self._refusal(requester, spec)
         if refusal is not None:
             label, error = refusal
             self.metrics.rejected.labels(label).inc()
@@ -244,9 +277,9 @@ class BatchScheduler:
             raise error
 
     def submit(self, spec: GenerationSpec, requester: Requester) -> Job:
-        """Queue a generation, or refuse: StudentBusy, QueueFull (the whole queue, or the class's share)."""
+        """Queue a generation, or refuse: StudentBusy, AddressBusy, QueueFull (places, work, or the class's share)."""
         with self._lock:
-            self._refuse_if_needed(requester)
+            self._refuse_if_needed(requester, spec)
             job = Job(spec=spec, requester=requester, loop=asyncio.get_running_loop())
             self._students[requester.student] = job
             self._waiting.append(job)

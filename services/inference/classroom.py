@@ -122,6 +122,8 @@ class Classroom:
             metrics=metrics,
             max_queue_per_class=settings.max_queue_per_class,
             max_per_address=settings.max_per_address,
+            max_queue_work=settings.max_queue_work,
+            standard_work=settings.default_steps * model.default_size**2,
         )
         self.limiter = RateLimiter(store, settings.rate_limit_per_minute, settings.rate_limit_burst)
         self.text_limiter = RateLimiter(
@@ -206,7 +208,7 @@ class Classroom:
         """
         # A refusal costs nothing: the scheduler is asked first, and a token taken for a
         # request it then refuses (the queue filled meanwhile) is given back.
-        self.scheduler.check(who)
+        self.scheduler.check(who, spec)
         if lesson:
             return self.scheduler.submit(spec, who)
         await self.limiter.take(who.student)

@@ -123,10 +123,11 @@ class QueueFull(Refusal):
 
     def __init__(self, waiting: int, retry_after_s: float, classroom: str | None = None) -> None:
         minutes = max(1, round(retry_after_s / 60))
+        pictures = "1 picture" if waiting == 1 else f"{waiting} pictures"
         sentence = (
-            f"Your class already has {waiting} pictures waiting, as many as one class may. "
+            f"Your class already has {pictures} waiting, as many as one class may. "
             if classroom is not None
-            else f"The class queue is full right now ({waiting} pictures are waiting). "
+            else f"The class queue is full right now ({pictures} {'is' if waiting == 1 else 'are'} waiting). "
         ) + f"Please try again in about {minutes} minute(s)."
         super().__init__(sentence, retry_after_s)
         self.waiting, self.classroom = waiting, classroom

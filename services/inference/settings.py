@@ -79,8 +79,15 @@ class InferenceSettings(TlsClientSettings):
     # Sharing the GPU. Generations denoised at once (their steps share UNet calls);
     # 0 picks a default for the device: 8 on a GPU, 4 on a CPU.
     max_batch_size: int = Field(0, description="Generations batched per UNet call (0: 8 on a GPU, 4 on a CPU).")
-    # Past this many waiting generations, requests are refused with a retry hint.
-    max_queue: int = Field(256, description="Generations that may wait for the GPU before requests are refused.")
+    # The queue is no deeper than a class can use: each student has one place at a time,
+    # so 200 places are a large class each waiting once. Past them, or past the waiting
+    # work below, requests are refused with a retry hint.
+    max_queue: int = Field(200, description="Generations that may wait for the GPU before requests are refused.")
+    # Work waiting, in standard pictures (the model's default steps at its native size):
+    # a 100-step picture counts twice, a 768-pixel one 2.25 times on SD 1.5.
+    max_queue_work: float = Field(
+        100.0, description="Work that may wait, in standard pictures (default steps, native size); 0: no limit."
+    )
     # When several classes share one server (each front end sends its CLASSROOM_CLASS_NAME):
     # the most generations one class may have waiting. 0: no share per class.
     max_queue_per_class: int = Field(0, description="Generations one class may have waiting (0: no limit per class).")

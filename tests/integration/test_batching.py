@@ -191,7 +191,7 @@ def test_a_class_may_fill_only_its_share_of_the_queue(settings):
             collect(stub.Generate(request("third", seed=62, width=64, height=64), metadata=member("a3", "7B")))
         error = caught.value
         assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-        assert "Your class already has 1 pictures waiting" in error.details() and "try again in" in error.details()
+        assert "Your class already has 1 picture waiting" in error.details() and "try again in" in error.details()
         retry = error_details_pb2.RetryInfo()
         assert rpc_status.from_call(error).details[0].Unpack(retry) and retry.retry_delay.seconds > 0
         # Another class sharing the server still gets in line.
@@ -245,3 +245,36 @@ def test_metrics_endpoint_reports_the_load(batching):
     assert "classroom_rejected_requests_total" in text
     assert values['classroom_gc_pause_seconds_count{generation="2"}'] >= 1
     assert values['classroom_gc_pause_seconds_sum{generation="2"}'] > 0
+
+
+def test_the_queue_is_bounded_by_work_not_only_by_places(settings):
+    """Admission by cost: waiting work (steps x pixels, in standard pictures) has a ceiling."""
+    config = settings.model_copy(update={"redis_url": "", "single_flight": False, "max_batch_size": 1,
+                                         "max_queue_work": 1.0, "metrics_port": 0})  # fmt: skip
+    with running_server(config) as server:
+        channel, stub = stub_for(server.address)
+        info = stub.GetModelInfo(pb.GetModelInfoRequest())
+        steps, size = info.default_steps, info.default_width  # one standard picture
+        running = stub.Generate(request("first", seed=70, num_inference_steps=60, width=64, height=64),
+                                metadata=student("c1"))  # fmt: skip
+        deadline = time.monotonic() + 30
+        while stats(stub).active_generations < 1 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        half = request("half a picture", seed=71, num_inference_steps=steps, width=size, height=size // 2)
+        waiting = stub.Generate(half, metadata=student("c2"))
+        while stats(stub).queued_generations < 1 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        # Twice the steps of a standard picture: one picture of work, on top of the half waiting.
+        heavy = request("a long one", seed=72, num_inference_steps=2 * steps, width=size, height=size // 2)
+        with pytest.raises(grpc.RpcError) as caught:
+            collect(stub.Generate(heavy, metadata=student("c3")))
+        assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "The class queue is full right now (1 picture is waiting)" in caught.value.details()
+        assert stats(stub).rejected_queue_full == 1
+        # The same number of places, with less work, still gets in line.
+        light = collect(stub.Generate(request("a short one", seed=73, num_inference_steps=steps, width=size,
+                                              height=size // 2), metadata=student("c4")))  # fmt: skip
+        assert light.final and next(q.position for q in light.queue) == 2
+        collect(running)
+        assert collect(waiting).final
+        channel.close()
