@@ -7,7 +7,9 @@ import streamlit as st
 
 from frontend import trajectory
 from frontend.catalog import examples, values, where
-from frontend.views import PREVIEW_NOTE, enlarge, guarded, plain
+from frontend.charts import CURRENT_STEP_COLOUR, MARKDOWN_COLOURS, PAIR_COLOURS, per_step
+from frontend.labels import bracketed, differing_words, highlighted
+from frontend.views import PREVIEW_NOTE, enlarge, guarded
 
 st.title("5. Change one word")
 st.markdown(
@@ -20,7 +22,19 @@ pairs = where(examples("prompt-pairs"), guidance_scale="7")
 if not pairs:
     st.info("No prompt pairs are set up on this server.")
     st.stop()
-pair = st.selectbox("Pair", values(pairs, "pair"))
+
+
+def pair_prompts(pair: str) -> tuple[str, str]:
+    """The pair's two prompts, as the catalog gives them."""
+    return tuple(where(pairs, pair=pair, side=side)[0].request.prompt for side in "ab")
+
+
+def describe(pair: str) -> str:
+    marked_a, marked_b = differing_words(*pair_prompts(pair))
+    return f"{bracketed(marked_a)}  →  {bracketed(marked_b)}"
+
+
+pair = st.selectbox("Pair", values(pairs, "pair"), format_func=describe)
 seed = st.selectbox("Seed", values(where(pairs, pair=pair), "seed"))
 a_item, b_item = (where(pairs, pair=pair, seed=seed, side=side)[0] for side in "ab")
 a = guarded(lambda: trajectory.load(a_item.request, lesson_entry=a_item.id))
@@ -28,43 +42,65 @@ b = guarded(lambda: trajectory.load(b_item.request, lesson_entry=b_item.id))
 if a is None or b is None:
     st.stop()
 
+marked = differing_words(a.request.prompt, b.request.prompt)
 step = st.slider("Step", 0, len(a.steps), len(a.steps) // 4)
 left, right = st.columns(2)
-for column, run in ((left, a), (right, b)):
+for column, run, words, colour in zip((left, right), (a, b), marked, MARKDOWN_COLOURS, strict=True):
     picture = run.initial_preview if step == 0 else run.steps[step - 1].x0_preview
-    column.markdown(f"**{plain(run.request.prompt)}**")
+    column.markdown(highlighted(words, colour))
     column.image(enlarge(picture, 300), caption="starting noise" if step == 0 else f"guess of x0 at step {step}")
     column.image(run.image, caption="final image", width=300)
 st.caption(PREVIEW_NOTE)
 
 a_latents, b_latents = np.stack(a.latents()), np.stack(b.latents())
 distance = np.sqrt(((a_latents - b_latents) ** 2).reshape(len(a_latents), -1).mean(axis=1))
-st.markdown("**How far apart the two latents are**, step by step (0 at the start: the same noise):")
-st.line_chart(pd.DataFrame({"distance": distance}))
+st.markdown(
+    "**How far apart the two latents are**, step by step (root-mean-square difference per number; 0 at the "
+    "start: the same noise). The dashed line is the step above."
+)
+apart = pd.DataFrame({"step": range(len(distance)), "value": distance, "series": "distance between the two latents"})
+st.altair_chart(per_step(apart, step, "distance"), width="stretch")
 
 # Both trajectories as points in 2-D: the two directions along which all their latents vary most (PCA).
 points = np.concatenate([a_latents, b_latents]).reshape(2 * len(a_latents), -1)
 centred = points - points.mean(axis=0)
 _, _, axes = np.linalg.svd(centred, full_matrices=False)
 xy = centred @ axes[:2].T
+legend = [bracketed(words) for words in marked]
 frame = pd.DataFrame(
     {
         "x": xy[:, 0],
         "y": xy[:, 1],
         "step": list(range(len(a_latents))) * 2,
-        "prompt": [a.request.prompt] * len(a_latents) + [b.request.prompt] * len(b_latents),
+        "prompt": [legend[0]] * len(a_latents) + [legend[1]] * len(b_latents),
     }
 )
-chart = (
+colour = alt.Color(
+    "prompt:N",
+    scale=alt.Scale(domain=legend, range=list(PAIR_COLOURS)),
+    sort=legend,
+    legend=alt.Legend(
+        orient="bottom", direction="vertical", title="prompt (the words that differ in « »)", labelLimit=0
+    ),
+)
+paths = (
     alt.Chart(frame)
     .mark_line(point=True)
     .encode(
-        x="x",
-        y="y",
-        color=alt.Color("prompt", legend=alt.Legend(orient="bottom")),
-        order="step",
-        tooltip=["prompt", "step"],
+        x=alt.X("x:Q", title="first direction"),
+        y=alt.Y("y:Q", title="second direction"),
+        color=colour,
+        order="step:Q",
+        tooltip=["prompt:N", "step:Q"],
     )
 )
-st.markdown("**Both paths in two dimensions** (PCA of all their latents; each point is a step):")
-st.altair_chart(chart, use_container_width=True)
+now = (
+    alt.Chart(frame[frame["step"] == step])
+    .mark_point(size=220, filled=False, strokeWidth=3, color=CURRENT_STEP_COLOUR)
+    .encode(x="x:Q", y="y:Q", tooltip=["prompt:N", "step:Q"])
+)
+st.markdown(
+    "**Both paths in two dimensions** (PCA of all their latents; each point is a step, the circled points are "
+    f"step {step}):"
+)
+st.altair_chart(paths + now, width="stretch")

@@ -1,11 +1,14 @@
 """Lesson 4: classifier-free guidance - two noise predictions and the arithmetic between them."""
 
 import numpy as np
+import pandas as pd
 import streamlit as st
 
 from frontend import trajectory
 from frontend.catalog import examples, open_prompt_example, where
+from frontend.charts import per_step
 from frontend.views import diverging, enlarge, grey, guarded
+from services.common.api import pb
 
 st.title("4. Guidance")
 st.markdown(
@@ -20,29 +23,44 @@ example, run = open_prompt_example("guidance-example")
 step = st.slider("Step", 1, len(run.steps), max(1, len(run.steps) // 4))
 u, c, guided = run.steps[step - 1].noise
 g = run.request.guidance_scale
-limit = float(max(np.abs(u).max(), np.abs(c).max()))
+# u, c and the guided prediction share one grey scale, so their sizes compare; c - u has its own (it is small).
+limit = float(max(np.abs(u).max(), np.abs(c).max(), np.abs(guided).max()))
 cols = st.columns(4)
 cols[0].image(enlarge(grey(u[0], limit), 160), caption="u: unconditional (channel 0)")
 cols[1].image(enlarge(grey(c[0], limit), 160), caption="c: conditional (channel 0)")
 cols[2].image(enlarge(diverging(c[0] - u[0]), 160), caption="c − u: what the prompt adds")
-cols[3].image(enlarge(grey(guided[0], limit * max(g, 1)), 160), caption=f"u + {g:g}·(c − u): guided")
+cols[3].image(enlarge(grey(guided[0], limit), 160), caption=f"u + {g:g}·(c − u): guided")
 st.caption(
-    f"At this step the prompt's push, c − u, averages {np.abs(c - u).mean():.3f} per number; "
+    f"u, c and the guided prediction are drawn on one grey scale (±{limit:.2f}); c − u on its own, red positive, "
+    f"blue negative. At this step the prompt's push, c − u, averages {np.abs(c - u).mean():.3f} per number; "
     f"guidance multiplies it by {g:g}."
 )
+push = pd.DataFrame(
+    [
+        {
+            "step": index,
+            "value": float(np.abs(frame.noise[1] - frame.noise[0]).mean()),
+            "series": "the prompt's push, c − u",
+        }
+        for index, frame in enumerate(run.steps, start=1)
+    ]
+)
+st.markdown("**The prompt's push at every step** (mean size of c − u per number). The dashed line is the step above.")
+st.altair_chart(per_step(push, step, "mean |c − u|"), width="stretch")
 
 st.subheader("The same prompt at different guidance scales")
 same = where(
     examples("prompt-pairs"), seed=example.label("seed"), pair=example.label("pair"), side=example.label("side")
 )
 runs = [
-    (item.label("guidance_scale"), guarded(lambda item=item: trajectory.load(item.request, lesson_entry=item.id)))
+    (
+        float(item.label("guidance_scale")),
+        f"g = {item.label('guidance_scale')}",
+        guarded(lambda item=item: trajectory.load(item.request, lesson_entry=item.id)),
+    )
     for item in same
 ]
-columns = st.columns(max(1, len(runs)))
-for column, (scale, result) in zip(columns, runs, strict=False):
-    if result is not None:
-        column.image(result.image, caption=f"g = {scale}")
+row = st.container()  # drawn once the student's own run, if any, has its place in it
 st.info(
     "In diffusers' own pipeline, g = 0 and g = 1 both give the conditional image: it skips guidance for g ≤ 1. "
     "Here the formula is applied at every g, so g = 0 really is the unconditional image.",
@@ -51,16 +69,36 @@ st.info(
 
 st.subheader("Try it yourself")
 with st.form("live-guidance"):
+    prompt = st.text_input("Prompt", run.request.prompt, max_chars=1000)
     scale = st.slider("Guidance scale g", 0.0, 20.0, 3.0, 0.5)
     negative = st.text_input("Negative prompt (what to push away from)", "")
     go = st.form_submit_button("Generate")
 if go:
-    request = run.request
+    request = pb.GenerateRequest()
+    request.CopyFrom(run.request)
+    request.prompt = prompt
     request.guidance_scale = scale
     request.negative_prompt = negative
     with st.spinner("The model is working…"):
         mine = guarded(lambda: trajectory.load(request))
-    if mine is not None:
-        st.image(
-            mine.image, caption=f"g = {scale:g}" + (f", negative prompt “{negative}”" if negative else ""), width=320
-        )
+    if mine is not None:  # kept, so the row still shows it when the student moves the step
+        st.session_state.guidance_mine = request.SerializeToString()
+elif "guidance_mine" in st.session_state:
+    request = pb.GenerateRequest.FromString(st.session_state.guidance_mine)
+    mine = guarded(lambda: trajectory.load(request))
+else:
+    mine = None
+if mine is not None:
+    words = [f"yours: g = {request.guidance_scale:g}"]
+    if request.prompt != run.request.prompt:
+        words.append(f"“{request.prompt}”")
+    if request.negative_prompt:
+        words.append(f"negative prompt “{request.negative_prompt}”")
+    runs.append((request.guidance_scale, ", ".join(words), mine))
+
+# The row in order of g: the student's own run stands where its g belongs.
+runs.sort(key=lambda shown: shown[0])
+with row:
+    for column, (_, caption, result) in zip(st.columns(max(1, len(runs))), runs, strict=False):
+        if result is not None:
+            column.image(result.image, caption=caption)

@@ -7,6 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from frontend.catalog import open_prompt_example
+from frontend.charts import per_step
 from frontend.views import PREVIEW_NOTE, enlarge, show_channels
 
 st.title("3. From noise to image")
@@ -45,10 +46,18 @@ def rms_changes(arrays: list[np.ndarray]) -> list[float]:
     return [float(np.sqrt(((b - a) ** 2).mean())) for a, b in itertools.pairwise(arrays)]
 
 
+# Step k's change is from step k-1 to step k. The guess has none at step 1: there is no guess before it.
 change = rms_changes(run.latents())
-guess_change = [0.0, *rms_changes([s.predicted_x0 for s in run.steps])]
-st.markdown("**How much each step changes** the latent and the guess (root-mean-square change per number):")
-st.line_chart(pd.DataFrame({"latent x_t": change, "guess x0": guess_change}, index=range(1, len(change) + 1)))
+guess_change = rms_changes([s.predicted_x0 for s in run.steps])
+changes = pd.DataFrame(
+    [{"step": k, "value": v, "series": "the latent x_t"} for k, v in enumerate(change, start=1)]
+    + [{"step": k, "value": v, "series": "the guess x0"} for k, v in enumerate(guess_change, start=2)]
+)
+st.markdown(
+    "**How much each step changes** the latent and the guess (root-mean-square change per number, from the "
+    "step before; the guess starts at step 2, as step 1 makes the first one). The dashed line is the step above."
+)
+st.altair_chart(per_step(changes, step, "change from the step before"), width="stretch")
 st.markdown(
     f"The model was trained on 1,000 noise levels; this run visits {run.total_steps} of them: "
     f"{', '.join(f'{t:g}' for t in run.timesteps[:8])}{' …' if run.total_steps > 8 else ''}. "

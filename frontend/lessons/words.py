@@ -2,6 +2,7 @@
 
 import html
 
+import altair as alt
 import numpy as np
 import pandas as pd
 import streamlit as st
@@ -79,7 +80,18 @@ st.image(
     enlarge(diverging(vectors), width=768, height=4 * vectors.shape[0]),
     caption=f"{vectors.shape[0]} × {vectors.shape[1]} text embeddings (rows: positions; columns: numbers)",
 )
-st.bar_chart(pd.DataFrame({"length of each position's vector": list(encoding.token_norms)}))
+st.markdown("**How long each position's vector is** (its length, the square root of the sum of its squares):")
+lengths = pd.DataFrame({"position": range(len(encoding.token_norms)), "length": list(encoding.token_norms)})
+st.altair_chart(
+    alt.Chart(lengths)
+    .mark_bar()
+    .encode(
+        x=alt.X("position:O", title="position"),
+        y=alt.Y("length:Q", title="vector length"),
+        tooltip=["position", "length"],
+    ),
+    width="stretch",
+)
 
 st.subheader("The same word in another prompt")
 st.markdown(
@@ -92,5 +104,18 @@ if second is not None:
     others = tensor_from_proto(second.embeddings).astype(np.float32)
     norms = np.linalg.norm(vectors, axis=1) * np.linalg.norm(others, axis=1)
     similarity = (vectors * others).sum(axis=1) / np.maximum(norms, 1e-6)
-    st.line_chart(pd.DataFrame({"cosine similarity, position by position": similarity}))
+    st.markdown(
+        "**How alike the two prompts' vectors are, position by position** (cosine similarity, 1 = same direction):"
+    )
+    alike = pd.DataFrame({"position": range(len(similarity)), "similarity": similarity})
+    st.altair_chart(
+        alt.Chart(alike)
+        .mark_line(point=True)
+        .encode(
+            x=alt.X("position:Q", title="position"),
+            y=alt.Y("similarity:Q", title="cosine similarity"),
+            tooltip=["position", "similarity"],
+        ),
+        width="stretch",
+    )
     st.caption(f"Position 0 (start token): {similarity[0]:.3f}. Positions after the first different piece drift apart.")

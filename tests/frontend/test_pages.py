@@ -90,11 +90,13 @@ def test_guidance_shows_the_branches_and_the_scales(frontend_env):
 
 def test_guidance_live_slider_generates(frontend_env):
     at = page("guidance")
-    at.slider[1].set_value(2.5)
-    at.text_input[0].input("fog")
+    next(s for s in at.slider if s.label == "Guidance scale g").set_value(2.5)
+    next(t for t in at.text_input if t.label.startswith("Negative prompt")).input("fog")
     at.button[0].click().run()
     assert_clean(at)
-    assert "g = 2.5, negative prompt “fog”" in captions(at)
+    # The student's run stands in the row of scales, between g = 1 and g = 7.
+    row = [c for c in captions(at) if c.startswith(("g = ", "yours"))]
+    assert row == ["g = 0", "g = 1", "yours: g = 2.5, negative prompt “fog”", "g = 7", "g = 20"]
 
 
 def test_change_one_word_starts_from_the_same_noise(frontend_env):
