@@ -1,11 +1,14 @@
 """Lesson 6: seeds pick the starting noise; schedulers pick the path from it."""
 
+import altair as alt
 import numpy as np
 import pandas as pd
 import streamlit as st
 
 from frontend import trajectory
 from frontend.catalog import examples, values, where
+from frontend.client import get_client
+from frontend.labels import scheduler_names
 from frontend.views import guarded, plain
 
 st.title("6. Seeds and schedulers")
@@ -29,20 +32,72 @@ st.markdown(
 comparison = examples("scheduler-comparison")
 if not comparison:
     st.stop()
-steps = values(comparison, "steps")
+info = guarded(get_client().model_info)
+about = {s.name: s for s in info.schedulers} if info is not None else {}
+names = scheduler_names(info)
+precomputed_seeds = [int(seed) for seed in values(comparison, "seed")]
+step_counts = values(comparison, "steps")
+seed_column, steps_column, schedulers_column = st.columns([1, 2, 3])
+seed = seed_column.number_input(
+    "Seed",
+    min_value=0,
+    max_value=info.limits.max_seed if info is not None and info.limits.max_seed else None,
+    value=precomputed_seeds[0],
+    help=f"Precomputed: {', '.join(map(str, precomputed_seeds))}. Any other seed is computed when you pick it.",
+)
+counts = sorted(
+    steps_column.multiselect("Steps", step_counts, default=step_counts, format_func=lambda n: f"{n} steps"), key=int
+)
+chosen = schedulers_column.multiselect(
+    "Schedulers",
+    values(comparison, "scheduler"),
+    default=values(comparison, "scheduler"),
+    format_func=lambda n: names.get(n, n),
+)
+if seed not in precomputed_seeds:
+    st.caption(f"Seed {seed} is not precomputed: the model computes these {len(counts) * len(chosen)} pictures now.")
+
+
+def picture(scheduler: str, count: str) -> np.ndarray | None:
+    """The final image of one scheduler at one step count, from the chosen seed."""
+    item = where(comparison, scheduler=scheduler, steps=count)[0]
+    if seed in precomputed_seeds:
+        item = where(comparison, scheduler=scheduler, steps=count, seed=str(seed))[0]
+        run = guarded(lambda: trajectory.load(item.request, probes=["latent_preview"], lesson_entry=item.id))
+    else:
+        request = item.request
+        request.seed = seed
+        run = guarded(lambda: trajectory.load(request, probes=["latent_preview"]))
+    return run.image if run is not None else None
+
+
 changes = {}
-for scheduler in values(comparison, "scheduler"):
-    row = st.columns(len(steps) + 1)
-    row[0].markdown(f"**{scheduler}**")
+for scheduler in chosen:
+    row = st.columns(len(counts) + 1)
+    row[0].markdown(f"**{names.get(scheduler, scheduler)}**")
+    if scheduler in about:
+        row[0].caption(about[scheduler].description)
     images = []
-    for column, count in zip(row[1:], steps, strict=True):
-        item = where(comparison, scheduler=scheduler, steps=count)[0]
-        run = guarded(lambda item=item: trajectory.load(item.request, probes=["latent_preview"], lesson_entry=item.id))
-        if run is not None:
-            column.image(run.image, caption=f"{count} steps")
-            images.append(run.image.astype(np.float32))
+    for column, count in zip(row[1:], counts, strict=True):
+        image = picture(scheduler, count)
+        if image is not None:
+            column.image(image, caption=f"{count} steps")
+            images.append(image.astype(np.float32))
     if len(images) >= 2:
-        changes[scheduler] = float(np.abs(images[-1] - images[-2]).mean())
+        changes[names.get(scheduler, scheduler)] = float(np.abs(images[-1] - images[-2]).mean())
 if changes:
-    st.markdown(f"**How much the picture changes between {steps[-2]} and {steps[-1]} steps** (mean pixel difference):")
-    st.bar_chart(pd.DataFrame({"change": changes}))
+    st.markdown(
+        f"**How much the picture changes between {counts[-2]} and {counts[-1]} steps** (mean pixel difference, "
+        "0 to 255):"
+    )
+    change = pd.DataFrame({"scheduler": list(changes), "change": list(changes.values())})
+    st.altair_chart(
+        alt.Chart(change)
+        .mark_bar()
+        .encode(
+            x=alt.X("scheduler:N", sort=None, title=None, axis=alt.Axis(labelAngle=0)),
+            y=alt.Y("change:Q", title="mean pixel difference"),
+            tooltip=["scheduler", alt.Tooltip("change:Q", format=".1f")],
+        ),
+        width="stretch",
+    )

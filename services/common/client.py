@@ -72,6 +72,7 @@ _MESSAGES = {
 # Codes whose status message the service writes for people to read.
 _OWN_SENTENCES = (
     grpc.StatusCode.INVALID_ARGUMENT,
+    grpc.StatusCode.ALREADY_EXISTS,
     grpc.StatusCode.RESOURCE_EXHAUSTED,
     grpc.StatusCode.ABORTED,
     grpc.StatusCode.PERMISSION_DENIED,
@@ -127,7 +128,7 @@ def student_error(error: grpc.RpcError) -> StudentError:
     code = error.code()
     details = error.details() or ""
     reason = error_reason(error)
-    if (code in _OWN_SENTENCES or reason == MODEL_LOADING) and details:
+    if (code in _OWN_SENTENCES or reason) and details:  # a reason: the service wrote the sentence for students
         return StudentError(details, code, reason)
     return StudentError(_MESSAGES.get(code, _FALLBACK), code, reason)
 
@@ -189,6 +190,19 @@ class ClassroomClient:
     def encode(self, prompt: str, student: str = "") -> pb.PromptEncoding:
         return self._call(self.stub.EncodePrompt, pb.EncodePromptRequest(prompt=prompt), student=student).encoding
 
+    def join_class(self, name: str, session: str, address: str = "") -> float:
+        """Sign in to the class as `name` (or renew it); seconds within which to renew.
+
+        Raises StudentError: with reason SIGNED_OUT when this session no longer holds the name.
+        """
+        metadata = (*self._auth, (CLASS_METADATA, self.class_name.encode())) if self.class_name else self._auth
+        request = pb.JoinClassRequest(name=name, session=session, address=address)
+        try:
+            reply = self.stub.JoinClass(request, timeout=self.settings.request_timeout_s, metadata=metadata)
+        except grpc.RpcError as error:
+            raise student_error(error) from error
+        return reply.renew_within_seconds
+
     def lessons(self, collection: str = "") -> pb.ListLessonsResponse:
         return self._call(self.stub.ListLessons, pb.ListLessonsRequest(collection=collection))
 
@@ -203,6 +217,11 @@ class ClassroomClient:
 
     def clear_queue(self, teacher_code: str) -> int:
         return self._call(self.teacher_stub.ClearQueue, pb.ClearQueueRequest(), teacher_code).cleared
+
+    def remove_student(self, teacher_code: str, class_name: str, name: str, let_back: bool = False) -> bool:
+        """Remove a name from its class (or let it back in); True if that changed anything."""
+        request = pb.RemoveStudentRequest(name=name, class_name=class_name, let_back=let_back)
+        return self._call(self.teacher_stub.RemoveStudent, request, teacher_code).changed
 
     def precompute_lessons(self, teacher_code: str) -> pb.PrecomputeProgress:
         return self._call(self.teacher_stub.PrecomputeLessons, pb.PrecomputeLessonsRequest(), teacher_code).progress
