@@ -3,7 +3,7 @@
 import streamlit as st
 
 from frontend.settings import FrontendSettings
-from frontend.signin import sign_in_page, signed_in
+from frontend.signin import keep_my_name, name_heartbeat, sign_in_page, signed_in
 
 st.set_page_config(page_title="Diffusion Classroom", page_icon=":material/palette:", layout="wide")
 
@@ -21,8 +21,11 @@ pages = [
 # The teacher's page asks for the teacher code itself, and refuses anyone without it.
 teacher = st.Page("lessons/teacher.py", title="Teacher", icon=":material/admin_panel_settings:")
 settings = FrontendSettings()
+keep_my_name()  # signed in: renew this tab's hold on its name (signs the tab out if it lost it)
 if not signed_in(settings):
     pages = [st.Page(sign_in_page, title="Sign in", icon=":material/login:")]
+elif settings.class_code:
+    name_heartbeat()
 if settings.teacher_code:
     pages.append(teacher)
 st.navigation(pages).run()

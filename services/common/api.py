@@ -28,6 +28,8 @@ RESUME_METADATA = "x-classroom-resume-bin"  # a StreamStatus.resume_ticket: the 
 # detail in this domain), so clients act on a reason, never on the wording of a sentence.
 ERROR_DOMAIN = "diffusion-classroom"
 MODEL_LOADING = "MODEL_LOADING"  # UNAVAILABLE: the model is still loading; retry later
+# JoinClass: this session no longer holds its name (the teacher removed it, or it signed in again elsewhere).
+SIGNED_OUT = "SIGNED_OUT"
 
 
 def bearer(token: str | None) -> tuple[tuple[str, str], ...]:
@@ -64,6 +66,7 @@ __all__ = [
     "NAME_METADATA",
     "RESUME_METADATA",
     "SERVICE_NAME",
+    "SIGNED_OUT",
     "STUDENT_METADATA",
     "TEACHER_METADATA",
     "TEACHER_SERVICE_NAME",

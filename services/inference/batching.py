@@ -28,6 +28,7 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -199,6 +200,24 @@ class BatchScheduler:
                 job.emit(ErrorEvent(QUEUE_CLEARED, aborted=True))
             self._announce_positions()
         return len(cleared)
+
+    def stop_jobs_of(self, chosen: Callable[[Requester], bool], sentence: str) -> int:
+        """Stop every generation, waiting or running, whose requester is `chosen`; its readers get `sentence`."""
+        with self._lock:
+            waiting = [job for job in self._waiting if chosen(job.requester)]
+            running = [r.job for r in self._running if chosen(r.job.requester)]
+            for job in waiting:
+                self._waiting.remove(job)
+                self._release(job, Outcome.CANCELLED)
+            for job in running:  # they leave at the next step boundary (`_drop_cancelled`)
+                if self._students.get(job.student) is job:
+                    del self._students[job.student]
+            for job in (*waiting, *running):
+                job.cancel()
+                job.emit(ErrorEvent(sentence, aborted=True))
+            self._announce_positions()
+            self._lock.notify()
+        return len(waiting) + len(running)
 
     def jobs(self) -> list[JobView]:
         """Running generations, then the queue in order."""

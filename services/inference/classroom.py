@@ -34,6 +34,7 @@ from services.inference.models import DiffusionModel, PromptEmbedding, PromptTok
 from services.inference.moderation import Blocklist
 from services.inference.ratelimit import RateLimiter
 from services.inference.refusals import BlockedPrompt, QueueFull, Refusal, RequestError, TrajectoryFailed
+from services.inference.roster import Roster, RosterEntry
 from services.inference.settings import InferenceSettings
 from services.inference.trajectories import Trajectory
 from services.inference.validation import (
@@ -51,6 +52,7 @@ INTERNAL_PREFIX = "teacher:"
 # Precompute generates as a student of its own (one lesson at a time, like any student).
 PRECOMPUTE = Requester(f"{INTERNAL_PREFIX}precompute", name="lesson precompute")
 STUDENT_ID_LIMIT = 128
+STUDENT_REMOVED = "Your teacher removed your name from the class, so this picture was stopped."
 
 
 def check_requester(who: Requester) -> Requester:
@@ -149,6 +151,7 @@ class Classroom:
         self._lesson_keys = {e.entry.id: e.key for e in self.entries}
         self.precompute = PrecomputeProgress()
         self._precompute_task: asyncio.Task[None] | None = None
+        self.roster = Roster(max_per_address=settings.max_per_address)
 
     def _check_catalog(self) -> list[CatalogEntry]:
         entries = []
@@ -168,7 +171,8 @@ class Classroom:
     ) -> tuple[Trajectory, int, GenerationSpec]:
         """Admit a Generate request: the trajectory to read, where it comes from, and the checked request.
 
-        1. Who asks may not be the server itself, and their name is plain text.
+        1. Who asks may not be the server itself, their name is plain text, and the teacher
+           has not removed it from the class.
         2. The request must be within the server's limits and pass the class's blocklist.
         3. A lesson tag counts only on its catalog entry's own request; a resume ticket only on
            the request and student it was given for (then the model's work is not charged again).
@@ -177,6 +181,7 @@ class Classroom:
         Raises a `Refusal`; the caller must `release` the trajectory it gets.
         """
         who = check_requester(who)
+        self.roster.check(who.classroom, who.name)
         try:
             spec = check_generate(request, self.settings, self.model.default_size, self.blocklist)
         except BlockedPrompt:
@@ -251,7 +256,34 @@ class Classroom:
             blocked_prompts=self.blocked_prompts,
         )
 
+    # -- who is in class -------------------------------------------------------
+
+    def join(self, who: Requester, session: str) -> float:
+        """A front-end session signs in with a name, or renews it; seconds within which to renew."""
+        who = check_requester(who)
+        if not who.name:
+            raise RequestError([("name", "Please type a name to sign in with.")])
+        if not session or len(session) > 128 or hidden_characters(session):
+            raise RequestError([("session", "The session id is missing, too long, or has control characters.")])
+        self.roster.join(who.classroom, who.name, session, who.address)
+        return self.roster.live_s / 3
+
     # -- the teacher's controls ----------------------------------------------
+
+    def students(self) -> list[RosterEntry]:
+        return self.roster.entries()
+
+    def remove_student(self, classroom: str, name: str, let_back: bool = False) -> tuple[bool, int]:
+        """Remove a name from its class (its generations stop), or let it back: (changed, generations stopped)."""
+        if let_back:
+            return self.roster.let_back(classroom, name), 0
+        changed = self.roster.remove(classroom, name)
+        folded = name.casefold()
+        stopped = self.scheduler.stop_jobs_of(
+            lambda r: r.classroom == classroom and r.name.casefold() == folded, STUDENT_REMOVED
+        )
+        log.info("the teacher removed a name from the class (%d generation(s) stopped)", stopped)
+        return changed, stopped
 
     def jobs(self) -> list[JobView]:
         return self.scheduler.jobs()

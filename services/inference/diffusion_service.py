@@ -6,6 +6,7 @@ refusal reaches the client as the status it carries (`refusals.py`).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator
 
 import grpc
@@ -188,6 +189,15 @@ class DiffusionService(Attached):
             ],
             cache_available=classroom.store.available,
         )
+
+    async def JoinClass(self, request: pb.JoinClassRequest, context: grpc.aio.ServicerContext) -> pb.JoinClassResponse:
+        classroom = await self.ready(context)
+        who = dataclasses.replace(requester(context), name=request.name, address=request.address)
+        try:
+            renew = classroom.join(who, request.session)
+        except Refusal as refusal:
+            await refuse(context, refusal)
+        return pb.JoinClassResponse(renew_within_seconds=renew)
 
     async def GetServerStats(
         self, request: pb.GetServerStatsRequest, context: grpc.aio.ServicerContext

@@ -17,7 +17,7 @@ from google.protobuf.message import Message
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from services.common.api import ERROR_DOMAIN, MODEL_LOADING
+from services.common.api import ERROR_DOMAIN, MODEL_LOADING, SIGNED_OUT
 
 BLOCKED_MESSAGE = "This prompt can't be used in class. Please try a different one."
 STUDENT_BUSY_MESSAGE = "You already have a picture being made. Wait for it to finish (or stop it), then try again."
@@ -150,6 +150,50 @@ class TeacherOnly(Refusal):
     """A teacher's call without the right teacher code (or on a server with none)."""
 
     code = code_pb2.PERMISSION_DENIED
+
+
+class NameTaken(Refusal):
+    """Someone on another computer is signed in to the class with this name."""
+
+    code = code_pb2.ALREADY_EXISTS
+
+    def __init__(self, name: str) -> None:
+        super().__init__(
+            f"Someone in this class is already signed in as {name!r} on another computer. "
+            "Please choose another name (if it is you, sign out there first, or wait a minute after closing it)."
+        )
+
+
+class TooManyNames(Refusal):
+    """One browser address already holds as many names as one computer may."""
+
+    code = code_pb2.RESOURCE_EXHAUSTED
+
+    def __init__(self, held: int) -> None:
+        super().__init__(
+            f"This computer is already signed in to the class under {held} names, as many as one computer may. "
+            "Close one of those tabs, wait a minute, then try again."
+        )
+
+
+class NameRemoved(Refusal):
+    """The teacher removed this name from the class."""
+
+    code = code_pb2.PERMISSION_DENIED
+    reason = SIGNED_OUT
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"Your teacher removed the name {name!r} from the class. Ask your teacher about it.")
+
+
+class SignedInElsewhere(Refusal):
+    """A newer sign-in with the same name, from the same computer, took the name over."""
+
+    code = code_pb2.FAILED_PRECONDITION
+    reason = SIGNED_OUT
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"You signed in as {name!r} in another tab or window, so this one was signed out.")
 
 
 class TrajectoryFailed(Refusal):

@@ -72,7 +72,24 @@ class TeacherService(Attached, pb_grpc.TeacherServiceServicer):
             gpu_memory_total_bytes=total,
             blocked=blocked,
             precompute=progress_message(classroom.precompute),
+            students=[
+                pb.ClassroomStudent(
+                    name=entry.name,
+                    class_name=entry.classroom,
+                    seconds_since_seen=entry.seconds_since_seen,
+                    joined_unix_time=entry.joined_unix,
+                    removed=entry.removed,
+                )
+                for entry in classroom.students()
+            ],
         )
+
+    async def RemoveStudent(
+        self, request: pb.RemoveStudentRequest, context: grpc.aio.ServicerContext
+    ) -> pb.RemoveStudentResponse:
+        classroom = await self._classroom(context)
+        changed, stopped = classroom.remove_student(request.class_name, request.name, request.let_back)
+        return pb.RemoveStudentResponse(changed=changed, stopped_generations=stopped)
 
     async def SetPaused(self, request: pb.SetPausedRequest, context: grpc.aio.ServicerContext) -> pb.SetPausedResponse:
         classroom = await self._classroom(context)

@@ -316,3 +316,48 @@ def test_one_computer_holds_at_most_three_places_whatever_names_it_uses(settings
             call.cancel()
         server.classroom.pause(False)
         channel.close()
+
+
+# -- names: one live session each; the teacher can remove one ----------------
+
+
+def test_a_name_in_use_cannot_be_taken_and_the_teacher_can_remove_one(settings):
+    from services.common.api import SIGNED_OUT
+    from services.common.client import ClassroomClient, ClientSettings, StudentError
+
+    config = settings.model_copy(update={"max_batch_size": 1, "redis_url": "", "teacher_code": "owl-42"})
+    with running_server(config) as server:
+        client = ClassroomClient(ClientSettings(inference_addr=server.address), class_name="7B")
+        client.join_class("Ms Rivera", "tab-1", "10.0.0.5")
+        # Another computer on the network cannot be the same person while that tab is open.
+        with pytest.raises(StudentError, match="already signed in as 'ms rivera'") as caught:
+            client.join_class("ms rivera", "tab-2", "10.0.0.66")
+        assert caught.value.code == grpc.StatusCode.ALREADY_EXISTS
+        # One computer cannot sit in the class under many names (three, as for generations).
+        for name in ("a", "b"):
+            client.join_class(name, f"tab-{name}", "10.0.0.5")
+        with pytest.raises(StudentError, match="under 3 names"):
+            client.join_class("c", "tab-c", "10.0.0.5")
+        listed = client.classroom("owl-42").students
+        assert [s.name for s in listed] == ["a", "b", "Ms Rivera"] and {s.class_name for s in listed} == {"7B"}
+
+        # The teacher removes the name: its waiting picture stops, its tab is signed out, the name stays refused.
+        server.classroom.pause(True)
+        waiting = client.generate(small("a paper boat", steps=20, seed=3), "student-rivera", name="Ms Rivera")
+        assert next(waiting).WhichOneof("event") == "status"
+        with pytest.raises(StudentError, match="teacher code"):  # a student cannot remove anyone
+            client.remove_student("guess", "7B", "a")
+        assert client.remove_student("owl-42", "7B", "MS RIVERA")
+        with pytest.raises(StudentError, match="Your teacher removed your name"):
+            list(waiting)
+        with pytest.raises(StudentError) as caught:
+            client.join_class("Ms Rivera", "tab-1", "10.0.0.5")
+        assert caught.value.reason == SIGNED_OUT and "Your teacher removed the name" in str(caught.value)
+        with pytest.raises(StudentError, match="Your teacher removed the name"):
+            list(client.generate(small(seed=4), "student-rivera-2", name="Ms Rivera"))
+        assert [(s.name, s.removed) for s in client.classroom("owl-42").students if s.removed] == [("Ms Rivera", True)]
+        assert server.classroom.scheduler.stats().queued_generations == 0
+        server.classroom.pause(False)
+        assert client.remove_student("owl-42", "7B", "Ms Rivera", let_back=True)
+        client.join_class("Ms Rivera", "tab-3", "10.0.0.5")
+        client.close()

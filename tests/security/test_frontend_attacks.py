@@ -91,3 +91,29 @@ def test_a_picture_that_does_not_decode_is_a_sentence():
 
     with pytest.raises(StudentError, match=UNREADABLE_PICTURE):
         _picture(pb.Image(mime_type="image/png", data=b"\x89PNG\r\n\x1a\n but the rest is gone"))
+
+
+def test_a_name_held_on_another_computer_cannot_be_taken(class_code, lesson_server):
+    from frontend.client import get_client
+
+    get_client().join_class("Jordan", "a-tab-on-another-computer", "10.0.0.9")
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    sign_in(at, class_code, "jordan")
+    assert "already signed in as 'jordan' on another computer" in at.error[0].value
+    assert "display_name" not in at.session_state  # still on the sign-in page
+
+
+def test_a_name_the_teacher_removes_is_signed_out(class_code, lesson_server):
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    sign_in(at, class_code, "Mallory")
+    assert not at.error and at.session_state.display_name == "Mallory"
+    classroom = lesson_server.classroom
+    assert "Mallory" in [entry.name for entry in classroom.students()]  # the teacher sees the name
+    classroom.remove_student("", "Mallory")
+    at.session_state["name_renewed_at"] = 0.0  # as after a few seconds: the tab renews its hold
+    at.run()
+    assert "display_name" not in at.session_state
+    assert "Your teacher removed the name 'Mallory'" in at.warning[0].value  # told why, on the sign-in page
+    sign_in(at, class_code, "Mallory")
+    assert "Your teacher removed the name" in at.error[0].value
+    classroom.remove_student("", "Mallory", let_back=True)

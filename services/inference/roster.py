@@ -1,0 +1,127 @@
+"""Who is in class now: each signed-in name held by one live browser session.
+
+A student signs in with the class code and a name; the front end then holds that
+name for the session by calling `JoinClass` when the student signs in and again
+every few seconds while the tab is open. The rules, for one class:
+
+- A name is held by one live session. Signing in again from the same browser
+  address (a reload, a second tab) takes the name over, and the older session is
+  signed out on its next renewal; from another address, while the holder is live,
+  the name is refused. A session that has not renewed for `live_s` has left.
+- One browser address holds at most `max_per_address` names (0: no limit), so one
+  machine cannot sit in many places.
+- The teacher can remove a name: its session is signed out, its generations are
+  stopped, and nobody may use that name again until the teacher lets it back.
+
+Kept in the service's memory (one service per class server): after a restart
+the open tabs join again on their next renewal, and removed names are forgotten.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from services.inference.refusals import NameRemoved, NameTaken, SignedInElsewhere, TooManyNames
+
+LIVE_S = 60.0  # a session that has not renewed for this long has closed its tab
+REPLACED_KEPT = 4096  # signed-out sessions remembered (a tab left open for hours after a reload)
+
+
+@dataclass
+class Seat:
+    """One signed-in name and the session holding it."""
+
+    classroom: str
+    name: str  # as the student typed it
+    session: str
+    address: str
+    joined: float  # time.time(), for the teacher's page
+    seen: float  # the clock's time of the last renewal
+
+
+@dataclass(frozen=True)
+class RosterEntry:
+    """A name as the teacher's page lists it."""
+
+    classroom: str
+    name: str
+    seconds_since_seen: float
+    joined_unix: float
+    removed: bool
+
+
+def _key(classroom: str, name: str) -> tuple[str, str]:
+    return classroom, name.casefold()
+
+
+class Roster:
+    """The names signed in to each class, one live session each."""
+
+    def __init__(
+        self, max_per_address: int = 0, live_s: float = LIVE_S, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.max_per_address, self.live_s, self.clock = max_per_address, live_s, clock
+        self._seats: dict[tuple[str, str], Seat] = {}
+        self._removed: dict[tuple[str, str], str] = {}  # key -> the name as the teacher saw it
+        # (classroom, session) pairs signed out by a newer sign-in, the oldest forgotten first.
+        self._replaced: dict[tuple[str, str], None] = {}
+
+    def _live(self, seat: Seat) -> bool:
+        return self.clock() - seat.seen < self.live_s
+
+    def _forget_the_gone(self) -> None:
+        for key in [key for key, seat in self._seats.items() if not self._live(seat)]:
+            del self._seats[key]
+
+    def join(self, classroom: str, name: str, session: str, address: str) -> None:
+        """Sign in, or renew: this session holds this name now. Raises a refusal if it may not."""
+        key = _key(classroom, name)
+        if key in self._removed:
+            raise NameRemoved(name)
+        if (classroom, session) in self._replaced:
+            raise SignedInElsewhere(name)
+        self._forget_the_gone()
+        seat = self._seats.get(key)
+        if seat is not None and seat.session != session:
+            if seat.address != address:
+                raise NameTaken(name)
+            self._replaced[classroom, seat.session] = None  # a reload or another tab on the same machine
+            if len(self._replaced) > REPLACED_KEPT:
+                del self._replaced[next(iter(self._replaced))]
+            seat = None
+        if seat is None and self.max_per_address and address:
+            held = sum(s.address == address and s.classroom == classroom for s in self._seats.values())
+            if held >= self.max_per_address:
+                raise TooManyNames(held)
+        if seat is None:
+            seat = self._seats[key] = Seat(classroom, name, session, address, time.time(), self.clock())
+        seat.seen = self.clock()
+
+    def check(self, classroom: str, name: str) -> None:
+        """Raise NameRemoved if the teacher removed this name (a generation's last check)."""
+        if name and _key(classroom, name) in self._removed:
+            raise NameRemoved(name)
+
+    def remove(self, classroom: str, name: str) -> bool:
+        """The teacher removes a name; True if it was signed in."""
+        key = _key(classroom, name)
+        seat = self._seats.pop(key, None)
+        self._removed[key] = seat.name if seat is not None else name
+        return seat is not None
+
+    def let_back(self, classroom: str, name: str) -> bool:
+        """The teacher lets a removed name sign in again; True if it was removed."""
+        return self._removed.pop(_key(classroom, name), None) is not None
+
+    def entries(self) -> list[RosterEntry]:
+        """Every live name, by class and name, then the removed ones."""
+        self._forget_the_gone()
+        now = self.clock()
+        live = [
+            RosterEntry(s.classroom, s.name, now - s.seen, s.joined, False)
+            for s in sorted(self._seats.values(), key=lambda s: (s.classroom, s.name.casefold()))
+        ]
+        removed = [RosterEntry(classroom, name, 0.0, 0.0, True) for (classroom, _), name in self._removed.items()]
+        return live + removed
