@@ -44,9 +44,16 @@ def test_pipeline_names_the_three_stages_with_live_numbers(frontend_env):
     at = page("pipeline")
     assert_clean(at)
     text = text_of(at)
-    for stage in ("① Text encoder", "② Denoising loop", "③ VAE decoder"):
-        assert stage in [s.value for s in at.subheader]
-    assert "window of **77 tokens**" in text and "vectors of **32 numbers**" in text
+    assert [t.label for t in at.tabs] == ["① Text encoder", "② Denoising loop", "③ VAE decoder"]
+    # The diagram names the three stages and carries the run's own numbers.
+    (diagram,) = at.get("graphviz_chart")
+    for stage in ("① Text encoder", "② Denoising loop: 4 steps", "③ VAE decoder", "77×32 vectors", "4×8×8"):
+        assert stage in diagram.proto.spec
+    assert "window always holds **77 tokens**" in text and "vectors of **32 numbers**" in text
+    # The loop's thumbnails: the starting noise and five steps spread over the run, on one row.
+    assert [c for c in captions(at) if c.startswith(("start", "step"))] == ["start: noise"] + [
+        f"step {n}" for n in (1, 2, 3, 4)
+    ]
     # 64x64 pictures in the test catalog: a 4x8x8 latent, 48 times fewer numbers than the image.
     assert "4×8×8 = **256** numbers" in text and "**12,288**" in text and "**48× fewer**" in text
     assert "served from the lesson cache" in text
