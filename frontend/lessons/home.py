@@ -7,21 +7,27 @@ from frontend.views import guarded
 
 st.title("Diffusion Classroom")
 st.markdown(
-    """
-Type a prompt, and a text-to-image model paints a picture. Here you can watch it
-do so, step by step, with the **real** model's numbers, not an illustration.
-
-1. **The whole pipeline**: the three stages and what flows between them.
-2. **Words to numbers**: how your prompt becomes tokens and vectors.
-3. **From noise to image**: the picture appearing out of noise, step by step.
-4. **Guidance**: the arithmetic that makes the picture follow the prompt.
-5. **Change one word**: how a small change in the prompt changes the path.
-6. **Seeds and schedulers**: where the starting noise comes from, and the ways to walk from it.
-
-Then try anything in the **Playground**, and see what the model itself is made
-of on **The model**.
-"""
+    "Type a prompt, and a text-to-image model paints a picture. Here you can watch it do so, step by step, "
+    "with the **real** model's numbers, not an illustration."
 )
+
+# Each lesson's page, and what it shows (paths as the entry page, app.py, names them).
+LESSONS = [
+    ("lessons/pipeline.py", "1. The whole pipeline", "the three stages and what flows between them."),
+    ("lessons/words.py", "2. Words to numbers", "how your prompt becomes tokens and vectors."),
+    ("lessons/noise_to_image.py", "3. From noise to image", "the picture appearing out of noise, step by step."),
+    ("lessons/guidance.py", "4. Guidance", "the arithmetic that makes the picture follow the prompt."),
+    ("lessons/change_one_word.py", "5. Change one word", "how a small change in the prompt changes the path."),
+    (
+        "lessons/seeds_schedulers.py",
+        "6. Seeds and schedulers",
+        "where the starting noise comes from, and the ways to walk from it.",
+    ),
+    ("lessons/playground.py", "Playground", "try any prompt and setting."),
+    ("lessons/model.py", "The model", "what the model itself is made of."),
+]
+for path, title, about in LESSONS:
+    st.page_link(path, label=f"**{title}**: {about}")
 
 info = guarded(get_client().model_info)
 if info is not None:

@@ -34,10 +34,20 @@ def assert_clean(at: AppTest) -> None:
     assert not at.error, [e.value for e in at.error]
 
 
-def test_home_reports_the_model(frontend_env):
-    at = page("home")
+def test_home_reports_the_model_and_links_every_lesson(frontend_env):
+    at = AppTest.from_file(str(ROOT / "frontend" / "app.py"), default_timeout=60).run()  # home is the default page
     assert_clean(at)
     assert "model (tiny) on cpu" in text_of(at)
+    links = at.get("page_link")
+    assert [link.proto.label.split("**")[1] for link in links][:6] == [
+        "1. The whole pipeline",
+        "2. Words to numbers",
+        "3. From noise to image",
+        "4. Guidance",
+        "5. Change one word",
+        "6. Seeds and schedulers",
+    ]
+    assert all(link.proto.page for link in links)  # each one leads to its page
 
 
 def test_pipeline_names_the_three_stages_with_live_numbers(frontend_env):
@@ -160,8 +170,12 @@ def test_server_down_is_a_plain_sentence(name, monkeypatch):
 
     monkeypatch.setenv("CLASSROOM_INFERENCE_ADDR", f"127.0.0.1:{free_port()}")
     get_client.clear()
-    try:
-        at = page(name)
+    try:  # home links to the other pages: it runs inside the app that names them
+        at = (
+            AppTest.from_file(str(ROOT / "frontend" / "app.py"), default_timeout=60).run()
+            if name == "home"
+            else page(name)
+        )
     finally:
         get_client.clear()
     assert not at.exception
