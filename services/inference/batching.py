@@ -312,10 +312,17 @@ class BatchScheduler:
         return round(waves * self._average_seconds)
 
     def cancel(self, job: Job) -> None:
-        """Stop a job: it leaves at the next step boundary, and its student may ask again at once."""
+        """Stop a job: waiting, it leaves the queue now; running, at the next step boundary.
+
+        Its student may ask again at once.
+        """
         job.cancel()
         with self._lock:
-            if self._students.get(job.student) is job:
+            if job in self._waiting:  # (a closed tab's place goes to the next student even while paused)
+                self._waiting.remove(job)
+                self._release(job, Outcome.CANCELLED)
+                self._announce_positions()
+            elif self._students.get(job.student) is job:
                 del self._students[job.student]
 
     def close(self, timeout: float | None = None) -> None:

@@ -22,6 +22,9 @@ from services.inference.refusals import TrajectoryFailed
 ALL_PROBES = frozenset(PROBES)
 # A batch of events a reader is behind on stays under this many bytes (unless one event alone is larger).
 MAX_BATCH_BYTES = 2**20
+# While a trajectory waits for the GPU, each reader hears its queue place again this often, changed or
+# not: a reader that went away (a closed tab) finds out when it next writes, and its place is freed.
+QUEUE_REMINDER_S = 5.0
 
 
 class Trajectory:
@@ -106,13 +109,14 @@ class Trajectory:
         """
         index = 0
         queue_seen: pb.QueueStatus | None = None
+        reminder_due = False
         prefix: list[bytes] = [opening.SerializeToString()]  # messages before the events: status, queue
         start = index  # the events the next message holds: start..index
         batch_bytes = batch_frames = 0
         room = 0  # events the next message may hold; 0: up to the first frame
         while True:
             grew = self._grew  # taken before yielding, so that no change made meanwhile is missed
-            if not self.events and self.queue is not None and self.queue != queue_seen:
+            if not self.events and self.queue is not None and (self.queue != queue_seen or reminder_due):
                 queue_seen = self.queue
                 prefix.append(pb.GenerateResponse(queue=queue_seen).SerializeToString())
             while index < len(self.events):
@@ -134,7 +138,14 @@ class Trajectory:
                 if self.error is not None:
                     raise TrajectoryFailed(self.error, self.aborted)
                 return
-            await grew.wait()
+            reminder_due = False
+            if self.events or self.queue is None:
+                await grew.wait()
+            else:  # waiting in the queue: wake at least every QUEUE_REMINDER_S
+                try:
+                    await asyncio.wait_for(grew.wait(), QUEUE_REMINDER_S)
+                except TimeoutError:
+                    reminder_due = True
 
     def _message(self, include: frozenset[str], prefix: list[bytes], start: int, end: int) -> bytes:
         """`prefix` (status, queue positions) and events start..end as one message."""

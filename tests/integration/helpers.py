@@ -55,7 +55,8 @@ def collect(responses) -> Stream:
             status = response.status
         elif kind == "queue":
             assert status is not None and stream is None, "queue positions come between status and header"
-            queue.append(response.queue)
+            if not queue or queue[-1] != response.queue:  # each change once (reminders repeat an unchanged place)
+                queue.append(response.queue)
         elif kind == "header":
             assert status is not None and stream is None, "header must follow the status, once"
             stream = Stream(status=status, header=response.header, queue=queue)

@@ -278,3 +278,37 @@ def test_the_queue_is_bounded_by_work_not_only_by_places(settings):
         collect(running)
         assert collect(waiting).final
         channel.close()
+
+
+def test_a_waiting_reader_hears_its_place_again_and_leaving_frees_it(settings, monkeypatch):
+    """A closed tab's request leaves the queue: readers are reminded of their place, and a cancel frees it."""
+    from services.inference import trajectories
+
+    monkeypatch.setattr(trajectories, "QUEUE_REMINDER_S", 0.3)
+    config = settings.model_copy(update={"redis_url": "", "single_flight": False, "max_batch_size": 1,
+                                         "metrics_port": 0})  # fmt: skip
+    with running_server(config) as server:
+        channel, stub = stub_for(server.address)
+        server.classroom.pause(True)  # the teacher paused: nothing moves in the queue
+        call = stub.Generate(request("waiting", seed=80, num_inference_steps=2, width=64, height=64),
+                             metadata=student("gone"))  # fmt: skip
+        events = unbatch(call)
+        kinds = [next(events).WhichOneof("event") for _ in range(4)]
+        # The same place, told again while nothing changes: a reader that went away finds out on writing.
+        assert kinds == ["status", "queue", "queue", "queue"]
+        assert stats(stub).queued_generations == 1
+        call.cancel()  # what the front end does when its tab is gone
+        deadline = time.monotonic() + 30
+        while stats(stub).queued_generations and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert stats(stub).queued_generations == 0  # left at once, although the class is still paused
+        assert stats(stub).generations_cancelled == 1
+        # Its student may ask again straight away.
+        again = stub.Generate(request("again", seed=81, num_inference_steps=2, width=64, height=64),
+                              metadata=student("gone"))  # fmt: skip
+        while stats(stub).queued_generations < 1 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert stats(stub).queued_generations == 1 and stats(stub).rejected_student_busy == 0
+        server.classroom.pause(False)
+        assert collect(again).final
+        channel.close()
