@@ -1,0 +1,127 @@
+"""Attacks through a real browser: Chromium against a real Streamlit server and a real inference service.
+
+What a student can try from the sign-in page, with only a browser: guessing the
+class code, a name that would deceive the teacher, a classmate's name while the
+classmate is online, and closing a tab that holds a place in the queue.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+
+import pytest
+from playwright.sync_api import Page, expect, sync_playwright
+
+from tests.frontend.conftest import ROOT
+from tests.support.servers import ServerThread, free_port
+
+CLASS_CODE = "owl-42"
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def frontend_url(lesson_server: ServerThread, tmp_path_factory) -> Iterator[str]:
+    """`streamlit run frontend/app.py` with a class code, pointed at the lesson server."""
+    port = free_port()
+    env = os.environ | {
+        "CLASSROOM_INFERENCE_ADDR": lesson_server.address,
+        "CLASSROOM_CLASS_CODE": CLASS_CODE,
+        "HF_HUB_OFFLINE": "1",
+    }
+    log = (tmp_path_factory.mktemp("frontend") / "streamlit.log").open("w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", str(ROOT / "frontend" / "app.py"), "--server.port", str(port),
+         "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false"],
+        env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    try:
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                assert process.poll() is None, "the front end exited"
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        yield url
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def browser(frontend_url):
+    chromium = shutil.which("chromium")
+    assert chromium, "Debian's chromium is needed for the browser tests: run `make install`"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser, frontend_url) -> Iterator[Page]:
+    """A fresh browser session (its own cookies), on the sign-in page."""
+    context = browser.new_context(viewport={"width": 1200, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(60_000)
+    page.goto(frontend_url)
+    expect(page.get_by_text("Type the class code")).to_be_visible()
+    yield page
+    context.close()
+
+
+def sign_in(page: Page, code: str, name: str) -> None:
+    page.get_by_label("Class code").fill(code)
+    page.get_by_label("Your name").fill(name)
+    page.get_by_role("button", name="Start").click()
+
+
+def test_a_name_with_a_hidden_direction_change_is_refused_in_the_browser(page):
+    sign_in(page, CLASS_CODE, "Sam\u202eevil")
+    expect(page.get_by_text("invisible or control")).to_be_visible()
+    expect(page.get_by_text("Type the class code")).to_be_visible()
+
+
+def test_a_classmates_name_is_refused_while_they_are_online(page, lesson_server):
+    from services.common.client import ClassroomClient, ClientSettings
+
+    classmate = ClassroomClient(ClientSettings(inference_addr=lesson_server.address))
+    classmate.join_class("Priya", "priya-tab", "10.0.0.23")  # Priya's own computer, signed in
+    sign_in(page, CLASS_CODE, "Priya")
+    expect(page.get_by_text("already signed in as 'Priya' on another computer")).to_be_visible()
+    sign_in(page, CLASS_CODE, "Priya K")  # another name gets in
+    expect(page.get_by_text("Type the class code")).to_have_count(0)
+    assert "Priya K" in [entry.name for entry in lesson_server.classroom.students()]
+    classmate.close()
+
+
+def test_guessing_the_class_code_in_the_browser_slows_down(page):
+    # Last in this file: afterwards this computer (127.0.0.1) must wait before any sign-in.
+    from frontend.guard import FREE_TRIES
+
+    for guess in range(FREE_TRIES):
+        sign_in(page, f"owl-{guess}", "Robin")
+        expect(page.get_by_text("That class code is not right")).to_be_visible()
+        expect(page.get_by_text("Running...")).to_have_count(0)
+    sign_in(page, CLASS_CODE, "Robin")  # the right code, too late: this computer must wait
+    expect(page.get_by_text("Too many wrong codes from this computer")).to_be_visible()
+    expect(page.get_by_text("Type the class code")).to_be_visible()  # still outside the class
