@@ -1,13 +1,14 @@
-"""The lesson examples the pages open with, from the service's catalog."""
+"""The lesson examples the pages open with, from the service's catalog, each marked ready or not."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import streamlit as st
 
 from frontend.client import get_client
-from frontend.trajectory import TrajectoryView, load
+from frontend.trajectory import TrajectoryView, expected_seconds, load, ready
 from frontend.views import guarded
 from services.common.api import pb
 
@@ -26,8 +27,23 @@ class Example:
     def label(self, name: str, default: str = "") -> str:
         return self.labels.get(name, default)
 
+    @property
+    def ready(self) -> bool:
+        """Opening it needs no model work: it is in the service's cache, or this front end holds it."""
+        return self.cached or ready(self.request)
 
-@st.cache_data(ttl=30, show_spinner=False)
+    def readiness(self) -> str:
+        """A few words for a picker: ready, or how long it would take."""
+        if self.ready:
+            return "ready"
+        seconds = expected_seconds(self.request)
+        steps = self.request.num_inference_steps
+        if seconds is None:
+            return f"not ready: {steps} steps to compute" if steps else "not ready: computed when opened"
+        return f"not ready: about {max(1, round(seconds))} s to compute"
+
+
+@st.cache_data(ttl=10, show_spinner=False)
 def examples(collection: str) -> list[Example]:
     """The entries of one catalog collection (an empty list if the catalog lacks it)."""
     listing = get_client().lessons(collection)
@@ -62,10 +78,28 @@ def open_prompt_example(key: str, guidance: str = "7") -> tuple[Example, Traject
         st.stop()
 
     def describe(item: Example) -> str:
-        return f"{item.request.prompt} (seed {item.label('seed')})"
+        return f"{item.request.prompt} (seed {item.label('seed')}) · {item.readiness()}"
 
     example = st.selectbox("Example", items, format_func=describe, key=key)
+    meanwhile = st.empty()
+    if not example.ready:
+        with meanwhile.container():
+            offer_ready(items, key, describe)
     run = guarded(lambda: load(example.request, lesson_entry=example.id))
+    meanwhile.empty()
     if run is None:
         st.stop()
     return example, run
+
+
+def offer_ready(items: list[Example], key: str, describe: Callable[[Example], str], most: int = 4) -> None:
+    """While an example computes: the ready ones, one click away (the computing goes on meanwhile)."""
+    ready_now = [item for item in items if item.ready][:most]
+    if not ready_now:
+        return
+    st.caption("This example is computed for you now. These are ready at once:")
+    for item in ready_now:
+        st.button(
+            describe(item).removesuffix(" · ready"), key=f"{key}-ready-{item.id}",
+            on_click=st.session_state.__setitem__, args=(key, item), type="tertiary",
+        )  # fmt: skip

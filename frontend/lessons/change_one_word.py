@@ -9,7 +9,8 @@ from frontend import trajectory
 from frontend.catalog import examples, values, where
 from frontend.charts import CURRENT_STEP_COLOUR, MARKDOWN_COLOURS, PAIR_COLOURS, per_step
 from frontend.labels import bracketed, differing_words, highlighted
-from frontend.views import PREVIEW_NOTE, enlarge, guarded
+from frontend.player import PlayerFrame, play
+from frontend.views import PREVIEW_NOTE, guarded
 
 st.title("5. Change one word")
 st.markdown(
@@ -43,12 +44,18 @@ if a is None or b is None:
     st.stop()
 
 marked = differing_words(a.request.prompt, b.request.prompt)
-step = st.slider("Step", 0, len(a.steps), len(a.steps) // 4)
-left, right = st.columns(2)
-for column, run, words, colour in zip((left, right), (a, b), marked, MARKDOWN_COLOURS, strict=True):
-    picture = run.initial_preview if step == 0 else run.steps[step - 1].x0_preview
+for column, words, colour in zip(st.columns(2), marked, MARKDOWN_COLOURS, strict=True):
     column.markdown(highlighted(words, colour))
-    column.image(enlarge(picture, 300), caption="starting noise" if step == 0 else f"guess of x0 at step {step}")
+# Both guesses step by step, played together; the player sends back the step the student stops on.
+total = len(a.steps)
+first = PlayerFrame(f"the same starting noise (step 0 of {total})", (a.initial_preview, b.initial_preview))
+frames = [first] + [
+    PlayerFrame(f"step {k} of {total}", (x.x0_preview, y.x0_preview), x.timestep, x.sigma)
+    for k, x, y in zip(range(1, total + 1), a.steps, b.steps, strict=True)
+]
+panels = [f"guess of x0: {bracketed(words)}" for words in marked]
+step = play(frames, panels, key="change-player", start=total // 4, report=True, width=300)
+for column, run in zip(st.columns(2), (a, b), strict=True):
     column.image(run.image, caption="final image", width=300)
 st.caption(PREVIEW_NOTE)
 

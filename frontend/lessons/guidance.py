@@ -7,7 +7,8 @@ import streamlit as st
 from frontend import trajectory
 from frontend.catalog import examples, open_prompt_example, where
 from frontend.charts import per_step
-from frontend.views import diverging, enlarge, grey, guarded
+from frontend.player import PlayerFrame, play
+from frontend.views import diverging, grey, guarded
 from services.common.api import pb
 
 st.title("4. Guidance")
@@ -20,21 +21,27 @@ st.markdown(
 
 example, run = open_prompt_example("guidance-example")
 
-step = st.slider("Step", 1, len(run.steps), max(1, len(run.steps) // 4))
-u, c, guided = run.steps[step - 1].noise
 g = run.request.guidance_scale
-# u, c and the guided prediction share one grey scale, so their sizes compare; c - u has its own (it is small).
-limit = float(max(np.abs(u).max(), np.abs(c).max(), np.abs(guided).max()))
-cols = st.columns(4)
-cols[0].image(enlarge(grey(u[0], limit), 160), caption="u: unconditional (channel 0)")
-cols[1].image(enlarge(grey(c[0], limit), 160), caption="c: conditional (channel 0)")
-cols[2].image(enlarge(diverging(c[0] - u[0]), 160), caption="c − u: what the prompt adds")
-cols[3].image(enlarge(grey(guided[0], limit), 160), caption=f"u + {g:g}·(c − u): guided")
-st.caption(
-    f"u, c and the guided prediction are drawn on one grey scale (±{limit:.2f}); c − u on its own, red positive, "
-    f"blue negative. At this step the prompt's push, c − u, averages {np.abs(c - u).mean():.3f} per number; "
-    f"guidance multiplies it by {g:g}."
-)
+
+
+def noise_frame(number: int, noise: tuple[np.ndarray, np.ndarray, np.ndarray]) -> PlayerFrame:
+    u, c, guided = noise
+    # u, c and the guided prediction share one grey scale, so their sizes compare; c - u has its own (it is small).
+    limit = float(max(np.abs(u).max(), np.abs(c).max(), np.abs(guided).max()))
+    return PlayerFrame(
+        f"step {number} of {len(run.steps)}",
+        (grey(u[0], limit), grey(c[0], limit), diverging(c[0] - u[0]), grey(guided[0], limit)),
+        note=f"u, c and the guided prediction are drawn on one grey scale (±{limit:.2f}); c − u on its own, red "
+        f"positive, blue negative. At this step the prompt's push, c − u, averages {np.abs(c - u).mean():.3f} per "
+        f"number; guidance multiplies it by {g:g}.",
+    )
+
+
+# The player sends back the step the student stops on (the chart below marks it); steps count from 1 here.
+frames = [noise_frame(number, frame.noise) for number, frame in enumerate(run.steps, start=1)]
+panels = ["u: unconditional (channel 0)", "c: conditional (channel 0)", "c − u: what the prompt adds",
+          f"u + {g:g}·(c − u): guided"]  # fmt: skip
+step = 1 + play(frames, panels, key="guidance-player", start=max(1, len(run.steps) // 4) - 1, report=True, width=150)
 push = pd.DataFrame(
     [
         {

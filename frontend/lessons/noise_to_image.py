@@ -8,7 +8,8 @@ import streamlit as st
 
 from frontend.catalog import open_prompt_example
 from frontend.charts import per_step
-from frontend.views import PREVIEW_NOTE, enlarge, show_channels
+from frontend.player import play_trajectory
+from frontend.views import PREVIEW_NOTE, show_channels
 
 st.title("3. From noise to image")
 st.markdown(
@@ -21,24 +22,15 @@ st.markdown(
 
 example, run = open_prompt_example("noise-example")
 
-step = st.slider("Step (0 is the starting noise)", 0, len(run.steps), len(run.steps) // 3)
-if step == 0:
-    latent, guess, label = run.initial_latent, None, "pure noise from the seed"
-    left, right = run.initial_preview, None
-else:
-    frame = run.steps[step - 1]
-    latent, guess = frame.latent, frame.predicted_x0
-    left, right = frame.latent_preview, frame.x0_preview
-    sigma = f", σ = {frame.sigma:.3f}" if frame.sigma is not None else ""
-    label = f"after step {step} of {len(run.steps)} (noise level t = {frame.timestep:g}{sigma})"
-
-a, b = st.columns(2)
-a.image(enlarge(left, 320), caption=f"the latent $x_t$, {label}")
-if right is not None:
-    b.image(enlarge(right, 320), caption="the model's guess of the clean latent $x_0$ at this step")
+st.markdown("**Play the run**, or stop on a step (space plays, the arrow keys step): the charts below follow.")
+# Step 0 is the starting noise; the player sends back the step the student stops on.
+step = play_trajectory(run, key="noise-player", start=len(run.steps) // 3, report=True, width=280)
+latent = run.initial_latent if step == 0 else run.steps[step - 1].latent
 st.caption(PREVIEW_NOTE + " The real image appears only after the VAE decode, below.")
 
-st.markdown("**The four channels of the latent** (grey is zero): the model works on these, not on pixels.")
+st.markdown(
+    f"**The four channels of the latent at step {step}** (grey is zero): the model works on these, not on pixels."
+)
 show_channels(latent, "x_t")
 
 

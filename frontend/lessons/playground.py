@@ -7,17 +7,16 @@ import streamlit as st
 from PIL import Image
 
 from frontend import trajectory
-from frontend.client import RECONNECT_DELAYS_S, StudentError, get_client
+from frontend.client import get_client
+from frontend.player import play_trajectory
+from frontend.progress import Phase, show
 from frontend.views import PREVIEW_NOTE, enlarge, guarded, plain
 from services.common.api import pb
 
 SAFETY_NOTE = "The safety filter flagged this picture, so it is shown blurred. Try a different prompt."
-
-SOURCES = {
-    pb.TRAJECTORY_SOURCE_COMPUTED: "The model is computing it for you.",
-    pb.TRAJECTORY_SOURCE_JOINED: "A classmate asked for exactly this a moment ago: you are watching the same run.",
-    pb.TRAJECTORY_SOURCE_CACHE: "Someone asked for exactly this before: it comes from the cache, instantly.",
-}
+PROMPT_KEY = "playground-prompt"
+DEFAULT_PROMPT = "a cozy reading nook with a cat, warm afternoon light"
+HEADING_CHARS = 48  # the heading names the prompt in short; the whole prompt is written under it
 
 
 def gif(run: trajectory.TrajectoryView) -> bytes:
@@ -36,17 +35,36 @@ def png(image: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
+def short(prompt: str) -> str:
+    words = " ".join(prompt.split())
+    return words if len(words) <= HEADING_CHARS else words[: HEADING_CHARS - 1].rstrip() + "…"
+
+
+def cut_long_prompt(limit: int) -> None:
+    """Before the run: a pasted prompt over the limit is cut to it (the box keeps the part that is used)."""
+    typed = st.session_state.get(PROMPT_KEY, "")
+    if len(typed) > limit:
+        st.session_state[PROMPT_KEY] = typed[:limit]
+        st.session_state["playground-cut"] = len(typed)
+
+
+def stop() -> None:
+    generation = st.session_state.get("playground-generation")
+    if generation is not None:
+        generation.stop()
+
+
 st.title("Playground")
 info = guarded(get_client().model_info)
 if info is None:
     st.stop()
 limits = info.limits
 sizes = [s for s in range(max(limits.min_size, 64), limits.max_size + 1, 64)]
+st.session_state.setdefault(PROMPT_KEY, DEFAULT_PROMPT)
 
 with st.form("settings"):
-    prompt = st.text_area(
-        "Prompt", "a cozy reading nook with a cat, warm afternoon light", max_chars=limits.max_prompt_chars
-    )
+    # No max_chars: the browser would refuse a long paste whole and leave the box as it was.
+    prompt = st.text_area("Prompt", key=PROMPT_KEY, help=f"At most {limits.max_prompt_chars:,} characters.")
     negative = st.text_input("Negative prompt (optional)", "")
     a, b, c = st.columns(3)
     steps = a.slider("Steps", limits.min_steps, min(limits.max_steps, 100), info.default_steps)
@@ -60,12 +78,17 @@ with st.form("settings"):
     width = d.selectbox("Width", sizes, index=sizes.index(info.default_width) if info.default_width in sizes else 0)
     height = e.selectbox("Height", sizes, index=sizes.index(info.default_height) if info.default_height in sizes else 0)
     seed = f.number_input("Seed (empty: a random one)", 0, int(limits.max_seed), value=None, step=1)
-    submitted = st.form_submit_button("Generate", type="primary")
+    submitted = st.form_submit_button(
+        "Generate", type="primary", on_click=cut_long_prompt, args=(limits.max_prompt_chars,)
+    )
 
-stop = st.button("Stop")
-if stop and st.session_state.get("running"):
-    st.session_state.running = False
-    st.info("You stopped the generation.")
+cut_from = st.session_state.pop("playground-cut", None)
+if cut_from is not None:
+    st.warning(
+        f"Your prompt had {cut_from:,} characters; prompts may have at most {limits.max_prompt_chars:,}, so only "
+        f"the first {limits.max_prompt_chars:,} are used (the box now holds them).",
+        icon=":material/content_cut:",
+    )
 
 if submitted:
     request = pb.GenerateRequest(
@@ -75,51 +98,55 @@ if submitted:
     if seed is not None:
         request.seed = int(seed)
     request.include.paths.extend(["latent_preview", "predicted_x0_preview"])
-    st.session_state.running = True
-    status, progress = st.empty(), st.progress(0.0, text="Waiting for the image server…")
-    left, right = st.columns(2)
-    left_image, right_image = left.empty(), right.empty()
-    try:
+    stop()  # a new picture replaces one still coming
+    st.session_state.pop("result", None)
+    st.session_state["playground-generation"] = trajectory.Generation(
+        request, expected_step_s=trajectory.lesson_store().pace.expect(request)
+    )
 
-        def reconnecting(attempt: int, pause: float) -> None:
-            status.warning(
-                f"The image server went away (it may be restarting). Reconnecting in {pause:.0f} s "
-                f"(attempt {attempt} of {len(RECONNECT_DELAYS_S)})…",
-                icon=":material/sync:",
-            )
+# The stream's one status: waiting, running, paused, done, stopped, failed or cleared.
+generation: trajectory.Generation | None = st.session_state.get("playground-generation")
+if generation is not None:
+    status, stop_slot = st.empty(), st.empty()
+    if not generation.state.snapshot().final:
+        stop_slot.button("Stop", on_click=stop)
+        left, right = st.columns(2)
+        left_image, right_image = left.empty(), right.empty()
 
-        for run, response in trajectory.stream(request, on_reconnect=reconnecting):
-            kind = response.WhichOneof("event")
-            if kind == "status":
-                status.info(SOURCES.get(run.source, ""))
-            elif kind == "queue":
-                ahead = run.queue.position - 1
-                status.info(
-                    "You are next: the GPU starts on your picture as soon as a place is free."
-                    if ahead == 0
-                    else f"Waiting for the GPU: {ahead} picture(s) ahead of yours."
-                )
-            elif kind == "header":
-                status.info(SOURCES.get(run.source, ""))
-            elif kind == "frame":
-                step = run.steps[-1]
-                progress.progress(len(run.steps) / run.total_steps, text=f"Step {len(run.steps)} of {run.total_steps}")
+        def draw(run: trajectory.TrajectoryView) -> None:
+            step = run.steps[-1] if run.steps else None
+            if step is not None and step.latent_preview is not None:
                 left_image.image(enlarge(step.latent_preview, 320), caption="the noisy latent x_t (preview)")
                 right_image.image(enlarge(step.x0_preview, 320), caption="the model's guess of x0 (preview)")
-        st.session_state.result = run
-    except StudentError as error:
-        st.error(str(error), icon=":material/error:")
-    finally:
-        st.session_state.running = False
+
+        ended = trajectory.follow(generation, status, show_done=True, on_step=draw)
+        stop_slot.empty()
+        left_image.empty()
+        right_image.empty()
+    else:
+        ended = generation.state.snapshot()
+        show(status, ended)
+    if ended.phase == Phase.DONE and generation.trajectory.image is not None:
+        st.session_state.result = generation.trajectory
 
 run = st.session_state.get("result")
 if run is not None and run.image is not None:
-    st.subheader(f"“{plain(run.request.prompt)}”, seed {run.request.seed}")
-    step = st.slider("Look back at any step", 1, len(run.steps), len(run.steps), key="playground-step")
-    a, b, c = st.columns(3)
-    a.image(enlarge(run.steps[step - 1].latent_preview, 256), caption=f"x_t after step {step}")
-    b.image(enlarge(run.steps[step - 1].x0_preview, 256), caption=f"guess of x0 at step {step}")
-    c.image(run.image, caption="the decoded image", width=256)
+    st.subheader(f"“{plain(short(run.request.prompt))}”, seed {run.request.seed}")
+    if len(" ".join(run.request.prompt.split())) > HEADING_CHARS:
+        st.caption(f"The whole prompt: {plain(run.request.prompt)}")
+    tokens = run.prompt_tokens
+    if tokens is not None and tokens.truncated:
+        st.warning(
+            f"Only {tokens.max_length - 2} pieces of your prompt fit the text encoder's window of "
+            f"{tokens.max_length} tokens. The model never saw the rest: **{plain(tokens.truncated_text)}** "
+            f"({len(tokens.truncated_tokens)} pieces cut off, silently, as Stable Diffusion does).",
+            icon=":material/content_cut:",
+        )
+    look, final = st.columns([3, 1])
+    with look:
+        st.markdown("**Look back at any step**: play it, or step with the arrow keys.")
+        play_trajectory(run, key="playground-player", width=200)
+    final.image(run.image, caption="the decoded image", width=256)
     if run.flagged:
         st.warning(SAFETY_NOTE, icon=":material/visibility_off:")
     st.caption(PREVIEW_NOTE)

@@ -235,6 +235,7 @@ class ClassroomClient:
         lesson_entry: str = "",
         address: str = "",
         on_reconnect: Callable[[int, float], None] | None = None,
+        on_call: Callable[[grpc.Call], None] | None = None,
     ) -> Iterator[pb.GenerateResponse]:
         """Stream a generation's events; closing the iterator early cancels it on the server.
 
@@ -242,6 +243,7 @@ class ClassroomClient:
         sent again after a pause, RECONNECT_DELAYS_S one after another, telling
         `on_reconnect(attempt, pause)` first. The new stream starts over with its status
         (a cache hit when the work had finished, else computed again): readers start afresh there.
+        `on_call` is told each call as it is sent, so another thread may cancel it (a Stop button).
         """
         metadata = self._auth
         if student:
@@ -269,6 +271,8 @@ class ClassroomClient:
                 time.sleep(pause)
             sent = (*metadata, (RESUME_METADATA, ticket)) if ticket else metadata
             call = self.stub.Generate(again, metadata=sent, timeout=self.settings.stream_timeout_s)
+            if on_call is not None:
+                on_call(call)
             try:
                 for response in unbatch(call):
                     kind = response.WhichOneof("event")

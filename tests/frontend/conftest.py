@@ -29,11 +29,11 @@ def frontend_env(lesson_server, monkeypatch) -> str:
     """Point the front end at the lesson server, with its shared caches emptied."""
     from frontend.catalog import examples
     from frontend.client import get_client
-    from frontend.trajectory import _load
+    from frontend.trajectory import lesson_store
 
     monkeypatch.setenv("CLASSROOM_INFERENCE_ADDR", lesson_server.address)
-    for cached in (get_client, examples, _load):
+    for cached in (get_client, examples, lesson_store):
         cached.clear()
     yield lesson_server.address
-    for cached in (get_client, examples, _load):
+    for cached in (get_client, examples, lesson_store):
         cached.clear()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -23,6 +25,11 @@ def text_of(at: AppTest) -> str:
 
 def captions(at: AppTest) -> list[str]:
     return [caption for image in at.get("image") for caption in image.captions]
+
+
+def player_key(at: AppTest, name: str) -> str:
+    """The widget key of a page's trajectory player (its value: the step the student stopped on)."""
+    return next(e.key for e in at.get("component_instance") if (e.key or "").startswith(f"{name}-"))
 
 
 def charts(at: AppTest) -> int:
@@ -83,14 +90,14 @@ def test_words_shows_real_tokens_truncation_and_similarity(frontend_env):
 def test_noise_to_image_moves_through_every_step(frontend_env):
     at = page("noise_to_image")
     assert_clean(at)
-    slider = at.slider[0]
-    assert (slider.min, slider.max) == (0, 4)
+    key = player_key(at, "noise-player")  # the step the student stops on in the player (frontend/player)
     for step in (0, 1, 4):
-        slider.set_value(step).run()
+        at.session_state[key] = step
+        at.run()
         assert_clean(at)
     assert "visits 4 of them" in text_of(at)
     assert charts(at) == 1
-    assert any(c.startswith("the latent $x_t$, after step 4 of 4") for c in captions(at))
+    assert "**The four channels of the latent at step 4**" in text_of(at)
     assert [c for c in captions(at) if "channel" in c] == [f"x_t: channel {i}" for i in range(4)]
 
 
@@ -98,11 +105,13 @@ def test_guidance_shows_the_branches_and_the_scales(frontend_env):
     at = page("guidance")
     assert_clean(at)
     shown = captions(at)
-    assert "u: unconditional (channel 0)" in shown and "c − u: what the prompt adds" in shown
+    player = next(e for e in at.get("component_instance") if e.key.startswith("guidance-player"))
+    panels = json.loads(player.proto.json_args)  # what the trajectory player was sent
+    assert panels["panels"][0] == "u: unconditional (channel 0)" and "c − u: what the prompt adds" in panels["panels"]
     assert [c for c in shown if c.startswith("g = ")] == ["g = 0", "g = 1", "g = 7", "g = 20"]
     text = text_of(at)
     assert "skips guidance for g ≤ 1" in text
-    assert "guidance multiplies it by 7" in text
+    assert "guidance multiplies it by 7" in panels["frames"][0]["note"]
 
 
 def test_guidance_live_slider_generates(frontend_env):
@@ -120,11 +129,14 @@ def test_change_one_word_starts_from_the_same_noise(frontend_env):
     at = page("change_one_word")
     assert_clean(at)
     assert charts(at) == 2  # the distance per step, and both paths in 2-D
-    at.slider[0].set_value(0).run()
-    assert captions(at).count("starting noise") == 2
-    at.slider[0].set_value(3).run()
+    key = player_key(at, "change-player")
+    at.session_state[key] = 0
+    at.run()
+    assert "the circled points are step 0" in text_of(at)
+    at.session_state[key] = 3
+    at.run()
     assert_clean(at)
-    assert captions(at).count("guess of x0 at step 3") == 2
+    assert "the circled points are step 3" in text_of(at)
 
 
 def test_seeds_and_schedulers_show_every_cached_example(frontend_env):

@@ -1,0 +1,232 @@
+// The trajectory player: plays, pauses, steps and scrubs a trajectory's pictures in the browser.
+//
+// Streamlit sends the pictures once (with each render of the page, unchanged); everything
+// after that happens here, with no round trip to the server. Only when the lesson asks
+// (args.report) is the step sent back, and then only once the student has stopped on it,
+// never while it plays: each value sent makes the page run again.
+"use strict";
+
+(function () {
+  const player = document.getElementById("player");
+  const playButton = document.getElementById("play");
+  const backButton = document.getElementById("back");
+  const forwardButton = document.getElementById("forward");
+  const scrub = document.getElementById("scrub");
+  const speedSelect = document.getElementById("speed");
+  const where = document.getElementById("where");
+  const pictures = document.getElementById("pictures");
+  const note = document.getElementById("note");
+
+  let args = null; // what Python sent: id, panels, frames, stills, start, report, width, speed
+  let step = 0;
+  let timer = null;
+  let reported = null; // the step last sent to Python
+  let reportTimer = null;
+  let images = []; // one <img> (or placeholder) per panel
+
+  // --- Talking to Streamlit (its component protocol, version 1) ---
+
+  function send(type, data) {
+    window.parent.postMessage(Object.assign({ isStreamlitMessage: true, type: type }, data), "*");
+  }
+
+  function fitHeight() {
+    send("streamlit:setFrameHeight", { height: Math.ceil(document.documentElement.scrollHeight) + 2 });
+  }
+
+  function report() {
+    if (!args || !args.report || timer !== null || step === reported) return;
+    clearTimeout(reportTimer);
+    // A short delay: holding an arrow key sends one value, not one per step.
+    reportTimer = setTimeout(function () {
+      if (timer !== null || step === reported) return;
+      reported = step;
+      send("streamlit:setComponentValue", { value: step, dataType: "json" });
+    }, 250);
+  }
+
+  // --- Drawing ---
+
+  function text(tag, content, className) {
+    const node = document.createElement(tag);
+    node.textContent = content;
+    if (className) node.className = className;
+    return node;
+  }
+
+  function figure(caption, source, emptyText) {
+    const box = document.createElement("figure");
+    let picture;
+    if (source) {
+      picture = document.createElement("img");
+      picture.src = source;
+      picture.alt = caption;
+      picture.addEventListener("load", fitHeight);
+    } else {
+      picture = text("div", emptyText || "", "empty");
+    }
+    box.appendChild(picture);
+    box.appendChild(text("figcaption", caption));
+    return box;
+  }
+
+  function build() {
+    // Once per trajectory: one figure per panel (their pictures change with the step), then the stills.
+    pictures.replaceChildren();
+    images = args.panels.map(function (caption) {
+      const box = figure(caption, null, "");
+      pictures.appendChild(box);
+      return box;
+    });
+    (args.stills || []).forEach(function (still) {
+      pictures.appendChild(figure(still.caption, still.picture));
+    });
+    document.documentElement.style.setProperty("--picture-width", (args.width || 256) + "px");
+    scrub.max = String(args.frames.length - 1);
+  }
+
+  function draw() {
+    const frame = args.frames[step];
+    frame.pictures.forEach(function (source, index) {
+      const box = images[index];
+      const old = box.firstChild;
+      if (source) {
+        if (old.tagName === "IMG") {
+          if (old.src !== source) old.src = source;
+        } else {
+          const picture = document.createElement("img");
+          picture.alt = args.panels[index];
+          picture.addEventListener("load", fitHeight);
+          picture.src = source;
+          box.replaceChild(picture, old);
+        }
+      } else if (old.tagName === "IMG") {
+        box.replaceChild(text("div", frame.missing || "", "empty"), old);
+      } else {
+        old.textContent = frame.missing || "";
+      }
+    });
+    where.replaceChildren();
+    where.appendChild(text("strong", frame.label));
+    const facts = [];
+    if (frame.t !== null && frame.t !== undefined) facts.push("t = " + Number(frame.t.toPrecision(4)));
+    if (frame.sigma !== null && frame.sigma !== undefined) facts.push("σ = " + frame.sigma.toFixed(3));
+    if (facts.length) where.appendChild(document.createTextNode(" · noise level " + facts.join(", ")));
+    note.textContent = frame.note || "";
+    scrub.value = String(step);
+    document.body.dataset.step = String(step);
+    document.body.dataset.playing = timer === null ? "false" : "true";
+    playButton.textContent = timer === null ? "Play" : "Pause";
+    fitHeight();
+  }
+
+  // --- Moving ---
+
+  function go(index) {
+    step = Math.max(0, Math.min(args.frames.length - 1, index));
+    draw();
+    report();
+  }
+
+  function pause() {
+    if (timer === null) return;
+    clearInterval(timer);
+    timer = null;
+    draw();
+    report();
+  }
+
+  function play() {
+    if (!args || args.frames.length < 2) return;
+    if (step >= args.frames.length - 1) step = 0; // from the end, play again from the start
+    clearInterval(timer);
+    timer = setInterval(function () {
+      if (step >= args.frames.length - 1) {
+        pause();
+        return;
+      }
+      step += 1;
+      draw();
+    }, 1000 / Number(speedSelect.value));
+    draw();
+  }
+
+  function toggle() {
+    if (timer === null) play();
+    else pause();
+  }
+
+  function stepBy(delta) {
+    if (!args) return;
+    if (timer !== null) {
+      clearInterval(timer);
+      timer = null;
+    }
+    go(step + delta);
+  }
+
+  playButton.addEventListener("click", toggle);
+  backButton.addEventListener("click", function () { stepBy(-1); });
+  forwardButton.addEventListener("click", function () { stepBy(1); });
+  scrub.addEventListener("input", function () {
+    if (timer !== null) {
+      clearInterval(timer);
+      timer = null;
+    }
+    go(Number(scrub.value));
+  });
+  speedSelect.addEventListener("change", function () {
+    if (timer !== null) play(); // the new speed from now on
+  });
+  document.addEventListener("keydown", function (event) {
+    if (!args || event.target === speedSelect) return;
+    if (event.key === " " || event.key === "Spacebar") {
+      event.preventDefault(); // no page scroll, no button press on top of ours
+      toggle();
+    } else if (event.key === "ArrowLeft" || event.key === "ArrowRight") {
+      event.preventDefault(); // the range input would step a second time
+      stepBy(event.key === "ArrowLeft" ? -1 : 1);
+    }
+  });
+  document.addEventListener("keyup", function (event) {
+    // A focused button would take the space as a click of its own when the key comes up.
+    if (event.key === " " && event.target.tagName === "BUTTON") event.preventDefault();
+  });
+  // A click anywhere in the player gives it the keys.
+  player.addEventListener("mousedown", function (event) {
+    if (event.target === document.body || event.target === player || event.target.closest("figure")) {
+      player.focus();
+    }
+  });
+
+  // --- Renders from Streamlit: a new trajectory starts over; the same one keeps its place ---
+
+  window.addEventListener("message", function (event) {
+    const message = event.data;
+    if (!message || message.type !== "streamlit:render") return;
+    const theme = message.theme;
+    if (theme) {
+      const root = document.documentElement.style;
+      if (theme.textColor) root.setProperty("--text", theme.textColor);
+      if (theme.backgroundColor) root.setProperty("--background", theme.backgroundColor);
+      if (theme.secondaryBackgroundColor) root.setProperty("--secondary", theme.secondaryBackgroundColor);
+      if (theme.primaryColor) root.setProperty("--primary", theme.primaryColor);
+      if (theme.font) root.setProperty("--font", theme.font);
+    }
+    const fresh = message.args;
+    if (args !== null && fresh.id === args.id) return;
+    clearInterval(timer);
+    timer = null;
+    args = fresh;
+    step = Math.max(0, Math.min(args.frames.length - 1, args.start || 0));
+    reported = step; // Python already knows where it starts
+    const speed = String(args.speed || 4);
+    if (Array.prototype.some.call(speedSelect.options, function (o) { return o.value === speed; })) {
+      speedSelect.value = speed;
+    }
+    build();
+    draw();
+  });
+
+  send("streamlit:componentReady", { apiVersion: 1 });
+})();
