@@ -50,21 +50,45 @@ code: str = st.session_state.teacher_code
 client = get_client()
 
 show_prompts = st.toggle("Show the prompts", value=False, help="Off: you see names only.")
-pause_column, clear_column, precompute_column = st.columns(3)
-room = guarded(lambda: client.classroom(code, show_prompts))
-if room is None:
-    st.stop()
-if pause_column.button("Resume generation" if room.paused else "Pause generation", type="primary"):
-    guarded(lambda: client.set_paused(code, not room.paused))
-    st.rerun()
-if clear_column.button("Clear the queue", disabled=not any(not job.running for job in room.jobs)):
+
+
+def _say(message: str) -> None:
+    """A toast for the teacher, shown by the dashboard as it redraws after the click."""
+    st.session_state.teacher_said = message
+
+
+# The buttons act in callbacks, before the dashboard redraws: what it then shows already includes the change.
+def _pause(paused: bool) -> None:
+    if guarded(lambda: client.set_paused(code, paused)) is not None:
+        _say("Generation paused." if paused else "Generation resumed.")
+
+
+def _clear() -> None:
     cleared = guarded(lambda: client.clear_queue(code))
     if cleared is not None:
-        st.toast(f"Cleared {cleared} waiting picture(s); their students were told.")
-        st.rerun()
-if precompute_column.button("Precompute the lessons", disabled=room.precompute.running):
-    guarded(lambda: client.precompute_lessons(code))
-    st.rerun()
+        _say(f"Cleared {cleared} waiting picture(s); their students were told.")
+
+
+def _precompute() -> None:
+    if guarded(lambda: client.precompute_lessons(code)) is not None:
+        _say("Precomputing the lessons: the progress shows below.")
+
+
+def _controls(room: pb.GetClassroomResponse) -> None:
+    """The teacher's buttons, drawn from the same reading of the class as the numbers beside them."""
+    pause_column, clear_column, precompute_column = st.columns(3)
+    pause_column.button(
+        "Resume generation" if room.paused else "Pause generation",
+        type="primary",
+        key="teacher-pause",
+        on_click=_pause,
+        args=(not room.paused,),
+    )
+    waiting = sum(not job.running for job in room.jobs)
+    clear_column.button("Clear the queue", disabled=not waiting, key="teacher-clear", on_click=_clear)
+    precompute_column.button(
+        "Precompute the lessons", disabled=room.precompute.running, key="teacher-precompute", on_click=_precompute
+    )
 
 
 def _table(title: str, empty: str, rows: list[dict[str, object]]) -> None:
@@ -139,9 +163,13 @@ def _live(room: pb.GetClassroomResponse) -> None:
 
 @st.fragment(run_every=3)
 def live_view() -> None:
-    """Refreshed every few seconds without rerunning the page."""
+    """The buttons and the numbers, refreshed together every few seconds without rerunning the page."""
+    said = st.session_state.pop("teacher_said", None)
+    if said:
+        st.toast(said)
     fresh = guarded(lambda: client.classroom(code, show_prompts))
     if fresh is not None:
+        _controls(fresh)
         _live(fresh)
 
 
