@@ -55,7 +55,8 @@ chosen = schedulers_column.multiselect(
     format_func=lambda n: names.get(n, n),
 )
 if seed not in precomputed_seeds:
-    st.caption(f"Seed {seed} is not precomputed: the model computes these {len(counts) * len(chosen)} pictures now.")
+    count = len(counts) * len(chosen)
+    st.caption(f"Seed {seed} is not precomputed: the model computes {count} picture{'s' if count != 1 else ''} now.")
 
 
 def picture(scheduler: str, count: str) -> np.ndarray | None:

@@ -1,0 +1,145 @@
+"""Labels and charts that tell the truth: whole prompts with the differing words marked, display names, marked steps."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pyarrow as pa
+from streamlit.testing.v1 import AppTest
+
+from frontend.charts import PAIR_COLOURS
+from frontend.labels import bracketed, differing_words, highlighted
+from tests.frontend.conftest import ROOT
+
+SNOWY = "a red fox sitting in a snowy forest, oil painting"
+MEADOW = "a red fox sitting in a flower meadow, oil painting"
+SCHEDULERS = ["DDIM", "PNDM", "LMS", "Euler", "Euler Ancestral", "DPM-Solver++"]
+
+
+def page(name: str) -> AppTest:
+    return AppTest.from_file(str(ROOT / "frontend" / "lessons" / f"{name}.py"), default_timeout=120).run()
+
+
+def assert_clean(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+
+
+def charts(at: AppTest) -> list[tuple[dict, list[pd.DataFrame]]]:
+    """Each Vega-Lite chart on the page: its spec, and its data sets as tables."""
+    found = []
+    for chart in at.get("vega_lite_chart"):
+        tables = [pa.ipc.open_stream(named.data.data).read_pandas() for named in chart.proto.datasets]
+        found.append((json.loads(chart.proto.spec), tables))
+    return found
+
+
+def marked_step(tables: list[pd.DataFrame]) -> int:
+    """The step the chart's dashed line marks (its one-row table of step and label)."""
+    (rule,) = [t for t in tables if set(t.columns) == {"step", "label"}]
+    assert list(rule["label"]) == [f"step {rule['step'][0]}"]
+    return int(rule["step"][0])
+
+
+def fields(spec: object) -> list[str]:
+    """Every field name a spec's encodings read."""
+    if isinstance(spec, dict):
+        found = [spec["field"]] if isinstance(spec.get("field"), str) else []
+        return found + [name for value in spec.values() for name in fields(value)]
+    if isinstance(spec, list):
+        return [name for value in spec for name in fields(value)]
+    return []
+
+
+def test_the_differing_words_are_found_and_marked():
+    snowy, meadow = differing_words(SNOWY, MEADOW)
+    assert bracketed(snowy) == "a red fox sitting in a «snowy forest,» oil painting"
+    assert bracketed(meadow) == "a red fox sitting in a «flower meadow,» oil painting"
+    red, blue = differing_words("a red circle on the left", "a blue circle on the left")
+    assert highlighted(red, "orange") == r"a :orange-background[**red**] circle on the left"
+    assert highlighted(blue, "violet") == r"a :violet-background[**blue**] circle on the left"
+    # A word added at the end is marked on its side only.
+    short, longer = differing_words("a red circle", "a red circle today")
+    assert (bracketed(short), bracketed(longer)) == ("a red circle", "a red circle «today»")
+
+
+def test_a_typed_prompt_stays_plain_text_when_highlighted():
+    mine, _ = differing_words("a [link](http://x.example) **bold**", "a cat")
+    shown = highlighted(mine, "orange")
+    assert "](http" not in shown and "[link]" not in shown  # escaped: no link, no styles
+    assert shown.startswith("a :orange-background[**")
+
+
+def test_change_one_word_names_pairs_by_their_prompts_and_marks_the_words(frontend_env):
+    at = page("change_one_word")
+    assert_clean(at)
+    pair = at.selectbox[0]
+    assert pair.options == [
+        "a red fox sitting in a «snowy forest,» oil painting  →  a red fox sitting in a «flower meadow,» oil painting"
+    ]
+    shown = [m.value for m in at.markdown]
+    assert "a red fox sitting in a :orange-background[**snowy forest,**] oil painting" in shown
+    assert "a red fox sitting in a :violet-background[**flower meadow,**] oil painting" in shown
+    assert not any("fox-season" in text for text in shown + pair.options)
+
+    (_, distance), (paths_spec, paths) = charts(at)
+    step = marked_step(distance)
+    assert 0 <= step <= 4
+    # The legend gives both prompts whole, the differing words in « », in two distinct colours.
+    legend = paths_spec["layer"][0]["encoding"]["color"]
+    assert legend["scale"] == {
+        "domain": [
+            "a red fox sitting in a «snowy forest,» oil painting",
+            "a red fox sitting in a «flower meadow,» oil painting",
+        ],
+        "range": list(PAIR_COLOURS),
+    }
+    assert legend["legend"]["labelLimit"] == 0
+    assert PAIR_COLOURS[0] != PAIR_COLOURS[1]
+    # Both paths' points at the marked step are circled: one per prompt.
+    circled = [t for t in paths if len(t) == 2]
+    assert len(circled) == 1 and set(circled[0]["step"]) == {step}
+
+
+def test_noise_to_image_charts_the_guess_from_its_second_step(frontend_env):
+    at = page("noise_to_image")
+    assert_clean(at)
+    ((_, tables),) = charts(at)
+    (lines,) = [t for t in tables if "series" in t.columns]
+    starts = lines.groupby("series")["step"].min().to_dict()
+    assert starts == {"the latent x_t": 1, "the guess x0": 2}  # no invented 0 before the first guess
+    assert (lines["value"] > 0).all()
+    assert 0 <= marked_step(tables) <= 4
+
+
+def test_words_charts_read_plain_field_names(frontend_env):
+    at = page("words")
+    assert_clean(at)
+    found = charts(at)
+    assert len(found) == 2
+    for spec, tables in found:
+        for name in fields(spec):
+            assert not set(name) & set("'\".[]"), name  # Vega would read these as paths
+        assert len(tables[0]) == 77  # one bar or point per position
+
+
+def test_seeds_and_schedulers_filter_by_display_name_and_compute_a_new_seed(frontend_env):
+    at = page("seeds_schedulers")
+    assert_clean(at)
+    schedulers = next(m for m in at.multiselect if m.label == "Schedulers")
+    assert [schedulers.format_func(o) for o in schedulers.options] == SCHEDULERS
+    ((_, tables),) = charts(at)
+    assert list(tables[0]["scheduler"]) == SCHEDULERS
+
+    schedulers.set_value(["dpm_solver_pp"])
+    next(m for m in at.multiselect if m.label == "Steps").set_value(["5"])
+    next(n for n in at.number_input if n.label == "Seed").set_value(4)
+    at.run()
+    assert_clean(at)
+    text = "\n".join(m.value for m in at.markdown) + "\n".join(c.value for c in at.caption)
+    assert "**DPM-Solver++**" in text and "**DDIM**" not in text
+    assert "Seed 4 is not precomputed: the model computes 1 picture now." in text
+    pictures = [c for image in at.get("image") for c in image.captions if c.endswith("steps")]
+    assert pictures == ["5 steps"]
+    assert not charts(at)  # one step count: nothing to compare
