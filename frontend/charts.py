@@ -28,10 +28,12 @@ def per_step(data: pd.DataFrame, step: int, y_title: str, colours: tuple[str, ..
     """Lines over the steps, one per series, with the current step marked.
 
     `data` is long: columns "step", "value" and "series" (the legend's labels, shown whole).
+    Up to two series get the pair's two colours unless `colours` says otherwise.
     Field names stay plain words: Vega reads quotes, dots and brackets in them as paths.
     """
     series = list(dict.fromkeys(data["series"]))
-    scale = alt.Scale(domain=series, range=list(colours)) if colours else alt.Undefined
+    colours = colours or (PAIR_COLOURS if len(series) <= len(PAIR_COLOURS) else None)
+    scale = alt.Scale(domain=series, range=list(colours[: len(series)])) if colours else alt.Undefined
     lines = (
         alt.Chart(data)
         .mark_line(point=True)

@@ -87,7 +87,7 @@ colour = alt.Color(
     scale=alt.Scale(domain=legend, range=list(PAIR_COLOURS)),
     sort=legend,
     legend=alt.Legend(
-        orient="bottom", direction="vertical", title="prompt (the words that differ in « »)", labelLimit=0
+        orient="bottom", direction="vertical", title="prompt (the words that differ in « »)", labelLimit=0, titleLimit=0
     ),
 )
 paths = (

@@ -42,28 +42,35 @@ def _dot(text: str) -> str:
 # The diagram is drawn by graphviz in the browser, from this description: every number in it is this run's.
 diagram = f"""
 digraph pipeline {{
-  rankdir=LR; bgcolor="transparent"; nodesep=0.3; ranksep=0.35;
-  node [shape=box, style="rounded,filled", fontname="sans-serif", fontsize=11, margin="0.15,0.08"];
-  edge [fontname="sans-serif", fontsize=9, color="#555555"];
+  rankdir=LR; newrank=true; bgcolor="transparent"; nodesep=0.3; ranksep=0.35;
+  node [shape=box, style="rounded,filled", fontname="sans-serif", fontsize=13, margin="0.15,0.08"];
+  edge [fontname="sans-serif", fontsize=11, color="#555555"];
   prompt [label="“{_dot(request.prompt)}”", shape=note, fillcolor="#ffffff"];
   subgraph cluster_text {{
-    label="① Text encoder"; fontname="sans-serif"; style="rounded,filled"; fillcolor="#eff6ff"; color="#93c5fd";
+    label="① Text encoder"; fontname="sans-serif bold"; fontsize=14;
+    style="rounded,filled"; fillcolor="#eff6ff"; color="#93c5fd";
     tokenizer [label="tokenizer\\n{len(pieces)} pieces → {info.text_max_length} token ids", fillcolor="#dbeafe"];
     encoder [label="text encoder\\n{info.text_encoder_layers} transformer layers", fillcolor="#dbeafe"];
   }}
   subgraph cluster_loop {{
-    label="② Denoising loop: {run.total_steps} steps"; fontname="sans-serif"; style="rounded,filled";
-    fillcolor="#fffbeb"; color="#fcd34d";
+    label="② Denoising loop: {run.total_steps} steps"; fontname="sans-serif bold"; fontsize=14;
+    style="rounded,filled"; fillcolor="#fffbeb"; color="#fcd34d";
     noise [label="noise from seed {request.seed}\\n{latent_shape}", fillcolor="#fef3c7"];
     unet [label="UNet, twice a step\\nwith the prompt: c\\nwith the empty prompt: u", fillcolor="#fef3c7"];
     guidance [label="guidance\\nu + {g:g}·(c − u)", fillcolor="#fef3c7"];
     step [label="scheduler ({_dot(scheduler)})\\none step to a cleaner latent", fillcolor="#fef3c7"];
   }}
   subgraph cluster_decoder {{
-    label="③ VAE decoder"; fontname="sans-serif"; style="rounded,filled"; fillcolor="#f0fdf4"; color="#86efac";
+    label="③ VAE decoder"; fontname="sans-serif bold"; fontsize=14;
+    style="rounded,filled"; fillcolor="#f0fdf4"; color="#86efac";
     decoder [label="VAE decoder\\n{latent_shape} → {request.width}×{request.height}×3", fillcolor="#dcfce7"];
   }}
   image [label="the image\\n{request.width}×{request.height}", shape=note, fillcolor="#ffffff"];
+  // Stacked in columns (same rank, left to right), so the diagram stays readable at the page's width.
+  {{ rank=same; prompt; tokenizer; }}
+  {{ rank=same; noise; unet; }}
+  {{ rank=same; guidance; step; }}
+  {{ rank=same; decoder; image; }}
   prompt -> tokenizer;
   tokenizer -> encoder [label="{info.text_max_length} ids"];
   encoder -> unet [label="{vectors} vectors"];
