@@ -19,6 +19,24 @@ SIZE_MULTIPLE = 8
 
 
 @dataclass(frozen=True)
+class BranchSpec:
+    """From step `at_step` on, the generation reads this prompt and negative prompt, at this guidance."""
+
+    at_step: int
+    prompt: str
+    negative_prompt: str
+    guidance_scale: float
+
+    def to_proto(self) -> pb.Branch:
+        return pb.Branch(
+            at_step=self.at_step,
+            prompt=self.prompt,
+            negative_prompt=self.negative_prompt,
+            guidance_scale=self.guidance_scale,
+        )
+
+
+@dataclass(frozen=True)
 class GenerationSpec:
     """A checked generation request with every default filled in."""
 
@@ -31,6 +49,7 @@ class GenerationSpec:
     height: int
     scheduler: str
     include: frozenset[str]
+    branch: BranchSpec | None = None  # lesson 8: the prompt or guidance changes at a step
 
     def to_proto(self) -> pb.GenerateRequest:
         """The canonical request: what the header echoes and what identifies a trajectory."""
@@ -45,7 +64,15 @@ class GenerationSpec:
             scheduler=self.scheduler,
         )
         request.include.paths.extend(sorted(self.include))
+        if self.branch is not None:
+            request.branch.CopyFrom(self.branch.to_proto())
         return request
+
+    def reads_at(self, step: int) -> tuple[str, str, float]:
+        """The prompt, negative prompt and guidance scale that step `step` reads."""
+        if self.branch is not None and step >= self.branch.at_step:
+            return self.branch.prompt, self.branch.negative_prompt, self.branch.guidance_scale
+        return self.prompt, self.negative_prompt, self.guidance_scale
 
 
 MAX_INCLUDE_PATHS = 16
@@ -165,10 +192,15 @@ def check_generate(
             )
         )
 
+    branch = _check_branch(request, steps, float(guidance), settings, out) if request.HasField("branch") else None
+
     if out:
         raise RequestError(out)
-    # The negative prompt too: at guidance 0 the picture is the negative prompt's.
-    if blocklist is not None and (blocklist.blocks(request.prompt) or blocklist.blocks(request.negative_prompt)):
+    # The negative prompt too: at guidance 0 the picture is the negative prompt's. And a branch's texts.
+    texts = [request.prompt, request.negative_prompt]
+    if branch is not None:
+        texts += [branch.prompt, branch.negative_prompt]
+    if blocklist is not None and any(blocklist.blocks(text) for text in texts):
         raise BlockedPrompt
     return GenerationSpec(
         prompt=request.prompt,
@@ -180,4 +212,32 @@ def check_generate(
         height=height,
         scheduler=scheduler,
         include=include,
+        branch=branch,
     )
+
+
+def _check_branch(
+    request: pb.GenerateRequest, steps: int, guidance: float, settings: InferenceSettings, out: list[tuple[str, str]]
+) -> BranchSpec | None:
+    """The branch a request asks for, defaults filled in from the request; problems go to `out`."""
+    branch = request.branch
+    if not 0 <= branch.at_step <= steps:
+        out.append(
+            ("branch.at_step", f"A branch must start at a step from 0 to {steps}; you asked for {branch.at_step}.")
+        )
+    prompt = branch.prompt if branch.HasField("prompt") else request.prompt
+    negative = branch.negative_prompt if branch.HasField("negative_prompt") else request.negative_prompt
+    out += _check_text("branch.prompt", prompt, settings.max_prompt_chars, "branch's prompt")
+    if not prompt.strip():
+        out.append(("branch.prompt", "Please type the prompt the branch changes to: it is empty."))
+    out += _check_text("branch.negative_prompt", negative, settings.max_prompt_chars, "branch's negative prompt")
+    scale = branch.guidance_scale if branch.HasField("guidance_scale") else guidance
+    if not (math.isfinite(scale) and 0.0 <= scale <= settings.max_guidance_scale):
+        out.append(
+            (
+                "branch.guidance_scale",
+                f"The branch's guidance scale must be a number from 0 to {settings.max_guidance_scale:g}; "
+                f"you asked for {scale:g}.",
+            )
+        )
+    return BranchSpec(branch.at_step, prompt, negative, float(scale))

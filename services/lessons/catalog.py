@@ -27,6 +27,16 @@ class RequestFields(BaseModel):
     scheduler: str | None = None
 
 
+class BranchFields(BaseModel):
+    """What a collection's entries change to at each of `branch_steps` (GenerateRequest.branch; unset: unchanged)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    prompt: str | None = None
+    negative_prompt: str | None = None
+    guidance_scale: float | None = None
+
+
 class Collection(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
@@ -44,6 +54,9 @@ class Collection(BaseModel):
     guidance_scales: list[float] = Field(default_factory=list)
     schedulers: list[str] = Field(default_factory=list)
     steps: list[int] = Field(default_factory=list)
+    # Lesson 8: each entry also switches to `branch` at one of these steps (one entry per step).
+    branch: BranchFields | None = None
+    branch_steps: list[int] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _has_prompts(self) -> Collection:
@@ -97,8 +110,9 @@ def expand(collection: Collection) -> list[Entry]:
         collection.guidance_scales or [None],
         collection.schedulers or [None],
         collection.steps or [None],
+        collection.branch_steps if collection.branch is not None else [None],
     )
-    for (label, labels, text), seed, guidance, scheduler, steps in axes:
+    for (label, labels, text), seed, guidance, scheduler, steps, branch_at in axes:
         fields = collection.request.model_dump(exclude_none=True)
         request = pb.GenerateRequest(prompt=text, seed=seed, **fields)
         parts = [collection.id, label, f"seed{seed}"]
@@ -115,6 +129,12 @@ def expand(collection: Collection) -> list[Entry]:
             request.num_inference_steps = steps
             parts.append(f"{steps}steps")
             labels["steps"] = str(steps)
+        if branch_at is not None and collection.branch is not None:
+            request.branch.at_step = branch_at
+            for name, value in collection.branch.model_dump(exclude_none=True).items():
+                setattr(request.branch, name, value)
+            parts.append(f"branch{branch_at}")
+            labels["branch_at_step"] = str(branch_at)
         entries.append(Entry(id="/".join(parts), collection=collection.id, labels=labels, request=request))
     return entries
 

@@ -282,3 +282,21 @@ def test_the_model_page_gives_the_running_models_numbers(frontend_env):
     assert table.loc["text encoder"].iloc[0] == "2 layers, vectors of 32 numbers"
     assert table.loc["UNet channels"].iloc[0] == "32, 64"
     assert table.loc["picture"].iloc[0] == "512 × 512"
+
+
+def test_lesson_8_shows_a_picture_per_switch_and_the_shared_steps(frontend_env):
+    at = page("branch")
+    assert_clean(at)
+    assert captions(at)[:4] == ["the new prompt from the start", "k = 2", "k = 4", "never switched"]
+    assert "From **a red fox sitting in a snowy forest, oil painting** to **a white owl" in text_of(at)
+    assert player_key(at, "branch-player")
+    assert charts(at) == 1  # the distance from the original, zero up to the switch
+    # The student's own pair: the page counts the steps both runs share, and it is k.
+    form = at.get("text_input")
+    form[0].input("a lighthouse at dusk")
+    form[1].input("a castle at noon")
+    at.slider[0].set_value(3)
+    at.number_input[0].set_value(5)
+    next(b for b in at.button if b.label == "Run both").click().run()
+    assert_clean(at)
+    assert "share their first **3** steps exactly" in text_of(at)
