@@ -87,7 +87,7 @@ def shapes_stub(settings):
 
 
 def shapes_request(prompt: str) -> pb.GenerateRequest:
-    # Lesson 8's settings: DDIM, whose last step moves the latent least (see docs/lessons.md).
+    # Lesson 8's settings: DDIM, whose last step moves the picture least (docs/api.md has the figures).
     return request(prompt, seed=3, num_inference_steps=50, guidance_scale=7.5, scheduler="ddim")
 
 
