@@ -21,6 +21,7 @@ from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
 from services.common.api import SERVICE_NAME, TEACHER_SERVICE_NAME, pb_grpc
+from services.inference.acceleration import Acceleration, accelerate
 from services.inference.auth import TokenInterceptor
 from services.inference.cache import TrajectoryStore
 from services.inference.classroom import Classroom
@@ -103,6 +104,7 @@ class InferenceServer:
         # Turns runner events into wire messages (JPEG, PNG, bytes) off the event loop.
         self._encoder = ThreadPoolExecutor(max_workers=2, thread_name_prefix="frame-encoder")
         self.classroom: Classroom | None = None  # once the model is loaded
+        self.acceleration: Acceleration | None = None  # what start-up did to the UNet
         self.service = DiffusionService()
         add_service(self.service, self.server)
         self.teacher = TeacherService(settings.teacher_code)
@@ -135,7 +137,11 @@ class InferenceServer:
             self.metrics_port = self._metrics_server.server_port
         log.info("listening on %s:%d; loading %s", self.settings.host, self.port, self.settings.model)
         model = await asyncio.to_thread(DiffusionModel.load, self.settings)
-        self.classroom = Classroom(self.settings, model, self.store, self.metrics, self._encoder)
+        # Speed options and the batch size that fits the GPU, before SERVING: a compile takes
+        # minutes, and belongs to start-up rather than to the first student's picture.
+        self.acceleration = await asyncio.to_thread(accelerate, model, self.settings)
+        settings = self.settings.model_copy(update={"max_batch_size": self.acceleration.max_batch_size})
+        self.classroom = Classroom(settings, model, self.store, self.metrics, self._encoder)
         self.service.attach(self.classroom)
         self.teacher.attach(self.classroom)
         freeze_startup_heap()

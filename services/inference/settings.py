@@ -77,8 +77,22 @@ class InferenceSettings(TlsClientSettings):
     catalog: Path = Field(DEFAULT_CATALOG, description="The lesson catalog (YAML).")
 
     # Sharing the GPU. Generations denoised at once (their steps share UNet calls);
-    # 0 picks a default for the device: 8 on a GPU, 4 on a CPU.
-    max_batch_size: int = Field(0, description="Generations batched per UNet call (0: 8 on a GPU, 4 on a CPU).")
+    # 0 decides for the device: on a GPU as many as fit in its free memory (at most 64), 4 on a CPU.
+    max_batch_size: int = Field(
+        0, description="Generations batched per UNet call (0: from the GPU's free memory, at most 64; 4 on a CPU)."
+    )
+    # The share of the GPU's free memory (after loading the model) the automatic batch size may plan to fill.
+    gpu_memory_fraction: float = Field(
+        0.8, gt=0, le=1, description="Share of free GPU memory the automatic batch size may use."
+    )
+    # Speed options (services/inference/acceleration.py), off until the GPU suite shows they pay;
+    # docs/benchmarks.md has each one's gain and its difference from diffusers' pipeline.
+    unet_channels_last: bool = Field(False, description="UNet weights in channels-last memory format (GPU).")
+    # Compiling takes minutes at start-up (one shape per batch bucket), paid before the service says SERVING.
+    # "reduce-overhead" adds a CUDA graph per bucket.
+    unet_compile: Literal["off", "default", "reduce-overhead", "max-autotune"] = Field(
+        "off", description="torch.compile of the UNet: 'off', 'default', 'reduce-overhead' or 'max-autotune'."
+    )
     # The queue is no deeper than a class can use: each student has one place at a time,
     # so 200 places are a large class each waiting once. Past them, or past the waiting
     # work below, requests are refused with a retry hint.

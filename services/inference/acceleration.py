@@ -1,0 +1,237 @@
+"""Making the UNet faster on a GPU, and choosing how many students share one UNet call.
+
+Three speed options, each off unless a setting turns it on:
+
+- `CLASSROOM_UNET_CHANNELS_LAST`: the UNet's weights in channels-last memory
+  format, which convolution kernels on tensor cores prefer.
+- `CLASSROOM_UNET_COMPILE`: `torch.compile` of the UNet. A compiled UNet is
+  specialised to its input shapes, so batches are padded up to a few bucket
+  sizes (1, 2, 4, ... generations up to the largest batch) and every bucket is
+  compiled at start-up, before the service reports SERVING. The mode
+  `reduce-overhead` adds a CUDA graph per bucket.
+- attention through PyTorch's scaled-dot-product attention (SDPA) is diffusers'
+  own default (`AttnProcessor2_0`); `attention_kinds` names the processors the
+  UNet has, and the GPU suite counts the SDPA calls one UNet call makes.
+
+When `CLASSROOM_MAX_BATCH_SIZE` is unset on a GPU, the largest batch is chosen
+from the GPU's free memory, measured with the model loaded.
+
+The GPU suite (`tests/bench/gpu_suite.py`) measures each option alone and
+together, with its difference from diffusers' pipeline; docs/benchmarks.md
+records what it found and which options pay.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from services.inference.models import DiffusionModel
+from services.inference.settings import InferenceSettings
+
+log = logging.getLogger(__name__)
+
+# The automatic batch size never goes past this many generations per UNet call:
+# past it a class's pictures arrive no sooner (the GPU is already full), only later together.
+MAX_AUTO_BATCH = 64
+# On a CPU there is no memory to measure: the service's long-standing default.
+CPU_BATCH = 4
+
+
+@dataclass
+class Acceleration:
+    """What start-up decided and did to the UNet, for the log, the GPU suite and the teacher's page."""
+
+    attention: list[str] = field(default_factory=list)  # attention processor classes in the UNet
+    channels_last: bool = False
+    compile_mode: str = "off"
+    buckets: tuple[int, ...] = ()  # generations per UNet call the compiled UNet is prepared for
+    compile_seconds: float = 0.0  # paid at start-up, before SERVING
+    max_batch_size: int = 0
+    max_batch_source: str = "setting"  # "setting", "gpu memory" or "cpu default"
+    bytes_per_generation: int = 0  # GPU memory one more generation in a UNet call takes
+    free_bytes: int = 0  # the GPU's free memory when the batch size was chosen
+
+    def describe(self) -> str:
+        compiled = f"compile {self.compile_mode}"
+        if self.buckets:
+            compiled += f" for batches of {', '.join(map(str, self.buckets))} ({self.compile_seconds:.0f} s)"
+        batch = f"max batch {self.max_batch_size} ({self.max_batch_source})"
+        if self.bytes_per_generation:
+            batch += (
+                f": {self.free_bytes / 2**30:.1f} GiB free, {self.bytes_per_generation / 2**30:.2f} GiB a generation"
+            )
+        return (
+            f"attention {', '.join(self.attention) or 'none'}; channels_last {'on' if self.channels_last else 'off'}; "
+            f"{compiled}; {batch}"
+        )
+
+
+def attention_kinds(unet: torch.nn.Module) -> list[str]:
+    """The attention processor classes the UNet runs (AttnProcessor2_0 is PyTorch's SDPA)."""
+    processors: dict[str, Any] = getattr(unet, "attn_processors", {})
+    return sorted({type(processor).__name__ for processor in processors.values()})
+
+
+def buckets_up_to(max_batch: int) -> tuple[int, ...]:
+    """1, 2, 4, ... generations, and the largest batch itself: the shapes a compiled UNet is built for."""
+    sizes, size = [], 1
+    while size < max_batch:
+        sizes.append(size)
+        size *= 2
+    sizes.append(max(1, max_batch))
+    return tuple(sizes)
+
+
+def bucket_for(generations: int, buckets: tuple[int, ...]) -> int:
+    """The smallest bucket that holds this many generations (itself, past the largest)."""
+    return next((bucket for bucket in buckets if bucket >= generations), generations)
+
+
+class BucketedUNet(torch.nn.Module):
+    """The UNet behind `torch.compile`, fed batches padded up to a bucket so that few shapes are compiled.
+
+    Every generation brings two rows (unconditional, conditional). Padding rows
+    are zeros and are cut off the output: each sample's result depends only on
+    its own rows. Anything else asked of it (config, attention processors) is the UNet's.
+    """
+
+    def __init__(
+        self,
+        unet: torch.nn.Module,
+        compiled: Callable[..., Any],
+        buckets: tuple[int, ...],
+        cuda_graphs: bool,
+    ) -> None:
+        super().__init__()
+        self.unet = unet
+        self.compiled = compiled
+        self.buckets = buckets
+        self.cuda_graphs = cuda_graphs
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(self._modules["unet"], name)
+
+    def forward(
+        self,
+        sample: torch.Tensor,
+        timestep: torch.Tensor,
+        encoder_hidden_states: torch.Tensor,
+        return_dict: bool = False,
+    ) -> tuple[torch.Tensor]:
+        rows = sample.shape[0]
+        padded = 2 * bucket_for(math.ceil(rows / 2), self.buckets)
+        timestep = timestep.reshape(-1).expand(rows) if timestep.numel() == 1 else timestep
+        if padded > rows:
+            extra = padded - rows
+            sample = torch.cat([sample, sample.new_zeros((extra, *sample.shape[1:]))])
+            timestep = torch.cat([timestep, timestep[-1:].expand(extra)])
+            encoder_hidden_states = torch.cat(
+                [encoder_hidden_states, encoder_hidden_states.new_zeros((extra, *encoder_hidden_states.shape[1:]))]
+            )
+        if self.cuda_graphs:
+            torch.compiler.cudagraph_mark_step_begin()
+        noise = self.compiled(sample, timestep, encoder_hidden_states=encoder_hidden_states, return_dict=False)[0]
+        # A CUDA graph reuses its output buffer at the next replay: keep our own copy.
+        noise = noise[:rows].clone() if self.cuda_graphs else noise[:rows]
+        return (noise,)
+
+
+def _dummy_inputs(model: DiffusionModel, generations: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """What the UNet sees for this many guided generations at the model's default size (zeros)."""
+    side = model.default_size // model.vae_downsample_factor
+    rows = 2 * generations
+    sample = torch.zeros((rows, model.latent_channels, side, side), device=model.device, dtype=model.dtype)
+    timestep = torch.full((rows,), 500.0, device=model.device)
+    hidden = int(model.text_encoder.config.hidden_size)
+    text = torch.zeros((rows, model.max_length, hidden), device=model.device, dtype=model.dtype)
+    return sample, timestep, text
+
+
+@torch.inference_mode()
+def _peak_bytes(model: DiffusionModel, run: Callable[[], object]) -> int:
+    """GPU memory `run` needs beyond what is allocated now (its peak)."""
+    torch.cuda.synchronize(model.device)
+    torch.cuda.reset_peak_memory_stats(model.device)
+    before = torch.cuda.memory_allocated(model.device)
+    run()
+    torch.cuda.synchronize(model.device)
+    return torch.cuda.max_memory_allocated(model.device) - before
+
+
+def max_batch_from_memory(model: DiffusionModel, fraction: float, cap: int = MAX_AUTO_BATCH) -> tuple[int, int, int]:
+    """The largest power-of-two batch whose UNet call, plus one VAE decode, fits in `fraction` of free memory.
+
+    Measured, not guessed: the peak of a guided UNet call at 2 and at 4
+    generations gives the memory of one more generation; the peak of one VAE
+    decode is kept aside (students finishing decode one at a time).
+    Returns (generations, bytes per generation, free bytes).
+    """
+
+    def unet_call(generations: int) -> Callable[[], object]:
+        sample, timestep, text = _dummy_inputs(model, generations)
+        return lambda: model.unet(sample, timestep, encoder_hidden_states=text, return_dict=False)
+
+    two, four = _peak_bytes(model, unet_call(2)), _peak_bytes(model, unet_call(4))
+    per_generation = max((four - two) // 2, 1)
+    fixed = max(two - 2 * per_generation, 0)
+    side = model.default_size // model.vae_downsample_factor
+    latent = torch.zeros((1, model.latent_channels, side, side), device=model.device, dtype=model.dtype)
+    decode = _peak_bytes(model, lambda: model.vae.decode(latent, return_dict=False))
+    torch.cuda.empty_cache()
+    free, _ = torch.cuda.mem_get_info(model.device)
+    budget = free * fraction - fixed - decode
+    fits = max(1, int(budget // per_generation))
+    generations = 2 ** int(math.log2(min(fits, cap)))
+    return generations, per_generation, free
+
+
+def compile_unet(
+    model: DiffusionModel, mode: str, buckets: tuple[int, ...], backend: str = "inductor"
+) -> tuple[BucketedUNet, float]:
+    """Compile the UNet for every bucket now (minutes on a GPU), so no student's step waits for it."""
+    cuda_graphs = mode == "reduce-overhead" and model.device.type == "cuda"
+    compiled = torch.compile(
+        model.unet, mode=None if mode == "default" else mode, backend=backend, dynamic=False, fullgraph=False
+    )
+    wrapper = BucketedUNet(model.unet, compiled, buckets, cuda_graphs)
+    started = time.perf_counter()
+    with torch.inference_mode():
+        for bucket in buckets:
+            sample, timestep, text = _dummy_inputs(model, bucket)
+            for _ in range(3 if cuda_graphs else 1):  # CUDA graphs are recorded on a later call than the first
+                wrapper(sample, timestep, encoder_hidden_states=text)
+    if model.device.type == "cuda":
+        torch.cuda.synchronize(model.device)
+    return wrapper, time.perf_counter() - started
+
+
+def accelerate(model: DiffusionModel, settings: InferenceSettings, backend: str = "inductor") -> Acceleration:
+    """Apply the speed settings to a loaded model and decide the largest batch; before the service says SERVING."""
+    report = Acceleration(attention=attention_kinds(model.unet), max_batch_size=settings.max_batch_size)
+    if settings.unet_channels_last:
+        model.unet.to(memory_format=torch.channels_last)
+        report.channels_last = True
+    if not settings.max_batch_size:
+        if model.device.type == "cuda":
+            report.max_batch_size, report.bytes_per_generation, report.free_bytes = max_batch_from_memory(
+                model, settings.gpu_memory_fraction
+            )
+            report.max_batch_source = "gpu memory"
+        else:
+            report.max_batch_size, report.max_batch_source = CPU_BATCH, "cpu default"
+    if settings.unet_compile != "off":
+        report.compile_mode = settings.unet_compile
+        report.buckets = buckets_up_to(report.max_batch_size)
+        model.unet, report.compile_seconds = compile_unet(model, settings.unet_compile, report.buckets, backend)
+    log.info("UNet: %s", report.describe())
+    return report

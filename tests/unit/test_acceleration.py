@@ -1,0 +1,65 @@
+"""The speed options: batch buckets, the padded UNet, and what start-up decides on a CPU."""
+
+import torch
+
+from services.inference.acceleration import BucketedUNet, accelerate, bucket_for, buckets_up_to, compile_unet
+from services.inference.models import DiffusionModel
+from services.inference.settings import InferenceSettings
+
+
+def test_buckets_double_up_to_the_largest_batch():
+    assert buckets_up_to(1) == (1,)
+    assert buckets_up_to(8) == (1, 2, 4, 8)
+    assert buckets_up_to(24) == (1, 2, 4, 8, 16, 24)
+    assert [bucket_for(n, (1, 2, 4, 8)) for n in (1, 2, 3, 5, 8, 9)] == [1, 2, 4, 8, 8, 9]
+
+
+def tiny_model(tiny_dir, **settings) -> tuple[DiffusionModel, InferenceSettings]:
+    config = InferenceSettings(model="tiny", tiny_dir=tiny_dir, device="cpu", **settings)
+    return DiffusionModel.load(config), config
+
+
+def unet_inputs(model: DiffusionModel, generations: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(generations)
+    rows = 2 * generations
+    sample = torch.randn((rows, 4, 8, 8), generator=generator)
+    timesteps = torch.linspace(900, 100, rows)
+    text = torch.randn((rows, model.max_length, model.text_encoder.config.hidden_size), generator=generator)
+    return sample, timesteps, text
+
+
+def test_a_padded_batch_gives_each_sample_what_the_unet_gives_it(tiny_dir):
+    model, _ = tiny_model(tiny_dir)
+    sample, timesteps, text = unet_inputs(model, 3)
+    with torch.inference_mode():
+        plain = model.unet(sample, timesteps, encoder_hidden_states=text, return_dict=False)[0]
+        padded = BucketedUNet(model.unet, model.unet, (1, 2, 4), cuda_graphs=False)
+        ours = padded(sample, timesteps, encoder_hidden_states=text)[0]
+    assert ours.shape == plain.shape  # three generations ran as four, the fourth cut off
+    torch.testing.assert_close(ours, plain, rtol=1e-4, atol=1e-5)
+    assert padded.config is model.unet.config  # the rest of the service still reads the UNet's config
+
+
+def test_on_a_cpu_nothing_changes_by_default(tiny_dir):
+    model, settings = tiny_model(tiny_dir)
+    unet = model.unet
+    report = accelerate(model, settings)
+    assert model.unet is unet and not report.channels_last and report.compile_mode == "off"
+    assert (report.max_batch_size, report.max_batch_source) == (4, "cpu default")
+    assert "AttnProcessor2_0" in report.attention
+    _, fixed = tiny_model(tiny_dir, max_batch_size=12)
+    assert accelerate(model, fixed).max_batch_size == 12
+
+
+def test_a_compiled_unet_computes_what_the_unet_computes(tiny_dir):
+    model, _ = tiny_model(tiny_dir)
+    sample, timesteps, text = unet_inputs(model, 2)
+    with torch.inference_mode():
+        plain = model.unet(sample, timesteps, encoder_hidden_states=text, return_dict=False)[0]
+    model.unet.to(memory_format=torch.channels_last)
+    # The eager backend traces as inductor would, without a C++ compiler's minutes.
+    compiled, seconds = compile_unet(model, "default", (2,), backend="eager")
+    with torch.inference_mode():
+        ours = compiled(sample[:2], timesteps[:2], encoder_hidden_states=text[:2])[0]
+    assert seconds > 0
+    torch.testing.assert_close(ours, plain[:2], rtol=1e-4, atol=1e-5)
