@@ -74,6 +74,36 @@ def _precompute() -> None:
         _say("Precomputing the lessons: the progress shows below.")
 
 
+def _remove(class_name: str, name: str, let_back: bool) -> None:
+    if guarded(lambda: client.remove_student(code, class_name, name, let_back)) is not None:
+        _say(f"{name} may sign in again." if let_back else f"Removed {name}: their tab is signed out.")
+
+
+def _students(room: pb.GetClassroomResponse) -> None:
+    """Who is signed in (one live tab per name), each with a Remove button; removed names can come back."""
+    st.subheader("Signed in")
+    live = [student for student in room.students if not student.removed]
+    if not live:
+        st.caption("Nobody is signed in with a name (a class code makes students sign in).")
+    for student in live:
+        name_column, seen_column, button_column = st.columns([3, 2, 1])
+        label = f"{student.name} ({student.class_name})" if student.class_name else student.name
+        name_column.text(label)  # as typed, never as markdown
+        seen_column.caption(f"seen {round(student.seconds_since_seen)} s ago")
+        button_column.button(
+            "Remove", key=f"teacher-remove-{student.class_name}-{student.name}", on_click=_remove,
+            args=(student.class_name, student.name, False),
+            help="Signs this tab out, stops its picture, and refuses the name until you let it back.",
+        )  # fmt: skip
+    for student in (s for s in room.students if s.removed):
+        name_column, button_column = st.columns([5, 1])
+        name_column.text(f"{student.name}: removed")
+        button_column.button(
+            "Let back", key=f"teacher-let-back-{student.class_name}-{student.name}", on_click=_remove,
+            args=(student.class_name, student.name, True),
+        )  # fmt: skip
+
+
 def _controls(room: pb.GetClassroomResponse) -> None:
     """The teacher's buttons, drawn from the same reading of the class as the numbers beside them."""
     pause_column, clear_column, precompute_column = st.columns(3)
@@ -134,6 +164,7 @@ def _live(room: pb.GetClassroomResponse) -> None:
             for job in room.jobs
         ],
     )
+    _students(room)
     _table(
         "Blocked attempts",
         "None so far.",

@@ -300,3 +300,23 @@ def test_lesson_8_shows_a_picture_per_switch_and_the_shared_steps(frontend_env):
     next(b for b in at.button if b.label == "Run both").click().run()
     assert_clean(at)
     assert "share their first **3** steps exactly" in text_of(at)
+
+
+def test_the_teacher_sees_who_is_signed_in_and_removes_a_name(teacher_env):
+    from frontend.client import get_client
+
+    get_client().join_class("Robin", "robin-tab", "10.0.0.4")
+    get_client().join_class("Ms Rivera (teacher)", "prank-tab", "10.0.0.5")
+    at = page("teacher")
+    at.text_input[0].input("owl-42")
+    at.button[0].click().run()
+    assert_clean(at)
+    shown = [t.value for t in at.text]
+    assert "Robin" in shown and "Ms Rivera (teacher)" in shown
+    next(b for b in at.button if b.key == "teacher-remove--Ms Rivera (teacher)").click().run()
+    assert_clean(at)
+    entries = {(e.name, e.removed) for e in teacher_env.classroom.students()}
+    assert entries == {("Robin", False), ("Ms Rivera (teacher)", True)}
+    assert "Ms Rivera (teacher): removed" in [t.value for t in at.text]
+    next(b for b in at.button if b.label == "Let back").click().run()
+    assert ("Ms Rivera (teacher)", True) not in {(e.name, e.removed) for e in teacher_env.classroom.students()}
