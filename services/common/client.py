@@ -76,6 +76,8 @@ _OWN_SENTENCES = (
     grpc.StatusCode.RESOURCE_EXHAUSTED,
     grpc.StatusCode.ABORTED,
     grpc.StatusCode.PERMISSION_DENIED,
+    grpc.StatusCode.NOT_FOUND,
+    grpc.StatusCode.FAILED_PRECONDITION,
 )
 _FALLBACK = "Something went wrong on the image server. Try again; if it keeps happening, tell your teacher."
 
@@ -225,6 +227,101 @@ class ClassroomClient:
 
     def precompute_lessons(self, teacher_code: str) -> pb.PrecomputeProgress:
         return self._call(self.teacher_stub.PrecomputeLessons, pb.PrecomputeLessonsRequest(), teacher_code).progress
+
+    # Teaching together: the class's shared state, its gallery and quick checks.
+
+    def _in_class(self, student: str = "", name: str = "") -> tuple[tuple[str, str | bytes], ...]:
+        """The metadata of a call made for this class (and, when given, a student of it)."""
+        metadata: tuple[tuple[str, str | bytes], ...] = self._auth
+        if self.class_name:
+            metadata += ((CLASS_METADATA, self.class_name.encode()),)
+        if student:
+            metadata += ((STUDENT_METADATA, student),)
+        if name:
+            metadata += ((NAME_METADATA, name.encode()),)
+        return metadata
+
+    def _class_call(self, method: grpc.UnaryUnaryMultiCallable, message: object, student: str = "",
+                    name: str = "") -> object:  # fmt: skip
+        try:
+            return method(message, timeout=self.settings.request_timeout_s, metadata=self._in_class(student, name))
+        except grpc.RpcError as error:
+            raise student_error(error) from error
+
+    def watch_class(self) -> Iterator[pb.ClassState]:
+        """The class's state (present mode, the open quick check) now and at every change; grpc.RpcError ends it."""
+        call = self.stub.WatchClass(pb.WatchClassRequest(), metadata=self._in_class())
+        try:
+            yield from call
+        finally:
+            call.cancel()
+
+    def class_state(self) -> pb.ClassState:
+        return self._class_call(self.stub.GetClassState, pb.GetClassStateRequest())
+
+    def share_to_gallery(self, trajectory_key: str, student: str, name: str = "") -> pb.GalleryItem:
+        request = pb.ShareToGalleryRequest(trajectory_key=trajectory_key)
+        return self._class_call(self.stub.ShareToGallery, request, student, name).item
+
+    def gallery(self) -> list[pb.GalleryItem]:
+        """The class gallery's approved pictures, newest first."""
+        return list(self._class_call(self.stub.ListGallery, pb.ListGalleryRequest()).items)
+
+    def class_map(self) -> pb.ClassMap:
+        return self._class_call(self.stub.GetClassMap, pb.GetClassMapRequest())
+
+    def answer_quick_check(self, question_id: str, choice: int, student: str, name: str = "") -> int:
+        request = pb.AnswerQuickCheckRequest(question_id=question_id, choice=choice)
+        return self._class_call(self.stub.AnswerQuickCheck, request, student, name).choice
+
+    # The teacher leads this front end's class (each call carries the teacher code).
+
+    def set_present(self, teacher_code: str, leading: bool, example_id: str = "", step: int = 0,
+                    show_map: bool = False) -> pb.ClassState:  # fmt: skip
+        request = pb.SetPresentRequest(class_name=self.class_name, leading=leading, example_id=example_id, step=step,
+                                       show_map=show_map)  # fmt: skip
+        return self._call(self.teacher_stub.SetPresent, request, teacher_code).state
+
+    def submissions(self, teacher_code: str) -> pb.ListSubmissionsResponse:
+        request = pb.ListSubmissionsRequest(class_name=self.class_name)
+        return self._call(self.teacher_stub.ListSubmissions, request, teacher_code)
+
+    def review_submission(self, teacher_code: str, item_id: str, approve: bool) -> pb.GalleryItem:
+        status = pb.SUBMISSION_STATUS_APPROVED if approve else pb.SUBMISSION_STATUS_HIDDEN
+        request = pb.ReviewSubmissionRequest(class_name=self.class_name, item_id=item_id, status=status)
+        return self._call(self.teacher_stub.ReviewSubmission, request, teacher_code).item
+
+    def set_gallery_approval(self, teacher_code: str, required: bool) -> bool:
+        request = pb.SetGalleryApprovalRequest(class_name=self.class_name, approval_required=required)
+        return self._call(self.teacher_stub.SetGalleryApproval, request, teacher_code).approval_required
+
+    def clear_gallery(self, teacher_code: str) -> int:
+        request = pb.ClearGalleryRequest(class_name=self.class_name)
+        return self._call(self.teacher_stub.ClearGallery, request, teacher_code).cleared
+
+    def submission_map(self, teacher_code: str) -> pb.ClassMap:
+        request = pb.GetSubmissionMapRequest(class_name=self.class_name)
+        return self._call(self.teacher_stub.GetSubmissionMap, request, teacher_code)
+
+    def ask_quick_check(self, teacher_code: str, lesson_question_id: str = "", question: str = "",
+                        choices: tuple[str, ...] = (), answer: int = 0) -> pb.QuickCheck:  # fmt: skip
+        request = pb.AskQuickCheckRequest(class_name=self.class_name, lesson_question_id=lesson_question_id,
+                                          question=question, choices=choices, answer=answer)  # fmt: skip
+        return self._call(self.teacher_stub.AskQuickCheck, request, teacher_code).quick_check
+
+    def quick_check(self, teacher_code: str) -> pb.QuickCheck | None:
+        """The open quick check with its tally and answer, or None."""
+        reply = self._call(self.teacher_stub.GetQuickCheck, pb.GetQuickCheckRequest(class_name=self.class_name),
+                           teacher_code)  # fmt: skip
+        return reply.quick_check if reply.HasField("quick_check") else None
+
+    def reveal_quick_check(self, teacher_code: str) -> pb.QuickCheck:
+        request = pb.RevealQuickCheckRequest(class_name=self.class_name)
+        return self._call(self.teacher_stub.RevealQuickCheck, request, teacher_code).quick_check
+
+    def close_quick_check(self, teacher_code: str) -> None:
+        self._call(self.teacher_stub.CloseQuickCheck, pb.CloseQuickCheckRequest(class_name=self.class_name),
+                   teacher_code)  # fmt: skip
 
     def generate(
         self,

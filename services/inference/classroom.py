@@ -36,6 +36,7 @@ from services.inference.ratelimit import RateLimiter
 from services.inference.refusals import BlockedPrompt, QueueFull, Refusal, RequestError, TrajectoryFailed
 from services.inference.roster import Roster, RosterEntry
 from services.inference.settings import InferenceSettings
+from services.inference.together import Together
 from services.inference.trajectories import Trajectory
 from services.inference.validation import (
     GenerationSpec,
@@ -152,6 +153,8 @@ class Classroom:
         self.precompute = PrecomputeProgress()
         self._precompute_task: asyncio.Task[None] | None = None
         self.roster = Roster(max_per_address=settings.max_per_address)
+        # Present mode, quick checks, the class gallery and map (teaching together).
+        self.together = Together(store, self.catalog, [(e.entry, e.request) for e in self.entries], self.blocklist)
 
     def _check_catalog(self) -> list[CatalogEntry]:
         entries = []
@@ -267,6 +270,12 @@ class Classroom:
             raise RequestError([("session", "The session id is missing, too long, or has control characters.")])
         self.roster.join(who.classroom, who.name, session, who.address)
         return self.roster.live_s / 3
+
+    def in_class(self, who: Requester) -> Requester:
+        """A student who shares or answers: as the front end asserts, checked, and not removed by the teacher."""
+        who = check_requester(who)
+        self.roster.check(who.classroom, who.name)
+        return who
 
     # -- the teacher's controls ----------------------------------------------
 

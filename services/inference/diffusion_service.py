@@ -25,9 +25,10 @@ from services.common.api import (
 from services.inference import frames
 from services.inference.attached import Attached
 from services.inference.batching import Requester
+from services.inference.classroom import Classroom
 from services.inference.models import parameter_count
 from services.inference.probes import DEFAULT_PROBES, PROBES
-from services.inference.refusals import Refusal, refuse
+from services.inference.refusals import Refusal, RequestError, refuse
 from services.inference.replies import stats_message
 from services.inference.runner import EncodedPrompt
 from services.inference.schedulers import SCHEDULERS
@@ -172,7 +173,17 @@ class DiffusionService(Attached):
         return pb.ListLessonsResponse(
             catalog_version=classroom.catalog.version,
             collections=[
-                pb.LessonCollection(id=c.id, lesson=c.lesson, title=c.title, description=c.description)
+                pb.LessonCollection(
+                    id=c.id,
+                    lesson=c.lesson,
+                    title=c.title,
+                    description=c.description,
+                    questions=[
+                        pb.LessonQuestion(id=q.id, question=q.question, choices=q.choices)
+                        for q in classroom.together.questions.values()
+                        if q.collection == c.id
+                    ],
+                )
                 for c in classroom.catalog.collections
                 if request.collection in ("", c.id)
             ],
@@ -198,6 +209,65 @@ class DiffusionService(Attached):
         except Refusal as refusal:
             await refuse(context, refusal)
         return pb.JoinClassResponse(renew_within_seconds=renew)
+
+    # -- teaching together: the class's shared state, the gallery, quick checks ----------
+
+    async def _in_class(self, context: grpc.aio.ServicerContext, student: bool = False) -> tuple[Classroom, Requester]:
+        """The Classroom and who asks, checked; `student`: a student's own act, which must name the student."""
+        classroom = await self.ready(context)
+        try:
+            if student and not text_metadata(context, STUDENT_METADATA):
+                raise RequestError([("student", "Sharing and answering need the student's id (x-student-id).")])
+            return classroom, classroom.in_class(requester(context))
+        except Refusal as refusal:
+            await refuse(context, refusal)
+
+    async def WatchClass(
+        self, request: pb.WatchClassRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.ClassState]:
+        classroom, who = await self._in_class(context)
+        async for state in classroom.together.watch(who.classroom):
+            yield state
+
+    async def GetClassState(self, request: pb.GetClassStateRequest, context: grpc.aio.ServicerContext) -> pb.ClassState:
+        classroom, who = await self._in_class(context)
+        return classroom.together.state(who.classroom)
+
+    async def ShareToGallery(
+        self, request: pb.ShareToGalleryRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ShareToGalleryResponse:
+        classroom, who = await self._in_class(context, student=True)
+        try:
+            item = await classroom.together.share(who.classroom, who.student, who.name, request.trajectory_key)
+        except Refusal as refusal:
+            await refuse(context, refusal)
+        return pb.ShareToGalleryResponse(item=item)
+
+    async def ListGallery(
+        self, request: pb.ListGalleryRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListGalleryResponse:
+        classroom, who = await self._in_class(context)
+        try:
+            return pb.ListGalleryResponse(items=await classroom.together.shown(who.classroom))
+        except Refusal as refusal:
+            await refuse(context, refusal)
+
+    async def GetClassMap(self, request: pb.GetClassMapRequest, context: grpc.aio.ServicerContext) -> pb.ClassMap:
+        classroom, who = await self._in_class(context)
+        try:
+            return await classroom.together.class_map(who.classroom, include_pending=False)
+        except Refusal as refusal:
+            await refuse(context, refusal)
+
+    async def AnswerQuickCheck(
+        self, request: pb.AnswerQuickCheckRequest, context: grpc.aio.ServicerContext
+    ) -> pb.AnswerQuickCheckResponse:
+        classroom, who = await self._in_class(context, student=True)
+        try:
+            choice = classroom.together.answer(who.classroom, who.student, request.question_id, request.choice)
+        except Refusal as refusal:
+            await refuse(context, refusal)
+        return pb.AnswerQuickCheckResponse(choice=choice)
 
     async def GetServerStats(
         self, request: pb.GetServerStatsRequest, context: grpc.aio.ServicerContext

@@ -206,3 +206,62 @@ class TrajectoryFailed(Refusal):
     @property
     def code(self) -> int:  # type: ignore[override]
         return code_pb2.ABORTED if self.aborted else code_pb2.INTERNAL
+
+
+# -- teaching together: the gallery and quick checks ---------------------------
+
+
+class NotShareable(Refusal):
+    """A picture the gallery will not take: not one this service computed and kept, or flagged, or blocked."""
+
+    code = code_pb2.NOT_FOUND
+
+    def __init__(self, sentence: str = "") -> None:
+        super().__init__(
+            sentence or "This picture can't be shared: it is not kept on the image server any more. Make it again."
+        )
+
+
+class GalleryFull(Refusal):
+    """The class gallery, or one student's share of it, is full."""
+
+    code = code_pb2.RESOURCE_EXHAUSTED
+
+    def __init__(self, limit: int, per_student: bool = False) -> None:
+        super().__init__(
+            f"You have already shared {limit} pictures, as many as one student may."
+            if per_student
+            else f"The class gallery is full ({limit} pictures). Ask your teacher to clear it."
+        )
+
+
+class GalleryUnavailable(Refusal):
+    """The gallery lives in Redis, which cannot be reached."""
+
+    code = code_pb2.FAILED_PRECONDITION
+
+    def __init__(self) -> None:
+        super().__init__("The class gallery is not available right now (its store cannot be reached). Try later.")
+
+
+class NotInGallery(Refusal):
+    code = code_pb2.NOT_FOUND
+
+    def __init__(self) -> None:
+        super().__init__("That picture is not in the class gallery (any more).")
+
+
+class NoQuickCheck(Refusal):
+    """An answer to a question that is not open (closed, revealed, or replaced)."""
+
+    code = code_pb2.FAILED_PRECONDITION
+
+    def __init__(self) -> None:
+        super().__init__("This question is closed, so your answer was not counted.")
+
+
+class AlreadyAnswered(Refusal):
+    code = code_pb2.ALREADY_EXISTS
+
+    def __init__(self) -> None:
+        super().__init__("You have already answered this question: one answer each.")

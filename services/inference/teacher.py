@@ -13,8 +13,9 @@ import grpc
 from services.common.api import TEACHER_METADATA, pb, pb_grpc
 from services.inference.attached import Attached
 from services.inference.classroom import Classroom
-from services.inference.refusals import NO_TEACHER_CODE, WRONG_TEACHER_CODE, TeacherOnly, refuse
+from services.inference.refusals import NO_TEACHER_CODE, WRONG_TEACHER_CODE, Refusal, RequestError, TeacherOnly, refuse
 from services.inference.replies import progress_message, stats_message
+from services.inference.validation import check_name
 
 
 class TeacherService(Attached, pb_grpc.TeacherServiceServicer):
@@ -107,3 +108,109 @@ class TeacherService(Attached, pb_grpc.TeacherServiceServicer):
         classroom = await self._classroom(context)
         classroom.start_precompute()
         return pb.PrecomputeLessonsResponse(progress=progress_message(classroom.precompute))
+
+    # -- teaching together ------------------------------------------------------------
+
+    async def _for_class(self, context: grpc.aio.ServicerContext, class_name: str) -> tuple[Classroom, str]:
+        """After the teacher code: the Classroom and the class named (plain text, as a display name)."""
+        classroom = await self._classroom(context)
+        try:
+            return classroom, check_name(class_name)
+        except Refusal as refusal:
+            await refuse(context, refusal)
+
+    async def SetPresent(
+        self, request: pb.SetPresentRequest, context: grpc.aio.ServicerContext
+    ) -> pb.SetPresentResponse:
+        classroom, name = await self._for_class(context, request.class_name)
+        try:
+            state = classroom.together.present(
+                name, request.leading, request.example_id, request.step, request.show_map
+            )
+        except Refusal as refusal:
+            await refuse(context, refusal)
+        return pb.SetPresentResponse(state=state)
+
+    async def ListSubmissions(
+        self, request: pb.ListSubmissionsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListSubmissionsResponse:
+        classroom, name = await self._for_class(context, request.class_name)
+        gallery = classroom.together.gallery
+        try:
+            items = [s.item for s in await gallery.submissions(name)]
+            return pb.ListSubmissionsResponse(items=items, approval_required=await gallery.approval_required(name))
+        except Refusal as refusal:
+            await refuse(context, refusal)
+
+    async def ReviewSubmission(
+        self, request: pb.ReviewSubmissionRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ReviewSubmissionResponse:
+        classroom, name = await self._for_class(context, request.class_name)
+        if request.status not in (pb.SUBMISSION_STATUS_APPROVED, pb.SUBMISSION_STATUS_HIDDEN):
+            await refuse(context, RequestError([("status", "Approve or hide: those are the two choices.")]))
+        try:
+            item = await classroom.together.gallery.review(name, request.item_id, request.status)
+        except Refusal as refusal:
+            await refuse(context, refusal)
+        return pb.ReviewSubmissionResponse(item=item)
+
+    async def SetGalleryApproval(
+        self, request: pb.SetGalleryApprovalRequest, context: grpc.aio.ServicerContext
+    ) -> pb.SetGalleryApprovalResponse:
+        classroom, name = await self._for_class(context, request.class_name)
+        try:
+            required = await classroom.together.gallery.set_approval(name, request.approval_required)
+        except Refusal as refusal:
+            await refuse(context, refusal)
+        return pb.SetGalleryApprovalResponse(approval_required=required)
+
+    async def ClearGallery(
+        self, request: pb.ClearGalleryRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ClearGalleryResponse:
+        classroom, name = await self._for_class(context, request.class_name)
+        try:
+            return pb.ClearGalleryResponse(cleared=await classroom.together.gallery.clear(name))
+        except Refusal as refusal:
+            await refuse(context, refusal)
+
+    async def GetSubmissionMap(
+        self, request: pb.GetSubmissionMapRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ClassMap:
+        classroom, name = await self._for_class(context, request.class_name)
+        try:
+            return await classroom.together.class_map(name, include_pending=True)
+        except Refusal as refusal:
+            await refuse(context, refusal)
+
+    async def AskQuickCheck(
+        self, request: pb.AskQuickCheckRequest, context: grpc.aio.ServicerContext
+    ) -> pb.AskQuickCheckResponse:
+        classroom, name = await self._for_class(context, request.class_name)
+        try:
+            check = classroom.together.ask(
+                name, request.lesson_question_id, request.question, list(request.choices), request.answer
+            )
+        except Refusal as refusal:
+            await refuse(context, refusal)
+        return pb.AskQuickCheckResponse(quick_check=check.message(for_teacher=True))
+
+    async def GetQuickCheck(
+        self, request: pb.GetQuickCheckRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetQuickCheckResponse:
+        classroom, name = await self._for_class(context, request.class_name)
+        state = classroom.together.state(name, for_teacher=True)
+        return pb.GetQuickCheckResponse(quick_check=state.quick_check if state.HasField("quick_check") else None)
+
+    async def RevealQuickCheck(
+        self, request: pb.RevealQuickCheckRequest, context: grpc.aio.ServicerContext
+    ) -> pb.RevealQuickCheckResponse:
+        classroom, name = await self._for_class(context, request.class_name)
+        check = classroom.together.reveal(name)
+        return pb.RevealQuickCheckResponse(quick_check=check.message(for_teacher=True) if check else None)
+
+    async def CloseQuickCheck(
+        self, request: pb.CloseQuickCheckRequest, context: grpc.aio.ServicerContext
+    ) -> pb.CloseQuickCheckResponse:
+        classroom, name = await self._for_class(context, request.class_name)
+        classroom.together.close(name)
+        return pb.CloseQuickCheckResponse()

@@ -37,6 +37,38 @@ class BranchFields(BaseModel):
     guidance_scale: float | None = None
 
 
+class Choice(BaseModel):
+    """One answer of a quick check: words, or the picture of this collection's entry with these labels."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: str = ""
+    labels: dict[str, str] = Field(default_factory=dict)  # e.g. {pair: colour, side: a, seed: "1"}
+
+    @model_validator(mode="after")
+    def _words_or_picture(self) -> Choice:
+        if not self.text and not self.labels:
+            raise ValueError("a choice needs text or the labels of a picture")
+        return self
+
+
+class Question(BaseModel):
+    """A quick check that ships with a lesson: a question about what is on screen, and its right answer."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    question: str = Field(max_length=200)
+    choices: list[Choice] = Field(min_length=2, max_length=6)
+    answer: int  # the right choice's index
+
+    @model_validator(mode="after")
+    def _answer_is_a_choice(self) -> Question:
+        if not 0 <= self.answer < len(self.choices):
+            raise ValueError(f"question {self.id!r}: answer {self.answer} is not one of its choices")
+        return self
+
+
 class Collection(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
@@ -57,6 +89,7 @@ class Collection(BaseModel):
     # Lesson 8: each entry also switches to `branch` at one of these steps (one entry per step).
     branch: BranchFields | None = None
     branch_steps: list[int] = Field(default_factory=list)
+    questions: list[Question] = Field(default_factory=list)  # quick checks the teacher can ask
 
     @model_validator(mode="after")
     def _has_prompts(self) -> Collection:

@@ -1,0 +1,239 @@
+"""Teaching together: present mode, quick checks, the class gallery and the class map, for each class.
+
+What the teacher shows (the lesson example and step) and the open quick check
+live here, in the service's memory, one `ClassLive` per class: every front-end
+replica reads the same state, and each change wakes whoever watches the class
+(`WatchClass`). The gallery lives in Redis (`gallery.py`); the class map is
+drawn from it (`classmap.py`). Who may do what is decided by the adapters
+(teacher actions need the teacher code) and the Classroom (a removed name may
+not share or answer).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+from services.common.api import pb
+from services.inference.cache import TrajectoryStore
+from services.inference.classmap import project
+from services.inference.gallery import APPROVED, HIDDEN, PENDING, Gallery, path_of, submission_from
+from services.inference.moderation import Blocklist
+from services.inference.quickcheck import QuickCheck, teachers_own
+from services.inference.refusals import NoQuickCheck, NotShareable, RequestError
+from services.lessons.catalog import Catalog, Entry
+
+log = logging.getLogger(__name__)
+
+MAX_CLASSES = 256  # classes one service follows at once (each a few hundred bytes)
+FLAGGED = "This picture was flagged by the safety filter, so it can't be shared."
+BLOCKED = "This picture's prompt can't be used in class, so it can't be shared."
+
+
+@dataclass(frozen=True)
+class LessonQuestion:
+    """A catalog question with its picture answers found among the lesson's entries."""
+
+    id: str  # "<collection>/<question>"
+    collection: str
+    question: str
+    choices: tuple[pb.QuickCheckChoice, ...]
+    answer: int
+
+
+def lesson_questions(catalog: Catalog, entries: list[tuple[Entry, pb.GenerateRequest]]) -> dict[str, LessonQuestion]:
+    """Every catalog question whose picture answers name exactly one entry of its collection each."""
+    found: dict[str, LessonQuestion] = {}
+    for collection in catalog.collections:
+        own = [(entry, request) for entry, request in entries if entry.collection == collection.id]
+        for question in collection.questions:
+            choices = []
+            for choice in question.choices:
+                if not choice.labels:
+                    choices.append(pb.QuickCheckChoice(text=choice.text))
+                    continue
+                matches = [(e, r) for e, r in own if choice.labels.items() <= e.labels.items()]
+                if len(matches) != 1:
+                    break
+                entry, request = matches[0]
+                choices.append(pb.QuickCheckChoice(text=choice.text, entry_id=entry.id, request=request))
+            else:
+                qid = f"{collection.id}/{question.id}"
+                found[qid] = LessonQuestion(qid, collection.id, question.question, tuple(choices), question.answer)
+                continue
+            log.warning("quick check %s/%s names a picture the catalog does not have once; left out",
+                        collection.id, question.id)  # fmt: skip
+    return found
+
+
+@dataclass
+class ClassLive:
+    """One class's shared state and the event its watchers wait on."""
+
+    present: pb.PresentState = field(default_factory=pb.PresentState)
+    check: QuickCheck | None = None
+    version: int = 1
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def touch(self) -> None:
+        self.version += 1
+        self.changed.set()
+        self.changed = asyncio.Event()
+
+
+class Together:
+    """Present mode, quick checks, the gallery and the class map, for every class of the service."""
+
+    def __init__(
+        self,
+        store: TrajectoryStore,
+        catalog: Catalog,
+        entries: list[tuple[Entry, pb.GenerateRequest]],
+        blocklist: Blocklist,
+    ) -> None:
+        self.store, self.blocklist = store, blocklist
+        self.gallery = Gallery(store)
+        self._collections = {c.id: c for c in catalog.collections}
+        self._entries = {entry.id: (entry, request) for entry, request in entries}
+        self.questions = lesson_questions(catalog, entries)
+        self._classes: dict[str, ClassLive] = {}
+
+    def _live(self, classroom: str) -> ClassLive:
+        live = self._classes.get(classroom)
+        if live is None:
+            if len(self._classes) >= MAX_CLASSES:  # forget a class nobody leads or asks anything
+                idle = next((k for k, v in self._classes.items() if not v.present.leading and v.check is None), None)
+                if idle is not None:
+                    del self._classes[idle]
+            live = self._classes[classroom] = ClassLive()
+        return live
+
+    # -- what the students' pages follow ---------------------------------------
+
+    def state(self, classroom: str, for_teacher: bool = False) -> pb.ClassState:
+        live = self._live(classroom)
+        state = pb.ClassState(version=live.version, present=live.present)
+        if live.check is not None:
+            state.quick_check.CopyFrom(live.check.message(for_teacher))
+        return state
+
+    async def watch(self, classroom: str) -> AsyncIterator[pb.ClassState]:
+        """The class's state now, then again after every change (until the caller stops reading)."""
+        while True:
+            live = self._live(classroom)
+            changed = live.changed  # taken before the state is read: no change slips between
+            yield self.state(classroom)
+            await changed.wait()
+
+    # -- present mode ------------------------------------------------------------
+
+    def present(self, classroom: str, leading: bool, example_id: str, step: int, show_map: bool) -> pb.ClassState:
+        """The teacher leads the class to a lesson example and step, or releases it."""
+        live = self._live(classroom)
+        if not leading:
+            live.present = pb.PresentState()
+        else:
+            found = self._entries.get(example_id)
+            if found is None:
+                raise RequestError([("example_id", "Choose one of this server's lesson examples.")])
+            entry, request = found
+            collection = self._collections[entry.collection]
+            steps = request.num_inference_steps
+            lead_id = live.present.lead_id if live.present.leading else secrets.token_hex(8)
+            live.present = pb.PresentState(
+                leading=True, lead_id=lead_id, lesson=collection.lesson, collection=collection.id,
+                collection_title=collection.title, example_id=entry.id, example=request,
+                step=max(0, min(step, steps + 1 if steps else step)), show_map=show_map,
+            )  # fmt: skip
+        live.touch()
+        return self.state(classroom, for_teacher=True)
+
+    # -- quick checks ---------------------------------------------------------------
+
+    def ask(
+        self, classroom: str, lesson_question_id: str, question: str, choices: list[str], answer: int
+    ) -> QuickCheck:
+        if lesson_question_id:
+            known = self.questions.get(lesson_question_id)
+            if known is None:
+                raise RequestError([("lesson_question_id", "That lesson has no such question.")])
+            check = QuickCheck(known.question, list(known.choices), known.answer)
+        else:
+            check = teachers_own(question, choices, answer)
+        live = self._live(classroom)
+        live.check = check
+        live.touch()
+        return check
+
+    def answer(self, classroom: str, student: str, question_id: str, choice: int) -> int:
+        live = self._live(classroom)
+        if live.check is None:
+            raise NoQuickCheck()
+        counted = live.check.answer_from(student, question_id, choice)
+        live.touch()  # the tally changed: the teacher's page and the answered count follow
+        return counted
+
+    def reveal(self, classroom: str) -> QuickCheck | None:
+        live = self._live(classroom)
+        if live.check is not None:
+            live.check.revealed = True
+            live.touch()
+        return live.check
+
+    def close(self, classroom: str) -> None:
+        live = self._live(classroom)
+        live.check = None
+        live.touch()
+
+    # -- the gallery -----------------------------------------------------------------
+
+    async def share(self, classroom: str, student: str, name: str, key: str) -> pb.GalleryItem:
+        """Share the stored trajectory `key`: only what this service computed, kept, unflagged and allowed."""
+        if not key or len(key) > 64 or not key.isalnum():
+            raise NotShareable()
+        found = await self.store.load(key)  # checked: signed with this server's secret, whole, its own key
+        if found is None:
+            raise NotShareable()
+        record, _ = found
+        if record.events[-1].final.safety_flagged:
+            raise NotShareable(FLAGGED)
+        if any(self.blocklist.blocks(text) for text in _texts(record.events[0].header.request)):
+            raise NotShareable(BLOCKED)
+        item = await self.gallery.share(classroom, submission_from(record, key, student, name))
+        log.info("a picture was shared to a class gallery (%s)", pb.SubmissionStatus.Name(item.status))
+        return item
+
+    async def shown(self, classroom: str) -> list[pb.GalleryItem]:
+        """The gallery as students see it: approved pictures, newest first."""
+        return [s.item for s in await self.gallery.submissions(classroom) if s.item.status == APPROVED]
+
+    async def class_map(self, classroom: str, include_pending: bool) -> pb.ClassMap:
+        """The shared trajectories (approved, and pending too for the teacher) as paths in one projection."""
+        wanted = {APPROVED, PENDING} if include_pending else {APPROVED}
+        submissions = [s for s in await self.gallery.submissions(classroom) if s.item.status in wanted]
+        paths = [path_of(s) for s in submissions]
+        widths = [p.shape[1] for p in paths]
+        common = max(set(widths), key=widths.count) if widths else 0
+        kept = [(s, p) for s, p in zip(submissions, paths, strict=True) if p.shape[1] == common]
+        projection = project([p for _, p in kept])
+        reply = pb.ClassMap(explained_variance=projection.explained_variance, left_out=len(paths) - len(kept))
+        for (submission, _), points in zip(kept, projection.paths, strict=True):
+            item = submission.item
+            reply.paths.add(item_id=item.id, prompt=item.request.prompt, student_name=item.student_name,
+                            seed=item.request.seed, x=points[:, 0].tolist(), y=points[:, 1].tolist())  # fmt: skip
+        return reply
+
+
+def _texts(request: pb.GenerateRequest) -> list[str]:
+    """Every text a request draws from: its prompts, and a branch's when it has one."""
+    texts = [request.prompt, request.negative_prompt]
+    if "branch" in request.DESCRIPTOR.fields_by_name and request.HasField("branch"):
+        branch = request.branch
+        texts += [getattr(branch, "prompt", ""), getattr(branch, "negative_prompt", "")]
+    return texts
+
+
+__all__ = ["HIDDEN", "LessonQuestion", "Together", "lesson_questions"]
