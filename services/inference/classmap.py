@@ -5,6 +5,12 @@ is one row; principal component analysis fitted on all the rows together finds
 the two directions along which they spread most, and each path is drawn there.
 Because one projection serves all the paths, pictures that end near each other
 in the latent space end near each other on the map.
+
+Each latent is first averaged down to a 2 x 2 grid per channel: which colours
+sit in which quarter of the picture. At full size the two axes would follow the
+fine grain each seed leaves (on the Shapes model two seeds of "a red circle on
+the left" then end farther apart than some different prompts do); the coarse
+grid keeps what the prompt decides, so similar prompts end near each other.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-POOLED_SIDE = 16  # latents are averaged down to at most 16 x 16 per channel before mapping
+POOLED_SIDE = 2  # latents are averaged down to (about) 2 x 2 per channel before mapping
 MAX_POINTS = 51  # a path keeps at most this many points, its first and last among them
 
 
