@@ -1,6 +1,8 @@
 """End to end in a real Chromium: the stack started as `make up` starts it, every lesson opened.
 
-Screenshots land in test-artifacts/e2e/. Any exception shown on a page fails the test.
+Screenshots land in test-artifacts/e2e/. Any exception shown on a page fails the test, and so do
+any error in the browser's console, any request to a host other than the school's own server,
+and any chart drawn with no size.
 """
 
 from __future__ import annotations
@@ -10,18 +12,24 @@ import os
 import shutil
 import signal
 import subprocess
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import NamedTuple
+from urllib.parse import urlsplit
 
 import numpy as np
 import pytest
 from PIL import Image
 from playwright.sync_api import Page, expect, sync_playwright
 
+from services.common.api import pb
+from services.common.client import StudentError
 from services.shapes.judge import judge
 from tests.frontend.conftest import ROOT
-from tests.support.servers import free_port, wait_until_serving
+from tests.support.servers import client_for, free_port, wait_until_serving
 
 ARTIFACTS = ROOT / "test-artifacts" / "e2e"
 expect.set_options(timeout=120_000)  # a live generation on a CPU takes seconds
@@ -29,16 +37,36 @@ CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]  # fmt: skip
-# Each page's title, and something drawn only once everything above it has loaded (the pages
-# compute uncached lesson examples as they go: the next click must not come before they finish).
+# Each page's title, something drawn only once everything above it has loaded (the pages
+# compute uncached lesson examples as they go: the next click must not come before they finish),
+# and how many charts it draws (Vega-Lite, graphviz).
 LESSONS = [
-    ("1. The whole pipeline", "What flows between the stages"),
-    ("2. Words to numbers", "The same word in another prompt"),
-    ("3. From noise to image", "the VAE's decode of the last latent: the real image"),
-    ("4. Guidance", "Try it yourself"),
-    ("5. Change one word", "Both paths in two dimensions"),
-    ("6. Seeds and schedulers", "How much the picture changes between"),
+    ("1. The whole pipeline", "What flows between the stages", (0, 1)),
+    ("2. Words to numbers", "How alike the two prompts", (2, 0)),
+    ("3. From noise to image", "the VAE's decode of the last latent: the real image", (1, 0)),
+    ("4. Guidance", "Try it yourself", (1, 0)),
+    ("5. Change one word", "Both paths in two dimensions", (2, 0)),
+    ("6. Seeds and schedulers", "How much the picture changes between", (1, 0)),
 ]
+TEACHER_CODE = "owl-42"
+
+
+class Stack(NamedTuple):
+    url: str  # the front end, the only server a student's browser may talk to
+    grpc: str  # the inference service, for the test to play other students
+
+
+@dataclass
+class Seen:
+    """What the browser reported while the tests ran."""
+
+    errors: list[str] = field(default_factory=list)  # console errors and uncaught page errors
+    hosts: set[str] = field(default_factory=set)  # every host a request went to
+
+
+@pytest.fixture(scope="module")
+def seen() -> Seen:
+    return Seen()
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +80,7 @@ def stack(tmp_path_factory) -> Iterator[str]:
         "CLASSROOM_REDIS_PORT": ports["REDIS"],
         "CLASSROOM_METRICS_PORT": ports["METRICS"],
         "CLASSROOM_RATE_LIMIT_PER_MINUTE": "0",  # one browser opens every lesson and generates
-        "CLASSROOM_TEACHER_CODE": "owl-42",  # read by the service and the front end alike
+        "CLASSROOM_TEACHER_CODE": TEACHER_CODE,  # read by the service and the front end alike
     }
     for name in ("CLASSROOM_REDIS_URL", "CLASSROOM_INFERENCE_ADDR", "CLASSROOM_CATALOG"):
         env.pop(name, None)
@@ -74,7 +102,7 @@ def stack(tmp_path_factory) -> Iterator[str]:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.2)
-        yield url
+        yield Stack(url, f"127.0.0.1:{ports['GRPC']}")
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         try:
@@ -85,7 +113,7 @@ def stack(tmp_path_factory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def page(stack) -> Iterator[Page]:
+def page(stack, seen) -> Iterator[Page]:
     chromium = shutil.which("chromium")
     assert chromium, "Debian's chromium is needed for the browser test: run `make install`"
     shutil.rmtree(ARTIFACTS, ignore_errors=True)
@@ -94,54 +122,83 @@ def page(stack) -> Iterator[Page]:
         browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.set_default_timeout(120_000)
+        page.on("console", lambda message: record_console(seen, message.type, message.text, message.location))
+        page.on("pageerror", lambda error: seen.errors.append(f"uncaught: {error}"))
+        page.on("request", lambda request: record_host(seen, request.url))
         yield page
         browser.close()
 
 
-def settle(page: Page, name: str) -> None:
-    """Wait until the script has finished running, check for exceptions, take a screenshot."""
+def record_console(seen: Seen, kind: str, text: str, location: dict) -> None:
+    if kind == "error":
+        seen.errors.append(f"console: {text} at {location.get('url', '')}")
+
+
+def record_host(seen: Seen, url: str) -> None:
+    parts = urlsplit(url)
+    if parts.scheme not in ("data", "blob"):  # made in the page itself, fetched from nowhere
+        seen.hosts.add(parts.netloc)
+
+
+def settle(page: Page, name: str, seen: Seen, stack: Stack, charts: tuple[int, int] | None = None) -> None:
+    """Wait until the script has finished running, take a screenshot, and check the page.
+
+    No exception shown, no console error, nothing asked of any host but our server, and every
+    chart drawn with a size (`charts`: how many Vega-Lite and graphviz charts the page has).
+    """
     page.wait_for_timeout(300)
     expect(page.locator('[data-testid="stStatusWidget"]')).to_have_count(0, timeout=120_000)
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
     exceptions = page.locator('[data-testid="stException"]')
     assert exceptions.count() == 0, exceptions.first.inner_text()
+    if charts is not None:
+        vega, graphviz = (
+            page.locator('[data-testid="stVegaLiteChart"]'),
+            page.locator('[data-testid="stGraphVizChart"]'),
+        )
+        expect(vega).to_have_count(charts[0])
+        expect(graphviz).to_have_count(charts[1])
+        for number, chart in enumerate([*vega.all(), *graphviz.all()], start=1):
+            drawing = chart.locator("canvas, svg").first
+            expect(drawing).to_be_visible()
+            box = drawing.bounding_box()
+            assert box and box["width"] > 50 and box["height"] > 50, f"{name}: chart {number} drawn at {box}"
+            chart.screenshot(path=str(ARTIFACTS / f"{name}-chart-{number}.png"))
+    assert seen.errors == [], f"{name}: {seen.errors}"
+    assert seen.hosts == {urlsplit(stack.url).netloc}, f"{name}: requests went to {seen.hosts}"
 
 
-def test_a_student_goes_through_the_app(page: Page, stack: str):
-    page.goto(stack)
+def test_a_student_goes_through_the_app(page: Page, stack: Stack, seen: Seen):
+    page.goto(stack.url)
     expect(page.get_by_role("heading", name="Diffusion Classroom")).to_be_visible()
     expect(page.get_by_text("The image server is running")).to_be_visible()
-    settle(page, "0-welcome")
+    settle(page, "0-welcome", seen, stack)
 
-    for index, (title, section) in enumerate(LESSONS, start=1):
-        page.get_by_role("link", name=title).click()
+    for index, (title, section, charts) in enumerate(LESSONS, start=1):
+        if index == 1:  # the welcome page's own link to the first lesson
+            page.get_by_test_id("stMain").get_by_role("link", name=title).click()
+        else:
+            page.get_by_test_id("stSidebarNav").get_by_role("link", name=title).click()
         expect(page.get_by_role("heading", name=title)).to_be_visible()
         expect(page.get_by_text(section).first).to_be_visible()
-        settle(page, f"{index}-lesson")
+        settle(page, f"{index}-lesson", seen, stack, charts)
         if title == "5. Change one word":
             # The first pair changes the colour word: the student sees a red and a blue picture.
             expect(page.get_by_text("a red circle on the left").first).to_be_visible()
             assert [judge(p).colour for p in final_pictures(page)] == ["red", "blue"]
 
-    page.get_by_role("link", name="The model").click()
+    page.get_by_test_id("stSidebarNav").get_by_role("link", name="The model").click()
     expect(page.get_by_role("heading", name="The model: Shapes")).to_be_visible()
     expect(page.get_by_text("Never seen together")).to_be_visible()
-    settle(page, "6b-the-model")
+    settle(page, "6b-the-model", seen, stack)
 
-    page.get_by_role("link", name="Playground").click()
+    page.get_by_test_id("stSidebarNav").get_by_role("link", name="Playground").click()
     page.get_by_label("Prompt", exact=True).fill("a yellow star at the top")
     page.get_by_role("button", name="Generate").click()
     expect(page.get_by_role("button", name="Download the image (PNG)")).to_be_visible()
-    expect(page.get_by_text("x_t after step 25")).to_be_visible()
-    settle(page, "7-playground-generated")
-
-    # Move the step slider back three steps: the pictures follow.
-    slider = page.get_by_role("slider").last
-    slider.focus()
-    for _ in range(3):
-        slider.press("ArrowLeft")
-    expect(page.get_by_text("x_t after step 22")).to_be_visible()
-    settle(page, "8-playground-step-22")
+    # Looking back through the steps is the player's (its own checks are in test_player.py).
+    expect(page.get_by_text("Look back at any step")).to_be_visible()
+    settle(page, "7-playground-generated", seen, stack)
     assert judge(final_pictures(page)[0]).colour == "yellow"
 
 
@@ -155,18 +212,52 @@ def final_pictures(page: Page) -> list[np.ndarray]:
     return pictures
 
 
-def test_the_teacher_opens_the_teacher_page(page: Page, stack: str):
-    page.goto(stack)
-    page.get_by_role("link", name="Teacher").click()
+def test_the_teacher_opens_the_teacher_page(page: Page, stack: Stack, seen: Seen):
+    page.goto(stack.url)
+    page.get_by_test_id("stSidebarNav").get_by_role("link", name="Teacher").click()
     page.get_by_label("Teacher code").fill("owl-41")
     page.get_by_role("button", name="Open").click()
     expect(page.get_by_text("that teacher code is not right")).to_be_visible()
-    page.get_by_label("Teacher code").fill("owl-42")
+    page.get_by_label("Teacher code").fill(TEACHER_CODE)
     page.get_by_role("button", name="Open").click()
     expect(page.get_by_text("Served without the GPU")).to_be_visible()
     expect(page.get_by_text("Blocked attempts")).to_be_visible()
     page.get_by_role("button", name="Pause generation").click()
     expect(page.get_by_text("Generation is paused")).to_be_visible()
-    settle(page, "9-teacher-paused")
+    settle(page, "9-teacher-paused", seen, stack)
+
+    # Two students ask for pictures while the class is paused. Nobody touches the page: its
+    # regular refresh shows them waiting, and the Clear button comes on with the numbers.
+    clear = page.get_by_role("button", name="Clear the queue")
+    expect(clear).to_be_disabled()
+    students = wait_in_the_queue(stack.grpc, 2)
+    expect(page.locator('[data-testid="stMetric"]').filter(has_text="Waiting")).to_contain_text("2")
+    expect(clear).to_be_enabled(timeout=15_000)
+    clear.click()
+    expect(page.get_by_test_id("stToast")).to_contain_text("Cleared 2 waiting picture(s)")
+    expect(clear).to_be_disabled(timeout=15_000)
+    for student in students:
+        student.join(30)
+
     page.get_by_role("button", name="Resume generation").click()
     expect(page.get_by_role("button", name="Pause generation")).to_be_visible()
+    settle(page, "10-teacher-cleared", seen, stack)
+
+
+def wait_in_the_queue(address: str, count: int) -> list[threading.Thread]:
+    """`count` other students ask for a picture each, from threads (the class is paused: they wait)."""
+    client = client_for(address)
+
+    def ask(number: int) -> None:
+        request = pb.GenerateRequest(prompt=f"a red circle number {number}", seed=number, num_inference_steps=2)
+        request.width = request.height = 64
+        try:
+            for _ in client.generate(request, f"browser-test-{number}", name=f"Student {number}"):
+                pass
+        except StudentError:
+            pass  # the teacher cleared the queue
+
+    threads = [threading.Thread(target=ask, args=(n,), daemon=True) for n in range(count)]
+    for thread in threads:
+        thread.start()
+    return threads
