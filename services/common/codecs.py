@@ -71,8 +71,10 @@ def latent_to_rgb(latent: np.ndarray, preview: PreviewMap = SD1_PREVIEW) -> np.n
     return ((np.clip(rgb, -1.0, 1.0) + 1.0) * 127.5).round().astype(np.uint8)
 
 
-def encode_image(rgb: np.ndarray, mime_type: str = "image/jpeg", approximate: bool = False) -> pb.Image:
-    """Encode an [h, w, 3] uint8 picture as JPEG (previews) or PNG (final images)."""
+def encode_image(
+    rgb: np.ndarray, mime_type: str = "image/jpeg", approximate: bool = False, decoder: str = ""
+) -> pb.Image:
+    """Encode an [h, w, 3] uint8 picture as JPEG (previews) or PNG (final images); `decoder` says what drew it."""
     formats = {"image/jpeg": ("JPEG", {"quality": 90}), "image/png": ("PNG", {"compress_level": 1})}
     if mime_type not in formats:
         raise ValueError(f"unsupported image type {mime_type!r}")
@@ -80,7 +82,14 @@ def encode_image(rgb: np.ndarray, mime_type: str = "image/jpeg", approximate: bo
     buffer = io.BytesIO()
     PILImage.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8)).save(buffer, format=name, **options)
     height, width = rgb.shape[:2]
-    return pb.Image(mime_type=mime_type, data=buffer.getvalue(), width=width, height=height, approximate=approximate)
+    return pb.Image(
+        mime_type=mime_type,
+        data=buffer.getvalue(),
+        width=width,
+        height=height,
+        approximate=approximate,
+        decoder=decoder,
+    )
 
 
 def decode_image(image: pb.Image) -> np.ndarray:
@@ -91,4 +100,4 @@ def decode_image(image: pb.Image) -> np.ndarray:
 
 def latent_preview(latent: np.ndarray, preview: PreviewMap = SD1_PREVIEW) -> pb.Image:
     """The JPEG preview of a latent through a model's preview map, labelled as an approximation."""
-    return encode_image(latent_to_rgb(latent, preview), "image/jpeg", approximate=True)
+    return encode_image(latent_to_rgb(latent, preview), "image/jpeg", approximate=True, decoder="linear")

@@ -18,6 +18,12 @@ FORMAT_VERSION = 2
 KEY_PREFIX = "classroom"
 
 
+# Include paths computed only when a request names them (they cost model work):
+# unlike every other path, they change what a trajectory holds, so they are
+# part of its identity. A request without them keeps the key it always had.
+ON_REQUEST_PROBES = frozenset({"cross_attention", "decoded_x0_preview"})
+
+
 class Namespace(StrEnum):
     LESSON = "lesson"  # curated lesson trajectories: no TTL, never evicted
     AD_HOC = "adhoc"  # students' own requests: TTL, evictable (volatile-lru)
@@ -28,10 +34,13 @@ class CorruptTrajectory(ValueError):
 
 
 def canonical_request(request: pb.GenerateRequest) -> pb.GenerateRequest:
-    """The request as it identifies a trajectory: every field but the include mask."""
+    """The request as it identifies a trajectory: every field, and of the include mask only the on-request paths."""
     canonical = pb.GenerateRequest()
     canonical.CopyFrom(request)
     canonical.ClearField("include")
+    on_request = sorted(ON_REQUEST_PROBES.intersection(request.include.paths))
+    if on_request:
+        canonical.include.paths.extend(on_request)
     return canonical
 
 

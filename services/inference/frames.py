@@ -9,10 +9,13 @@ from PIL import Image, ImageFilter
 from services.common.api import pb
 from services.common.codecs import PreviewMap, encode_image, latent_preview, tensor_to_proto
 from services.inference.models import DiffusionModel, PromptTokens
-from services.inference.runner import EncodedPrompt, FinalEvent, HeaderEvent, StepEvent
+from services.inference.runner import AttentionCopy, EncodedPrompt, FinalEvent, HeaderEvent, StepEvent
 
 # A flagged image is blurred with this radius, as a fraction of its larger side.
 _BLUR_FRACTION = 1 / 12
+# Decoded step pictures up to this many pixels go as PNG (lossless; a few KB at Shapes' 64 px),
+# larger ones as JPEG (a 512 px PNG per step would make a trajectory tens of MB).
+_PNG_PIXELS = 256 * 256
 
 
 def _token(position: int, token_id: int, piece: str, text: str, kind: int) -> pb.Token:
@@ -88,6 +91,7 @@ def frame_message(event: StepEvent, preview: PreviewMap) -> pb.GenerateResponse:
             scheduler_seconds=event.scheduler_seconds,
             step_seconds=event.step_seconds,
             batch_size=event.batch_size,
+            decode_seconds=event.decode_seconds,
         ),
     )
     if event.sigma is not None:
@@ -99,7 +103,29 @@ def frame_message(event: StepEvent, preview: PreviewMap) -> pb.GenerateResponse:
     frame.predicted_x0_preview.CopyFrom(latent_preview(x0, preview))
     unconditional, conditional, guided = (tensor_to_proto(n.numpy()) for n in event.noise)
     frame.noise.CopyFrom(pb.NoisePredictions(unconditional=unconditional, conditional=conditional, guided=guided))
+    if event.cross_attention is not None:
+        frame.cross_attention.CopyFrom(attention_message(event.cross_attention))
+    if event.decoded_x0 is not None:
+        frame.decoded_x0_preview.CopyFrom(decoded_picture(event.decoded_x0.numpy(), event.decoder))
+    elif event.decoder:  # asked for, but the server has no decoder for it: the approximation, labelled
+        frame.decoded_x0_preview.CopyFrom(frame.predicted_x0_preview)
     return pb.GenerateResponse(frame=frame)
+
+
+def attention_message(attention: AttentionCopy) -> pb.CrossAttention:
+    return pb.CrossAttention(
+        maps=tensor_to_proto(attention.maps.numpy()),
+        resolutions=[
+            pb.CrossAttentionAtResolution(height=h, width=w, layers=layers, maps=tensor_to_proto(maps.numpy()))
+            for h, w, layers, maps in attention.resolutions
+        ],
+    )
+
+
+def decoded_picture(rgb: np.ndarray, decoder: str) -> pb.Image:
+    """A decoder's picture of x0: PNG when small, JPEG when large; never marked approximate."""
+    mime = "image/png" if rgb.shape[0] * rgb.shape[1] <= _PNG_PIXELS else "image/jpeg"
+    return encode_image(rgb, mime, decoder=decoder)
 
 
 def blur(image: np.ndarray) -> np.ndarray:
@@ -111,7 +137,7 @@ def blur(image: np.ndarray) -> np.ndarray:
 def final_message(event: FinalEvent) -> pb.GenerateResponse:
     """The decoded image as PNG (blurred when the safety checker flagged it), and the timings."""
     final = pb.FinalImage(
-        image=encode_image(blur(event.image) if event.flagged else event.image, "image/png"),
+        image=encode_image(blur(event.image) if event.flagged else event.image, "image/png", decoder="vae"),
         safety_flagged=event.flagged,
         timings=pb.GenerationTimings(
             text_encoder_seconds=event.text_encoder_seconds,
@@ -140,6 +166,8 @@ _FRAME_FIELDS = {
     "latent_preview": "latent_preview",
     "predicted_x0_preview": "predicted_x0_preview",
     "noise_predictions": "noise",
+    "cross_attention": "cross_attention",
+    "decoded_x0_preview": "decoded_x0_preview",
 }
 
 

@@ -22,8 +22,9 @@ from services.inference.batching import MODEL_FAILURE, BatchScheduler, Job, Requ
 from services.inference.cache import TrajectoryStore
 from services.inference.metrics import Metrics
 from services.inference.models import DiffusionModel
+from services.inference.probes import computed_probes
 from services.inference.runner import ErrorEvent, FinalEvent, QueueEvent
-from services.inference.trajectories import ALL_PROBES, Trajectory
+from services.inference.trajectories import Trajectory
 from services.inference.validation import GenerationSpec
 
 log = logging.getLogger(__name__)
@@ -131,9 +132,10 @@ class TrajectoryHub:
 
     async def _start(self, trajectory: Trajectory, spec: GenerationSpec, requester: Requester, lesson: bool) -> int:
         """Put the model to work, if the classroom admits it."""
-        # Every probe is computed, whatever this reader asked for: the trajectory
-        # serves every later reader and the cache, whatever they ask for.
-        trajectory.job = await self.admit(dataclasses.replace(spec, include=ALL_PROBES), requester, lesson)
+        # Every cheap probe is computed, whatever this reader asked for: the trajectory serves
+        # every later reader and the cache. Costly ones only when asked: they are in the key.
+        computed = computed_probes(spec.include)
+        trajectory.job = await self.admit(dataclasses.replace(spec, include=computed), requester, lesson)
         trajectory.pump = asyncio.create_task(self._pump(trajectory, trajectory.job))
         trajectory.settled.set()
         return pb.TRAJECTORY_SOURCE_COMPUTED

@@ -17,6 +17,8 @@ from diffusers.pipelines.stable_diffusion.safety_checker import StableDiffusionS
 from transformers import CLIPImageProcessor, CLIPTextModel, CLIPTokenizer
 
 from services.common.codecs import SD1_PREVIEW, PreviewMap
+from services.inference.attention import CrossAttentionProbe
+from services.inference.previews import PreviewDecoder, to_pixels
 from services.inference.settings import SD15_MODEL, InferenceSettings
 from services.inference.tiny import ensure_tiny_model
 
@@ -164,7 +166,14 @@ class DiffusionModel:
     """A Stable Diffusion model's components, loaded once and shared by every request."""
 
     def __init__(
-        self, model_id: str, revision: str, folder: Path, device: str = "auto", safety_checker: bool = True
+        self,
+        model_id: str,
+        revision: str,
+        folder: Path,
+        device: str = "auto",
+        safety_checker: bool = True,
+        preview_decoder: str = "auto",
+        taesd_model: str = "madebyollin/taesd",
     ) -> None:
         self.model_id = model_id
         self.revision = revision
@@ -175,6 +184,9 @@ class DiffusionModel:
         self.vae = AutoencoderKL.from_pretrained(folder / "vae", torch_dtype=self.dtype)
         for module in (self.text_encoder, self.unet, self.vae):
             module.to(self.device).eval().requires_grad_(False)
+        # The cross-attention probe sits beside every cross-attention layer; idle unless a request asks.
+        self.cross_attention = CrossAttentionProbe(self.unet)
+        self.preview_decoder = PreviewDecoder.load(preview_decoder, taesd_model, self.vae, self.device, self.dtype)
         self.scheduler_config: dict[str, Any] = json.loads((folder / "scheduler" / "scheduler_config.json").read_text())
         self.card = ModelCard.read(folder)
         # The safety checker, when asked for and the model ships one.
@@ -193,7 +205,15 @@ class DiffusionModel:
     def load(cls, settings: InferenceSettings) -> DiffusionModel:
         name, folder, revision = resolve_model(settings)
         log.info("loading %s (revision %s) from %s", name, revision, folder)
-        return cls(name, revision, folder, settings.device, settings.safety_checker != "off")
+        return cls(
+            name,
+            revision,
+            folder,
+            settings.device,
+            settings.safety_checker != "off",
+            preview_decoder=settings.preview_decoder,
+            taesd_model=settings.taesd_model,
+        )
 
     # -- shape facts -------------------------------------------------------
 
@@ -260,8 +280,7 @@ class DiffusionModel:
     def decode(self, latent: torch.Tensor) -> np.ndarray:
         """The VAE decode of a [1, 4, h, w] latent: an [H, W, 3] uint8 image."""
         image = self.vae.decode(latent / self.vae.config.scaling_factor, return_dict=False)[0]
-        image = (image / 2 + 0.5).clamp(0, 1)
-        return (image[0].permute(1, 2, 0).float().cpu().numpy() * 255).round().astype(np.uint8)
+        return to_pixels(image).cpu().numpy()
 
     @torch.inference_mode()
     def check_safety(self, image: np.ndarray) -> bool:

@@ -1,15 +1,25 @@
 """What a generation can expose at each step, declared as data.
 
 A request's include mask names some of these, and its stream carries only
-those. The runner computes and copies every probe off the device at every step
-all the same: a trajectory is shared by every reader of the same request (single
-flight, the cache), each with its own mask, so what one reader skips another may
-want. The cost is five float16 tensors of the latent's size per step (160 KB at
-512 px), against a UNet step of about 0.8 TFLOP per sample: under 0.1% of a
-step by the copy engine's bandwidth (an estimate; the GPU suite measures it).
+those. Most probes are cheap, and the runner computes and copies them off the
+device at every step whatever the request asked for: a trajectory is shared by
+every reader of the same request (single flight, the cache), each with its own
+mask, so what one reader skips another may want. The cost is five float16
+tensors of the latent's size per step (160 KB at 512 px), against a UNet step of
+about 0.8 TFLOP per sample: under 0.1% of a step by the copy engine's bandwidth
+(an estimate; the GPU suite measures it).
+
+Two probes cost real model work, so they are computed only when a request
+names them (`ON_REQUEST_PROBES`): the cross-attention maps (a softmax over the
+77 text positions for every pixel of every cross-attention layer) and a decode
+of the predicted x0 at every step. They are part of a trajectory's identity
+(see `services/common/trajectories.py` and docs/api.md): a trajectory computed
+without them never serves a request that wants them.
 """
 
 from __future__ import annotations
+
+from services.common.trajectories import ON_REQUEST_PROBES
 
 PROBES: dict[str, str] = {
     "latent": "the latent after each step, float16 [4, H/8, W/8]",
@@ -18,6 +28,17 @@ PROBES: dict[str, str] = {
     "predicted_x0_preview": "the same approximation of the predicted clean latent",
     "noise_predictions": "the unconditional, conditional and guided noise predictions, float16",
     "embeddings": "the text embeddings of the prompt and negative prompt in the header, float16",
+    "cross_attention": "per-token cross-attention maps of the conditional branch, float16 [tokens, H/8, W/8]",
+    "decoded_x0_preview": "the predicted clean latent decoded into a picture (the VAE, or TAESD)",
 }
 
-DEFAULT_PROBES: frozenset[str] = frozenset(PROBES) - {"noise_predictions"}
+DEFAULT_PROBES: frozenset[str] = frozenset(PROBES) - {"noise_predictions"} - ON_REQUEST_PROBES
+# Computed for every generation, whatever its readers ask for.
+ALWAYS_COMPUTED: frozenset[str] = frozenset(PROBES) - ON_REQUEST_PROBES
+
+assert PROBES.keys() >= ON_REQUEST_PROBES
+
+
+def computed_probes(include: frozenset[str]) -> frozenset[str]:
+    """What a generation computes for a request with this mask: every cheap probe, and the costly ones it names."""
+    return ALWAYS_COMPUTED | (include & ON_REQUEST_PROBES)

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from diffusers.utils.torch_utils import randn_tensor
 
+from services.inference.attention import AttentionMaps, eager
 from services.inference.models import DiffusionModel, PromptEmbedding, PromptTokens
 from services.inference.schedulers import make_scheduler, predicted_x0, sigma_at, step_kwargs
 from services.inference.validation import GenerationSpec
@@ -57,6 +58,21 @@ class HeaderEvent:
 
 
 @dataclass(frozen=True)
+class AttentionCopy:
+    """One step's cross-attention maps on their way to the host (start, prompt pieces, end; no padding)."""
+
+    maps: HostCopy  # float16 [tokens, h, w]
+    resolutions: list[tuple[int, int, int, HostCopy]]  # (height, width, layers, float16 [tokens, height, width])
+
+    @classmethod
+    def of(cls, attention: AttentionMaps, tokens: int) -> AttentionCopy:
+        return cls(
+            maps=HostCopy(attention.maps[None, :tokens]),
+            resolutions=[(r.height, r.width, r.layers, HostCopy(r.maps[None, :tokens])) for r in attention.resolutions],
+        )
+
+
+@dataclass(frozen=True)
 class StepEvent:
     step_index: int
     total_steps: int
@@ -69,6 +85,11 @@ class StepEvent:
     scheduler_seconds: float
     step_seconds: float
     batch_size: int
+    # The probes computed only when asked (see probes.py).
+    cross_attention: AttentionCopy | None = None
+    decoded_x0: HostCopy | None = None  # uint8 [H, W, 3]: x0 through `decoder`
+    decoder: str = ""  # "vae", "taesd" or "linear" when the decoded picture was asked for
+    decode_seconds: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -100,23 +121,23 @@ Event = QueueEvent | HeaderEvent | StepEvent | FinalEvent | ErrorEvent
 
 
 class HostCopy:
-    """A float16 copy of one sample on its way to the host, as it travels on the wire.
+    """A float16 (or `dtype`) copy of one sample on its way to the host, as it travels on the wire.
 
     On a GPU the copy is started without waiting (into pinned memory, with an
     event behind it); whoever encodes the frame waits for it, off the runner's thread.
     """
 
-    def __init__(self, tensor: torch.Tensor) -> None:
+    def __init__(self, tensor: torch.Tensor, dtype: torch.dtype = torch.float16) -> None:
         self._ready: torch.cuda.Event | None = None
         if tensor.device.type == "cuda":
-            sample = tensor[0].to(torch.float16)
-            self._host = torch.empty(sample.shape, dtype=torch.float16, pin_memory=True)
+            sample = tensor[0].to(dtype)
+            self._host = torch.empty(sample.shape, dtype=dtype, pin_memory=True)
             self._host.copy_(sample, non_blocking=True)
             self._ready = torch.cuda.Event()
             self._ready.record()
         else:
             # One conversion that is also a copy of its own: later steps must not change what was sent.
-            self._host = tensor[0].to(torch.float16, copy=True)
+            self._host = tensor[0].to(dtype, copy=True)
 
     def numpy(self) -> np.ndarray:
         if self._ready is not None:
@@ -150,15 +171,32 @@ def predict_noise(model: DiffusionModel, generations: list[Generation]) -> tuple
     Each generation brings its latent twice (unconditional, conditional), its own
     timestep and its two texts; they are stacked, run through the UNet once, and
     each gets its own pair of noise predictions back, with the call's seconds.
+    Generations that asked for cross-attention maps get those of their conditional
+    branch (`Generation.attention`), recorded beside the same call.
     """
     inputs = [g.model_input() for g in generations]
     latents = torch.cat([latent for latent, _, _ in inputs])
     timesteps = torch.cat([t.reshape(1).float().expand(latent.shape[0]) for latent, t, _ in inputs])
     embeddings = torch.cat([text for _, _, text in inputs])
+    sizes = [latent.shape[0] for latent, _, _ in inputs]
+    # The conditional branch is the last row of each generation's pair.
+    ends = np.cumsum(sizes)
+    watched = [(int(end) - 1, g) for end, g in zip(ends, generations, strict=True) if g.wants_attention]
     started = time.perf_counter()
-    noise = model.unet(latents, timesteps.to(latents.device), encoder_hidden_states=embeddings, return_dict=False)[0]
+    if not watched:
+        noise = model.unet(latents, timesteps.to(latents.device), encoder_hidden_states=embeddings, return_dict=False)
+    else:
+        # The maps are recorded beside this very call (see attention.py), by the UNet as
+        # Python runs it: a compiled UNet's graphs would not run the probe.
+        rows = [row for row, _ in watched]
+        with model.cross_attention.recording(rows, tuple(latents.shape[-2:]), latents.device) as recording:
+            noise = eager(model.unet)(
+                latents, timesteps.to(latents.device), encoder_hidden_states=embeddings, return_dict=False
+            )
+            for (_, generation), maps in zip(watched, recording.results(), strict=True):
+                generation.attention = maps
     sync(model.device)
-    return list(noise.split([latent.shape[0] for latent, _, _ in inputs])), time.perf_counter() - started
+    return list(noise[0].split(sizes)), time.perf_counter() - started
 
 
 class Generation:
@@ -173,6 +211,10 @@ class Generation:
         self.spec = spec
         self.step_index = 0
         self.timings = {"text_encoder": 0.0, "denoising": 0.0, "vae_decode": 0.0}
+        # The costly probes, only when asked (see probes.py).
+        self.wants_attention = "cross_attention" in spec.include
+        self.wants_decoded_x0 = "decoded_x0_preview" in spec.include
+        self.attention: AttentionMaps | None = None  # this step's maps, left here by `predict_noise`
 
     @property
     def done(self) -> bool:
@@ -187,6 +229,8 @@ class Generation:
         negative = model.encode(spec.negative_prompt)
         prompt = model.encode(spec.prompt)
         self.embeddings = torch.cat([negative.embeddings, prompt.embeddings])
+        # The maps keep the start token, the prompt's pieces and the end token; padding is dropped.
+        self.attention_tokens = prompt.tokens.end_position + 1
         self.timings["text_encoder"] = time.perf_counter() - started
 
         # 2. A fresh scheduler for this request, and the noise levels it will visit.
@@ -240,12 +284,28 @@ class Generation:
         # 4d. What the model currently believes the clean latent to be.
         x0 = predicted_x0(self.scheduler, output, sample, guided, t)
 
-        # Every probe leaves the device at every step, whatever this request asked for: the
+        # Every cheap probe leaves the device at every step, whatever this request asked for: the
         # trajectory serves every later reader and the cache (see probes.py for why).
         latent, x0_copy = HostCopy(self.latents), HostCopy(x0)
         noise = (HostCopy(unconditional), HostCopy(conditional), HostCopy(guided))
+        attention = None
+        if self.wants_attention:
+            if self.attention is None:
+                raise RuntimeError("cross-attention maps were asked for, but the UNet call recorded none")
+            attention = AttentionCopy.of(self.attention, self.attention_tokens)
+            self.attention = None
         scheduler_seconds = time.perf_counter() - started
-        self.timings["denoising"] += unet_seconds + scheduler_seconds
+
+        # 4e. When asked: the guess of x0 decoded into the picture it stands for.
+        decoded, decoder, decode_seconds = None, "", 0.0
+        if self.wants_decoded_x0:
+            started = time.perf_counter()
+            decoder = self.model.preview_decoder.name
+            picture = self.model.preview_decoder.decode(x0)
+            decoded = HostCopy(picture[None], dtype=torch.uint8) if picture is not None else None
+            sync(self.model.device)
+            decode_seconds = time.perf_counter() - started
+        self.timings["denoising"] += unet_seconds + scheduler_seconds + decode_seconds
 
         event = StepEvent(
             step_index=self.step_index,
@@ -257,8 +317,12 @@ class Generation:
             noise=noise,
             unet_seconds=unet_seconds,
             scheduler_seconds=scheduler_seconds,
-            step_seconds=unet_seconds + scheduler_seconds,
+            step_seconds=unet_seconds + scheduler_seconds + decode_seconds,
             batch_size=batch_size,
+            cross_attention=attention,
+            decoded_x0=decoded,
+            decoder=decoder,
+            decode_seconds=decode_seconds,
         )
         self.step_index += 1
         return event

@@ -130,6 +130,16 @@ class InferenceSettings(TlsClientSettings):
     safety_checker: Literal["auto", "off"] = Field(
         "auto", description="'auto': check final images when the model has a safety checker; 'off': never."
     )
+    # The picture of the model's guess at every step (include path decoded_x0_preview):
+    # "auto" decodes with the model's own VAE when it is small enough to run every step
+    # (Shapes, tiny), else the linear approximation; "vae" always the model's VAE (on SD 1.5
+    # as costly as 1.5 UNet steps); "taesd" the tiny autoencoder TAESD (taesd_model);
+    # "off" the linear approximation.
+    preview_decoder: Literal["auto", "vae", "taesd", "off"] = Field(
+        "auto", description="Decoder of the per-step pictures: 'auto', 'vae', 'taesd' or 'off' (linear map)."
+    )
+    # TAESD's weights: a Hugging Face id (downloaded once into the HF cache) or a local folder.
+    taesd_model: str = Field("madebyollin/taesd", description="TAESD weights for preview_decoder 'taesd'.")
 
     # Limits a request must respect (GetModelInfo reports them to clients).
     min_steps: int = Field(1, description="Fewest denoising steps a request may ask for.")

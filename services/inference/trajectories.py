@@ -16,10 +16,9 @@ from services.common.trajectories import Namespace, canonical_request
 from services.inference import frames
 from services.inference.batching import Job
 from services.inference.models import DiffusionModel
-from services.inference.probes import PROBES
+from services.inference.probes import computed_probes
 from services.inference.refusals import TrajectoryFailed
 
-ALL_PROBES = frozenset(PROBES)
 # A batch of events a reader is behind on stays under this many bytes (unless one event alone is larger).
 MAX_BATCH_BYTES = 2**20
 # While a trajectory waits for the GPU, each reader hears its queue place again this often, changed or
@@ -33,6 +32,7 @@ class Trajectory:
     def __init__(self, key: str, request: pb.GenerateRequest, model: DiffusionModel) -> None:
         self.key = key
         self.request = canonical_request(request)
+        self.computed = computed_probes(frozenset(self.request.include.paths))  # what its frames hold
         self.model_id, self.revision = model.model_id, model.revision
         self.events: list[pb.GenerateResponse] = []
         self.finished = False
@@ -89,7 +89,7 @@ class Trajectory:
         wire = self._wires.setdefault(include, [])
         while len(wire) < min(index + 1, len(self.events)):
             event = self.events[len(wire)]
-            if include != ALL_PROBES:
+            if include != self.computed:
                 event = frames.filter_event(event, include)
             data = event.SerializeToString()
             wire.append(data)

@@ -25,6 +25,9 @@ class RequestFields(BaseModel):
     width: int | None = None
     height: int | None = None
     scheduler: str | None = None
+    # Include paths computed only on request (cross_attention, decoded_x0_preview) that the
+    # lesson needs: they are part of the entry's request, so precompute renders them.
+    include: list[str] = Field(default_factory=list)
 
 
 class BranchFields(BaseModel):
@@ -147,7 +150,9 @@ def expand(collection: Collection) -> list[Entry]:
     )
     for (label, labels, text), seed, guidance, scheduler, steps, branch_at in axes:
         fields = collection.request.model_dump(exclude_none=True)
+        include = fields.pop("include")
         request = pb.GenerateRequest(prompt=text, seed=seed, **fields)
+        request.include.paths.extend(include)
         parts = [collection.id, label, f"seed{seed}"]
         labels = labels | {"seed": str(seed)}
         if guidance is not None:
