@@ -19,6 +19,7 @@ pages = [
     st.Page("lessons/branch.py", title="8. When does the picture decide?", icon=":material/call_split:"),
     st.Page("lessons/playground.py", title="Playground", icon=":material/science:"),
     st.Page("lessons/model.py", title="The model", icon=":material/memory:"),
+    st.Page("lessons/attention.py", title="7. Which word paints where", icon=":material/highlight:"),
 ]
 # The teacher's page asks for the teacher code itself, and refuses anyone without it.
 teacher = st.Page("lessons/teacher.py", title="Teacher", icon=":material/admin_panel_settings:")

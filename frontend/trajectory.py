@@ -24,6 +24,7 @@ from frontend.settings import FrontendSettings
 from frontend.views import enlarge
 from services.common.api import pb
 from services.common.codecs import decode_image, tensor_from_proto
+from services.common.trajectories import ON_REQUEST_PROBES
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +64,9 @@ class Step:
     decoded_x0: np.ndarray | None  # the guess decoded into a picture, when the request asked for it
     noise: tuple[np.ndarray, np.ndarray, np.ndarray] | None  # unconditional, conditional, guided
     seconds: float
+    # Cross-attention maps [tokens, h, w] (start, prompt pieces, end), when the request asked for them.
+    attention: np.ndarray | None = None
+    attention_by_resolution: list[tuple[int, np.ndarray]] = field(default_factory=list)  # (layers, maps) each grid
 
     @classmethod
     def from_frame(cls, frame: pb.StepFrame) -> Step:
@@ -80,6 +84,8 @@ class Step:
             decoded_x0=_picture(frame.decoded_x0_preview) if _HAS_DECODED else None,
             noise=noise,
             seconds=frame.timings.step_seconds,
+            attention=_array(frame.cross_attention.maps),
+            attention_by_resolution=[(r.layers, _array(r.maps)) for r in frame.cross_attention.resolutions],
         )
 
 
@@ -375,11 +381,16 @@ def _draw(
 
 
 def request_with(request: pb.GenerateRequest, probes: list[str] | None = None) -> pb.GenerateRequest:
-    """The request as the lessons send it: the probes they draw."""
+    """The request as the lessons send it: the probes they draw, and those computed on request it names.
+
+    A catalog entry's request names the costly probes (cross-attention maps, decoded guesses)
+    its lesson was rendered with: they are part of its identity, so they are kept.
+    """
     message = pb.GenerateRequest()
     message.CopyFrom(request)
     del message.include.paths[:]
-    message.include.paths.extend(probes or LESSON_PROBES)
+    wanted = probes or LESSON_PROBES
+    message.include.paths.extend(wanted + sorted(ON_REQUEST_PROBES.intersection(request.include.paths) - set(wanted)))
     return message
 
 

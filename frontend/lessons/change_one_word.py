@@ -48,13 +48,26 @@ for column, words, colour in zip(st.columns(2), marked, MARKDOWN_COLOURS, strict
     column.markdown(highlighted(words, colour))
 # Both guesses step by step, played together; the player sends back the step the student stops on.
 total = len(a.steps)
-first = PlayerFrame(f"the same starting noise (step 0 of {total})", (a.initial_preview, b.initial_preview))
+# Where the lesson was rendered with them, each guess decoded by the VAE (or TAESD) too: the real picture.
+decoded = all(step.decoded_x0 is not None for step in (*a.steps, *b.steps))
+first = PlayerFrame(
+    f"the same starting noise (step 0 of {total})",
+    (a.initial_preview, b.initial_preview, None, None) if decoded else (a.initial_preview, b.initial_preview),
+    missing="no guess yet: the first step makes it",
+)
 frames = [first] + [
-    PlayerFrame(f"step {k} of {total}", (x.x0_preview, y.x0_preview), x.timestep, x.sigma)
+    PlayerFrame(
+        f"step {k} of {total}",
+        (x.x0_preview, y.x0_preview, x.decoded_x0, y.decoded_x0) if decoded else (x.x0_preview, y.x0_preview),
+        x.timestep,
+        x.sigma,
+    )
     for k, x, y in zip(range(1, total + 1), a.steps, b.steps, strict=True)
 ]
 panels = [f"guess of x0: {bracketed(words)}" for words in marked]
-step = play(frames, panels, key="change-player", start=total // 4, report=True, width=300)
+if decoded:
+    panels += [f"the guess decoded: {bracketed(words)}" for words in marked]
+step = play(frames, panels, key="change-player", start=total // 4, report=True, width=200 if decoded else 300)
 for column, run in zip(st.columns(2), (a, b), strict=True):
     column.image(run.image, caption="final image", width=300)
 st.caption(PREVIEW_NOTE)

@@ -26,7 +26,13 @@ st.markdown("**Play the run**, or stop on a step (space plays, the arrow keys st
 # Step 0 is the starting noise; the player sends back the step the student stops on.
 step = play_trajectory(run, key="noise-player", start=len(run.steps) // 3, report=True, width=280)
 latent = run.initial_latent if step == 0 else run.steps[step - 1].latent
-st.caption(PREVIEW_NOTE + " The real image appears only after the VAE decode, below.")
+if any(s.decoded_x0 is not None for s in run.steps):
+    st.caption(
+        PREVIEW_NOTE + " The third picture is the same guess decoded into pixels (by the VAE, or its small "
+        "stand-in TAESD): what the guess really looks like at every step."
+    )
+else:
+    st.caption(PREVIEW_NOTE + " The real image appears only after the VAE decode, below.")
 
 st.markdown(
     f"**The four channels of the latent at step {step}** (grey is zero): the model works on these, not on pixels."

@@ -10,6 +10,8 @@ from frontend import trajectory
 from frontend.client import get_client
 from frontend.player import play_trajectory
 from frontend.progress import Phase, show
+from frontend.tabs import stop_when_tab_closes
+from frontend.together import share_to_class
 from frontend.views import PREVIEW_NOTE, enlarge, guarded, plain
 from services.common.api import pb
 
@@ -103,6 +105,7 @@ if submitted:
     st.session_state["playground-generation"] = trajectory.Generation(
         request, expected_step_s=trajectory.lesson_store().pace.expect(request)
     )
+    stop_when_tab_closes(st.session_state["playground-generation"])  # a closed tab gives its place back
 
 # The stream's one status: waiting, running, paused, done, stopped, failed or cleared.
 generation: trajectory.Generation | None = st.session_state.get("playground-generation")
@@ -153,3 +156,4 @@ if run is not None and run.image is not None:
     d, e = st.columns(2)
     d.download_button("Download the image (PNG)", png(run.image), "diffusion-classroom.png", "image/png")
     e.download_button("Download the denoising (GIF)", gif(run), "diffusion-classroom.gif", "image/gif")
+    share_to_class(run, key="playground-share")  # to the class gallery (the teacher approves it first)

@@ -114,6 +114,32 @@ def test_a_classmates_name_is_refused_while_they_are_online(page, lesson_server)
     classmate.close()
 
 
+def test_a_closed_tab_gives_its_place_in_the_queue_back(browser, frontend_url, lesson_server):
+    classroom = lesson_server.classroom
+    context = browser.new_context(viewport={"width": 1200, "height": 900})
+    tab = context.new_page()
+    tab.set_default_timeout(60_000)
+    classroom.pause(True)  # the teacher paused: a picture asked for now waits in the queue
+    try:
+        tab.goto(frontend_url)
+        sign_in(tab, CLASS_CODE, "Quinn")
+        tab.get_by_test_id("stSidebarNavItems").get_by_role("link", name="Playground").click()
+        tab.get_by_role("button", name="Generate").click()
+        wait_for(lambda: classroom.scheduler.stats().queued_generations == 1, "the picture to join the queue")
+        context.close()  # the student closes the tab
+        wait_for(lambda: classroom.scheduler.stats().queued_generations == 0, "the closed tab's place to be freed")
+        assert classroom.scheduler.stats().generations_cancelled >= 1
+    finally:
+        classroom.pause(False)
+
+
+def wait_for(condition, what: str, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"waited {timeout_s:.0f} s for {what}"
+        time.sleep(0.1)
+
+
 def test_guessing_the_class_code_in_the_browser_slows_down(page):
     # Last in this file: afterwards this computer (127.0.0.1) must wait before any sign-in.
     from frontend.guard import FREE_TRIES
