@@ -16,6 +16,7 @@ pages = [
     st.Page("lessons/guidance.py", title="4. Guidance", icon=":material/tune:"),
     st.Page("lessons/change_one_word.py", title="5. Change one word", icon=":material/edit:"),
     st.Page("lessons/seeds_schedulers.py", title="6. Seeds and schedulers", icon=":material/casino:"),
+    st.Page("lessons/attention.py", title="7. Which word paints where", icon=":material/highlight:"),
     st.Page("lessons/branch.py", title="8. When does the picture decide?", icon=":material/call_split:"),
     st.Page("lessons/playground.py", title="Playground", icon=":material/science:"),
     st.Page("lessons/model.py", title="The model", icon=":material/memory:"),
