@@ -1,0 +1,97 @@
+"""Lesson 7 (which word paints where) through Streamlit's AppTest, against a real service (tiny model)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from services.precompute.render import render_catalog
+from tests.frontend.conftest import ROOT
+from tests.support.servers import ServerThread, client_for, running_server
+
+CATALOG = """
+version: 1
+collections:
+  - id: attention-maps
+    lesson: which-word-paints-where
+    title: Which word paints where
+    request: {num_inference_steps: 4, width: 64, height: 64, include: [cross_attention]}
+    prompts:
+      barn: a red barn in a green field
+      boat: a small boat on a lake
+    seeds: [1]
+"""
+
+
+@pytest.fixture(scope="module")
+def attention_server(settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerThread]:
+    catalog: Path = tmp_path_factory.mktemp("catalog") / "lessons.yaml"
+    catalog.write_text(CATALOG)
+    with running_server(settings.model_copy(update={"catalog": catalog})) as server:
+        client = client_for(server.address)
+        summary = render_catalog(client, progress=False)
+        assert summary.rendered + summary.skipped == 2 and not summary.failed
+        client.close()
+        yield server
+
+
+@pytest.fixture
+def attention_env(attention_server, monkeypatch) -> Iterator[str]:
+    from frontend.catalog import examples
+    from frontend.client import get_client
+    from frontend.trajectory import lesson_store
+
+    monkeypatch.setenv("CLASSROOM_INFERENCE_ADDR", attention_server.address)
+    for cached in (get_client, examples, lesson_store):
+        cached.clear()
+    yield attention_server.address
+    for cached in (get_client, examples, lesson_store):
+        cached.clear()
+
+
+def lesson() -> AppTest:
+    return AppTest.from_file(str(ROOT / "frontend" / "lessons" / "attention.py"), default_timeout=120).run()
+
+
+def captions(at: AppTest) -> list[str]:
+    return [caption for image in at.get("image") for caption in image.captions]
+
+
+def assert_clean(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+
+
+def test_an_example_shows_each_pieces_map_and_the_end_tokens(attention_env):
+    at = lesson()
+    assert_clean(at)
+    chips = at.pills[0]
+    assert list(chips.options) == ["a", "red", "barn", "in", "a", "green", "field"]
+    assert chips.value == 7  # the last piece, "field", to start with
+    assert "«field», summed over all 4 steps" in captions(at)
+    assert "‹end›, the token closing the prompt, summed" in captions(at)
+    assert any(e.key.startswith("attention-player-") for e in at.get("component_instance"))
+    assert len(at.get("arrow_vega_lite_chart")) + len(at.get("vega_lite_chart")) >= 1  # who gets the attention
+    text = "\n".join(m.value for m in at.markdown)
+    assert "which of you matters here?" in text and "start token" in text
+
+    chips.set_value(3).run()  # "barn"
+    assert_clean(at)
+    assert "«barn», summed over all 4 steps" in captions(at)
+    assert any("grid" in caption for caption in captions(at))  # the per-resolution breakdown
+
+
+def test_a_students_own_prompt_gets_its_own_pieces(attention_env):
+    at = lesson()
+    at.radio[0].set_value("Your own prompt").run()
+    assert_clean(at)
+    at.text_input[0].input("a blue kite")
+    at.number_input[0].set_value(5)
+    at.button[0].click().run()
+    assert_clean(at)
+    chips = at.pills[0]
+    assert list(chips.options) == ["a", "blue", "kite"]
+    assert "«kite», summed over all 20 steps" in captions(at)
