@@ -56,19 +56,27 @@ chosen = schedulers_column.multiselect(
 )
 if seed not in precomputed_seeds:
     count = len(counts) * len(chosen)
-    st.caption(f"Seed {seed} is not precomputed: the model computes {count} picture{'s' if count != 1 else ''} now.")
+    st.caption(
+        f"Seed {seed} is not precomputed: the model computes {count} picture{'s' if count != 1 else ''} now, each "
+        "one of your generations. Pick fewer schedulers or step counts to see them sooner."
+    )
+refused = False  # once the service says no to a new seed's picture (busy, or your limit), ask no more this time
 
 
 def picture(scheduler: str, count: str) -> np.ndarray | None:
     """The final image of one scheduler at one step count, from the chosen seed."""
+    global refused
     item = where(comparison, scheduler=scheduler, steps=count)[0]
     if seed in precomputed_seeds:
         item = where(comparison, scheduler=scheduler, steps=count, seed=str(seed))[0]
         run = guarded(lambda: trajectory.load(item.request, probes=["latent_preview"], lesson_entry=item.id))
+    elif refused:
+        return None
     else:
         request = item.request
         request.seed = seed
         run = guarded(lambda: trajectory.load(request, probes=["latent_preview"]))
+        refused = run is None
     return run.image if run is not None else None
 
 

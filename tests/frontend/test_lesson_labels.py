@@ -139,7 +139,33 @@ def test_seeds_and_schedulers_filter_by_display_name_and_compute_a_new_seed(fron
     assert_clean(at)
     text = "\n".join(m.value for m in at.markdown) + "\n".join(c.value for c in at.caption)
     assert "**DPM-Solver++**" in text and "**DDIM**" not in text
-    assert "Seed 4 is not precomputed: the model computes 1 picture now." in text
+    assert "Seed 4 is not precomputed: the model computes 1 picture now" in text
     pictures = [c for image in at.get("image") for c in image.captions if c.endswith("steps")]
     assert pictures == ["5 steps"]
     assert not charts(at)  # one step count: nothing to compare
+
+
+def test_a_new_seed_past_the_students_limit_says_so_once(settings, monkeypatch):
+    """One picture fits the student's limit: the page shows it, says why the rest are missing once, and asks no more."""
+    from frontend.catalog import examples
+    from frontend.client import get_client
+    from frontend.trajectory import lesson_store
+    from tests.frontend.conftest import LESSON_CATALOG
+    from tests.support.servers import running_server
+
+    limited = {"catalog": LESSON_CATALOG, "rate_limit_per_minute": 0.01, "rate_limit_burst": 1}
+    with running_server(settings.model_copy(update=limited)) as server:
+        monkeypatch.setenv("CLASSROOM_INFERENCE_ADDR", server.address)
+        for cached in (get_client, examples, lesson_store):
+            cached.clear()
+        try:
+            at = page("seeds_schedulers")
+            next(n for n in at.number_input if n.label == "Seed").set_value(9)
+            at.run()
+        finally:
+            for cached in (get_client, examples, lesson_store):
+                cached.clear()
+    assert not at.exception
+    assert len(at.error) == 1, [e.value for e in at.error]
+    pictures = [c for image in at.get("image") for c in image.captions if c.endswith("steps")]
+    assert pictures == ["3 steps"]  # DDIM at 3 steps, the one picture the limit allowed
