@@ -32,6 +32,7 @@ pieces = [t.text for t in run.prompt_tokens.tokens if t.kind == pb.TOKEN_KIND_PR
 vectors = f"{info.text_max_length}×{info.text_hidden_size}"
 latent_shape = f"{info.latent_channels}×{latent_h}×{latent_w}"
 g = request.guidance_scale
+unconditional = "the negative prompt" if request.negative_prompt else "the empty prompt"
 
 
 def _dot(text: str) -> str:
@@ -42,40 +43,39 @@ def _dot(text: str) -> str:
 # The diagram is drawn by graphviz in the browser, from this description: every number in it is this run's.
 diagram = f"""
 digraph pipeline {{
-  rankdir=LR; newrank=true; bgcolor="transparent"; nodesep=0.3; ranksep=0.35;
+  rankdir=TB; newrank=true; bgcolor="transparent"; nodesep=0.35; ranksep=0.45;
   node [shape=box, style="rounded,filled", fontname="sans-serif", fontsize=13, margin="0.15,0.08"];
   edge [fontname="sans-serif", fontsize=11, color="#555555"];
   prompt [label="“{_dot(request.prompt)}”", shape=note, fillcolor="#ffffff"];
   subgraph cluster_text {{
-    label="① Text encoder"; fontname="sans-serif bold"; fontsize=14;
+    label="① Text encoder"; fontname="sans-serif bold"; fontsize=14; labeljust=l;
     style="rounded,filled"; fillcolor="#eff6ff"; color="#93c5fd";
     tokenizer [label="tokenizer\\n{len(pieces)} pieces → {info.text_max_length} token ids", fillcolor="#dbeafe"];
     encoder [label="text encoder\\n{info.text_encoder_layers} transformer layers", fillcolor="#dbeafe"];
   }}
   subgraph cluster_loop {{
-    label="② Denoising loop: {run.total_steps} steps"; fontname="sans-serif bold"; fontsize=14;
+    label="② Denoising loop: {run.total_steps} steps"; fontname="sans-serif bold"; fontsize=14; labeljust=l;
     style="rounded,filled"; fillcolor="#fffbeb"; color="#fcd34d";
     noise [label="noise from seed {request.seed}\\n{latent_shape}", fillcolor="#fef3c7"];
-    unet [label="UNet, twice a step\\nwith the prompt: c\\nwith the empty prompt: u", fillcolor="#fef3c7"];
+    unet [label="UNet, twice a step\\nwith the prompt: c\\nwith {unconditional}: u", fillcolor="#fef3c7"];
     guidance [label="guidance\\nu + {g:g}·(c − u)", fillcolor="#fef3c7"];
     step [label="scheduler ({_dot(scheduler)})\\none step to a cleaner latent", fillcolor="#fef3c7"];
   }}
   subgraph cluster_decoder {{
-    label="③ VAE decoder"; fontname="sans-serif bold"; fontsize=14;
+    label="③ VAE decoder"; fontname="sans-serif bold"; fontsize=14; labeljust=l;
     style="rounded,filled"; fillcolor="#f0fdf4"; color="#86efac";
     decoder [label="VAE decoder\\n{latent_shape} → {request.width}×{request.height}×3", fillcolor="#dcfce7"];
   }}
   image [label="the image\\n{request.width}×{request.height}", shape=note, fillcolor="#ffffff"];
-  // Stacked in columns (same rank, left to right), so the diagram stays readable at the page's width.
-  {{ rank=same; prompt; tokenizer; }}
-  {{ rank=same; noise; unet; }}
-  {{ rank=same; guidance; step; }}
+  // One row per stage, so the diagram stays readable at the page's width.
+  {{ rank=same; prompt; tokenizer; encoder; }}
+  {{ rank=same; noise; unet; guidance; step; }}
   {{ rank=same; decoder; image; }}
   prompt -> tokenizer;
   tokenizer -> encoder [label="{info.text_max_length} ids"];
   encoder -> unet [label="{vectors} vectors"];
   noise -> unet [label="latent {latent_shape}"];
-  unet -> guidance [label="2 noise predictions"];
+  unet -> guidance [label="c, u"];
   guidance -> step [label="guided noise"];
   step -> unet [label="latent, next step", style=dashed, constraint=false];
   step -> decoder [label="last latent"];
@@ -106,9 +106,9 @@ with loop_tab:
     st.markdown(
         f"{run.total_steps} steps with the **{plain(scheduler)}** scheduler, guidance g = {g:g}, seed {request.seed}. "
         "At each one the **UNet** looks at the noisy latent, the noise level and the text vectors (through "
-        "cross-attention) and predicts the noise in the latent, once with the prompt (c) and once with the empty "
-        "prompt (u); **guidance** mixes the two, and the **scheduler** uses the result to take one step toward a "
-        "cleaner latent."
+        "cross-attention) and predicts the noise in the latent, once with the prompt (c) and once with "
+        f"{unconditional} (u); **guidance** mixes the two, and the **scheduler** uses the result to take one step "
+        "toward a cleaner latent."
     )
     # A few steps spread over the run, on one row: the latent as it clears.
     shown = sorted({round(i * (len(run.steps) - 1) / 4) for i in range(5)})
