@@ -1,81 +1,83 @@
 """Benchmark: a class of students each asking a different generation, batching on and off.
 
-Through the real service (its own process) with the cache off: 1, 8 and 32
-concurrent students, each a different 20-step generation (own prompt and seed),
-with batching on (BENCH_BATCH generations per UNet call) and off (1, the same
-code), in the same run. Reported: image-steps per second over all students, and
-each student's time to first and last frame (p50, p95). Sizes: 128 px (small
-latents: per-call overhead dominates, as for SD 1.5 on a GPU at batch 1) and
-512 px (a 2-core CPU is compute-bound there; reported without a target).
+Through the real service (its own process) with the cache off: concurrent
+students, each a different generation (own prompt and seed), with batching on
+and off (1 generation per UNet call, the same code), in the same run. Reported:
+guided steps (image-steps) per second over all students, and each student's
+time to first frame and to the final image.
+
+On the CPU (`make bench`, tiny model): 1, 8 and 32 students, 20 steps, at
+128 px (small latents: per-call overhead dominates, as for SD 1.5 on a GPU at
+batch 1) and 512 px (a 2-core CPU is compute-bound there), 16 per UNet call.
+
+BENCH_SD15=1 (a GPU machine): the SD 1.5-shaped random-weight model (the real
+model's cost) in float16, 1, 8, 16, 32 and 64 students at 512 px, 25 steps,
+the batch size left to the service (from the GPU's free memory), with the GPU's
+memory and the fraction of the FLOP bound. The GPU suite runs the same rows
+within its time budget (`python -m tests.bench.gpu_suite`).
 """
 
 from __future__ import annotations
 
-import asyncio
 import os
 
-from tests.bench.streams import crowd
+from tests.bench.class_batching import class_service, classroom_view, measure_class
+from tests.bench.models import build_sd15_shaped
 from tests.bench.test_bench_stream import machine
-from tests.integration.helpers import request
-from tests.support.servers import start_inference_process, wait_until_serving
 
-STUDENTS = [int(n) for n in os.environ.get("BENCH_STUDENTS", "1,8,32").split(",")]
-SIZES = [int(n) for n in os.environ.get("BENCH_SIZES", "128,512").split(",")]
-STEPS = int(os.environ.get("BENCH_STEPS", "20"))
-BATCH = int(os.environ.get("BENCH_BATCH", "16"))
+SD15 = bool(os.environ.get("BENCH_SD15"))
+STUDENTS = [int(n) for n in os.environ.get("BENCH_STUDENTS", "1,8,16,32,64" if SD15 else "1,8,32").split(",")]
+SIZES = [int(n) for n in os.environ.get("BENCH_SIZES", "512" if SD15 else "128,512").split(",")]
+STEPS = int(os.environ.get("BENCH_STEPS", "25" if SD15 else "20"))
+# Generations per UNet call with batching on; 0: the service decides (from the GPU's free memory).
+BATCH = int(os.environ.get("BENCH_BATCH", "0" if SD15 else "16"))
 
 
-def messages(students: int, size: int, offset: int):
-    return [
-        request(
-            f"a watercolor of animal number {offset + i}",
-            seed=offset + i,
-            num_inference_steps=STEPS,
-            width=size,
-            height=size,
-            scheduler="dpm_solver_pp",
-            include=["latent_preview"],
-        )
-        for i in range(students)
+def report_rows(results: dict[tuple[int, int, str], dict[str, float]], sizes: list[int], students: list[int]) -> str:
+    lines = [
+        "| size | students | batching | guided steps/s | first frame p50 / p99 (s) | image p50 / p99 (s) "
+        "| GPU memory peak |",
+        "|---|---|---|---|---|---|---|",
     ]
+    for size in sizes:
+        for count in students:
+            for mode in ("off", "on"):
+                r = results.get((size, count, mode))
+                if r is None:
+                    continue
+                memory = f"{r['gpu_memory_peak_bytes'] / 2**30:.1f} GiB" if r["gpu_memory_peak_bytes"] else "-"
+                lines.append(
+                    f"| {size} | {count} | {mode} | {r['guided_steps_per_s']:.1f} | "
+                    f"{r['ttff_p50']:.2f} / {r['ttff_p99']:.2f} | "
+                    f"{r['ttlf_p50']:.2f} / {r['ttlf_p99']:.2f} | {memory} |"
+                )
+            on, off = results.get((size, count, "on")), results.get((size, count, "off"))
+            if on and off:
+                gain = on["guided_steps_per_s"] / off["guided_steps_per_s"]
+                lines.append(f"| {size} | {count} | on/off | **{gain:.2f}x** | | | |")
+    return "\n".join(lines)
 
 
-def test_batching_against_one_at_a_time(tiny_dir):
-    results = {}
+def test_batching_against_one_at_a_time(tiny_dir, tmp_path_factory):
+    if SD15:
+        model_env = {"CLASSROOM_MODEL": str(build_sd15_shaped(tmp_path_factory.mktemp("models") / "sd15-shaped"))}
+    else:
+        model_env = {"CLASSROOM_MODEL": "tiny", "CLASSROOM_TINY_DIR": str(tiny_dir)}
+    results: dict[tuple[int, int, str], dict[str, float]] = {}
+    batch_in_force = {}
     offset = 0
-    for batch in (1, BATCH):
-        env = {
-            "CLASSROOM_MODEL": "tiny",
-            "CLASSROOM_TINY_DIR": str(tiny_dir),
-            "CLASSROOM_REDIS_URL": "",
-            "CLASSROOM_MAX_BATCH_SIZE": str(batch),
-            "CLASSROOM_LOG_LEVEL": "WARNING",
-        }
-        process, address = start_inference_process(env)
-        try:
-            wait_until_serving(address, process=process)
-            asyncio.run(crowd(address, messages(2, 128, 10_000 + batch)))  # warm-up
+    for mode, batch in (("off", 1), ("on", BATCH or None)):
+        with class_service(model_env, batch) as address:
+            batch_in_force[mode] = classroom_view(address).max_batch_size
+            measure_class(address, 2, min(SIZES), STEPS, 10_000 + offset)  # warm-up
             for size in SIZES:
                 for students in STUDENTS:
                     offset += 1000
-                    results[(size, students, batch)] = asyncio.run(crowd(address, messages(students, size, offset)))
-        finally:
-            process.terminate()
-            process.wait(60)
+                    results[(size, students, mode)] = measure_class(address, students, size, STEPS, offset)
 
-    print(f"\n## A class sharing one model\nmachine: {machine()}\ntiny model, {STEPS} steps, DPM-Solver++, "
-          f"previews only; batching on = {BATCH} generations per UNet call\n"
-          "| size | students | batching | image-steps/s | first frame p50 / p95 (s) | last frame p50 / p95 (s) |\n"
-          "|---|---|---|---|---|---|")  # fmt: skip
-    for size in SIZES:
-        for students in STUDENTS:
-            for batch in (1, BATCH):
-                r = results[(size, students, batch)]
-                assert r["frames"] == students * STEPS
-                mode = "on" if batch > 1 else "off"
-                first = f"{r['ttff_p50']:.2f} / {r['ttff_p95']:.2f}"
-                last = f"{r['ttlf_p50']:.2f} / {r['ttlf_p95']:.2f}"
-                print(f"| {size} | {students} | {mode} | {r['frames'] / r['wall']:.1f} | {first} | {last} |")
-            on, off = results[(size, students, BATCH)], results[(size, students, 1)]
-            gain = (on["frames"] / on["wall"]) / (off["frames"] / off["wall"])
-            print(f"| {size} | {students} | on/off | **{gain:.2f}x** | | |")
+    model = "SD 1.5-shaped (random weights)" if SD15 else "tiny"
+    print(f"\n## A class sharing one model\nmachine: {machine()}\n{model} model, {STEPS} steps, DPM-Solver++, "
+          f"previews only; batching on = {batch_in_force['on']} generations per UNet call\n"
+          + report_rows(results, SIZES, STUDENTS))  # fmt: skip
+    for (_, students, _), r in results.items():
+        assert r["frames"] == students * STEPS

@@ -53,14 +53,17 @@ def model_settings(tmp_path_factory, tiny_dir) -> InferenceSettings:
     return InferenceSettings(model="tiny", tiny_dir=tiny_dir, **computed)
 
 
-def test_stream_with_every_probe_against_the_pipeline(model_settings):
+def measure_stream_against_pipeline(
+    settings: InferenceSettings, steps: int = STEPS, size: int = SIZE, repetitions: int = REPETITIONS
+) -> dict:
+    """One generation streamed with every probe on, and diffusers' pipeline, alternating: times and their ratio."""
     from diffusers import StableDiffusionPipeline
 
-    with running_server(model_settings) as server:
+    with running_server(settings) as server:
         model = server.classroom.model
         channel, stub = stub_for(server.address)
         info = stub.GetModelInfo(pb.GetModelInfoRequest())
-        model_dir = model_settings.tiny_dir if model_settings.model == "tiny" else Path(model_settings.model)
+        model_dir = settings.tiny_dir if settings.model == "tiny" else Path(settings.model)
         device, dtype = model.device, model.dtype
         pipe = StableDiffusionPipeline.from_pretrained(
             model_dir, safety_checker=None, requires_safety_checker=False, torch_dtype=dtype
@@ -69,10 +72,10 @@ def test_stream_with_every_probe_against_the_pipeline(model_settings):
         spec = request(
             "a lighthouse on a cliff at dawn, oil painting",
             seed=1,
-            num_inference_steps=STEPS,
+            num_inference_steps=steps,
             guidance_scale=7.5,
-            width=SIZE,
-            height=SIZE,
+            width=size,
+            height=size,
             scheduler="dpm_solver_pp",
             include=ALL_PROBES,
         )
@@ -82,10 +85,10 @@ def test_stream_with_every_probe_against_the_pipeline(model_settings):
             started = time.perf_counter()
             pipe(
                 prompt=spec.prompt,
-                num_inference_steps=STEPS,
+                num_inference_steps=steps,
                 guidance_scale=7.5,
-                width=SIZE,
-                height=SIZE,
+                width=size,
+                height=size,
                 generator=torch.Generator("cpu").manual_seed(1),
             )
             if torch.cuda.is_available():
@@ -101,22 +104,40 @@ def test_stream_with_every_probe_against_the_pipeline(model_settings):
 
         direct(), streamed()  # warm-up
         direct_times, stream_times = [], []
-        for _ in range(REPETITIONS):
+        for _ in range(repetitions):
             direct_times.append(direct())
-            seconds, size = streamed()
+            seconds, streamed_bytes = streamed()
             stream_times.append(seconds)
         channel.close()
 
     direct_median, stream_median = statistics.median(direct_times), statistics.median(stream_times)
-    ratio = stream_median / direct_median
-    print(
-        f"\n## Stream vs direct pipeline\n"
-        f"machine: {machine()}\n"
-        f"model: {info.model_id} on {info.device} ({info.dtype}); {STEPS} steps, {SIZE}x{SIZE}, "
-        f"DPM-Solver++, guidance 7.5, every probe on ({size / 1e6:.2f} MB streamed)\n"
+    return {
+        "model": info.model_id,
+        "device": info.device,
+        "dtype": info.dtype,
+        "steps": steps,
+        "size": size,
+        "streamed_bytes": streamed_bytes,
+        "pipeline_s": direct_times,
+        "stream_s": stream_times,
+        "pipeline_median_s": direct_median,
+        "stream_median_s": stream_median,
+        "ratio": stream_median / direct_median,
+    }
+
+
+def stream_report(r: dict) -> str:
+    return (
+        f"model: {r['model']} on {r['device']} ({r['dtype']}); {r['steps']} steps, {r['size']}x{r['size']}, "
+        f"DPM-Solver++, guidance 7.5, every probe on ({r['streamed_bytes'] / 1e6:.2f} MB streamed)\n"
         f"| | median s | runs |\n|---|---|---|\n"
-        f"| diffusers pipeline | {direct_median:.3f} | {', '.join(f'{t:.3f}' for t in direct_times)} |\n"
-        f"| gRPC stream | {stream_median:.3f} | {', '.join(f'{t:.3f}' for t in stream_times)} |\n"
-        f"ratio stream/direct: {ratio:.3f}"
+        f"| diffusers pipeline | {r['pipeline_median_s']:.3f} | {', '.join(f'{t:.3f}' for t in r['pipeline_s'])} |\n"
+        f"| gRPC stream | {r['stream_median_s']:.3f} | {', '.join(f'{t:.3f}' for t in r['stream_s'])} |\n"
+        f"ratio stream/direct: {r['ratio']:.3f}"
     )
-    assert ratio > 0  # the figures are the result; no timed assertion
+
+
+def test_stream_with_every_probe_against_the_pipeline(model_settings):
+    result = measure_stream_against_pipeline(model_settings)
+    print(f"\n## Stream vs direct pipeline\nmachine: {machine()}\n{stream_report(result)}")
+    assert result["ratio"] > 0  # the figures are the result; no timed assertion

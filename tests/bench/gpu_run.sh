@@ -1,0 +1,15 @@
+#!/bin/sh
+# On the GPU machine, in the repository root, with `.gpu` and `proto/gen` carried
+# (see tests/bench/gpu_bundle.sh): install the wheels beside the image's PyTorch,
+# then run the whole GPU suite, its figures into $OUT (or ./gpu-suite-out).
+# Extra arguments go to the suite (e.g. --parts speed --budget-s 300).
+set -u
+out=${OUT:-gpu-suite-out}
+mkdir -p "$out"
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .gpu/wheels/*.whl || exit 1
+cp -r .gpu/site/clip /tmp/site/
+export PYTHONPATH="/tmp/site:$PWD:$PWD/proto/gen" PATH="$PWD/.gpu/redis/bin:$PATH"
+export HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
+nvidia-smi > "$out/nvidia-smi.txt" 2>&1
+python3 -c 'import torch, diffusers, transformers, grpc; print("torch", torch.__version__, "diffusers", diffusers.__version__, "transformers", transformers.__version__, "grpc", grpc.__version__, "cuda", torch.cuda.is_available())'
+exec python3 -m tests.bench.gpu_suite --out "$out" "$@"
