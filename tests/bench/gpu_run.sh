@@ -9,7 +9,8 @@ mkdir -p "$out"
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .gpu/wheels/*.whl || exit 1
 cp -r .gpu/site/clip /tmp/site/
 export PYTHONPATH="/tmp/site:$PWD:$PWD/proto/gen" PATH="$PWD/.gpu/redis/bin:$PATH"
-export HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
+# The suite forks a child per part: checking for CUDA through NVML keeps the parent from initialising it.
+export HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false PYTORCH_NVML_BASED_CUDA_CHECK=1
 nvidia-smi > "$out/nvidia-smi.txt" 2>&1
 python3 -c 'import torch, diffusers, transformers, grpc; print("torch", torch.__version__, "diffusers", diffusers.__version__, "transformers", transformers.__version__, "grpc", grpc.__version__, "cuda", torch.cuda.is_available())'
 exec python3 -m tests.bench.gpu_suite --out "$out" "$@"
