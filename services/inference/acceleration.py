@@ -189,10 +189,13 @@ def max_batch_from_memory(model: DiffusionModel, fraction: float, cap: int = MAX
     decode = _peak_bytes(model, lambda: model.vae.decode(latent, return_dict=False))
     torch.cuda.empty_cache()
     free, _ = torch.cuda.mem_get_info(model.device)
-    budget = free * fraction - fixed - decode
-    fits = max(1, int(budget // per_generation))
-    generations = 2 ** int(math.log2(min(fits, cap)))
-    return generations, per_generation, free
+    return batch_that_fits(free * fraction - fixed - decode, per_generation, cap), per_generation, free
+
+
+def batch_that_fits(budget_bytes: float, per_generation: int, cap: int = MAX_AUTO_BATCH) -> int:
+    """The largest power of two of generations, at most `cap`, whose memory fits the budget (at least 1)."""
+    fits = max(1, int(budget_bytes // max(per_generation, 1)))
+    return 2 ** int(math.log2(min(fits, cap)))
 
 
 def compile_unet(

@@ -2,7 +2,14 @@
 
 import torch
 
-from services.inference.acceleration import BucketedUNet, accelerate, bucket_for, buckets_up_to, compile_unet
+from services.inference.acceleration import (
+    BucketedUNet,
+    accelerate,
+    batch_that_fits,
+    bucket_for,
+    buckets_up_to,
+    compile_unet,
+)
 from services.inference.models import DiffusionModel
 from services.inference.settings import InferenceSettings
 
@@ -12,6 +19,14 @@ def test_buckets_double_up_to_the_largest_batch():
     assert buckets_up_to(8) == (1, 2, 4, 8)
     assert buckets_up_to(24) == (1, 2, 4, 8, 16, 24)
     assert [bucket_for(n, (1, 2, 4, 8)) for n in (1, 2, 3, 5, 8, 9)] == [1, 2, 4, 8, 8, 9]
+
+
+def test_the_batch_that_fits_is_a_power_of_two_within_the_cap():
+    gib = 2**30
+    assert batch_that_fits(10 * gib, gib) == 8  # 10 fit; 8 is the power of two below
+    assert batch_that_fits(100 * gib, gib // 4) == 64  # 400 would fit: the cap
+    assert batch_that_fits(100 * gib, gib // 4, cap=48) == 32
+    assert batch_that_fits(-gib, gib) == 1  # nothing fits: one at a time, as before batching
 
 
 def tiny_model(tiny_dir, **settings) -> tuple[DiffusionModel, InferenceSettings]:
