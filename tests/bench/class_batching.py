@@ -18,7 +18,7 @@ TEACHER_CODE = "benchmark"
 
 
 def messages(students: int, size: int, steps: int, offset: int) -> list[pb.GenerateRequest]:
-    """One different 25-step-style request per student: own prompt and seed, DPM-Solver++, previews only."""
+    """A different request per student: own prompt and seed, DPM-Solver++, previews only."""
     return [
         request(
             f"a watercolor of animal number {offset + i}",
