@@ -134,3 +134,9 @@ def test_batched_maps_are_each_samples_own(uncached):
         for a, b in zip(one.frames, shared.frames, strict=True):
             assert a.cross_attention.maps.shape == b.cross_attention.maps.shape
             np.testing.assert_allclose(maps_of(b), maps_of(a), atol=2e-3)
+
+
+def test_model_info_offers_the_costly_probes_but_not_by_default(stub):
+    info = stub.GetModelInfo(pb.GetModelInfoRequest())
+    assert {"cross_attention", "decoded_x0_preview"} <= set(info.include_paths)
+    assert not {"cross_attention", "decoded_x0_preview"} & set(info.default_include_paths)
