@@ -231,6 +231,13 @@ class Generation:
         self.embeddings = torch.cat([negative.embeddings, prompt.embeddings])
         # The maps keep the start token, the prompt's pieces and the end token; padding is dropped.
         self.attention_tokens = prompt.tokens.end_position + 1
+        # A branching request (lesson 8) reads other texts from step `at_step` on: encoded now, swapped then.
+        self.branch_embeddings, self.branch_attention_tokens = self.embeddings, self.attention_tokens
+        if spec.branch is not None:
+            branch_prompt = model.encode(spec.branch.prompt)
+            branch_negative = model.encode(spec.branch.negative_prompt)
+            self.branch_embeddings = torch.cat([branch_negative.embeddings, branch_prompt.embeddings])
+            self.branch_attention_tokens = branch_prompt.tokens.end_position + 1
         self.timings["text_encoder"] = time.perf_counter() - started
 
         # 2. A fresh scheduler for this request, and the noise levels it will visit.
@@ -262,7 +269,13 @@ class Generation:
         """4a. What the UNet sees this step: the latent twice (both branches), t, the two texts."""
         t = self.timesteps[self.step_index]
         latent_pair = self.scheduler.scale_model_input(torch.cat([self.latents] * 2), t)
-        return latent_pair, t, self.embeddings
+        return latent_pair, t, self.branch_embeddings if self._branched else self.embeddings
+
+    @property
+    def _branched(self) -> bool:
+        """Whether this step reads the branch's texts and guidance (lesson 8) rather than the request's."""
+        branch = self.spec.branch
+        return branch is not None and self.step_index >= branch.at_step
 
     @torch.inference_mode()
     def finish_step(self, noise_pair: torch.Tensor, unet_seconds: float, batch_size: int) -> StepEvent:
@@ -275,7 +288,8 @@ class Generation:
         #     unconditional prediction, g = 1 the conditional one. (diffusers'
         #     pipeline skips this for g <= 1 and uses the conditional branch alone.)
         unconditional, conditional = noise_pair.chunk(2)
-        guided = unconditional + self.spec.guidance_scale * (conditional - unconditional)
+        _, _, scale = self.spec.reads_at(self.step_index)
+        guided = unconditional + scale * (conditional - unconditional)
 
         # 4c. The scheduler turns the noise prediction into a step toward a cleaner latent.
         output = self.scheduler.step(guided, t, sample, **self.extra_step_kwargs, return_dict=True)
@@ -292,7 +306,8 @@ class Generation:
         if self.wants_attention:
             if self.attention is None:
                 raise RuntimeError("cross-attention maps were asked for, but the UNet call recorded none")
-            attention = AttentionCopy.of(self.attention, self.attention_tokens)
+            tokens = self.branch_attention_tokens if self._branched else self.attention_tokens
+            attention = AttentionCopy.of(self.attention, tokens)
             self.attention = None
         scheduler_seconds = time.perf_counter() - started
 
