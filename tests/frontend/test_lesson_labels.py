@@ -169,3 +169,15 @@ def test_a_new_seed_past_the_students_limit_says_so_once(settings, monkeypatch):
     assert len(at.error) == 1, [e.value for e in at.error]
     pictures = [c for image in at.get("image") for c in image.captions if c.endswith("steps")]
     assert pictures == ["3 steps"]  # DDIM at 3 steps, the one picture the limit allowed
+
+
+def test_guidance_puts_the_students_own_prompt_in_the_row_of_scales(frontend_env):
+    at = page("guidance")
+    next(t for t in at.text_input if t.label == "Prompt").input("a red fox sitting in a desert, oil painting")
+    next(s for s in at.slider if s.label == "Guidance scale g").set_value(12.0)
+    next(b for b in at.button if b.label == "Generate").click().run()
+    assert_clean(at)
+    row = ["g = 0", "g = 1", "g = 7", "yours: g = 12, “a red fox sitting in a desert, oil painting”", "g = 20"]
+    assert [c for image in at.get("image") for c in image.captions if c.startswith(("g = ", "yours"))] == row
+    at.run()  # it stays in its place on the next rerun (another step, another example)
+    assert [c for image in at.get("image") for c in image.captions if c.startswith(("g = ", "yours"))] == row
