@@ -4,9 +4,11 @@ import streamlit as st
 
 from frontend.settings import FrontendSettings
 from frontend.signin import keep_my_name, name_heartbeat, sign_in_page, signed_in
+from frontend.views import preload_lesson_libraries
 
 # An emoji, not a Material icon: the browser would fetch that one from fonts.gstatic.com (a third party).
 st.set_page_config(page_title="Diffusion Classroom", page_icon="🎨", layout="wide")
+preload_lesson_libraries()  # the first lesson a student opens does not wait for them
 
 pages = [
     st.Page("lessons/home.py", title="Welcome", icon=":material/school:", default=True),

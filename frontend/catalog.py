@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -52,7 +53,7 @@ def examples(collection: str) -> list[Example]:
             id=entry.id,
             labels=dict(entry.labels),
             request_bytes=entry.request.SerializeToString(deterministic=True),
-            cached=entry.cache_state == pb.CACHE_STATE_LESSON,
+            cached=entry.cache_state in (pb.CACHE_STATE_LESSON, pb.CACHE_STATE_AD_HOC),
         )
         for entry in listing.entries
     ]
@@ -78,9 +79,9 @@ def open_prompt_example(key: str, guidance: str = "7") -> tuple[Example, Traject
         st.stop()
 
     def describe(item: Example) -> str:
-        return f"{item.request.prompt} (seed {item.label('seed')}) · {item.readiness()}"
+        return f"{item.request.prompt} (seed {item.label('seed')})"
 
-    example = st.selectbox("Example", items, format_func=describe, key=key)
+    example = pick_example("Example", items, key, describe)
     meanwhile = st.empty()
     if not example.ready:
         with meanwhile.container():
@@ -92,6 +93,22 @@ def open_prompt_example(key: str, guidance: str = "7") -> tuple[Example, Traject
     return example, run
 
 
+def pick_example(label: str, items: list[Example], key: str, describe: Callable[[Example], str]) -> Example:
+    """A select box over examples, each marked ready or not; the choice outlives the marks changing.
+
+    Streamlit knows a choice by its text, and an example's text changes once it is computed: so the
+    choice is kept under `key` by example id, and the box is a new one whenever the marks change.
+    """
+    ids = [item.id for item in items]
+    chosen = st.session_state.get(key)
+    labels = {item.id: f"{describe(item)} · {item.readiness()}" for item in items}
+    box = f"{key}-box-{hashlib.sha256(repr(sorted(labels.items())).encode()).hexdigest()[:8]}"
+    index = ids.index(chosen) if chosen in ids else 0
+    choice = st.selectbox(label, ids, index=index, format_func=labels.__getitem__, key=box)
+    st.session_state[key] = choice
+    return items[ids.index(choice)]
+
+
 def offer_ready(items: list[Example], key: str, describe: Callable[[Example], str], most: int = 4) -> None:
     """While an example computes: the ready ones, one click away (the computing goes on meanwhile)."""
     ready_now = [item for item in items if item.ready][:most]
@@ -100,6 +117,6 @@ def offer_ready(items: list[Example], key: str, describe: Callable[[Example], st
     st.caption("This example is computed for you now. These are ready at once:")
     for item in ready_now:
         st.button(
-            describe(item).removesuffix(" · ready"), key=f"{key}-ready-{item.id}",
-            on_click=st.session_state.__setitem__, args=(key, item), type="tertiary",
+            describe(item), key=f"{key}-ready-{item.id}", on_click=st.session_state.__setitem__, args=(key, item.id),
+            type="tertiary",
         )  # fmt: skip

@@ -147,7 +147,7 @@ def _name() -> str:
     return st.session_state.get("display_name", "")
 
 
-SHOW_AFTER_S = 0.25  # a wait shorter than this shows nothing: no status flickers past a quick cache read
+SHOW_AFTER_S = 0.15  # a wait shorter than this shows nothing: no status flickers past a quick cache read
 PAUSE_CHECK_S = 2.0  # how often a waiting page asks whether the teacher paused the class
 FAILED_SENTENCE = "Something went wrong while reading this picture. Try again; if it keeps happening, tell the teacher."
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
 import re
+import threading
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -52,6 +54,21 @@ _MARKDOWN = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~:$])")
 def plain(text: str) -> str:
     """Text a student typed, safe inside markdown: shown as typed, never as links, images or styles."""
     return _MARKDOWN.sub(r"\\\1", " ".join(text.split()))
+
+
+# What the lesson pages draw with: about a second to import on a small server, paid at start-up
+# instead of by the first student who opens a lesson (who would see a blank page meanwhile).
+LESSON_LIBRARIES = ("pandas", "altair", "frontend.charts", "frontend.catalog")
+
+
+@st.cache_resource
+def preload_lesson_libraries() -> threading.Thread:
+    """Import the lessons' libraries in the background, once per process."""
+    thread = threading.Thread(
+        target=lambda: [importlib.import_module(name) for name in LESSON_LIBRARIES], name="preload", daemon=True
+    )
+    thread.start()
+    return thread
 
 
 def guarded(action: Callable[[], T]) -> T | None:

@@ -125,6 +125,42 @@ def test_examples_say_whether_they_are_ready(frontend_env):
     assert example.readiness().startswith("not ready: about ")  # the front end has timed steps of this size
 
 
+@pytest.fixture
+def cold_lessons(settings, monkeypatch):
+    """A service with the lesson catalog, nothing rendered and no cache: every example is computed when opened."""
+    from frontend.catalog import examples
+    from frontend.client import get_client
+    from frontend.trajectory import lesson_store
+    from tests.frontend.conftest import LESSON_CATALOG
+    from tests.support.servers import running_server
+
+    config = settings.model_copy(update={"redis_url": "", "catalog": LESSON_CATALOG})
+    with running_server(config) as server:
+        monkeypatch.setenv("CLASSROOM_INFERENCE_ADDR", server.address)
+        for cached in (get_client, examples, lesson_store):
+            cached.clear()
+        yield server
+        for cached in (get_client, examples, lesson_store):
+            cached.clear()
+
+
+def test_a_cold_example_is_marked_not_ready_until_it_is_computed(cold_lessons):
+    at = page("noise_to_image")
+    assert_clean(at)
+    first, second = at.selectbox[0].options[:2]
+    assert first.endswith("· not ready: 4 steps to compute")  # said before it was computed
+    assert "· not ready" in second
+    at.run()  # the page again: the example it computed is ready now, the others not yet
+    options = at.selectbox[0].options
+    assert options[0].endswith("· ready") and "· not ready: about " in options[1]
+    player(at, "noise-player")  # and it plays
+    # The student picks the second: it is computed, its mark changes, and it stays picked.
+    at.selectbox[0].select_index(1).run()
+    assert_clean(at)
+    at.run()
+    assert at.selectbox[0].index == 1 and at.selectbox[0].options[1].endswith("· ready")
+
+
 def test_playground_ends_with_one_status_and_a_player(frontend_env):
     at = page("playground")
     assert_clean(at)

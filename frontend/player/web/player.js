@@ -194,9 +194,7 @@
   });
   // A click anywhere in the player gives it the keys.
   player.addEventListener("mousedown", function (event) {
-    if (event.target === document.body || event.target === player || event.target.closest("figure")) {
-      player.focus();
-    }
+    if (!event.target.closest("button, input, select")) player.focus();
   });
 
   // --- Renders from Streamlit: a new trajectory starts over; the same one keeps its place ---

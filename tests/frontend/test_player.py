@@ -1,0 +1,232 @@
+"""The trajectory player and the stream statuses in a real Chromium, against the stack `make up` starts.
+
+Reruns are counted on the page's websocket: every rerun the browser asks for is a
+message it sends to the server, so a player that plays with no rerun sends none.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import shutil
+from collections.abc import Iterator
+
+import pytest
+from playwright.sync_api import Frame, Page, expect, sync_playwright
+from streamlit.proto.BackMsg_pb2 import BackMsg
+
+from tests.frontend.test_browser import ARTIFACTS, CHROMIUM_ARGS, stack  # noqa: F401 (a fixture)
+
+PLAYER = 'iframe[title="frontend.player.trajectory_player"]'
+# The first words of every status line (frontend/progress.py).
+STATUS = (
+    r"^(Asking the image server|Starting:|Waiting for the model|You are next|Reading from the cache|"
+    r"The model is computing|A classmate asked|Your teacher has paused|Done:|You stopped|Your teacher cleared|"
+    r"The image server went away)"
+)
+WAITING_OR_COMPUTING = re.compile(
+    r"^(Asking the image server|Starting:|Waiting for the model|You are next|The model is computing)"
+)
+
+# Records when the page was clicked, and when a status line first showed after that.
+TIME_FIRST_STATUS = """
+pattern => {
+  const re = new RegExp(pattern);
+  window.firstStatus = {clicked: null, shown: null};
+  document.addEventListener("click", () => { window.firstStatus.clicked = performance.now(); }, true);
+  new MutationObserver(() => {
+    const status = window.firstStatus;
+    if (status.clicked === null || status.shown !== null) return;
+    if ([...document.querySelectorAll("p")].some(p => re.test(p.innerText.trim()))) status.shown = performance.now();
+  }).observe(document.body, {subtree: true, childList: true, characterData: true});
+}
+"""
+# Records, at every change of the page, the status lines shown at that moment.
+WATCH_STATUSES = """
+pattern => {
+  const re = new RegExp(pattern);
+  window.statusWatch = {most: 0, seen: [], together: []};
+  const look = () => {
+    const texts = [...document.querySelectorAll("p")].map(p => p.innerText.trim());
+    const shown = [...new Set(texts.filter(t => re.test(t)))];
+    const watch = window.statusWatch;
+    watch.most = Math.max(watch.most, shown.length);
+    for (const text of shown) if (!watch.seen.includes(text)) watch.seen.push(text);
+    if (shown.length > 1) watch.together.push(shown);
+  };
+  new MutationObserver(look).observe(document.body, {subtree: true, childList: true, characterData: true});
+  look();
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def cold_cache(tmp_path_factory) -> Iterator[None]:
+    """A cache secret of this module's own: whatever the stack's Redis kept from earlier runs reads as foreign.
+
+    So every lesson example opens cold (computed when opened), however often the stack ran before.
+    """
+    secret = tmp_path_factory.mktemp("secrets") / "cache_secret"
+    secret.write_text(secrets.token_hex(32))
+    before = os.environ.get("CLASSROOM_CACHE_SECRET_FILE")
+    os.environ["CLASSROOM_CACHE_SECRET_FILE"] = str(secret)
+    yield
+    if before is None:
+        os.environ.pop("CLASSROOM_CACHE_SECRET_FILE")
+    else:
+        os.environ["CLASSROOM_CACHE_SECRET_FILE"] = before
+
+
+@pytest.fixture(scope="module")
+def browser_page(cold_cache, stack) -> Iterator[tuple[Page, list[str]]]:  # noqa: F811 (the fixture imported above)
+    """A Chromium page, and the reruns of the whole page it has asked the server for (on its websocket)."""
+    chromium = shutil.which("chromium")
+    assert chromium, "Debian's chromium is needed for the browser test: run `make install`"
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(120_000)
+        sent: list[str] = []
+
+        def count(payload: bytes | str) -> None:
+            message = BackMsg.FromString(payload if isinstance(payload, bytes) else payload.encode())
+            # A run of the whole page; fragments of the app rerun by themselves on a timer, apart from it.
+            if message.WhichOneof("type") == "rerun_script" and not message.rerun_script.fragment_id:
+                sent.append(message.rerun_script.page_name)
+
+        page.on("websocket", lambda socket: socket.on("framesent", count))
+        yield page, sent
+        browser.close()
+
+
+def settle(page: Page, name: str) -> None:
+    """Wait until the script has finished running, take a screenshot, fail on any exception shown."""
+    page.wait_for_timeout(300)
+    expect(page.locator('[data-testid="stStatusWidget"]')).to_have_count(0, timeout=120_000)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+    exceptions = page.locator('[data-testid="stException"]')
+    assert exceptions.count() == 0, exceptions.first.inner_text()
+
+
+def open_page(page: Page, title: str) -> None:
+    """Open a page from the sidebar's list of pages."""
+    page.get_by_test_id("stSidebarNavItems").get_by_role("link", name=re.compile(re.escape(title))).click()
+
+
+def front_end(stack: object) -> str:  # noqa: F811
+    """The front end's address (the stack fixture gives it, or a tuple naming it `url`)."""
+    return stack if isinstance(stack, str) else stack.url
+
+
+def step_of(player: Frame) -> int:
+    return int(player.locator("body").get_attribute("data-step"))
+
+
+def playing(player: Frame) -> bool:
+    return player.locator("body").get_attribute("data-playing") == "true"
+
+
+def wait_for(condition, page: Page, timeout_ms: int = 30_000) -> None:
+    """Poll `condition` until it holds (generously: the machine is shared)."""
+    for _ in range(timeout_ms // 50):
+        if condition():
+            return
+        page.wait_for_timeout(50)
+    raise AssertionError("the condition never held")
+
+
+def player_frame(page: Page) -> Frame:
+    expect(page.locator(PLAYER)).to_be_visible()
+    frame = page.locator(PLAYER).element_handle().content_frame()
+    assert frame is not None
+    expect(frame.locator("#where")).to_contain_text("step")
+    return frame
+
+
+def test_a_cold_lesson_shows_progress_then_plays_without_a_rerun(browser_page, stack):  # noqa: F811
+    page, sent = browser_page
+    page.goto(front_end(stack))
+    expect(page.get_by_text("The image server is running")).to_be_visible()
+    settle(page, "player-0-welcome")
+    open_page(page, "Words to numbers")  # a student going through the lessons in order
+    expect(page.get_by_text("How alike").first).to_be_visible()
+    settle(page, "player-0-words")
+
+    # Nothing is precomputed in this stack, and its cache reads as foreign (cold_cache): the lesson's
+    # first example is computed when opened. Timed in the page, from the click to the first status.
+    page.evaluate(TIME_FIRST_STATUS, WAITING_OR_COMPUTING.pattern)
+    open_page(page, "From noise to image")
+    expect(page.get_by_text(WAITING_OR_COMPUTING).first).to_be_visible(timeout=10_000)
+    page.screenshot(path=str(ARTIFACTS / "player-1-cold-lesson.png"))
+    shown_after_ms = page.evaluate("window.firstStatus.shown - window.firstStatus.clicked")
+    assert shown_after_ms < 1_000, f"the first status came {shown_after_ms:.0f} ms after the click"
+    expect(page.get_by_text("the VAE's decode of the last latent").first).to_be_visible()
+    settle(page, "player-2-lesson-ready")
+
+    player = player_frame(page)
+    last = int(player.locator("#scrub").get_attribute("max"))
+    first = step_of(player)
+    assert last > 3 and first == last // 3
+    expect(page.get_by_text(f"latent at step {first}").first).to_be_visible()
+
+    # Play: the shown step advances in the browser, and the browser asks the server for nothing.
+    before = len(sent)
+    player.select_option("#speed", "16")
+    player.click("#play")
+    wait_for(lambda: step_of(player) >= first + 3, page)
+    assert len(sent) == before, "playing made the page run again"
+    # At the end it stops by itself, and only then sends the step back (this lesson's charts follow it).
+    wait_for(lambda: not playing(player), page)
+    assert step_of(player) == last
+    expect(page.get_by_text(f"latent at step {last}").first).to_be_visible()
+    settle(page, "player-3-played-to-the-end")
+    assert len(sent) > before
+
+    # Keys: the arrows step, the space plays and pauses.
+    player = player_frame(page)  # the same player (the page ran again, the iframe stays)
+    player.click("#pictures")
+    player.locator("#player").press("ArrowLeft")
+    player.locator("#player").press("ArrowLeft")
+    assert step_of(player) == last - 2
+    before = len(sent)
+    player.select_option("#speed", "1")
+    player.locator("#player").press(" ")
+    assert playing(player)
+    wait_for(lambda: step_of(player) == last - 1, page)
+    assert len(sent) == before
+    player.locator("#player").press(" ")
+    assert not playing(player) and step_of(player) == last - 1  # paused (a step a second: before the end)
+    player.locator("#player").press("ArrowRight")
+    assert step_of(player) == last
+    expect(page.get_by_text(f"latent at step {last}").first).to_be_visible()
+
+
+def test_the_playground_shows_one_status_at_a_time_and_plays_without_a_rerun(browser_page, stack):  # noqa: F811
+    page, sent = browser_page
+    page.goto(front_end(stack))
+    open_page(page, "Playground")
+    page.get_by_label("Prompt", exact=True).fill("a yellow star at the top")
+    page.evaluate(WATCH_STATUSES, STATUS)
+    page.get_by_role("button", name="Generate").click()
+    expect(page.get_by_role("button", name="Download the image (PNG)")).to_be_visible()
+    settle(page, "player-4-playground")
+    watch = page.evaluate("window.statusWatch")
+    assert watch["together"] == [] and watch["most"] == 1, watch
+    # It was seen at work, then done: the statuses followed each other in the one slot.
+    assert any(re.match(WAITING_OR_COMPUTING, text) for text in watch["seen"]), watch["seen"]
+    assert watch["seen"][-1].startswith("Done: 25 steps in "), watch["seen"]
+
+    player = player_frame(page)
+    assert step_of(player) == 25  # the look-back opens on the last step
+    before = len(sent)
+    player.click("#back")
+    player.click("#back")
+    assert step_of(player) == 23
+    player.click("#play")
+    wait_for(lambda: not playing(player), page)  # 2 steps at 4 a second
+    assert step_of(player) == 25
+    page.wait_for_timeout(500)
+    assert len(sent) == before, "the Playground's player asks the server for nothing"
+    assert player.locator("img").first.evaluate("i => getComputedStyle(i).imageRendering") == "pixelated"
