@@ -16,9 +16,11 @@ SIZE = 256  # pixels on screen for each picture
 
 
 def overlay(picture: np.ndarray, heat: np.ndarray) -> np.ndarray:
-    """A [h, w] map over an RGB picture: transparent where the word is not read, warm where it is."""
+    """A [h, w] map over an RGB picture: clear where the word is read least, warm where it is read most."""
     base = enlarge(picture, SIZE)
-    grid = Image.fromarray((heat / (heat.max() or 1.0) * 255).astype(np.uint8))
+    low, high = float(heat.min()), float(heat.max())
+    stretched = (heat - low) / (high - low) if high > low else np.zeros_like(heat)
+    grid = Image.fromarray((stretched * 255).astype(np.uint8))
     level = np.asarray(grid.resize(base.shape[1::-1], Image.Resampling.BILINEAR), dtype=np.float32)[..., None] / 255
     warm = np.array([255, 40, 0], dtype=np.float32) * (1 - level) + np.array([255, 230, 0], dtype=np.float32) * level
     alpha = 0.75 * level
@@ -88,7 +90,11 @@ frames = [
 ]
 st.markdown(f"**Where «{plain(word)}» is read, step by step** (over the final picture), beside the model's guess:")
 play(frames, [f"the map of «{word}»", "the model's guess of x0 (preview)"], key="attention-player", width=SIZE)
-st.caption("Early steps are diffuse: the picture is still noise. Later ones settle where the word's thing is drawn.")
+st.caption(
+    "Each map's colours run from its lowest share (clear) to its highest (yellow): compare places within one "
+    "map, not how strong two maps are. Early steps are diffuse, while the picture is still noise; watch where "
+    "the later ones settle."
+)
 
 left, right = st.columns(2)
 left.image(overlay(run.image, maps[:, chosen].sum(axis=0)), caption=f"«{word}», summed over all {total} steps")
