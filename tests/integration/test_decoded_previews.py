@@ -6,9 +6,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from diffusers import AutoencoderTiny
 
-from services.common.codecs import decode_image
+from services.common.codecs import decode_image, tensor_from_proto
+from services.inference.previews import to_pixels
 from services.lessons.catalog import DEFAULT_CATALOG
 from tests.integration.helpers import collect, request
 from tests.support.servers import running_server, stub_for
@@ -62,7 +64,7 @@ def test_stable_diffusion_shaped_models_use_taesd_or_the_linear_map(settings, ta
     with running_server(config) as server:
         channel, stub = stub_for(server.address)
         spec = request("a red barn", seed=6, num_inference_steps=3, width=96, height=64)
-        spec.include.paths.extend(DECODED)
+        spec.include.paths.extend([*DECODED, "predicted_x0"])
         stream = collect(stub.Generate(spec))
         channel.close()
     for frame in stream.frames:
@@ -70,3 +72,10 @@ def test_stable_diffusion_shaped_models_use_taesd_or_the_linear_map(settings, ta
         assert (decoded.decoder, decoded.approximate) == (decoder, approximate)
         size = (96, 64) if setting == "taesd" else (12, 8)  # a decode is full size; the linear map latent size
         assert (decoded.width, decoded.height) == size == decode_image(decoded).shape[1::-1]
+    if setting == "taesd":  # TAESD's own decode of the guess (sent in float16, hence the tolerance)
+        taesd = AutoencoderTiny.from_pretrained(taesd_dir)
+        x0 = torch.from_numpy(tensor_from_proto(stream.frames[-1].predicted_x0).astype(np.float32))[None]
+        with torch.inference_mode():
+            expected = to_pixels(taesd.decode(x0, return_dict=False)[0]).numpy().astype(int)
+        assert expected.std() > 1  # a picture, not a flat colour
+        assert np.abs(decode_image(stream.frames[-1].decoded_x0_preview).astype(int) - expected).max() <= 3
