@@ -2,7 +2,7 @@
 
 Counted per browser address (and per session, for browsers behind one school
 proxy) in this front-end process: five tries are free, then the wait doubles
-from 2 seconds up to 5 minutes. A right code clears the count.
+from 10 seconds up to 5 minutes. A right code clears the count.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import streamlit as st
 from frontend.client import browser_address
 
 FREE_TRIES = 5
+FIRST_WAIT_S = 10.0  # after the free tries; then 20, 40, ... (a script guessing codes gets a few an hour)
 MAX_WAIT_S = 300.0
 
 
@@ -43,7 +44,7 @@ class CodeGuard:
             tries = self._tries.setdefault((kind, who), _Tries())
             tries.wrong += 1
             if tries.wrong >= FREE_TRIES:
-                tries.wait_until = time.monotonic() + min(MAX_WAIT_S, 2.0 ** (tries.wrong - FREE_TRIES + 1))
+                tries.wait_until = time.monotonic() + min(MAX_WAIT_S, FIRST_WAIT_S * 2.0 ** (tries.wrong - FREE_TRIES))
 
     def right(self, kind: str, who: str) -> None:
         with self._lock:

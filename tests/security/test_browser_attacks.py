@@ -83,6 +83,7 @@ def page(browser, frontend_url) -> Iterator[Page]:
     context = browser.new_context(viewport={"width": 1200, "height": 900})
     page = context.new_page()
     page.set_default_timeout(60_000)
+    finished_runs(page)  # count the app's runs from the first one
     page.goto(frontend_url)
     expect(page.get_by_text("Type the class code")).to_be_visible()
     yield page
@@ -90,9 +91,36 @@ def page(browser, frontend_url) -> Iterator[Page]:
 
 
 def sign_in(page: Page, code: str, name: str) -> None:
+    """Fill the sign-in form and send it; return once the app has finished the run that answers it."""
+    runs = finished_runs(page)
+    before = runs[0]
     page.get_by_label("Class code").fill(code)
     page.get_by_label("Your name").fill(name)
     page.get_by_role("button", name="Start").click()
+    deadline = time.monotonic() + 60
+    while runs[0] == before:
+        assert time.monotonic() < deadline, "the app never answered the sign-in"
+        page.wait_for_timeout(20)
+
+
+def finished_runs(page: Page) -> list[int]:
+    """A one-item list counting the script runs the app has finished for this page (from its websocket)."""
+    from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+
+    counter = getattr(page, "_classroom_runs", None)
+    if counter is None:
+        counter = [0]
+
+        def frame(payload: bytes | str) -> None:
+            if isinstance(payload, bytes):
+                try:
+                    counter[0] += ForwardMsg.FromString(payload).WhichOneof("type") == "script_finished"
+                except Exception:  # not every frame is a whole ForwardMsg
+                    pass
+
+        page.on("websocket", lambda socket: socket.on("framereceived", frame))
+        page._classroom_runs = counter  # type: ignore[attr-defined]
+    return counter
 
 
 def test_a_name_with_a_hidden_direction_change_is_refused_in_the_browser(page):
@@ -119,6 +147,7 @@ def test_a_closed_tab_gives_its_place_in_the_queue_back(browser, frontend_url, l
     context = browser.new_context(viewport={"width": 1200, "height": 900})
     tab = context.new_page()
     tab.set_default_timeout(60_000)
+    finished_runs(tab)
     classroom.pause(True)  # the teacher paused: a picture asked for now waits in the queue
     try:
         tab.goto(frontend_url)
@@ -145,9 +174,8 @@ def test_guessing_the_class_code_in_the_browser_slows_down(page):
     from frontend.guard import FREE_TRIES
 
     for guess in range(FREE_TRIES):
-        sign_in(page, f"owl-{guess}", "Robin")
+        sign_in(page, f"owl-{guess}", "Robin")  # each answered before the next
         expect(page.get_by_text("That class code is not right")).to_be_visible()
-        expect(page.get_by_text("Running...")).to_have_count(0)
     sign_in(page, CLASS_CODE, "Robin")  # the right code, too late: this computer must wait
     expect(page.get_by_text("Too many wrong codes from this computer")).to_be_visible()
     expect(page.get_by_text("Type the class code")).to_be_visible()  # still outside the class
