@@ -7,6 +7,7 @@ classmate is online, and closing a tab that holds a place in the queue.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -113,10 +114,8 @@ def finished_runs(page: Page) -> list[int]:
 
         def frame(payload: bytes | str) -> None:
             if isinstance(payload, bytes):
-                try:
+                with contextlib.suppress(Exception):  # not every frame is a whole ForwardMsg
                     counter[0] += ForwardMsg.FromString(payload).WhichOneof("type") == "script_finished"
-                except Exception:  # not every frame is a whole ForwardMsg
-                    pass
 
         page.on("websocket", lambda socket: socket.on("framereceived", frame))
         page._classroom_runs = counter  # type: ignore[attr-defined]
