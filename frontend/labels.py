@@ -49,10 +49,11 @@ def bracketed(words: Marked) -> str:
 
 
 def highlighted(words: Marked, colour: str) -> str:
-    """The whole prompt as markdown, safe from what it contains, the differing words bold on a coloured background.
+    """The whole prompt as markdown, safe from what it contains, the differing words bold and coloured on a tint.
 
     `colour` is one of Streamlit's markdown colours ("orange", "violet", ...).
     """
     return " ".join(
-        f":{colour}-background[**{plain(text)}**]" if differs else plain(text) for text, differs in _runs(words)
+        f":{colour}-background[:{colour}[**{plain(text)}**]]" if differs else plain(text)
+        for text, differs in _runs(words)
     )

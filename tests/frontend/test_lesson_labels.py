@@ -57,8 +57,8 @@ def test_the_differing_words_are_found_and_marked():
     assert bracketed(snowy) == "a red fox sitting in a «snowy forest,» oil painting"
     assert bracketed(meadow) == "a red fox sitting in a «flower meadow,» oil painting"
     red, blue = differing_words("a red circle on the left", "a blue circle on the left")
-    assert highlighted(red, "orange") == r"a :orange-background[**red**] circle on the left"
-    assert highlighted(blue, "violet") == r"a :violet-background[**blue**] circle on the left"
+    assert highlighted(red, "orange") == r"a :orange-background[:orange[**red**]] circle on the left"
+    assert highlighted(blue, "violet") == r"a :violet-background[:violet[**blue**]] circle on the left"
     # A word added at the end is marked on its side only.
     short, longer = differing_words("a red circle", "a red circle today")
     assert (bracketed(short), bracketed(longer)) == ("a red circle", "a red circle «today»")
@@ -68,7 +68,7 @@ def test_a_typed_prompt_stays_plain_text_when_highlighted():
     mine, _ = differing_words("a [link](http://x.example) **bold**", "a cat")
     shown = highlighted(mine, "orange")
     assert "](http" not in shown and "[link]" not in shown  # escaped: no link, no styles
-    assert shown.startswith("a :orange-background[**")
+    assert shown.startswith("a :orange-background[:orange[**")
 
 
 def test_change_one_word_names_pairs_by_their_prompts_and_marks_the_words(frontend_env):
@@ -79,8 +79,8 @@ def test_change_one_word_names_pairs_by_their_prompts_and_marks_the_words(fronte
         "a red fox sitting in a «snowy forest,» oil painting  →  a red fox sitting in a «flower meadow,» oil painting"
     ]
     shown = [m.value for m in at.markdown]
-    assert "a red fox sitting in a :orange-background[**snowy forest,**] oil painting" in shown
-    assert "a red fox sitting in a :violet-background[**flower meadow,**] oil painting" in shown
+    assert "a red fox sitting in a :orange-background[:orange[**snowy forest,**]] oil painting" in shown
+    assert "a red fox sitting in a :violet-background[:violet[**flower meadow,**]] oil painting" in shown
     assert not any("fox-season" in text for text in shown + pair.options)
 
     (_, distance), (paths_spec, paths) = charts(at)
