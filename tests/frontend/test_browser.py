@@ -16,7 +16,9 @@ import threading
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import NamedTuple
 from urllib.parse import urlsplit
 
@@ -69,9 +71,12 @@ def seen() -> Seen:
     return Seen()
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory) -> Iterator[str]:
-    """deploy/local-up.sh, the script behind `make up`, on free ports with the Shapes model and its lessons."""
+@contextmanager
+def running_stack(folder: Path, **settings: str) -> Iterator[Stack]:
+    """deploy/local-up.sh, the script behind `make up`, on free ports with the Shapes model and its lessons.
+
+    `settings`: more CLASSROOM_ variables for the service and the front end alike. Its log is `folder`/stack.log.
+    """
     ports = {name: str(free_port()) for name in ("GRPC", "FRONTEND", "REDIS", "METRICS")}
     env = os.environ | {
         "CLASSROOM_MODEL": "shapes",
@@ -81,10 +86,11 @@ def stack(tmp_path_factory) -> Iterator[str]:
         "CLASSROOM_METRICS_PORT": ports["METRICS"],
         "CLASSROOM_RATE_LIMIT_PER_MINUTE": "0",  # one browser opens every lesson and generates
         "CLASSROOM_TEACHER_CODE": TEACHER_CODE,  # read by the service and the front end alike
+        **settings,
     }
     for name in ("CLASSROOM_REDIS_URL", "CLASSROOM_INFERENCE_ADDR", "CLASSROOM_CATALOG"):
         env.pop(name, None)
-    log = (tmp_path_factory.mktemp("stack") / "stack.log").open("w")
+    log = (folder / "stack.log").open("w")
     process = subprocess.Popen(
         ["bash", str(ROOT / "deploy" / "local-up.sh")], env=env, stdout=log, stderr=subprocess.STDOUT,
         start_new_session=True,
@@ -110,6 +116,13 @@ def stack(tmp_path_factory) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
         log.close()
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory) -> Iterator[Stack]:
+    """The whole stack as `make up` starts it, for this module's tests."""
+    with running_stack(tmp_path_factory.mktemp("stack")) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
