@@ -102,6 +102,7 @@ if mine is not None:
     if request.negative_prompt:
         words.append(f"negative prompt “{request.negative_prompt}”")
     runs.append((request.guidance_scale, ", ".join(words), mine))
+    st.caption(f"Your picture stands in the row above, in order of g (g = {request.guidance_scale:g}).")
 
 # The row in order of g: the student's own run stands where its g belongs.
 runs.sort(key=lambda shown: shown[0])
