@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import json
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
+from diffusers import StableDiffusionPipeline
 
 from services.common.api import STUDENT_METADATA, pb
 from services.common.codecs import tensor_from_proto
+from services.inference.models import SHAPES_DIR, device_and_dtype
 from services.lessons.catalog import DEFAULT_CATALOG
 from services.shapes import data
 from services.shapes.judge import judge
-from tests.integration.helpers import Stream, collect, request
+from tests.integration.helpers import Stream, collect, request, run_pipeline
 from tests.support.servers import running_server, stub_for
 
 PROMPTS = 48
@@ -112,3 +115,28 @@ def test_the_position_word_attends_to_the_side_it_names(runs):
         )
         right.append(named.sum() > other.sum())
     assert np.mean(right) >= 0.9, right
+
+
+def test_with_the_maps_on_the_shapes_stream_still_equals_the_pipeline(shapes_stub):
+    """Shapes attends at the latent's own grid too (8 x 8): the probe sits beside every layer, changing nothing."""
+    pipe = StableDiffusionPipeline.from_pretrained(
+        SHAPES_DIR, safety_checker=None, requires_safety_checker=False, torch_dtype=device_and_dtype("auto")[1]
+    ).to(device_and_dtype("auto")[0])
+    pipe.set_progress_bar_config(disable=True)
+    spec = request(
+        "a green star on the right",
+        seed=3,
+        guidance_scale=7.5,
+        num_inference_steps=12,
+        width=64,
+        height=64,
+        scheduler="dpm_solver_pp",
+        include=["latent", "cross_attention", "decoded_x0_preview"],
+    )
+    stream = collect(shapes_stub.Generate(spec))
+    assert [(r.height, r.width) for r in stream.frames[0].cross_attention.resolutions] == [(8, 8), (4, 4)]
+    config = json.loads((SHAPES_DIR / "scheduler" / "scheduler_config.json").read_text())
+    image, latents = run_pipeline(pipe, config, spec)
+    np.testing.assert_array_equal(stream.image, image)
+    for frame, expected in zip(stream.frames, latents, strict=True):
+        np.testing.assert_array_equal(tensor_from_proto(frame.latent), expected[0].half().numpy())
