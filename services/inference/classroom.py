@@ -177,8 +177,9 @@ class Classroom:
         1. Who asks may not be the server itself, their name is plain text, and the teacher
            has not removed it from the class.
         2. The request must be within the server's limits and pass the class's blocklist.
-        3. A lesson tag counts only on its catalog entry's own request; a resume ticket only on
-           the request and student it was given for (then the model's work is not charged again).
+        3. A lesson tag counts only on its catalog entry's own request (then the work is the
+           lesson's, not the student's); a resume ticket only on the request and student it was
+           given for (then the model's work is not charged again).
         4. A trajectory already running, remembered or cached is served as it is.
         5. Otherwise the model must run: see `_admit_work`.
         Raises a `Refusal`; the caller must `release` the trajectory it gets.
@@ -199,6 +200,11 @@ class Classroom:
         if lesson and self._lesson_keys.get(lesson) != key:
             lesson = ""
         free = bool(resume) and hmac.compare_digest(resume, self.resume_ticket(who, key))
+        if lesson:
+            # A lesson example is the class's, not the student's: computing it takes neither the
+            # student's one place nor their computer's (the catalog bounds how many there can be),
+            # so a student whose own picture is still coming can open the next lesson.
+            who = Requester(f"{INTERNAL_PREFIX}lesson:{lesson}", name="a lesson example", classroom=who.classroom)
         trajectory, source = await self.hub.open(spec, who, lesson_entry=lesson, free=free)
         return trajectory, source, spec
 

@@ -312,3 +312,29 @@ def test_a_waiting_reader_hears_its_place_again_and_leaving_frees_it(settings, m
         server.classroom.pause(False)
         assert collect(again).final
         channel.close()
+
+
+def test_a_busy_student_can_still_open_a_lesson_example(settings):
+    """A lesson example is computed as the class's, not the student's: it takes none of their places."""
+    from services.common.api import ADDRESS_METADATA, LESSON_METADATA
+    from tests.frontend.conftest import LESSON_CATALOG
+
+    update = {"redis_url": "", "single_flight": False, "max_batch_size": 1, "max_per_address": 1,
+              "catalog": LESSON_CATALOG, "metrics_port": 0}  # fmt: skip
+    config = settings.model_copy(update=update)
+    with running_server(config) as server:
+        channel, stub = stub_for(server.address)
+        me = ((STUDENT_METADATA, "robin"), (ADDRESS_METADATA, "10.0.0.3"))
+        mine = stub.Generate(request("my own", seed=90, num_inference_steps=60, width=64, height=64), metadata=me)
+        deadline = time.monotonic() + 30
+        while stats(stub).active_generations < 1 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        with pytest.raises(grpc.RpcError) as caught:  # my own second picture waits for the first
+            collect(stub.Generate(request("another", seed=91, num_inference_steps=2, width=64, height=64),
+                                  metadata=me))  # fmt: skip
+        assert "You already have a picture being made" in caught.value.details()
+        entry = stub.ListLessons(pb.ListLessonsRequest(collection="seed-gallery")).entries[0]
+        lesson = collect(stub.Generate(entry.request, metadata=(*me, (LESSON_METADATA, entry.id))))
+        assert lesson.final and lesson.status.source == pb.TRAJECTORY_SOURCE_COMPUTED
+        assert collect(mine).final
+        channel.close()
