@@ -44,7 +44,8 @@ class Example:
         return f"not ready: about {max(1, round(seconds))} s to compute"
 
 
-@st.cache_data(ttl=10, show_spinner=False)
+# Fresh enough: what this front end computed itself is marked ready at once (trajectory.ready).
+@st.cache_data(ttl=30, show_spinner=False)
 def examples(collection: str) -> list[Example]:
     """The entries of one catalog collection (an empty list if the catalog lacks it)."""
     listing = get_client().lessons(collection)
@@ -86,7 +87,7 @@ def open_prompt_example(key: str, guidance: str = "7") -> tuple[Example, Traject
     if not example.ready:
         with meanwhile.container():
             offer_ready(items, key, describe)
-    run = guarded(lambda: load(example.request, lesson_entry=example.id))
+    run = guarded(lambda: load(example.request, lesson_entry=example.id, cold=not example.ready))
     meanwhile.empty()
     if run is None:
         st.stop()
@@ -101,12 +102,23 @@ def pick_example(label: str, items: list[Example], key: str, describe: Callable[
     """
     ids = [item.id for item in items]
     chosen = st.session_state.get(key)
+    last_box = st.session_state.get(f"{key}-box")
+    if last_box is not None and st.session_state.get(last_box, chosen) != chosen:
+        chosen = st.session_state[last_box]  # picked in the box as drawn last time (its marks changed since)
     labels = {item.id: f"{describe(item)} · {item.readiness()}" for item in items}
     box = f"{key}-box-{hashlib.sha256(repr(sorted(labels.items())).encode()).hexdigest()[:8]}"
     index = ids.index(chosen) if chosen in ids else 0
     choice = st.selectbox(label, ids, index=index, format_func=labels.__getitem__, key=box)
-    st.session_state[key] = choice
+    st.session_state[key], st.session_state[f"{key}-box"] = choice, box
     return items[ids.index(choice)]
+
+
+def choose(key: str, example_id: str) -> None:
+    """Pick an example for the box `pick_example` drew under `key` (a button's callback)."""
+    st.session_state[key] = example_id
+    box = st.session_state.get(f"{key}-box")
+    if box is not None:
+        st.session_state[box] = example_id
 
 
 def offer_ready(items: list[Example], key: str, describe: Callable[[Example], str], most: int = 4) -> None:
@@ -117,6 +129,5 @@ def offer_ready(items: list[Example], key: str, describe: Callable[[Example], st
     st.caption("This example is computed for you now. These are ready at once:")
     for item in ready_now:
         st.button(
-            describe(item), key=f"{key}-ready-{item.id}", on_click=st.session_state.__setitem__, args=(key, item.id),
-            type="tertiary",
+            describe(item), key=f"{key}-ready-{item.id}", on_click=choose, args=(key, item.id), type="tertiary",
         )  # fmt: skip

@@ -173,8 +173,8 @@ def _seconds(seconds: float) -> str:
     return f"about {max(1, round(seconds))} s"
 
 
-def status_line(state: Snapshot, planned: str = "picture") -> str:
-    """What one stream is doing, in one sentence a student understands."""
+def status_line(state: Snapshot, planned: str = "your picture") -> str:
+    """What one stream is doing, in one sentence a student understands; `planned` names the run ("this example")."""
     steps = f"step {state.steps_done} of {state.total_steps}" if state.total_steps else "its first step"
     left = state.seconds_left()
     if state.phase == Phase.WAITING:
@@ -184,7 +184,7 @@ def status_line(state: Snapshot, planned: str = "picture") -> str:
             return "Reading from the cache…"
         then = f"; then {state.total_steps} steps, {_seconds(left)}" if left is not None else ""
         if state.position == 1:
-            return f"You are next: the model starts on your {planned} as soon as a place is free{then}."
+            return f"You are next: the model starts on {planned} as soon as a place is free{then}."
         if state.position > 1:
             ahead = state.position - 1
             return f"Waiting for the model: {ahead} picture{'s' if ahead > 1 else ''} ahead of yours{then}."
@@ -199,7 +199,7 @@ def status_line(state: Snapshot, planned: str = "picture") -> str:
             return f"A classmate asked for exactly this a moment ago: following their run, {steps}{time_left}."
         return f"The model is computing {steps}{time_left}."
     if state.phase == Phase.PAUSED:
-        where = steps if state.resumes == Phase.RUNNING else f"the {planned} is not started"
+        where = steps if state.resumes == Phase.RUNNING else f"{planned} has not started"
         return f"Your teacher has paused the class's pictures ({where}). It goes on when they resume."
     if state.phase == Phase.DONE:
         cached = " (from the cache)" if state.source == pb.TRAJECTORY_SOURCE_CACHE else ""
@@ -209,7 +209,7 @@ def status_line(state: Snapshot, planned: str = "picture") -> str:
     return state.message  # failed or cleared: the service's own sentence
 
 
-def show(slot: st.delta_generator.DeltaGenerator, state: Snapshot, *, planned: str = "picture") -> None:
+def show(slot: st.delta_generator.DeltaGenerator, state: Snapshot, *, planned: str = "your picture") -> None:
     """Replace the stream's slot with its one status (a progress bar while it runs)."""
     line = status_line(state, planned)
     if state.phase == Phase.RUNNING:

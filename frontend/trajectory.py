@@ -323,12 +323,13 @@ def follow(
     generation: Generation,
     slot: st.delta_generator.DeltaGenerator,
     *,
-    planned: str = "picture",
+    planned: str = "your picture",
     show_done: bool = False,
     show_steps: bool = False,
     on_step: Callable[[TrajectoryView], None] | None = None,
+    show_after_s: float = SHOW_AFTER_S,
 ) -> Snapshot:
-    """Show the stream's one status in `slot` until it ends (after SHOW_AFTER_S: quick reads show nothing).
+    """Show the stream's one status in `slot` until it ends (after `show_after_s`: quick reads show nothing).
 
     `show_steps` draws the model's latest guess beside the status; `on_step` is called
     whenever a new step has arrived. Returns where the stream ended.
@@ -346,7 +347,7 @@ def follow(
                 generation.state.paused(paused)
                 state = generation.state.snapshot()
             pause_check = now + PAUSE_CHECK_S
-        if state.final or now - began >= SHOW_AFTER_S:
+        if state.final or now - began >= show_after_s:
             view = (state.phase, state.steps_done, state.message, state.position, state.resumes, state.source,
                     round(state.seconds_left() or 0))  # fmt: skip
             if view != shown:
@@ -406,13 +407,19 @@ def expected_seconds(request: pb.GenerateRequest) -> float | None:
 
 
 def load(
-    request: pb.GenerateRequest, probes: list[str] | None = None, lesson_entry: str = "", *, planned: str = "example"
+    request: pb.GenerateRequest,
+    probes: list[str] | None = None,
+    lesson_entry: str = "",
+    *,
+    planned: str = "this example",
+    cold: bool = False,
 ) -> TrajectoryView:
     """A whole trajectory (from the cache when it was precomputed), kept for every session.
 
     While it takes more than a moment, the page shows what is happening where this is
-    called, with the steps as they come. `lesson_entry` names the catalog entry being
-    opened: computed, it is kept as the lesson's. Raises StudentError when it cannot be had.
+    called, with the steps as they come (at once when it is known to be `cold`: not
+    cached anywhere). `lesson_entry` names the catalog entry being opened: computed, it
+    is kept as the lesson's. Raises StudentError when it cannot be had.
     """
     message = request_with(request, probes)
     key = message.SerializeToString(deterministic=True)
@@ -427,7 +434,7 @@ def load(
 
     generation = store.generation(key, start)
     slot = st.empty()
-    state = follow(generation, slot, planned=planned, show_steps=True)
+    state = follow(generation, slot, planned=planned, show_steps=True, show_after_s=0.0 if cold else SHOW_AFTER_S)
     slot.empty()
     if state.phase != Phase.DONE or generation.trajectory.image is None:
         raise StudentError(state.message or FAILED_SENTENCE)

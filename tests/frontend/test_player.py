@@ -8,15 +8,21 @@ from __future__ import annotations
 
 import os
 import re
-import secrets
 import shutil
+import signal
+import subprocess
+import time
+import urllib.request
 from collections.abc import Iterator
 
 import pytest
-from playwright.sync_api import Frame, Page, expect, sync_playwright
+from playwright.sync_api import Frame, Locator, Page, expect, sync_playwright
 from streamlit.proto.BackMsg_pb2 import BackMsg
 
-from tests.frontend.test_browser import ARTIFACTS, CHROMIUM_ARGS, stack  # noqa: F401 (a fixture)
+from tests.frontend.conftest import ROOT
+from tests.frontend.test_browser import ARTIFACTS, CHROMIUM_ARGS
+from tests.support.redis_server import RedisServer
+from tests.support.servers import free_port, wait_until_serving
 
 PLAYER = 'iframe[title="frontend.player.trajectory_player"]'
 # The first words of every status line (frontend/progress.py).
@@ -62,24 +68,51 @@ pattern => {
 
 
 @pytest.fixture(scope="module")
-def cold_cache(tmp_path_factory) -> Iterator[None]:
-    """A cache secret of this module's own: whatever the stack's Redis kept from earlier runs reads as foreign.
+def stack(tmp_path_factory) -> Iterator[str]:
+    """The stack as `make up` starts it (deploy/local-up.sh), Shapes model, over a Redis of its own, empty.
 
-    So every lesson example opens cold (computed when opened), however often the stack ran before.
+    So the catalog is truthful and every lesson example opens cold: computed when it is opened.
     """
-    secret = tmp_path_factory.mktemp("secrets") / "cache_secret"
-    secret.write_text(secrets.token_hex(32))
-    before = os.environ.get("CLASSROOM_CACHE_SECRET_FILE")
-    os.environ["CLASSROOM_CACHE_SECRET_FILE"] = str(secret)
-    yield
-    if before is None:
-        os.environ.pop("CLASSROOM_CACHE_SECRET_FILE")
-    else:
-        os.environ["CLASSROOM_CACHE_SECRET_FILE"] = before
+    redis = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    ports = {name: str(free_port()) for name in ("GRPC", "FRONTEND", "METRICS")}
+    env = os.environ | {
+        "CLASSROOM_MODEL": "shapes",
+        "CLASSROOM_GRPC_PORT": ports["GRPC"],
+        "CLASSROOM_FRONTEND_PORT": ports["FRONTEND"],
+        "CLASSROOM_METRICS_PORT": ports["METRICS"],
+        "CLASSROOM_REDIS_URL": redis.url,
+        "CLASSROOM_RATE_LIMIT_PER_MINUTE": "0",  # one browser opens lessons and generates
+    }
+    for name in ("CLASSROOM_INFERENCE_ADDR", "CLASSROOM_CATALOG", "CLASSROOM_TEACHER_CODE", "CLASSROOM_CLASS_CODE"):
+        env.pop(name, None)
+    log = (tmp_path_factory.mktemp("stack") / "stack.log").open("w")
+    process = subprocess.Popen(
+        ["bash", str(ROOT / "deploy" / "local-up.sh")], env=env, stdout=log, stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{ports['FRONTEND']}"
+    try:
+        wait_until_serving(f"127.0.0.1:{ports['GRPC']}", process=process)
+        for _ in range(600):
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                time.sleep(0.2)
+        yield url
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(60)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+        log.close()
+        redis.kill()
 
 
 @pytest.fixture(scope="module")
-def browser_page(cold_cache, stack) -> Iterator[tuple[Page, list[str]]]:  # noqa: F811 (the fixture imported above)
+def browser_page(stack: str) -> Iterator[tuple[Page, list[str]]]:
     """A Chromium page, and the reruns of the whole page it has asked the server for (on its websocket)."""
     chromium = shutil.which("chromium")
     assert chromium, "Debian's chromium is needed for the browser test: run `make install`"
@@ -115,9 +148,11 @@ def open_page(page: Page, title: str) -> None:
     page.get_by_test_id("stSidebarNavItems").get_by_role("link", name=re.compile(re.escape(title))).click()
 
 
-def front_end(stack: object) -> str:  # noqa: F811
-    """The front end's address (the stack fixture gives it, or a tuple naming it `url`)."""
-    return stack if isinstance(stack, str) else stack.url
+def picker_box(page: Page) -> Locator:
+    """The example picker's box, once the page has finished drawing it (one box: the marks' old one is gone)."""
+    boxes = page.get_by_role("combobox", name="Example")
+    expect(boxes).to_have_count(1)
+    return boxes
 
 
 def step_of(player: Frame) -> int:
@@ -145,17 +180,17 @@ def player_frame(page: Page) -> Frame:
     return frame
 
 
-def test_a_cold_lesson_shows_progress_then_plays_without_a_rerun(browser_page, stack):  # noqa: F811
+def test_a_cold_lesson_shows_progress_then_plays_without_a_rerun(browser_page, stack):
     page, sent = browser_page
-    page.goto(front_end(stack))
+    page.goto(stack)
     expect(page.get_by_text("The image server is running")).to_be_visible()
     settle(page, "player-0-welcome")
     open_page(page, "Words to numbers")  # a student going through the lessons in order
     expect(page.get_by_text("How alike").first).to_be_visible()
     settle(page, "player-0-words")
 
-    # Nothing is precomputed in this stack, and its cache reads as foreign (cold_cache): the lesson's
-    # first example is computed when opened. Timed in the page, from the click to the first status.
+    # Nothing is precomputed in this stack, its cache empty: the lesson's first example is computed
+    # when opened. Timed in the page, from the click to the first status.
     page.evaluate(TIME_FIRST_STATUS, WAITING_OR_COMPUTING.pattern)
     open_page(page, "From noise to image")
     expect(page.get_by_text(WAITING_OR_COMPUTING).first).to_be_visible(timeout=10_000)
@@ -201,11 +236,37 @@ def test_a_cold_lesson_shows_progress_then_plays_without_a_rerun(browser_page, s
     player.locator("#player").press("ArrowRight")
     assert step_of(player) == last
     expect(page.get_by_text(f"latent at step {last}").first).to_be_visible()
+    settle(page, "player-4-keys")
+
+    # Another example, not computed yet: while it computes, the ready one is offered, one click away.
+    picker = page.get_by_test_id("stSelectbox").first
+    picker.click()
+    other = page.get_by_role("option").nth(1)
+    other_name = other.inner_text().split(" · ")[0]
+    assert "not ready" in other.inner_text()
+    other.click()
+    expect(page.get_by_text("These are ready at once")).to_be_visible()
+    page.screenshot(path=str(ARTIFACTS / "player-5-ready-meanwhile.png"))
+    offered = page.get_by_role("button", name=re.compile(r"\(seed \d+\)$"))
+    expect(offered).to_have_count(1)  # the one computed so far
+    ready = offered.inner_text()
+    offered.click()
+    expect(page.get_by_text("These are ready at once")).to_have_count(0)
+    settle(page, "player-6-back-to-the-ready-one")
+    expect(picker_box(page)).to_have_value(f"{ready} · ready")
+    # The other one went on computing meanwhile: opened again, it is ready, with no wait to show.
+    page.wait_for_timeout(6_000)
+    page.evaluate(WATCH_STATUSES, STATUS)
+    picker.click()
+    page.get_by_role("option", name=re.compile(re.escape(other_name))).click()
+    settle(page, "player-7-the-other-ready")
+    expect(picker_box(page)).to_have_value(f"{other_name} · ready")
+    assert page.evaluate("window.statusWatch.seen") == []
 
 
-def test_the_playground_shows_one_status_at_a_time_and_plays_without_a_rerun(browser_page, stack):  # noqa: F811
+def test_the_playground_shows_one_status_at_a_time_and_plays_without_a_rerun(browser_page, stack):
     page, sent = browser_page
-    page.goto(front_end(stack))
+    page.goto(stack)
     open_page(page, "Playground")
     page.get_by_label("Prompt", exact=True).fill("a yellow star at the top")
     page.evaluate(WATCH_STATUSES, STATUS)
