@@ -4,6 +4,7 @@ import streamlit as st
 
 from frontend.settings import FrontendSettings
 from frontend.signin import keep_my_name, name_heartbeat, sign_in_page, signed_in
+from frontend.together import class_banner
 from frontend.views import preload_lesson_libraries
 
 # An emoji, not a Material icon: the browser would fetch that one from fonts.gstatic.com (a third party).
@@ -22,6 +23,8 @@ pages = [
     st.Page("lessons/branch.py", title="8. When does the picture decide?", icon=":material/call_split:"),
     st.Page("lessons/playground.py", title="Playground", icon=":material/science:"),
     st.Page("lessons/model.py", title="The model", icon=":material/memory:"),
+    st.Page("lessons/follow.py", title="Follow along", icon=":material/co_present:"),
+    st.Page("lessons/gallery.py", title="Class gallery", icon=":material/photo_library:"),
 ]
 # The teacher's page asks for the teacher code itself, and refuses anyone without it.
 teacher = st.Page("lessons/teacher.py", title="Teacher", icon=":material/admin_panel_settings:")
@@ -33,4 +36,7 @@ elif settings.class_code:
     name_heartbeat()
 if settings.teacher_code:
     pages.append(teacher)
-st.navigation(pages).run()
+page = st.navigation(pages)
+if signed_in(settings):
+    class_banner(on_follow_page=page.url_path == "follow")  # when the teacher leads, go along; a quick check
+page.run()

@@ -94,6 +94,7 @@ class TrajectoryView:
     """A trajectory as the front end received it: the header's facts and every step's pictures."""
 
     source: int = pb.TRAJECTORY_SOURCE_UNSPECIFIED
+    key: str = ""  # the service's name for it (StreamStatus.trajectory_key): how it is shared to the gallery
     request: pb.GenerateRequest | None = None
     total_steps: int = 0
     timesteps: list[float] = field(default_factory=list)
@@ -121,6 +122,7 @@ class TrajectoryView:
                 for spec in fields(self):
                     setattr(self, spec.name, spec.default_factory() if spec.default is MISSING else spec.default)
             self.source = response.status.source
+            self.key = response.status.trajectory_key
         elif kind == "queue":
             self.queue = response.queue
         elif kind == "header":

@@ -16,6 +16,7 @@ from frontend.client import get_client
 from frontend.guard import record_try, wait_before_trying
 from frontend.settings import FrontendSettings
 from frontend.signin import TOO_MANY_TRIES
+from frontend.teaching import teach_together
 from frontend.views import guarded
 from services.common.api import pb
 
@@ -205,3 +206,4 @@ def live_view() -> None:
 
 
 live_view()
+teach_together()  # lead the class, quick checks, the class gallery and map

@@ -1,0 +1,54 @@
+"""The class map drawn: each shared trajectory a path from its noise to its picture, on one projection."""
+
+from __future__ import annotations
+
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+from services.common.api import pb
+
+MAP_NOTE = (
+    "Each line is one shared picture's trajectory, from its starting noise (small dot) to its picture "
+    "(large dot), drawn on the two directions along which all the class's latents vary most (PCA). "
+    "Hover for the prompt: pictures of similar prompts end near each other."
+)
+
+
+def map_rows(class_map: pb.ClassMap) -> pd.DataFrame:
+    """One row per point: which path, its order along the path, where, and the words to hover."""
+    rows = []
+    for number, path in enumerate(class_map.paths):
+        last = len(path.x) - 1
+        for order, (x, y) in enumerate(zip(path.x, path.y, strict=True)):
+            rows.append({
+                "path": number, "order": order, "x": x, "y": y, "prompt": path.prompt,
+                "student": path.student_name, "seed": path.seed,
+                "point": "picture" if order == last else "noise" if order == 0 else "step",
+            })  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def draw_class_map(class_map: pb.ClassMap) -> None:
+    """The map, or a sentence when nothing is shared yet."""
+    if not class_map.paths:
+        st.caption("Nothing is on the class map yet: share pictures to the class gallery to draw them here.")
+        return
+    data = map_rows(class_map)
+    hover = [alt.Tooltip("prompt:N"), alt.Tooltip("student:N", title="shared by"), alt.Tooltip("seed:Q")]
+    base = alt.Chart(data).encode(
+        x=alt.X("x:Q", title="first direction", axis=alt.Axis(labels=False, ticks=False)),
+        y=alt.Y("y:Q", title="second direction", axis=alt.Axis(labels=False, ticks=False)),
+        color=alt.Color("prompt:N", legend=alt.Legend(orient="bottom", title=None, labelLimit=0, columns=2)),
+        tooltip=hover,
+    )
+    lines = base.mark_line(opacity=0.6).encode(detail="path:N", order="order:Q")
+    ends = (
+        base.transform_filter(alt.datum.point != "step")
+        .mark_point(filled=True)
+        .encode(size=alt.Size("point:N", scale=alt.Scale(domain=["noise", "picture"], range=[30, 160]), legend=None))
+    )
+    st.altair_chart((lines + ends).properties(height=420), use_container_width=True)
+    st.caption(MAP_NOTE + f" The two directions show {class_map.explained_variance:.0%} of the spread.")
+    if class_map.left_out:
+        st.caption(f"{class_map.left_out} picture(s) of another size are left off: one map needs one size.")

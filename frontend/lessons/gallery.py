@@ -1,0 +1,55 @@
+"""The class gallery: pictures classmates shared and the teacher approved, newest first, each opening in the player."""
+
+import streamlit as st
+
+from frontend.client import get_client
+from frontend.player import play_trajectory
+from frontend.together import share_to_class
+from frontend.trajectory import load
+from frontend.views import guarded, plain
+from services.common.api import pb
+
+COLUMNS = 4
+
+
+def settings_line(item: pb.GalleryItem) -> str:
+    request = item.request
+    return (f"by {plain(item.student_name or 'a classmate')} · seed {request.seed} · {request.num_inference_steps} "
+            f"steps · guidance {request.guidance_scale:g} · {plain(request.scheduler)}")  # fmt: skip
+
+
+def open_item(item_id: str) -> None:
+    st.session_state["gallery-open"] = item_id
+
+
+st.title("Class gallery")
+mine = st.session_state.get("result")  # the Playground's latest picture
+if mine is not None and getattr(mine, "image", None) is not None:
+    with st.expander("Share your latest Playground picture", expanded=False):
+        st.image(mine.image, width=128)
+        st.markdown(f"“{plain(mine.request.prompt)}”, seed {mine.request.seed}")
+        share_to_class(mine, key="gallery-share")
+
+items = guarded(get_client().gallery)
+if items is None:
+    st.stop()
+if not items:
+    st.info("Nothing in the gallery yet. Make a picture in the Playground and share it with the class.")
+    st.stop()
+
+chosen = next((item for item in items if item.id == st.session_state.get("gallery-open")), None)
+if chosen is not None:
+    st.subheader(f"“{plain(chosen.request.prompt)}”")
+    st.caption(settings_line(chosen))
+    run = guarded(lambda: load(chosen.request))
+    if run is not None:
+        play_trajectory(run, key=f"gallery-player-{chosen.id}", width=200)
+    st.button("Close the player", on_click=open_item, args=("",))
+
+for start in range(0, len(items), COLUMNS):
+    for column, item in zip(st.columns(COLUMNS), items[start : start + COLUMNS], strict=False):
+        with column.container(border=True):
+            st.image(item.picture.data, use_container_width=True)
+            st.markdown(f"“{plain(item.request.prompt)}”")
+            st.caption(settings_line(item))
+            st.button("Open in the player", key=f"gallery-open-{item.id}", on_click=open_item, args=(item.id,))

@@ -1,0 +1,151 @@
+"""Present mode in a real Chromium: a teacher's browser leads, a student's browser follows.
+
+Two browser contexts (two people, each with their own cookies) against a real
+Streamlit server and a real inference service with the API token, as a class
+runs it. The student's page follows the teacher's lesson example and step
+within 2 s, can leave and come back with one click, and is let go on Release.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+
+import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from tests.frontend.conftest import LESSON_CATALOG, ROOT
+from tests.support.servers import ServerThread, free_port, running_server
+
+CLASS_CODE, TEACHER_CODE, TOKEN = "owl-42", "heron-7", "the class's api token"
+FOLLOW_S = 2.0  # the teacher's move reaches the student's page within this
+WAIT_MS = 60_000  # anything else: pages compute on a busy CPU
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def service(settings, tmp_path_factory) -> Iterator[ServerThread]:
+    from tests.support.redis_server import RedisServer
+
+    redis = RedisServer(tmp_path_factory.mktemp("together-redis")).start()
+    config = settings.model_copy(update={"catalog": LESSON_CATALOG, "teacher_code": TEACHER_CODE,
+                                         "api_token": TOKEN, "redis_url": redis.url})  # fmt: skip
+    with running_server(config) as server:
+        yield server
+    redis.stop()
+
+
+@pytest.fixture(scope="module")
+def frontend_url(service: ServerThread, tmp_path_factory) -> Iterator[str]:
+    port = free_port()
+    env = os.environ | {
+        "CLASSROOM_INFERENCE_ADDR": service.address,
+        "CLASSROOM_CLASS_CODE": CLASS_CODE,
+        "CLASSROOM_TEACHER_CODE": TEACHER_CODE,
+        "CLASSROOM_API_TOKEN": TOKEN,
+        "HF_HUB_OFFLINE": "1",
+    }
+    log = (tmp_path_factory.mktemp("frontend") / "streamlit.log").open("w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", str(ROOT / "frontend" / "app.py"), "--server.port", str(port),
+         "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false"],
+        env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    try:
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                assert process.poll() is None, "the front end exited"
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        yield url
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def browser(frontend_url) -> Iterator[Browser]:
+    chromium = shutil.which("chromium")
+    assert chromium, "Debian's chromium is needed for the browser tests: run `make install`"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+def person(browser: Browser, url: str, name: str) -> Page:
+    """A browser context of its own (its own cookies), signed in to the class as `name`."""
+    page = browser.new_context(viewport={"width": 1300, "height": 1000}).new_page()
+    page.set_default_timeout(60_000)
+    page.goto(url)
+    page.get_by_label("Class code").fill(CLASS_CODE)
+    page.get_by_label("Your name").fill(name)
+    page.get_by_role("button", name="Start").click()
+    expect(page.get_by_text("Type the class code")).to_have_count(0, timeout=WAIT_MS)
+    return page
+
+
+def open_teacher_page(page: Page) -> None:
+    page.get_by_role("link", name="Teacher").click()
+    page.get_by_label("Teacher code").fill(TEACHER_CODE)
+    page.get_by_role("button", name="Open").click()
+    expect(page.get_by_role("tab", name="Lead the class")).to_be_visible(timeout=WAIT_MS)
+
+
+def test_the_students_page_follows_the_teacher_and_is_let_go_on_release(browser, frontend_url, service):
+    teacher = person(browser, frontend_url, "Ms Lee")
+    student = person(browser, frontend_url, "Sam")
+    open_teacher_page(teacher)
+
+    teacher.get_by_role("button", name="Lead the class").click()
+    expect(teacher.get_by_text("You are leading the class: step 0")).to_be_visible(timeout=WAIT_MS)
+    # The student was on the welcome page: their page goes to the lesson, at the teacher's step.
+    expect(student.get_by_text("Your teacher is on step 0 of 4.")).to_be_visible(timeout=FOLLOW_S * 1000)
+    expect(student.get_by_test_id("stMainBlockContainer").get_by_text("Change one word")).to_be_visible(timeout=WAIT_MS)
+
+    next_step = teacher.get_by_test_id("stNumberInputStepUp")
+    next_step.click()
+    expect(teacher.get_by_text("You are leading the class: step 1")).to_be_visible(timeout=WAIT_MS)
+    next_step.click()
+    expect(teacher.get_by_text("You are leading the class: step 2")).to_be_visible(timeout=WAIT_MS)
+    expect(student.get_by_text("Your teacher is on step 2 of 4.")).to_be_visible(timeout=FOLLOW_S * 1000)
+
+    # The student leaves for another page: not dragged back, a banner and one click to return.
+    student.get_by_role("link", name="Playground").click()
+    expect(student.get_by_text("Your teacher is leading the class")).to_be_visible(timeout=WAIT_MS)
+    next_step.click()  # the teacher moves on meanwhile
+    expect(teacher.get_by_text("You are leading the class: step 3")).to_be_visible(timeout=WAIT_MS)
+    time.sleep(FOLLOW_S)
+    expect(student.get_by_role("heading", name="Playground")).to_be_visible(
+        timeout=WAIT_MS
+    )  # still where the student went
+    student.get_by_role("button", name="Back to the teacher").click()
+    expect(student.get_by_text("Your teacher is on step 3 of 4.")).to_be_visible(timeout=FOLLOW_S * 1000)
+
+    teacher.get_by_role("button", name="Release").click()
+    expect(student.get_by_text("Your teacher is not leading the class right now")).to_be_visible(
+        timeout=FOLLOW_S * 1000
+    )
+    student.get_by_role("link", name="Playground").click()
+    expect(student.get_by_role("heading", name="Playground")).to_be_visible(timeout=WAIT_MS)
+    expect(student.get_by_text("Your teacher is leading the class")).to_have_count(0)
