@@ -36,6 +36,10 @@ def _array(tensor: pb.Tensor) -> np.ndarray | None:
     return tensor_from_proto(tensor).astype(np.float32) if tensor.shape else None
 
 
+def _half(tensor: pb.Tensor) -> np.ndarray | None:
+    return tensor_from_proto(tensor) if tensor.shape else None
+
+
 # Trajectories may carry each step's decoded guess (probe `decoded_x0_preview`).
 _HAS_DECODED = "decoded_x0_preview" in pb.StepFrame.DESCRIPTOR.fields_by_name
 
@@ -65,6 +69,7 @@ class Step:
     noise: tuple[np.ndarray, np.ndarray, np.ndarray] | None  # unconditional, conditional, guided
     seconds: float
     # Cross-attention maps [tokens, h, w] (start, prompt pieces, end), when the request asked for them.
+    # Kept in float16 as sent: at 512 px they are the largest thing a step holds.
     attention: np.ndarray | None = None
     attention_by_resolution: list[tuple[int, np.ndarray]] = field(default_factory=list)  # (layers, maps) each grid
 
@@ -84,8 +89,8 @@ class Step:
             decoded_x0=_picture(frame.decoded_x0_preview) if _HAS_DECODED else None,
             noise=noise,
             seconds=frame.timings.step_seconds,
-            attention=_array(frame.cross_attention.maps),
-            attention_by_resolution=[(r.layers, _array(r.maps)) for r in frame.cross_attention.resolutions],
+            attention=_half(frame.cross_attention.maps),
+            attention_by_resolution=[(r.layers, _half(r.maps)) for r in frame.cross_attention.resolutions],
         )
 
 

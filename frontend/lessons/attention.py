@@ -68,7 +68,7 @@ if any(step.attention is None for step in run.steps):
 
 # The maps keep the start token, the prompt's pieces and the end token (padding is left out).
 tokens = [t for t in run.prompt_tokens.tokens if t.kind != pb.TOKEN_KIND_PADDING]
-maps = np.stack([step.attention for step in run.steps])  # [steps, tokens, h, w]
+maps = np.stack([step.attention for step in run.steps]).astype(np.float32)  # [steps, tokens, h, w]
 labels = [t.text.strip() or "∅" for t in tokens]
 labels[0], labels[-1] = "‹start›", "‹end›"
 pieces = list(range(1, len(tokens) - 1)) or [0]
@@ -124,7 +124,7 @@ with st.expander("Each resolution on its own"):
     resolutions = run.steps[0].attention_by_resolution
     for column, index in zip(st.columns(len(resolutions)), range(len(resolutions)), strict=True):
         layers, first = resolutions[index]
-        heat = sum(step.attention_by_resolution[index][1][chosen] for step in run.steps)
+        heat = sum(step.attention_by_resolution[index][1][chosen].astype(np.float32) for step in run.steps)
         column.image(
             overlay(run.image, heat),
             caption=f"{first.shape[1]} x {first.shape[2]} grid, {layers} layer{'s' * (layers > 1)}",
