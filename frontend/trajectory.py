@@ -156,6 +156,7 @@ def _name() -> str:
 
 SHOW_AFTER_S = 0.15  # a wait shorter than this shows nothing: no status flickers past a quick cache read
 PAUSE_CHECK_S = 2.0  # how often a waiting page asks whether the teacher paused the class
+REDRAW_S = 0.5  # a status is drawn again this often, unchanged, so a click elsewhere is answered
 FAILED_SENTENCE = "Something went wrong while reading this picture. Try again; if it keeps happening, tell the teacher."
 
 
@@ -344,6 +345,7 @@ def follow(
     began = time.monotonic()
     pause_check = began + 1.0
     shown: tuple[object, ...] | None = None
+    drawn = began
     steps_seen = 0
     while True:
         state = generation.state.snapshot()
@@ -357,8 +359,10 @@ def follow(
         if state.final or now - began >= show_after_s:
             view = (state.phase, state.steps_done, state.message, state.position, state.resumes, state.source,
                     round(state.seconds_left() or 0))  # fmt: skip
-            if view != shown:
-                shown = view
+            # Drawn when it changes, and at least every REDRAW_S: drawing is where Streamlit stops this
+            # script when the student clicks elsewhere (a long wait in the queue changes nothing for a while).
+            if view != shown or now - drawn >= REDRAW_S:
+                shown, drawn = view, now
                 _draw(slot, state, generation.trajectory, planned, show_done, show_steps)
         if on_step is not None and state.steps_done != steps_seen:
             steps_seen = state.steps_done

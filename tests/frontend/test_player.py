@@ -14,6 +14,7 @@ import subprocess
 import time
 import urllib.request
 from collections.abc import Iterator
+from typing import NamedTuple
 
 import pytest
 from playwright.sync_api import Frame, Locator, Page, expect, sync_playwright
@@ -22,9 +23,17 @@ from streamlit.proto.BackMsg_pb2 import BackMsg
 from tests.frontend.conftest import ROOT
 from tests.frontend.test_browser import ARTIFACTS, CHROMIUM_ARGS
 from tests.support.redis_server import RedisServer
-from tests.support.servers import free_port, wait_until_serving
+from tests.support.servers import client_for, free_port, wait_until_serving
 
 PLAYER = 'iframe[title="frontend.player.trajectory_player"]'
+TEACHER_CODE = "owl-42"
+
+
+class Stack(NamedTuple):
+    url: str  # the front end
+    grpc: str  # the inference service, for the test to play the teacher
+
+
 # The first words of every status line (frontend/progress.py).
 STATUS = (
     r"^(Asking the image server|Starting:|Waiting for the model|You are next|Reading from the cache|"
@@ -68,7 +77,7 @@ pattern => {
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory) -> Iterator[str]:
+def stack(tmp_path_factory) -> Iterator[Stack]:
     """The stack as `make up` starts it (deploy/local-up.sh), Shapes model, over a Redis of its own, empty.
 
     So the catalog is truthful and every lesson example opens cold: computed when it is opened.
@@ -82,8 +91,9 @@ def stack(tmp_path_factory) -> Iterator[str]:
         "CLASSROOM_METRICS_PORT": ports["METRICS"],
         "CLASSROOM_REDIS_URL": redis.url,
         "CLASSROOM_RATE_LIMIT_PER_MINUTE": "0",  # one browser opens lessons and generates
+        "CLASSROOM_TEACHER_CODE": TEACHER_CODE,  # read by the service and the front end alike
     }
-    for name in ("CLASSROOM_INFERENCE_ADDR", "CLASSROOM_CATALOG", "CLASSROOM_TEACHER_CODE", "CLASSROOM_CLASS_CODE"):
+    for name in ("CLASSROOM_INFERENCE_ADDR", "CLASSROOM_CATALOG", "CLASSROOM_CLASS_CODE"):
         env.pop(name, None)
     log = (tmp_path_factory.mktemp("stack") / "stack.log").open("w")
     process = subprocess.Popen(
@@ -100,7 +110,7 @@ def stack(tmp_path_factory) -> Iterator[str]:
                         break
             except OSError:
                 time.sleep(0.2)
-        yield url
+        yield Stack(url, f"127.0.0.1:{ports['GRPC']}")
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         try:
@@ -112,7 +122,7 @@ def stack(tmp_path_factory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def browser_page(stack: str) -> Iterator[tuple[Page, list[str]]]:
+def browser_page(stack: Stack) -> Iterator[tuple[Page, list[str]]]:
     """A Chromium page, and the reruns of the whole page it has asked the server for (on its websocket)."""
     chromium = shutil.which("chromium")
     assert chromium, "Debian's chromium is needed for the browser test: run `make install`"
@@ -182,7 +192,7 @@ def player_frame(page: Page) -> Frame:
 
 def test_a_cold_lesson_shows_progress_then_plays_without_a_rerun(browser_page, stack):
     page, sent = browser_page
-    page.goto(stack)
+    page.goto(stack.url)
     expect(page.get_by_text("The image server is running")).to_be_visible()
     settle(page, "player-0-welcome")
     open_page(page, "Words to numbers")  # a student going through the lessons in order
@@ -266,7 +276,7 @@ def test_a_cold_lesson_shows_progress_then_plays_without_a_rerun(browser_page, s
 
 def test_the_playground_shows_one_status_at_a_time_and_plays_without_a_rerun(browser_page, stack):
     page, sent = browser_page
-    page.goto(stack)
+    page.goto(stack.url)
     open_page(page, "Playground")
     page.get_by_label("Prompt", exact=True).fill("a yellow star at the top")
     page.evaluate(WATCH_STATUSES, STATUS)
@@ -291,3 +301,31 @@ def test_the_playground_shows_one_status_at_a_time_and_plays_without_a_rerun(bro
     page.wait_for_timeout(500)
     assert len(sent) == before, "the Playground's player asks the server for nothing"
     assert player.locator("img").first.evaluate("i => getComputedStyle(i).imageRendering") == "pixelated"
+
+
+def test_a_paused_class_is_told_so_and_its_stop_button_answers(browser_page, stack):
+    """The teacher pauses: the student's picture says so (not "You are next"), and Stop still answers at once."""
+    page, _ = browser_page
+    teacher = client_for(stack.grpc)
+    teacher.set_paused(TEACHER_CODE, True)
+    try:
+        page.goto(stack.url)
+        open_page(page, "Playground")
+        page.get_by_label("Prompt", exact=True).fill("a blue square on the right")
+        page.evaluate(WATCH_STATUSES, STATUS)
+        page.get_by_role("button", name="Generate").click()
+        expect(page.get_by_text(re.compile(r"^Your teacher has paused"))).to_be_visible(timeout=15_000)
+        page.screenshot(path=str(ARTIFACTS / "player-8-paused.png"))
+        page.wait_for_timeout(1_500)  # nothing changes while paused: the page must still answer a click
+        page.get_by_role("button", name="Stop").click()
+        expect(page.get_by_text("You stopped the generation.")).to_be_visible(timeout=5_000)
+        settle(page, "player-9-stopped")
+        watch = page.evaluate("window.statusWatch")
+        assert watch["together"] == [] and watch["most"] == 1, watch
+        assert watch["seen"][-1] == "You stopped the generation.", watch["seen"]
+        paused_at = next(i for i, text in enumerate(watch["seen"]) if text.startswith("Your teacher has paused"))
+        assert not any(text.startswith("You are next") for text in watch["seen"][paused_at:]), watch["seen"]
+        assert not teacher.classroom(TEACHER_CODE).jobs  # its place in the queue went back to the class
+    finally:
+        teacher.set_paused(TEACHER_CODE, False)
+        teacher.close()
