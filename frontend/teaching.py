@@ -7,16 +7,21 @@ follows it whichever front-end replica each student's page runs on.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TypeVar
+
+import grpc
 import streamlit as st
 
 from frontend.classmap import draw_class_map
-from frontend.client import get_client
+from frontend.client import StudentError, get_client
 from frontend.player import play_trajectory
 from frontend.together import LETTERS, choice_label
-from frontend.trajectory import load
+from frontend.trajectory import load, ready
 from frontend.views import guarded, plain
 from services.common.api import pb
 
+T = TypeVar("T")
 STATUS_WORDS = {
     pb.SUBMISSION_STATUS_PENDING: "waiting for you",
     pb.SUBMISSION_STATUS_APPROVED: "in the gallery",
@@ -91,6 +96,11 @@ def lead_the_class() -> None:
         st.button("Release", key="lead-release", on_click=_push, args=(False,))
     else:
         st.button("Lead the class", key="lead-start", on_click=_push, args=(True,), type="primary")
+    if example.cache_state != pb.CACHE_STATE_LESSON and not ready(example.request):
+        # Never computed here: the teacher's page does not wait for it (nor hold a paused class's queue).
+        st.caption("This example is not precomputed yet: students wait for it to compute when you lead. "
+                   "Precompute the lessons first.")  # fmt: skip
+        return
     run = guarded(lambda: load(example.request, lesson_entry=example.id))
     if run is not None:
         play_trajectory(run, key="lead-preview", start=int(st.session_state["lead-step"]), width=160)
@@ -159,6 +169,18 @@ def live_tally() -> None:
 # -- the gallery and the map -------------------------------------------------------------
 
 
+def _unless_away(action: Callable[[], T]) -> T | None:
+    """A gallery call; when the gallery's store is away (no Redis), a note rather than an error."""
+    try:
+        return action()
+    except StudentError as error:
+        if error.code == grpc.StatusCode.FAILED_PRECONDITION:
+            st.info(str(error), icon=":material/cloud_off:")
+        else:
+            st.error(str(error), icon=":material/error:")
+        return None
+
+
 def _review(item_id: str, approve: bool) -> None:
     guarded(lambda: get_client().review_submission(_code(), item_id, approve))
 
@@ -177,7 +199,7 @@ def _clear_gallery() -> None:
 @st.fragment(run_every=3)
 def review_the_gallery() -> None:
     st.subheader("Class gallery")
-    listing = guarded(lambda: get_client().submissions(_code()))
+    listing = _unless_away(lambda: get_client().submissions(_code()))
     if listing is None:
         return
     st.session_state["gallery-approval"] = listing.approval_required
@@ -200,7 +222,7 @@ def review_the_gallery() -> None:
 
 def class_map() -> None:
     st.subheader("The class map")
-    shared = guarded(lambda: get_client().submission_map(_code()))
+    shared = _unless_away(lambda: get_client().submission_map(_code()))
     if shared is not None:
         draw_class_map(shared)
 
