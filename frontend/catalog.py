@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -97,28 +96,21 @@ def open_prompt_example(key: str, guidance: str = "7") -> tuple[Example, Traject
 def pick_example(label: str, items: list[Example], key: str, describe: Callable[[Example], str]) -> Example:
     """A select box over examples, each marked ready or not; the choice outlives the marks changing.
 
-    Streamlit knows a choice by its text, and an example's text changes once it is computed: so the
-    choice is kept under `key` by example id, and the box is a new one whenever the marks change.
+    Streamlit sends a choice back as its text, and an example's text changes once it is
+    computed. So the box holds example ids, and its value is set again (by id) before it is
+    drawn: the new text then goes with the same choice, in the same box.
     """
     ids = [item.id for item in items]
-    chosen = st.session_state.get(key)
-    last_box = st.session_state.get(f"{key}-box")
-    if last_box is not None and st.session_state.get(last_box, chosen) != chosen:
-        chosen = st.session_state[last_box]  # picked in the box as drawn last time (its marks changed since)
+    chosen = st.session_state.get(key)  # an id: picked in the box (read through last run's texts), or offered
+    st.session_state[key] = chosen if chosen in ids else ids[0]
     labels = {item.id: f"{describe(item)} · {item.readiness()}" for item in items}
-    box = f"{key}-box-{hashlib.sha256(repr(sorted(labels.items())).encode()).hexdigest()[:8]}"
-    index = ids.index(chosen) if chosen in ids else 0
-    choice = st.selectbox(label, ids, index=index, format_func=labels.__getitem__, key=box)
-    st.session_state[key], st.session_state[f"{key}-box"] = choice, box
+    choice = st.selectbox(label, ids, format_func=labels.__getitem__, key=key)
     return items[ids.index(choice)]
 
 
 def choose(key: str, example_id: str) -> None:
-    """Pick an example for the box `pick_example` drew under `key` (a button's callback)."""
+    """Pick an example for the box `pick_example` draws under `key` (a button's callback)."""
     st.session_state[key] = example_id
-    box = st.session_state.get(f"{key}-box")
-    if box is not None:
-        st.session_state[box] = example_id
 
 
 def offer_ready(items: list[Example], key: str, describe: Callable[[Example], str], most: int = 4) -> None:

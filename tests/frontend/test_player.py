@@ -57,6 +57,15 @@ pattern => {
   }).observe(document.body, {subtree: true, childList: true, characterData: true});
 }
 """
+# The most example pickers the page ever showed at once.
+COUNT_PICKERS = """
+() => {
+  window.mostPickers = 0;
+  const count = () => document.querySelectorAll('input[role="combobox"][aria-label="Example"]').length;
+  new MutationObserver(() => { window.mostPickers = Math.max(window.mostPickers, count()); })
+    .observe(document.body, {subtree: true, childList: true});
+}
+"""
 # Records, at every change of the page, the status lines shown at that moment.
 WATCH_STATUSES = """
 pattern => {
@@ -249,6 +258,7 @@ def test_a_cold_lesson_shows_progress_then_plays_without_a_rerun(browser_page, s
     settle(page, "player-4-keys")
 
     # Another example, not computed yet: while it computes, the ready one is offered, one click away.
+    page.evaluate(COUNT_PICKERS)
     picker = page.get_by_test_id("stSelectbox").first
     picker.click()
     other = page.get_by_role("option").nth(1)
@@ -272,6 +282,7 @@ def test_a_cold_lesson_shows_progress_then_plays_without_a_rerun(browser_page, s
     settle(page, "player-7-the-other-ready")
     expect(picker_box(page)).to_have_value(f"{other_name} · ready")
     assert page.evaluate("window.statusWatch.seen") == []
+    assert page.evaluate("window.mostPickers") == 1  # its marks changed, and it stayed one box
 
 
 def test_the_playground_shows_one_status_at_a_time_and_plays_without_a_rerun(browser_page, stack):
