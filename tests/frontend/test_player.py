@@ -48,12 +48,16 @@ WAITING_OR_COMPUTING = re.compile(
 TIME_FIRST_STATUS = """
 pattern => {
   const re = new RegExp(pattern);
-  window.firstStatus = {clicked: null, shown: null};
+  window.firstStatus = {clicked: null, shown: null, steps: []};
   document.addEventListener("click", () => { window.firstStatus.clicked = performance.now(); }, true);
   new MutationObserver(() => {
     const status = window.firstStatus;
-    if (status.clicked === null || status.shown !== null) return;
-    if ([...document.querySelectorAll("p")].some(p => re.test(p.innerText.trim()))) status.shown = performance.now();
+    if (status.clicked === null) return;
+    const texts = [...document.querySelectorAll("p")].map(p => p.innerText.trim());
+    if (status.shown === null && texts.some(t => re.test(t))) status.shown = performance.now();
+    // The model's guess, drawn beside the status as the steps come.
+    const guesses = texts.filter(t => t.startsWith("the model's guess so far"));
+    for (const t of guesses) if (!status.steps.includes(t)) status.steps.push(t);
   }).observe(document.body, {subtree: true, childList: true, characterData: true});
 }
 """
@@ -217,6 +221,7 @@ def test_a_cold_lesson_shows_progress_then_plays_without_a_rerun(browser_page, s
     shown_after_ms = page.evaluate("window.firstStatus.shown - window.firstStatus.clicked")
     assert shown_after_ms < 1_000, f"the first status came {shown_after_ms:.0f} ms after the click"
     expect(page.get_by_text("the VAE's decode of the last latent").first).to_be_visible()
+    assert len(page.evaluate("window.firstStatus.steps")) >= 2  # its steps showed as they came
     settle(page, "player-2-lesson-ready")
 
     player = player_frame(page)
