@@ -38,7 +38,8 @@ def service(settings, tmp_path_factory) -> Iterator[ServerThread]:
 
     redis = RedisServer(tmp_path_factory.mktemp("together-redis")).start()
     config = settings.model_copy(update={"catalog": LESSON_CATALOG, "teacher_code": TEACHER_CODE,
-                                         "api_token": TOKEN, "redis_url": redis.url})  # fmt: skip
+                                         "api_token": TOKEN, "redis_url": redis.url,
+                                         "max_per_address": 0})  # fmt: skip
     with running_server(config) as server:
         yield server
     redis.stop()
@@ -112,6 +113,12 @@ def open_teacher_page(page: Page) -> None:
     expect(page.get_by_role("tab", name="Lead the class")).to_be_visible(timeout=WAIT_MS)
 
 
+def go_to_step(teacher: Page, step: int) -> None:
+    box = teacher.get_by_label("Step (0: the starting noise)")
+    box.fill(str(step))
+    box.press("Enter")
+
+
 def test_the_students_page_follows_the_teacher_and_is_let_go_on_release(browser, frontend_url, service):
     teacher = person(browser, frontend_url, "Ms Lee")
     student = person(browser, frontend_url, "Sam")
@@ -123,17 +130,14 @@ def test_the_students_page_follows_the_teacher_and_is_let_go_on_release(browser,
     expect(student.get_by_text("Your teacher is on step 0 of 4.")).to_be_visible(timeout=FOLLOW_S * 1000)
     expect(student.get_by_test_id("stMainBlockContainer").get_by_text("Change one word")).to_be_visible(timeout=WAIT_MS)
 
-    next_step = teacher.get_by_test_id("stNumberInputStepUp")
-    next_step.click()
-    expect(teacher.get_by_text("You are leading the class: step 1")).to_be_visible(timeout=WAIT_MS)
-    next_step.click()
+    go_to_step(teacher, 2)
     expect(teacher.get_by_text("You are leading the class: step 2")).to_be_visible(timeout=WAIT_MS)
     expect(student.get_by_text("Your teacher is on step 2 of 4.")).to_be_visible(timeout=FOLLOW_S * 1000)
 
     # The student leaves for another page: not dragged back, a banner and one click to return.
     student.get_by_role("link", name="Playground").click()
     expect(student.get_by_text("Your teacher is leading the class")).to_be_visible(timeout=WAIT_MS)
-    next_step.click()  # the teacher moves on meanwhile
+    go_to_step(teacher, 3)  # the teacher moves on meanwhile
     expect(teacher.get_by_text("You are leading the class: step 3")).to_be_visible(timeout=WAIT_MS)
     time.sleep(FOLLOW_S)
     expect(student.get_by_role("heading", name="Playground")).to_be_visible(
@@ -149,3 +153,30 @@ def test_the_students_page_follows_the_teacher_and_is_let_go_on_release(browser,
     student.get_by_role("link", name="Playground").click()
     expect(student.get_by_role("heading", name="Playground")).to_be_visible(timeout=WAIT_MS)
     expect(student.get_by_text("Your teacher is leading the class")).to_have_count(0)
+
+
+def test_three_students_answer_a_quick_check_and_the_reveal_reaches_all(browser, frontend_url):
+    teacher = person(browser, frontend_url, "Mr Okafor")
+    students = [person(browser, frontend_url, name) for name in ("Ana", "Bo", "Cy")]
+    open_teacher_page(teacher)
+    teacher.get_by_role("tab", name="Quick check").click()
+    teacher.get_by_text("Ask your own question").click()
+    teacher.get_by_label("Question", exact=True).fill("What picks the starting noise?")
+    teacher.get_by_label("Answers, one per line (2 to 6)").fill("the prompt\nthe seed\nthe scheduler")
+    teacher.get_by_label("The right answer's number").fill("2")
+    teacher.get_by_role("button", name="Ask my question").click()
+    expect(teacher.get_by_text("What picks the starting noise?: 0 answer(s)")).to_be_visible(timeout=WAIT_MS)
+
+    for student, answer in zip(students, ("B: the seed", "B: the seed", "A: the prompt"), strict=True):
+        expect(student.get_by_text("What picks the starting noise?")).to_be_visible(timeout=WAIT_MS)
+        student.get_by_role("button", name=answer).click()
+        expect(student.get_by_text("Answered.")).to_be_visible(timeout=WAIT_MS)
+    expect(teacher.get_by_text("What picks the starting noise?: 3 answer(s)")).to_be_visible(timeout=WAIT_MS)
+    expect(students[0].get_by_text("The answer is")).to_have_count(0)  # not before the teacher reveals it
+
+    teacher.get_by_role("button", name="Reveal the answer").click()
+    for student, verdict in zip(students, ("You got it!", "You got it!", "Not this time."), strict=True):
+        seen = student.get_by_text("The answer is B: the seed.")
+        expect(seen).to_be_visible(timeout=WAIT_MS)
+        expect(seen).to_contain_text(verdict)
+        expect(seen).to_contain_text("A: 1, B: 2, C: 0")
