@@ -1,0 +1,86 @@
+"""The class gallery through the pages (AppTest): share from the Playground, approve, see it, open it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from tests.frontend.conftest import ROOT
+from tests.support.servers import ServerThread, client_for, running_server
+
+CODE = "owl-42"
+LESSONS = ROOT / "frontend" / "lessons"
+
+
+@pytest.fixture
+def class_server(settings, fresh_redis, monkeypatch) -> Iterator[ServerThread]:
+    """A service with the teacher code and a Redis of its own, and the front end pointed at it."""
+    from frontend.client import get_client
+    from frontend.trajectory import lesson_store
+
+    config = settings.model_copy(update={"redis_url": fresh_redis("gallery").url, "teacher_code": CODE})
+    with running_server(config) as server:
+        monkeypatch.setenv("CLASSROOM_INFERENCE_ADDR", server.address)
+        for cached in (get_client, lesson_store):
+            cached.clear()
+        yield server
+        for cached in (get_client, lesson_store):
+            cached.clear()
+
+
+def playground_picture(prompt: str, seed: int) -> AppTest:
+    """A student's Playground, with a small picture made."""
+    at = AppTest.from_file(str(LESSONS / "playground.py"), default_timeout=120).run()
+    at.text_area[0].input(prompt)
+    at.slider[0].set_value(3)
+    for box in at.selectbox:
+        if box.label in ("Width", "Height"):
+            box.set_value(64)
+    at.number_input[0].set_value(seed)
+    next(b for b in at.button if b.label == "Generate").click().run()
+    assert not at.exception and not at.error
+    return at
+
+
+def share(at: AppTest) -> None:
+    next(b for b in at.button if b.label == "Share with the class").click().run()
+    assert not at.exception and not at.error
+    assert [s.value for s in at.success] == [
+        "Shared with the class: your teacher will look at it before it appears in the gallery."
+    ]
+
+
+def gallery_text(at: AppTest) -> str:
+    return "\n".join([m.value for m in at.markdown] + [c.value for c in at.caption] + [i.value for i in at.info])
+
+
+def test_a_shared_picture_reaches_the_gallery_once_approved_and_opens_in_the_player(class_server):
+    teacher = client_for(class_server.address)
+    share(playground_picture("a lighthouse at night", 7))
+    share(playground_picture("a *bold* [link](http://example.com)", 8))
+
+    classmate = AppTest.from_file(str(LESSONS / "gallery.py"), default_timeout=120).run()
+    assert "Nothing in the gallery yet" in gallery_text(classmate)  # both wait for the teacher
+
+    submissions = {item.request.prompt: item for item in teacher.submissions(CODE).items}
+    assert len(submissions) == 2
+    teacher.review_submission(CODE, submissions["a lighthouse at night"].id, approve=True)
+    teacher.review_submission(CODE, submissions["a *bold* [link](http://example.com)"].id, approve=True)
+    classmate.run()
+    text = gallery_text(classmate)
+    assert "“a lighthouse at night”" in text and "seed 7" in text
+    # Shown as typed: escaped, never bold text or a link.
+    assert r"“a \*bold\* \[link\]\(http\://example\.com\)”" in text
+    assert text.index("bold") < text.index("lighthouse")  # newest first
+
+    teacher.review_submission(CODE, submissions["a *bold* [link](http://example.com)"].id, approve=False)
+    classmate.run()
+    assert "bold" not in gallery_text(classmate)
+    next(b for b in classmate.button if b.label == "Open in the player").click().run()
+    assert not classmate.exception and not classmate.error
+    players = [e.key for e in classmate.get("component_instance") if (e.key or "").startswith("gallery-player-")]
+    assert len(players) == 1
+    assert teacher.clear_gallery(CODE) == 2
+    teacher.close()
