@@ -212,5 +212,5 @@ class TeacherService(Attached, pb_grpc.TeacherServiceServicer):
         self, request: pb.CloseQuickCheckRequest, context: grpc.aio.ServicerContext
     ) -> pb.CloseQuickCheckResponse:
         classroom, name = await self._for_class(context, request.class_name)
-        classroom.together.close(name)
+        classroom.together.close_check(name)
         return pb.CloseQuickCheckResponse()

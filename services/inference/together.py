@@ -100,6 +100,7 @@ class Together:
         self._entries = {entry.id: (entry, request) for entry, request in entries}
         self.questions = lesson_questions(catalog, entries)
         self._classes: dict[str, ClassLive] = {}
+        self.closing = False  # the service is stopping: watchers' streams end
 
     def _live(self, classroom: str) -> ClassLive:
         live = self._classes.get(classroom)
@@ -121,12 +122,18 @@ class Together:
         return state
 
     async def watch(self, classroom: str) -> AsyncIterator[pb.ClassState]:
-        """The class's state now, then again after every change (until the caller stops reading)."""
-        while True:
+        """The class's state now, then again after every change (until the caller stops reading, or `stop_watching`)."""
+        while not self.closing:
             live = self._live(classroom)
             changed = live.changed  # taken before the state is read: no change slips between
             yield self.state(classroom)
             await changed.wait()
+
+    def stop_watching(self) -> None:
+        """End every watcher's stream now (the service is stopping): their front ends watch the next one."""
+        self.closing = True
+        for live in self._classes.values():
+            live.changed.set()
 
     # -- present mode ------------------------------------------------------------
 
@@ -183,7 +190,7 @@ class Together:
             live.touch()
         return live.check
 
-    def close(self, classroom: str) -> None:
+    def close_check(self, classroom: str) -> None:
         live = self._live(classroom)
         live.check = None
         live.touch()

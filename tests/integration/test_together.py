@@ -217,3 +217,19 @@ def test_present_mode_reaches_a_watching_front_end_at_once(server):
     with pytest.raises(StudentError) as caught:
         teacher.set_present(CODE, True, "no-such-example")
     assert caught.value.code == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_a_watching_front_end_hears_the_stream_end_when_the_service_stops(config):
+    with running_server(config) as server:
+        replica = client(server)
+        states = replica.watch_class()
+        assert next(states).version >= 1
+        ended = threading.Event()
+
+        def read_on() -> None:
+            for _ in states:  # ends without an error: the service closed it, it was not cut off
+                pass
+            ended.set()
+
+        threading.Thread(target=read_on, daemon=True).start()
+    assert ended.wait(10)
