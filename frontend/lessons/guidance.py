@@ -86,8 +86,7 @@ if go:
     request.prompt = prompt
     request.guidance_scale = scale
     request.negative_prompt = negative
-    with st.spinner("The model is working…"):
-        mine = guarded(lambda: trajectory.load(request))
+    mine = guarded(lambda: trajectory.load(request, planned="your picture"))  # its status says what is happening
     if mine is not None:  # kept, so the row still shows it when the student moves the step
         st.session_state.guidance_mine = request.SerializeToString()
 elif "guidance_mine" in st.session_state:
