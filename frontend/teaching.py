@@ -61,13 +61,21 @@ def _push(leading: bool | None = None) -> None:
     if leading is None and not lead:
         return  # not leading: the choices wait for "Lead the class"
     leading = lead if leading is None else leading
-    entry: pb.LessonEntry | None = st.session_state.get("lead-example")
+    example_id = st.session_state.get("lead-example") or ""
     step = int(st.session_state.get("lead-step", 0))
     show_map = bool(st.session_state.get("lead-map", False))
-    example_id = entry.id if entry is not None else ""
     sent = guarded(lambda: get_client().set_present(_code(), leading, example_id, step, show_map))
     if sent is not None and not leading:
         _said("You released the class.")
+
+
+def _lesson_changed() -> None:
+    """Another lesson: its first example, sent at once while leading."""
+    collection = st.session_state.get("lead-collection")
+    first = next((e.id for e in catalog().entries if e.collection == collection), None)
+    if first is not None:
+        st.session_state["lead-example"] = first
+    _push()
 
 
 def lead_the_class() -> None:
@@ -75,14 +83,17 @@ def lead_the_class() -> None:
     listing = catalog()
     titles = {c.id: c.title for c in listing.collections}
     collection = st.selectbox("Lesson", list(titles), format_func=titles.get, key="lead-collection",
-                              on_change=_push)  # fmt: skip
+                              on_change=_lesson_changed)  # fmt: skip
     entries = [e for e in listing.entries if e.collection == collection]
     if not entries:
         st.caption("This lesson has no examples on this server.")
         return
-    if st.session_state.get("lead-example") not in entries:
-        st.session_state["lead-example"] = entries[0]
-    example = st.selectbox("Example", entries, format_func=_entry_label, key="lead-example", on_change=_push)
+    by_id = {entry.id: entry for entry in entries}  # chosen by id: a fresh listing keeps the choice
+    if st.session_state.get("lead-example") not in by_id:
+        st.session_state["lead-example"] = entries[0].id
+    chosen = st.selectbox("Example", list(by_id), format_func=lambda i: _entry_label(by_id[i]), key="lead-example",
+                          on_change=_push)  # fmt: skip
+    example = by_id[chosen]
     steps = example.request.num_inference_steps
     if st.session_state.get("lead-step", 0) > steps:
         st.session_state["lead-step"] = steps

@@ -15,10 +15,10 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 
 from tests.frontend.conftest import LESSON_CATALOG, ROOT
 from tests.support.servers import ServerThread, free_port, running_server
@@ -94,9 +94,24 @@ def browser(frontend_url) -> Iterator[Browser]:
         browser.close()
 
 
-def person(browser: Browser, url: str, name: str) -> Page:
-    """A browser context of its own (its own cookies), signed in to the class as `name`."""
-    page = browser.new_context(viewport={"width": 1300, "height": 1000}).new_page()
+@pytest.fixture
+def people(browser: Browser, frontend_url: str) -> Iterator[Callable[[str], Page]]:
+    """Make people, each a browser context of their own (their own cookies), signed in; closed after the test."""
+    contexts: list[BrowserContext] = []
+
+    def make(name: str) -> Page:
+        context = browser.new_context(viewport={"width": 1300, "height": 1000})
+        contexts.append(context)
+        return person(context, frontend_url, name)
+
+    yield make
+    for context in contexts:
+        context.close()
+
+
+def person(context: BrowserContext, url: str, name: str) -> Page:
+    """A page of its own context, signed in to the class as `name`."""
+    page = context.new_page()
     page.set_default_timeout(60_000)
     page.goto(url)
     page.get_by_label("Class code").fill(CLASS_CODE)
@@ -119,9 +134,8 @@ def go_to_step(teacher: Page, step: int) -> None:
     box.press("Enter")
 
 
-def test_the_students_page_follows_the_teacher_and_is_let_go_on_release(browser, frontend_url, service):
-    teacher = person(browser, frontend_url, "Ms Lee")
-    student = person(browser, frontend_url, "Sam")
+def test_the_students_page_follows_the_teacher_and_is_let_go_on_release(people):
+    teacher, student = people("Ms Lee"), people("Sam")
     open_teacher_page(teacher)
 
     teacher.get_by_role("button", name="Lead the class").click()
@@ -155,9 +169,9 @@ def test_the_students_page_follows_the_teacher_and_is_let_go_on_release(browser,
     expect(student.get_by_text("Your teacher is leading the class")).to_have_count(0)
 
 
-def test_three_students_answer_a_quick_check_and_the_reveal_reaches_all(browser, frontend_url):
-    teacher = person(browser, frontend_url, "Mr Okafor")
-    students = [person(browser, frontend_url, name) for name in ("Ana", "Bo", "Cy")]
+def test_three_students_answer_a_quick_check_and_the_reveal_reaches_all(people):
+    teacher = people("Mr Okafor")
+    students = [people(name) for name in ("Ana", "Bo", "Cy")]
     open_teacher_page(teacher)
     teacher.get_by_role("tab", name="Quick check").click()
     teacher.get_by_text("Ask your own question").click()

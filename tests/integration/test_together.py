@@ -233,3 +233,14 @@ def test_a_watching_front_end_hears_the_stream_end_when_the_service_stops(config
 
         threading.Thread(target=read_on, daemon=True).start()
     assert ended.wait(10)
+
+
+def test_a_picture_whose_prompt_the_blocklist_now_refuses_cannot_be_shared(config, tmp_path):
+    with running_server(config) as server:
+        key = make_picture(client(server), "a watercolor fox", seed=1).status.trajectory_key
+    blocklist = tmp_path / "blocklist.txt"
+    blocklist.write_text("fox\n")
+    with running_server(config.model_copy(update={"blocklist": blocklist})) as server:
+        with pytest.raises(StudentError) as caught:
+            client(server).share_to_gallery(key, "s-ada", "Ada")
+        assert caught.value.code == grpc.StatusCode.NOT_FOUND and "can't be used in class" in str(caught.value)
