@@ -242,6 +242,7 @@ def teach_together() -> None:
     """The teacher's tools for the whole class: lead, ask, review the gallery, the map."""
     if said := st.session_state.pop("together-said", None):
         st.toast(said)
+    st.header("Teach together")
     lead, ask, gallery, drawn = st.tabs(["Lead the class", "Quick check", "Gallery", "Class map"])
     with lead:
         lead_the_class()

@@ -18,15 +18,16 @@ LESSONS = ROOT / "frontend" / "lessons"
 def class_server(settings, fresh_redis, monkeypatch) -> Iterator[ServerThread]:
     """A service with the teacher code and a Redis of its own, and the front end pointed at it."""
     from frontend.client import get_client
+    from frontend.together import class_watcher
     from frontend.trajectory import lesson_store
 
     config = settings.model_copy(update={"redis_url": fresh_redis("gallery").url, "teacher_code": CODE})
     with running_server(config) as server:
         monkeypatch.setenv("CLASSROOM_INFERENCE_ADDR", server.address)
-        for cached in (get_client, lesson_store):
+        for cached in (get_client, lesson_store, class_watcher):
             cached.clear()
         yield server
-        for cached in (get_client, lesson_store):
+        for cached in (get_client, lesson_store, class_watcher):
             cached.clear()
 
 
@@ -84,3 +85,36 @@ def test_a_shared_picture_reaches_the_gallery_once_approved_and_opens_in_the_pla
     assert len(players) == 1
     assert teacher.clear_gallery(CODE) == 2
     teacher.close()
+
+
+def test_in_present_mode_the_follow_page_shows_the_example_at_the_step_and_the_class_map(class_server):
+    import time
+
+    from frontend.together import class_watcher
+
+    teacher = client_for(class_server.address)
+    for seed in (1, 2):
+        key = share_and_key(teacher, "a lighthouse at night", seed)
+        item = teacher.share_to_gallery(key, f"s-{seed}", f"Student {seed}")
+        teacher.review_submission(CODE, item.id, approve=True)
+    entry = teacher.lessons().entries[0]
+    teacher.set_present(CODE, True, entry.id, step=1, show_map=True)
+    deadline = time.monotonic() + 30
+    while not class_watcher().state() or not class_watcher().state().present.leading:
+        assert time.monotonic() < deadline, "the watcher never heard the class's state"
+        time.sleep(0.1)
+    at = AppTest.from_file(str(LESSONS / "follow.py"), default_timeout=120).run()
+    assert not at.exception and not at.error
+    assert "Your teacher is on step 1 of" in gallery_text(at)
+    assert any((e.key or "").startswith("follow-") for e in at.get("component_instance"))  # the player
+    assert "The class map" in [s.value for s in at.subheader] and len(at.get("vega_lite_chart")) == 1
+    teacher.set_present(CODE, False)
+    teacher.close()
+
+
+def share_and_key(front_end, prompt: str, seed: int) -> str:
+    """A small picture made through the service (as a student), its trajectory key."""
+    from tests.integration.helpers import collect, request
+
+    message = request(prompt, seed=seed, num_inference_steps=3, width=64, height=64)
+    return collect(front_end.generate(message, f"s-{seed}")).status.trajectory_key
