@@ -17,6 +17,7 @@ import grpc
 import streamlit as st
 
 from frontend.client import ClassroomClient, StudentError, get_client, student_id
+from frontend.trajectory import load
 from frontend.views import plain
 from services.common.api import pb
 
@@ -131,8 +132,6 @@ def choice_label(check: pb.QuickCheck, index: int) -> str:
 
 def quick_check(check: pb.QuickCheck) -> None:
     """The teacher's question with its answers as buttons; after the reveal, the right answer and the tally."""
-    from frontend.trajectory import load  # only when a question shows pictures
-
     mine = st.session_state.get("quick-check-answers", {}).get(check.id)
     with st.container(border=True):
         st.markdown(f"**Quick check:** {plain(check.question)}")
