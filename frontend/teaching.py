@@ -142,11 +142,12 @@ def ask_a_question() -> None:
         chosen = st.selectbox("A lesson's question", list(questions), format_func=lambda q: questions[q].question,
                               key="qc-lesson")  # fmt: skip
         st.button("Ask this question", key="qc-ask-lesson", on_click=_ask_lesson_question, args=(chosen,))
-    with st.expander("Ask your own question"):
+    # A form: the question, its answers and the right one's number reach the service together, as typed.
+    with st.expander("Ask your own question"), st.form("qc-own", border=False):
         st.text_input("Question", max_chars=200, key="qc-own-question")
         st.text_area("Answers, one per line (2 to 6)", key="qc-own-choices")
         st.number_input("The right answer's number", 1, 6, 1, key="qc-own-answer")
-        st.button("Ask my question", key="qc-ask-own", on_click=_ask_own)
+        st.form_submit_button("Ask my question", on_click=_ask_own)
     live_tally()
 
 
@@ -240,8 +241,6 @@ def class_map() -> None:
 
 def teach_together() -> None:
     """The teacher's tools for the whole class: lead, ask, review the gallery, the map."""
-    if said := st.session_state.pop("together-said", None):
-        st.toast(said)
     st.header("Teach together")
     lead, ask, gallery, drawn = st.tabs(["Lead the class", "Quick check", "Gallery", "Class map"])
     with lead:
@@ -252,3 +251,6 @@ def teach_together() -> None:
         review_the_gallery()
     with drawn:
         class_map()
+    # After the tabs: an element before them would move them, and the teacher's open tab would close.
+    if said := st.session_state.pop("together-said", None):
+        st.toast(said)
