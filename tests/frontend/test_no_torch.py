@@ -7,8 +7,9 @@ import textwrap
 
 from tests.frontend.conftest import ROOT
 
-PAGES = ["home", "pipeline", "words", "noise_to_image", "guidance", "change_one_word", "seeds_schedulers",
-         "playground", "model"]  # fmt: skip
+# Each page on its own (the Welcome page links to the others, so it runs inside app.py below).
+PAGES = ["pipeline", "words", "noise_to_image", "guidance", "change_one_word", "seeds_schedulers", "attention",
+         "branch", "playground", "gallery", "model"]  # fmt: skip
 
 
 def test_no_page_imports_torch(lesson_server):
