@@ -135,6 +135,8 @@ class Trajectory:
                 yield self._message(include, prefix, start, index), batch_frames
                 prefix, start, batch_bytes, batch_frames, room = [], index, 0, 0, 2 * room
             if self.finished:
+                if index < len(self.events):
+                    continue  # the last events (the final image) came while the message above was sent
                 if self.error is not None:
                     raise TrajectoryFailed(self.error, self.aborted)
                 return
