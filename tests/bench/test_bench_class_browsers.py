@@ -115,6 +115,8 @@ def open_class(served: Stack, browser, size: int) -> tuple[list[Student], list[f
             if index not in seen and student.player_picture_visible():
                 seen[index] = time.monotonic() - started
         students[0].page.wait_for_timeout(20)
+    if len(seen) < size:
+        students[0].page.screenshot(path="/tmp/class-bench-unseen.png", full_page=True)
     assert len(seen) == size, f"{size - len(seen)} of {size} pages never showed the player"
     wait_for_runs(students, [0] * size)  # every page's script has finished: its CPU is all counted
     return students, list(seen.values()), server_cpu(served) - cpu_before
