@@ -8,20 +8,16 @@ within 2 s, can leave and come back with one click, and is let go on Release.
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
-import subprocess
-import sys
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
 
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 
-from tests.frontend.conftest import LESSON_CATALOG, ROOT
-from tests.support.servers import ServerThread, free_port, running_server
+from tests.frontend.conftest import LESSON_CATALOG
+from tests.support.frontend import running_frontend
+from tests.support.servers import ServerThread, running_server
 
 CLASS_CODE, TEACHER_CODE, TOKEN = "owl-42", "heron-7", "the class's api token"
 FOLLOW_S = 2.0  # the teacher's move reaches the student's page within this
@@ -47,41 +43,14 @@ def service(settings, tmp_path_factory) -> Iterator[ServerThread]:
 
 @pytest.fixture(scope="module")
 def frontend_url(service: ServerThread, tmp_path_factory) -> Iterator[str]:
-    port = free_port()
-    env = os.environ | {
+    env = {
         "CLASSROOM_INFERENCE_ADDR": service.address,
         "CLASSROOM_CLASS_CODE": CLASS_CODE,
         "CLASSROOM_TEACHER_CODE": TEACHER_CODE,
         "CLASSROOM_API_TOKEN": TOKEN,
-        "HF_HUB_OFFLINE": "1",
     }
-    log = (tmp_path_factory.mktemp("frontend") / "streamlit.log").open("w")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(ROOT / "frontend" / "app.py"), "--server.port", str(port),
-         "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false"],
-        env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    try:
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                assert process.poll() is None, "the front end exited"
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
+    with running_frontend(env, tmp_path_factory.mktemp("frontend") / "streamlit.log") as url:
         yield url
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-        log.close()
 
 
 @pytest.fixture(scope="module")

@@ -8,20 +8,15 @@ classmate is online, and closing a tab that holds a place in the queue.
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
-import signal
-import subprocess
-import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 
 import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 
-from tests.frontend.conftest import ROOT
-from tests.support.servers import ServerThread, free_port
+from tests.support.frontend import running_frontend
+from tests.support.servers import ServerThread
 
 CLASS_CODE = "owl-42"
 CHROMIUM_ARGS = [
@@ -33,39 +28,9 @@ CHROMIUM_ARGS = [
 @pytest.fixture(scope="module")
 def frontend_url(lesson_server: ServerThread, tmp_path_factory) -> Iterator[str]:
     """`streamlit run frontend/app.py` with a class code, pointed at the lesson server."""
-    port = free_port()
-    env = os.environ | {
-        "CLASSROOM_INFERENCE_ADDR": lesson_server.address,
-        "CLASSROOM_CLASS_CODE": CLASS_CODE,
-        "HF_HUB_OFFLINE": "1",
-    }
-    log = (tmp_path_factory.mktemp("frontend") / "streamlit.log").open("w")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(ROOT / "frontend" / "app.py"), "--server.port", str(port),
-         "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false"],
-        env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    try:
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                assert process.poll() is None, "the front end exited"
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
+    env = {"CLASSROOM_INFERENCE_ADDR": lesson_server.address, "CLASSROOM_CLASS_CODE": CLASS_CODE}
+    with running_frontend(env, tmp_path_factory.mktemp("frontend") / "streamlit.log") as url:
         yield url
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-        log.close()
 
 
 @pytest.fixture(scope="module")
