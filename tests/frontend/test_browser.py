@@ -10,11 +10,9 @@ from __future__ import annotations
 import io
 import os
 import shutil
-import signal
 import subprocess
 import threading
 import time
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -31,6 +29,7 @@ from services.common.api import pb
 from services.common.client import StudentError
 from services.shapes.judge import judge
 from tests.frontend.conftest import ROOT
+from tests.support.frontend import stop, wait_for_frontend
 from tests.support.servers import client_for, free_port, wait_until_serving
 
 ARTIFACTS = ROOT / "test-artifacts" / "e2e"
@@ -98,23 +97,10 @@ def running_stack(folder: Path, **settings: str) -> Iterator[Stack]:
     url = f"http://127.0.0.1:{ports['FRONTEND']}"
     try:
         wait_until_serving(f"127.0.0.1:{ports['GRPC']}", process=process)
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
+        wait_for_frontend(url, process)
         yield Stack(url, f"127.0.0.1:{ports['GRPC']}")
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(60)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
+        stop(process)
         log.close()
 
 

@@ -9,9 +9,8 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from services.precompute.render import render_catalog
-from tests.frontend.conftest import ROOT
-from tests.support.servers import ServerThread, client_for, running_server
+from tests.frontend.conftest import ROOT, catalog_server, point_the_front_end_at
+from tests.support.servers import ServerThread
 
 # The prompt pairs as a catalog renders them with the decoded guesses (as the Shapes catalog does).
 CATALOG = """
@@ -34,26 +33,13 @@ collections:
 def decoded_server(settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerThread]:
     catalog: Path = tmp_path_factory.mktemp("catalog") / "lessons.yaml"
     catalog.write_text(CATALOG)
-    with running_server(settings.model_copy(update={"catalog": catalog})) as server:
-        client = client_for(server.address)
-        summary = render_catalog(client, progress=False)
-        assert summary.rendered + summary.skipped == 2 and not summary.failed
-        client.close()
+    with catalog_server(settings, catalog, entries=2) as server:
         yield server
 
 
 @pytest.fixture
 def decoded_env(decoded_server, monkeypatch) -> Iterator[str]:
-    from frontend.catalog import examples
-    from frontend.client import get_client
-    from frontend.trajectory import lesson_store
-
-    monkeypatch.setenv("CLASSROOM_INFERENCE_ADDR", decoded_server.address)
-    for cached in (get_client, examples, lesson_store):
-        cached.clear()
-    yield decoded_server.address
-    for cached in (get_client, examples, lesson_store):
-        cached.clear()
+    yield from point_the_front_end_at(decoded_server.address, monkeypatch)
 
 
 def player_args(at: AppTest, name: str) -> dict:

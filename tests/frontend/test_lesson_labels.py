@@ -147,24 +147,15 @@ def test_seeds_and_schedulers_filter_by_display_name_and_compute_a_new_seed(fron
 
 def test_a_new_seed_past_the_students_limit_says_so_once(settings, monkeypatch):
     """One picture fits the student's limit: the page shows it, says why the rest are missing once, and asks no more."""
-    from frontend.catalog import examples
-    from frontend.client import get_client
-    from frontend.trajectory import lesson_store
-    from tests.frontend.conftest import LESSON_CATALOG
+    from tests.frontend.conftest import LESSON_CATALOG, point_the_front_end_at
     from tests.support.servers import running_server
 
     limited = {"catalog": LESSON_CATALOG, "rate_limit_per_minute": 0.01, "rate_limit_burst": 1}
     with running_server(settings.model_copy(update=limited)) as server:
-        monkeypatch.setenv("CLASSROOM_INFERENCE_ADDR", server.address)
-        for cached in (get_client, examples, lesson_store):
-            cached.clear()
-        try:
+        for _ in point_the_front_end_at(server.address, monkeypatch):
             at = page("seeds_schedulers")
             next(n for n in at.number_input if n.label == "Seed").set_value(9)
             at.run()
-        finally:
-            for cached in (get_client, examples, lesson_store):
-                cached.clear()
     assert not at.exception
     assert len(at.error) == 1, [e.value for e in at.error]
     pictures = [c for image in at.get("image") for c in image.captions if c.endswith("steps")]

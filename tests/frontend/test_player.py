@@ -9,10 +9,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import signal
 import subprocess
-import time
-import urllib.request
 from collections.abc import Iterator
 from typing import NamedTuple
 
@@ -22,6 +19,7 @@ from streamlit.proto.BackMsg_pb2 import BackMsg
 
 from tests.frontend.conftest import ROOT
 from tests.frontend.test_browser import ARTIFACTS, CHROMIUM_ARGS
+from tests.support.frontend import stop, wait_for_frontend
 from tests.support.redis_server import RedisServer
 from tests.support.servers import client_for, free_port, wait_until_serving
 
@@ -116,20 +114,10 @@ def stack(tmp_path_factory) -> Iterator[Stack]:
     url = f"http://127.0.0.1:{ports['FRONTEND']}"
     try:
         wait_until_serving(f"127.0.0.1:{ports['GRPC']}", process=process)
-        for _ in range(600):
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                time.sleep(0.2)
+        wait_for_frontend(url, process)
         yield Stack(url, f"127.0.0.1:{ports['GRPC']}")
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(60)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
+        stop(process)
         log.close()
         redis.kill()
 

@@ -128,20 +128,13 @@ def test_examples_say_whether_they_are_ready(frontend_env):
 @pytest.fixture
 def cold_lessons(settings, monkeypatch):
     """A service with the lesson catalog, nothing rendered and no cache: every example is computed when opened."""
-    from frontend.catalog import examples
-    from frontend.client import get_client
-    from frontend.trajectory import lesson_store
-    from tests.frontend.conftest import LESSON_CATALOG
+    from tests.frontend.conftest import LESSON_CATALOG, point_the_front_end_at
     from tests.support.servers import running_server
 
     config = settings.model_copy(update={"redis_url": "", "catalog": LESSON_CATALOG})
     with running_server(config) as server:
-        monkeypatch.setenv("CLASSROOM_INFERENCE_ADDR", server.address)
-        for cached in (get_client, examples, lesson_store):
-            cached.clear()
-        yield server
-        for cached in (get_client, examples, lesson_store):
-            cached.clear()
+        for _ in point_the_front_end_at(server.address, monkeypatch):
+            yield server
 
 
 def test_a_cold_example_is_marked_not_ready_until_it_is_computed(cold_lessons):

@@ -8,10 +8,8 @@ import pytest
 
 from services.common.api import pb
 from services.common.codecs import decode_image, tensor_from_proto
-from services.lessons.catalog import DEFAULT_CATALOG
 from services.shapes.judge import judge
 from tests.integration.helpers import collect, request
-from tests.support.servers import running_server, stub_for
 
 
 def branched(base: pb.GenerateRequest, at_step: int, **changes) -> pb.GenerateRequest:
@@ -75,15 +73,6 @@ def test_a_branch_outside_the_rules_gets_a_sentence(stub, at_step, prompt, sente
 # -- on the Shapes model: what a student sees ---------------------------------
 
 RED_LEFT, BLUE_RIGHT = "a red circle on the left", "a blue square on the right"
-
-
-@pytest.fixture(scope="module")
-def shapes_stub(settings):
-    config = settings.model_copy(update={"model": "shapes", "catalog": DEFAULT_CATALOG, "redis_url": ""})
-    with running_server(config) as server:
-        channel, stub = stub_for(server.address)
-        yield stub
-        channel.close()
 
 
 def shapes_request(prompt: str) -> pb.GenerateRequest:

@@ -11,20 +11,10 @@ from diffusers import AutoencoderTiny
 
 from services.common.codecs import decode_image, tensor_from_proto
 from services.inference.previews import to_pixels
-from services.lessons.catalog import DEFAULT_CATALOG
 from tests.integration.helpers import collect, request
 from tests.support.servers import running_server, stub_for
 
 DECODED = ["predicted_x0_preview", "decoded_x0_preview"]
-
-
-@pytest.fixture(scope="module")
-def shapes_stub(settings):
-    config = settings.model_copy(update={"model": "shapes", "catalog": DEFAULT_CATALOG})
-    with running_server(config) as server:
-        channel, stub = stub_for(server.address)
-        yield stub
-        channel.close()
 
 
 @pytest.fixture(scope="module")

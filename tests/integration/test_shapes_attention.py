@@ -12,24 +12,13 @@ from diffusers import StableDiffusionPipeline
 from services.common.api import STUDENT_METADATA, pb
 from services.common.codecs import tensor_from_proto
 from services.inference.models import SHAPES_DIR, device_and_dtype
-from services.lessons.catalog import DEFAULT_CATALOG
 from services.shapes import data
 from services.shapes.judge import judge
 from tests.integration.helpers import Stream, collect, request, run_pipeline
-from tests.support.servers import running_server, stub_for
 
 PROMPTS = 48
 STEPS = 25
 LAST_STEPS = 5  # "the last steps": the maps averaged over these
-
-
-@pytest.fixture(scope="module")
-def shapes_stub(settings):
-    config = settings.model_copy(update={"model": "shapes", "catalog": DEFAULT_CATALOG, "redis_url": ""})
-    with running_server(config) as server:
-        channel, stub = stub_for(server.address)
-        yield stub
-        channel.close()
 
 
 @pytest.fixture(scope="module")

@@ -16,23 +16,12 @@ from safetensors import safe_open
 from services.common.api import pb
 from services.common.codecs import decode_image, latent_to_rgb, tensor_from_proto
 from services.inference.models import SHAPES_DIR, ModelCard, device_and_dtype
-from services.lessons.catalog import DEFAULT_CATALOG
 from services.shapes import data, evaluate
 from services.shapes.judge import judge
 from tests.integration.helpers import collect, request, run_pipeline
-from tests.support.servers import running_server, stub_for
 
 # What the committed weights must reach in CI (the full 200-prompt table is the benchmark's).
 CI_PROMPTS = 48
-
-
-@pytest.fixture(scope="module")
-def shapes_stub(settings):
-    config = settings.model_copy(update={"model": "shapes", "catalog": DEFAULT_CATALOG})
-    with running_server(config) as server:
-        channel, stub = stub_for(server.address)
-        yield stub
-        channel.close()
 
 
 @pytest.fixture(scope="module")
