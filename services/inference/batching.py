@@ -193,31 +193,33 @@ class BatchScheduler:
         """Drop every waiting generation (running ones finish); their students are told why."""
         with self._lock:
             cleared = list(self._waiting)
-            self._waiting.clear()
-            for job in cleared:
-                job.cancel()
-                self._release(job, Outcome.CANCELLED)
-                job.emit(ErrorEvent(QUEUE_CLEARED, aborted=True))
-            self._announce_positions()
+            self._stop(cleared, QUEUE_CLEARED)
         return len(cleared)
 
     def stop_jobs_of(self, chosen: Callable[[Requester], bool], sentence: str) -> int:
         """Stop every generation, waiting or running, whose requester is `chosen`; its readers get `sentence`."""
         with self._lock:
-            waiting = [job for job in self._waiting if chosen(job.requester)]
-            running = [r.job for r in self._running if chosen(r.job.requester)]
-            for job in waiting:
+            jobs = [job for job in (*self._waiting, *self._jobs_running()) if chosen(job.requester)]
+            self._stop(jobs, sentence)
+            self._lock.notify()
+        return len(jobs)
+
+    def _stop(self, jobs: list[Job], sentence: str | None = None) -> None:
+        """Stop jobs (lock held); with a `sentence`, their readers are told why (ABORTED).
+
+        A waiting one leaves the queue now, a running one at the next step boundary
+        (`_drop_cancelled`); either way its student may ask again at once.
+        """
+        for job in jobs:
+            job.cancel()
+            if job in self._waiting:  # (a closed tab's place goes to the next student even while paused)
                 self._waiting.remove(job)
                 self._release(job, Outcome.CANCELLED)
-            for job in running:  # they leave at the next step boundary (`_drop_cancelled`)
-                if self._students.get(job.student) is job:
-                    del self._students[job.student]
-            for job in (*waiting, *running):
-                job.cancel()
+            elif self._students.get(job.student) is job:
+                del self._students[job.student]
+            if sentence is not None:
                 job.emit(ErrorEvent(sentence, aborted=True))
-            self._announce_positions()
-            self._lock.notify()
-        return len(waiting) + len(running)
+        self._announce_positions()
 
     def jobs(self) -> list[JobView]:
         """Running generations, then the queue in order."""
@@ -316,14 +318,8 @@ class BatchScheduler:
 
         Its student may ask again at once.
         """
-        job.cancel()
         with self._lock:
-            if job in self._waiting:  # (a closed tab's place goes to the next student even while paused)
-                self._waiting.remove(job)
-                self._release(job, Outcome.CANCELLED)
-                self._announce_positions()
-            elif self._students.get(job.student) is job:
-                del self._students[job.student]
+            self._stop([job])
 
     def close(self, timeout: float | None = None) -> None:
         with self._lock:
