@@ -36,12 +36,24 @@ import torch
 from services.inference.metrics import Metrics
 from services.inference.models import DiffusionModel
 from services.inference.refusals import AddressBusy, QueueFull, StudentBusy
-from services.inference.runner import ErrorEvent, Event, Generation, QueueEvent, predict_noise
+from services.inference.runner import (
+    ErrorEvent,
+    Event,
+    Generation,
+    QueueEvent,
+    StepEvent,
+    Stopwatch,
+    finish_together,
+    predict_noise,
+)
 from services.inference.validation import GenerationSpec
 
 log = logging.getLogger(__name__)
 
 MODEL_FAILURE = "Something went wrong inside the model while generating. Please try again."
+# Generations that end at the same step share a decoder call, this many at most: the decoder's
+# activations at 512 px take far more memory per image than the UNet's, and one call of 8 has most of the gain.
+DECODE_BATCH = 8
 QUEUE_CLEARED = "Your teacher cleared the queue, so this picture was not made. You can ask for it again."
 
 
@@ -165,6 +177,9 @@ class BatchScheduler:
         self._closing = False
         self._paused = False
         self._group_turn = 0
+        # The last step's frames, held until the next step is queued behind them (see `_step`).
+        self._unsent: list[tuple[Job, StepEvent]] = []
+        self._last_unet: Stopwatch | None = None  # the last UNet call in the metrics
         self._average_seconds = 10.0  # a generation's wall time, smoothed, for retry hints
         self.average_batch = 0.0  # generations per UNet call, smoothed, for the teacher's page
         self._thread = threading.Thread(target=self._work, name="diffusion-runner", daemon=True)
@@ -367,6 +382,10 @@ class BatchScheduler:
     def _work(self) -> None:
         while True:
             with self._lock:
+                idle = self._closing or self._paused or not self._running
+            if idle:
+                self._send_frames()  # nothing will be queued behind them: they go now
+            with self._lock:
                 while not self._closing and (self._paused or (not self._waiting and not self._running)):
                     self._lock.wait()
                 if self._closing:
@@ -398,6 +417,8 @@ class BatchScheduler:
 
     def _drop_cancelled(self) -> None:
         """Cancelled generations leave between steps; their tensors go with them."""
+        if any(r.job.cancelled.is_set() for r in self._running):
+            self._send_frames()
         with self._lock:
             for running in [r for r in self._running if r.job.cancelled.is_set()]:
                 self._running.remove(running)
@@ -412,45 +433,72 @@ class BatchScheduler:
         return [r for r in self._running if r.group == group][: self.max_batch_size]
 
     def _step(self, batch: list[_Running]) -> None:
-        """One denoising step for every generation in `batch`, through one UNet call."""
+        """One denoising step for every generation in `batch`, through one UNet call.
+
+        On a GPU the step is only queued here. The previous step's frames are sent
+        once this UNet call is queued behind their copies: waiting for those copies
+        then leaves the GPU busy, and the Python of the next step (and the encoding
+        of frames on the server's thread) overlaps the device's work instead of
+        following it. Each frame thus reaches its reader one step later.
+        """
         try:
             with torch.inference_mode():
-                pairs, unet_seconds = predict_noise(self.model, [r.generation for r in batch])
+                pairs, unet = predict_noise(self.model, [r.generation for r in batch])
         except Exception:
             log.exception("UNet call failed for a batch of %d", len(batch))
-            for running in batch:
-                self._finish(running, failed=True)
+            self._finish(batch, failed=True)
             return
+        self._send_frames()
         self.metrics.batch_size.observe(len(batch))
         self.average_batch = len(batch) if not self.average_batch else 0.9 * self.average_batch + 0.1 * len(batch)
-        self.metrics.step_seconds.observe(unet_seconds)
         with self._lock:
             self._stats.unet_calls += 1
             self._stats.denoising_steps += len(batch)
+        ended: list[_Running] = []
         for running, pair in zip(batch, pairs, strict=True):
             try:
-                running.job.emit(running.generation.finish_step(pair, unet_seconds, batch_size=2 * len(batch)))
+                event = running.generation.finish_step(pair, unet, batch_size=2 * len(batch))
+                self._unsent.append((running.job, event))
                 if running.generation.done:
-                    self._finish(running)
+                    ended.append(running)
             except Exception:
                 log.exception("step failed: %s", running.job.spec)
-                self._finish(running, failed=True)
+                self._finish([running], failed=True)
+        for start in range(0, len(ended), DECODE_BATCH):
+            self._finish(ended[start : start + DECODE_BATCH])
 
-    def _finish(self, running: _Running, failed: bool = False) -> None:
-        job = running.job
-        event: Event = ErrorEvent(MODEL_FAILURE)
+    def _send_frames(self) -> None:
+        """Send the held frames, once their copies are on the host (a stopped job's are dropped)."""
+        unsent, self._unsent = self._unsent, []
+        for job, event in unsent:
+            event.copied()
+            if event.unet is not self._last_unet:  # one UNet call, whatever the size of its batch
+                self._last_unet = event.unet
+                self.metrics.step_seconds.observe(event.unet_seconds)
+            if not job.cancelled.is_set():
+                job.emit(event)
+
+    def _finish(self, ended: list[_Running], failed: bool = False) -> None:
+        """Generations that ended at this step (of one latent size): their images, through one decoder call."""
+        self._send_frames()  # a job's frames before its end
+        events: list[Event] = [ErrorEvent(MODEL_FAILURE)] * len(ended)
         if not failed:
+            now = time.perf_counter()
             try:
-                queued = running.started_at - job.submitted_at
-                event = running.generation.finish(queued, time.perf_counter() - running.started_at)
+                events = list(finish_together(
+                    [r.generation for r in ended],
+                    [r.started_at - r.job.submitted_at for r in ended],
+                    [now - r.started_at for r in ended],
+                ))  # fmt: skip
             except Exception:
-                log.exception("decode failed: %s", job.spec)
+                log.exception("decode failed: %s", [r.job.spec for r in ended])
                 failed = True
-        elapsed = time.perf_counter() - running.started_at
-        # The student is free again before they hear the end, so their next request is welcome.
-        with self._lock:
-            self._running.remove(running)
-            self._release(job, Outcome.FAILED if failed else Outcome.COMPLETED)
-            self._average_seconds = 0.8 * self._average_seconds + 0.2 * elapsed
-        self.metrics.running.set(len(self._running))
-        job.emit(event)
+        for running, event in zip(ended, events, strict=True):
+            elapsed = time.perf_counter() - running.started_at
+            # The student is free again before they hear the end, so their next request is welcome.
+            with self._lock:
+                self._running.remove(running)
+                self._release(running.job, Outcome.FAILED if failed else Outcome.COMPLETED)
+                self._average_seconds = 0.8 * self._average_seconds + 0.2 * elapsed
+            self.metrics.running.set(len(self._running))
+            running.job.emit(event)

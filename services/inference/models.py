@@ -277,10 +277,10 @@ class DiffusionModel:
         return PromptEmbedding(tokens=tokens, embeddings=embeddings.to(self.dtype))
 
     @torch.inference_mode()
-    def decode(self, latent: torch.Tensor) -> np.ndarray:
-        """The VAE decode of a [1, 4, h, w] latent: an [H, W, 3] uint8 image."""
-        image = self.vae.decode(latent / self.vae.config.scaling_factor, return_dict=False)[0]
-        return to_pixels(image).cpu().numpy()
+    def decode(self, latents: torch.Tensor) -> list[np.ndarray]:
+        """The VAE decode of [n, 4, h, w] latents: n [H, W, 3] uint8 images."""
+        images = self.vae.decode(latents / self.vae.config.scaling_factor, return_dict=False)[0]
+        return [to_pixels(images[i : i + 1]).cpu().numpy() for i in range(images.shape[0])]
 
     @torch.inference_mode()
     def check_safety(self, image: np.ndarray) -> bool:

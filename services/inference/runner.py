@@ -81,15 +81,32 @@ class StepEvent:
     latent: HostCopy  # float16 [4, h, w]
     predicted_x0: HostCopy
     noise: tuple[HostCopy, HostCopy, HostCopy]  # unconditional, conditional, guided
-    unet_seconds: float
+    unet: Stopwatch  # the UNet call this step shared with its batch
     scheduler_seconds: float
-    step_seconds: float
     batch_size: int
     # The probes computed only when asked (see probes.py).
     cross_attention: AttentionCopy | None = None
     decoded_x0: HostCopy | None = None  # uint8 [H, W, 3]: x0 through `decoder`
     decoder: str = ""  # "vae", "taesd" or "linear" when the decoded picture was asked for
     decode_seconds: float = 0.0
+
+    @property
+    def unet_seconds(self) -> float:
+        return self.unet.seconds
+
+    @property
+    def step_seconds(self) -> float:
+        return self.unet.seconds + self.scheduler_seconds + self.decode_seconds
+
+    def copied(self) -> None:
+        """Wait until this step's probes have reached the host (once they have, at no cost)."""
+        copies = [self.latent, self.predicted_x0, *self.noise]
+        if self.cross_attention is not None:
+            copies += [self.cross_attention.maps, *(maps for *_, maps in self.cross_attention.resolutions)]
+        if self.decoded_x0 is not None:
+            copies.append(self.decoded_x0)
+        for copy in copies:
+            copy.wait()
 
 
 @dataclass(frozen=True)
@@ -139,10 +156,51 @@ class HostCopy:
             # One conversion that is also a copy of its own: later steps must not change what was sent.
             self._host = tensor[0].to(dtype, copy=True)
 
-    def numpy(self) -> np.ndarray:
+    def wait(self) -> None:
+        """Until the copy is on the host (the device's work queued before it is done too)."""
         if self._ready is not None:
             self._ready.synchronize()
+
+    def numpy(self) -> np.ndarray:
+        self.wait()
         return self._host.numpy()
+
+
+class Stopwatch:
+    """The seconds a stretch of device work took, read after the work is done, never waited for on the way.
+
+    On a GPU, two timing events around the work, so the worker can queue the next
+    step before this one ends (a synchronisation per step leaves the GPU idle while
+    Python prepares the next); on the CPU the work is done when the call returns.
+    """
+
+    def __init__(self, device: torch.device) -> None:
+        self._seconds: float | None = None
+        self._end: torch.cuda.Event | None = None
+        if device.type == "cuda":
+            self._start = torch.cuda.Event(enable_timing=True)
+            self._start.record()
+        else:
+            self._started = time.perf_counter()
+
+    def stop(self) -> Stopwatch:
+        if self._seconds is None and self._end is None:
+            if hasattr(self, "_start"):
+                self._end = torch.cuda.Event(enable_timing=True)
+                self._end.record()
+            else:
+                self._seconds = time.perf_counter() - self._started
+        return self
+
+    @property
+    def seconds(self) -> float:
+        """The work's seconds (waits for its end, if it is still running on the device)."""
+        if self._seconds is None:
+            if self._end is None:
+                raise RuntimeError("the stopwatch was never stopped")
+            self._end.synchronize()
+            self._seconds = self._start.elapsed_time(self._end) / 1e3
+        return self._seconds
 
 
 def sync(device: torch.device) -> None:
@@ -165,14 +223,15 @@ def starting_noise(
     return noise.to(device=device, dtype=dtype)
 
 
-def predict_noise(model: DiffusionModel, generations: list[Generation]) -> tuple[list[torch.Tensor], float]:
+def predict_noise(model: DiffusionModel, generations: list[Generation]) -> tuple[list[torch.Tensor], Stopwatch]:
     """4a. The UNet on both branches of every generation in a batch, in one call.
 
     Each generation brings its latent twice (unconditional, conditional), its own
     timestep and its two texts; they are stacked, run through the UNet once, and
-    each gets its own pair of noise predictions back, with the call's seconds.
-    Generations that asked for cross-attention maps get those of their conditional
-    branch (`Generation.attention`), recorded beside the same call.
+    each gets its own pair of noise predictions back, with the call's stopwatch
+    (on a GPU the call is only queued when this returns). Generations that asked
+    for cross-attention maps get those of their conditional branch
+    (`Generation.attention`), recorded beside the same call.
     """
     inputs = [g.model_input() for g in generations]
     latents = torch.cat([latent for latent, _, _ in inputs])
@@ -182,7 +241,7 @@ def predict_noise(model: DiffusionModel, generations: list[Generation]) -> tuple
     # The conditional branch is the last row of each generation's pair.
     ends = np.cumsum(sizes)
     watched = [(int(end) - 1, g) for end, g in zip(ends, generations, strict=True) if g.wants_attention]
-    started = time.perf_counter()
+    stopwatch = Stopwatch(model.device)
     if not watched:
         noise = model.unet(latents, timesteps.to(latents.device), encoder_hidden_states=embeddings, return_dict=False)
     else:
@@ -195,8 +254,7 @@ def predict_noise(model: DiffusionModel, generations: list[Generation]) -> tuple
             )
             for (_, generation), maps in zip(watched, recording.results(), strict=True):
                 generation.attention = maps
-    sync(model.device)
-    return list(noise[0].split(sizes)), time.perf_counter() - started
+    return list(noise[0].split(sizes)), stopwatch.stop()
 
 
 class Generation:
@@ -211,6 +269,7 @@ class Generation:
         self.spec = spec
         self.step_index = 0
         self.timings = {"text_encoder": 0.0, "denoising": 0.0, "vae_decode": 0.0}
+        self.unet_calls: list[Stopwatch] = []  # read when the generation ends: reading one waits for it
         # The costly probes, only when asked (see probes.py).
         self.wants_attention = "cross_attention" in spec.include
         self.wants_decoded_x0 = "decoded_x0_preview" in spec.include
@@ -253,14 +312,16 @@ class Generation:
         self.latents = noise * self.scheduler.init_noise_sigma
         self.extra_step_kwargs = step_kwargs(self.scheduler, self.generator)
 
-        sigmas = [sigma_at(self.scheduler, i) for i in range(len(self.timesteps))]
+        # Host copies of the schedule: reading a device tensor at every step would wait for the device.
+        self.timestep_values = [float(t) for t in self.timesteps]
+        self.sigma_values = [sigma_at(self.scheduler, i) for i in range(len(self.timesteps))]
         with_embeddings = "embeddings" in spec.include
         return HeaderEvent(
             spec=spec,
             prompt=EncodedPrompt.from_embedding(spec.prompt, prompt, with_embeddings),
             negative_prompt=EncodedPrompt.from_embedding(spec.negative_prompt, negative, with_embeddings),
-            timesteps=[float(t) for t in self.timesteps],
-            sigmas=[s for s in sigmas if s is not None],
+            timesteps=self.timestep_values,
+            sigmas=[s for s in self.sigma_values if s is not None],
             initial_latent=HostCopy(self.latents),
         )
 
@@ -278,8 +339,12 @@ class Generation:
         return branch is not None and self.step_index >= branch.at_step
 
     @torch.inference_mode()
-    def finish_step(self, noise_pair: torch.Tensor, unet_seconds: float, batch_size: int) -> StepEvent:
-        """4b-4d. Guidance, the scheduler's step, and the model's guess of x0."""
+    def finish_step(self, noise_pair: torch.Tensor, unet: Stopwatch, batch_size: int) -> StepEvent:
+        """4b-4d. Guidance, the scheduler's step, and the model's guess of x0.
+
+        On a GPU this queues the work and the copies to the host and returns: the
+        event's copies are ready once `StepEvent.copied` returns.
+        """
         started = time.perf_counter()
         t = self.timesteps[self.step_index]
         sample = self.latents
@@ -296,7 +361,7 @@ class Generation:
         self.latents = output.prev_sample
 
         # 4d. What the model currently believes the clean latent to be.
-        x0 = predicted_x0(self.scheduler, output, sample, guided, t)
+        x0 = predicted_x0(self.scheduler, output, sample, guided, self.timestep_values[self.step_index])
 
         # Every cheap probe leaves the device at every step, whatever this request asked for: the
         # trajectory serves every later reader and the cache (see probes.py for why).
@@ -320,19 +385,19 @@ class Generation:
             decoded = HostCopy(picture[None], dtype=torch.uint8) if picture is not None else None
             sync(self.model.device)
             decode_seconds = time.perf_counter() - started
-        self.timings["denoising"] += unet_seconds + scheduler_seconds + decode_seconds
+        self.timings["denoising"] += scheduler_seconds + decode_seconds
+        self.unet_calls.append(unet)
 
         event = StepEvent(
             step_index=self.step_index,
             total_steps=len(self.timesteps),
-            timestep=float(t),
-            sigma=sigma_at(self.scheduler, self.step_index),
+            timestep=self.timestep_values[self.step_index],
+            sigma=self.sigma_values[self.step_index],
             latent=latent,
             predicted_x0=x0_copy,
             noise=noise,
-            unet_seconds=unet_seconds,
+            unet=unet,
             scheduler_seconds=scheduler_seconds,
-            step_seconds=unet_seconds + scheduler_seconds + decode_seconds,
             batch_size=batch_size,
             cross_attention=attention,
             decoded_x0=decoded,
@@ -343,18 +408,38 @@ class Generation:
         return event
 
     def finish(self, queue_seconds: float, total_seconds: float) -> FinalEvent:
-        # 5. The VAE decoder turns the last latent into the image.
-        started = time.perf_counter()
-        image = self.model.decode(self.latents)
+        """5-6. The image, decoded alone (see `finish_together`)."""
+        return finish_together([self], [queue_seconds], [total_seconds])[0]
+
+    def _final(self, image: np.ndarray, decode_s: float, queue_seconds: float, total_seconds: float) -> FinalEvent:
         # 6. The safety checker, when the model has one (a flagged image is blurred when encoded).
+        started = time.perf_counter()
         flagged = self.model.check_safety(image)
-        self.timings["vae_decode"] = time.perf_counter() - started
+        self.timings["vae_decode"] = decode_s + time.perf_counter() - started
         return FinalEvent(
             image=image,
             flagged=flagged,
             text_encoder_seconds=self.timings["text_encoder"],
-            denoising_seconds=self.timings["denoising"],
+            denoising_seconds=self.timings["denoising"] + sum(unet.seconds for unet in self.unet_calls),
             vae_decode_seconds=self.timings["vae_decode"],
             total_seconds=total_seconds + self.timings["vae_decode"],
             queue_seconds=queue_seconds,
         )
+
+
+def finish_together(
+    generations: list[Generation], queue_seconds: list[float], total_seconds: list[float]
+) -> list[FinalEvent]:
+    """5. The VAE decoder turns the last latents of generations that end together into their images, in one call.
+
+    A class that starts together ends together: one decoder call for its pictures
+    keeps the GPU busier than one call each. Each image is the one its generation
+    would get alone, within the rounding the batching tests allow (2 levels).
+    """
+    started = time.perf_counter()
+    images = generations[0].model.decode(torch.cat([g.latents for g in generations]))
+    decode_seconds = time.perf_counter() - started
+    return [
+        generation._final(image, decode_seconds, queued, total)
+        for generation, image, queued, total in zip(generations, images, queue_seconds, total_seconds, strict=True)
+    ]

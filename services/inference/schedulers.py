@@ -107,7 +107,7 @@ def predicted_x0(
     step_output: Any,
     sample: torch.Tensor,
     model_output: torch.Tensor,
-    timestep: torch.Tensor,
+    timestep: float | torch.Tensor,
 ) -> torch.Tensor:
     """The model's current guess of the clean latent at this step.
 
@@ -118,7 +118,9 @@ def predicted_x0(
     x0 = getattr(step_output, "pred_original_sample", None)
     if x0 is not None:
         return x0
-    alpha_bar = scheduler.alphas_cumprod[int(timestep)].to(device=sample.device, dtype=torch.float32)
+    # Left where the scheduler keeps it (the CPU): a 0-d CPU tensor enters a GPU kernel as a plain number,
+    # where moving it to the device would wait for every step queued there.
+    alpha_bar = scheduler.alphas_cumprod[int(timestep)].to(torch.float32)
     signal, noise = alpha_bar.sqrt(), (1 - alpha_bar).sqrt()
     x_t, output = sample.float(), model_output.float()
     if scheduler.config.prediction_type == "v_prediction":

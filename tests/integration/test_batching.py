@@ -338,3 +338,38 @@ def test_a_busy_student_can_still_open_a_lesson_example(settings):
         assert lesson.final and lesson.status.source == pb.TRAJECTORY_SOURCE_COMPUTED
         assert collect(mine).final
         channel.close()
+
+
+def test_a_class_that_ends_together_is_decoded_in_one_call(batching, monkeypatch):
+    server, stub = batching
+    vae = server.classroom.model.vae
+    sizes: list[int] = []
+    original = vae.decode
+
+    def counted(latents, *args, **kwargs):
+        sizes.append(latents.shape[0])
+        return original(latents, *args, **kwargs)
+
+    monkeypatch.setattr(vae, "decode", counted)
+    messages = [request(f"a kite number {i}", seed=40 + i, num_inference_steps=5, width=64, height=64)
+                for i in range(3)]  # fmt: skip
+    alone = [collect(stub.Generate(m, metadata=student("solo"))) for m in messages]
+    assert sizes == [1, 1, 1]
+    sizes.clear()
+    scheduler = server.classroom.scheduler
+    scheduler.pause(True)  # the three start at one step boundary, as a class does when the teacher says go
+    try:
+        together: list = []
+        reading = threading.Thread(target=lambda: together.extend(run_together(stub, messages, ["kai", "lea", "mo"])))
+        reading.start()
+        deadline = time.monotonic() + 30
+        while stats(stub).queued_generations < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        scheduler.pause(False)
+    reading.join(120)
+    assert all(f.timings.batch_size == 6 for s in together for f in s.frames)  # they started and ended together
+    assert sizes == [3]
+    for one, shared in zip(alone, together, strict=True):
+        difference = np.abs(shared.image.astype(int) - one.image.astype(int))
+        assert difference.max() <= 2 and difference.mean() < 0.1

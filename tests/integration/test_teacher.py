@@ -1,12 +1,14 @@
 """The TeacherService against a real server: the teacher code, the live queue, pause, clearing, precompute."""
 
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
 import pytest
 
-from services.common.api import NAME_METADATA, STUDENT_METADATA, TEACHER_METADATA, pb, pb_grpc
+from services.common.api import NAME_METADATA, STUDENT_METADATA, TEACHER_METADATA, pb, pb_grpc, unbatch
 from services.inference.moderation import DEFAULT_BLOCKLIST
 from tests.integration.helpers import collect, request
 from tests.support.redis_server import RedisServer
@@ -22,6 +24,15 @@ def student(student_id: str, name: str) -> tuple[tuple[str, str | bytes], ...]:
 
 def teacher_stub(channel: grpc.Channel) -> pb_grpc.TeacherServiceStub:
     return pb_grpc.TeacherServiceStub(channel)
+
+
+def heard(responses) -> Iterator[str]:
+    """A Generate stream's frames and final, in order, as they arrive."""
+    for response in unbatch(responses):
+        if response.WhichOneof("event") == "frame":
+            yield f"frame {response.frame.step_index}"
+        elif response.WhichOneof("event") == "final":
+            yield "final"
 
 
 def wait_for(predicate, timeout: float = 60.0) -> bool:
@@ -63,6 +74,14 @@ def test_the_teacher_sees_the_queue_pauses_and_clears_it(settings):
         teacher = teacher_stub(channel)
         long = request("a long river", seed=1, num_inference_steps=150, width=128, height=128)
         running = stub.Generate(long, metadata=student("s1", "Ada"))
+        seen: list[str] = []  # what Ada's stream has brought so far: "frame 0", ..., "final"
+
+        def read() -> None:
+            for event in heard(running):
+                seen.append(event)
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
         assert wait_for(lambda: teacher.GetClassroom(pb.GetClassroomRequest(), metadata=TEACHER).jobs)
         waiting = stub.Generate(request("a short hop", seed=2, num_inference_steps=2, width=64, height=64),
                                 metadata=student("s2", "Björn"))  # fmt: skip
@@ -85,6 +104,9 @@ def test_the_teacher_sees_the_queue_pauses_and_clears_it(settings):
         held = teacher.GetClassroom(pb.GetClassroomRequest(), metadata=TEACHER).jobs[0].steps_done
         time.sleep(1.0)
         assert teacher.GetClassroom(pb.GetClassroomRequest(), metadata=TEACHER).jobs[0].steps_done == held < 150
+        # While the class waits, Ada holds the frame of every step done (none is kept back for a next step).
+        assert wait_for(lambda: len(seen) == held, timeout=10), (len(seen), held)
+        assert seen == [f"frame {i}" for i in range(held)]
 
         # Clearing the queue: the waiting student is told why; the running one is untouched.
         assert teacher.ClearQueue(pb.ClearQueueRequest(), metadata=TEACHER).cleared == 1
@@ -92,7 +114,8 @@ def test_the_teacher_sees_the_queue_pauses_and_clears_it(settings):
             collect(waiting)
         assert caught.value.code() == grpc.StatusCode.ABORTED and "teacher cleared the queue" in caught.value.details()
         assert not teacher.SetPaused(pb.SetPausedRequest(paused=False), metadata=TEACHER).paused
-        assert len(collect(running).frames) == 150
+        reader.join(120)
+        assert seen == [f"frame {i}" for i in range(150)] + ["final"]
 
         # A blocked attempt: the teacher sees who and when, and the words only when opened.
         with pytest.raises(grpc.RpcError):
