@@ -40,6 +40,7 @@ from transformers import CLIPTextModel
 from services.inference.models import CLASSROOM_FILE
 from services.inference.tiny import SD1_SCHEDULER_CONFIG, clip_text_config, clip_tokenizer, save_pipeline
 from services.shapes import data
+from services.shapes.localise import keep_cross_attention, localisation_loss, shape_masks, word_positions
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,7 @@ class TrainConfig:
     caption_dropout: float = 0.1  # share of captions replaced by "" (for classifier-free guidance)
     ema_decay: float = 0.998  # the saved weights are this moving average of the trained ones
     eval_every: int = 250  # steps between quick accuracy checks (0: never)
+    attention_weight: float = 0.0  # weight of the cross-attention localisation loss (localise.py; 0: off)
 
 
 def vae_config() -> dict:
@@ -144,15 +146,16 @@ def train_vae(config: TrainConfig) -> AutoencoderKL:
 
 
 @torch.no_grad()
-def encode_pictures(vae: AutoencoderKL, config: TrainConfig) -> tuple[torch.Tensor, list[str]]:
-    """The latent (posterior mean, unscaled) of `config.pictures` fresh pictures, and their captions."""
+def encode_pictures(vae: AutoencoderKL, config: TrainConfig) -> tuple[torch.Tensor, list[str], torch.Tensor]:
+    """The latent (posterior mean, unscaled) of `config.pictures` fresh pictures, their captions and shape masks."""
     rng = random.Random(config.seed + 1)
-    latents, captions = [], []
+    latents, captions, masks = [], [], []
     for start in tqdm(range(0, config.pictures, 500), desc="encoding", mininterval=5.0):
         pixels, words = data.batch(rng, min(500, config.pictures - start), IMAGE_SIZE)
         latents.append(vae.encode(torch.from_numpy(pixels)).latent_dist.mean)
+        masks.append(shape_masks(pixels, latents[-1].shape[-1]))
         captions += words
-    return torch.cat(latents), captions
+    return torch.cat(latents), captions, torch.cat(masks)
 
 
 # -- 3. the UNet and the text encoder ----------------------------------------------
@@ -178,8 +181,13 @@ def train_denoiser(
     config: TrainConfig,
     evaluate: Callable[[UNet2DConditionModel, CLIPTextModel, int], dict[str, float]] | None = None,
     start_from: Path | None = None,
+    masks: torch.Tensor | None = None,
 ) -> tuple[UNet2DConditionModel, CLIPTextModel]:
-    """Train the UNet and text encoder on scaled latents (from scratch, or on from a saved model)."""
+    """Train the UNet and text encoder on scaled latents (from scratch, or on from a saved model).
+
+    With `config.attention_weight` and the pictures' shape `masks`, the colour and
+    shape words' cross-attention maps are trained to sit on the shape too (localise.py).
+    """
     torch.manual_seed(config.seed + 2)
     generator = torch.Generator().manual_seed(config.seed + 3)
     tokenizer = clip_tokenizer()
@@ -206,6 +214,11 @@ def train_denoiser(
         optimiser, config.unet_lr, total_steps=config.unet_steps, pct_start=0.05
     )
     ema_unet, ema_text = _Ema(unet, config.ema_decay), _Ema(text_encoder, config.ema_decay)
+    localising = config.attention_weight > 0
+    if localising and masks is None:
+        raise ValueError("the localisation loss needs the pictures' shape masks")
+    positions = word_positions(captions)
+    kept = keep_cross_attention(unet) if localising else []
     unet.train()
     text_encoder.train()
     with _progress(config.unet_steps, "denoiser") as bar:
@@ -221,6 +234,11 @@ def train_denoiser(
             prediction = unet(noisy, t, text_encoder(tokens)[0]).sample
             weight = 1.0 / alphas_cumprod[t]  # = 1 + 1/SNR: noise loss plus clean-latent loss
             loss = (weight[:, None, None, None] * (prediction - noise) ** 2).mean() / weight.mean()
+            if localising:
+                assert masks is not None
+                words = positions[index].masked_fill(dropped[:, None], -1)  # a dropped caption has no words
+                loss = loss + config.attention_weight * localisation_loss(kept, masks[index], words)
+                kept.clear()
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_([*unet.parameters(), *text_encoder.parameters()], 1.0)
@@ -277,7 +295,7 @@ def train(
         vae.save_pretrained(out / "vae")  # kept early, so a later run can start from it (--vae-from)
         if config.unet_steps == 0:
             return out  # the autoencoder alone, to look at before the long part
-    raw, captions = encode_pictures(vae, config)
+    raw, captions, masks = encode_pictures(vae, config)
     scaling_factor = float(1.0 / raw.std())
     vae.register_to_config(scaling_factor=scaling_factor)
     scaled = raw * scaling_factor
@@ -289,7 +307,7 @@ def train(
         from services.shapes.quick_eval import QuickEval
 
         evaluate = QuickEval(vae, clip_tokenizer(), out / "progress")
-    unet, text_encoder = train_denoiser(scaled, captions, config, evaluate, start_from)
+    unet, text_encoder = train_denoiser(scaled, captions, config, evaluate, start_from, masks)
 
     preview_factors = fit_preview_factors(vae, scaled)  # before the float16 cast below
     folder = save_pipeline(out, text_encoder=text_encoder, unet=unet, vae=vae, dtype=torch.float16)
