@@ -5,9 +5,10 @@ those. Most probes are cheap, and the runner computes and copies them off the
 device at every step whatever the request asked for: a trajectory is shared by
 every reader of the same request (single flight, the cache), each with its own
 mask, so what one reader skips another may want. The cost is five float16
-tensors of the latent's size per step (160 KB at 512 px), against a UNet step of
-about 0.8 TFLOP per sample: under 0.1% of a step by the copy engine's bandwidth
-(an estimate; the GPU suite measures it).
+tensors of the latent's size per step (160 KB at 512 px). Measured on an H100
+(the GPU suite, docs/benchmarks.md): copying them takes 1.4% of the UNet step's
+time for one student and 3.8% for 32, and the copies run beside the next step,
+which the worker queues before it waits for them.
 
 Two probes cost real model work, so they are computed only when a request
 names them (`ON_REQUEST_PROBES`): the cross-attention maps (a softmax over the
