@@ -9,7 +9,9 @@ example is precomputed first, so opening it needs no model work.
    trajectory player shows its first picture (p50, p99), and the CPU seconds the
    front end and the inference service spent, per student. Target: p99 under 3 s
    at 30 students on a 2-core machine with the service on the same machine.
-2. Scrubbing: every student steps through 50 steps in the player (arrow keys).
+2. Left open: for 20 s nobody touches the page; the script runs (the class
+   banner's fragment) and the server CPU seconds per student per minute.
+3. Scrubbing: every student steps through 50 steps in the player (arrow keys).
    Counted: the script runs Streamlit finished for them (each a `script_finished`
    message on the page's websocket) and the server CPU seconds. Before the player,
    a step slider reran the page once per move; that cost is measured in the same
@@ -36,6 +38,7 @@ from tests.frontend.test_browser import CHROMIUM_ARGS, Stack, stack  # noqa: F40
 
 CLASS_SIZES = [int(n) for n in os.environ.get("BENCH_CLASS_SIZES", "10,20,30").split(",")]
 SCRUB_STEPS = 50
+IDLE_S = 20.0  # the open lesson's steady cost: the class banner looks at the class's state twice a second
 LESSON_PATH = "/noise_to_image"
 
 
@@ -130,6 +133,14 @@ def wait_for_runs(students: list[Student], before: list[int], timeout_s: float =
         students[0].page.wait_for_timeout(20)  # lets Playwright deliver the websocket frames
 
 
+def idle(served: Stack, students: list[Student], seconds: float = IDLE_S) -> tuple[int, float]:
+    """The class with the lesson open, nobody touching it: (script runs, server CPU s) over `seconds`."""
+    runs_before = sum(s.script_runs for s in students)
+    cpu_before = server_cpu(served)
+    students[0].page.wait_for_timeout(seconds * 1000)
+    return sum(s.script_runs for s in students) - runs_before, server_cpu(served) - cpu_before
+
+
 def scrub(served: Stack, students: list[Student]) -> tuple[int, float]:
     """Every student steps back through SCRUB_STEPS steps with the arrow key: (script runs, server CPU s)."""
     runs_before = sum(s.script_runs for s in students)
@@ -168,6 +179,9 @@ def test_a_class_opens_a_cached_lesson_and_scrubs(stack: Stack):  # noqa: F811
             students, seconds, cpu = open_class(stack, browser, size)
             print(f"  {size:3d} students open it: first picture p50 {statistics.median(seconds):.2f} s, "
                   f"p99 {percentile(seconds, 0.99):.2f} s; server CPU {cpu / size:.3f} s per student")  # fmt: skip
+            idle_runs, idle_cpu = idle(stack, students)
+            print(f"      left open {IDLE_S:.0f} s: {idle_runs} script runs in all, "
+                  f"server CPU {idle_cpu / size / IDLE_S * 60:.2f} s per student per minute")  # fmt: skip
             runs, scrub_cpu = scrub(stack, students)
             print(f"      scrubbing {SCRUB_STEPS} steps with the player: {runs} script runs in all, "
                   f"server CPU {scrub_cpu / size:.3f} s per student")  # fmt: skip
