@@ -27,8 +27,8 @@ from diffusers.models.attention_processor import Attention
 
 from services.shapes import data
 
-# The words whose maps are trained to sit on the shape.
-_DESCRIBING = (set(data.PALETTE), set(data.SHAPES))
+# The kinds of word whose maps can be trained to sit on the shape.
+WORD_KINDS = {"colour": set(data.PALETTE), "shape": set(data.SHAPES)}
 
 
 def shape_masks(pixels: np.ndarray, latent_size: int) -> torch.Tensor:
@@ -38,15 +38,16 @@ def shape_masks(pixels: np.ndarray, latent_size: int) -> torch.Tensor:
     return F.adaptive_avg_pool2d(drawn.float(), latent_size)[:, 0]
 
 
-def word_positions(captions: list[str]) -> torch.Tensor:
-    """For each caption, the token positions of its colour and shape words ([n, 2]; -1 where absent).
+def word_positions(captions: list[str], kinds: tuple[str, ...] = ("colour", "shape")) -> torch.Tensor:
+    """For each caption, the token positions of its words of these kinds ([n, kinds]; -1 where absent).
 
     Every word of the data set's captions is one CLIP token, after the start token.
     """
-    positions = torch.full((len(captions), len(_DESCRIBING)), -1, dtype=torch.long)
+    describing = [WORD_KINDS[kind] for kind in kinds]
+    positions = torch.full((len(captions), len(describing)), -1, dtype=torch.long)
     for row, caption in enumerate(captions):
         for index, word in enumerate(caption.split()):
-            for column, words in enumerate(_DESCRIBING):
+            for column, words in enumerate(describing):
                 if word in words:
                     positions[row, column] = 1 + index
     return positions

@@ -63,6 +63,7 @@ class TrainConfig:
     ema_decay: float = 0.998  # the saved weights are this moving average of the trained ones
     eval_every: int = 250  # steps between quick accuracy checks (0: never)
     attention_weight: float = 0.0  # weight of the cross-attention localisation loss (localise.py; 0: off)
+    attention_words: str = "colour,shape"  # the kinds of word that loss trains to look at the shape
 
 
 def vae_config() -> dict:
@@ -217,7 +218,7 @@ def train_denoiser(
     localising = config.attention_weight > 0
     if localising and masks is None:
         raise ValueError("the localisation loss needs the pictures' shape masks")
-    positions = word_positions(captions)
+    positions = word_positions(captions, tuple(config.attention_words.split(",")))
     kept = keep_cross_attention(unet) if localising else []
     unet.train()
     text_encoder.train()

@@ -17,6 +17,7 @@ def test_the_colour_and_shape_words_are_found_in_every_caption_form():
     positions = word_positions(["a red circle", "a large blue square on the left", "an orange star at the top", ""])
     # One CLIP token per word, after the start token: "a"=1, "red"=2, "circle"=3.
     assert positions.tolist() == [[2, 3], [3, 4], [2, 3], [-1, -1]]
+    assert word_positions(["a large blue square on the left"], ("shape",)).tolist() == [[4]]
 
 
 def test_a_shape_mask_covers_the_cells_the_shape_was_drawn_in():
