@@ -64,6 +64,7 @@ class TrainConfig:
     eval_every: int = 250  # steps between quick accuracy checks (0: never)
     attention_weight: float = 0.0  # weight of the cross-attention localisation loss (localise.py; 0: off)
     attention_words: str = "colour,shape"  # the kinds of word that loss trains to look at the shape
+    train_only: str = ""  # "attention-routing": only the cross-attention's queries and keys learn (a gentle fine-tune)
 
 
 def vae_config() -> dict:
@@ -203,11 +204,18 @@ def train_denoiser(
         text_encoder = CLIPTextModel.from_pretrained(start_from / "text_encoder", dtype=torch.float32)
     noise_schedule = DDPMScheduler.from_config(SD1_SCHEDULER_CONFIG)
     alphas_cumprod = noise_schedule.alphas_cumprod
+    if config.train_only not in ("", "attention-routing"):
+        raise ValueError(f"unknown --train-only {config.train_only!r}")
+    if config.train_only == "attention-routing":
+        # Where each pixel looks changes; what it reads there (values, everything else) stays as trained.
+        text_encoder.requires_grad_(False)
+        for name, parameter in unet.named_parameters():
+            parameter.requires_grad_(".attn2.to_q." in name or ".attn2.to_k." in name)
     # Unused vocabulary rows must not decay: no weight decay on the text side.
     optimiser = torch.optim.AdamW(
         [
-            {"params": unet.parameters(), "weight_decay": 1e-2},
-            {"params": text_encoder.parameters(), "weight_decay": 0.0},
+            {"params": [p for p in unet.parameters() if p.requires_grad], "weight_decay": 1e-2},
+            {"params": [p for p in text_encoder.parameters() if p.requires_grad], "weight_decay": 0.0},
         ],
         lr=config.unet_lr,
     )
