@@ -8,7 +8,7 @@ from PIL import Image
 
 from frontend import trajectory
 from frontend.client import get_client
-from frontend.player import play_trajectory
+from frontend.player import live_picture, play_trajectory
 from frontend.progress import Phase, show
 from frontend.tabs import stop_when_tab_closes
 from frontend.together import share_to_class
@@ -119,8 +119,8 @@ if generation is not None:
         def draw(run: trajectory.TrajectoryView) -> None:
             step = run.steps[-1] if run.steps else None
             if step is not None and step.latent_preview is not None:
-                left_image.image(enlarge(step.latent_preview, 320), caption="the noisy latent x_t (preview)")
-                right_image.image(enlarge(step.x0_preview, 320), caption="the model's guess of x0 (preview)")
+                live_picture(left_image, enlarge(step.latent_preview, 320), "the noisy latent x_t (preview)")
+                live_picture(right_image, enlarge(step.x0_preview, 320), "the model's guess of x0 (preview)")
 
         ended = trajectory.follow(generation, status, show_done=True, on_step=draw)
         stop_slot.empty()

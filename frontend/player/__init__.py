@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import html
 import io
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import streamlit.components.v1 as components
 from PIL import Image
+from streamlit.delta_generator import DeltaGenerator
 
 from frontend.trajectory import TrajectoryView
 
@@ -50,6 +52,21 @@ def data_url(picture: np.ndarray) -> str:
         return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
     Image.fromarray(picture).save(buffer, format="JPEG", quality=90)
     return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def live_picture(slot: DeltaGenerator, picture: np.ndarray, caption: str) -> None:
+    """A picture that is replaced many times a second (a stream's previews), drawn inline in the page.
+
+    `st.image` would serve each version as a media file that the end of the script
+    run deletes, and a browser still fetching the last one then gets a 404 (a console
+    error, seen under load). Inline, the picture travels with the page's update.
+    """
+    text = html.escape(caption)
+    slot.markdown(
+        f'<figure style="margin:0"><img src="{data_url(picture)}" alt="{text}" style="max-width:100%">'
+        f'<figcaption style="font-size:0.875rem;opacity:0.6">{text}</figcaption></figure>',
+        unsafe_allow_html=True,
+    )
 
 
 def play(
