@@ -382,20 +382,24 @@ class BatchScheduler:
     def _work(self) -> None:
         while True:
             with self._lock:
-                idle = self._closing or self._paused or not self._running
-            if idle:
-                self._send_frames()  # nothing will be queued behind them: they go now
-            with self._lock:
                 while not self._closing and (self._paused or (not self._waiting and not self._running)):
+                    if self._unsent:  # nothing will be queued behind them before the wait: they go now
+                        self._lock.release()
+                        try:
+                            self._send_frames()
+                        finally:
+                            self._lock.acquire()
+                        continue
                     self._lock.wait()
                 if self._closing:
-                    return
+                    break
                 admitted = self._admit()
             for job in admitted:
                 self._start(job)
             self._drop_cancelled()
             if self._running:
                 self._step(self._next_group())
+        self._send_frames()  # the service stops: what was computed still goes out
 
     def _start(self, job: Job) -> None:
         factor = self.model.vae_downsample_factor
@@ -416,9 +420,7 @@ class BatchScheduler:
         self.metrics.running.set(len(self._running))
 
     def _drop_cancelled(self) -> None:
-        """Cancelled generations leave between steps; their tensors go with them."""
-        if any(r.job.cancelled.is_set() for r in self._running):
-            self._send_frames()
+        """Cancelled generations leave between steps; their tensors go with them (held frames are dropped)."""
         with self._lock:
             for running in [r for r in self._running if r.job.cancelled.is_set()]:
                 self._running.remove(running)

@@ -280,7 +280,8 @@ class DiffusionModel:
     def decode(self, latents: torch.Tensor) -> list[np.ndarray]:
         """The VAE decode of [n, 4, h, w] latents: n [H, W, 3] uint8 images."""
         images = self.vae.decode(latents / self.vae.config.scaling_factor, return_dict=False)[0]
-        return [to_pixels(images[i : i + 1]).cpu().numpy() for i in range(images.shape[0])]
+        pixels = torch.stack([to_pixels(images[i : i + 1]) for i in range(images.shape[0])])
+        return list(pixels.cpu().numpy())  # one copy to the host for all of them
 
     @torch.inference_mode()
     def check_safety(self, image: np.ndarray) -> bool:

@@ -82,21 +82,29 @@ class StepEvent:
     predicted_x0: HostCopy
     noise: tuple[HostCopy, HostCopy, HostCopy]  # unconditional, conditional, guided
     unet: Stopwatch  # the UNet call this step shared with its batch
-    scheduler_seconds: float
+    scheduler: Stopwatch  # guidance, the scheduler's step, x0 and the copies, for this generation
     batch_size: int
     # The probes computed only when asked (see probes.py).
     cross_attention: AttentionCopy | None = None
     decoded_x0: HostCopy | None = None  # uint8 [H, W, 3]: x0 through `decoder`
     decoder: str = ""  # "vae", "taesd" or "linear" when the decoded picture was asked for
-    decode_seconds: float = 0.0
+    decode: Stopwatch | None = None  # the decode of x0, when asked for and the model has a decoder
 
     @property
     def unet_seconds(self) -> float:
         return self.unet.seconds
 
     @property
+    def scheduler_seconds(self) -> float:
+        return self.scheduler.seconds
+
+    @property
+    def decode_seconds(self) -> float:
+        return self.decode.seconds if self.decode is not None else 0.0
+
+    @property
     def step_seconds(self) -> float:
-        return self.unet.seconds + self.scheduler_seconds + self.decode_seconds
+        return self.unet_seconds + self.scheduler_seconds + self.decode_seconds
 
     def copied(self) -> None:
         """Wait until this step's probes have reached the host (once they have, at no cost)."""
@@ -176,27 +184,26 @@ class Stopwatch:
 
     def __init__(self, device: torch.device) -> None:
         self._seconds: float | None = None
+        self._start: torch.cuda.Event | None = None
         self._end: torch.cuda.Event | None = None
+        self._started = time.perf_counter()
         if device.type == "cuda":
             self._start = torch.cuda.Event(enable_timing=True)
             self._start.record()
-        else:
-            self._started = time.perf_counter()
 
     def stop(self) -> Stopwatch:
-        if self._seconds is None and self._end is None:
-            if hasattr(self, "_start"):
-                self._end = torch.cuda.Event(enable_timing=True)
-                self._end.record()
-            else:
-                self._seconds = time.perf_counter() - self._started
+        if self._start is None:
+            self._seconds = time.perf_counter() - self._started
+        else:
+            self._end = torch.cuda.Event(enable_timing=True)
+            self._end.record()
         return self
 
     @property
     def seconds(self) -> float:
         """The work's seconds (waits for its end, if it is still running on the device)."""
         if self._seconds is None:
-            if self._end is None:
+            if self._start is None or self._end is None:
                 raise RuntimeError("the stopwatch was never stopped")
             self._end.synchronize()
             self._seconds = self._start.elapsed_time(self._end) / 1e3
@@ -268,8 +275,8 @@ class Generation:
         self.model = model
         self.spec = spec
         self.step_index = 0
-        self.timings = {"text_encoder": 0.0, "denoising": 0.0, "vae_decode": 0.0}
-        self.unet_calls: list[Stopwatch] = []  # read when the generation ends: reading one waits for it
+        self.timings = {"text_encoder": 0.0, "vae_decode": 0.0}
+        self.denoising: list[Stopwatch] = []  # every step's device work, read when the generation ends
         # The costly probes, only when asked (see probes.py).
         self.wants_attention = "cross_attention" in spec.include
         self.wants_decoded_x0 = "decoded_x0_preview" in spec.include
@@ -345,7 +352,7 @@ class Generation:
         On a GPU this queues the work and the copies to the host and returns: the
         event's copies are ready once `StepEvent.copied` returns.
         """
-        started = time.perf_counter()
+        scheduler = Stopwatch(self.model.device)
         t = self.timesteps[self.step_index]
         sample = self.latents
 
@@ -374,19 +381,16 @@ class Generation:
             tokens = self.branch_attention_tokens if self._branched else self.attention_tokens
             attention = AttentionCopy.of(self.attention, tokens)
             self.attention = None
-        scheduler_seconds = time.perf_counter() - started
+        self.denoising += [unet, scheduler.stop()]
 
         # 4e. When asked: the guess of x0 decoded into the picture it stands for.
-        decoded, decoder, decode_seconds = None, "", 0.0
+        decoded, decoder, decode = None, "", None
         if self.wants_decoded_x0:
-            started = time.perf_counter()
             decoder = self.model.preview_decoder.name
+            decode = Stopwatch(self.model.device)
             picture = self.model.preview_decoder.decode(x0)
             decoded = HostCopy(picture[None], dtype=torch.uint8) if picture is not None else None
-            sync(self.model.device)
-            decode_seconds = time.perf_counter() - started
-        self.timings["denoising"] += scheduler_seconds + decode_seconds
-        self.unet_calls.append(unet)
+            self.denoising.append(decode.stop())
 
         event = StepEvent(
             step_index=self.step_index,
@@ -397,12 +401,12 @@ class Generation:
             predicted_x0=x0_copy,
             noise=noise,
             unet=unet,
-            scheduler_seconds=scheduler_seconds,
+            scheduler=scheduler,
             batch_size=batch_size,
             cross_attention=attention,
             decoded_x0=decoded,
             decoder=decoder,
-            decode_seconds=decode_seconds,
+            decode=decode,
         )
         self.step_index += 1
         return event
@@ -420,7 +424,7 @@ class Generation:
             image=image,
             flagged=flagged,
             text_encoder_seconds=self.timings["text_encoder"],
-            denoising_seconds=self.timings["denoising"] + sum(unet.seconds for unet in self.unet_calls),
+            denoising_seconds=sum(work.seconds for work in self.denoising),
             vae_decode_seconds=self.timings["vae_decode"],
             total_seconds=total_seconds + self.timings["vae_decode"],
             queue_seconds=queue_seconds,
