@@ -13,6 +13,8 @@ import base64
 import hashlib
 import html
 import io
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,16 +44,57 @@ class PlayerFrame:
 
 
 LOSSLESS_UP_TO = 128  # pixels a side: smaller pictures go as PNG (exact), larger as JPEG (a tenth of the bytes)
+ENCODED_KEPT_BYTES = 48 * 2**20  # data URLs kept, newest first: a class on one lesson has each picture encoded once
+
+
+class _Encoded:
+    """The data URLs of recent pictures by their content, shared by every session of the process.
+
+    A class opening the same lesson sends the same hundred-odd pictures to every
+    student: encoding them once instead of once a student took the largest part of
+    an opening's server CPU (docs/benchmarks.md, "A class of browsers").
+    """
+
+    def __init__(self, keep_bytes: int = ENCODED_KEPT_BYTES) -> None:
+        self.keep_bytes = keep_bytes
+        self._lock = threading.Lock()
+        self._urls: OrderedDict[bytes, str] = OrderedDict()
+        self._bytes = 0
+
+    def get(self, picture: np.ndarray) -> str:
+        contiguous = np.ascontiguousarray(picture)
+        shape = repr((picture.shape, picture.dtype.str)).encode()
+        key = hashlib.blake2b(contiguous.data, digest_size=16).digest() + shape
+        with self._lock:
+            url = self._urls.get(key)
+            if url is not None:
+                self._urls.move_to_end(key)
+                return url
+        url = _encode(contiguous)
+        with self._lock:
+            if key not in self._urls:
+                self._urls[key] = url
+                self._bytes += len(url)
+            while self._bytes > self.keep_bytes:
+                self._bytes -= len(self._urls.popitem(last=False)[1])
+        return url
 
 
 def data_url(picture: np.ndarray) -> str:
     """An RGB or grey picture as a data URL: PNG while small (a 64-pixel picture stays exact), else JPEG."""
+    return _ENCODED.get(picture)
+
+
+def _encode(picture: np.ndarray) -> str:
     buffer = io.BytesIO()
     if max(picture.shape[:2]) <= LOSSLESS_UP_TO:
         Image.fromarray(picture).save(buffer, format="PNG")
         return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
     Image.fromarray(picture).save(buffer, format="JPEG", quality=90)
     return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+_ENCODED = _Encoded()
 
 
 def live_picture(slot: DeltaGenerator, picture: np.ndarray, caption: str) -> None:
