@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import copy
+import functools
+import json
+from typing import Any
+
 import altair as alt
 import pandas as pd
 
@@ -14,7 +19,7 @@ CURRENT_STEP_COLOUR = "#d62728"
 
 def current_step_rule(step: int) -> alt.LayerChart:
     """A dashed vertical line at the current step, labelled, to lay over a chart whose x is "step"."""
-    mark = pd.DataFrame({"step": [step], "label": [f"step {step}"]})
+    mark = alt.InlineData(values=[{"step": step, "label": f"step {step}"}])
     rule = alt.Chart(mark).mark_rule(color=CURRENT_STEP_COLOUR, strokeDash=[4, 3], strokeWidth=2).encode(x="step:Q")
     label = (
         alt.Chart(mark)
@@ -24,18 +29,47 @@ def current_step_rule(step: int) -> alt.LayerChart:
     return rule + label
 
 
-def per_step(data: pd.DataFrame, step: int, y_title: str, colours: tuple[str, ...] | None = None) -> alt.LayerChart:
-    """Lines over the steps, one per series, with the current step marked.
+SpecDict = dict[str, Any]
+
+
+def per_step(data: pd.DataFrame, step: int, y_title: str, colours: tuple[str, ...] | None = None) -> SpecDict:
+    """Lines over the steps, one per series, with the current step marked: a Vega-Lite spec for `st.vega_lite_chart`.
 
     `data` is long: columns "step", "value" and "series" (the legend's labels, shown whole).
     Up to two series get the pair's two colours unless `colours` says otherwise.
     Field names stay plain words: Vega reads quotes, dots and brackets in them as paths.
+
+    The spec is made once for the whole process for each data and step: Altair checks
+    every spec against the Vega-Lite schema, which took a third of a lesson's script
+    run, and a class opening one lesson asks for the same chart thirty times.
     """
+    return copy.deepcopy(_per_step_spec(_ByContent(data), step, y_title, colours))
+
+
+class _ByContent:
+    """A data frame that is equal to another with the same rows (the key of the cache of specs)."""
+
+    def __init__(self, data: pd.DataFrame) -> None:
+        self.data = data
+        self.rows = data.to_json(orient="records")
+
+    def __hash__(self) -> int:
+        return hash(self.rows)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _ByContent) and other.rows == self.rows
+
+
+@functools.lru_cache(maxsize=256)
+def _per_step_spec(content: _ByContent, step: int, y_title: str, colours: tuple[str, ...] | None) -> SpecDict:
+    data = content.data
     series = list(dict.fromkeys(data["series"]))
     colours = colours or (PAIR_COLOURS if len(series) <= len(PAIR_COLOURS) else None)
     scale = alt.Scale(domain=series, range=list(colours[: len(series)])) if colours else alt.Undefined
     lines = (
-        alt.Chart(data)
+        # The rows inline: a data frame would go through Altair's global data transformer, which
+        # st.altair_chart switches for its own charts while other sessions draw theirs.
+        alt.Chart(alt.InlineData(values=json.loads(content.rows)))
         .mark_line(point=True)
         .encode(
             x=alt.X("step:Q", title="step", axis=alt.Axis(tickMinStep=1)),
@@ -49,4 +83,6 @@ def per_step(data: pd.DataFrame, step: int, y_title: str, colours: tuple[str, ..
             tooltip=[alt.Tooltip("series:N", title="line"), "step:Q", alt.Tooltip("value:Q", format=".4f")],
         )
     )
-    return lines + current_step_rule(step)
+    spec = (lines + current_step_rule(step)).to_dict()
+    spec.pop("config", None)  # Altair's default theme (a fixed size); the page sizes the chart, as st.altair_chart does
+    return spec

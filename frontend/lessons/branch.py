@@ -80,7 +80,7 @@ else:
                 "**How far this run's latent is from the original's, step by step.** Zero up to the switch "
                 "(the same numbers), then the new prompt pulls it away."
             )
-            st.altair_chart(per_step(data, chosen, "distance between the latents"), width="stretch")
+            st.vega_lite_chart(per_step(data, chosen, "distance between the latents"), width="stretch")
 
 st.subheader("Try it yourself")
 info = guarded(get_client().model_info)

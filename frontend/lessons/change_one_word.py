@@ -79,7 +79,7 @@ st.markdown(
     "start: the same noise). The dashed line is the step above."
 )
 apart = pd.DataFrame({"step": range(len(distance)), "value": distance, "series": "distance between the two latents"})
-st.altair_chart(per_step(apart, step, "distance"), width="stretch")
+st.vega_lite_chart(per_step(apart, step, "distance"), width="stretch")
 
 # Both trajectories as points in 2-D: the two directions along which all their latents vary most (PCA).
 points = np.concatenate([a_latents, b_latents]).reshape(2 * len(a_latents), -1)

@@ -53,7 +53,7 @@ push = pd.DataFrame(
     ]
 )
 st.markdown("**The prompt's push at every step** (mean size of c − u per number). The dashed line is the step above.")
-st.altair_chart(per_step(push, step, "mean |c − u|"), width="stretch")
+st.vega_lite_chart(per_step(push, step, "mean |c − u|"), width="stretch")
 
 st.subheader("The same prompt at different guidance scales")
 same = where(

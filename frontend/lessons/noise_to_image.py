@@ -55,7 +55,7 @@ st.markdown(
     "**How much each step changes** the latent and the guess (root-mean-square change per number, from the "
     "step before; the guess starts at step 2, as step 1 makes the first one). The dashed line is the step above."
 )
-st.altair_chart(per_step(changes, step, "change from the step before"), width="stretch")
+st.vega_lite_chart(per_step(changes, step, "change from the step before"), width="stretch")
 st.markdown(
     f"The model was trained on 1,000 noise levels; this run visits {run.total_steps} of them: "
     f"{', '.join(f'{t:g}' for t in run.timesteps[:8])}{' …' if run.total_steps > 8 else ''}. "
