@@ -49,6 +49,8 @@ CLASS_SIZES = [int(n) for n in os.environ.get("BENCH_CLASS_SIZES", "10,20,30").s
 SCRUB_STEPS = 50
 IDLE_S = 20.0  # the open lesson's steady cost: the class banner looks at the class's state every few seconds
 LESSON_PATH = "/noise_to_image"
+LESSON_LINK = "3. From noise to image"
+PLAYER = 'iframe[title="frontend.player.trajectory_player"]'
 
 
 def precompute_lesson_3(served: Stack) -> None:
@@ -130,7 +132,7 @@ class Student:
                 pass
 
     def player_picture_visible(self) -> bool:
-        return self.page.frame_locator("iframe").first.locator("img").first.is_visible()
+        return self.page.frame_locator(PLAYER).locator("img").first.is_visible()
 
     def floor_picture_visible(self) -> bool:
         return self.page.get_by_role("img").first.is_visible()
@@ -148,30 +150,63 @@ def percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
 
 
-def open_class(browser, size: int, url: str, shown: Callable[[Student], bool], server: Callable[[], float]) -> Opening:
-    """`size` students, each in a browser context of its own (its own cache, as on its own computer), open `url`."""
+def new_students(browser, size: int) -> list[Student]:
+    """`size` students, each in a browser context of its own (its own cache, as on its own computer)."""
     students = []
     for _ in range(size):
-        context = browser.new_context(viewport={"width": 1200, "height": 900})
-        page = context.new_page()
+        page = browser.new_context(viewport={"width": 1200, "height": 900}).new_page()
         page.set_default_timeout(120_000)
         students.append(Student(page))
-    cpu_before, browser_before = server(), browser_cpu()
-    started = time.monotonic()
-    for student in students:
-        student.page.goto(url, wait_until="commit")
+    return students
+
+
+def until_shown(students: list[Student], starts: list[float], shown: Callable[[Student], bool]) -> list[float]:
+    """Each student's seconds from its own start until `shown` holds on its page."""
     seen: dict[int, float] = {}
-    deadline = started + 240
-    while len(seen) < size and time.monotonic() < deadline:
+    deadline = max(starts) + 240
+    while len(seen) < len(students) and time.monotonic() < deadline:
         for index, student in enumerate(students):
             if index not in seen and shown(student):
-                seen[index] = time.monotonic() - started
+                seen[index] = time.monotonic() - starts[index]
         students[0].page.wait_for_timeout(20)
-    if len(seen) < size:
+    if len(seen) < len(students):
         students[0].page.screenshot(path="/tmp/class-bench-unseen.png", full_page=True)
-    assert len(seen) == size, f"{size - len(seen)} of {size} pages never showed their picture"
+    assert len(seen) == len(students), f"{len(students) - len(seen)} of {len(students)} pages never showed it"
+    return [seen[index] for index in range(len(students))]
+
+
+def open_class(browser, size: int, url: str, shown: Callable[[Student], bool], server: Callable[[], float]) -> Opening:
+    """A class opening `url` at once, each from a fresh browser."""
+    students = new_students(browser, size)
+    cpu_before, browser_before = server(), browser_cpu()
+    starts = []
+    for student in students:
+        starts.append(time.monotonic())
+        student.page.goto(url, wait_until="commit")
+    seconds = until_shown(students, starts, shown)
     wait_for_runs(students, [0] * size)  # every page's script has finished: its CPU is all counted
-    return Opening(students, list(seen.values()), server() - cpu_before, browser_cpu() - browser_before)
+    return Opening(students, seconds, server() - cpu_before, browser_cpu() - browser_before)
+
+
+def click_into(
+    students: list[Student], start_url: str, link: str, shown: Callable[[Student], bool], server: Callable[[], float]
+) -> Opening:
+    """The class on `start_url`, loaded and settled; then every student clicks `link` in the menu at once."""
+    starts = [time.monotonic()] * len(students)
+    for student in students:
+        student.page.goto(start_url, wait_until="commit")
+    until_shown(students, starts, lambda student: student.page.locator("h1").first.is_visible())
+    students[0].page.wait_for_timeout(3000)  # the pages' own start-up runs end
+    before = [student.script_runs for student in students]
+    cpu_before, browser_before = server(), browser_cpu()
+    starts = []
+    for student in students:
+        starts.append(time.monotonic())
+        student.page.get_by_test_id("stSidebar").get_by_role("link", name=link).click(no_wait_after=True)
+    seconds = until_shown(students, starts, shown)
+    wait_for_runs(students, before)
+    students[0].page.wait_for_timeout(1000)  # the last pages' runs end
+    return Opening(students, seconds, server() - cpu_before, browser_cpu() - browser_before)
 
 
 def open_lesson(served: Stack, browser, size: int) -> Opening:
@@ -179,12 +214,30 @@ def open_lesson(served: Stack, browser, size: int) -> Opening:
     return open_class(browser, size, url, Student.player_picture_visible, lambda: server_cpu(served))
 
 
-def open_floor(url: str, browser, size: int) -> Opening:
-    """The baseline: the same class opening the floor page; its pages closed again."""
-    opening = open_class(browser, size, url, Student.floor_picture_visible, lambda: floor_cpu(url))
-    for student in opening.students:
+def click_lesson(served: Stack, students: list[Student]) -> Opening:
+    """The class on the Welcome page clicks lesson 3 in the menu, as when the teacher says "open lesson 3"."""
+    return click_into(students, served.url, LESSON_LINK, Student.player_picture_visible, lambda: server_cpu(served))
+
+
+def floor_openings(url: str, browser, size: int) -> tuple[Opening, Opening]:
+    """The baseline, both ways: the class opens the floor's picture page from fresh browsers, then by a click."""
+    cpu = lambda: floor_cpu(url)  # noqa: E731
+    fresh = open_class(browser, size, url + "/picture", Student.floor_picture_visible, cpu)
+    clicked = click_into(fresh.students, url, "The picture", Student.floor_picture_visible, cpu)
+    for student in fresh.students:
         student.page.context.close()
-    return opening
+    return fresh, clicked
+
+
+def report(what: str, floor: Opening, lesson: Opening) -> None:
+    size = len(lesson.seconds)
+    floor_p99, p99 = percentile(floor.seconds, 0.99), percentile(lesson.seconds, 0.99)
+    print(f"  {size:3d} students, {what}:\n"
+          f"      the floor: picture p50 {statistics.median(floor.seconds):.2f} s, p99 {floor_p99:.2f} s; "
+          f"server CPU {floor.server_cpu / size:.3f} s, Chromium {floor.browser_cpu / size:.2f} s per student\n"
+          f"      lesson 3:  picture p50 {statistics.median(lesson.seconds):.2f} s, p99 {p99:.2f} s "
+          f"({p99 / floor_p99:.2f}x the floor's); server CPU {lesson.server_cpu / size:.3f} s, "
+          f"Chromium {lesson.browser_cpu / size:.2f} s per student")  # fmt: skip
 
 
 def wait_for_runs(students: list[Student], before: list[int], timeout_s: float = 120.0) -> None:
@@ -208,7 +261,7 @@ def scrub(served: Stack, students: list[Student]) -> tuple[int, float]:
     runs_before = sum(s.script_runs for s in students)
     cpu_before = server_cpu(served)
     for student in students:
-        student.page.frame_locator("iframe").first.locator("body").click()
+        student.page.frame_locator(PLAYER).locator("body").click()
     for _ in range(SCRUB_STEPS):
         for student in students:
             student.page.keyboard.press("ArrowLeft")
@@ -223,7 +276,7 @@ def rerun_each(served: Stack, students: list[Student], times: int) -> tuple[int,
     for _ in range(times):
         before = [s.script_runs for s in students]
         for student in students:
-            student.page.locator("h1").first.click()  # focus the page itself, not the player
+            student.page.evaluate("document.activeElement?.blur()")  # the keys go to the page itself, not the player
             student.page.keyboard.press("r")
         wait_for_runs(students, before)
     return sum(s.script_runs for s in students) - runs_before, server_cpu(served) - cpu_before
@@ -235,20 +288,13 @@ def test_a_class_opens_a_cached_lesson_and_scrubs(stack: Stack, floor: str):  # 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
         # One page of each first, so that the servers' own start-up (imports, first script run) is not counted.
-        open_floor(floor, browser, 1)
+        floor_openings(floor, browser, 1)
         open_lesson(stack, browser, 1).students[0].page.context.close()
         for size in CLASS_SIZES:
-            base = open_floor(floor, browser, size)
-            floor_p99 = percentile(base.seconds, 0.99)
-            print(f"  {size:3d} students open the floor page (Streamlit and Chromium alone): first picture p50 "
-                  f"{statistics.median(base.seconds):.2f} s, p99 {floor_p99:.2f} s; server CPU "
-                  f"{base.server_cpu / size:.3f} s, Chromium {base.browser_cpu / size:.2f} s per student")  # fmt: skip
+            floor_fresh, floor_clicked = floor_openings(floor, browser, size)
             opening = open_lesson(stack, browser, size)
-            students, seconds, cpu = opening.students, opening.seconds, opening.server_cpu
-            p99 = percentile(seconds, 0.99)
-            print(f"      lesson 3: first picture p50 {statistics.median(seconds):.2f} s, p99 {p99:.2f} s "
-                  f"({p99 / floor_p99:.2f}x the floor's); server CPU {cpu / size:.3f} s, "
-                  f"Chromium {opening.browser_cpu / size:.2f} s per student")  # fmt: skip
+            report("each opening it from a fresh browser", floor_fresh, opening)
+            students = opening.students
             idle_runs, idle_cpu = idle(stack, students)
             print(f"      left open {IDLE_S:.0f} s: {idle_runs} script runs in all, "
                   f"server CPU {idle_cpu / size / IDLE_S * 60:.2f} s per student per minute")  # fmt: skip
@@ -263,6 +309,9 @@ def test_a_class_opens_a_cached_lesson_and_scrubs(stack: Stack, floor: str):  # 
                 print(f"      the same scrub as a slider (a rerun a move; {rerun_times} measured, scaled): "
                       f"{reruns * scale:.0f} script runs, server CPU {each:.3f} s each")  # fmt: skip
                 assert reruns >= rerun_times * size  # each rerun was counted: the counter works
+            report(
+                "on the start page, each clicking the lesson in the menu", floor_clicked, click_lesson(stack, students)
+            )
             for student in students:
                 student.page.context.close()
         browser.close()
