@@ -1,7 +1,8 @@
 """The DiffusionService adapter: gRPC requests in, the Classroom's answers out, nothing else.
 
 Every decision (what is allowed, who is refused and why) is the Classroom's; a
-refusal reaches the client as the status it carries (`refusals.py`).
+refusal raised anywhere in a handler reaches the client as the status it carries
+(`refusals.py`; `add_service` registers every handler that way).
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from services.common.api import (
     LESSON_METADATA,
     NAME_METADATA,
     RESUME_METADATA,
-    SERVICE_NAME,
     STUDENT_METADATA,
     pb,
 )
@@ -28,7 +28,7 @@ from services.inference.batching import Requester
 from services.inference.classroom import Classroom
 from services.inference.models import parameter_count
 from services.inference.probes import DEFAULT_PROBES, PROBES
-from services.inference.refusals import Refusal, RequestError, refuse
+from services.inference.refusals import RequestError, answering_refusals
 from services.inference.replies import stats_message
 from services.inference.runner import EncodedPrompt
 from services.inference.schedulers import SCHEDULERS
@@ -120,19 +120,13 @@ class DiffusionService(Attached):
 
     async def Tokenize(self, request: pb.TokenizeRequest, context: grpc.aio.ServicerContext) -> pb.TokenizeResponse:
         classroom = await self.ready(context)
-        try:
-            return frames.tokens_message(await classroom.tokenize(request.prompt, requester(context)))
-        except Refusal as refusal:
-            await refuse(context, refusal)
+        return frames.tokens_message(await classroom.tokenize(request.prompt, requester(context)))
 
     async def EncodePrompt(
         self, request: pb.EncodePromptRequest, context: grpc.aio.ServicerContext
     ) -> pb.EncodePromptResponse:
         classroom = await self.ready(context)
-        try:
-            encoding = await classroom.encode(request.prompt, requester(context))
-        except Refusal as refusal:
-            await refuse(context, refusal)
+        encoding = await classroom.encode(request.prompt, requester(context))
         prompt = EncodedPrompt.from_embedding(request.prompt, encoding, with_embeddings=True)
         return pb.EncodePromptResponse(encoding=frames.prompt_message(prompt))
 
@@ -141,10 +135,7 @@ class DiffusionService(Attached):
         lesson = text_metadata(context, LESSON_METADATA)
         resume = next((bytes(v) for k, v in context.invocation_metadata() or () if k == RESUME_METADATA), b"")
         who = requester(context)
-        try:
-            trajectory, source, spec = await classroom.open(request, who, lesson, resume)
-        except Refusal as refusal:
-            await refuse(context, refusal)
+        trajectory, source, spec = await classroom.open(request, who, lesson, resume)
         try:
             status = pb.StreamStatus(
                 source=source,
@@ -159,8 +150,6 @@ class DiffusionService(Attached):
                 yield message  # already serialized (see add_service)
                 classroom.metrics.frames_sent.inc(frame_count)
                 first = False
-        except Refusal as failure:
-            await refuse(context, failure)
         finally:
             # The client went away, or the stream ended: the last reader's leaving stops the work.
             classroom.release(trajectory)
@@ -204,23 +193,16 @@ class DiffusionService(Attached):
     async def JoinClass(self, request: pb.JoinClassRequest, context: grpc.aio.ServicerContext) -> pb.JoinClassResponse:
         classroom = await self.ready(context)
         who = dataclasses.replace(requester(context), name=request.name, address=request.address)
-        try:
-            renew = classroom.join(who, request.session)
-        except Refusal as refusal:
-            await refuse(context, refusal)
-        return pb.JoinClassResponse(renew_within_seconds=renew)
+        return pb.JoinClassResponse(renew_within_seconds=classroom.join(who, request.session))
 
     # -- teaching together: the class's shared state, the gallery, quick checks ----------
 
     async def _in_class(self, context: grpc.aio.ServicerContext, student: bool = False) -> tuple[Classroom, Requester]:
         """The Classroom and who asks, checked; `student`: a student's own act, which must name the student."""
         classroom = await self.ready(context)
-        try:
-            if student and not text_metadata(context, STUDENT_METADATA):
-                raise RequestError([("student", "Sharing and answering need the student's id (x-student-id).")])
-            return classroom, classroom.in_class(requester(context))
-        except Refusal as refusal:
-            await refuse(context, refusal)
+        if student and not text_metadata(context, STUDENT_METADATA):
+            raise RequestError([("student", "Sharing and answering need the student's id (x-student-id).")])
+        return classroom, classroom.in_class(requester(context))
 
     async def WatchClass(
         self, request: pb.WatchClassRequest, context: grpc.aio.ServicerContext
@@ -237,36 +219,24 @@ class DiffusionService(Attached):
         self, request: pb.ShareToGalleryRequest, context: grpc.aio.ServicerContext
     ) -> pb.ShareToGalleryResponse:
         classroom, who = await self._in_class(context, student=True)
-        try:
-            item = await classroom.together.share(who.classroom, who.student, who.name, request.trajectory_key)
-        except Refusal as refusal:
-            await refuse(context, refusal)
+        item = await classroom.together.share(who.classroom, who.student, who.name, request.trajectory_key)
         return pb.ShareToGalleryResponse(item=item)
 
     async def ListGallery(
         self, request: pb.ListGalleryRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListGalleryResponse:
         classroom, who = await self._in_class(context)
-        try:
-            return pb.ListGalleryResponse(items=await classroom.together.shown(who.classroom))
-        except Refusal as refusal:
-            await refuse(context, refusal)
+        return pb.ListGalleryResponse(items=await classroom.together.shown(who.classroom))
 
     async def GetClassMap(self, request: pb.GetClassMapRequest, context: grpc.aio.ServicerContext) -> pb.ClassMap:
         classroom, who = await self._in_class(context)
-        try:
-            return await classroom.together.class_map(who.classroom, include_pending=False)
-        except Refusal as refusal:
-            await refuse(context, refusal)
+        return await classroom.together.class_map(who.classroom, include_pending=False)
 
     async def AnswerQuickCheck(
         self, request: pb.AnswerQuickCheckRequest, context: grpc.aio.ServicerContext
     ) -> pb.AnswerQuickCheckResponse:
         classroom, who = await self._in_class(context, student=True)
-        try:
-            choice = classroom.together.answer(who.classroom, who.student, request.question_id, request.choice)
-        except Refusal as refusal:
-            await refuse(context, refusal)
+        choice = classroom.together.answer(who.classroom, who.student, request.question_id, request.choice)
         return pb.AnswerQuickCheckResponse(choice=choice)
 
     async def GetServerStats(
@@ -280,18 +250,22 @@ def _serialize(message: Message | bytes) -> bytes:
     return message if isinstance(message, bytes) else message.SerializeToString()
 
 
-def add_service(servicer: DiffusionService, server: grpc.aio.Server) -> None:
-    """Register the DiffusionService as the generated helper would, but let handlers send bytes.
+def add_service(servicer: object, server: grpc.aio.Server, service: str = "DiffusionService") -> None:
+    """Register a service of the API (by its name in the proto) as the generated helper would, with two differences.
 
-    Generate's messages are serialized once per trajectory and include mask, not once
-    per reader: a class replaying the same cached lesson costs copying, not encoding.
+    A Refusal raised anywhere in a handler ends the call with its status
+    (`answering_refusals`), so no handler catches them itself. And handlers may send
+    bytes: Generate's messages are serialized once per trajectory and include mask,
+    not once per reader, so a class replaying the same cached lesson costs copying,
+    not encoding.
     """
+    described = pb.DESCRIPTOR.services_by_name[service]
     handlers = {}
-    for method in pb.DESCRIPTOR.services_by_name["DiffusionService"].methods:
+    for method in described.methods:
         make = grpc.unary_stream_rpc_method_handler if method.server_streaming else grpc.unary_unary_rpc_method_handler
         handlers[method.name] = make(
-            getattr(servicer, method.name),
+            answering_refusals(getattr(servicer, method.name)),
             request_deserializer=getattr(pb, method.input_type.name).FromString,
             response_serializer=_serialize,
         )
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(described.full_name, handlers),))

@@ -3,13 +3,17 @@
 "Why was I refused?" is answered here. Each refusal is an exception with the
 sentence a student reads, the gRPC status code, and the machine-readable
 details a client may act on (when to try again, which field was wrong, why).
-The adapters turn any of them into a gRPC status with one call (`status()`).
+Every gRPC handler is registered through `answering_refusals`, so a handler just
+raises one and the call ends with its status.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 import math
-from typing import ClassVar, NoReturn
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, ClassVar, NoReturn
 
 import grpc
 from google.protobuf import any_pb2
@@ -61,6 +65,36 @@ async def refuse(context: grpc.aio.ServicerContext, refusal: Refusal) -> NoRetur
     """End a gRPC call with the refusal's status: its sentence, code and details."""
     await context.abort_with_status(refusal.status())
     raise AssertionError("unreachable")  # abort_with_status raises
+
+
+Handler = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any] | AsyncIterator[Any]]
+
+
+def answering_refusals(handler: Handler) -> Handler:
+    """A gRPC handler (unary or server-streaming) whose Refusal, raised anywhere in it, ends the call with its status.
+
+    A handler registered so (`add_service`) just raises: no try/except of its own.
+    """
+    if inspect.isasyncgenfunction(handler):
+
+        @functools.wraps(handler)
+        async def streaming(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            try:
+                async for message in handler(request, context):  # type: ignore[union-attr]
+                    yield message
+            except Refusal as refusal:
+                await refuse(context, refusal)
+
+        return streaming
+
+    @functools.wraps(handler)
+    async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        try:
+            return await handler(request, context)  # type: ignore[misc]
+        except Refusal as refusal:
+            await refuse(context, refusal)
+
+    return unary
 
 
 class ModelLoading(Refusal):

@@ -20,7 +20,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
-from services.common.api import SERVICE_NAME, TEACHER_SERVICE_NAME, pb_grpc
+from services.common.api import SERVICE_NAME, TEACHER_SERVICE_NAME
 from services.inference.acceleration import Acceleration, accelerate
 from services.inference.auth import TokenInterceptor
 from services.inference.cache import TrajectoryStore
@@ -108,7 +108,7 @@ class InferenceServer:
         self.service = DiffusionService()
         add_service(self.service, self.server)
         self.teacher = TeacherService(settings.teacher_code)
-        pb_grpc.add_TeacherServiceServicer_to_server(self.teacher, self.server)
+        add_service(self.teacher, self.server, "TeacherService")
         reflection.enable_server_reflection(
             (SERVICE_NAME, TEACHER_SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server
         )

@@ -13,7 +13,7 @@ import grpc
 from services.common.api import TEACHER_METADATA, pb, pb_grpc
 from services.inference.attached import Attached
 from services.inference.classroom import Classroom
-from services.inference.refusals import NO_TEACHER_CODE, WRONG_TEACHER_CODE, Refusal, RequestError, TeacherOnly, refuse
+from services.inference.refusals import NO_TEACHER_CODE, WRONG_TEACHER_CODE, RequestError, TeacherOnly
 from services.inference.replies import progress_message, stats_message
 from services.inference.validation import check_name
 
@@ -27,10 +27,10 @@ class TeacherService(Attached, pb_grpc.TeacherServiceServicer):
 
     async def _classroom(self, context: grpc.aio.ServicerContext) -> Classroom:
         if not self.teacher_code:
-            await refuse(context, TeacherOnly(NO_TEACHER_CODE))
+            raise TeacherOnly(NO_TEACHER_CODE)
         sent = dict(context.invocation_metadata() or ()).get(TEACHER_METADATA, "")
         if not hmac.compare_digest(str(sent).encode(), str(self.teacher_code).encode()):
-            await refuse(context, TeacherOnly(WRONG_TEACHER_CODE))
+            raise TeacherOnly(WRONG_TEACHER_CODE)
         return await self.ready(context)
 
     async def GetClassroom(
@@ -114,21 +114,13 @@ class TeacherService(Attached, pb_grpc.TeacherServiceServicer):
     async def _for_class(self, context: grpc.aio.ServicerContext, class_name: str) -> tuple[Classroom, str]:
         """After the teacher code: the Classroom and the class named (plain text, as a display name)."""
         classroom = await self._classroom(context)
-        try:
-            return classroom, check_name(class_name)
-        except Refusal as refusal:
-            await refuse(context, refusal)
+        return classroom, check_name(class_name)
 
     async def SetPresent(
         self, request: pb.SetPresentRequest, context: grpc.aio.ServicerContext
     ) -> pb.SetPresentResponse:
         classroom, name = await self._for_class(context, request.class_name)
-        try:
-            state = classroom.together.present(
-                name, request.leading, request.example_id, request.step, request.show_map
-            )
-        except Refusal as refusal:
-            await refuse(context, refusal)
+        state = classroom.together.present(name, request.leading, request.example_id, request.step, request.show_map)
         return pb.SetPresentResponse(state=state)
 
     async def ListSubmissions(
@@ -136,62 +128,44 @@ class TeacherService(Attached, pb_grpc.TeacherServiceServicer):
     ) -> pb.ListSubmissionsResponse:
         classroom, name = await self._for_class(context, request.class_name)
         gallery = classroom.together.gallery
-        try:
-            items = [s.item for s in await gallery.submissions(name)]
-            return pb.ListSubmissionsResponse(items=items, approval_required=await gallery.approval_required(name))
-        except Refusal as refusal:
-            await refuse(context, refusal)
+        items = [s.item for s in await gallery.submissions(name)]
+        return pb.ListSubmissionsResponse(items=items, approval_required=await gallery.approval_required(name))
 
     async def ReviewSubmission(
         self, request: pb.ReviewSubmissionRequest, context: grpc.aio.ServicerContext
     ) -> pb.ReviewSubmissionResponse:
         classroom, name = await self._for_class(context, request.class_name)
         if request.status not in (pb.SUBMISSION_STATUS_APPROVED, pb.SUBMISSION_STATUS_HIDDEN):
-            await refuse(context, RequestError([("status", "Approve or hide: those are the two choices.")]))
-        try:
-            item = await classroom.together.gallery.review(name, request.item_id, request.status)
-        except Refusal as refusal:
-            await refuse(context, refusal)
+            raise RequestError([("status", "Approve or hide: those are the two choices.")])
+        item = await classroom.together.gallery.review(name, request.item_id, request.status)
         return pb.ReviewSubmissionResponse(item=item)
 
     async def SetGalleryApproval(
         self, request: pb.SetGalleryApprovalRequest, context: grpc.aio.ServicerContext
     ) -> pb.SetGalleryApprovalResponse:
         classroom, name = await self._for_class(context, request.class_name)
-        try:
-            required = await classroom.together.gallery.set_approval(name, request.approval_required)
-        except Refusal as refusal:
-            await refuse(context, refusal)
+        required = await classroom.together.gallery.set_approval(name, request.approval_required)
         return pb.SetGalleryApprovalResponse(approval_required=required)
 
     async def ClearGallery(
         self, request: pb.ClearGalleryRequest, context: grpc.aio.ServicerContext
     ) -> pb.ClearGalleryResponse:
         classroom, name = await self._for_class(context, request.class_name)
-        try:
-            return pb.ClearGalleryResponse(cleared=await classroom.together.gallery.clear(name))
-        except Refusal as refusal:
-            await refuse(context, refusal)
+        return pb.ClearGalleryResponse(cleared=await classroom.together.gallery.clear(name))
 
     async def GetSubmissionMap(
         self, request: pb.GetSubmissionMapRequest, context: grpc.aio.ServicerContext
     ) -> pb.ClassMap:
         classroom, name = await self._for_class(context, request.class_name)
-        try:
-            return await classroom.together.class_map(name, include_pending=True)
-        except Refusal as refusal:
-            await refuse(context, refusal)
+        return await classroom.together.class_map(name, include_pending=True)
 
     async def AskQuickCheck(
         self, request: pb.AskQuickCheckRequest, context: grpc.aio.ServicerContext
     ) -> pb.AskQuickCheckResponse:
         classroom, name = await self._for_class(context, request.class_name)
-        try:
-            check = classroom.together.ask(
-                name, request.lesson_question_id, request.question, list(request.choices), request.answer
-            )
-        except Refusal as refusal:
-            await refuse(context, refusal)
+        check = classroom.together.ask(
+            name, request.lesson_question_id, request.question, list(request.choices), request.answer
+        )
         return pb.AskQuickCheckResponse(quick_check=check.message(for_teacher=True))
 
     async def GetQuickCheck(
