@@ -28,8 +28,6 @@ from __future__ import annotations
 
 import os
 import statistics
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -42,8 +40,7 @@ from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
 from services.common.client import ClassroomClient, ClientSettings
 from tests.bench.test_bench_stream import machine
 from tests.frontend.test_browser import CHROMIUM_ARGS, Stack, stack  # noqa: F401 (the stack fixture)
-from tests.support.frontend import ROOT, stop, wait_for_frontend
-from tests.support.servers import free_port
+from tests.support.frontend import running_frontend
 
 CLASS_SIZES = [int(n) for n in os.environ.get("BENCH_CLASS_SIZES", "10,20,30").split(",")]
 SCRUB_STEPS = 50
@@ -93,21 +90,10 @@ def browser_cpu() -> float:
 
 @pytest.fixture(scope="module")
 def floor(tmp_path_factory) -> Iterator[str]:
-    """The floor page on its own Streamlit server, with the front end's settings (run from the repository root)."""
-    port = free_port()
-    log = (tmp_path_factory.mktemp("floor") / "floor.log").open("w")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(Path(__file__).with_name("floor_page.py")), "--server.port",
-         str(port), "--server.address", "127.0.0.1"],
-        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for_frontend(url, process)
+    """The floor app on its own Streamlit server, with the front end's settings."""
+    log = tmp_path_factory.mktemp("floor") / "floor.log"
+    with running_frontend({}, log, script=Path(__file__).with_name("floor_page.py")) as url:
         yield url
-    finally:
-        stop(process)
-        log.close()
 
 
 def floor_cpu(url: str) -> float:

@@ -42,12 +42,15 @@ def stop(process: subprocess.Popen) -> None:
 
 
 @contextlib.contextmanager
-def running_frontend(env: dict[str, str], log_path: Path) -> Iterator[str]:
-    """`streamlit run frontend/app.py` on a free loopback port with `env` added; yields its URL."""
+def running_frontend(env: dict[str, str], log_path: Path, script: Path = ROOT / "frontend" / "app.py") -> Iterator[str]:
+    """`streamlit run frontend/app.py` (or `script`) on a free loopback port with `env` added; yields its URL.
+
+    It runs from the repository root, so with the front end's settings (.streamlit/config.toml).
+    """
     port = free_port()
     with log_path.open("w") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", str(ROOT / "frontend" / "app.py"), "--server.port", str(port),
+            [sys.executable, "-m", "streamlit", "run", str(script), "--server.port", str(port),
              "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false"],
             env=os.environ | {"HF_HUB_OFFLINE": "1"} | env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True,
