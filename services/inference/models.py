@@ -6,6 +6,7 @@ import hashlib
 import json
 import logging
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ SHAPES_DIR = Path(__file__).resolve().parents[1] / "shapes" / "model"
 # belong to, its own preview factors, and what a lesson may say about it.
 CLASSROOM_FILE = "classroom.json"
 SD_FAMILY = "stable-diffusion"
+ENCODINGS_KEPT = 256  # prompts whose text encoding is kept (SD 1.5: 118 KB each in float16)
 # Only the files the runner loads: SD repositories also hold checkpoints in
 # other formats and precisions that would multiply the download.
 _HUB_FILES = [
@@ -200,6 +202,8 @@ class DiffusionModel:
             self.feature_extractor = CLIPImageProcessor.from_pretrained(folder / "feature_extractor")
         # Fast tokenizers are not safe to share between threads.
         self._tokenizer_lock = threading.Lock()
+        self._encodings: OrderedDict[str, PromptEmbedding] = OrderedDict()  # the newest ENCODINGS_KEPT, by prompt
+        self._encodings_lock = threading.Lock()
 
     @classmethod
     def load(cls, settings: InferenceSettings) -> DiffusionModel:
@@ -263,9 +267,28 @@ class DiffusionModel:
             truncated_text=cut_text,
         )
 
-    @torch.inference_mode()
     def encode(self, prompt: str) -> PromptEmbedding:
-        """Run the text encoder: one vector per token position, [1, max_length, hidden]."""
+        """The prompt through the text encoder: one vector per token position, [1, max_length, hidden].
+
+        Kept for the newest ENCODINGS_KEPT prompts: every guided generation encodes its
+        negative prompt, nearly always "", and a class asks for the same lesson prompts
+        again and again. The text encoder is deterministic, so a kept encoding is the
+        one it would compute again, to the bit; callers only read it.
+        """
+        with self._encodings_lock:
+            kept = self._encodings.get(prompt)
+            if kept is not None:
+                self._encodings.move_to_end(prompt)
+                return kept
+        encoding = self._encode(prompt)
+        with self._encodings_lock:
+            self._encodings[prompt] = encoding
+            while len(self._encodings) > ENCODINGS_KEPT:
+                self._encodings.popitem(last=False)
+        return encoding
+
+    @torch.inference_mode()
+    def _encode(self, prompt: str) -> PromptEmbedding:
         tokens = self.tokenize(prompt)
         ids = torch.tensor([tokens.ids], device=self.device)
         attention_mask = None

@@ -1,0 +1,73 @@
+"""Benchmark: a generation's start (its texts encoded, its scheduler and starting noise), with kept encodings.
+
+A class of 32 starting at once: each generation's `start()` runs on the worker's
+thread, between UNet calls, so every millisecond of it is a millisecond the whole
+class's batch waits. The model keeps recent prompts' text encodings
+(`DiffusionModel.encode`), so the usual empty negative prompt, and a prompt a
+classmate or a lesson already used, cost no text encoder run. Measured in the
+same run, repetitions taking turns: every encoding run anew (the baseline, as
+before the encodings were kept), 32 new prompts with "" kept, and the same 32
+prompts again. Shapes at 64 px, and the tiny SD-shaped model (SD's text encoder
+shape, CLIP's vocabulary) at 512 px.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+
+from services.inference.models import SHAPES_DIR, DiffusionModel, folder_revision
+from services.inference.runner import Generation
+from services.inference.validation import GenerationSpec
+from tests.bench.test_bench_stream import machine
+
+REPETITIONS = int(os.environ.get("BENCH_REPETITIONS", "5"))
+CLASS = 32
+
+
+def class_start(model: DiffusionModel, prompts: list[str], size: int, keep: bool) -> float:
+    """Milliseconds per generation to start a class with these prompts (`keep`: with the model's kept encodings)."""
+    started = time.perf_counter()
+    for prompt in prompts:
+        if not keep:
+            model._encodings.clear()  # the baseline: every text encoded anew
+        spec = GenerationSpec(prompt, "", 1, 25, 7.5, size, size, "dpm_solver_pp", frozenset({"latent_preview"}))
+        Generation(model, spec).start()
+    return (time.perf_counter() - started) / len(prompts) * 1000
+
+
+def compare(name: str, model: DiffusionModel, size: int) -> str:
+    times: dict[str, list[float]] = {"every text encoded anew": [], 'new prompts, "" kept': [], "prompts kept": []}
+    class_start(model, ["warm-up"], size, keep=False)
+    for repetition in range(REPETITIONS):
+        prompts = [f"a red circle number {student} of round {repetition}" for student in range(CLASS)]
+        times["every text encoded anew"].append(class_start(model, prompts, size, keep=False))
+        model._encodings.clear()
+        model.encode("")
+        times['new prompts, "" kept'].append(class_start(model, prompts, size, keep=True))
+        times["prompts kept"].append(class_start(model, prompts, size, keep=True))
+    base = statistics.median(times["every text encoded anew"])
+    rows = [
+        f"| {mode} | {statistics.median(runs):.2f} | {statistics.median(runs) / base:.2f} |"
+        for mode, runs in times.items()
+    ]
+    return (
+        f"\n## A generation's start: {name} at {size} px, a class of {CLASS}\nmachine: {machine()}\n"
+        f"{REPETITIONS} repetitions taking turns\n"
+        "| texts | median ms per generation | ratio to every text encoded anew |\n|---|---|---|\n" + "\n".join(rows)
+    )
+
+
+def test_a_class_starts_with_kept_encodings_on_shapes():
+    model = DiffusionModel("shapes", folder_revision(SHAPES_DIR), SHAPES_DIR, device="auto", safety_checker=False)
+    report = compare("Shapes", model, 64)
+    print(report)
+    assert "ratio" in report  # the figures are the result; no timed assertion
+
+
+def test_a_class_starts_with_kept_encodings_on_tiny(tiny_dir):
+    model = DiffusionModel("tiny", folder_revision(tiny_dir), tiny_dir, device="auto", safety_checker=False)
+    report = compare("tiny", model, 512)
+    print(report)
+    assert "ratio" in report
