@@ -19,7 +19,7 @@ from diffusers.utils.torch_utils import randn_tensor
 
 from services.inference.attention import AttentionMaps, eager
 from services.inference.models import DiffusionModel, PromptEmbedding, PromptTokens
-from services.inference.schedulers import make_scheduler, predicted_x0, sigma_at, step_kwargs
+from services.inference.schedulers import new_scheduler, predicted_x0, sigma_at, step_kwargs
 from services.inference.validation import GenerationSpec
 
 log = logging.getLogger(__name__)
@@ -307,7 +307,7 @@ class Generation:
         self.timings["text_encoder"] = time.perf_counter() - started
 
         # 2. A fresh scheduler for this request, and the noise levels it will visit.
-        self.scheduler = make_scheduler(spec.scheduler, model.scheduler_config)
+        self.scheduler = new_scheduler(spec.scheduler, model.scheduler_config)
         self.scheduler.set_timesteps(spec.steps, device=model.device)
         self.timesteps = self.scheduler.timesteps
 

