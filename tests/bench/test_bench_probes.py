@@ -12,14 +12,13 @@ named. Shapes at its native 64 px, the tiny SD-shaped model at 512 px.
 from __future__ import annotations
 
 import os
-import statistics
 import time
 
 from services.inference.models import SHAPES_DIR, DiffusionModel, folder_revision
 from services.inference.probes import ALWAYS_COMPUTED
 from services.inference.runner import Generation, predict_noise
 from services.inference.validation import GenerationSpec
-from tests.bench.test_bench_stream import machine
+from tests.bench.test_bench_stream import machine, ratio_table
 
 REPETITIONS = int(os.environ.get("BENCH_REPETITIONS", "5"))
 STEPS = 10
@@ -49,17 +48,12 @@ def compare(name: str, model: DiffusionModel, size: int) -> str:
     for _ in range(REPETITIONS):
         for mode, include in MODES.items():
             times[mode].append(seconds_per_step(model, include, size))
-    base = statistics.median(times["no costly probe"])
-    rows = [
-        f"| {mode} | {statistics.median(runs) * 1000:.1f} | {statistics.median(runs) / base:.3f} |"
-        for mode, runs in times.items()
-    ]
     layers = model.cross_attention.layers
     return (
         f"\n## Costly probes: {name} at {size} px ({layers} cross-attention layers, decoder "
         f"{model.preview_decoder.name})\nmachine: {machine()}\n"
         f"{STEPS} steps of DPM-Solver++, guidance 7.5, {REPETITIONS} repetitions taking turns\n"
-        "| probes | median ms per step | ratio to no costly probe |\n|---|---|---|\n" + "\n".join(rows)
+        + ratio_table("probes", "per step", times, "no costly probe")
     )
 
 

@@ -15,7 +15,6 @@ tiny SD-shaped model (SD's text encoder shape, CLIP's vocabulary) at 512 px.
 from __future__ import annotations
 
 import os
-import statistics
 import time
 
 from services.inference import runner
@@ -23,14 +22,14 @@ from services.inference.models import SHAPES_DIR, DiffusionModel, folder_revisio
 from services.inference.runner import Generation
 from services.inference.schedulers import make_scheduler, new_scheduler
 from services.inference.validation import GenerationSpec
-from tests.bench.test_bench_stream import machine
+from tests.bench.test_bench_stream import machine, ratio_table
 
 REPETITIONS = int(os.environ.get("BENCH_REPETITIONS", "5"))
 CLASS = 32
 
 
 def class_start(model: DiffusionModel, prompts: list[str], size: int, keep: bool) -> float:
-    """Milliseconds per generation to start a class with these prompts (`keep`: now; else as before)."""
+    """Seconds per generation to start a class with these prompts (`keep`: now; else as before)."""
     runner.new_scheduler = new_scheduler if keep else make_scheduler  # as before: every scheduler from its config
     try:
         started = time.perf_counter()
@@ -39,7 +38,7 @@ def class_start(model: DiffusionModel, prompts: list[str], size: int, keep: bool
                 model._encodings.clear()  # as before: every text encoded anew
             spec = GenerationSpec(prompt, "", 1, 25, 7.5, size, size, "dpm_solver_pp", frozenset({"latent_preview"}))
             Generation(model, spec).start()
-        return (time.perf_counter() - started) / len(prompts) * 1000
+        return (time.perf_counter() - started) / len(prompts)
     finally:
         runner.new_scheduler = new_scheduler
 
@@ -54,15 +53,10 @@ def compare(name: str, model: DiffusionModel, size: int) -> str:
         model.encode("")
         times['new prompts, "" kept'].append(class_start(model, prompts, size, keep=True))
         times["prompts kept"].append(class_start(model, prompts, size, keep=True))
-    base = statistics.median(times["as before"])
-    rows = [
-        f"| {mode} | {statistics.median(runs):.2f} | {statistics.median(runs) / base:.2f} |"
-        for mode, runs in times.items()
-    ]
     return (
         f"\n## A generation's start: {name} at {size} px, a class of {CLASS}\nmachine: {machine()}\n"
         f"{REPETITIONS} repetitions taking turns\n"
-        "| start | median ms per generation | ratio to as before |\n|---|---|---|\n" + "\n".join(rows)
+        + ratio_table("start", "per generation", times, "as before", digits=2, ratio_digits=2)
     )
 
 

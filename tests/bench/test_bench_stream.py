@@ -42,6 +42,16 @@ def machine() -> str:
     return f"{device} ({cpu}), torch {torch.__version__}, {torch.get_num_threads()} threads"
 
 
+def ratio_table(
+    what: str, unit: str, times: dict[str, list[float]], base: str, digits: int = 1, ratio_digits: int = 3
+) -> str:
+    """A markdown table: each row's median (seconds, shown in ms) and its ratio to row `base`'s median."""
+    baseline = statistics.median(times[base])
+    medians = {name: statistics.median(runs) for name, runs in times.items()}
+    rows = [f"| {name} | {m * 1000:.{digits}f} | {m / baseline:.{ratio_digits}f} |" for name, m in medians.items()]
+    return f"| {what} | median ms {unit} | ratio to {base} |\n|---|---|---|\n" + "\n".join(rows)
+
+
 @pytest.fixture(scope="module")
 def model_settings(tmp_path_factory, tiny_dir) -> InferenceSettings:
     # Every repetition must run the model: no cache, no single flight, no rate limit.
