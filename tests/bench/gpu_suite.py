@@ -6,8 +6,9 @@
 Parts, in this order (see docs/benchmarks.md, "The GPU suite"): the models
 (built from configs), the device with its FLOP bound and SDPA check, a class
 batching on and off, the stream against diffusers' pipeline, the probes' host
-copies with a profile of the GPU's idle time and the VAE decode batched, the
-speed options each alone and together with their difference from the pipeline,
+copies with a profile of the GPU's idle time and the VAE decode batched, a
+class's generations starting (as before and now), the speed options each alone
+and together with their difference from the pipeline,
 the GPU tests, and the class load test.
 
 Each part runs in a child process of its own session with its own deadline: a
@@ -73,6 +74,7 @@ class Plan:
     class_students: int
     class_seconds: float
     class_catalog_collections: int | None  # the test catalog's first so many collections (None: all)
+    startup_students: int  # a class whose generations start together: as before, and with kept encodings
     budgets: dict[str, float] = field(default_factory=dict)  # part -> seconds at most
 
 
@@ -105,6 +107,7 @@ GPU_PLAN = Plan(
     class_students=200,
     class_seconds=35,
     class_catalog_collections=None,
+    startup_students=32,
     # Realistic parts end well inside these; the speed part takes what is left, at most its own.
     budgets={
         "build": 90,  # SD 1.5's 1.07 billion random weights, initialised and saved on the CPU
@@ -112,6 +115,7 @@ GPU_PLAN = Plan(
         "batching": 130,
         "stream": 40,
         "probes": 30,
+        "startup": 30,
         "speed": 180,
         "gpu_tests": 45,
         "class_load": 120,  # the service started, the lesson catalog precomputed, then 35 s of class
@@ -133,6 +137,7 @@ SMOKE_PLAN = Plan(
     class_students=6,
     class_seconds=2,
     class_catalog_collections=1,
+    startup_students=2,
     # Generous: a shared 2-core machine can be several times slower than an idle one.
     budgets={
         "build": 60,
@@ -140,13 +145,14 @@ SMOKE_PLAN = Plan(
         "batching": 120,
         "stream": 60,
         "probes": 40,
+        "startup": 40,
         "gpu_tests": 60,
         "class_load": 120,
         "speed": 90,
     },
 )
 
-PART_ORDER = ("build", "device", "batching", "stream", "probes", "speed", "gpu_tests", "class_load")
+PART_ORDER = ("build", "device", "batching", "stream", "probes", "startup", "speed", "gpu_tests", "class_load")
 
 
 @dataclass
@@ -629,12 +635,26 @@ def part_speed(ctx: Context) -> dict[str, Any]:
     return figures
 
 
+def part_startup(ctx: Context) -> dict[str, Any]:
+    """A class's generations started together (texts encoded, schedulers made, noise): as before against now."""
+    from tests.bench.test_bench_startup import measure
+
+    times = measure(_load(ctx), ctx.plan.size, ctx.plan.startup_students, repetitions=3)
+    medians = {way: statistics.median(runs) for way, runs in times.items()}
+    return {
+        "students": ctx.plan.startup_students,
+        "seconds_per_generation": medians,
+        "ratio_to_before": {way: m / medians["as before"] for way, m in medians.items()},
+    }
+
+
 PARTS: dict[str, Callable[[Context], dict[str, Any]]] = {
     "build": part_build,
     "device": part_device,
     "batching": part_batching,
     "stream": part_stream,
     "probes": part_probes,
+    "startup": part_startup,
     "gpu_tests": part_gpu_tests,
     "class_load": part_class_load,
     "speed": part_speed,
@@ -871,6 +891,15 @@ def summary(figures: dict[str, Any]) -> str:
                 f"VAE decode of {vae['students']} finished latents: one at a time {vae['one_by_one_s']:.3f} s, "
                 f"one call {vae['batched_s']:.3f} s ({vae['gain']:.2f}x)",
             ]
+    if startup := figures.get("startup"):
+        lines += ["", f"## A class of {startup['students']} starting together, per generation", ""]
+        lines += _table(
+            ["start", "ms a generation", "ratio to as before"],
+            [
+                [way, _f(seconds * 1e3, ".2f"), _f(startup["ratio_to_before"][way], ".2f")]
+                for way, seconds in startup["seconds_per_generation"].items()
+            ],
+        )
     if tests := figures.get("gpu_tests"):
         lines += [
             "",

@@ -66,6 +66,14 @@ def test_stream_probes_and_decode_are_measured(figures):
     assert figures["probes"]["vae_decode"]["gain"] > 0
 
 
+def test_a_class_starting_is_measured_as_before_and_now(figures):
+    startup = figures["startup"]
+    assert startup["students"] == SMOKE_PLAN.startup_students
+    seconds = startup["seconds_per_generation"]
+    assert set(seconds) == {"as before", 'new prompts, "" kept', "prompts kept"} and min(seconds.values()) > 0
+    assert startup["ratio_to_before"]["as before"] == 1.0
+
+
 def test_gpu_tests_and_the_class_load_ran(figures):
     tests = figures["gpu_tests"]
     assert tests["exit_code"] == 0 and tests["outcomes"].get("passed", 0) >= 1 and not tests["failed"]
