@@ -43,33 +43,19 @@ def per_step(data: pd.DataFrame, step: int, y_title: str, colours: tuple[str, ..
     every spec against the Vega-Lite schema, which took a third of a lesson's script
     run, and a class opening one lesson asks for the same chart thirty times.
     """
-    return copy.deepcopy(_per_step_spec(_ByContent(data), step, y_title, colours))
-
-
-class _ByContent:
-    """A data frame that is equal to another with the same rows (the key of the cache of specs)."""
-
-    def __init__(self, data: pd.DataFrame) -> None:
-        self.data = data
-        self.rows = data.to_json(orient="records")
-
-    def __hash__(self) -> int:
-        return hash(self.rows)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, _ByContent) and other.rows == self.rows
+    return copy.deepcopy(_per_step_spec(data.to_json(orient="records"), step, y_title, colours))
 
 
 @functools.lru_cache(maxsize=256)
-def _per_step_spec(content: _ByContent, step: int, y_title: str, colours: tuple[str, ...] | None) -> SpecDict:
-    data = content.data
-    series = list(dict.fromkeys(data["series"]))
+def _per_step_spec(rows: str, step: int, y_title: str, colours: tuple[str, ...] | None) -> SpecDict:
+    # The rows inline (they are also the cache's key): a data frame would go through Altair's global
+    # data transformer, which st.altair_chart switches for its own charts while other sessions draw theirs.
+    records = json.loads(rows)
+    series = list(dict.fromkeys(record["series"] for record in records))
     colours = colours or (PAIR_COLOURS if len(series) <= len(PAIR_COLOURS) else None)
     scale = alt.Scale(domain=series, range=list(colours[: len(series)])) if colours else alt.Undefined
     lines = (
-        # The rows inline: a data frame would go through Altair's global data transformer, which
-        # st.altair_chart switches for its own charts while other sessions draw theirs.
-        alt.Chart(alt.InlineData(values=json.loads(content.rows)))
+        alt.Chart(alt.InlineData(values=records))
         .mark_line(point=True)
         .encode(
             x=alt.X("step:Q", title="step", axis=alt.Axis(tickMinStep=1)),
