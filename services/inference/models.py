@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
 import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -202,8 +202,7 @@ class DiffusionModel:
             self.feature_extractor = CLIPImageProcessor.from_pretrained(folder / "feature_extractor")
         # Fast tokenizers are not safe to share between threads.
         self._tokenizer_lock = threading.Lock()
-        self._encodings: OrderedDict[str, PromptEmbedding] = OrderedDict()  # the newest ENCODINGS_KEPT, by prompt
-        self._encodings_lock = threading.Lock()
+        self._kept_encodings = functools.lru_cache(maxsize=ENCODINGS_KEPT)(self._encode)
 
     @classmethod
     def load(cls, settings: InferenceSettings) -> DiffusionModel:
@@ -275,17 +274,7 @@ class DiffusionModel:
         again and again. The text encoder is deterministic, so a kept encoding is the
         one it would compute again, to the bit; callers only read it.
         """
-        with self._encodings_lock:
-            kept = self._encodings.get(prompt)
-            if kept is not None:
-                self._encodings.move_to_end(prompt)
-                return kept
-        encoding = self._encode(prompt)
-        with self._encodings_lock:
-            self._encodings[prompt] = encoding
-            while len(self._encodings) > ENCODINGS_KEPT:
-                self._encodings.popitem(last=False)
-        return encoding
+        return self._kept_encodings(prompt)
 
     @torch.inference_mode()
     def _encode(self, prompt: str) -> PromptEmbedding:

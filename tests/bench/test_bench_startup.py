@@ -35,7 +35,7 @@ def class_start(model: DiffusionModel, prompts: list[str], size: int, keep: bool
         started = time.perf_counter()
         for prompt in prompts:
             if not keep:
-                model._encodings.clear()  # as before: every text encoded anew
+                model._kept_encodings.cache_clear()  # as before: every text encoded anew
             spec = GenerationSpec(prompt, "", 1, 25, 7.5, size, size, "dpm_solver_pp", frozenset({"latent_preview"}))
             Generation(model, spec).start()
         sync(model.device)  # on a GPU: the texts' encoding and the copies the starts queued
@@ -55,7 +55,7 @@ def measure(model: DiffusionModel, size: int, students: int = CLASS, repetitions
     for repetition in range(repetitions):
         prompts = [f"a red circle number {student} of round {repetition}" for student in range(students)]
         times["as before"].append(class_start(model, prompts, size, keep=False))
-        model._encodings.clear()
+        model._kept_encodings.cache_clear()
         model.encode("")
         times['new prompts, "" kept'].append(class_start(model, prompts, size, keep=True))
         times["prompts kept"].append(class_start(model, prompts, size, keep=True))

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import pytest
 import torch
 
-import services.inference.models as models
 from services.inference.models import DiffusionModel, folder_revision
 
 
@@ -41,7 +41,7 @@ def test_the_kept_encoding_is_the_one_computed_again_to_the_bit(model):
 
 
 def test_only_the_newest_prompts_are_kept(model, encoder_runs, monkeypatch):
-    monkeypatch.setattr(models, "ENCODINGS_KEPT", 2)
+    monkeypatch.setattr(model, "_kept_encodings", functools.lru_cache(maxsize=2)(model._encode))  # room for two
     model.encode("one")
     model.encode("two")
     model.encode("one")  # used again: the newest
