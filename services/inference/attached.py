@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import grpc
-
 from services.inference.classroom import Classroom
-from services.inference.refusals import ModelLoading, refuse
+from services.inference.refusals import ModelLoading
 
 
 class Attached:
@@ -17,7 +15,8 @@ class Attached:
     def attach(self, classroom: Classroom) -> None:
         self.classroom = classroom
 
-    async def ready(self, context: grpc.aio.ServicerContext) -> Classroom:
+    def ready(self) -> Classroom:
+        """The Classroom, or the refusal that says the model is still loading."""
         if self.classroom is None:
-            await refuse(context, ModelLoading())
+            raise ModelLoading()
         return self.classroom

@@ -60,7 +60,7 @@ class DiffusionService(Attached):
     async def GetModelInfo(
         self, request: pb.GetModelInfoRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetModelInfoResponse:
-        classroom = await self.ready(context)
+        classroom = self.ready()
         model, s = classroom.model, classroom.settings
         factor = model.vae_downsample_factor
         return pb.GetModelInfoResponse(
@@ -119,19 +119,19 @@ class DiffusionService(Attached):
         )
 
     async def Tokenize(self, request: pb.TokenizeRequest, context: grpc.aio.ServicerContext) -> pb.TokenizeResponse:
-        classroom = await self.ready(context)
+        classroom = self.ready()
         return frames.tokens_message(await classroom.tokenize(request.prompt, requester(context)))
 
     async def EncodePrompt(
         self, request: pb.EncodePromptRequest, context: grpc.aio.ServicerContext
     ) -> pb.EncodePromptResponse:
-        classroom = await self.ready(context)
+        classroom = self.ready()
         encoding = await classroom.encode(request.prompt, requester(context))
         prompt = EncodedPrompt.from_embedding(request.prompt, encoding, with_embeddings=True)
         return pb.EncodePromptResponse(encoding=frames.prompt_message(prompt))
 
     async def Generate(self, request: pb.GenerateRequest, context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
-        classroom = await self.ready(context)
+        classroom = self.ready()
         lesson = text_metadata(context, LESSON_METADATA)
         resume = next((bytes(v) for k, v in context.invocation_metadata() or () if k == RESUME_METADATA), b"")
         who = requester(context)
@@ -157,7 +157,7 @@ class DiffusionService(Attached):
     async def ListLessons(
         self, request: pb.ListLessonsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListLessonsResponse:
-        classroom = await self.ready(context)
+        classroom = self.ready()
         listed = await classroom.lessons(request.collection)
         return pb.ListLessonsResponse(
             catalog_version=classroom.catalog.version,
@@ -191,7 +191,7 @@ class DiffusionService(Attached):
         )
 
     async def JoinClass(self, request: pb.JoinClassRequest, context: grpc.aio.ServicerContext) -> pb.JoinClassResponse:
-        classroom = await self.ready(context)
+        classroom = self.ready()
         who = dataclasses.replace(requester(context), name=request.name, address=request.address)
         return pb.JoinClassResponse(renew_within_seconds=classroom.join(who, request.session))
 
@@ -199,7 +199,7 @@ class DiffusionService(Attached):
 
     async def _in_class(self, context: grpc.aio.ServicerContext, student: bool = False) -> tuple[Classroom, Requester]:
         """The Classroom and who asks, checked; `student`: a student's own act, which must name the student."""
-        classroom = await self.ready(context)
+        classroom = self.ready()
         if student and not text_metadata(context, STUDENT_METADATA):
             raise RequestError([("student", "Sharing and answering need the student's id (x-student-id).")])
         return classroom, classroom.in_class(requester(context))
@@ -242,7 +242,7 @@ class DiffusionService(Attached):
     async def GetServerStats(
         self, request: pb.GetServerStatsRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetServerStatsResponse:
-        classroom = await self.ready(context)
+        classroom = self.ready()
         return stats_message(classroom.stats())
 
 

@@ -31,7 +31,7 @@ class TeacherService(Attached, pb_grpc.TeacherServiceServicer):
         sent = dict(context.invocation_metadata() or ()).get(TEACHER_METADATA, "")
         if not hmac.compare_digest(str(sent).encode(), str(self.teacher_code).encode()):
             raise TeacherOnly(WRONG_TEACHER_CODE)
-        return await self.ready(context)
+        return self.ready()
 
     async def GetClassroom(
         self, request: pb.GetClassroomRequest, context: grpc.aio.ServicerContext
