@@ -26,6 +26,7 @@ Run with `make bench` or `pytest tests/bench/test_bench_class_browsers.py -s`.
 
 from __future__ import annotations
 
+import functools
 import os
 import statistics
 import time
@@ -207,7 +208,7 @@ def click_lesson(served: Stack, students: list[Student]) -> Opening:
 
 def floor_openings(url: str, browser, size: int) -> tuple[Opening, Opening]:
     """The baseline, both ways: the class opens the floor's picture page from fresh browsers, then by a click."""
-    cpu = lambda: floor_cpu(url)  # noqa: E731
+    cpu = functools.partial(floor_cpu, url)
     fresh = open_class(browser, size, url + "/picture", Student.floor_picture_visible, cpu)
     clicked = click_into(fresh.students, url, "The picture", Student.floor_picture_visible, cpu)
     for student in fresh.students:
