@@ -1,10 +1,13 @@
 """The prompt blocklist: words and phrases a class server will not draw, checked before any model work.
 
 Matching happens on a normal form of the text, so the usual tricks do not get a
-word past it: Unicode compatibility forms (fullwidth letters), case, invisible
-characters (zero-width spaces, direction marks), common look-alike letters from
-other alphabets, letters spelt out with separators ("b.a.n.a.n.a") and plurals.
-Whole words only: "sex" blocks "SEX" and "s e x", not "Essex".
+word past it: Unicode compatibility forms (fullwidth, circled and mathematical
+letters), accents ("nüde"), case, invisible characters (zero-width spaces,
+direction marks), small capitals ("ɴᴜᴅᴇ"), regional-indicator letters (the flag
+alphabet), common look-alike letters from other alphabets and digits standing for
+letters ("pr0n"), letters spelt out with separators ("b.a.n.a.n.a") and plurals.
+Whole words only: "sex" blocks "SEX" and "s e x", not "Essex". The tried evasions
+are a test table (tests/security/test_attacks.py).
 """
 
 from __future__ import annotations
@@ -16,14 +19,32 @@ from pathlib import Path
 DEFAULT_BLOCKLIST = Path(__file__).with_name("blocklist.txt")
 
 _SEPARATORS = re.compile(r"[\W_]+")
+
+
+def _letter_forms() -> dict[int, str]:
+    """Small capitals ("LATIN LETTER SMALL CAPITAL N") and regional indicators ("... SYMBOL LETTER N") as letters.
+
+    Unicode gives neither a compatibility decomposition, so NFKD leaves them alone.
+    """
+    forms: dict[int, str] = {}
+    for code in (*range(0x0250, 0x02B0), *range(0x1D00, 0x1D80), *range(0xA730, 0xA7B0), *range(0x1F1E6, 0x1F200)):
+        name = unicodedata.name(chr(code), "")
+        for prefix in ("LATIN LETTER SMALL CAPITAL ", "REGIONAL INDICATOR SYMBOL LETTER "):
+            letter = name.removeprefix(prefix)
+            if name.startswith(prefix) and len(letter) == 1:
+                forms[code] = letter.lower()
+    return forms
+
+
+_LETTER_FORMS = _letter_forms()
 # Letters from other alphabets that look like Latin ones (after NFKC and case folding).
 _LOOK_ALIKES = str.maketrans(
     {
         "а": "a", "в": "b", "е": "e", "ё": "e", "к": "k", "м": "m", "н": "h", "о": "o", "р": "p", "с": "c",
         "т": "t", "у": "y", "х": "x", "і": "i", "ї": "i", "ј": "j", "ѕ": "s", "ԁ": "d", "ɡ": "g", "ӏ": "l",
         "α": "a", "β": "b", "ε": "e", "η": "n", "ι": "i", "κ": "k", "ν": "v", "ο": "o", "ρ": "p", "τ": "t",
-        "υ": "u", "χ": "x", "ѵ": "v", "ɩ": "i", "0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "@": "a",
-        "$": "s",
+        "υ": "u", "χ": "x", "ѵ": "v", "ɩ": "i", "0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t",
+        "@": "a", "$": "s",
     }
 )  # fmt: skip
 
@@ -45,7 +66,8 @@ def words(text: str, articles_apart: bool = False) -> list[str]:
     Letters standing alone are one word spelt out ("s.e.x"); with `articles_apart`,
     a leading "a" or "i" of such a run stays a word of its own ("a s.e.x poster").
     """
-    text = unicodedata.normalize("NFKC", text).casefold()
+    # NFKD, not NFKC: it splits "ü" into "u" and a combining mark, which goes with the invisible ones.
+    text = unicodedata.normalize("NFKD", text).translate(_LETTER_FORMS).casefold()
     text = "".join(c for c in text if unicodedata.category(c) not in ("Cf", "Mn"))  # invisible marks, accents
     text = text.translate(_LOOK_ALIKES)
     merged: list[str] = []

@@ -191,13 +191,28 @@ def test_a_pack_from_another_server_is_checked_and_signed_anew(stub, redis_serve
         "nudes",
         "the sexes",
         "p-o-r-n",
+        "\ua731\u1d07x",  # small capitals: s, e, then a plain x
+        "\u0274\u1d1c\u1d05\u1d07",  # ɴᴜᴅᴇ
+        "n\u00fcde",  # nüde, the accent composed
+        "nu\u0308de",  # the same with a combining mark
+        "nak\u00e9d",  # nakéd
+        "pr0n",
+        "pornography",
+        "\U0001f1f3\U0001f1fa\U0001f1e9\U0001f1ea",  # regional-indicator letters N U D E
+        "s3x",
+        "\u24dd\u24e4\u24d3\u24d4",  # circled letters
+        "\U0001d427\U0001d42e\U0001d41d\U0001d41e",  # mathematical bold letters
     ],
 )
 def test_blocklist_evasions_are_caught(evasion):
     assert Blocklist.from_file(DEFAULT_BLOCKLIST).blocks(evasion)
 
 
-@pytest.mark.parametrize("harmless", ["a cottage in Essex", "a glass of water", "buses at night", "a red circle"])
+@pytest.mark.parametrize(
+    "harmless",
+    ["a cottage in Essex", "a glass of water", "buses at night", "a red circle", "a café in Zürich", "a prone lion",
+     "\U0001f1eb\U0001f1f7 flag of France", "7 red circles"],
+)  # fmt: skip
 def test_harmless_prompts_pass(harmless):
     assert not Blocklist.from_file(DEFAULT_BLOCKLIST).blocks(harmless)
 
