@@ -18,8 +18,8 @@ _BLUR_FRACTION = 1 / 12
 _PNG_PIXELS = 256 * 256
 
 
-def _token(position: int, token_id: int, piece: str, text: str, kind: int) -> pb.Token:
-    return pb.Token(position=position, id=token_id, piece=piece, text=text, kind=kind)
+def _token(position: int, token_id: int, piece: str, text: str, kind: int, known: bool) -> pb.Token:
+    return pb.Token(position=position, id=token_id, piece=piece, text=text, kind=kind, known=known)
 
 
 def tokens_message(tokens: PromptTokens) -> pb.TokenizeResponse:
@@ -33,14 +33,22 @@ def tokens_message(tokens: PromptTokens) -> pb.TokenizeResponse:
         return pb.TOKEN_KIND_END if position == tokens.end_position else pb.TOKEN_KIND_PADDING
 
     window = [
-        _token(i, token_id, piece, text, kind(i))
-        for i, (token_id, piece, text) in enumerate(zip(tokens.ids, tokens.pieces, tokens.texts, strict=True))
+        _token(i, token_id, piece, text, kind(i), known)
+        for i, (token_id, piece, text, known) in enumerate(
+            zip(tokens.ids, tokens.pieces, tokens.texts, tokens.known, strict=True)
+        )
     ]
     first_cut = len(tokens.ids) - 1  # the cut pieces would have followed the last prompt piece
     cut = [
-        _token(first_cut + i, token_id, piece, text, pb.TOKEN_KIND_PROMPT)
-        for i, (token_id, piece, text) in enumerate(
-            zip(tokens.truncated_ids, tokens.truncated_pieces, tokens.truncated_texts, strict=True)
+        _token(first_cut + i, token_id, piece, text, pb.TOKEN_KIND_PROMPT, known)
+        for i, (token_id, piece, text, known) in enumerate(
+            zip(
+                tokens.truncated_ids,
+                tokens.truncated_pieces,
+                tokens.truncated_texts,
+                tokens.truncated_known,
+                strict=True,
+            )
         )
     ]
     return pb.TokenizeResponse(

@@ -74,6 +74,9 @@ class PromptTokens:
     truncated_pieces: list[str]
     truncated_texts: list[str]
     truncated_text: str
+    # Whether the model learned each piece in training (see ModelCard.vocabulary): of the window, of the cut.
+    known: list[bool]
+    truncated_known: list[bool]
 
     @property
     def truncated(self) -> bool:
@@ -147,6 +150,11 @@ class ModelCard:
     preview: PreviewMap = SD1_PREVIEW
     held_out_pairs: tuple[str, ...] = ()  # pairs of words it never saw together in training
     description: str = ""  # what it was trained on, in plain sentences
+    # Every word its training captions use (Shapes: services/shapes/data.py's `vocabulary()`);
+    # empty: it learned from a vocabulary too wide to list (SD's web captions), so every piece counts.
+    vocabulary: tuple[str, ...] = ()
+    # The most denoising steps worth offering on it (None: the service's max_steps).
+    max_steps: int | None = None
 
     @classmethod
     def read(cls, folder: Path) -> ModelCard:
@@ -161,6 +169,8 @@ class ModelCard:
             preview=PreviewMap.from_lists(preview["factors"], preview["bias"]) if preview else SD1_PREVIEW,
             held_out_pairs=tuple(info.get("held_out_pairs", ())),
             description=info.get("description", ""),
+            vocabulary=tuple(info.get("vocabulary", ())),
+            max_steps=info.get("max_steps"),
         )
 
 
@@ -202,6 +212,7 @@ class DiffusionModel:
             self.feature_extractor = CLIPImageProcessor.from_pretrained(folder / "feature_extractor")
         # Fast tokenizers are not safe to share between threads.
         self._tokenizer_lock = threading.Lock()
+        self.known_ids = self._known_ids(self.card.vocabulary)
         self._kept_encodings = functools.lru_cache(maxsize=ENCODINGS_KEPT)(self._encode)
 
     @classmethod
@@ -242,6 +253,23 @@ class DiffusionModel:
 
     # -- the text side -----------------------------------------------------
 
+    def _known_ids(self, vocabulary: tuple[str, ...]) -> frozenset[int] | None:
+        """The token ids of the pieces the training captions are made of (None: every piece counts).
+
+        CLIP's tokenizer splits text into words before it cuts them into pieces, so a word's pieces
+        are the same alone as inside a caption. The start, end and padding tokens frame every caption.
+        """
+        if not vocabulary:
+            return None
+        with self._tokenizer_lock:
+            pieces = self.tokenizer(list(vocabulary), add_special_tokens=False).input_ids
+        special = {self.tokenizer.bos_token_id, self.tokenizer.eos_token_id, self.tokenizer.pad_token_id}
+        return frozenset(i for ids in pieces for i in ids) | frozenset(i for i in special if i is not None)
+
+    def learned(self, ids: list[int]) -> list[bool]:
+        """For each token id, whether the model learned it in training (always, for a model without a list)."""
+        return [True] * len(ids) if self.known_ids is None else [i in self.known_ids for i in ids]
+
     def tokenize(self, prompt: str) -> PromptTokens:
         """The prompt's tokens exactly as the pipeline feeds them, plus what was cut off."""
         with self._tokenizer_lock:
@@ -264,6 +292,8 @@ class DiffusionModel:
             truncated_pieces=cut_pieces,
             truncated_texts=cut_texts,
             truncated_text=cut_text,
+            known=self.learned(list(window)),
+            truncated_known=self.learned(list(cut)),
         )
 
     def encode(self, prompt: str) -> PromptEmbedding:

@@ -173,9 +173,10 @@ class RateLimited(Refusal):
     code = code_pb2.RESOURCE_EXHAUSTED
 
     def __init__(self, retry_after_s: float) -> None:
+        seconds = max(1, math.ceil(retry_after_s))
         super().__init__(
             "You are making pictures faster than the class allows. "
-            f"Please try again in {max(1, math.ceil(retry_after_s))} seconds.",
+            f"Please try again in {seconds} second{'' if seconds == 1 else 's'}.",
             retry_after_s,
         )
 

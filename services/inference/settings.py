@@ -141,12 +141,19 @@ class InferenceSettings(TlsClientSettings):
     # TAESD's weights: a Hugging Face id (downloaded once into the HF cache) or a local folder.
     taesd_model: str = Field("madebyollin/taesd", description="TAESD weights for preview_decoder 'taesd'.")
 
-    # Limits a request must respect (GetModelInfo reports them to clients).
+    # Limits a request must respect (GetModelInfo reports them to clients). Steps and sizes
+    # also follow the model (validation.Limits.for_model): its card may lower max_steps, and a
+    # side may be at most max_size_factor times the size it was trained at (Shapes: 64 px
+    # native, so 128; SD 1.5: 512 native, so 1024). Far past its native size a model paints
+    # broken patterns (Shapes at 512 px: noise, and 37 s on a CPU).
     min_steps: int = Field(1, description="Fewest denoising steps a request may ask for.")
-    max_steps: int = Field(150, description="Most denoising steps a request may ask for.")
+    max_steps: int = Field(150, description="Most denoising steps a request may ask for (a model card may lower it).")
     max_guidance_scale: float = Field(30.0, description="Largest guidance scale a request may ask for.")
     min_size: int = Field(64, description="Smallest width or height in pixels.")
-    max_size: int = Field(1024, description="Largest width or height in pixels.")
+    max_size: int = Field(1024, description="Largest width or height in pixels, for any model.")
+    max_size_factor: int = Field(
+        2, ge=1, description="Largest width or height as a multiple of the model's native size."
+    )
     max_prompt_chars: int = Field(1000, description="Longest prompt, in characters.")
 
     # Defaults for fields a request leaves unset.

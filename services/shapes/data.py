@@ -91,6 +91,19 @@ def describe() -> str:
     )
 
 
+def vocabulary() -> list[str]:
+    """Every word a caption can use, from every caption the program can write (the model card lists them)."""
+    words = {
+        word
+        for colour in PALETTE
+        for shape in SHAPES
+        for size in SIZES
+        for position in ("", *POSITIONS)
+        for word in caption_of(colour, shape, position, size).split()
+    }
+    return sorted(words)
+
+
 def caption_of(colour: str, shape: str, position: str = "", size: str = "") -> str:
     """The caption for a shape, in the data set's own words."""
     return ShapeSpec(colour, shape, size, position, POSITIONS.get(position, (0.5, 0.5))).caption

@@ -45,6 +45,9 @@ from services.shapes.localise import keep_cross_attention, localisation_loss, sh
 log = logging.getLogger(__name__)
 
 IMAGE_SIZE = data.IMAGE_SIZE
+# The most denoising steps the service offers on it (the card's max_steps): its lessons use at
+# most 50, and 100 lets a student see that more steps change little, at a few seconds a CPU picture.
+MAX_STEPS = 100
 
 
 @dataclass(frozen=True)
@@ -326,6 +329,8 @@ def train(
         "preview": preview_factors,
         "held_out_pairs": [f"{colour} {shape}" for colour, shape in sorted(data.HELD_OUT_PAIRS)],
         "description": data.describe(),
+        "vocabulary": data.vocabulary(),  # Tokenize marks every other piece as never learned
+        "max_steps": MAX_STEPS,
     }
     (folder / CLASSROOM_FILE).write_text(json.dumps(card, indent=2))
     seconds = round(time.perf_counter() - started)
