@@ -1,4 +1,4 @@
-"""How the lessons name things: schedulers by their display names, and the words two prompts differ in."""
+"""How the lessons name things: schedulers, the words two prompts differ in, and the words a model knows."""
 
 from __future__ import annotations
 
@@ -9,6 +9,26 @@ from frontend.views import plain
 from services.common.api import pb
 
 Marked = list[tuple[str, bool]]  # each word of a prompt, and whether the other prompt lacks it
+
+SHAPES_FAMILY = "shapes"
+# Prompts a model knows every word of, by model family (GetModelInfo.model_family): Shapes' are
+# captions its training program writes (services/shapes/data.py; none a held-out pair), the
+# others are Stable Diffusion prompts. The first is the page's default.
+EXAMPLE_PROMPTS: dict[str, tuple[str, ...]] = {
+    SHAPES_FAMILY: (
+        "a red circle on the left",
+        "a large blue star at the top",
+        "a small yellow triangle on the right",
+        "a pink square at the bottom",
+        "a black circle in the center",
+    ),
+    "stable-diffusion": (
+        "a cozy reading nook with a cat, warm afternoon light",
+        "a lighthouse on a rocky cliff at sunset, watercolor",
+        "an astronaut riding a horse on the moon, digital art",
+        "a bowl of ramen on a wooden table, studio photograph",
+    ),
+}
 
 
 def scheduler_names(info: pb.GetModelInfoResponse | None) -> dict[str, str]:
@@ -56,4 +76,41 @@ def highlighted(words: Marked, colour: str) -> str:
     return " ".join(
         f":{colour}-background[:{colour}[**{plain(text)}**]]" if differs else plain(text)
         for text, differs in _runs(words)
+    )
+
+
+def example_prompts(info: pb.GetModelInfoResponse | None) -> tuple[str, ...]:
+    """Prompts made of words the loaded model knows (Stable Diffusion's for a family without its own)."""
+    family = info.model_family if info is not None else ""
+    return EXAMPLE_PROMPTS.get(family, EXAMPLE_PROMPTS["stable-diffusion"])
+
+
+def unlearned_words(tokens: pb.TokenizeResponse) -> list[str]:
+    """The prompt's words, in order and once each, with a piece the model never learned (Token.known).
+
+    A word is the pieces up to one ending in `</w>` ("zebrafish" is "zebra" + "fish</w>"); the
+    pieces cut off past the window count too: the student typed them.
+    """
+    words: list[str] = []
+    text, known = "", True
+    for token in [*(t for t in tokens.tokens if t.kind == pb.TOKEN_KIND_PROMPT), *tokens.truncated_tokens]:
+        text, known = text + token.text, known and token.known
+        if token.piece.endswith("</w>"):
+            if not known and text not in words:
+                words.append(text)
+            text, known = "", True
+    if text and not known and text not in words:
+        words.append(text)
+    return words
+
+
+def unlearned_sentence(words: list[str], model_name: str) -> str:
+    """Which words the model never learned, for a warning under a prompt box ("" if none); markdown-safe."""
+    if not words:
+        return ""
+    quoted = ", ".join(f"“{plain(word)}”" for word in words)
+    them = "this word" if len(words) == 1 else "these words"
+    return (
+        f"{model_name} never learned {them}: {quoted}. Its training pictures never had them in their "
+        "captions, so they mean nothing to it."
     )

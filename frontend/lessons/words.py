@@ -8,7 +8,8 @@ import pandas as pd
 import streamlit as st
 
 from frontend.client import get_client, student_id
-from frontend.views import diverging, enlarge, guarded
+from frontend.labels import SHAPES_FAMILY, unlearned_sentence, unlearned_words
+from frontend.views import diverging, enlarge, guarded, plain
 from services.common.api import pb
 from services.common.codecs import tensor_from_proto
 
@@ -18,6 +19,35 @@ KIND_STYLE = {
     pb.TOKEN_KIND_END: ("#dcfce7", "end"),
     pb.TOKEN_KIND_PADDING: ("#f3f4f6", "padding"),
 }
+# The prompt and the one compared with it, by model family: words the model learned, differing in one.
+PROMPTS = {
+    SHAPES_FAMILY: ("a red circle on the left", "a blue circle on the left"),
+    "stable-diffusion": ("a photo of an astronaut riding a horse", "a photo of an astronaut riding a camel"),
+}
+# Cosine similarity printed as 1.000 at three decimals: the two vectors are the same.
+SAME = 0.9995
+
+
+def drift_sentence(ids: list[int], other_ids: list[int], texts: list[str], other_texts: list[str],
+                   similarity: np.ndarray) -> str:  # fmt: skip
+    """What the similarity chart shows, read from its data: where the prompts' pieces first differ, and after."""
+    start = f"Position 0 (start token): {similarity[0]:.3f}."
+    first = next((i for i, (a, b) in enumerate(zip(ids, other_ids, strict=True)) if a != b), None)
+    if first is None:
+        return f"{start} The two prompts have the same pieces, so every position's vector is the same."
+    before, after = similarity[:first], similarity[first:]
+    if first > 1:
+        alike = "the same (similarity 1.000)" if before.min() >= SAME else f"close (at least {before.min():.3f})"
+        start += f" Positions 0 to {first - 1} hold the same pieces in both prompts, and their vectors are {alike}."
+    differ = int((after < SAME).sum())
+    lowest = first + int(after.argmin())
+    which = "every vector differs" if differ == len(after) else f"{differ} of {len(after)} vectors differ"
+    return (
+        f"{start} From position {first} on (the first different piece: “{plain(texts[first])}” against "
+        f"“{plain(other_texts[first])}”), {which}: similarity from {after.min():.3f} to {after.max():.3f}, "
+        f"lowest at position {lowest}."
+    )
+
 
 st.title("2. Words to numbers")
 st.markdown(
@@ -26,7 +56,12 @@ st.markdown(
 )
 
 client = get_client()
-prompt = st.text_input("Prompt", "a photo of an astronaut riding a horse", max_chars=1000)
+info = guarded(client.model_info)
+if info is None:
+    st.stop()
+name = info.model_display_name or "This model"
+first_prompt, other_prompt = PROMPTS.get(info.model_family, PROMPTS["stable-diffusion"])
+prompt = st.text_input("Prompt", first_prompt, max_chars=1000)
 tokens = guarded(lambda: client.tokenize(prompt, student_id()))
 if tokens is None:
     st.stop()
@@ -34,9 +69,12 @@ if tokens is None:
 
 def chip(token: pb.Token) -> str:
     colour, kind = KIND_STYLE[token.kind]
-    title = html.escape(f"position {token.position}, id {token.id}, {kind}, piece {token.piece}")
+    learned = "learned in training" if token.known else "never learned in training"
+    title = html.escape(f"position {token.position}, id {token.id}, {kind}, piece {token.piece}, {learned}")
     text = html.escape(token.text) or "∅"
     style = f"background:{colour};padding:2px 6px;margin:2px;border-radius:6px;display:inline-block"
+    if not token.known:  # a piece the model never learned: struck through, with a red dashed border
+        style += ";border:2px dashed #dc2626;text-decoration:line-through"
     return f'<span title="{title}" style="{style}">{text}</span>'
 
 
@@ -50,17 +88,32 @@ st.markdown(
     f"**{tokens.max_length}**: a start token, the pieces, an end token, then padding (the end token repeated). "
     "CLIP lower-cases the text; `</w>` in a piece marks the end of a word, so one word can be several pieces."
 )
+unknown = unlearned_words(tokens)
+if unknown:
+    st.warning(
+        unlearned_sentence(unknown, name) + " Its pieces are struck through above, with a red dashed border.",
+        icon=":material/help:",
+    )
+elif info.model_family == SHAPES_FAMILY:
+    st.success(f"{name} learned every word of this prompt: they are all words of its training captions.")
 if tokens.truncated:
     st.warning(
-        f"Only {tokens.max_length - 2} pieces fit. The model never sees the rest: **{tokens.truncated_text}** "
-        f"({len(tokens.truncated_tokens)} pieces were cut off, silently, as Stable Diffusion does).",
+        f"Only {tokens.max_length - 2} pieces fit. The model never sees the rest: **{plain(tokens.truncated_text)}** "
+        f"({len(tokens.truncated_tokens)} pieces were cut off; Stable Diffusion's own pipeline cuts them too, "
+        "and says so only in its log).",
         icon=":material/content_cut:",
     )
 with st.expander("Every token"):
     st.dataframe(
         pd.DataFrame(
             [
-                {"position": t.position, "piece": t.piece, "id": t.id, "kind": KIND_STYLE[t.kind][1]}
+                {
+                    "position": t.position,
+                    "piece": t.piece,
+                    "id": t.id,
+                    "kind": KIND_STYLE[t.kind][1],
+                    "learned": "yes" if t.known else "no",
+                }
                 for t in tokens.tokens
             ]
         ),
@@ -95,10 +148,11 @@ st.altair_chart(
 
 st.subheader("The same word in another prompt")
 st.markdown(
-    "The text encoder is *causal*: each position only looks at the tokens before it. So a word's vector "
-    "depends on what came before it, and the start token's vector is always the same."
+    "The text encoder is *causal*: each position reads the tokens before it and itself (causal attention), "
+    "never the ones after it. So a word's vector depends on what came before it, and the start token's vector "
+    "is always the same."
 )
-other = st.text_input("Compare with", "a photo of an astronaut riding a camel", max_chars=1000)
+other = st.text_input("Compare with", other_prompt, max_chars=1000)
 second = guarded(lambda: client.encode(other, student_id()))
 if second is not None:
     others = tensor_from_proto(second.embeddings).astype(np.float32)
@@ -118,4 +172,13 @@ if second is not None:
         ),
         width="stretch",
     )
-    st.caption(f"Position 0 (start token): {similarity[0]:.3f}. Positions after the first different piece drift apart.")
+    other_tokens = second.tokens.tokens
+    st.caption(
+        drift_sentence(
+            [t.id for t in tokens.tokens],
+            [t.id for t in other_tokens],
+            [t.text for t in tokens.tokens],
+            [t.text for t in other_tokens],
+            similarity,
+        )
+    )
