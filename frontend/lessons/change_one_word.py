@@ -8,6 +8,8 @@ import streamlit as st
 from frontend import trajectory
 from frontend.catalog import examples, values, where
 from frontend.charts import CURRENT_STEP_COLOUR, MARKDOWN_COLOURS, PAIR_COLOURS, per_step
+from frontend.claims import mean_difference, parting_sentence, rms_distances, sigma_form, x_t_latents
+from frontend.client import get_client
 from frontend.labels import bracketed, differing_words, highlighted
 from frontend.player import PlayerFrame, play
 from frontend.views import PREVIEW_NOTE, guarded
@@ -19,6 +21,7 @@ st.markdown(
     "change takes effect."
 )
 
+info = guarded(get_client().model_info)
 pairs = where(examples("prompt-pairs"), guidance_scale="7")
 if not pairs:
     st.info("No prompt pairs are set up on this server.")
@@ -72,14 +75,22 @@ for column, run in zip(st.columns(2), (a, b), strict=True):
     column.image(run.image, caption="final image", width=300)
 st.caption(PREVIEW_NOTE)
 
-a_latents, b_latents = np.stack(a.latents()), np.stack(b.latents())
-distance = np.sqrt(((a_latents - b_latents) ** 2).reshape(len(a_latents), -1).mean(axis=1))
+# Both latents as x_t: a sigma-form loop carries x = x_t * sqrt(1 + sigma^2): early distances would be mostly sigma.
+in_sigma_form = info is not None and sigma_form(info, a)
+a_x_t, b_x_t = x_t_latents(a, in_sigma_form), x_t_latents(b, in_sigma_form)
+a_latents, b_latents = np.stack(a_x_t), np.stack(b_x_t)
+distance = rms_distances(a_x_t, b_x_t)
 st.markdown(
-    "**How far apart the two latents are**, step by step (root-mean-square difference per number; 0 at the "
-    "start: the same noise). The dashed line is the step above."
+    "**How far apart the two latents are**, step by step (root-mean-square difference per number of x_t"
+    + (", the loop's x divided by √(1+σ²)" if in_sigma_form else "")
+    + "; 0 at the start: the same noise). The dashed line is the step above."
 )
 apart = pd.DataFrame({"step": range(len(distance)), "value": distance, "series": "distance between the two latents"})
 st.vega_lite_chart(per_step(apart, step, "distance"), width="stretch")
+guesses = None
+if decoded:  # what the student sees part: the two decoded guesses, from step 1
+    guesses = [mean_difference(x.decoded_x0, y.decoded_x0) for x, y in zip(a.steps, b.steps, strict=True)]
+st.markdown(parting_sentence(distance, guesses))
 
 # Both trajectories as points in 2-D: the two directions along which all their latents vary most (PCA).
 points = np.concatenate([a_latents, b_latents]).reshape(2 * len(a_latents), -1)

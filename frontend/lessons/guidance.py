@@ -7,8 +7,10 @@ import streamlit as st
 from frontend import trajectory
 from frontend.catalog import examples, open_prompt_example, where
 from frontend.charts import per_step
+from frontend.claims import high_guidance_sentence, mean_difference
+from frontend.client import get_client
 from frontend.player import PlayerFrame, play
-from frontend.views import diverging, grey, guarded
+from frontend.views import diverging, enlarge, grey, guarded
 from services.common.api import pb
 
 st.title("4. Guidance")
@@ -16,12 +18,15 @@ st.markdown(
     "Each step runs the UNet **twice**: once with your prompt (the *conditional* prediction c) and once with "
     "an empty prompt, or the negative prompt (the *unconditional* prediction u). The step then uses "
     "**u + g·(c − u)**: g = 0 is the unconditional prediction, g = 1 the conditional one, and a larger g "
-    "pushes further in the prompt's direction (7 to 7.5 is typical; very high values oversaturate)."
+    "pushes further in the prompt's direction. What a much larger g does to the picture is measured below, on "
+    "this model."
 )
 
+info = guarded(get_client().model_info)
 example, run = open_prompt_example("guidance-example")
 
 g = run.request.guidance_scale
+THUMBNAIL_PX = 256  # the row's pictures are drawn at least this wide (Shapes paints 64 px)
 
 
 def noise_frame(number: int, noise: tuple[np.ndarray, np.ndarray, np.ndarray]) -> PlayerFrame:
@@ -68,6 +73,22 @@ runs = [
     for item in same
 ]
 row = st.container()  # drawn once the student's own run, if any, has its place in it
+# What a much higher g did, measured on the pictures of the row (the catalog's, not the student's).
+pictures = {g_value: result.image for g_value, _, result in runs if result is not None}
+if len(pictures) >= 2:
+    high = max(pictures)
+    low = max((g_value for g_value in pictures if 1 < g_value < high), default=min(pictures))
+    measured = high_guidance_sentence((low, pictures[low]), (high, pictures[high]))
+    if 0.0 in pictures and low != 0.0:
+        measured += (
+            f" For comparison, g = 0 and g = {low:g} differ by {mean_difference(pictures[0.0], pictures[low]):.1f}."
+        )
+    st.markdown(measured)
+st.caption(
+    "Reported for Stable Diffusion and models like it, not measured here: very high guidance tends to give "
+    "over-saturated, unnatural colours (Saharia et al. 2022, the Imagen paper, section 2.3). The usual g there is 7 "
+    "to 7.5" + (f"; this model's default is {info.default_guidance_scale:g}." if info is not None else ".")
+)
 st.info(
     "In diffusers' own pipeline, g = 0 and g = 1 both give the conditional image: it skips guidance for g ≤ 1. "
     "Here the formula is applied at every g, so g = 0 really is the unconditional image.",
@@ -107,5 +128,6 @@ if mine is not None:
 runs.sort(key=lambda shown: shown[0])
 with row:
     for column, (_, caption, result) in zip(st.columns(max(1, len(runs))), runs, strict=False):
-        if result is not None:
-            column.image(result.image, caption=caption)
+        if result is not None:  # small pictures drawn larger, pixels kept sharp, so a student can see them
+            picture = result.image if result.image.shape[1] >= THUMBNAIL_PX else enlarge(result.image, THUMBNAIL_PX)
+            column.image(picture, caption=caption, width="stretch")

@@ -25,7 +25,6 @@ LESSONS = [
     ),
     ("lessons/attention.py", "7. Which word paints where", "where in the picture each word of the prompt acts."),
     ("lessons/branch.py", "8. When does the picture decide?", "change the prompt part-way and see what is settled."),
-    ("lessons/attention.py", "7. Which word paints where", "where in the picture each word is read."),
     ("lessons/playground.py", "Playground", "try any prompt and setting."),
     ("lessons/model.py", "The model", "what the model itself is made of."),
 ]

@@ -18,6 +18,19 @@ SD15 = {
 }
 
 
+# Shapes' scheduler config beside SD 1.5's (runwayml/stable-diffusion-v1-5, scheduler/scheduler_config.json):
+# the same betas and training steps, but Shapes pins timestep_spacing "leading" where SD 1.5 names none
+# (diffusers then uses "linspace" for Euler and LMS). The numbers are diffusers' own for 50 steps, checked
+# against both configs by tests/frontend/test_measured_claims.py.
+SHAPES_SCHEDULE = (
+    "Its noise schedule is Stable Diffusion 1.5's: the same 1,000 training noise levels, with the same amounts of "
+    "noise. Its scheduler spaces the levels a run visits differently, though: whole levels, every 20th from "
+    "t = 981 to t = 1 at 50 steps (diffusers' \"leading\" spacing), where SD 1.5's settings give 50 levels from "
+    't = 999 to t = 0, most of them between two whole levels ("linspace"). So Euler at 50 steps starts here at '
+    "σ = 13.12, and on Stable Diffusion 1.5 at σ = 14.61."
+)
+
+
 def millions(count: int) -> str:
     return f"{count / 1e6:.1f} million" if count >= 1e6 else f"{count:,}"
 
@@ -43,9 +56,10 @@ if info.model_family == "shapes":
     st.markdown(
         "This is **our own** small model, built exactly like Stable Diffusion (the same tokenizer with "
         f"{info.tokenizer_vocab_size:,} pieces and {info.text_max_length} positions, a text encoder, a UNet with "
-        "cross-attention, a VAE, the same scheduler), only much smaller, so that it paints a picture in a "
-        "couple of seconds on an ordinary computer, with no graphics card. It was trained here, from scratch."
+        "cross-attention, a VAE), only much smaller, so that it paints a picture in a couple of seconds on an "
+        "ordinary computer, with no graphics card. It was trained here, from scratch."
     )
+    st.markdown(SHAPES_SCHEDULE)
     st.subheader("What it learned from")
     st.text(info.model_description)
     st.markdown(

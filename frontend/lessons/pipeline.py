@@ -73,7 +73,7 @@ digraph pipeline {{
   {{ rank=same; decoder; image; }}
   prompt -> tokenizer;
   tokenizer -> encoder [label="{info.text_max_length} ids"];
-  encoder -> unet [label="{vectors} vectors"];
+  encoder -> unet [label="2 × {vectors} vectors:\\nthe prompt's and {unconditional}'s"];
   noise -> unet [label="latent {latent_shape}"];
   unet -> guidance [label="c, u"];
   guidance -> step [label="guided noise"];
@@ -91,7 +91,9 @@ with text_tab:
         f"**{plain(request.prompt)}**: CLIP's tokenizer splits it into {len(pieces)} pieces; with a start token, an "
         f"end token and padding, the window always holds **{info.text_max_length} tokens**. The text encoder "
         f"({info.text_encoder_layers} transformer layers) turns them into {info.text_max_length} vectors of "
-        f"**{info.text_hidden_size} numbers** each: a {vectors} matrix, the same at every step of the loop."
+        f"**{info.text_hidden_size} numbers** each: a {vectors} matrix. {unconditional.capitalize()} goes through "
+        f"the same encoder, so **two** {vectors} matrices reach the UNet at every step of the loop: the prompt's "
+        f"and {unconditional}'s."
     )
     end = next(t.position for t in run.prompt_tokens.tokens if t.kind == pb.TOKEN_KIND_END)
     st.dataframe(
@@ -145,7 +147,8 @@ with decoder_tab:
 
 with st.expander("What flows between the stages"):
     st.markdown(
-        f"- Text encoder → UNet: a {info.text_max_length}×{info.text_hidden_size} matrix, the same at every step.\n"
+        f"- Text encoder → UNet: two {vectors} matrices, the prompt's and {unconditional}'s, the same at every "
+        "step.\n"
         f"- Scheduler → UNet → scheduler: the latent, {info.latent_channels}×{latent_h}×{latent_w}, once per step.\n"
         f"- Loop → VAE decoder: the last latent, divided by the VAE scaling factor "
         f"({info.vae_scaling_factor:g}).\n"

@@ -1,0 +1,110 @@
+"""In a real Chromium, on Shapes: each measured sentence of lessons 1, 3, 4, 5 and the model page, as read.
+
+The stack starts as `make up` starts it; the test fetches the same trajectories through the
+API, computes each measure again (tests/frontend/test_measured_claims.py says how) and
+finds the page's sentence on the screen. Screenshots land in test-artifacts/e2e-claims/.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from collections.abc import Iterator
+
+import pytest
+from playwright.sync_api import Page, expect, sync_playwright
+
+from frontend import claims
+from tests.frontend.conftest import ROOT
+from tests.frontend.test_browser import CHROMIUM_ARGS, Stack, running_stack
+from tests.frontend.test_measured_claims import (
+    expected_lesson_3,
+    expected_lesson_4,
+    expected_lesson_5,
+    model_page_schedule,
+    shapes_run,
+)
+from tests.support.servers import client_for
+
+ARTIFACTS = ROOT / "test-artifacts" / "e2e-claims"
+expect.set_options(timeout=120_000)  # a lesson's examples are computed as it opens, on a CPU
+EXAMPLE = {"pair": "colour", "side": "a", "seed": "1"}  # what lessons 3 and 4 open with, and lesson 5's first pair
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory) -> Iterator[Stack]:
+    with running_stack(tmp_path_factory.mktemp("stack")) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def page(stack) -> Iterator[Page]:
+    chromium = shutil.which("chromium")
+    assert chromium, "Debian's chromium is needed for the browser test: run `make install`"
+    shutil.rmtree(ARTIFACTS, ignore_errors=True)
+    ARTIFACTS.mkdir(parents=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(120_000)
+        yield page
+        browser.close()
+
+
+def open_lesson(page: Page, title: str, last: str) -> None:
+    """Click a lesson in the menu and wait until it has run to `last` (a text drawn at its end)."""
+    page.get_by_test_id("stSidebarNav").get_by_role("link", name=title).click()
+    expect(page.get_by_role("heading", name=title)).to_be_visible()
+    expect(page.get_by_text(last).first).to_be_visible()
+    page.wait_for_timeout(300)
+    expect(page.locator('[data-testid="stStatusWidget"]')).to_have_count(0)
+    page.screenshot(path=str(ARTIFACTS / f"{re.sub(r'[^a-z0-9]+', '-', title.lower())}.png"), full_page=True)
+    exceptions = page.locator('[data-testid="stException"]')
+    assert exceptions.count() == 0, exceptions.first.inner_text()
+
+
+def on_screen(page: Page, sentence: str) -> None:
+    expect(page.get_by_test_id("stMain").get_by_text(sentence).first).to_be_visible()
+
+
+def test_a_student_reads_only_what_the_runs_show(page: Page, stack: Stack):
+    page.goto(stack.url)
+    expect(page.get_by_role("heading", name="Diffusion Classroom")).to_be_visible()
+    links = page.get_by_test_id("stMain").get_by_role("link")
+    expect(links.filter(has_text="8. When does the picture decide?")).to_have_count(1)
+    titles = [text.split(":")[0].strip() for text in links.all_inner_texts()]
+    numbered = [title for title in titles if re.match(r"\d+\. ", title)]
+    assert len(numbered) == len(set(numbered)) == 8, titles  # each lesson once
+
+    client = client_for(stack.grpc)
+    info = client.model_info()
+    client.close()
+
+    open_lesson(page, "1. The whole pipeline", "What flows between the stages")
+    on_screen(page, "so two 77×64 matrices reach the UNet at every step of the loop")
+
+    open_lesson(page, "3. From noise to image", "the VAE's decode of the last latent: the real image")
+    run = shapes_run(stack.grpc, **EXAMPLE, guidance_scale="7")
+    sentences, _ = expected_lesson_3(run, info)
+    for sentence in sentences:
+        on_screen(page, sentence)
+
+    open_lesson(page, "4. Guidance", "Try it yourself")
+    runs = {g: shapes_run(stack.grpc, **EXAMPLE, guidance_scale=g) for g in ("0", "7", "20")}
+    on_screen(page, expected_lesson_4(runs))
+    # The row of scales: 64 px pictures drawn large enough to see (they were about 64 px on the screen).
+    row = page.get_by_test_id("stMain").locator('[data-testid="stImage"]').filter(has_text=re.compile(r"^g = \d+$"))
+    expect(row).to_have_count(4)
+    for picture in row.locator("img").all():
+        assert picture.bounding_box()["width"] >= 150, picture.bounding_box()
+
+    open_lesson(page, "5. Change one word", "Both paths in two dimensions")
+    a, b = (shapes_run(stack.grpc, pair="colour", side=side, seed="1", guidance_scale="7") for side in "ab")
+    sentence, distances = expected_lesson_5(a, b, info)
+    on_screen(page, sentence)
+    # Measured on x_t, the paths part later than the loop's x (x = x_t·√(1+σ²)) would make them seem to.
+    carried = claims.rms_distances(a.latents(), b.latents())
+    assert claims.half_way_step(distances) > claims.half_way_step(carried)
+
+    open_lesson(page, "The model", "Its numbers")
+    on_screen(page, model_page_schedule().split(". So ")[-1])  # "Euler at 50 steps starts here at ..."
