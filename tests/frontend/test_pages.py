@@ -95,7 +95,7 @@ def test_noise_to_image_moves_through_every_step(frontend_env):
         at.session_state[key] = step
         at.run()
         assert_clean(at)
-    assert "visits 4 of them" in text_of(at)
+    assert "This run visits 4 noise levels, from t = 751 down to t = 1" in text_of(at)
     assert charts(at) == 1
     assert "**The four channels of the latent at step 4**" in text_of(at)
     assert [c for c in captions(at) if "channel" in c] == [f"x_t: channel {i}" for i in range(4)]
