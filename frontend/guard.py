@@ -1,54 +1,98 @@
-"""Slowing down whoever guesses codes: after a few wrong tries, each try waits longer.
+"""Slowing down whoever guesses codes, never the class: the guesser waits, classmates do not.
 
-Counted per browser address (and per session, for browsers behind one school
-proxy) in this front-end process: five tries are free, then the wait doubles
-from 10 seconds up to 5 minutes. A right code clears the count.
+Two counts in this front-end process, each kind of code (class, teacher) with its own:
+
+- per browser session (one tab: Streamlit's session id): five tries are free, then each
+  try waits twice as long as the last, from 10 seconds up to 5 minutes. A right code
+  clears it. This is the count a curious student meets.
+- per browser address, over a sliding window: behind a school's network address
+  translation the whole class shares one address, so this count only stops a script
+  that opens a new session for every guess. Its limit is far above what a class
+  mistyping reaches (200 students signing in together, two typos each, is 400),
+  and guessing a generated code of three words at its rate takes longer than a
+  school year.
+
+Guessing the class code never slows the teacher's page: the counts are per kind. A
+teacher's page already open keeps working whatever happens to new tries.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
 
 import streamlit as st
+from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from frontend.client import browser_address
 
-FREE_TRIES = 5
-FIRST_WAIT_S = 10.0  # after the free tries; then 20, 40, ... (a script guessing codes gets a few an hour)
+FREE_TRIES = 5  # per session
+FIRST_WAIT_S = 10.0  # after the free tries; then 20, 40, ...
 MAX_WAIT_S = 300.0
+ADDRESS_WINDOW_S = 600.0
+ADDRESS_WRONG_LIMIT = 1000  # wrong tries from one address within the window: a script, not a class
 
 
 @dataclass
-class _Tries:
+class _SessionTries:
     wrong: int = 0
     wait_until: float = 0.0
 
 
+@dataclass
+class _AddressTries:
+    wrong_at: deque[float] = field(default_factory=deque)  # when each wrong try in the window was made
+
+
 class CodeGuard:
-    """Wrong tries per (what is guessed, who guesses), shared by every session of this process."""
+    """Wrong tries per kind of code, per session and per address, shared by every session of this process."""
 
-    def __init__(self) -> None:
+    def __init__(self, address_limit: int = ADDRESS_WRONG_LIMIT, address_window_s: float = ADDRESS_WINDOW_S) -> None:
         self._lock = threading.Lock()
-        self._tries: dict[tuple[str, str], _Tries] = {}
+        self._sessions: dict[tuple[str, str], _SessionTries] = {}
+        self._addresses: dict[tuple[str, str], _AddressTries] = {}
+        self.address_limit = address_limit
+        self.address_window_s = address_window_s
 
-    def wait_s(self, kind: str, who: str) -> float:
-        """Seconds before `who` may try a `kind` code again (0: now)."""
+    def wait_s(self, kind: str, session: str, address: str) -> float:
+        """Seconds before this session, at this address, may try a `kind` code again (0: now)."""
+        now = time.monotonic()
         with self._lock:
-            tries = self._tries.get((kind, who))
-            return max(0.0, tries.wait_until - time.monotonic()) if tries else 0.0
+            tries = self._sessions.get((kind, session))
+            session_wait = max(0.0, tries.wait_until - now) if tries else 0.0
+            window = self._window(kind, address, now)
+            address_wait = 0.0
+            if window is not None and len(window.wrong_at) >= self.address_limit:
+                address_wait = window.wrong_at[0] + self.address_window_s - now
+            return max(session_wait, address_wait)
 
-    def wrong(self, kind: str, who: str) -> None:
+    def wrong(self, kind: str, session: str, address: str) -> None:
+        now = time.monotonic()
         with self._lock:
-            tries = self._tries.setdefault((kind, who), _Tries())
+            tries = self._sessions.setdefault((kind, session), _SessionTries())
             tries.wrong += 1
             if tries.wrong >= FREE_TRIES:
-                tries.wait_until = time.monotonic() + min(MAX_WAIT_S, FIRST_WAIT_S * 2.0 ** (tries.wrong - FREE_TRIES))
+                tries.wait_until = now + min(MAX_WAIT_S, FIRST_WAIT_S * 2.0 ** (tries.wrong - FREE_TRIES))
+            if address:
+                self._addresses.setdefault((kind, address), _AddressTries())
+                window = self._window(kind, address, now)
+                assert window is not None
+                window.wrong_at.append(now)
 
-    def right(self, kind: str, who: str) -> None:
+    def right(self, kind: str, session: str) -> None:
+        """A right code clears the session's count (the address's window runs out by itself)."""
         with self._lock:
-            self._tries.pop((kind, who), None)
+            self._sessions.pop((kind, session), None)
+
+    def _window(self, kind: str, address: str, now: float) -> _AddressTries | None:
+        window = self._addresses.get((kind, address))
+        if window is not None:
+            while window.wrong_at and window.wrong_at[0] <= now - self.address_window_s:
+                window.wrong_at.popleft()
+        return window
 
 
 @st.cache_resource
@@ -56,18 +100,22 @@ def code_guard() -> CodeGuard:
     return CodeGuard()
 
 
-def guessers() -> list[str]:
-    """Who is trying: this browser's address, and this session."""
-    session = st.session_state.setdefault("guard_session", f"session:{id(st.session_state)}")
-    return [f"address:{browser_address() or 'unknown'}", session]
+def this_session() -> str:
+    """Name the browser session, as the guard counts it (never shared with another tab)."""
+    context = get_script_run_ctx()
+    # A token kept in the session's own state, beside Streamlit's id: Streamlit's test runner
+    # gives every simulated session the same id, and a tab must never share a count.
+    token = st.session_state.setdefault("guard_session", uuid.uuid4().hex)
+    return f"{context.session_id if context else 'none'}:{token}"
 
 
 def wait_before_trying(kind: str) -> float:
-    guard = code_guard()
-    return max(guard.wait_s(kind, who) for who in guessers())
+    return code_guard().wait_s(kind, this_session(), browser_address())
 
 
 def record_try(kind: str, right: bool) -> None:
     guard = code_guard()
-    for who in guessers():
-        (guard.right if right else guard.wrong)(kind, who)
+    if right:
+        guard.right(kind, this_session())
+    else:
+        guard.wrong(kind, this_session(), browser_address())

@@ -24,7 +24,7 @@ from services.common.api import SIGNED_OUT
 from services.common.text import name_problem
 
 WRONG_CODE = "That class code is not right. Ask your teacher for it."
-TOO_MANY_TRIES = "Too many wrong codes from this computer. Please wait {seconds} seconds, then try again."
+TOO_MANY_TRIES = "Too many wrong codes. Please wait {seconds} seconds, then try again."
 RENEW_EVERY_S = 15.0  # the service forgets a name not renewed for a minute
 # The service is away (restarting, loading): the name is claimed at the next renewal instead.
 _AWAY = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)

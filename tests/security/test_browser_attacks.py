@@ -133,13 +133,25 @@ def wait_for(condition, what: str, timeout_s: float = 60.0) -> None:
         time.sleep(0.1)
 
 
-def test_guessing_the_class_code_in_the_browser_slows_down(page):
-    # Last in this file: afterwards this computer (127.0.0.1) must wait before any sign-in.
+def test_guessing_the_class_code_in_the_browser_slows_down_the_guesser_only(page, browser, frontend_url):
     from frontend.guard import FREE_TRIES
 
     for guess in range(FREE_TRIES):
         sign_in(page, f"owl-{guess}", "Robin")  # each answered before the next
         expect(page.get_by_text("That class code is not right")).to_be_visible()
-    sign_in(page, CLASS_CODE, "Robin")  # the right code, too late: this computer must wait
-    expect(page.get_by_text("Too many wrong codes from this computer")).to_be_visible()
+    sign_in(page, CLASS_CODE, "Robin")  # the right code, too late: this tab must wait
+    expect(page.get_by_text("Too many wrong codes")).to_be_visible()
     expect(page.get_by_text("Type the class code")).to_be_visible()  # still outside the class
+    # A classmate at the same computer (the same address, 127.0.0.1), in a fresh tab: in at once.
+    context = browser.new_context(viewport={"width": 1200, "height": 900})
+    try:
+        classmate = context.new_page()
+        classmate.set_default_timeout(60_000)
+        finished_runs(classmate)
+        classmate.goto(frontend_url)
+        expect(classmate.get_by_text("Type the class code")).to_be_visible()
+        sign_in(classmate, CLASS_CODE, "Alex")
+        expect(classmate.get_by_text("Too many wrong codes")).to_have_count(0)
+        expect(classmate.get_by_text("Type the class code")).to_have_count(0)  # past the sign-in page
+    finally:
+        context.close()

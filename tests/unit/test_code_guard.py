@@ -1,0 +1,65 @@
+"""The code guard slows down the guesser, never the class behind one school address."""
+
+from __future__ import annotations
+
+import pytest
+
+from frontend import guard
+from frontend.guard import FREE_TRIES, CodeGuard
+
+SCHOOL = "203.0.113.7"  # every student of the class behind one address translation
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    now = [1000.0]
+    monkeypatch.setattr(guard.time, "monotonic", lambda: now[0])
+    return now
+
+
+def test_a_guessing_tab_waits_and_its_classmates_at_the_same_address_do_not(clock):
+    codes = CodeGuard()
+    for _ in range(FREE_TRIES):
+        codes.wrong("class", "tab-of-the-guesser", SCHOOL)
+    assert codes.wait_s("class", "tab-of-the-guesser", SCHOOL) == pytest.approx(10.0)
+    assert codes.wait_s("class", "tab-of-a-classmate", SCHOOL) == 0.0
+    codes.wrong("class", "tab-of-the-guesser", SCHOOL)
+    assert codes.wait_s("class", "tab-of-the-guesser", SCHOOL) == pytest.approx(20.0)
+
+
+def test_guessing_the_class_code_never_slows_the_teachers_page(clock):
+    codes = CodeGuard(address_limit=10)
+    for tab in range(20):
+        codes.wrong("class", f"tab-{tab}", SCHOOL)
+    assert codes.wait_s("class", "new-tab", SCHOOL) > 0  # a script opening a tab per guess is stopped
+    assert codes.wait_s("teacher", "new-tab", SCHOOL) == 0.0
+
+
+def test_the_address_limit_stops_a_script_for_the_window_only(clock):
+    codes = CodeGuard(address_limit=3, address_window_s=600.0)
+    for tab in range(3):
+        codes.wrong("class", f"tab-{tab}", SCHOOL)
+        clock[0] += 100.0
+    # The first wrong try was 300 s ago: the window frees it 300 s from now.
+    assert codes.wait_s("class", "another-tab", SCHOOL) == pytest.approx(300.0)
+    assert codes.wait_s("class", "another-tab", "198.51.100.1") == 0.0  # another school
+    clock[0] += 300.0
+    assert codes.wait_s("class", "another-tab", SCHOOL) == 0.0
+
+
+def test_the_default_address_limit_is_above_what_a_class_mistypes():
+    # 200 students signing in together, each mistyping twice, stay below it.
+    codes = CodeGuard()
+    for student in range(200):
+        for _ in range(2):
+            codes.wrong("class", f"tab-{student}", SCHOOL)
+    assert codes.wait_s("class", "tab-of-the-last", SCHOOL) == 0.0
+
+
+def test_a_right_code_clears_the_tabs_count(clock):
+    codes = CodeGuard()
+    for _ in range(FREE_TRIES - 1):
+        codes.wrong("class", "tab", SCHOOL)
+    codes.right("class", "tab")
+    codes.wrong("class", "tab", SCHOOL)
+    assert codes.wait_s("class", "tab", SCHOOL) == 0.0
