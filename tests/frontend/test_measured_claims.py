@@ -291,3 +291,22 @@ def test_lesson_1_and_the_model_page_on_shapes_give_shapes_numbers(shapes_env):
     at = open_page("model")
     text = text_of(at)
     assert model_page_schedule() in text and "the same scheduler" not in text
+
+
+def test_the_shapes_guidance_zero_quick_check_is_answerable_from_its_pictures(shapes_server):
+    """The picture marked right differs from the others in what a student sees; the others look alike."""
+    from services.lessons.catalog import load_catalog
+
+    (collection,) = [c for c in load_catalog().collections if c.id == "prompt-pairs" and c.model == "shapes"]
+    (question,) = [q for q in collection.questions if q.id == "guidance-zero"]
+    pictures = [shapes_run(shapes_server.address, **choice.labels).image for choice in question.choices]
+    seen = [(v.colour, v.shape, v.position) for v in map(judge, pictures)]
+    right = seen.pop(question.answer)
+    assert all(other != right for other in seen), (right, seen)
+    assert len(set(seen)) == 1, seen  # the two guided pictures are the same shape, colour and place
+    assert all(
+        claims.mean_difference(pictures[question.answer], p) > 10
+        for p in pictures
+        if p is not pictures[question.answer]
+    )
+    assert "a red circle on the left" in question.question and seen[0] == ("red", "circle", "on the left")
