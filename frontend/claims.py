@@ -74,10 +74,10 @@ def noise_levels_sentence(timesteps: list[float], train_steps: int) -> str:
     """Which of the trained noise levels the run visits, as the run's own timesteps show."""
     count = len(timesteps)
     whole = sum(abs(t - round(t)) < 1e-3 for t in timesteps)
-    shown = ", ".join(_t(t) for t in timesteps[:6]) + (" …" if count > 6 else "")
+    shown = ", ".join(_t(t) for t in timesteps[:6]) + (" and so on" if count > 6 else "")
     head = (
         f"The model was trained on {train_steps:,} noise levels, t = 0 to {train_steps - 1}. This run visits "
-        f"{count} noise levels, from t = {_t(timesteps[0])} down to t = {_t(timesteps[-1])}: {shown}. "
+        f"{count} noise levels, from t = {_t(timesteps[0])} down to t = {_t(timesteps[-1])} ({shown}). "
     )
     name = spacing(timesteps, train_steps)
     called = f' (the scheduler\'s "{name}" spacing)' if name else ""

@@ -70,7 +70,7 @@ changes = pd.DataFrame(
 st.markdown(
     "**How much each step changes** the latent and the guess (root-mean-square change per number, from the "
     "step before; the guess starts at step 2, as step 1 makes the first one"
-    + ("; the latent is x_t = x/√(1+σ²), so the chart is not just σ shrinking" if in_sigma_form else "")
+    + ("; the latent is x_t = x/√(1+σ²): the loop's own x would mostly show σ shrinking" if in_sigma_form else "")
     + "). The dashed line is the step above."
 )
 st.vega_lite_chart(per_step(changes, step, "change from the step before"), width="stretch")

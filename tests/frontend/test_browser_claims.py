@@ -63,8 +63,13 @@ def open_lesson(page: Page, title: str, last: str) -> None:
     assert exceptions.count() == 0, exceptions.first.inner_text()
 
 
-def on_screen(page: Page, sentence: str) -> None:
-    expect(page.get_by_test_id("stMain").get_by_text(sentence).first).to_be_visible()
+def on_screen(page: Page, sentence: str, name: str = "") -> None:
+    """The sentence is on the page, seen (scrolled to, and photographed as `name` when given)."""
+    found = page.get_by_test_id("stMain").get_by_text(sentence).first
+    expect(found).to_be_visible()
+    if name:
+        found.scroll_into_view_if_needed()
+        page.screenshot(path=str(ARTIFACTS / f"{name}.png"))
 
 
 def test_a_student_reads_only_what_the_runs_show(page: Page, stack: Stack):
@@ -86,12 +91,12 @@ def test_a_student_reads_only_what_the_runs_show(page: Page, stack: Stack):
     open_lesson(page, "3. From noise to image", "the VAE's decode of the last latent: the real image")
     run = shapes_run(stack.grpc, **EXAMPLE, guidance_scale="7")
     sentences, _ = expected_lesson_3(run, info)
-    for sentence in sentences:
-        on_screen(page, sentence)
+    for number, sentence in enumerate(sentences):
+        on_screen(page, sentence, f"3-from-noise-to-image-measured-{number}")
 
     open_lesson(page, "4. Guidance", "Try it yourself")
     runs = {g: shapes_run(stack.grpc, **EXAMPLE, guidance_scale=g) for g in ("0", "7", "20")}
-    on_screen(page, expected_lesson_4(runs))
+    on_screen(page, expected_lesson_4(runs), "4-guidance-measured")
     # The row of scales: 64 px pictures drawn large enough to see (they were about 64 px on the screen).
     row = page.get_by_test_id("stMain").locator('[data-testid="stImage"]').filter(has_text=re.compile(r"^g = \d+$"))
     expect(row).to_have_count(4)
@@ -101,7 +106,7 @@ def test_a_student_reads_only_what_the_runs_show(page: Page, stack: Stack):
     open_lesson(page, "5. Change one word", "Both paths in two dimensions")
     a, b = (shapes_run(stack.grpc, pair="colour", side=side, seed="1", guidance_scale="7") for side in "ab")
     sentence, distances = expected_lesson_5(a, b, info)
-    on_screen(page, sentence)
+    on_screen(page, sentence, "5-change-one-word-measured")
     # Measured on x_t, the paths part later than the loop's x (x = x_t·√(1+σ²)) would make them seem to.
     carried = claims.rms_distances(a.latents(), b.latents())
     assert claims.half_way_step(distances) > claims.half_way_step(carried)

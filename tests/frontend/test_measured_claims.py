@@ -56,10 +56,10 @@ def test_the_spacing_is_read_from_the_runs_own_noise_levels(spacing: str, steps:
 def test_the_noise_levels_sentence_tells_whole_from_fractional_levels():
     # SD 1.5's config names no spacing: diffusers' LMS then visits mostly fractional t.
     sd = claims.noise_levels_sentence(diffusers_timesteps("lms", None, 50), 1000)
-    assert "This run visits 50 noise levels, from t = 999 down to t = 0: 999, 978.6, 958.2" in sd
+    assert "This run visits 50 noise levels, from t = 999 down to t = 0 (999, 978.6, 958.2" in sd
     assert "Only 2 of them are trained levels" in sd and '"linspace"' in sd and "50 of the" not in sd
     shapes = claims.noise_levels_sentence(diffusers_timesteps("euler", "leading", 50), 1000)
-    assert "from t = 981 down to t = 1: 981, 961, 941" in shapes and "All 50 are trained levels" in shapes
+    assert "from t = 981 down to t = 1 (981, 961, 941" in shapes and "All 50 are trained levels" in shapes
     assert '"leading"' in shapes
 
 
