@@ -73,7 +73,7 @@ digraph pipeline {{
   {{ rank=same; decoder; image; }}
   prompt -> tokenizer;
   tokenizer -> encoder [label="{info.text_max_length} ids"];
-  encoder -> unet [label="2 × {vectors} vectors:\\nthe prompt's and {unconditional}'s"];
+  encoder -> unet [label="2 × {vectors} vectors:\\nprompt, {unconditional.removeprefix("the ")}"];
   noise -> unet [label="latent {latent_shape}"];
   unet -> guidance [label="c, u"];
   guidance -> step [label="guided noise"];
