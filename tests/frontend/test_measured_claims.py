@@ -69,9 +69,9 @@ def test_a_sigma_form_latent_is_divided_back_to_x_t():
     run = TrajectoryView(initial_latent=noise[0] * np.sqrt(1 + sigmas[0] ** 2))
     for index, sigma in enumerate(sigmas):
         after = sigmas[index + 1] if index + 1 < len(sigmas) else 0.0
-        run.steps.append(
-            Step(index, 999.0 - index, sigma, noise[index + 1] * np.sqrt(1 + after**2), None, None, None, None, None, 0)
-        )
+        latent = noise[index + 1] * np.sqrt(1 + after**2)
+        empty = dict.fromkeys(("predicted_x0", "latent_preview", "x0_preview", "decoded_x0", "noise"))
+        run.steps.append(Step(index=index, timestep=999.0 - index, sigma=sigma, latent=latent, seconds=0.0, **empty))
     carried = [float(x.std()) for x in run.latents()]
     assert carried[0] > 14  # what the loop carries: about sigma at the start
     shown = [float(x.std()) for x in claims.x_t_latents(run, True)]
