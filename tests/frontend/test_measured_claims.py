@@ -243,8 +243,11 @@ def test_lesson_3_on_shapes_states_its_runs_own_noise_levels_and_x_t(shapes_env,
     text = text_of(at)
     for sentence in sentences:
         assert sentence in text, sentence
-    # Shapes pins "leading": whole levels, from 981; the loop's x starts near sigma 13.12, x_t near 1.
-    assert "from t = 981 down to t = 1" in text and "σ = 13.12" in text
+    # The levels and first sigma are diffusers' own for the shipped scheduler config (Shapes pins "leading":
+    # whole levels from t = 981, sigma 13.12 at 50 steps).
+    levels = diffusers_timesteps("euler", None, 50, json.loads(SHAPES_SCHEDULER.read_text()))
+    assert run.timesteps == pytest.approx(levels)
+    assert f"from t = {levels[0]:g} down to t = {levels[-1]:g}" in text
     ((_, tables),) = charts(at)
     (lines,) = [t for t in tables if "series" in t.columns]
     shown = lines[lines["series"] == "the latent x_t"]["value"].tolist()
