@@ -19,9 +19,10 @@ import numpy as np
 import streamlit as st
 
 from frontend.client import RECONNECT_DELAYS_S, StudentError, browser_address, get_client, student_id
+from frontend.player import guess_picture
 from frontend.progress import Phase, Snapshot, StreamState, show
 from frontend.settings import FrontendSettings
-from frontend.views import enlarge
+from frontend.views import enlarge, inline_picture
 from services.common.api import pb
 from services.common.codecs import decode_image, tensor_from_proto
 from services.common.trajectories import ON_REQUEST_PROBES
@@ -72,6 +73,8 @@ class Step:
     # Kept in float16 as sent: at 512 px they are the largest thing a step holds.
     attention: np.ndarray | None = None
     attention_by_resolution: list[tuple[int, np.ndarray]] = field(default_factory=list)  # (layers, maps) each grid
+    decoder: str = ""  # what drew decoded_x0: "vae", "taesd", or "linear" (the server had no decoder)
+    decode_seconds: float = 0.0  # of `seconds`, the decode of the guess
 
     @classmethod
     def from_frame(cls, frame: pb.StepFrame) -> Step:
@@ -91,6 +94,8 @@ class Step:
             seconds=frame.timings.step_seconds,
             attention=_half(frame.cross_attention.maps),
             attention_by_resolution=[(r.layers, _half(r.maps)) for r in frame.cross_attention.resolutions],
+            decoder=frame.decoded_x0_preview.decoder if _HAS_DECODED else "",
+            decode_seconds=frame.timings.decode_seconds,
         )
 
 
@@ -384,25 +389,47 @@ def _draw(
         slot.empty()
         return
     steps = trajectory.steps
-    if not (show_steps and state.phase == Phase.RUNNING and steps and steps[-1].x0_preview is not None):
+    guess = guess_picture(steps[-1]) if steps else None
+    if not (show_steps and state.phase == Phase.RUNNING and guess is not None):
         show(slot, state, planned=planned)
         return
     box = slot.container()
     show(box, state, planned=planned)
-    box.image(enlarge(steps[-1].x0_preview, 160), caption=f"the model's guess so far (step {len(steps)})")
+    # Inline: redrawn twice a second, an st.image's media file would be deleted while the browser fetches it.
+    inline_picture(box.empty(), enlarge(guess, 160), f"the model's guess so far (step {len(steps)})")
+
+
+@st.cache_data(ttl=60, show_spinner=False)
+def _server_on_request_defaults(address: str) -> list[str]:
+    return sorted(ON_REQUEST_PROBES.intersection(get_client().model_info().default_include_paths))
+
+
+def server_defaults() -> frozenset[str]:
+    """The probes computed on request that the server gives by default (on Shapes: each step's guess decoded).
+
+    The service decides (`probes.default_probes`); its lesson examples carry the same, so a
+    lesson opened with them finds its precomputed trajectory.
+    """
+    try:
+        client = get_client()
+        return frozenset(_server_on_request_defaults(client.settings.inference_addr))  # per server
+    except StudentError:  # the service cannot answer now: the request goes without, and says so in its pictures
+        return frozenset()
 
 
 def request_with(request: pb.GenerateRequest, probes: list[str] | None = None) -> pb.GenerateRequest:
-    """The request as the lessons send it: the probes they draw, and those computed on request it names.
+    """The request as the lessons send it: the probes they draw, those computed on request it names, the server's.
 
     A catalog entry's request names the costly probes (cross-attention maps, decoded guesses)
-    its lesson was rendered with: they are part of its identity, so they are kept.
+    its lesson was rendered with: they are part of its identity, so they are kept. The server's
+    defaults among them are added to every request (the catalog's entries carry them too).
     """
     message = pb.GenerateRequest()
     message.CopyFrom(request)
     del message.include.paths[:]
     wanted = probes or LESSON_PROBES
-    message.include.paths.extend(wanted + sorted(ON_REQUEST_PROBES.intersection(request.include.paths) - set(wanted)))
+    on_request = (ON_REQUEST_PROBES.intersection(request.include.paths) | server_defaults()) - set(wanted)
+    message.include.paths.extend(wanted + sorted(on_request))
     return message
 
 

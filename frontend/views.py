@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import html
 import importlib
+import io
 import re
 import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import TypeVar
 
 import numpy as np
 import streamlit as st
 from PIL import Image
+from streamlit.delta_generator import DeltaGenerator
 
 from frontend.client import StudentError
 
@@ -46,6 +52,76 @@ def show_channels(latent: np.ndarray, caption: str, width: int = 128) -> None:
     columns = st.columns(latent.shape[0])
     for channel, column in enumerate(columns):
         column.image(enlarge(grey(latent[channel], limit), width), caption=f"{caption}: channel {channel}")
+
+
+LOSSLESS_UP_TO = 128  # pixels a side: smaller pictures go as PNG (exact), larger as JPEG (a tenth of the bytes)
+ENCODED_KEPT_BYTES = 48 * 2**20  # data URLs kept, newest first: a class on one lesson has each picture encoded once
+
+
+class _Encoded:
+    """The data URLs of recent pictures by their content, shared by every session of the process.
+
+    A class opening the same lesson sends the same hundred-odd pictures to every
+    student: encoding them once instead of once a student took the largest part of
+    an opening's server CPU (docs/benchmarks.md, "A class of browsers").
+    """
+
+    def __init__(self, keep_bytes: int = ENCODED_KEPT_BYTES) -> None:
+        self.keep_bytes = keep_bytes
+        self._lock = threading.Lock()
+        self._urls: OrderedDict[bytes, str] = OrderedDict()
+        self._bytes = 0
+
+    def get(self, picture: np.ndarray) -> str:
+        contiguous = np.ascontiguousarray(picture)
+        shape = repr((picture.shape, picture.dtype.str)).encode()
+        key = hashlib.blake2b(contiguous.data, digest_size=16).digest() + shape
+        with self._lock:
+            url = self._urls.get(key)
+            if url is not None:
+                self._urls.move_to_end(key)
+                return url
+        url = _encode(contiguous)
+        with self._lock:
+            if key not in self._urls:
+                self._urls[key] = url
+                self._bytes += len(url)
+            while self._bytes > self.keep_bytes:
+                self._bytes -= len(self._urls.popitem(last=False)[1])
+        return url
+
+
+def data_url(picture: np.ndarray) -> str:
+    """An RGB or grey picture as a data URL: PNG while small (a 64-pixel picture stays exact), else JPEG."""
+    return _ENCODED.get(picture)
+
+
+def _encode(picture: np.ndarray) -> str:
+    buffer = io.BytesIO()
+    if max(picture.shape[:2]) <= LOSSLESS_UP_TO:
+        Image.fromarray(picture).save(buffer, format="PNG")
+        return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+    Image.fromarray(picture).save(buffer, format="JPEG", quality=90)
+    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+_ENCODED = _Encoded()
+
+
+def inline_picture(slot: DeltaGenerator, picture: np.ndarray, caption: str) -> None:
+    """A picture that changes with a step or a stream, drawn inline in the page.
+
+    `st.image` serves each picture as a media file that the end of the next script
+    run deletes; a browser still fetching one then gets a 404 (a console error, seen
+    under load: a stream's status redrawn every half second, a step scrubbed). Inline,
+    the picture travels with the page's update.
+    """
+    text = html.escape(caption)
+    slot.markdown(
+        f'<figure style="margin:0"><img src="{data_url(picture)}" alt="{text}" style="max-width:100%">'
+        f'<figcaption style="font-size:0.875rem;opacity:0.6">{text}</figcaption></figure>',
+        unsafe_allow_html=True,
+    )
 
 
 _MARKDOWN = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~:$])")

@@ -7,7 +7,7 @@ from PIL import Image
 
 from frontend import trajectory
 from frontend.catalog import examples
-from frontend.player import PlayerFrame, play
+from frontend.player import PlayerFrame, guess_panel, guess_picture, play
 from frontend.views import enlarge, guarded, plain
 from services.common.api import pb
 
@@ -82,14 +82,14 @@ total = len(run.steps)
 frames = [
     PlayerFrame(
         f"step {k} of {total}",
-        (overlay(run.image, maps[k - 1, chosen]), step.x0_preview),
+        (overlay(run.image, maps[k - 1, chosen]), guess_picture(step)),
         step.timestep,
         step.sigma,
     )
     for k, step in enumerate(run.steps, start=1)
 ]
 st.markdown(f"**Where «{plain(word)}» is read, step by step** (over the final picture), beside the model's guess:")
-play(frames, [f"the map of «{word}»", "the model's guess of x0 (preview)"], key="attention-player", width=SIZE)
+play(frames, [f"the map of «{word}»", guess_panel(run)], key="attention-player", width=SIZE)
 st.caption(
     "Each map's colours run from its lowest share (clear) to its highest (yellow): compare places within one "
     "map, not how strong two maps are. Early steps are diffuse, while the picture is still noise; watch where "

@@ -8,7 +8,7 @@ from PIL import Image
 
 from frontend import trajectory
 from frontend.client import get_client
-from frontend.player import live_picture, play_trajectory
+from frontend.player import guess_panel, guess_picture, live_picture, play_trajectory
 from frontend.progress import Phase, show
 from frontend.tabs import stop_when_tab_closes
 from frontend.together import share_to_class
@@ -99,7 +99,7 @@ if submitted:
     )  # fmt: skip
     if seed is not None:
         request.seed = int(seed)
-    request.include.paths.extend(["latent_preview", "predicted_x0_preview"])
+    request = trajectory.request_with(request, ["latent_preview", "predicted_x0_preview"])  # and the decoded guess
     stop()  # a new picture replaces one still coming
     st.session_state.pop("result", None)
     st.session_state["playground-generation"] = trajectory.Generation(
@@ -120,7 +120,7 @@ if generation is not None:
             step = run.steps[-1] if run.steps else None
             if step is not None and step.latent_preview is not None:
                 live_picture(left_image, enlarge(step.latent_preview, 320), "the noisy latent x_t (preview)")
-                live_picture(right_image, enlarge(step.x0_preview, 320), "the model's guess of x0 (preview)")
+                live_picture(right_image, enlarge(guess_picture(step), 320), guess_panel(run))
 
         ended = trajectory.follow(generation, status, show_done=True, on_step=draw)
         stop_slot.empty()

@@ -9,26 +9,32 @@ lesson asks (`report=True`), once the student stops on a step.
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import html
-import io
-import threading
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+import streamlit as st
 import streamlit.components.v1 as components
-from PIL import Image
-from streamlit.delta_generator import DeltaGenerator
 
-from frontend.trajectory import TrajectoryView
+from frontend.views import data_url
+from frontend.views import inline_picture as live_picture  # the Playground's live previews
+
+if TYPE_CHECKING:  # the player draws what the trajectory module reads; it never reads a stream itself
+    from frontend.trajectory import Step, TrajectoryView
 
 _COMPONENT = components.declare_component("trajectory_player", path=str(Path(__file__).parent / "web"))
 
 NO_GUESS = "no guess yet: the first step makes it"
+# What each picture is, said honestly: a decoder's picture of the guess, or the linear approximation.
+LATENT_PANEL = "the noisy latent x_t: linear preview (approximation)"
+GUESS_PREVIEW_PANEL = "the model's guess of x0: linear preview (approximation)"
+DECODED_PANELS = {
+    "vae": "the model's guess, decoded by its VAE",
+    "taesd": "the model's guess, decoded by TAESD (a small stand-in for the VAE)",
+}
 
 
 @dataclass(frozen=True)
@@ -43,73 +49,7 @@ class PlayerFrame:
     missing: str = ""  # what an empty panel says
 
 
-LOSSLESS_UP_TO = 128  # pixels a side: smaller pictures go as PNG (exact), larger as JPEG (a tenth of the bytes)
-ENCODED_KEPT_BYTES = 48 * 2**20  # data URLs kept, newest first: a class on one lesson has each picture encoded once
-
-
-class _Encoded:
-    """The data URLs of recent pictures by their content, shared by every session of the process.
-
-    A class opening the same lesson sends the same hundred-odd pictures to every
-    student: encoding them once instead of once a student took the largest part of
-    an opening's server CPU (docs/benchmarks.md, "A class of browsers").
-    """
-
-    def __init__(self, keep_bytes: int = ENCODED_KEPT_BYTES) -> None:
-        self.keep_bytes = keep_bytes
-        self._lock = threading.Lock()
-        self._urls: OrderedDict[bytes, str] = OrderedDict()
-        self._bytes = 0
-
-    def get(self, picture: np.ndarray) -> str:
-        contiguous = np.ascontiguousarray(picture)
-        shape = repr((picture.shape, picture.dtype.str)).encode()
-        key = hashlib.blake2b(contiguous.data, digest_size=16).digest() + shape
-        with self._lock:
-            url = self._urls.get(key)
-            if url is not None:
-                self._urls.move_to_end(key)
-                return url
-        url = _encode(contiguous)
-        with self._lock:
-            if key not in self._urls:
-                self._urls[key] = url
-                self._bytes += len(url)
-            while self._bytes > self.keep_bytes:
-                self._bytes -= len(self._urls.popitem(last=False)[1])
-        return url
-
-
-def data_url(picture: np.ndarray) -> str:
-    """An RGB or grey picture as a data URL: PNG while small (a 64-pixel picture stays exact), else JPEG."""
-    return _ENCODED.get(picture)
-
-
-def _encode(picture: np.ndarray) -> str:
-    buffer = io.BytesIO()
-    if max(picture.shape[:2]) <= LOSSLESS_UP_TO:
-        Image.fromarray(picture).save(buffer, format="PNG")
-        return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
-    Image.fromarray(picture).save(buffer, format="JPEG", quality=90)
-    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode()
-
-
-_ENCODED = _Encoded()
-
-
-def live_picture(slot: DeltaGenerator, picture: np.ndarray, caption: str) -> None:
-    """A picture that is replaced many times a second (a stream's previews), drawn inline in the page.
-
-    `st.image` would serve each version as a media file that the end of the script
-    run deletes, and a browser still fetching the last one then gets a 404 (a console
-    error, seen under load). Inline, the picture travels with the page's update.
-    """
-    text = html.escape(caption)
-    slot.markdown(
-        f'<figure style="margin:0"><img src="{data_url(picture)}" alt="{text}" style="max-width:100%">'
-        f'<figcaption style="font-size:0.875rem;opacity:0.6">{text}</figcaption></figure>',
-        unsafe_allow_html=True,
-    )
+__all__ = ["PlayerFrame", "data_url", "live_picture", "play", "play_trajectory", "trajectory_frames"]
 
 
 def play(
@@ -153,9 +93,25 @@ def play(
     return max(0, min(value, len(frames) - 1))
 
 
+def decoder_of(run: TrajectoryView) -> str:
+    """Which decoder drew the run's per-step guesses ("vae", "taesd"), or "" when none did (the linear map only)."""
+    names = {step.decoder for step in run.steps if step.decoded_x0 is not None}
+    return next((name for name in ("vae", "taesd") if name in names), "")
+
+
+def guess_picture(step: Step) -> np.ndarray | None:
+    """The best picture of a step's guess: its decode where the run has one, else the linear preview."""
+    return step.decoded_x0 if step.decoded_x0 is not None and step.decoder in DECODED_PANELS else step.x0_preview
+
+
+def guess_panel(run: TrajectoryView) -> str:
+    """The caption of `guess_picture`'s pictures for this run."""
+    return DECODED_PANELS.get(decoder_of(run), GUESS_PREVIEW_PANEL)
+
+
 def trajectory_frames(run: TrajectoryView) -> list[PlayerFrame]:
-    """Step 0 (the starting noise) and every step: the latent x_t, the guess x0 and, when sent, its decode."""
-    decoded = any(step.decoded_x0 is not None for step in run.steps)
+    """Step 0 (the starting noise) and every step: the latent x_t, the guess x0 and, when decoded, its picture."""
+    decoded = bool(decoder_of(run))
     total = len(run.steps)
     frames = [
         PlayerFrame(
@@ -165,17 +121,33 @@ def trajectory_frames(run: TrajectoryView) -> list[PlayerFrame]:
         )
     ]
     for number, step in enumerate(run.steps, start=1):
-        pictures = (step.latent_preview, step.x0_preview, step.decoded_x0) if decoded else (
+        pictures = (step.latent_preview, step.x0_preview, guess_picture(step)) if decoded else (
             step.latent_preview, step.x0_preview)  # fmt: skip
         frames.append(PlayerFrame(f"step {number} of {total}", pictures, step.timestep, step.sigma))
     return frames
 
 
 def trajectory_panels(run: TrajectoryView) -> list[str]:
-    panels = ["the noisy latent x_t (preview)", "the model's guess of x0 (preview)"]
-    if any(step.decoded_x0 is not None for step in run.steps):
-        panels.append("the guess of x0, decoded")
+    """The captions of `trajectory_frames`' pictures: what each one is, approximation or decode."""
+    panels = [LATENT_PANEL, GUESS_PREVIEW_PANEL]
+    if decoder_of(run):
+        panels.append(guess_panel(run))
     return panels
+
+
+def decode_note(run: TrajectoryView) -> str:
+    """One sentence on what the decoded guesses cost, measured on this run ("" when it has none)."""
+    decoder = decoder_of(run)
+    timed = [step for step in run.steps if step.decoded_x0 is not None and step.decode_seconds > 0]
+    if not decoder or not timed:
+        return ""
+    decode_ms = 1000 * sum(step.decode_seconds for step in timed) / len(timed)
+    step_ms = 1000 * sum(step.seconds for step in timed) / len(timed)
+    who = "its VAE" if decoder == "vae" else "TAESD"
+    return (
+        f"Every step's guess is decoded into a picture by {who}: {decode_ms:.1f} ms of the {step_ms:.0f} ms each "
+        "step took on the server that made this run."
+    )
 
 
 def play_trajectory(
@@ -187,9 +159,16 @@ def play_trajectory(
     stills: Sequence[tuple[str, np.ndarray]] = (),
     width: int = 256,
 ) -> int:
-    """The player over a whole run, from its starting noise (step 0) to its last step (the default start)."""
+    """The player over a whole run, from its starting noise (step 0) to its last step (the default start).
+
+    Every page that shows a run's steps uses it: one layout, and the decoded guess wherever the run has it.
+    """
     frames = trajectory_frames(run)
-    return play(
+    step = play(
         frames, trajectory_panels(run), key=key, start=len(frames) - 1 if start is None else start, report=report,
         stills=stills, width=width,
     )  # fmt: skip
+    note = decode_note(run)
+    if note:
+        st.caption(note)
+    return step

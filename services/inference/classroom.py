@@ -24,7 +24,7 @@ import torch
 
 from services.common.api import pb
 from services.common.text import hidden_characters
-from services.common.trajectories import canonical_request
+from services.common.trajectories import ON_REQUEST_PROBES, canonical_request
 from services.inference.batching import BatchScheduler, Job, JobView, Requester, SchedulerStats
 from services.inference.cache import CacheStats, TrajectoryStore
 from services.inference.crowd import CrowdHold
@@ -32,6 +32,7 @@ from services.inference.hub import HubStats, TrajectoryHub
 from services.inference.metrics import Metrics
 from services.inference.models import DiffusionModel, PromptEmbedding, PromptTokens
 from services.inference.moderation import Blocklist
+from services.inference.probes import default_probes
 from services.inference.ratelimit import RateLimiter
 from services.inference.refusals import BlockedPrompt, QueueFull, Refusal, RequestError, TrajectoryFailed
 from services.inference.roster import Roster, RosterEntry
@@ -118,6 +119,7 @@ class Classroom:
         encoder: Executor,
     ) -> None:
         self.settings, self.model, self.store, self.metrics = settings, model, store, metrics
+        self.default_include = default_probes(model.preview_decoder.draws_pictures)  # what an empty mask gets
         self.scheduler = BatchScheduler(
             model,
             max_batch_size=settings.max_batch_size or (8 if model.device.type == "cuda" else 4),
@@ -158,9 +160,11 @@ class Classroom:
 
     def _check_catalog(self) -> list[CatalogEntry]:
         entries = []
-        for entry in all_entries(self.catalog):
+        for entry in all_entries(self.catalog, self.default_include & ON_REQUEST_PROBES):
             try:
-                spec = check_generate(entry.request, self.settings, self.model.default_size)
+                spec = check_generate(
+                    entry.request, self.settings, self.model.default_size, default_include=self.default_include
+                )
             except RequestError as error:
                 log.warning("lesson entry %s is outside this server's limits and is left out: %s", entry.id, error)
                 continue
@@ -187,7 +191,9 @@ class Classroom:
         who = check_requester(who)
         self.roster.check(who.classroom, who.name)
         try:
-            spec = check_generate(request, self.settings, self.model.default_size, self.blocklist)
+            spec = check_generate(
+                request, self.settings, self.model.default_size, self.blocklist, default_include=self.default_include
+            )
         except BlockedPrompt:
             self.blocked_prompts += 1
             self.metrics.rejected.labels("blocked").inc()

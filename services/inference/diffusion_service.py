@@ -27,7 +27,7 @@ from services.inference.attached import Attached
 from services.inference.batching import Requester
 from services.inference.classroom import Classroom
 from services.inference.models import parameter_count
-from services.inference.probes import DEFAULT_PROBES, PROBES
+from services.inference.probes import PROBES
 from services.inference.refusals import RequestError, answering_refusals
 from services.inference.replies import stats_message
 from services.inference.runner import EncodedPrompt
@@ -105,7 +105,7 @@ class DiffusionService(Attached):
             prediction_type=str(model.scheduler_config.get("prediction_type", "epsilon")),
             num_train_timesteps=int(model.scheduler_config.get("num_train_timesteps", 1000)),
             include_paths=list(PROBES),
-            default_include_paths=[name for name in PROBES if name in DEFAULT_PROBES],
+            default_include_paths=[name for name in PROBES if name in classroom.default_include],
             model_family=model.card.family,
             model_display_name=model.card.display_name,
             unet_block_out_channels=list(model.unet.config.block_out_channels),

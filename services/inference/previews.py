@@ -37,6 +37,11 @@ class PreviewDecoder:
         self.name = name  # "vae", "taesd" or "linear" (no decoder: the linear approximation)
         self.decoder = decoder
 
+    @property
+    def draws_pictures(self) -> bool:
+        """Whether it decodes into real pictures (else each step keeps the linear approximation)."""
+        return self.decoder is not None
+
     @classmethod
     def load(
         cls, setting: str, taesd_model: str, vae: AutoencoderKL, device: torch.device, dtype: torch.dtype

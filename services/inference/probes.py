@@ -43,3 +43,15 @@ assert PROBES.keys() >= ON_REQUEST_PROBES
 def computed_probes(include: frozenset[str]) -> frozenset[str]:
     """What a generation computes for a request with this mask: every cheap probe, and the costly ones it names."""
     return ALWAYS_COMPUTED | (include & ON_REQUEST_PROBES)
+
+
+def default_probes(decodes_pictures: bool) -> frozenset[str]:
+    """What a request that names no probes gets, and what every lesson example carries, on this server.
+
+    The rule, declared once: where the server has a real decoder for the per-step
+    pictures (`previews.PreviewDecoder`: the model's own VAE when it is small, as
+    Shapes' is, or TAESD where set up), each step's guess is decoded by default, so
+    every player shows a picture, not a grid of latent cells. Where it has none (SD
+    1.5 out of the box), the cheap linear preview stays the default.
+    """
+    return DEFAULT_PROBES | {"decoded_x0_preview"} if decodes_pictures else DEFAULT_PROBES

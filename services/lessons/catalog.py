@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -137,8 +138,13 @@ def _prompt_variants(collection: Collection) -> list[tuple[str, dict[str, str], 
     return variants
 
 
-def expand(collection: Collection) -> list[Entry]:
-    """One entry per combination of the values the collection varies."""
+def expand(collection: Collection, include: Iterable[str] = ()) -> list[Entry]:
+    """One entry per combination of the values the collection varies.
+
+    `include`: on-request probes every entry carries besides its collection's (the
+    server's defaults, `probes.default_probes`: Shapes decodes each step's guess), so a
+    lesson page asking with the same defaults finds the precomputed trajectory.
+    """
     entries = []
     axes = itertools.product(
         _prompt_variants(collection),
@@ -150,9 +156,9 @@ def expand(collection: Collection) -> list[Entry]:
     )
     for (label, labels, text), seed, guidance, scheduler, steps, branch_at in axes:
         fields = collection.request.model_dump(exclude_none=True)
-        include = fields.pop("include")
+        collection_include = fields.pop("include")
         request = pb.GenerateRequest(prompt=text, seed=seed, **fields)
-        request.include.paths.extend(include)
+        request.include.paths.extend(collection_include + sorted(set(include) - set(collection_include)))
         parts = [collection.id, label, f"seed{seed}"]
         labels = labels | {"seed": str(seed)}
         if guidance is not None:
@@ -177,5 +183,6 @@ def expand(collection: Collection) -> list[Entry]:
     return entries
 
 
-def all_entries(catalog: Catalog) -> list[Entry]:
-    return [entry for collection in catalog.collections for entry in expand(collection)]
+def all_entries(catalog: Catalog, include: Iterable[str] = ()) -> list[Entry]:
+    """Every entry of the catalog, each carrying `include` too (see `expand`)."""
+    return [entry for collection in catalog.collections for entry in expand(collection, include)]

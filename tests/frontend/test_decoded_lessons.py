@@ -57,7 +57,7 @@ def run(name: str) -> AppTest:
 def test_lesson_3_plays_the_decoded_guess_beside_the_previews(decoded_env, decoded_server):
     at = run("noise_to_image")
     args = player_args(at, "noise-player")
-    assert args["panels"][-1] == "the guess of x0, decoded"
+    assert args["panels"][-1] == "the model's guess, decoded by its VAE"
     assert all(picture is not None for picture in args["frames"][-1]["pictures"])
     assert any("decoded into pixels" in c.value for c in at.caption)
     # Opened from the cache: the lesson's own trajectory, with its decoded guesses, was found.

@@ -139,4 +139,6 @@ def test_batched_maps_are_each_samples_own(uncached):
 def test_model_info_offers_the_costly_probes_but_not_by_default(stub):
     info = stub.GetModelInfo(pb.GetModelInfoRequest())
     assert {"cross_attention", "decoded_x0_preview"} <= set(info.include_paths)
-    assert not {"cross_attention", "decoded_x0_preview"} & set(info.default_include_paths)
+    assert "cross_attention" not in info.default_include_paths
+    # The decoded guess is a default only where the server has a cheap real decoder (the tiny model's small VAE).
+    assert "decoded_x0_preview" in info.default_include_paths

@@ -9,6 +9,7 @@ import pytest
 import torch
 from diffusers import AutoencoderTiny
 
+from services.common.api import pb
 from services.common.codecs import decode_image, tensor_from_proto
 from services.inference.previews import to_pixels
 from tests.integration.helpers import collect, request
@@ -41,8 +42,16 @@ def test_shapes_decodes_every_step_with_its_own_vae(shapes_stub):
     assert stream.final.image.decoder == "vae"
 
 
-def test_no_decode_unless_asked(shapes_stub):
-    spec = request("a red circle on the left", seed=5, num_inference_steps=5, width=64, height=64)
+def test_shapes_decodes_by_default_and_not_when_the_mask_leaves_it_out(shapes_stub):
+    # Shapes has a real decoder, so an empty mask gets the decoded guess (probes.default_probes)...
+    info = shapes_stub.GetModelInfo(pb.GetModelInfoRequest())
+    assert "decoded_x0_preview" in info.default_include_paths
+    by_default = collect(shapes_stub.Generate(request("a red circle on the left", seed=5, num_inference_steps=5,
+                                                       width=64, height=64)))  # fmt: skip
+    assert all(frame.decoded_x0_preview.decoder == "vae" for frame in by_default.frames)
+    # ...and a mask that names other paths only gets no decode, and costs none.
+    spec = request("a red circle on the left", seed=6, num_inference_steps=5, width=64, height=64)
+    spec.include.paths.append("latent_preview")
     stream = collect(shapes_stub.Generate(spec))
     assert not any(frame.HasField("decoded_x0_preview") for frame in stream.frames)
     assert all(frame.timings.decode_seconds == 0 for frame in stream.frames)
@@ -56,6 +65,9 @@ def test_stable_diffusion_shaped_models_use_taesd_or_the_linear_map(settings, ta
         spec = request("a red barn", seed=6, num_inference_steps=3, width=96, height=64)
         spec.include.paths.extend([*DECODED, "predicted_x0"])
         stream = collect(stub.Generate(spec))
+        # TAESD is one setting away: with it, every step's guess is decoded by default; without, the linear map.
+        defaults = stub.GetModelInfo(pb.GetModelInfoRequest()).default_include_paths
+        assert ("decoded_x0_preview" in defaults) == (setting == "taesd")
         channel.close()
     for frame in stream.frames:
         decoded = frame.decoded_x0_preview

@@ -85,14 +85,17 @@ def test_ad_hoc_entries_expire_and_the_include_mask_does_not_split_the_cache(stu
         key = redis_key(Namespace.AD_HOC, first.status.trajectory_key)
         assert 0 < client.ttl(key) <= 7 * 24 * 3600
         assert not client.exists(redis_key(Namespace.LESSON, first.status.trajectory_key))
+    # An empty mask is the server's defaults: here (a small VAE) they include the decoded guess, which is
+    # part of a trajectory's identity; a reader wanting the previews of that trajectory names it too.
     previews_only = request(
-        "a glass of lemonade", seed=102, num_inference_steps=3, width=64, height=64, include=["latent_preview"]
-    )
+        "a glass of lemonade", seed=102, num_inference_steps=3, width=64, height=64,
+        include=["latent_preview", "decoded_x0_preview"],
+    )  # fmt: skip
     second = collect(stub.Generate(previews_only))
     assert second.status.cache_hit
     assert not second.frames[0].HasField("latent") and second.frames[0].HasField("latent_preview")
     assert second.frames[0].latent_preview == first.frames[0].latent_preview
-    assert list(second.header.request.include.paths) == ["latent_preview"]
+    assert list(second.header.request.include.paths) == ["decoded_x0_preview", "latent_preview"]
 
 
 def test_eight_identical_requests_share_one_model_run(stub):
