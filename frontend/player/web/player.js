@@ -30,9 +30,19 @@
     window.parent.postMessage(Object.assign({ isStreamlitMessage: true, type: type }, data), "*");
   }
 
+  // The frame is as tall as the player's content. Measured on the player, not the document: the
+  // document is never shorter than the frame, so a frame that had grown would never shrink back.
+  let sentHeight = 0;
   function fitHeight() {
-    send("streamlit:setFrameHeight", { height: Math.ceil(document.documentElement.scrollHeight) + 2 });
+    const height = Math.ceil(player.getBoundingClientRect().height) + 2;
+    if (height === sentHeight) return;
+    sentHeight = height;
+    send("streamlit:setFrameHeight", { height: height });
   }
+  // A window resized (or a sidebar opened) makes the frame narrower or wider: the panels wrap onto
+  // more rows or fewer, and the frame must follow, or the last row is cut off.
+  if (window.ResizeObserver) new ResizeObserver(fitHeight).observe(player);
+  window.addEventListener("resize", fitHeight);
 
   function report() {
     if (!args || !args.report || timer !== null || step === reported) return;
