@@ -15,6 +15,7 @@ import streamlit as st
 
 from frontend.classmap import draw_class_map
 from frontend.client import StudentError, get_client
+from frontend.menu import BY_PAGE, LESSONS
 from frontend.player import play_trajectory
 from frontend.together import LETTERS, choice_label
 from frontend.trajectory import load, ready
@@ -64,15 +65,16 @@ def _push(leading: bool | None = None) -> None:
     example_id = st.session_state.get("lead-example") or ""
     step = int(st.session_state.get("lead-step", 0))
     show_map = bool(st.session_state.get("lead-map", False))
-    sent = guarded(lambda: get_client().set_present(_code(), leading, example_id, step, show_map))
+    lesson = st.session_state.get("lead-lesson") or ""
+    sent = guarded(lambda: get_client().set_present(_code(), leading, example_id, step, show_map, lesson))
     if sent is not None and not leading:
         _said("You released the class.")
 
 
 def _lesson_changed() -> None:
     """Another lesson: its first example, sent at once while leading."""
-    collection = st.session_state.get("lead-collection")
-    first = next((e.id for e in catalog().entries if e.collection == collection), None)
+    lesson = BY_PAGE.get(st.session_state.get("lead-lesson") or "")
+    first = next((e.id for e in lesson.examples(list(catalog().entries))), None) if lesson is not None else None
     if first is not None:
         st.session_state["lead-example"] = first
     _push()
@@ -81,13 +83,14 @@ def _lesson_changed() -> None:
 def lead_the_class() -> None:
     st.subheader("Lead the class")
     listing = catalog()
-    titles = {c.id: c.title for c in listing.collections}
-    collection = st.selectbox("Lesson", list(titles), format_func=titles.get, key="lead-collection",
-                              on_change=_lesson_changed)  # fmt: skip
-    entries = [e for e in listing.entries if e.collection == collection]
-    if not entries:
-        st.caption("This lesson has no examples on this server.")
+    # The menu's lessons (as the students see them), those with examples on this server.
+    pages = [lesson.page for lesson in LESSONS if lesson.examples(list(listing.entries))]
+    if not pages:
+        st.caption("There are no lesson examples on this server to lead with.")
         return
+    page = st.selectbox("Lesson", pages, format_func=lambda p: BY_PAGE[p].title, key="lead-lesson",
+                        on_change=_lesson_changed)  # fmt: skip
+    entries = BY_PAGE[page].examples(list(listing.entries))
     by_id = {entry.id: entry for entry in entries}  # chosen by id: a fresh listing keeps the choice
     if st.session_state.get("lead-example") not in by_id:
         st.session_state["lead-example"] = entries[0].id

@@ -23,6 +23,7 @@ import grpc
 import streamlit as st
 
 from frontend.client import ClassroomClient, StudentError, get_client, student_id
+from frontend.menu import led_title
 from frontend.trajectory import load
 from frontend.views import plain
 from services.common.api import pb
@@ -112,7 +113,7 @@ def _banner(on_follow_page: bool) -> None:
             st.session_state["followed-lead"] = present.lead_id  # once per lead: a student may then look elsewhere
             st.switch_page(FOLLOW_PAGE)
         left, right = st.columns([4, 1])
-        leading = f"Your teacher is leading the class: {plain(present.collection_title)}."
+        leading = f"Your teacher is leading the class: {plain(led_title(present))}."
         left.info(leading, icon=":material/co_present:")
         right.button("Back to the teacher", key="banner-back", on_click=back_to_the_teacher, type="primary")
     if state.HasField("quick_check") and not is_teacher():

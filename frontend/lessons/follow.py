@@ -11,6 +11,7 @@ import streamlit as st
 
 from frontend.classmap import draw_class_map
 from frontend.client import get_client
+from frontend.menu import led_title
 from frontend.player import play_trajectory
 from frontend.together import back_to_the_teacher, class_state, follow_view
 from frontend.trajectory import load
@@ -25,7 +26,7 @@ if not present.leading:
 
 example = present.example
 total = example.num_inference_steps
-st.markdown(f"**{plain(present.collection_title)}**: “{plain(example.prompt)}”, seed {example.seed}")
+st.markdown(f"**{plain(led_title(present))}**: “{plain(example.prompt)}”, seed {example.seed}")
 here, back = st.columns([3, 1])
 here.info(f"Your teacher is on step {present.step} of {total}.", icon=":material/co_present:")
 back.button("Back to the teacher's step", on_click=back_to_the_teacher, type="primary")

@@ -130,6 +130,14 @@ def _table(title: str, empty: str, rows: list[dict[str, object]]) -> None:
         st.caption(empty)
 
 
+def served_without_computing(room: pb.GetClassroomResponse) -> tuple[str, str]:
+    """The metric of pictures served with no model work: named for the GPU only where there is one."""
+    stats = room.stats
+    served = stats.cache_hits + stats.single_flight_joins + stats.cache_misses
+    label = "Served without the GPU" if room.gpu_memory_total_bytes else "Served without computing"
+    return label, f"{room.cache_hit_rate:.0%}" if served else "nothing served yet"
+
+
 def _live(room: pb.GetClassroomResponse) -> None:
     if room.paused:
         st.warning("Generation is paused. Lessons and cached pictures still open.", icon=":material/pause:")
@@ -138,10 +146,10 @@ def _live(room: pb.GetClassroomResponse) -> None:
     a, b, c, d = st.columns(4)
     a.metric("Generating now", running)
     b.metric("Waiting", len(room.jobs) - running)
-    c.metric("Served without the GPU", f"{room.cache_hit_rate:.0%}", help="Cache hits and joined identical requests.")
+    c.metric(*served_without_computing(room), help="Cache hits and joined identical requests.")
     d.metric("Blocked prompts", stats.blocked_prompts)
     e, f, g, h = st.columns(4)
-    e.metric("Device", room.device)
+    e.metric("Device", room.device if room.gpu_memory_total_bytes else f"{room.device} (no GPU on this server)")
     f.metric("Pictures per UNet call", f"{room.average_batch_size:.1f}", help=f"At most {room.max_batch_size}.")
     if room.gpu_memory_total_bytes:
         g.metric(

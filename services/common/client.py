@@ -277,9 +277,9 @@ class ClassroomClient:
     # The teacher leads this front end's class (each call carries the teacher code).
 
     def set_present(self, teacher_code: str, leading: bool, example_id: str = "", step: int = 0,
-                    show_map: bool = False) -> pb.ClassState:  # fmt: skip
+                    show_map: bool = False, lesson: str = "") -> pb.ClassState:  # fmt: skip
         request = pb.SetPresentRequest(class_name=self.class_name, leading=leading, example_id=example_id, step=step,
-                                       show_map=show_map)  # fmt: skip
+                                       show_map=show_map, lesson=lesson)  # fmt: skip
         return self._call(self.teacher_stub.SetPresent, request, teacher_code).state
 
     def submissions(self, teacher_code: str) -> pb.ListSubmissionsResponse:

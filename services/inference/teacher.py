@@ -120,7 +120,9 @@ class TeacherService(Attached, pb_grpc.TeacherServiceServicer):
         self, request: pb.SetPresentRequest, context: grpc.aio.ServicerContext
     ) -> pb.SetPresentResponse:
         classroom, name = await self._for_class(context, request.class_name)
-        state = classroom.together.present(name, request.leading, request.example_id, request.step, request.show_map)
+        state = classroom.together.present(
+            name, request.leading, request.example_id, request.step, request.show_map, request.lesson
+        )
         return pb.SetPresentResponse(state=state)
 
     async def ListSubmissions(

@@ -137,8 +137,10 @@ class Together:
 
     # -- present mode ------------------------------------------------------------
 
-    def present(self, classroom: str, leading: bool, example_id: str, step: int, show_map: bool) -> pb.ClassState:
-        """The teacher leads the class to a lesson example and step, or releases it."""
+    def present(
+        self, classroom: str, leading: bool, example_id: str, step: int, show_map: bool, lesson: str = ""
+    ) -> pb.ClassState:
+        """The teacher leads the class to a lesson example and step, or releases it (`lesson`: the menu's page)."""
         live = self._live(classroom)
         if not leading:
             live.present = pb.PresentState()
@@ -151,7 +153,7 @@ class Together:
             steps = request.num_inference_steps
             lead_id = live.present.lead_id if live.present.leading else secrets.token_hex(8)
             live.present = pb.PresentState(
-                leading=True, lead_id=lead_id, lesson=collection.lesson, collection=collection.id,
+                leading=True, lead_id=lead_id, lesson=lesson[:64] or collection.lesson, collection=collection.id,
                 collection_title=collection.title, example_id=entry.id, example=request,
                 step=max(0, min(step, steps + 1 if steps else step)), show_map=show_map,
             )  # fmt: skip

@@ -238,7 +238,7 @@ def test_the_teacher_opens_the_teacher_page(page: Page, stack: Stack, seen: Seen
     expect(page.get_by_text("that teacher code is not right")).to_be_visible()
     page.get_by_label("Teacher code").fill(TEACHER_CODE)
     page.get_by_role("button", name="Open").click()
-    expect(page.get_by_text("Served without the GPU")).to_be_visible()
+    expect(page.get_by_text("Served without computing")).to_be_visible()  # a CPU server
     expect(page.get_by_text("Blocked attempts")).to_be_visible()
     page.get_by_role("button", name="Pause generation").click()
     expect(page.get_by_text("Generation is paused")).to_be_visible()

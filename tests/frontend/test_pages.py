@@ -255,7 +255,7 @@ def test_the_teacher_page_refuses_a_student_and_serves_the_teacher(teacher_env):
     assert [m.label for m in at.metric][:4] == [
         "Generating now",
         "Waiting",
-        "Served without the GPU",
+        "Served without computing",  # no GPU here: not "without the GPU"
         "Blocked prompts",
     ]
     assert "Nobody is generating right now." in text_of(at)
