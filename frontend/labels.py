@@ -109,8 +109,5 @@ def unlearned_sentence(words: list[str], model_name: str) -> str:
     if not words:
         return ""
     quoted = ", ".join(f"“{plain(word)}”" for word in words)
-    them = "this word" if len(words) == 1 else "these words"
-    return (
-        f"{model_name} never learned {them}: {quoted}. Its training pictures never had them in their "
-        "captions, so they mean nothing to it."
-    )
+    why = "it, so it means" if len(words) == 1 else "them, so they mean"
+    return f"{model_name} never learned {quoted}: no training caption had {why} nothing to it."

@@ -7,7 +7,8 @@ import streamlit as st
 from PIL import Image
 
 from frontend import trajectory
-from frontend.client import get_client
+from frontend.client import StudentError, get_client, student_id
+from frontend.labels import SHAPES_FAMILY, example_prompts, unlearned_sentence, unlearned_words
 from frontend.player import guess_panel, guess_picture, live_picture, play_trajectory
 from frontend.progress import Phase, show
 from frontend.tabs import stop_when_tab_closes
@@ -17,7 +18,6 @@ from services.common.api import pb
 
 SAFETY_NOTE = "The safety filter flagged this picture, so it is shown blurred. Try a different prompt."
 PROMPT_KEY = "playground-prompt"
-DEFAULT_PROMPT = "a cozy reading nook with a cat, warm afternoon light"
 HEADING_CHARS = 48  # the heading names the prompt in short; the whole prompt is written under it
 
 
@@ -50,6 +50,19 @@ def cut_long_prompt(limit: int) -> None:
         st.session_state["playground-cut"] = len(typed)
 
 
+@st.cache_data(max_entries=1024, show_spinner=False)
+def never_learned(prompt: str, revision: str, _student: str) -> list[str]:
+    """The prompt's words the model never learned, kept per prompt and model: a rerun costs no Tokenize call."""
+    return unlearned_words(get_client().tokenize(prompt, _student))
+
+
+def use_example(key: str) -> None:
+    """An example prompt picked from the menu goes into the prompt box."""
+    if st.session_state.get(key):
+        st.session_state[PROMPT_KEY] = st.session_state[key]
+    st.session_state[key] = None
+
+
 def stop() -> None:
     generation = st.session_state.get("playground-generation")
     if generation is not None:
@@ -61,15 +74,41 @@ info = guarded(get_client().model_info)
 if info is None:
     st.stop()
 limits = info.limits
+# Only what the model can paint: sizes up to GetModelInfo's limit (Shapes: 128 px), in steps of 64.
 sizes = [s for s in range(max(limits.min_size, 64), limits.max_size + 1, 64)]
-st.session_state.setdefault(PROMPT_KEY, DEFAULT_PROMPT)
+examples = example_prompts(info)
+st.session_state.setdefault(PROMPT_KEY, examples[0])
 
-with st.form("settings"):
-    # No max_chars: the browser would refuse a long paste whole and leave the box as it was.
-    prompt = st.text_area("Prompt", key=PROMPT_KEY, help=f"At most {limits.max_prompt_chars:,} characters.")
+# No form on this page: the warning below follows the box as the student types (on Ctrl+Enter or leaving
+# it), and a click on Generate straight after typing still counts (a form's submit button lost that click
+# to the rerun of a box outside the form, in Chromium).
+# No max_chars: the browser would refuse a long paste whole and leave the box as it was.
+prompt = st.text_area("Prompt", key=PROMPT_KEY, help=f"At most {limits.max_prompt_chars:,} characters.")
+try:
+    unknown = never_learned(prompt, info.model_revision, student_id()) if prompt.strip() else []
+except StudentError:
+    unknown = None  # the warning is a help, never a reason to stop the page
+model_name = info.model_display_name or "This model"
+if unknown:
+    st.warning(unlearned_sentence(unknown, model_name), icon=":material/help:")
+elif unknown is not None and info.model_family == SHAPES_FAMILY:
+    # Where the warning would be: the student sees the words were checked, and the page below does
+    # not jump as the warning comes and goes.
+    st.success(f"{model_name} learned every word of this prompt.", icon=":material/check_circle:")
+st.selectbox(
+    "Or start from an example it knows every word of",
+    examples,
+    index=None,
+    key="playground-example",
+    placeholder="Pick an example prompt",
+    on_change=use_example,
+    args=("playground-example",),
+)
+
+with st.container(border=True):
     negative = st.text_input("Negative prompt (optional)", "")
     a, b, c = st.columns(3)
-    steps = a.slider("Steps", limits.min_steps, min(limits.max_steps, 100), info.default_steps)
+    steps = a.slider("Steps", limits.min_steps, limits.max_steps, min(info.default_steps, limits.max_steps))
     guidance = b.slider(
         "Guidance scale", 0.0, float(limits.max_guidance_scale), float(info.default_guidance_scale), 0.5
     )
@@ -80,9 +119,14 @@ with st.form("settings"):
     width = d.selectbox("Width", sizes, index=sizes.index(info.default_width) if info.default_width in sizes else 0)
     height = e.selectbox("Height", sizes, index=sizes.index(info.default_height) if info.default_height in sizes else 0)
     seed = f.number_input("Seed (empty: a random one)", 0, int(limits.max_seed), value=None, step=1)
-    submitted = st.form_submit_button(
-        "Generate", type="primary", on_click=cut_long_prompt, args=(limits.max_prompt_chars,)
-    )
+    submitted = st.button("Generate", type="primary", on_click=cut_long_prompt, args=(limits.max_prompt_chars,))
+
+native = info.default_width
+st.caption(
+    f"Not offered: pictures larger than {limits.max_size} × {limits.max_size} pixels, or more than "
+    f"{limits.max_steps} steps. {model_name} learned to paint "
+    f"{native} × {native} pictures; much bigger ones come out as broken patterns, and take far longer."
+)
 
 cut_from = st.session_state.pop("playground-cut", None)
 if cut_from is not None:
@@ -100,8 +144,7 @@ if submitted:
     if seed is not None:
         request.seed = int(seed)
     request = trajectory.request_with(request, ["latent_preview", "predicted_x0_preview"])  # and the decoded guess
-    stop()  # a new picture replaces one still coming
-    st.session_state.pop("result", None)
+    stop()  # a new picture replaces one still coming; the last finished one stays until it is done
     st.session_state["playground-generation"] = trajectory.Generation(
         request, expected_step_s=trajectory.lesson_store().pace.expect(request)
     )
@@ -142,7 +185,8 @@ if run is not None and run.image is not None:
         st.warning(
             f"Only {tokens.max_length - 2} pieces of your prompt fit the text encoder's window of "
             f"{tokens.max_length} tokens. The model never saw the rest: **{plain(tokens.truncated_text)}** "
-            f"({len(tokens.truncated_tokens)} pieces cut off, silently, as Stable Diffusion does).",
+            f"({len(tokens.truncated_tokens)} pieces cut off; Stable Diffusion's own pipeline cuts them too, and "
+            "says so only in its log).",
             icon=":material/content_cut:",
         )
     look, final = st.columns([3, 1])
