@@ -38,6 +38,14 @@ def _said(sentence: str) -> None:
     st.session_state["together-said"] = sentence
 
 
+def served_without_computing(room: pb.GetClassroomResponse) -> tuple[str, str]:
+    """The teacher's metric of pictures served with no model work: named for the GPU only where there is one."""
+    stats = room.stats
+    served = stats.cache_hits + stats.single_flight_joins + stats.cache_misses
+    label = "Served without the GPU" if room.gpu_memory_total_bytes else "Served without computing"
+    return label, f"{room.cache_hit_rate:.0%}" if served else "nothing served yet"
+
+
 # -- leading the class --------------------------------------------------------------
 
 

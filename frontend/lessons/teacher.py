@@ -16,7 +16,7 @@ from frontend.client import get_client
 from frontend.guard import record_try, wait_before_trying
 from frontend.settings import FrontendSettings
 from frontend.signin import TOO_MANY_TRIES
-from frontend.teaching import teach_together
+from frontend.teaching import served_without_computing, teach_together
 from frontend.views import guarded
 from services.common.api import pb
 
@@ -128,14 +128,6 @@ def _table(title: str, empty: str, rows: list[dict[str, object]]) -> None:
         st.dataframe(rows, hide_index=True, use_container_width=True)
     else:
         st.caption(empty)
-
-
-def served_without_computing(room: pb.GetClassroomResponse) -> tuple[str, str]:
-    """The metric of pictures served with no model work: named for the GPU only where there is one."""
-    stats = room.stats
-    served = stats.cache_hits + stats.single_flight_joins + stats.cache_misses
-    label = "Served without the GPU" if room.gpu_memory_total_bytes else "Served without computing"
-    return label, f"{room.cache_hit_rate:.0%}" if served else "nothing served yet"
 
 
 def _live(room: pb.GetClassroomResponse) -> None:
