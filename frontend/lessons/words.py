@@ -127,7 +127,8 @@ vectors = tensor_from_proto(encoding.embeddings).astype(np.float32)
 st.subheader("The embedding matrix")
 st.markdown(
     f"One row per position, {vectors.shape[1]} numbers per row (red positive, blue negative). "
-    "The UNet reads all of it, at every denoising step, through cross-attention."
+    "The UNet reads all of it, at every denoising step, through cross-attention, together with a second "
+    "matrix like it, made from the empty (or negative) prompt, that guidance compares it with."
 )
 st.image(
     enlarge(diverging(vectors), width=768, height=4 * vectors.shape[0]),
