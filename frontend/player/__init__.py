@@ -49,7 +49,11 @@ class PlayerFrame:
     missing: str = ""  # what an empty panel says
 
 
-__all__ = ["PlayerFrame", "data_url", "live_picture", "play", "play_trajectory", "trajectory_frames"]
+__all__ = [
+    "DECODED_PANELS", "GUESS_PREVIEW_PANEL", "LATENT_PANEL", "PlayerFrame", "data_url", "decode_note", "decoder_of",
+    "guess_panel", "guess_picture", "live_picture", "play", "play_trajectory", "trajectory_frames",
+    "trajectory_panels",
+]  # fmt: skip
 
 
 def play(
