@@ -1,8 +1,10 @@
-"""The Playground on Shapes in a real Chromium: what Shapes can paint, the words it knows, a refusal.
+"""Lesson 2 and the Playground on Shapes in a real Chromium: the words it knows, what it can paint.
 
-Only sizes Shapes can paint are offered, words it never learned are named before Generate, and the
-last picture stays on screen when the next one is refused (the class's rate limit on). The stack is
-started as `make up` starts it (deploy/local-up.sh); screenshots land in test-artifacts/e2e/.
+Lesson 2's similarity caption says what its chart's data shows (measured again here) and strikes out a
+word Shapes never learned. In the Playground only sizes Shapes can paint are offered, words it never
+learned are named before Generate, and the last picture stays on screen when the next one is refused
+(the class's rate limit on). The stack is started as `make up` starts it (deploy/local-up.sh);
+screenshots land in test-artifacts/e2e/.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from playwright.sync_api import Page, expect, sync_playwright
 
 from services.shapes.judge import judge
 from tests.frontend.test_browser import ARTIFACTS, CHROMIUM_ARGS, Stack, final_pictures, running_stack
+from tests.frontend.test_shapes_words_pages import similarity_of
 
 
 @pytest.fixture(scope="module")
@@ -94,3 +97,25 @@ def test_the_playground_fits_shapes(page: Page, stack: Stack):
     assert refusal.bounding_box()["y"] < heading.bounding_box()["y"]
     assert [judge(p).colour for p in final_pictures(page)] == ["yellow"]
     expect(page.get_by_role("button", name="Download the image (PNG)")).to_be_visible()
+
+
+def test_lesson_2_says_what_its_chart_shows_and_strikes_out_dog(page: Page, stack: Stack):
+    page.goto(stack.url)
+    page.get_by_test_id("stSidebarNav").get_by_role("link", name="2. Words to numbers").click()
+    expect(page.get_by_text("How alike the two prompts")).to_be_visible()
+    settle(page, "lesson-2")
+    similarity, ids, other_ids = similarity_of("a red circle on the left", "a blue circle on the left", stack.grpc)
+    first = next(i for i, (a, b) in enumerate(zip(ids, other_ids, strict=True)) if a != b)
+    after = similarity[first:]
+    caption = page.get_by_text("Position 0 (start token)").inner_text()
+    assert f"From position {first} on (the first different piece: “red” against “blue”)" in caption
+    assert f"similarity from {after.min():.3f} to {after.max():.3f}" in caption
+    assert f"lowest at position {first + int(after.argmin())}." in caption
+
+    box = page.get_by_label("Prompt", exact=True)
+    box.fill("a red dog on the left")
+    box.press("Enter")
+    expect(page.get_by_text("Shapes never learned “dog”")).to_be_visible()
+    settle(page, "lesson-2-dog")
+    struck = page.locator("span[style*='line-through']")
+    assert struck.all_inner_texts() == ["dog"]
