@@ -1,4 +1,9 @@
-"""Lesson 8: when does the picture decide? One run, its prompt switched at step k."""
+"""Lesson 8: when does the picture decide? One run, its prompt switched at step k.
+
+What survives a late switch depends on the model, so the page measures it on the pictures
+it shows (frontend/measures.py): on Shapes the judge's colour, shape and position of each
+picture; on any model, how far each picture is from the original's and from the new prompt's own.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from frontend import trajectory
+from frontend import measures, trajectory
 from frontend.catalog import examples
 from frontend.charts import per_step
 from frontend.client import get_client
@@ -19,11 +24,13 @@ PROBES = ["latent", "predicted_x0", "latent_preview", "predicted_x0_preview"]
 st.title("8. When does the picture decide?")
 st.markdown(
     "A generation is one loop of denoising steps. Here the loop starts with one prompt and, after **k** "
-    "steps, goes on with another: same seed, same scheduler, nothing else changed. The first k steps are "
-    "exactly the original run's, number for number; from step k on, the UNet reads the new prompt. "
-    "Switched early, the new prompt has time to make its own picture. Switched late, the layout and "
-    "colours are already settled, and only details can still change."
+    "steps, goes on with another: same seed, same scheduler, nothing else changed. Steps 1 to k read the "
+    "first prompt, so they are exactly the original run's, number for number; from step k + 1 on, the UNet "
+    "reads the new prompt. What a late switch can still change depends on the model: the pictures below "
+    "measure it."
 )
+info = guarded(get_client().model_info)
+on_shapes = info is not None and info.model_family == "shapes"
 
 
 def distance_from(run: trajectory.TrajectoryView, original: trajectory.TrajectoryView) -> list[float]:
@@ -57,9 +64,43 @@ else:
         caption = "never switched" if k >= total else ("the new prompt from the start" if k == 0 else f"k = {k}")
         column.image(run.image, caption=caption, width="stretch")
     st.caption(
-        "Left: switched at step 0, the run is the new prompt's own picture. Right: never switched, the "
-        "original. In between, the later the switch, the more of the original survives."
+        "Left: switched at step 0, the run is the new prompt's own picture. Right: never switched, the original."
     )
+
+    # What the pictures show, measured: needs the two ends (switched at 0, never switched).
+    if 0 in runs and total in runs:
+        st.subheader("What each picture kept, measured")
+        distances = {
+            k: (measures.mean_distance(run.image, runs[total].image), measures.mean_distance(run.image, runs[0].image))
+            for k, run in runs.items()
+        }
+        table: dict[str, list[object]] = {
+            "switched at step": [("never" if k >= total else k) for k in sorted(runs)],
+            "distance to the original": [round(distances[k][0], 1) for k in sorted(runs)],
+            "distance to the new prompt's own": [round(distances[k][1], 1) for k in sorted(runs)],
+        }
+        if on_shapes:
+            from services.shapes.judge import judge  # numpy only: what a student would say of a Shapes picture
+
+            judged = {k: judge(run.image) for k, run in runs.items()}
+            for name in measures.PROPERTIES:
+                table[name] = [getattr(judged[k], name) if judged[k].found else "no shape" for k in sorted(runs)]
+            st.dataframe(pd.DataFrame(table), hide_index=True)
+            said = measures.settling_sentences(measures.settling(judged, total), total)
+            st.markdown("**On this model, in this run:**\n" + "".join(f"\n- {sentence}" for sentence in said))
+        else:
+            st.dataframe(pd.DataFrame(table), hide_index=True)
+        st.markdown(measures.nearer_sentence(distances, total))
+        st.caption(
+            "Distances are the mean difference of the pixels, in levels from 0 to 255."
+            + (" Colour, shape and position are what the judge (services/shapes/judge.py) sees." if on_shapes else "")
+        )
+        if not on_shapes:
+            st.caption(
+                "Stable Diffusion (reported, not measured here): its composition, where things are, is found to "
+                "settle in the early steps, while later steps refine (Prompt-to-Prompt, Hertz et al., 2022). "
+                "Compare with the numbers above."
+            )
 
     if runs:
         st.subheader("Follow one of them")
@@ -77,13 +118,12 @@ else:
                 {"step": list(range(len(run.steps) + 1)), "value": distance_from(run, original), "series": "distance"}
             )
             st.markdown(
-                "**How far this run's latent is from the original's, step by step.** Zero up to the switch "
+                f"**How far this run's latent is from the original's, step by step.** Zero up to step {chosen} "
                 "(the same numbers), then the new prompt pulls it away."
             )
             st.vega_lite_chart(per_step(data, chosen, "distance between the latents"), width="stretch")
 
 st.subheader("Try it yourself")
-info = guarded(get_client().model_info)
 if info is None:
     st.stop()
 with st.form("branch-own"):
@@ -112,4 +152,14 @@ if go:
             a is not None and b is not None and np.array_equal(a, b)
             for a, b in zip(plain_run.latents()[1:], branch_run.latents()[1:], strict=False)
         )
-        st.markdown(f"The two runs share their first **{same}** steps exactly, as they should: k = {k}.")
+        reads = f"the new prompt is read from step {k + 1} on" if k < steps_total else "the new prompt is never read"
+        st.markdown(f"The two runs share their first **{same}** steps exactly, as they should: k = {k}, so {reads}.")
+        if on_shapes:
+            from services.shapes.judge import judge
+
+            kept = judge(plain_run.image), judge(branch_run.image)
+            if kept[0].found and kept[1].found:
+                st.markdown(
+                    f"The judge sees a {kept[0].colour} {kept[0].shape} {kept[0].position} in the original and a "
+                    f"{kept[1].colour} {kept[1].shape} {kept[1].position} in the switched run."
+                )
