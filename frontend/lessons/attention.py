@@ -1,12 +1,17 @@
-"""Lesson 7: which word paints where - each token's cross-attention map over the picture, step by step."""
+"""Lesson 7: which word paints where - each token's cross-attention map over the picture, step by step.
+
+Every sentence about where the attention goes is measured on the run on screen
+(frontend/measures.py); what is only known of Stable Diffusion is labelled as such, with its source.
+"""
 
 import numpy as np
 import pandas as pd
 import streamlit as st
 from PIL import Image
 
-from frontend import trajectory
+from frontend import measures, trajectory
 from frontend.catalog import examples
+from frontend.client import get_client
 from frontend.player import PlayerFrame, guess_panel, guess_picture, play
 from frontend.views import enlarge, guarded, plain
 from services.common.api import pb
@@ -16,15 +21,23 @@ SIZE = 256  # pixels on screen for each picture
 
 
 def overlay(picture: np.ndarray, heat: np.ndarray) -> np.ndarray:
-    """A [h, w] map over an RGB picture: clear where the word is read least, warm where it is read most."""
-    base = enlarge(picture, SIZE)
-    low, high = float(heat.min()), float(heat.max())
-    stretched = (heat - low) / (high - low) if high > low else np.zeros_like(heat)
-    grid = Image.fromarray((stretched * 255).astype(np.uint8))
-    level = np.asarray(grid.resize(base.shape[1::-1], Image.Resampling.BILINEAR), dtype=np.float32)[..., None] / 255
-    warm = np.array([255, 40, 0], dtype=np.float32) * (1 - level) + np.array([255, 230, 0], dtype=np.float32) * level
-    alpha = 0.75 * level
-    return (base * (1 - alpha) + warm * alpha).astype(np.uint8)
+    """A [h, w] map over the picture in grey: the map's colours are its own, never mixed with the picture's.
+
+    Each cell is drawn as a square (the latent's real grid), on a fixed viridis ramp from 0 to
+    measures.TIMES_EVEN times the share an even spread would give: so two words' maps compare.
+    """
+    base = enlarge(picture, SIZE).astype(np.float32)
+    grey = (base @ np.array([0.299, 0.587, 0.114], dtype=np.float32))[..., None] * np.ones(3, dtype=np.float32)
+    level = measures.times_even(heat.astype(np.float32)) / measures.TIMES_EVEN
+    cells = Image.fromarray((np.clip(level, 0, 1) * 255).astype(np.uint8))
+    level = np.asarray(cells.resize(base.shape[1::-1], Image.Resampling.NEAREST), dtype=np.float32) / 255
+    return (0.35 * grey + 0.65 * measures.viridis(level)).astype(np.uint8)
+
+
+def grids(resolutions: list[tuple[int, np.ndarray]]) -> str:
+    """The grids the model reads the text at, with their layer counts, e.g. 8 x 8 (3 layers) and 4 x 4 (4 layers)."""
+    named = [f"{m.shape[1]} × {m.shape[2]} ({n} layer{'s' * (n != 1)})" for n, m in resolutions]
+    return named[0] if len(named) == 1 else ", ".join(named[:-1]) + " and " + named[-1]
 
 
 st.title("7. Which word paints where")
@@ -32,9 +45,7 @@ st.markdown(
     "The UNet reads the prompt through **cross-attention**. In each cross-attention layer, every position of "
     "the latent (a query) asks the 77 text vectors (the keys) *which of you matters here?*: it scores each "
     "one, turns the scores into shares that add up to one (a softmax), and mixes the vectors' values by those "
-    "shares. One token's shares over all positions form its **map**: where in the picture that word is read. "
-    "The maps below are those of the prompt's branch, averaged over the layer's heads and over every "
-    "cross-attention layer, each resized to the latent's grid (as DAAM does: Tang et al., 2023)."
+    "shares. One token's shares over all positions form its **map**: where in the picture that word is read."
 )
 
 source = st.radio("Prompt", ["A lesson example", "Your own prompt"], horizontal=True, key="attention-source")
@@ -65,20 +76,36 @@ if run is None or run.prompt_tokens is None:
 if any(step.attention is None for step in run.steps):
     st.warning("This run was made without its attention maps; ask your teacher to render the lesson again.")
     st.stop()
+info = guarded(get_client().model_info)
+on_shapes = info is not None and info.model_family == "shapes"
 
 # The maps keep the start token, the prompt's pieces and the end token (padding is left out).
 tokens = [t for t in run.prompt_tokens.tokens if t.kind != pb.TOKEN_KIND_PADDING]
+padding_count = len(run.prompt_tokens.tokens) - len(tokens)
 maps = np.stack([step.attention for step in run.steps]).astype(np.float32)  # [steps, tokens, h, w]
 labels = [t.text.strip() or "∅" for t in tokens]
 labels[0], labels[-1] = "‹start›", "‹end›"
 pieces = list(range(1, len(tokens) - 1)) or [0]
+resolutions = run.steps[0].attention_by_resolution
+total = len(run.steps)
+grid_h, grid_w = maps.shape[2], maps.shape[3]
+layers = sum(n for n, _ in resolutions)
+
+# What this code does, said exactly; DAAM cited for what it shares with it.
+st.markdown(
+    f"The maps below are those of the prompt's branch. This model reads the text at grids of {grids(resolutions)}. "
+    f"Each layer's shares are averaged over its heads, resized (bilinear) to the latent's {grid_h} × {grid_w} "
+    f"grid and averaged over all {layers} cross-attention layers: one map per step. The summed pictures add up "
+    "the steps' maps. DAAM (Tang et al., 2023) builds its word maps in a similar way (heads and layers "
+    "combined, steps added up); unlike here, it upsamples each map to 64 × 64 (bicubic) and leaves out the "
+    "UNet's middle block."
+)
 
 st.markdown("**Choose a piece of the prompt** to see where the UNet reads it:")
 chosen = st.pills("Piece", pieces, format_func=lambda i: labels[i], default=pieces[-1], key="attention-token")
 chosen = pieces[-1] if chosen is None else chosen
 word = labels[chosen]
 
-total = len(run.steps)
 frames = [
     PlayerFrame(
         f"step {k} of {total}",
@@ -88,44 +115,100 @@ frames = [
     )
     for k, step in enumerate(run.steps, start=1)
 ]
-st.markdown(f"**Where «{plain(word)}» is read, step by step** (over the final picture), beside the model's guess:")
+st.markdown(
+    f"**Where «{plain(word)}» is read, step by step** (over the final picture, in grey), beside the model's guess:"
+)
 play(frames, [f"the map of «{word}»", guess_panel(run)], key="attention-player", width=SIZE)
+st.image(measures.legend(SIZE), width=SIZE)
 st.caption(
-    "Each map's colours run from its lowest share (clear) to its highest (yellow): compare places within one "
-    "map, not how strong two maps are. Early steps are diffuse, while the picture is still noise; watch where "
-    "the later ones settle."
+    f"The map's colours: dark purple where the word gets no share, yellow where it gets {measures.TIMES_EVEN:g} "
+    "times the share an even spread would give, or more; each square is one position of the latent grid. The "
+    "picture underneath is grey, so every colour you see is the map's."
+)
+first_area, last_area = measures.half_mass_area(maps[0, chosen]), measures.half_mass_area(maps[-1, chosen])
+st.markdown(
+    f"On this run, half of «{plain(word)}»'s map lies on {first_area:.0%} of the picture at step 1 and on "
+    f"{last_area:.0%} at step {total} (an even spread would need 50%)."
 )
 
-left, right = st.columns(2)
-left.image(overlay(run.image, maps[:, chosen].sum(axis=0)), caption=f"«{word}», summed over all {total} steps")
-right.image(overlay(run.image, maps[:, -1].sum(axis=0)), caption="‹end›, the token closing the prompt, summed")
+summed = maps.sum(axis=0)  # [tokens, h, w], over all steps
+left, middle, right = st.columns(3)
+left.image(overlay(run.image, summed[chosen]), caption=f"«{word}», summed over all {total} steps")
+middle.image(overlay(run.image, summed[-1]), caption="‹end›, the token closing the prompt, summed")
+right.image(run.image, caption="the picture itself", width=SIZE)
+
+# Where each piece's map puts its mass, measured; on Shapes, against the shape the judge finds.
+mask = None
+if on_shapes:
+    from services.shapes.judge import foreground  # numpy only: a Shapes picture's shape pixels
+
+    mask = foreground(run.image)
+    mask = mask if mask.any() else None
+rows = []
+for index in [*pieces, len(tokens) - 1]:
+    row = {"piece": labels[index], "half of its map lies on": f"{measures.half_mass_area(summed[index]):.0%}"}
+    if mask is not None:
+        on, share = measures.on_mask(summed[index], mask)
+        row["its map on the shape"] = f"{on:.0%}"
+        row["times the shape's share"] = f"{on / share:.1f}×"
+    rows.append(row)
+sentences = []
+if mask is not None:
+    on, share = measures.on_mask(summed[chosen], mask)
+    sentences.append(
+        f"«{plain(word)}» puts {on:.0%} of its map (summed over the steps) on the shape's pixels, which are "
+        f"{share:.0%} of the picture: {on / share:.1f} times their share."
+    )
+others = [i for i in pieces if i != chosen]
+if others:
+    closeness = {i: measures.alike(summed[chosen], summed[i]) for i in others}
+    most, least = max(closeness, key=closeness.__getitem__), min(closeness, key=closeness.__getitem__)
+    sentences.append(
+        f"Its map is most alike «{plain(labels[most])}»'s (correlation {closeness[most]:.2f}) and least alike "
+        f"«{plain(labels[least])}»'s ({closeness[least]:.2f}); 1 would be the same pattern."
+    )
+if sentences:
+    st.markdown(" ".join(sentences))
+st.dataframe(pd.DataFrame(rows), hide_index=True)
 st.markdown(
-    "The **end token** comes after every word, and the text encoder lets each position read the ones before "
-    "it, so its vector sums up the whole prompt: its map often covers the whole subject."
+    "The **end token** comes after every word, and the text encoder lets each position read the tokens before "
+    "it and itself, so its vector can sum up the whole prompt: compare its map with the words'."
 )
 
 # Each position's share of the attention: the kept tokens, and the padding that fills the window.
-shares = maps.mean(axis=(0, 2, 3))  # mean over steps and positions: each token's share of the probability
-table = pd.DataFrame({"token": [*labels, "padding (the rest)"], "share": [*shares, max(0.0, 1 - shares.sum())]})
+mean = maps.mean(axis=(0, 2, 3))  # mean over steps and positions: each token's share of the probability
+share = measures.shares(maps, padding_count)
+table = pd.DataFrame({"token": [*labels, "padding (the rest)"], "share": [*mean, share.padding]})
 st.markdown("**Who gets the attention** (each token's share of every position's attention, over all steps):")
 st.bar_chart(table, x="token", y="share", sort=False)
 st.markdown(
-    f"The **start token** gets {shares[0]:.0%} here. It is the same in every prompt, so it carries no meaning "
-    "of its own: in Stable Diffusion it soaks up much of the attention (a resting place for the softmax), and "
-    "its map is usually left out when we ask where the words are. The padding positions hold "
-    f"{max(0.0, 1 - shares.sum()):.0%}: copies of the end token, so they too carry the prompt's summary."
+    measures.shares_sentence(share) + " The padding positions are copies of the end token, so they too can carry "
+    "the prompt's summary."
+)
+st.caption(
+    "Stable Diffusion only (reported, not measured here): there the start token is found to take much of the "
+    "attention while meaning little, so tools that draw word maps leave it out (Attend-and-Excite, Chefer et "
+    "al., 2023). Whether this model does the same, the numbers above say."
 )
 
 with st.expander("Each resolution on its own"):
     st.markdown(
-        "The UNet attends at several sizes of its grid: fine layers place details, coarse ones the layout. "
-        f"Here is «{plain(word)}» summed over the steps, at each size the model reads the text:"
+        f"This model reads the text at {len(resolutions)} grid size{'s' * (len(resolutions) != 1)}: "
+        f"{grids(resolutions)}. Here is «{plain(word)}» summed over the steps, at each size:"
     )
-    resolutions = run.steps[0].attention_by_resolution
-    for column, index in zip(st.columns(len(resolutions)), range(len(resolutions)), strict=True):
-        layers, first = resolutions[index]
+    per_grid = []
+    for column, (count, first) in zip(st.columns(len(resolutions)), resolutions, strict=True):
+        index = resolutions.index((count, first))
         heat = sum(step.attention_by_resolution[index][1][chosen].astype(np.float32) for step in run.steps)
-        column.image(
-            overlay(run.image, heat),
-            caption=f"{first.shape[1]} x {first.shape[2]} grid, {layers} layer{'s' * (layers > 1)}",
-        )
+        size = f"{first.shape[1]} × {first.shape[2]}"
+        column.image(overlay(run.image, heat), caption=f"{size} grid, {count} layer{'s' * (count > 1)}")
+        if mask is not None:
+            on, part = measures.on_mask(heat, mask)
+            per_grid.append(f"{size}: {on / part:.1f} times the shape's share on the shape")
+        else:
+            per_grid.append(f"{size}: half of the map on {measures.half_mass_area(heat):.0%} of the picture")
+    st.markdown(f"On this run, «{plain(word)}» at each size: " + "; ".join(per_grid) + ".")
+    st.caption(
+        "A rule of thumb for Stable Diffusion, whose grids are 64, 32, 16 and 8 positions wide: the fine grids "
+        "place details, the coarse ones the layout. It is said of that model; compare this model's sizes above."
+    )

@@ -5,11 +5,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from services.common.api import pb
+from services.common.codecs import tensor_from_proto
 from tests.frontend.conftest import ROOT, catalog_server, point_the_front_end_at
-from tests.support.servers import ServerThread
+from tests.integration.helpers import collect
+from tests.support.servers import ServerThread, stub_for
 
 CATALOG = """
 version: 1
@@ -38,8 +42,27 @@ def attention_env(attention_server, monkeypatch) -> Iterator[str]:
     yield from point_the_front_end_at(attention_server.address, monkeypatch)
 
 
+def run_maps(address: str, prompt: str) -> tuple[np.ndarray, int]:
+    """The example's maps [steps, kept tokens, h, w] and its padding count, from a stream of the same request."""
+    from frontend.catalog import examples
+
+    example = next(e for e in examples("attention-maps") if e.request.prompt == prompt)
+    channel, stub = stub_for(address)
+    try:
+        stream = collect(stub.Generate(example.request))
+    finally:
+        channel.close()
+    tokens = stream.header.prompt.tokens.tokens
+    padding = sum(t.kind == pb.TOKEN_KIND_PADDING for t in tokens)
+    return np.stack([tensor_from_proto(f.cross_attention.maps).astype(np.float64) for f in stream.frames]), padding
+
+
+def percent(share: float) -> str:
+    return "under 1%" if 0 < share < 0.005 else f"{share:.0%}"
+
+
 def lesson() -> AppTest:
-    return AppTest.from_file(str(ROOT / "frontend" / "lessons" / "attention.py"), default_timeout=120).run()
+    return AppTest.from_file(str(ROOT / "frontend" / "lessons" / "attention.py"), default_timeout=300).run()
 
 
 def captions(at: AppTest) -> list[str]:
@@ -63,6 +86,16 @@ def test_an_example_shows_each_pieces_map_and_the_end_tokens(attention_env):
     assert len(at.get("arrow_vega_lite_chart")) + len(at.get("vega_lite_chart")) >= 1  # who gets the attention
     text = "\n".join(m.value for m in at.markdown)
     assert "which of you matters here?" in text and "start token" in text
+    # The shares are this run's (measured again here from the same request), not Stable Diffusion's.
+    maps, padding = run_maps(attention_env, "a red barn in a green field")
+    mean = maps.mean(axis=(0, 2, 3))
+    assert (
+        f"the start token gets {percent(mean[0])} of the attention, the prompt's 7 pieces "
+        f"{percent(mean[1:-1].sum())} together, the end token {percent(mean[-1])}, and the {padding} padding "
+        f"positions after it {percent(1 - mean.sum())}"
+    ) in text
+    assert "Stable Diffusion only (reported, not measured here)" in "\n".join(c.value for c in at.caption)
+    assert "as DAAM does" not in text
 
     chips.set_value(3).run()  # "barn"
     assert_clean(at)
