@@ -53,8 +53,9 @@ pattern => {
     if (status.clicked === null) return;
     const texts = [...document.querySelectorAll("p")].map(p => p.innerText.trim());
     if (status.shown === null && texts.some(t => re.test(t))) status.shown = performance.now();
-    // The model's guess, drawn beside the status as the steps come.
-    const guesses = texts.filter(t => t.startsWith("the model's guess so far"));
+    // The model's guess, drawn inline beside the status as the steps come (its caption a figcaption).
+    const captions = [...document.querySelectorAll("figcaption")].map(c => c.innerText.trim());
+    const guesses = captions.filter(t => t.startsWith("the model's guess so far"));
     for (const t of guesses) if (!status.steps.includes(t)) status.steps.push(t);
   }).observe(document.body, {subtree: true, childList: true, characterData: true});
 }
