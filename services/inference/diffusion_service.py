@@ -32,7 +32,6 @@ from services.inference.refusals import RequestError, answering_refusals
 from services.inference.replies import stats_message
 from services.inference.runner import EncodedPrompt
 from services.inference.schedulers import SCHEDULERS
-from services.inference.validation import MAX_SEED, SIZE_MULTIPLE
 
 
 def text_metadata(context: grpc.aio.ServicerContext, key: str) -> str:
@@ -86,18 +85,9 @@ class DiffusionService(Attached):
                     sigma_space=spec.sigma_space,
                 )
                 for spec in SCHEDULERS.values()
+                if spec.name in classroom.limits.schedulers  # those the model's card leaves out are not offered
             ],
-            limits=pb.Limits(
-                min_steps=s.min_steps,
-                max_steps=s.max_steps,
-                min_guidance_scale=0.0,
-                max_guidance_scale=s.max_guidance_scale,
-                min_size=s.min_size,
-                max_size=s.max_size,
-                size_multiple=SIZE_MULTIPLE,
-                max_prompt_chars=s.max_prompt_chars,
-                max_seed=MAX_SEED,
-            ),
+            limits=classroom.limits.to_proto(),  # the settings', narrowed to this model
             text_max_length=model.max_length,
             text_hidden_size=int(model.text_encoder.config.hidden_size),
             text_encoder_layers=int(model.text_encoder.config.num_hidden_layers),

@@ -155,6 +155,8 @@ class ModelCard:
     vocabulary: tuple[str, ...] = ()
     # The most denoising steps worth offering on it (None: the service's max_steps).
     max_steps: int | None = None
+    # Schedulers not offered on it, each with the sentence saying why (Shapes: LMS and PNDM, see its card).
+    schedulers_left_out: tuple[tuple[str, str], ...] = ()
 
     @classmethod
     def read(cls, folder: Path) -> ModelCard:
@@ -171,6 +173,7 @@ class ModelCard:
             description=info.get("description", ""),
             vocabulary=tuple(info.get("vocabulary", ())),
             max_steps=info.get("max_steps"),
+            schedulers_left_out=tuple(info.get("schedulers_left_out", {}).items()),
         )
 
 

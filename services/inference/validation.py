@@ -135,9 +135,23 @@ class Limits:
     native_size: int  # the width and height the model was trained at (its default)
     max_guidance_scale: float
     max_prompt_chars: int
+    # Schedulers the model's card leaves out, each with the sentence a refusal gives.
+    schedulers_left_out: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def schedulers(self) -> list[str]:
+        """The schedulers offered on this model, in SCHEDULERS' order."""
+        left_out = dict(self.schedulers_left_out)
+        return [name for name in SCHEDULERS if name not in left_out]
 
     @classmethod
-    def for_model(cls, settings: InferenceSettings, native_size: int, max_steps: int | None = None) -> Limits:
+    def for_model(
+        cls,
+        settings: InferenceSettings,
+        native_size: int,
+        max_steps: int | None = None,
+        schedulers_left_out: tuple[tuple[str, str], ...] = (),
+    ) -> Limits:
         """The limits for a model trained at `native_size` pixels whose card caps steps at `max_steps`."""
         largest = min(settings.max_size, settings.max_size_factor * native_size)
         largest -= largest % SIZE_MULTIPLE
@@ -149,6 +163,7 @@ class Limits:
             native_size=native_size,
             max_guidance_scale=settings.max_guidance_scale,
             max_prompt_chars=settings.max_prompt_chars,
+            schedulers_left_out=schedulers_left_out,
         )
 
     def to_proto(self) -> pb.Limits:
@@ -225,9 +240,10 @@ def check_generate(
 
     scheduler = request.scheduler or settings.default_scheduler
     if scheduler not in SCHEDULERS:
-        out.append(
-            ("scheduler", f"There is no scheduler called {_echo(scheduler)}. Choose one of: {', '.join(SCHEDULERS)}.")
-        )
+        offered = ", ".join(limits.schedulers)
+        out.append(("scheduler", f"There is no scheduler called {_echo(scheduler)}. Choose one of: {offered}."))
+    elif scheduler not in limits.schedulers:
+        out.append(("scheduler", dict(limits.schedulers_left_out)[scheduler]))
 
     if request.HasField("seed"):
         seed = request.seed
