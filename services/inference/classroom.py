@@ -16,7 +16,7 @@ import hashlib
 import hmac
 import logging
 import time
-from collections import deque
+from collections import Counter, deque
 from concurrent.futures import Executor
 from dataclasses import dataclass
 
@@ -41,6 +41,7 @@ from services.inference.together import Together
 from services.inference.trajectories import Trajectory
 from services.inference.validation import (
     GenerationSpec,
+    Limits,
     check_generate,
     check_name,
     check_prompt,
@@ -54,6 +55,11 @@ INTERNAL_PREFIX = "teacher:"
 # Precompute generates as a student of its own (one lesson at a time, like any student).
 PRECOMPUTE = Requester(f"{INTERNAL_PREFIX}precompute", name="lesson precompute")
 STUDENT_ID_LIMIT = 128
+# A lesson's own grid at a seed the catalog does not hold (lesson 6's new seed) is computed as the
+# class's work, one picture at a time per student, outside their rate limit; its own bucket holds
+# this many grids (of the catalog's largest collection) and refills one grid a minute.
+GRID_PREFIX = f"{INTERNAL_PREFIX}grid:"
+GRIDS_AT_ONCE = 2
 STUDENT_REMOVED = "Your teacher removed your name from the class, so this picture was stopped."
 
 
@@ -119,6 +125,9 @@ class Classroom:
         encoder: Executor,
     ) -> None:
         self.settings, self.model, self.store, self.metrics = settings, model, store, metrics
+        self.limits = Limits.for_model(
+            settings, model.default_size, model.card.max_steps, model.card.schedulers_left_out
+        )
         self.default_include = default_probes(model.preview_decoder.draws_pictures)  # what an empty mask gets
         self.scheduler = BatchScheduler(
             model,
@@ -152,6 +161,12 @@ class Classroom:
         self.catalog: Catalog = load_catalog(settings.catalog).for_model(model.card.family)
         self.entries = self._check_catalog()
         self._lesson_keys = {e.entry.id: e.key for e in self.entries}
+        # Each entry's key at seed 0: a request with the same key at seed 0 is that entry at another seed.
+        self._grid_keys = {e.entry.id: self._key_at_seed_0(e.spec) for e in self.entries}
+        largest = max(Counter(e.entry.collection for e in self.entries).values(), default=1)
+        self.grid_limiter = RateLimiter(
+            store, largest if self.limiter.enabled else 0, GRIDS_AT_ONCE * largest, bucket="lesson-grid"
+        )
         self.precompute = PrecomputeProgress()
         self._precompute_task: asyncio.Task[None] | None = None
         self.roster = Roster(max_per_address=settings.max_per_address)
@@ -163,7 +178,11 @@ class Classroom:
         for entry in all_entries(self.catalog, self.default_include & ON_REQUEST_PROBES):
             try:
                 spec = check_generate(
-                    entry.request, self.settings, self.model.default_size, default_include=self.default_include
+                    entry.request,
+                    self.settings,
+                    self.model.default_size,
+                    limits=self.limits,
+                    default_include=self.default_include,
                 )
             except RequestError as error:
                 log.warning("lesson entry %s is outside this server's limits and is left out: %s", entry.id, error)
@@ -192,7 +211,7 @@ class Classroom:
         self.roster.check(who.classroom, who.name)
         try:
             spec = check_generate(
-                request, self.settings, self.model.default_size, self.blocklist, default_include=self.default_include
+                request, self.settings, self.model.default_size, self.blocklist, self.limits, self.default_include
             )
         except BlockedPrompt:
             self.blocked_prompts += 1
@@ -203,7 +222,11 @@ class Classroom:
             raise
         self.crowd.arrived()  # only checked requests count toward a crowd
         key = self.hub.key(spec)
+        grid = False
         if lesson and self._lesson_keys.get(lesson) != key:
+            # The entry's own request at another seed is a picture of the lesson's grid; anything else
+            # claiming the entry (another prompt, other settings) is the student's own request.
+            grid = self._grid_keys.get(lesson) == self._key_at_seed_0(spec)
             lesson = ""
         free = bool(resume) and hmac.compare_digest(resume, self.resume_ticket(who, key))
         if lesson:
@@ -211,8 +234,15 @@ class Classroom:
             # student's one place nor their computer's (the catalog bounds how many there can be),
             # so a student whose own picture is still coming can open the next lesson.
             who = Requester(f"{INTERNAL_PREFIX}lesson:{lesson}", name="a lesson example", classroom=who.classroom)
+        elif grid:
+            # The class's work too, but asked by this student: one place of its own (so their own
+            # picture may run beside it), charged to the student's grid bucket instead of their rate limit.
+            who = Requester(f"{GRID_PREFIX}{who.student}", name=who.name, classroom=who.classroom)
         trajectory, source = await self.hub.open(spec, who, lesson_entry=lesson, free=free)
         return trajectory, source, spec
+
+    def _key_at_seed_0(self, spec: GenerationSpec) -> str:
+        return self.hub.key(dataclasses.replace(spec, seed=0))
 
     def resume_ticket(self, who: Requester, key: str) -> bytes:
         """What lets this student ask for this trajectory again, after a lost stream, without being charged."""
@@ -231,11 +261,12 @@ class Classroom:
         self.scheduler.check(who, spec)
         if lesson:
             return self.scheduler.submit(spec, who)
-        await self.limiter.take(who.student)
+        limiter = self.grid_limiter if who.student.startswith(GRID_PREFIX) else self.limiter
+        await limiter.take(who.student)
         try:
             return self.scheduler.submit(spec, who)
         except Refusal:
-            await self.limiter.give_back(who.student)
+            await limiter.give_back(who.student)
             raise
 
     def release(self, trajectory: Trajectory) -> None:
