@@ -23,18 +23,40 @@ if gallery:
         if run is not None:
             columns[index % len(columns)].image(run.image, caption=f"seed {item.label('seed')}")
 
+
+@st.cache_data(ttl=30, show_spinner=False)
+def collection_description(collection: str) -> str:
+    """What the catalog says of a collection on this model (its model family's own words)."""
+    listing = get_client().lessons(collection)
+    return next((c.description for c in listing.collections if c.id == collection), "")
+
+
+def listed(words: list[str]) -> str:
+    """Words joined for a sentence: A; A and B; A, B and C."""
+    return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} and {words[-1]}"
+
+
 st.subheader("The scheduler picks the path")
-st.markdown(
-    "Schedulers are different numerical methods for the same denoising problem. Deterministic ones (DDIM, "
-    "Euler, DPM-Solver++, LMS, PNDM) settle on one picture as you add steps; an **ancestral** one (Euler "
-    "Ancestral) adds fresh noise at every step, so its picture keeps changing with the step count."
-)
 comparison = examples("scheduler-comparison")
 if not comparison:
     st.stop()
 info = guarded(get_client().model_info)
 about = {s.name: s for s in info.schedulers} if info is not None else {}
 names = scheduler_names(info)
+deterministic = [s.display_name for s in about.values() if not s.ancestral]
+ancestral = [s.display_name for s in about.values() if s.ancestral]
+if deterministic and ancestral:
+    # What each method does by construction; what it does to the pictures is measured below the chart.
+    st.markdown(
+        f"Schedulers are different numerical methods for the same denoising problem. {listed(deterministic)} "
+        "are deterministic: each step follows from the last, so one seed and one step count always give the same "
+        f"picture. {listed(ancestral)} {'is' if len(ancestral) == 1 else 'are'} **ancestral**: each step adds "
+        "fresh noise, so every step count takes a different noisy path. The chart below measures what that does "
+        "on this model."
+    )
+description = guarded(lambda: collection_description("scheduler-comparison"))
+if description:
+    st.caption(plain(description))
 precomputed_seeds = [int(seed) for seed in values(comparison, "seed")]
 step_counts = values(comparison, "steps")
 seed_column, steps_column, schedulers_column = st.columns([1, 2, 3])
@@ -57,9 +79,11 @@ chosen = schedulers_column.multiselect(
 if seed not in precomputed_seeds:
     count = len(counts) * len(chosen)
     st.caption(
-        f"Seed {seed} is not precomputed: the model computes {count} picture{'s' if count != 1 else ''} now, each "
-        "one of your generations. Pick fewer schedulers or step counts to see them sooner."
+        f"Seed {seed} is not precomputed: the model computes {count} picture{'s' if count != 1 else ''} now, for "
+        "the lesson (they do not count against your own pictures). Pick fewer schedulers or step counts to see "
+        "them sooner."
     )
+SETTLED_LEVELS = 1  # a mean change below one level (of 255) per pixel is invisible
 refused = False  # once the service says no to a new seed's picture (busy, or your limit), ask no more this time
 
 
@@ -75,7 +99,8 @@ def picture(scheduler: str, count: str) -> np.ndarray | None:
     else:
         request = item.request
         request.seed = seed
-        run = guarded(lambda: trajectory.load(request, probes=["latent_preview"]))
+        # Named as the lesson's entry at another seed: the service computes it as the class's work.
+        run = guarded(lambda: trajectory.load(request, probes=["latent_preview"], lesson_entry=item.id))
         refused = run is None
     return run.image if run is not None else None
 
@@ -110,3 +135,12 @@ if changes:
         ),
         width="stretch",
     )
+    # Measured on the pictures above, whatever the model: which changed most and least, which settled.
+    most, least = max(changes, key=changes.get), min(changes, key=changes.get)
+    sentence = f"On these pictures, **{most}** changed most ({changes[most]:.1f} levels per pixel)"
+    if len(changes) > 1:
+        sentence += f" and {least} least ({changes[least]:.1f})"
+    settled = [name for name, value in changes.items() if value < SETTLED_LEVELS]
+    if settled:
+        sentence += f"; {listed(settled)} changed by less than {SETTLED_LEVELS} level, a change no eye can see"
+    st.markdown(sentence + ".")
