@@ -111,7 +111,9 @@ def test_the_students_page_follows_the_teacher_and_is_let_go_on_release(people):
     expect(teacher.get_by_text("You are leading the class: step 0")).to_be_visible(timeout=WAIT_MS)
     # The student was on the welcome page: their page goes to the lesson, at the teacher's step.
     expect(student.get_by_text("Your teacher is on step 0 of 4.")).to_be_visible(timeout=FOLLOW_S * 1000)
-    expect(student.get_by_test_id("stMainBlockContainer").get_by_text("1. The whole pipeline")).to_be_visible(timeout=WAIT_MS)
+    expect(student.get_by_test_id("stMainBlockContainer").get_by_text("1. The whole pipeline")).to_be_visible(
+        timeout=WAIT_MS
+    )
 
     go_to_step(teacher, 2)
     expect(teacher.get_by_text("You are leading the class: step 2")).to_be_visible(timeout=WAIT_MS)

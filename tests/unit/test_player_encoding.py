@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import frontend.player as player
-from frontend.player import _Encoded
+import frontend.views as views
+from frontend.views import _Encoded
 
 
 def picture(seed: int, size: int = 64) -> np.ndarray:
@@ -27,13 +27,13 @@ def decoded(url: str) -> np.ndarray:
 def encodings(monkeypatch) -> list[tuple[int, ...]]:
     """The shapes of the pictures really encoded (the rest came from memory)."""
     seen: list[tuple[int, ...]] = []
-    encode = player._encode
+    encode = views._encode
 
     def counting(array: np.ndarray) -> str:
         seen.append(array.shape)
         return encode(array)
 
-    monkeypatch.setattr(player, "_encode", counting)
+    monkeypatch.setattr(views, "_encode", counting)
     return seen
 
 
