@@ -140,7 +140,7 @@ right.image(run.image, caption="the picture itself", width=SIZE)
 # Where each piece's map puts its mass, measured; on Shapes, against the shape the judge finds.
 mask = None
 if on_shapes:
-    from services.shapes.judge import foreground  # numpy only: a Shapes picture's shape pixels
+    from services.common.shapes_judge import foreground  # numpy only: a Shapes picture's shape pixels
 
     mask = foreground(run.image)
     mask = mask if mask.any() else None

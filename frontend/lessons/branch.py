@@ -80,7 +80,7 @@ else:
             "distance to the new prompt's own": [round(distances[k][1], 1) for k in sorted(runs)],
         }
         if on_shapes:
-            from services.shapes.judge import judge  # numpy only: what a student would say of a Shapes picture
+            from services.common.shapes_judge import judge  # numpy only: what a student would say of a Shapes picture
 
             judged = {k: judge(run.image) for k, run in runs.items()}
             for name in measures.PROPERTIES:
@@ -93,7 +93,7 @@ else:
         st.markdown(measures.nearer_sentence(distances, total))
         st.caption(
             "Distances are the mean difference of the pixels, in levels from 0 to 255."
-            + (" Colour, shape and position are what the judge (services/shapes/judge.py) sees." if on_shapes else "")
+            + (" Colour, shape and position are what the pixel judge sees." if on_shapes else "")
         )
         if not on_shapes:
             st.caption(
@@ -155,7 +155,7 @@ if go:
         reads = f"the new prompt is read from step {k + 1} on" if k < steps_total else "the new prompt is never read"
         st.markdown(f"The two runs share their first **{same}** steps exactly, as they should: k = {k}, so {reads}.")
         if on_shapes:
-            from services.shapes.judge import judge
+            from services.common.shapes_judge import judge
 
             kept = judge(plain_run.image), judge(branch_run.image)
             if kept[0].found and kept[1].found:

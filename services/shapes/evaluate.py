@@ -17,12 +17,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from services.common.shapes_judge import Verdict, judge
 from services.inference.models import SHAPES_DIR, DiffusionModel, folder_revision
 from services.inference.probes import DEFAULT_PROBES
 from services.inference.runner import Generation, predict_noise
 from services.inference.validation import GenerationSpec
 from services.shapes import data
-from services.shapes.judge import Verdict, judge
 
 _BATCH = 16
 DEFAULT_STEPS = 25

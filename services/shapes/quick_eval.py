@@ -16,9 +16,9 @@ from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNe
 from PIL import Image
 from transformers import CLIPTextModel, CLIPTokenizer
 
+from services.common.shapes_judge import judge
 from services.inference.tiny import SD1_SCHEDULER_CONFIG, SD1_SCHEDULER_EXTRA
 from services.shapes import data
-from services.shapes.judge import judge
 
 
 class QuickEval:

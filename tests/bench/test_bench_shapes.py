@@ -5,7 +5,7 @@
    same process (median of several runs each, and their ratio). Target: at most
    2 s a picture on a 2-core CPU.
 2. The model card's accuracy table: 200 seen-pair prompts at guidance 7.5 and
-   0, and the held-out pairs, judged by `services/shapes/judge.py`
+   0, and the held-out pairs, judged by `services/common/shapes_judge.py`
    (`python -m services.shapes evaluate` prints the same).
 """
 

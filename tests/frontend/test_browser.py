@@ -27,7 +27,7 @@ from playwright.sync_api import Page, expect, sync_playwright
 
 from services.common.api import pb
 from services.common.client import StudentError
-from services.shapes.judge import judge
+from services.common.shapes_judge import judge
 from tests.frontend.conftest import ROOT
 from tests.support.frontend import stop, wait_for_frontend
 from tests.support.servers import client_for, free_port, wait_until_serving

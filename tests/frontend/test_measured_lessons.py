@@ -3,7 +3,7 @@
 The test computes every measure again, its own way, from the same pictures and trajectories
 the page shows (the pictures fetched from the page; the attention maps read from the service),
 and checks the sentence's numbers. The lessons' quick checks are checked for meaning: their
-answers are true of the pictures and maps the class sees (services/shapes/judge.py).
+answers are true of the pictures and maps the class sees (services/common/shapes_judge.py).
 """
 
 # ruff: noqa: F811 - `stack` is test_player's module fixture, imported here and asked for by its name
@@ -20,8 +20,8 @@ from playwright.sync_api import Page, expect, sync_playwright
 
 from services.common.api import STUDENT_METADATA, pb
 from services.common.codecs import tensor_from_proto
+from services.common.shapes_judge import foreground, judge
 from services.lessons.catalog import load_catalog
-from services.shapes.judge import foreground, judge
 from tests.frontend.conftest import ROOT
 from tests.frontend.test_browser import ARTIFACTS, CHROMIUM_ARGS, final_pictures
 from tests.frontend.test_player import Stack, open_page, settle, stack  # noqa: F401

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 
-from services.shapes.judge import judge
+from services.common.shapes_judge import judge
 from tests.frontend.test_browser import ARTIFACTS, CHROMIUM_ARGS, Stack, final_pictures, running_stack
 from tests.frontend.test_shapes_words_pages import similarity_of
 

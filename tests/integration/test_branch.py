@@ -8,7 +8,7 @@ import pytest
 
 from services.common.api import pb
 from services.common.codecs import decode_image, tensor_from_proto
-from services.shapes.judge import judge
+from services.common.shapes_judge import judge
 from tests.integration.helpers import collect, request
 
 

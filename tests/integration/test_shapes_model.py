@@ -15,9 +15,9 @@ from safetensors import safe_open
 
 from services.common.api import pb
 from services.common.codecs import decode_image, latent_to_rgb, tensor_from_proto
+from services.common.shapes_judge import judge
 from services.inference.models import SHAPES_DIR, ModelCard, device_and_dtype
 from services.shapes import data, evaluate
-from services.shapes.judge import judge
 from tests.integration.helpers import collect, request, run_pipeline
 
 # What the committed weights must reach in CI (the full 200-prompt table is the benchmark's).

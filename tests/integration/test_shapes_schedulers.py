@@ -1,7 +1,7 @@
 """Every scheduler the Shapes server offers paints what its prompt says; the ones it leaves out are refused, and why.
 
 Hidden prompts (seeds used nowhere else) at guidance 7.5, through the real gRPC
-server, judged as a student would see them (services/shapes/judge.py). LMS and
+server, judged as a student would see them (services/common/shapes_judge.py). LMS and
 PNDM are left out by the model's card (classroom.json): at guidance 7.5 their
 four-step blends overshoot on this model (services/shapes/model/README.md).
 """
@@ -15,9 +15,9 @@ import pytest
 
 from services.common.api import STUDENT_METADATA, pb
 from services.common.codecs import decode_image
+from services.common.shapes_judge import judge
 from services.inference.models import SHAPES_DIR, ModelCard
 from services.shapes import evaluate
-from services.shapes.judge import judge
 from tests.integration.helpers import collect, request
 
 # (colour, shape, position): every colour, every shape, every position; seeds 7301 onwards.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from frontend import measures
-from services.shapes.judge import Verdict
+from services.common.shapes_judge import Verdict
 
 
 def verdict(colour: str, shape: str, position: str) -> Verdict:

@@ -5,8 +5,8 @@ import random
 import numpy as np
 import pytest
 
+from services.common.shapes_judge import judge
 from services.shapes import data
-from services.shapes.judge import judge
 
 
 def test_captions_follow_the_grammar():
