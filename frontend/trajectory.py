@@ -19,7 +19,6 @@ import numpy as np
 import streamlit as st
 
 from frontend.client import RECONNECT_DELAYS_S, StudentError, browser_address, get_client, student_id
-from frontend.player import guess_picture
 from frontend.progress import Phase, Snapshot, StreamState, show
 from frontend.settings import FrontendSettings
 from frontend.views import enlarge, inline_picture
@@ -45,6 +44,10 @@ def _half(tensor: pb.Tensor) -> np.ndarray | None:
 _HAS_DECODED = "decoded_x0_preview" in pb.StepFrame.DESCRIPTOR.fields_by_name
 
 UNREADABLE_PICTURE = "A picture in this lesson could not be read. Ask your teacher to render the lesson again."
+
+
+# The decoders that draw a step's guess as a real picture (not the linear map): the model's VAE, or TAESD.
+DECODERS = frozenset({"vae", "taesd"})
 
 
 def _picture(image: pb.Image) -> np.ndarray | None:
@@ -100,6 +103,11 @@ class Step:
 
 
 @dataclass
+def guess_picture(step: Step) -> np.ndarray | None:
+    """The best picture of a step's guess: its decode where the run has one, else the linear preview."""
+    return step.decoded_x0 if step.decoded_x0 is not None and step.decoder in DECODERS else step.x0_preview
+
+
 class TrajectoryView:
     """A trajectory as the front end received it: the header's facts and every step's pictures."""
 

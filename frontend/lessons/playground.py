@@ -162,7 +162,9 @@ if generation is not None:
         def draw(run: trajectory.TrajectoryView) -> None:
             step = run.steps[-1] if run.steps else None
             if step is not None and step.latent_preview is not None:
-                live_picture(left_image, enlarge(step.latent_preview, 320), "the noisy latent x_t (preview)")
+                live_picture(
+                    left_image, enlarge(step.latent_preview, 320), "the noisy latent the loop carries (linear preview)"
+                )
                 live_picture(right_image, enlarge(guess_picture(step), 320), guess_panel(run))
 
         ended = trajectory.follow(generation, status, show_done=True, on_step=draw)

@@ -19,22 +19,25 @@ import numpy as np
 import streamlit as st
 import streamlit.components.v1 as components
 
+from frontend.trajectory import DECODERS, guess_picture
 from frontend.views import data_url
 from frontend.views import inline_picture as live_picture  # the Playground's live previews
 
 if TYPE_CHECKING:  # the player draws what the trajectory module reads; it never reads a stream itself
-    from frontend.trajectory import Step, TrajectoryView
+    from frontend.trajectory import TrajectoryView
 
 _COMPONENT = components.declare_component("trajectory_player", path=str(Path(__file__).parent / "web"))
 
 NO_GUESS = "no guess yet: the first step makes it"
 # What each picture is, said honestly: a decoder's picture of the guess, or the linear approximation.
-LATENT_PANEL = "the noisy latent x_t: linear preview (approximation)"
+# "the latent the loop carries": x_t itself, or x = x_t·√(1+σ²) for the sigma-form schedulers (lesson 3 says which).
+LATENT_PANEL = "the noisy latent the loop carries: linear preview (approximation)"
 GUESS_PREVIEW_PANEL = "the model's guess of x0: linear preview (approximation)"
 DECODED_PANELS = {
     "vae": "the model's guess, decoded by its VAE",
     "taesd": "the model's guess, decoded by TAESD (a small stand-in for the VAE)",
 }
+assert set(DECODED_PANELS) == DECODERS
 
 
 @dataclass(frozen=True)
@@ -101,11 +104,6 @@ def decoder_of(run: TrajectoryView) -> str:
     """Which decoder drew the run's per-step guesses ("vae", "taesd"), or "" when none did (the linear map only)."""
     names = {step.decoder for step in run.steps if step.decoded_x0 is not None}
     return next((name for name in ("vae", "taesd") if name in names), "")
-
-
-def guess_picture(step: Step) -> np.ndarray | None:
-    """The best picture of a step's guess: its decode where the run has one, else the linear preview."""
-    return step.decoded_x0 if step.decoded_x0 is not None and step.decoder in DECODED_PANELS else step.x0_preview
 
 
 def guess_panel(run: TrajectoryView) -> str:

@@ -5,7 +5,7 @@ its lessons, precomputed except the switches of lesson 8 (opened cold, so their
 status draws the guess as it comes); the front end as `streamlit run` starts it.
 Each player's decoded panel is read at step 1, the middle step and the last one,
 as pixels: a 64-pixel decode (not the 8x8 latent grid), not blank, and at the end
-the prompt's colour by the pixel judge (services/shapes/judge.py). No page load may
+the prompt's colour by the pixel judge (services/common/shapes_judge.py). No page load may
 fetch a `/media` file that is gone (a 404).
 """
 
@@ -24,9 +24,9 @@ import pytest
 from PIL import Image
 from playwright.sync_api import Frame, Page, expect, sync_playwright
 
+from services.common.shapes_judge import judge
 from services.precompute.render import render_catalog
 from services.shapes.data import BACKGROUND
-from services.shapes.judge import judge
 from tests.frontend.test_browser import ARTIFACTS, CHROMIUM_ARGS
 from tests.support.frontend import running_frontend
 from tests.support.redis_server import RedisServer
@@ -191,7 +191,7 @@ def test_lesson_3_plays_the_decoded_guess_and_its_cost(browser_page, stack):
     assert misses(stack) == before  # precomputed with the decoded guesses: opened with no model work
     captions = panel_captions(frame)
     assert captions == [
-        "the noisy latent x_t: linear preview (approximation)",
+        "the noisy latent the loop carries: linear preview (approximation)",
         "the model's guess of x0: linear preview (approximation)",
         "the model's guess, decoded by its VAE",
     ]
