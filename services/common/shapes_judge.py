@@ -17,7 +17,7 @@ import numpy as np
 from scipy import ndimage
 from scipy.spatial import ConvexHull
 
-from services.shapes.data import BACKGROUND, PALETTE, POSITIONS
+from services.common.shapes_world import BACKGROUND, PALETTE, POSITIONS
 
 # A pixel belongs to the shape when it is this far (RGB distance) from the background.
 _FOREGROUND_DISTANCE = 60.0
