@@ -102,12 +102,12 @@ class Step:
         )
 
 
-@dataclass
 def guess_picture(step: Step) -> np.ndarray | None:
     """The best picture of a step's guess: its decode where the run has one, else the linear preview."""
     return step.decoded_x0 if step.decoded_x0 is not None and step.decoder in DECODERS else step.x0_preview
 
 
+@dataclass
 class TrajectoryView:
     """A trajectory as the front end received it: the header's facts and every step's pictures."""
 

@@ -9,7 +9,7 @@ from frontend.catalog import examples, open_prompt_example, where
 from frontend.charts import per_step
 from frontend.claims import high_guidance_sentence, mean_difference
 from frontend.client import get_client
-from frontend.player import PlayerFrame, play
+from frontend.player import PlayerFrame, guess_panel, guess_picture, play
 from frontend.views import diverging, enlarge, grey, guarded
 from services.common.api import pb
 
@@ -29,13 +29,13 @@ g = run.request.guidance_scale
 THUMBNAIL_PX = 256  # the row's pictures are drawn at least this wide (Shapes paints 64 px)
 
 
-def noise_frame(number: int, noise: tuple[np.ndarray, np.ndarray, np.ndarray]) -> PlayerFrame:
-    u, c, guided = noise
+def noise_frame(number: int, step: trajectory.Step) -> PlayerFrame:
+    u, c, guided = step.noise
     # u, c and the guided prediction share one grey scale, so their sizes compare; c - u has its own (it is small).
     limit = float(max(np.abs(u).max(), np.abs(c).max(), np.abs(guided).max()))
     return PlayerFrame(
         f"step {number} of {len(run.steps)}",
-        (grey(u[0], limit), grey(c[0], limit), diverging(c[0] - u[0]), grey(guided[0], limit)),
+        (grey(u[0], limit), grey(c[0], limit), diverging(c[0] - u[0]), grey(guided[0], limit), guess_picture(step)),
         note=f"u, c and the guided prediction are drawn on one grey scale (±{limit:.2f}); c − u on its own, red "
         f"positive, blue negative. At this step the prompt's push, c − u, averages {np.abs(c - u).mean():.3f} per "
         f"number; guidance multiplies it by {g:g}.",
@@ -43,9 +43,9 @@ def noise_frame(number: int, noise: tuple[np.ndarray, np.ndarray, np.ndarray]) -
 
 
 # The player sends back the step the student stops on (the chart below marks it); steps count from 1 here.
-frames = [noise_frame(number, frame.noise) for number, frame in enumerate(run.steps, start=1)]
+frames = [noise_frame(number, frame) for number, frame in enumerate(run.steps, start=1)]
 panels = ["u: unconditional (channel 0)", "c: conditional (channel 0)", "c − u: what the prompt adds",
-          f"u + {g:g}·(c − u): guided"]  # fmt: skip
+          f"u + {g:g}·(c − u): guided", f"where this step leads: {guess_panel(run)}"]  # fmt: skip
 step = 1 + play(frames, panels, key="guidance-player", start=max(1, len(run.steps) // 4) - 1, report=True, width=150)
 push = pd.DataFrame(
     [

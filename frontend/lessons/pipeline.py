@@ -6,6 +6,7 @@ import streamlit as st
 from frontend.catalog import open_prompt_example
 from frontend.client import get_client
 from frontend.labels import scheduler_names
+from frontend.player import decoder_of, guess_panel, guess_picture
 from frontend.views import PREVIEW_NOTE, enlarge, guarded, plain
 from services.common.api import pb
 
@@ -119,6 +120,11 @@ with loop_tab:
     for column, index in zip(columns[1:], shown, strict=True):
         column.image(enlarge(run.steps[index].latent_preview, 96), caption=f"step {index + 1}")
     st.caption(PREVIEW_NOTE)
+    if decoder_of(run):  # the model's guess at the same steps, decoded: a picture at every step
+        columns = st.columns(len(shown) + 1)
+        columns[0].markdown(f"**{guess_panel(run)}**")
+        for column, index in zip(columns[1:], shown, strict=True):
+            column.image(enlarge(guess_picture(run.steps[index]), 96), caption=f"step {index + 1}")
     st.dataframe(
         pd.DataFrame(
             [

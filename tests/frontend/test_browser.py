@@ -182,12 +182,14 @@ def test_a_student_goes_through_the_app(page: Page, stack: Stack, seen: Seen):
         expect(page.get_by_text(section).first).to_be_visible()
         settle(page, f"{index}-lesson", seen, stack, charts)
         if title == "1. The whole pipeline":
-            # The loop's box opens on the latent clearing: the noise and five steps, on one row.
+            # The loop's box opens on the latent clearing: the noise and five steps, on one row; under it the
+            # model's guess at the same five steps, decoded by Shapes' VAE (a picture at every step).
             page.get_by_role("tab", name="② Denoising loop").click()
             thumbnails = page.get_by_role("tabpanel").locator('[data-testid="stImage"] img')
-            expect(thumbnails).to_have_count(6)
+            expect(thumbnails).to_have_count(11)
             rows = {round(thumbnail.bounding_box()["y"]) for thumbnail in thumbnails.all()}
-            assert len(rows) == 1, f"the loop's thumbnails sit on {len(rows)} rows"
+            assert len(rows) == 2, f"the loop's thumbnails sit on {len(rows)} rows, not the latent's and the guess's"
+            expect(page.get_by_text("the model's guess, decoded by its VAE")).to_be_visible()
             settle(page, "1b-lesson-the-loop", seen, stack)
         if title == "5. Change one word":
             # The first pair changes the colour word: the student sees a red and a blue picture.

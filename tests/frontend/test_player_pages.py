@@ -92,7 +92,8 @@ def test_guidance_plays_the_four_predictions_step_by_step(frontend_env):
         "c: conditional (channel 0)",
         "c − u: what the prompt adds",
     ]
-    assert len(sent["frames"]) == 4 and all(len(f["pictures"]) == 4 for f in sent["frames"])
+    assert sent["panels"][4].startswith("where this step leads: the model's guess")
+    assert len(sent["frames"]) == 4 and all(len(f["pictures"]) == 5 for f in sent["frames"])
     assert all("guidance multiplies it by 7" in f["note"] for f in sent["frames"])
     assert len({f["note"] for f in sent["frames"]}) == 4  # each step's own numbers
 
