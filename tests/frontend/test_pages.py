@@ -67,10 +67,12 @@ def test_pipeline_names_the_three_stages_with_live_numbers(frontend_env):
     for stage in ("① Text encoder", "② Denoising loop: 4 steps", "③ VAE decoder", "77×32 vectors", "4×8×8"):
         assert stage in diagram.proto.spec
     assert "window always holds **77 tokens**" in text and "vectors of **32 numbers**" in text
-    # The loop's thumbnails: the starting noise and five steps spread over the run, on one row.
+    # The loop's thumbnails: the starting noise and five steps spread over the run, on one row; under it the
+    # model's guess at the same steps, decoded (the tiny model's VAE is small enough to decode every step).
     assert [c for c in captions(at) if c.startswith(("start", "step"))] == ["start: noise"] + [
         f"step {n}" for n in (1, 2, 3, 4)
-    ]
+    ] * 2
+    assert "**the model's guess, decoded by its VAE**" in [m.value for m in at.markdown]
     # 64x64 pictures in the test catalog: a 4x8x8 latent, 48 times fewer numbers than the image.
     assert "4×8×8 = **256** numbers" in text and "**12,288**" in text and "**48× fewer**" in text
     assert "served from the lesson cache" in text
