@@ -4,6 +4,7 @@ Every sentence about where the attention goes is measured on the run on screen
 (frontend/measures.py); what is only known of Stable Diffusion is labelled as such, with its source.
 """
 
+import altair as alt
 import numpy as np
 import pandas as pd
 import streamlit as st
@@ -84,6 +85,7 @@ tokens = [t for t in run.prompt_tokens.tokens if t.kind != pb.TOKEN_KIND_PADDING
 padding_count = len(run.prompt_tokens.tokens) - len(tokens)
 maps = np.stack([step.attention for step in run.steps]).astype(np.float32)  # [steps, tokens, h, w]
 labels = [t.text.strip() or "∅" for t in tokens]
+ALL_ALIKE = 0.9  # a correlation past which two maps are, for a student, the same pattern
 labels[0], labels[-1] = "‹start›", "‹end›"
 pieces = list(range(1, len(tokens) - 1)) or [0]
 resolutions = run.steps[0].attention_by_resolution
@@ -167,6 +169,15 @@ if others:
         f"Its map is most alike «{plain(labels[most])}»'s (correlation {closeness[most]:.2f}) and least alike "
         f"«{plain(labels[least])}»'s ({closeness[least]:.2f}); 1 would be the same pattern."
     )
+if len(pieces) > 1:
+    # Said plainly when it holds: on a small model every word may be read in the same place.
+    least_alike = min(measures.alike(summed[i], summed[j]) for i in pieces for j in pieces if i < j)
+    if least_alike >= ALL_ALIKE:
+        sentences.append(
+            f"On this run every piece's map is nearly the same pattern (any two correlate at {least_alike:.2f} or "
+            "more): the model reads all the words, place words included, where it draws the shape. What differs "
+            "is how strongly each word is read there (the table)."
+        )
 if sentences:
     st.markdown(" ".join(sentences))
 st.dataframe(pd.DataFrame(rows), hide_index=True)
@@ -180,7 +191,18 @@ mean = maps.mean(axis=(0, 2, 3))  # mean over steps and positions: each token's 
 share = measures.shares(maps, padding_count)
 table = pd.DataFrame({"token": [*labels, "padding (the rest)"], "share": [*mean, share.padding]})
 st.markdown("**Who gets the attention** (each token's share of every position's attention, over all steps):")
-st.bar_chart(table, x="token", y="share", sort=False)
+# Positions in the prompt's order, named by number too: the same word in two examples is two bars, never one.
+table["token"] = [f"{n} {label}" for n, label in enumerate(labels)] + ["padding (the rest)"]
+st.altair_chart(
+    alt.Chart(table)
+    .mark_bar()
+    .encode(
+        x=alt.X("token:N", sort=list(table["token"]), title=None, axis=alt.Axis(labelAngle=0)),
+        y=alt.Y("share:Q", title="share of the attention", axis=alt.Axis(format="%")),
+        tooltip=["token", alt.Tooltip("share:Q", format=".1%")],
+    ),
+    width="stretch",
+)
 st.markdown(
     measures.shares_sentence(share) + " The padding positions are copies of the end token, so they too can carry "
     "the prompt's summary."

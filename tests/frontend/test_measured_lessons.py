@@ -198,6 +198,12 @@ def test_lesson_7_says_where_the_attention_goes_on_this_run(page: Page, stack: S
     assert f"reads the text at grids of {layers}" in text
     assert f"averaged over all {sum(n for _, _, n in grids)} cross-attention layers" in text
 
+    # When every two pieces' maps correlate past 0.9, the page says so plainly, with the lowest correlation.
+    summed = maps.sum(axis=0)
+    pieces = range(1, len(kept) - 1)
+    least = min(float(np.corrcoef(summed[i].ravel(), summed[j].ravel())[0, 1]) for i in pieces for j in pieces if i < j)
+    said = f"every piece's map is nearly the same pattern (any two correlate at {least:.2f} or more)" in text
+    assert said == (least >= 0.9), (least, said)
     check_word(text, maps, kept, stream.image, kept[-2])  # the page opens on the last piece
     page.get_by_test_id("stButtonGroup").get_by_text("red", exact=True).click()  # the pill "red"
     expect(page.get_by_text("half of «red»'s map")).to_be_visible()
