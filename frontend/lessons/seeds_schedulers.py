@@ -9,7 +9,9 @@ from frontend import trajectory
 from frontend.catalog import examples, values, where
 from frontend.client import get_client
 from frontend.labels import scheduler_names
-from frontend.views import guarded, plain
+from frontend.views import enlarge, guarded, plain
+from services.common.shapes_judge import judge
+from services.common.shapes_world import PALETTE
 
 st.title("6. Seeds and schedulers")
 
@@ -105,7 +107,13 @@ def picture(scheduler: str, count: str) -> np.ndarray | None:
     return run.image if run is not None else None
 
 
+first = comparison[0].request
+st.markdown(
+    f"**{plain(first.prompt)}**, seed {seed}, guidance {first.guidance_scale:g}: one row per scheduler, one "
+    "column per step count."
+)
 changes = {}
+shown: list[tuple[str, str, np.ndarray]] = []  # (scheduler, step count, picture), for the judge below
 for scheduler in chosen:
     row = st.columns(len(counts) + 1)
     row[0].markdown(f"**{names.get(scheduler, scheduler)}**")
@@ -115,8 +123,9 @@ for scheduler in chosen:
     for column, count in zip(row[1:], counts, strict=True):
         image = picture(scheduler, count)
         if image is not None:
-            column.image(image, caption=f"{count} steps")
+            column.image(enlarge(image, 160) if image.shape[1] < 160 else image, caption=f"{count} steps")
             images.append(image.astype(np.float32))
+            shown.append((names.get(scheduler, scheduler), count, image))
     if len(images) >= 2:
         changes[names.get(scheduler, scheduler)] = float(np.abs(images[-1] - images[-2]).mean())
 if changes:
@@ -143,4 +152,14 @@ if changes:
     settled = [name for name, value in changes.items() if value < SETTLED_LEVELS]
     if settled:
         sentence += f"; {listed(settled)} changed by less than {SETTLED_LEVELS} level, a change no eye can see"
+    st.markdown(sentence + ".")
+
+# On Shapes a picture can be judged against its prompt: a step count too small for a method shows as a wrong colour.
+colour = next((word for word in first.prompt.split() if word in PALETTE), None)
+if info is not None and info.model_family == "shapes" and colour and shown:
+    wrong = [(name, count, judge(image).colour) for name, count, image in shown if judge(image).colour != colour]
+    right = len(shown) - len(wrong)
+    sentence = f"The pixel judge sees the prompt's colour ({colour}) in {right} of {len(shown)} pictures"
+    if wrong:
+        sentence += ": not in " + listed([f"{name} at {count} steps ({seen})" for name, count, seen in wrong])
     st.markdown(sentence + ".")

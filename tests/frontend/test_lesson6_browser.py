@@ -19,6 +19,8 @@ import yaml
 from playwright.sync_api import Page, expect, sync_playwright
 
 from services.common.codecs import decode_image
+from services.common.shapes_judge import judge
+from services.common.shapes_world import PALETTE
 from services.lessons.catalog import DEFAULT_CATALOG
 from tests.frontend.conftest import ROOT
 from tests.frontend.test_browser import CHROMIUM_ARGS, Stack, running_stack
@@ -68,6 +70,21 @@ def changes_from_25_to_50(address: str) -> dict[str, float]:
     return {names[s]: float(np.abs(pictures[(s, "50")] - pictures[(s, "25")]).mean()) for s in schedulers}
 
 
+def colour_right(address: str) -> tuple[int, int]:
+    """Of seed 1's pictures, how many the pixel judge sees in the prompt's colour, and how many there are."""
+    client = client_for(address)
+    try:
+        entries = [e for e in client.lessons("scheduler-comparison").entries if e.labels["seed"] == "1"]
+        colour = next(word for word in entries[0].request.prompt.split() if word in PALETTE)
+        right = 0
+        for entry in entries:
+            stream = collect(client.generate(entry.request, "lesson6-test", lesson_entry=entry.id))
+            right += judge(decode_image(stream.final.image)).colour == colour
+    finally:
+        client.close()
+    return right, len(entries)
+
+
 def shapes_quick_check() -> tuple[str, str]:
     """The Shapes scheduler-comparison quick check: its question and its right answer's text."""
     catalog = yaml.safe_load(DEFAULT_CATALOG.read_text())
@@ -91,6 +108,10 @@ def test_lesson_6_says_what_its_pictures_show_and_a_new_seed_shows_the_whole_gri
     most = max(changes, key=changes.get)
     expect(
         main.get_by_text(f"On these pictures, {most} changed most ({changes[most]:.1f} levels per pixel)")
+    ).to_be_visible()
+    right, total = colour_right(stack.grpc)
+    expect(
+        main.get_by_text(f"The pixel judge sees the prompt's colour (blue) in {right} of {total} pictures")
     ).to_be_visible()
     for left_out in ("LMS", "PNDM"):
         expect(main.locator("strong").filter(has_text=re.compile(f"^{left_out}$"))).to_have_count(0)
