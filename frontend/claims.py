@@ -164,8 +164,10 @@ def settling_sentence(guess_changes: list[float], first_step: int = 2) -> str:
     quiet = first_step + last_big + 1
     total = first_step + len(guess_changes) - 1
     if quiet > total:
-        return f"On this run the guess changes most at step {peak}, and is still changing a lot at the last step."
+        return f"On this run the guess's numbers change most at step {peak}, and still a lot at the last step."
+    # The chart measures the guess's latent numbers: say so, since the decoded picture can still change visibly.
     return (
-        f"On this run the guess changes most at step {peak}; from step {quiet} of {total} on, every step changes it "
-        "by less than a tenth of that."
+        f"On this run the guess's numbers change most at step {peak}; from step {quiet} of {total} on, every step "
+        "changes them by less than a tenth of that (a small change in the latent can still reshape the decoded "
+        "picture: watch the player)."
     )

@@ -75,7 +75,7 @@ else:
             for k, run in runs.items()
         }
         table: dict[str, list[object]] = {
-            "switched at step": [("never" if k >= total else k) for k in sorted(runs)],
+            "switched at step": [("never" if k >= total else str(k)) for k in sorted(runs)],
             "distance to the original": [round(distances[k][0], 1) for k in sorted(runs)],
             "distance to the new prompt's own": [round(distances[k][1], 1) for k in sorted(runs)],
         }

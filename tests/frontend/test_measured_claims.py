@@ -98,9 +98,9 @@ def test_parting_and_settling_are_read_off_the_curves():
     assert "differ by 20.0 of 255 brightness levels per pixel at step 1, by 30.0 at most (step 2)" in sentence
     assert "by 9.0 at the end" in sentence
     # Changes made by steps 2 to 6: the largest at step 3, under a tenth of it from step 5 on.
-    assert claims.settling_sentence([0.5, 1.0, 0.2, 0.05, 0.01]) == (
-        "On this run the guess changes most at step 3; from step 5 of 6 on, every step changes it by less than a "
-        "tenth of that."
+    assert claims.settling_sentence([0.5, 1.0, 0.2, 0.05, 0.01]).startswith(
+        "On this run the guess's numbers change most at step 3; from step 5 of 6 on, every step changes them by "
+        "less than a tenth of that"
     )
 
 
