@@ -83,6 +83,7 @@ def running_stack(folder: Path, **settings: str) -> Iterator[Stack]:
         "CLASSROOM_FRONTEND_PORT": ports["FRONTEND"],
         "CLASSROOM_REDIS_PORT": ports["REDIS"],
         "CLASSROOM_METRICS_PORT": ports["METRICS"],
+        "CLASSROOM_RUN_DIR": str(folder / "run"),  # its own Redis data and secrets, never a developer's .run
         "CLASSROOM_RATE_LIMIT_PER_MINUTE": "0",  # one browser opens every lesson and generates
         "CLASSROOM_TEACHER_CODE": TEACHER_CODE,  # read by the service and the front end alike
         **settings,
