@@ -42,10 +42,18 @@ def drift_sentence(ids: list[int], other_ids: list[int], texts: list[str], other
     differ = int((after < SAME).sum())
     lowest = first + int(after.argmin())
     which = "every vector differs" if differ == len(after) else f"{differ} of {len(after)} vectors differ"
+    # The window ends with the end token repeated (the padding): each copy reads the whole prompt, so it can
+    # differ as much as the changed word, or more. Say so when the lowest is there.
+    end = ids.index(ids[-1])
+    where = ""
+    if lowest > end:
+        where = f" Position {lowest} is padding (the end token repeated), which reads the whole prompt too."
+    elif lowest == end:
+        where = f" Position {lowest} is the end token, which reads the whole prompt."
     return (
         f"{start} From position {first} on (the first different piece: “{plain(texts[first])}” against "
         f"“{plain(other_texts[first])}”), {which}: similarity from {after.min():.3f} to {after.max():.3f}, "
-        f"lowest at position {lowest}."
+        f"lowest at position {lowest}.{where}"
     )
 
 

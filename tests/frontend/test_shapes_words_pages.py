@@ -105,7 +105,9 @@ def test_lesson_2_caption_says_what_its_chart_shows(shapes_env, other, first_dif
     which = "every vector differs" if differ == len(after) else f"{differ} of {len(after)} vectors differ"
     assert which in caption
     assert f"similarity from {after.min():.3f} to {after.max():.3f}" in caption
-    assert f"lowest at position {first + int(after.argmin())}." in caption
+    lowest, end = first + int(after.argmin()), ids.index(ids[-1])  # the end token, then its copies (padding)
+    assert f"lowest at position {lowest}." in caption
+    assert (f"Position {lowest} is padding (the end token repeated)" in caption) == (lowest > end)
 
 
 def test_playground_on_shapes_offers_only_what_it_can_paint(shapes_env):
