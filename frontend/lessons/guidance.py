@@ -86,8 +86,9 @@ if len(pictures) >= 2:
     st.markdown(measured)
 st.caption(
     "Reported for Stable Diffusion and models like it, not measured here: very high guidance tends to give "
-    "over-saturated, unnatural colours (Saharia et al. 2022, the Imagen paper, section 2.3). The usual g there is 7 "
-    "to 7.5" + (f"; this model's default is {info.default_guidance_scale:g}." if info is not None else ".")
+    "over-saturated, unnatural colours (Saharia et al. 2022, the Imagen paper, section 2.3). The usual g on Stable "
+    "Diffusion is 7 to 7.5."
+    + (f" The model on this server starts the Playground at g = {info.default_guidance_scale:g}." if info else "")
 )
 st.info(
     "In diffusers' own pipeline, g = 0 and g = 1 both give the conditional image: it skips guidance for g ≤ 1. "
