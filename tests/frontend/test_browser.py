@@ -112,21 +112,30 @@ def stack(tmp_path_factory) -> Iterator[Stack]:
         yield running
 
 
-@pytest.fixture(scope="module")
-def page(stack, seen) -> Iterator[Page]:
+@contextmanager
+def chromium_page(artifacts: Path = ARTIFACTS, timeout_ms: int = 120_000) -> Iterator[Page]:
+    """A page of Debian's headless Chromium, 1400 by 1000, with `artifacts` (its screenshots' folder) made afresh."""
     chromium = shutil.which("chromium")
     assert chromium, "Debian's chromium is needed for the browser test: run `make install`"
-    shutil.rmtree(ARTIFACTS, ignore_errors=True)
-    ARTIFACTS.mkdir(parents=True)
+    shutil.rmtree(artifacts, ignore_errors=True)
+    artifacts.mkdir(parents=True)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.set_default_timeout(120_000)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.set_default_timeout(timeout_ms)
+            yield page
+        finally:
+            browser.close()
+
+
+@pytest.fixture(scope="module")
+def page(stack, seen) -> Iterator[Page]:
+    with chromium_page() as page:
         page.on("console", lambda message: record_console(seen, message.type, message.text, message.location))
         page.on("pageerror", lambda error: seen.errors.append(f"uncaught: {error}"))
         page.on("request", lambda request: record_host(seen, request.url))
         yield page
-        browser.close()
 
 
 def record_console(seen: Seen, kind: str, text: str, location: dict) -> None:

@@ -8,15 +8,14 @@ finds the page's sentence on the screen. Screenshots land in test-artifacts/e2e-
 from __future__ import annotations
 
 import re
-import shutil
 from collections.abc import Iterator
 
 import pytest
-from playwright.sync_api import Page, expect, sync_playwright
+from playwright.sync_api import Page, expect
 
 from frontend import claims
 from tests.frontend.conftest import ROOT
-from tests.frontend.test_browser import CHROMIUM_ARGS, Stack, running_stack
+from tests.frontend.test_browser import Stack, chromium_page, running_stack
 from tests.frontend.test_measured_claims import (
     expected_lesson_3,
     expected_lesson_4,
@@ -39,16 +38,8 @@ def stack(tmp_path_factory) -> Iterator[Stack]:
 
 @pytest.fixture(scope="module")
 def page(stack) -> Iterator[Page]:
-    chromium = shutil.which("chromium")
-    assert chromium, "Debian's chromium is needed for the browser test: run `make install`"
-    shutil.rmtree(ARTIFACTS, ignore_errors=True)
-    ARTIFACTS.mkdir(parents=True)
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.set_default_timeout(120_000)
+    with chromium_page(ARTIFACTS) as page:
         yield page
-        browser.close()
 
 
 def open_lesson(page: Page, title: str, last: str) -> None:

@@ -10,20 +10,19 @@ though the student's own limit is 3 pictures. Screenshots land in test-artifacts
 from __future__ import annotations
 
 import re
-import shutil
 from collections.abc import Iterator
 
 import numpy as np
 import pytest
 import yaml
-from playwright.sync_api import Page, expect, sync_playwright
+from playwright.sync_api import Page, expect
 
 from services.common.codecs import decode_image
 from services.common.shapes_judge import judge
 from services.common.shapes_world import PALETTE
 from services.lessons.catalog import DEFAULT_CATALOG
 from tests.frontend.conftest import ROOT
-from tests.frontend.test_browser import CHROMIUM_ARGS, Stack, running_stack
+from tests.frontend.test_browser import Stack, chromium_page, running_stack
 from tests.integration.helpers import collect
 from tests.support.servers import client_for
 
@@ -41,16 +40,8 @@ def stack(tmp_path_factory) -> Iterator[Stack]:
 
 @pytest.fixture(scope="module")
 def page(stack) -> Iterator[Page]:
-    chromium = shutil.which("chromium")
-    assert chromium, "Debian's chromium is needed for the browser test: run `make install`"
-    shutil.rmtree(ARTIFACTS, ignore_errors=True)
-    ARTIFACTS.mkdir(parents=True)
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.set_default_timeout(240_000)
+    with chromium_page(ARTIFACTS, timeout_ms=240_000) as page:
         yield page
-        browser.close()
 
 
 def changes_from_25_to_50(address: str) -> dict[str, float]:
