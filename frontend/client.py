@@ -8,6 +8,7 @@ import uuid
 import streamlit as st
 
 from frontend.settings import FrontendSettings
+from frontend.transport import LOOPBACK, client_address, current_connection
 from services.common.client import RECONNECT_DELAYS_S, ClassroomClient, StudentError
 
 __all__ = ["RECONNECT_DELAYS_S", "ClassroomClient", "StudentError", "browser_address", "get_client", "student_id"]
@@ -31,9 +32,13 @@ def student_id() -> str:
 
 
 def browser_address() -> str:
-    """The student's browser address as this server sees it ("" when unknown, as in tests)."""
-    address = st.context.ip_address
-    return address if isinstance(address, str) else ""
+    """The student's browser address ("" for this machine, or unknown as in tests).
+
+    Behind a trusted proxy (CLASSROOM_TRUSTED_PROXIES) it is the address the proxy
+    forwarded, never one the browser wrote itself (frontend/transport.py).
+    """
+    address = client_address(current_connection(), FrontendSettings().trusted_proxies)
+    return "" if address == LOOPBACK else address
 
 
 @st.cache_resource

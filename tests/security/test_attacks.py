@@ -51,16 +51,16 @@ def test_the_defaults_listen_on_loopback_only():
 
 
 def test_first_start_secrets_are_random_and_kept(tmp_path):
-    assert sorted(ensure_secrets(tmp_path)) == ["api_token", "cache_secret", "redis_password"]
-    values = {p.name: p.read_text() for p in tmp_path.iterdir()}
+    assert sorted(ensure_secrets(tmp_path)) == ["api_token", "cache_secret", "class_code", "redis_password"]
+    values = {p.name: p.read_text() for p in (tmp_path / "service").iterdir()}
     assert len(set(values.values())) == 3 and all(len(v.strip()) >= 32 for v in values.values())
     assert ensure_secrets(tmp_path) == []  # a restart keeps them: cached lessons stay valid
-    assert {p.name: p.read_text() for p in tmp_path.iterdir()} == values
+    assert {p.name: p.read_text() for p in (tmp_path / "service").iterdir()} == values
 
 
 def test_redis_with_a_password_serves_only_who_has_it(settings, tmp_path):
     ensure_secrets(tmp_path / "secrets")
-    password_file = tmp_path / "secrets" / "redis_password"
+    password_file = tmp_path / "secrets" / "service" / "redis_password"
     protected = RedisServer(tmp_path / "redis", password=password_file.read_text().strip()).start()
     try:
         bare = f"redis://127.0.0.1:{protected.port}/0"
