@@ -17,6 +17,7 @@ from frontend.guard import record_try, wait_before_trying
 from frontend.settings import FrontendSettings
 from frontend.signin import TOO_MANY_TRIES
 from frontend.teaching import served_without_computing, teach_together
+from frontend.transport import require_private_connection
 from frontend.views import guarded
 from services.common.api import pb
 
@@ -28,6 +29,7 @@ st.title("Teacher")
 if not settings.teacher_code:
     st.info(TEACHER_PAGE_OFF, icon=":material/lock:")
     st.stop()
+require_private_connection()  # HTTPS or the server itself: the teacher code never crosses the network readable
 
 if not st.session_state.get("teacher_code"):
     st.markdown("Type the teacher code to see the class and control the image server.")
@@ -49,6 +51,8 @@ if not st.session_state.get("teacher_code"):
 
 code: str = st.session_state.teacher_code
 client = get_client()
+if settings.class_code:  # made at the first start unless set: the students need it to sign in
+    st.text(f"Class code for students: {settings.class_code}")
 
 show_prompts = st.toggle("Show the prompts", value=False, help="Off: you see names only.")
 
