@@ -6,6 +6,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
+from frontend.views import plain
 from services.common.api import pb
 
 MAP_NOTE = (
@@ -44,8 +45,8 @@ def map_rows(class_map: pb.ClassMap) -> pd.DataFrame:
         last = len(path.x) - 1
         for order, (x, y) in enumerate(zip(path.x, path.y, strict=True)):
             rows.append({
-                "path": number, "order": order, "x": x, "y": y, "prompt": path.prompt,
-                "student": path.student_name, "seed": path.seed,
+                "path": number, "order": order, "x": x, "y": y, "prompt": plain(path.prompt, "text"),
+                "student": plain(path.student_name, "text"), "seed": path.seed,
                 "point": "picture" if order == last else "noise" if order == 0 else "step",
             })  # fmt: skip
     return pd.DataFrame(rows)

@@ -60,7 +60,7 @@ def catalog() -> pb.ListLessonsResponse:
 
 def _entry_label(entry: pb.LessonEntry) -> str:
     labels = ", ".join(f"{k} {v}" for k, v in sorted(entry.labels.items()) if k not in ("pair", "side", "prompt"))
-    return f"{entry.request.prompt} ({labels})"
+    return plain(f"{entry.request.prompt} ({labels})", "text")  # a select box's option: shown as it is
 
 
 def _push(leading: bool | None = None) -> None:
@@ -150,8 +150,8 @@ def ask_a_question() -> None:
     listing = catalog()
     questions = {q.id: q for c in listing.collections for q in c.questions}
     if questions:
-        chosen = st.selectbox("A lesson's question", list(questions), format_func=lambda q: questions[q].question,
-                              key="qc-lesson")  # fmt: skip
+        chosen = st.selectbox("A lesson's question", list(questions),
+                              format_func=lambda q: plain(questions[q].question, "text"), key="qc-lesson")  # fmt: skip
         st.button("Ask this question", key="qc-ask-lesson", on_click=_ask_lesson_question, args=(chosen,))
     # A form: the question, its answers and the right one's number reach the service together, as typed.
     with st.expander("Ask your own question"), st.form("qc-own", border=False):
@@ -181,7 +181,7 @@ def live_tally() -> None:
     for index, count in enumerate(check.tally):
         right = " (right)" if index == check.answer else ""
         st.progress(count / check.answered if check.answered else 0.0,
-                    text=f"{plain(choice_label(check, index))}{right}: {count}")  # fmt: skip
+                    text=f"{choice_label(check, index)}{right}: {count}")  # fmt: skip
     reveal, close = st.columns(2)
     reveal.button("Reveal the answer", key="qc-reveal", on_click=_reveal, disabled=check.revealed, type="primary")
     close.button("Close the question", key="qc-close", on_click=_close)

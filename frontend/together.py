@@ -133,8 +133,9 @@ def _answer(question_id: str, choice: int) -> None:
 
 
 def choice_label(check: pb.QuickCheck, index: int) -> str:
+    """An answer's letter and the teacher's words for it, as markdown (a button's label, a sentence)."""
     choice = check.choices[index]
-    return f"{LETTERS[index]}: {choice.text}" if choice.text else f"Picture {LETTERS[index]}"
+    return f"{LETTERS[index]}: {plain(choice.text)}" if choice.text else f"Picture {LETTERS[index]}"
 
 
 def quick_check(check: pb.QuickCheck) -> None:

@@ -11,7 +11,7 @@ import re
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 import numpy as np
 import streamlit as st
@@ -116,7 +116,7 @@ def inline_picture(slot: DeltaGenerator, picture: np.ndarray, caption: str) -> N
     under load: a stream's status redrawn every half second, a step scrubbed). Inline,
     the picture travels with the page's update.
     """
-    text = html.escape(caption)
+    text = plain(caption, "html")
     slot.markdown(
         f'<figure style="margin:0"><img src="{data_url(picture)}" alt="{text}" style="max-width:100%">'
         f'<figcaption style="font-size:0.875rem;opacity:0.6">{text}</figcaption></figure>',
@@ -124,12 +124,39 @@ def inline_picture(slot: DeltaGenerator, picture: np.ndarray, caption: str) -> N
     )
 
 
-_MARKDOWN = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~:$])")
+# Every character markdown (GitHub's, with Streamlit's math and :colour[...] directives) reads as syntax.
+_MARKDOWN = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~:$&])")
+# Where GitHub's markdown finds a link in plain words (http://, www., a@b.c) and Streamlit an emoji, icon or
+# colour (:smile:, :material/home:, :red[...]): found after the escapes are read, so escaping does not stop
+# them. A word joiner there (U+2060, invisible, no space) leaves the words reading the same and links nothing.
+_LINK_OR_SHORTCODE = re.compile(r"(?<=:)|(?=@)|(?<=www)(?=\.)", re.IGNORECASE)
+WORD_JOINER = "\u2060"
+# Characters that reorder the text around them (an RTL override turns "gnp.exe" round) or hide it
+# (control characters other than whitespace, which becomes a space).
+_HIDDEN = re.compile(
+    "[\u0000-\u0008\u000e-\u001b\u007f-\u0084\u0086-\u009f\u061c\u200e\u200f\u202a-\u202e\u2060\u2066-\u2069\ufeff]"
+)
+Within = Literal["markdown", "html", "text"]
 
 
-def plain(text: str) -> str:
-    """Text a student typed, safe inside markdown: shown as typed, never as links, images or styles."""
-    return _MARKDOWN.sub(r"\\\1", " ".join(text.split()))
+def plain(text: str, within: Within = "markdown") -> str:
+    """Text a student or teacher typed, shown as typed wherever it goes: never a link, an image, a style or a tag.
+
+    The one way such text reaches a page. Whitespace becomes single spaces (no new paragraph, heading or list)
+    and characters that reorder or hide text are dropped; then, by where the text goes:
+
+    - "markdown": st.markdown, st.caption, st.subheader, alerts, toasts, progress text, button labels,
+      radio options, image captions (all read as markdown): every markdown character escaped, links broken;
+    - "html": inside HTML (a component, an attribute, a block of `unsafe_allow_html`): HTML-escaped;
+    - "text": where Streamlit shows text as it is (st.text, select box options, tables, charts' labels
+      and tooltips): nothing more.
+    """
+    text = " ".join(_HIDDEN.sub("", text).split())
+    if within == "html":
+        return html.escape(text, quote=True)
+    if within == "markdown":
+        return _MARKDOWN.sub(r"\\\1", _LINK_OR_SHORTCODE.sub(WORD_JOINER, text))
+    return text
 
 
 # What the lesson pages draw with: about a second to import on a small server, paid at start-up

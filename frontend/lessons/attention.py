@@ -56,7 +56,10 @@ if source == "A lesson example":
         st.info("No attention examples are set up on this server: type your own prompt instead.")
         st.stop()
     example = st.selectbox(
-        "Example", items, format_func=lambda e: f"{e.request.prompt} (seed {e.label('seed')})", key="attention-example"
+        "Example",
+        items,
+        format_func=lambda e: plain(f"{e.request.prompt} (seed {e.label('seed')})", "text"),
+        key="attention-example",
     )
     run = guarded(lambda: trajectory.load(example.request, PROBES, lesson_entry=example.id))
 else:
@@ -104,7 +107,7 @@ st.markdown(
 )
 
 st.markdown("**Choose a piece of the prompt** to see where the UNet reads it:")
-chosen = st.pills("Piece", pieces, format_func=lambda i: labels[i], default=pieces[-1], key="attention-token")
+chosen = st.pills("Piece", pieces, format_func=lambda i: plain(labels[i]), default=pieces[-1], key="attention-token")
 chosen = pieces[-1] if chosen is None else chosen
 word = labels[chosen]
 

@@ -10,7 +10,7 @@ from frontend.charts import per_step
 from frontend.claims import high_guidance_sentence, mean_difference
 from frontend.client import get_client
 from frontend.player import PlayerFrame, guess_panel, guess_picture, play
-from frontend.views import diverging, enlarge, grey, guarded
+from frontend.views import diverging, enlarge, grey, guarded, plain
 from services.common.api import pb
 
 st.title("4. Guidance")
@@ -119,9 +119,9 @@ else:
 if mine is not None:
     words = [f"yours: g = {request.guidance_scale:g}"]
     if request.prompt != run.request.prompt:
-        words.append(f"“{request.prompt}”")
+        words.append(f"“{plain(request.prompt)}”")
     if request.negative_prompt:
-        words.append(f"negative prompt “{request.negative_prompt}”")
+        words.append(f"negative prompt “{plain(request.negative_prompt)}”")
     runs.append((request.guidance_scale, ", ".join(words), mine))
     st.caption(f"Your picture stands in the row above, in order of g (g = {request.guidance_scale:g}).")
 

@@ -18,7 +18,7 @@ from frontend.settings import FrontendSettings
 from frontend.signin import TOO_MANY_TRIES
 from frontend.teaching import served_without_computing, teach_together
 from frontend.transport import require_private_connection
-from frontend.views import guarded
+from frontend.views import guarded, plain
 from services.common.api import pb
 
 TEACHER_PAGE_OFF = "The teacher's page is off on this server: set CLASSROOM_TEACHER_CODE to turn it on."
@@ -81,7 +81,8 @@ def _precompute() -> None:
 
 def _remove(class_name: str, name: str, let_back: bool) -> None:
     if guarded(lambda: client.remove_student(code, class_name, name, let_back)) is not None:
-        _say(f"{name} may sign in again." if let_back else f"Removed {name}: their tab is signed out.")
+        shown = plain(name)  # a toast reads markdown: a name never becomes a link or an image
+        _say(f"{shown} may sign in again." if let_back else f"Removed {shown}: their tab is signed out.")
 
 
 def _students(room: pb.GetClassroomResponse) -> None:
@@ -93,7 +94,7 @@ def _students(room: pb.GetClassroomResponse) -> None:
     for student in live:
         name_column, seen_column, button_column = st.columns([3, 2, 1])
         label = f"{student.name} ({student.class_name})" if student.class_name else student.name
-        name_column.text(label)  # as typed, never as markdown
+        name_column.text(plain(label, "text"))  # as typed, never as markdown
         seen_column.caption(f"seen {round(student.seconds_since_seen)} s ago")
         button_column.button(
             "Remove", key=f"teacher-remove-{student.class_name}-{student.name}", on_click=_remove,
@@ -102,7 +103,7 @@ def _students(room: pb.GetClassroomResponse) -> None:
         )  # fmt: skip
     for student in (s for s in room.students if s.removed):
         name_column, button_column = st.columns([5, 1])
-        name_column.text(f"{student.name}: removed")
+        name_column.text(plain(f"{student.name}: removed", "text"))
         button_column.button(
             "Let back", key=f"teacher-let-back-{student.class_name}-{student.name}", on_click=_remove,
             args=(student.class_name, student.name, True),
@@ -159,12 +160,12 @@ def _live(room: pb.GetClassroomResponse) -> None:
         "Nobody is generating right now.",
         [
             {
-                "student": job.student_name or "(no name)",
-                **({"class": job.class_name} if has_classes else {}),
+                "student": plain(job.student_name, "text") or "(no name)",
+                **({"class": plain(job.class_name, "text")} if has_classes else {}),
                 "state": "generating" if job.running else f"waiting, #{job.position}",
                 "step": f"{job.steps_done} of {job.total_steps}" if job.running else "",
                 "seconds": round(job.seconds),
-                **({"prompt": job.prompt} if show_prompts else {}),
+                **({"prompt": plain(job.prompt, "text")} if show_prompts else {}),
             }
             for job in room.jobs
         ],
@@ -175,9 +176,9 @@ def _live(room: pb.GetClassroomResponse) -> None:
         "None so far.",
         [
             {
-                "student": attempt.student_name or "(no name)",
+                "student": plain(attempt.student_name, "text") or "(no name)",
                 "when": time.strftime("%H:%M:%S", time.localtime(attempt.unix_time)),
-                **({"prompt": attempt.prompt} if show_prompts else {}),
+                **({"prompt": plain(attempt.prompt, "text")} if show_prompts else {}),
             }
             for attempt in room.blocked
         ],

@@ -1,7 +1,5 @@
 """Lesson 2: words to numbers - CLIP's real tokens, the 77-token window, the embedding matrix."""
 
-import html
-
 import altair as alt
 import numpy as np
 import pandas as pd
@@ -78,8 +76,8 @@ if tokens is None:
 def chip(token: pb.Token) -> str:
     colour, kind = KIND_STYLE[token.kind]
     learned = "learned in training" if token.known else "never learned in training"
-    title = html.escape(f"position {token.position}, id {token.id}, {kind}, piece {token.piece}, {learned}")
-    text = html.escape(token.text) or "∅"
+    title = plain(f"position {token.position}, id {token.id}, {kind}, piece {token.piece}, {learned}", "html")
+    text = plain(token.text) or "∅"  # between inline tags, markdown still reads the text
     style = f"background:{colour};padding:2px 6px;margin:2px;border-radius:6px;display:inline-block"
     if not token.known:  # a piece the model never learned: struck through, with a red dashed border
         style += ";border:2px dashed #dc2626;text-decoration:line-through"
