@@ -25,7 +25,7 @@ from services.inference.acceleration import Acceleration, accelerate
 from services.inference.auth import TokenInterceptor
 from services.inference.cache import TrajectoryStore
 from services.inference.classroom import Classroom
-from services.inference.diffusion_service import DiffusionService, add_service
+from services.inference.diffusion_service import RECEIVE_LIMIT, DiffusionService, add_service
 from services.inference.metrics import Metrics
 from services.inference.models import DiffusionModel
 from services.inference.settings import InferenceSettings
@@ -83,7 +83,13 @@ class InferenceServer:
         interceptors = [TokenInterceptor(settings.api_token)] if settings.api_token else []
         self.server = grpc.aio.server(
             interceptors=interceptors,
-            options=[("grpc.max_send_message_length", 64 * 2**20), ("grpc.so_reuseport", 0)],
+            # Receiving up to RECEIVE_LIMIT lets an oversized request reach its handler, which says
+            # in a sentence that it is too large (gRPC's own refusal is "Received message larger than max").
+            options=[
+                ("grpc.max_send_message_length", 64 * 2**20),
+                ("grpc.max_receive_message_length", RECEIVE_LIMIT),
+                ("grpc.so_reuseport", 0),
+            ],
         )
         self.health = _configure_health_server(self.server)
         self._health_updates: set[asyncio.Task[None]] = set()
