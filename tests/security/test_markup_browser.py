@@ -1,0 +1,188 @@
+"""A markup injector in a real Chromium: hostile names, prompts, a quick check and gallery captions on every page.
+
+The class is filled with the hostile strings of tests/security/hostile.py (names signed
+in, pictures shared to the gallery, a quick check open); a student signs in with the
+name `![](http://evil.test/p.png)`, answers, opens the gallery and the Playground; the
+teacher opens every tab of the teacher's page and presses Remove and Let back, whose
+toasts say the name. Everywhere: no request leaves for another host than the school's
+server, no element (picture, link, script, heading, math) is made from the injected
+text, and the words read as typed. One service, one front end and one browser for the
+module.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from urllib.parse import urlsplit
+
+import pytest
+from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
+
+from tests.integration.helpers import collect, request
+from tests.security.hostile import EVIL_HOST, HOSTILE, SHOWN, WORD_JOINER, shown_as
+from tests.support.frontend import running_frontend
+from tests.support.servers import client_for, running_server
+
+CLASS_CODE, TEACHER_CODE = "owl-42", "heron-7"
+STUDENT = dict(HOSTILE)["a markdown image"]  # the name that fetched a picture from the teacher's browser
+HEADING = dict(HOSTILE)["a heading"]  # a name that starts its toast: a heading there, were it markdown
+WAIT_MS = 60_000
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]  # fmt: skip
+# Elements the injected text would have made: pictures and links to the outside host (a heading's own
+# anchor, "#http-evil-test...", stays on the page), tags, a heading from "# ...", math from "$...$", the
+# emoji of ":smile:"; and a script that ran would have set the title to 1. Checked in every frame of the
+# page (the player, a component, is one).
+INJECTED_ELEMENTS = """() => {
+    const made = [...document.querySelectorAll(
+        'img[src*="evil"], a[href*="evil"]:not([href^="#"]), [onerror], iframe[src*="evil"], '
+        + 'iframe[srcdoc*="evil"], object, embed, .katex, mjx-container'
+    )].map(e => e.outerHTML.slice(0, 160));
+    made.push(...[...document.scripts].filter(s => s.textContent.includes("document.title"))
+        .map(s => "script: " + s.textContent));
+    made.push(...[...document.querySelectorAll("h1, h2, h3, h4, h5, h6")]
+        .filter(h => h.textContent.trim().startsWith("I am the teacher")).map(h => "heading: " + h.outerHTML));
+    if (document.body.innerText.includes("\\u{1F604}")) made.push("the emoji of :smile:");
+    if (document.title === "1") made.push("a script ran: the title is 1");
+    return made;
+}"""
+
+
+@pytest.fixture(scope="module")
+def class_address(settings, tmp_path_factory) -> Iterator[str]:
+    """A service with a Redis, its class full of hostile names, gallery pictures and an open quick check."""
+    from tests.support.redis_server import RedisServer
+
+    redis = RedisServer(tmp_path_factory.mktemp("markup-redis")).start()
+    config = settings.model_copy(update={"redis_url": redis.url, "teacher_code": TEACHER_CODE, "max_per_address": 0,
+                                         "default_steps": 2})  # fmt: skip
+    with running_server(config) as server:
+        client = client_for(server.address)
+        client.set_gallery_approval(TEACHER_CODE, False)  # shared pictures go straight to the gallery
+        for number, (_, text) in enumerate(SHOWN):
+            if text != STUDENT:  # that name is the browser's own
+                client.join_class(text, f"session-{number}")
+            picture = request(text, seed=number, num_inference_steps=2)
+            picture.width = picture.height = 64
+            key = collect(client.generate(picture, f"student-{number}", name=text)).status.trajectory_key
+            client.share_to_gallery(key, f"student-{number}", text)
+        choices = tuple(text for _, text in SHOWN[:6])
+        question = " ".join(text for _, text in SHOWN[6:])
+        client.ask_quick_check(TEACHER_CODE, question=question, choices=choices, answer=1)
+        client.close()
+        yield server.address
+    redis.stop()
+
+
+@pytest.fixture(scope="module")
+def frontend_url(class_address: str, tmp_path_factory) -> Iterator[str]:
+    env = {
+        "CLASSROOM_INFERENCE_ADDR": class_address,
+        "CLASSROOM_CLASS_CODE": CLASS_CODE,
+        "CLASSROOM_TEACHER_CODE": TEACHER_CODE,
+    }
+    with running_frontend(env, tmp_path_factory.mktemp("frontend") / "streamlit.log") as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def outside() -> list[str]:
+    """Every request the browser sent to a host other than the school's server (127.0.0.1)."""
+    return []
+
+
+@pytest.fixture(scope="module")
+def browser(frontend_url: str) -> Iterator[Browser]:
+    chromium = shutil.which("chromium")
+    assert chromium, "Debian's chromium is needed for the browser tests: run `make install`"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+def person(browser: Browser, url: str, outside: list[str]) -> tuple[BrowserContext, Page]:
+    context = browser.new_context(viewport={"width": 1300, "height": 1000})
+    context.on("request", lambda sent: outside.append(sent.url) if _outside(sent.url) else None)
+    page = context.new_page()
+    page.set_default_timeout(WAIT_MS)
+    page.goto(url)
+    return context, page
+
+
+def _outside(url: str) -> bool:
+    parts = urlsplit(url)
+    return parts.scheme not in ("data", "blob") and parts.hostname not in ("127.0.0.1", "localhost")
+
+
+def words(page: Page) -> str:
+    """The page's words as a reader sees them (the word joiners that break links are invisible)."""
+    return page.evaluate("document.body.innerText").replace(WORD_JOINER, "")
+
+
+def assert_plain(page: Page, outside: list[str], texts: list[str]) -> None:
+    """No element made from the injected text, no request to the outside, and each of `texts` shown as typed."""
+    assert [made for frame in page.frames for made in frame.evaluate(INJECTED_ELEMENTS)] == []  # components too
+    assert outside == []
+    shown = " ".join(words(page).split())
+    assert [text for text in texts if shown_as(text) not in shown] == []
+
+
+def test_the_students_pages_show_the_hostile_text_as_typed(browser, frontend_url, outside):
+    context, page = person(browser, frontend_url, outside)
+    page.get_by_label("Class code").fill(CLASS_CODE)
+    page.get_by_label("Your name").fill(STUDENT)
+    page.get_by_role("button", name="Start").click()
+    # The welcome page, with the quick check above it: the question, its answers as buttons.
+    expect(page.get_by_text("Quick check:")).to_be_visible()
+    assert_plain(page, outside, [text for _, text in SHOWN])
+    page.get_by_role("button").filter(has_text="A:").first.click()
+    expect(page.get_by_text("Answered.")).to_be_visible()
+
+    page.get_by_test_id("stSidebarNavItems").get_by_role("link", name="Class gallery").click()
+    expect(page.get_by_role("button", name="Open in the player")).to_have_count(len(SHOWN))
+    assert_plain(page, outside, [text for _, text in SHOWN])
+
+    page.get_by_test_id("stSidebarNavItems").get_by_role("link", name="Playground").click()
+    typed = " ".join(text for _, text in SHOWN)
+    page.get_by_label("Prompt", exact=True).fill(typed)
+    for side in ("Width", "Height"):  # a small picture: the Playground's page, not the model, is under test
+        page.get_by_label(side).click()
+        page.get_by_role("option", name="64", exact=True).click()
+    page.get_by_role("button", name="Generate").click()
+    expect(page.get_by_text("The whole prompt:")).to_be_visible()
+    assert_plain(page, outside, [typed])
+    context.close()
+
+
+def test_the_teachers_page_shows_names_prompts_and_answers_as_typed(browser, frontend_url, outside):
+    context, page = person(browser, frontend_url, outside)
+    page.get_by_label("Class code").fill(CLASS_CODE)
+    page.get_by_label("Your name").fill("Ms Lee")
+    page.get_by_role("button", name="Start").click()
+    page.get_by_test_id("stSidebarNavItems").get_by_role("link", name="Teacher").click()
+    page.get_by_label("Teacher code").fill(TEACHER_CODE)
+    page.get_by_role("button", name="Open").click()
+    expect(page.get_by_role("heading", name="Signed in")).to_be_visible()
+    assert_plain(page, outside, [text for _, text in SHOWN])  # the roster
+    for tab, drawn in (("Quick check", "answer(s)"), ("Gallery", "in the gallery"), ("Class map", "Each line")):
+        page.get_by_role("tab", name=tab).click()
+        expect(page.get_by_text(drawn).first).to_be_visible()
+        assert_plain(page, outside, [text for _, text in SHOWN] if tab != "Class map" else [])
+
+    # Remove and Let back: their toasts say the name.
+    for name in (STUDENT, HEADING):
+        row = page.get_by_test_id("stHorizontalBlock").filter(has=page.get_by_text(name, exact=True))
+        row.get_by_role("button", name="Remove").click()
+        toast = page.get_by_test_id("stToast").filter(has_text="Removed")
+        expect(toast).to_be_visible()
+        assert_plain(page, outside, [f"Removed {name}: their tab is signed out."])
+        row = page.get_by_test_id("stHorizontalBlock").filter(has=page.get_by_text(f"{name}: removed", exact=True))
+        row.get_by_role("button", name="Let back").click()
+        expect(page.get_by_test_id("stToast").filter(has_text="may sign in again")).to_be_visible()
+        assert_plain(page, outside, [f"{name} may sign in again."])
+    assert EVIL_HOST not in " ".join(outside)
+    context.close()
