@@ -25,4 +25,5 @@ USER classroom
 EXPOSE 8501
 HEALTHCHECK --interval=15s --timeout=5s --start-period=30s \
   CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8501/_stcore/health', timeout=4)"
-CMD ["python", "-m", "streamlit", "run", "frontend/app.py", "--server.port", "8501"]
+# frontend.start says the class code in the log, then runs Streamlit.
+CMD ["python", "-m", "frontend.start", "--server.port", "8501"]

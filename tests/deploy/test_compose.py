@@ -6,9 +6,12 @@ import subprocess
 import pytest
 import yaml
 
+from services.common.secrets import READERS, REDIS_AUTH_CONF
 from tests.frontend.conftest import ROOT
 
 COMPOSE = ROOT / "docker-compose.yml"
+# Each reader's folder of make-secrets is a volume of its own (services/common/secrets.py).
+SECRET_VOLUMES = {"classroom-secrets": "service", "frontend-secrets": "frontend", "redis-secrets": "redis"}
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +28,7 @@ def test_compose_file_validates_offline():
 
 def test_the_services_start_in_dependency_order_on_health(compose):
     services = compose["services"]
-    assert set(services) == {"secrets", "redis", "inference", "frontend", "precompute"}
+    assert set(services) == {"secrets", "redis", "inference", "frontend", "precompute", "proxy"}
     for name, service in services.items():
         for needed, condition in service.get("depends_on", {}).items():
             if needed == "secrets":  # a one-shot job: the others wait for it to finish
@@ -37,6 +40,7 @@ def test_the_services_start_in_dependency_order_on_health(compose):
     assert set(services["inference"]["depends_on"]) == {"redis"}
     assert set(services["frontend"]["depends_on"]) == {"inference"}
     assert set(services["precompute"]["depends_on"]) == {"inference"}
+    assert set(services["proxy"]["depends_on"]) == {"frontend"}
     assert services["precompute"]["restart"] == "no"
 
 
@@ -55,14 +59,14 @@ def test_redis_keeps_lessons_and_the_volumes_are_declared(compose):
     redis = compose["services"]["redis"]
     assert "./deploy/redis/redis.conf:/usr/local/etc/redis/redis.conf:ro" in redis["volumes"]
     assert "redis-data:/data" in redis["volumes"]
-    assert set(compose["volumes"]) == {"hf-cache", "redis-data", "classroom-secrets"}
+    assert set(compose["volumes"]) == {"hf-cache", "redis-data", "caddy-data", "caddy-config", *SECRET_VOLUMES}
     config = (ROOT / "deploy" / "redis" / "redis.conf").read_text().split("\n")
     assert "maxmemory-policy volatile-lru" in config and "appendonly yes" in config
 
 
 def test_frontend_on_8501_with_a_health_check(compose):
     frontend = compose["services"]["frontend"]
-    assert frontend["ports"] == ["${CLASSROOM_FRONTEND_PORT:-8501}:8501"]
+    assert "ports" not in frontend  # browsers reach it through the proxy only
     assert "_stcore/health" in " ".join(frontend["healthcheck"]["test"])
     assert frontend["environment"]["CLASSROOM_INFERENCE_ADDR"] == "inference:50051"
 
@@ -96,20 +100,32 @@ class _ResetLoader(yaml.SafeLoader):
 _ResetLoader.add_constructor("!reset", lambda loader, node: "!reset")
 
 
-def test_a_fresh_install_publishes_only_the_front_end(compose):
+def test_a_fresh_install_publishes_only_the_proxy(compose):
     services = compose["services"]
     published = {name: service["ports"] for name, service in services.items() if service.get("ports")}
-    assert published == {"frontend": ["${CLASSROOM_FRONTEND_PORT:-8501}:8501"]}
+    assert published == {"proxy": ["${CLASSROOM_HTTP_PORT:-80}:80", "${CLASSROOM_HTTPS_PORT:-443}:443"]}
 
 
-def test_the_secrets_are_made_on_first_start_and_every_service_reads_its_own(compose):
+def test_each_service_mounts_only_the_secrets_it_reads(compose):
     services = compose["services"]
-    assert services["secrets"]["command"] == ["python", "-m", "services.inference", "make-secrets", "/secrets"]
+    job = services["secrets"]
+    assert job["command"] == ["python", "-m", "services.inference", "make-secrets", "/secrets"]
+    assert job["user"] == "0:0" and job["network_mode"] == "none"  # root only to give each folder away
+    assert sorted(job["volumes"]) == sorted(f"{volume}:/secrets/{folder}" for volume, folder in SECRET_VOLUMES.items())
+    readers = {reader.folder: set(reader.files) for reader in READERS}
+    mounted = {}
     for name in ("redis", "inference", "frontend", "precompute"):
-        assert "classroom-secrets:/secrets:ro" in services[name]["volumes"], name
-    # Redis requires the password; the clients read it and the API token from the volume.
-    assert "--requirepass" in " ".join(services["redis"]["command"])
-    assert "/secrets/redis_password" in " ".join(services["redis"]["healthcheck"]["test"])
+        volumes = [v for v in services[name]["volumes"] if v.split(":")[0] in SECRET_VOLUMES]
+        assert len(volumes) == 1 and volumes[0].endswith(":/secrets:ro"), (name, volumes)
+        mounted[name] = SECRET_VOLUMES[volumes[0].split(":")[0]]
+        for variable, value in services[name].get("environment", {}).items():
+            if variable.endswith("_FILE"):  # every secret a service is told to read is in its folder
+                assert value.removeprefix("/secrets/") in readers[mounted[name]], (name, variable)
+    assert mounted == {"redis": "redis", "inference": "service", "precompute": "service", "frontend": "frontend"}
+    assert "redis_password" not in readers["frontend"] and "cache_secret" not in readers["frontend"]
+    frontend = services["frontend"]["environment"]
+    assert frontend["CLASSROOM_CLASS_CODE_FILE"] == "/secrets/class_code"
+    assert frontend["CLASSROOM_CLASS_CODE"] == "${CLASSROOM_CLASS_CODE:-}"  # an explicit code still wins
     for name in ("inference", "precompute"):
         assert services[name]["environment"]["CLASSROOM_REDIS_PASSWORD_FILE"] == "/secrets/redis_password"
         assert services[name]["environment"]["CLASSROOM_CACHE_SECRET_FILE"] == "/secrets/cache_secret"
@@ -117,3 +133,32 @@ def test_the_secrets_are_made_on_first_start_and_every_service_reads_its_own(com
         assert services[name]["environment"]["CLASSROOM_API_TOKEN_FILE"] == "/secrets/api_token"
     # The service listens on the compose network, which it may only do with the token.
     assert services["inference"]["environment"]["CLASSROOM_HOST"] == "0.0.0.0"
+
+
+def test_redis_runs_as_its_own_user_with_the_password_off_its_command_line(compose):
+    redis = compose["services"]["redis"]
+    # The official image's entry point drops to its redis user only when the command starts with redis-server.
+    assert redis["command"] == [
+        "redis-server", "/usr/local/etc/redis/redis.conf", "--include", f"/secrets/{REDIS_AUTH_CONF}"
+    ]  # fmt: skip
+    assert "user" not in redis
+    health = " ".join(redis["healthcheck"]["test"])
+    assert "REDISCLI_AUTH=" in health and " -a " not in health  # not on redis-cli's command line either
+
+
+def test_the_proxy_is_the_only_way_in_and_the_front_end_trusts_only_its_network(compose):
+    services = compose["services"]
+    proxy = services["proxy"]
+    assert proxy["image"].startswith("caddy:")
+    assert proxy["command"] == ["/bin/sh", "/etc/caddy/start.sh"]
+    assert "./deploy/caddy:/etc/caddy:ro" in proxy["volumes"]
+    assert "${CLASSROOM_HTTPS_CERT_DIR:-./deploy/certs}:/certs:ro" in proxy["volumes"]
+    assert "caddy-data:/data" in proxy["volumes"]  # certificates survive restarts
+    assert set(proxy["environment"]) == {"CLASSROOM_PUBLIC_NAME", "CLASSROOM_HTTPS_CERT", "CLASSROOM_HTTPS_KEY"}
+    # Only the proxy and the front end are on the edge network, and that network is what the front end trusts.
+    on_edge = {name for name, service in services.items() if "edge" in service.get("networks", [])}
+    assert on_edge == {"proxy", "frontend"}
+    assert proxy["networks"] == ["edge"] and set(services["frontend"]["networks"]) == {"default", "edge"}
+    subnet = compose["networks"]["edge"]["ipam"]["config"][0]["subnet"]
+    assert services["frontend"]["environment"]["CLASSROOM_TRUSTED_PROXIES"] == subnet
+    assert (ROOT / "deploy" / "certs" / ".gitignore").read_text().splitlines()[1:] == ["*", "!.gitignore"]

@@ -67,22 +67,23 @@ def test_containers_entry_points_serve_a_cached_and_a_live_generation(tiny_dir, 
     made = subprocess.run([*local_python(compose["secrets"]["command"][:-1]), str(secrets)], cwd=ROOT,
                           capture_output=True, text=True, timeout=120)  # fmt: skip
     assert made.returncode == 0, made.stderr
-    redis_server = RedisServer(tmp_path / "redis", password=(secrets / "redis_password").read_text().strip()).start()
+    password = (secrets / "service" / "redis_password").read_text().strip()
+    redis_server = RedisServer(tmp_path / "redis", password=password).start()
     grpc_port, web_port = free_port(), free_port()
-    # Host names become loopback addresses; the image's /app is this checkout; /secrets the volume.
+    # Host names become loopback addresses; the image's /app is this checkout; /secrets the service's own volume.
     hosts = {
         "redis:6379": f"127.0.0.1:{redis_server.port}",
         "inference:50051": f"127.0.0.1:{grpc_port}",
         "/app/": f"{ROOT}/",
-        "/secrets/": f"{secrets}/",
+        "/secrets/": f"{secrets}/service/",
     }
     common = {"CLASSROOM_MODEL": "tiny", "CLASSROOM_TINY_DIR": str(tiny_dir), "CLASSROOM_CATALOG": str(LESSON_CATALOG),
               "CLASSROOM_HOST": "127.0.0.1", "CLASSROOM_METRICS_PORT": "0"}  # fmt: skip
     processes = []
 
-    def start(command, env):
+    def start(command, env, stdout=subprocess.DEVNULL):
         processes.append(subprocess.Popen(command, env=env, cwd=ROOT, start_new_session=True,
-                                          stdout=subprocess.DEVNULL))  # fmt: skip
+                                          stdout=stdout))  # fmt: skip
         return processes[-1]
 
     try:
@@ -101,7 +102,9 @@ def test_containers_entry_points_serve_a_cached_and_a_live_generation(tiny_dir, 
 
         frontend = image_command("frontend.Dockerfile")
         frontend[frontend.index("8501")] = str(web_port)
-        start(frontend, environment(compose["frontend"], hosts, common))
+        frontend_hosts = hosts | {"/secrets/": f"{secrets}/frontend/"}  # the front end's volume: token, class code
+        log = (tmp_path / "frontend.log").open("w")
+        start(frontend, environment(compose["frontend"], frontend_hosts, common), stdout=log)
         deadline = time.monotonic() + 120
         while True:
             try:
@@ -117,7 +120,7 @@ def test_containers_entry_points_serve_a_cached_and_a_live_generation(tiny_dir, 
         with pytest.raises(grpc.RpcError) as refused:
             stub.ListLessons(pb.ListLessonsRequest())
         assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
-        token = (secrets / "api_token").read_text().strip()
+        token = (secrets / "service" / "api_token").read_text().strip()
         stub = Authorised(stub, token)
         lessons = stub.ListLessons(pb.ListLessonsRequest())
         assert {e.cache_state for e in lessons.entries} == {pb.CACHE_STATE_LESSON}
@@ -127,6 +130,9 @@ def test_containers_entry_points_serve_a_cached_and_a_live_generation(tiny_dir, 
                                              height=64)))  # fmt: skip
         assert live.status.source == pb.TRAJECTORY_SOURCE_COMPUTED and len(live.frames) == 3
         channel.close()
+        # The class code made at the first start is in the front end's log, for the teacher to read out.
+        class_code = (secrets / "frontend" / "class_code").read_text().strip()
+        assert f"Class code for students: {class_code}" in (tmp_path / "frontend.log").read_text()
     finally:
         for process in processes:
             os.killpg(process.pid, signal.SIGTERM)
