@@ -7,7 +7,12 @@
 # under two seconds a picture on a CPU). Ports: CLASSROOM_GRPC_PORT (50051),
 # CLASSROOM_FRONTEND_PORT (8501), CLASSROOM_REDIS_PORT (6379, for the Redis
 # started here). An external Redis is used when CLASSROOM_REDIS_URL is set. The Redis data and the
-# secrets live in CLASSROOM_RUN_DIR (.run), kept across starts.
+# secrets live in CLASSROOM_RUN_DIR (.run), kept across starts, each secret in a 0700 folder.
+#
+# As with docker compose, the class code is made at the first start (the front end says it at
+# start; the teacher's page shows it) unless CLASSROOM_CLASS_CODE is set. Set but empty
+# (`CLASSROOM_CLASS_CODE= make up`): no sign-in, for development. The Redis started here asks
+# for a password, read from a file it includes, never from its command line.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
@@ -26,21 +31,29 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-if [ -z "${CLASSROOM_REDIS_URL:-}" ]; then
-  redis-server deploy/redis/redis.conf --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$RUN/redis" \
-    --maxmemory 1gb &
-  pids+=($!)
-  export CLASSROOM_REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0"
+# The secrets, made once and kept: the cache secret, so cached lessons outlive a restart; the
+# class code, so students keep the one they were given. Everything here listens on this machine
+# only, except the front end.
+"$PY" -m services.inference make-secrets "$RUN/secrets" >/dev/null
+SECRETS=$RUN/secrets
+export CLASSROOM_CACHE_SECRET_FILE=${CLASSROOM_CACHE_SECRET_FILE:-$SECRETS/service/cache_secret}
+if [ -z "${CLASSROOM_CLASS_CODE+set}" ]; then
+  export CLASSROOM_CLASS_CODE_FILE=${CLASSROOM_CLASS_CODE_FILE:-$SECRETS/frontend/class_code}
 fi
 
-# The cache secret, made once and kept, so cached lessons outlive a restart. Everything here
-# listens on this machine only, except the front end.
-"$PY" -m services.inference make-secrets "$RUN/secrets" >/dev/null
-export CLASSROOM_CACHE_SECRET_FILE=${CLASSROOM_CACHE_SECRET_FILE:-$RUN/secrets/cache_secret}
+if [ -z "${CLASSROOM_REDIS_URL:-}" ]; then
+  redis-server deploy/redis/redis.conf --include "$SECRETS/redis/redis-auth.conf" --port "$REDIS_PORT" \
+    --bind 127.0.0.1 --dir "$RUN/redis" --maxmemory 1gb &
+  pids+=($!)
+  export CLASSROOM_REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0"
+  export CLASSROOM_REDIS_PASSWORD_FILE="$SECRETS/service/redis_password"
+fi
 CLASSROOM_GRPC_PORT=$GRPC_PORT "$PY" -m services.inference serve &
 pids+=($!)
 
-CLASSROOM_INFERENCE_ADDR=${CLASSROOM_INFERENCE_ADDR:-localhost:$GRPC_PORT} "$PY" -m streamlit run frontend/app.py \
+# frontend.start says the class code, then runs Streamlit. The teacher's page opens only here, on
+# this machine (http://localhost), since nothing here serves HTTPS.
+CLASSROOM_INFERENCE_ADDR=${CLASSROOM_INFERENCE_ADDR:-localhost:$GRPC_PORT} "$PY" -m frontend.start \
   --server.port "$FRONTEND_PORT" &
 pids+=($!)
 

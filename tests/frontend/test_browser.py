@@ -86,6 +86,7 @@ def running_stack(folder: Path, **settings: str) -> Iterator[Stack]:
         "CLASSROOM_RUN_DIR": str(folder / "run"),  # its own Redis data and secrets, never a developer's .run
         "CLASSROOM_RATE_LIMIT_PER_MINUTE": "0",  # one browser opens every lesson and generates
         "CLASSROOM_TEACHER_CODE": TEACHER_CODE,  # read by the service and the front end alike
+        "CLASSROOM_CLASS_CODE": "",  # set but empty: no sign-in (`make up` makes a class code otherwise)
         **settings,
     }
     for name in ("CLASSROOM_REDIS_URL", "CLASSROOM_INFERENCE_ADDR", "CLASSROOM_CATALOG"):

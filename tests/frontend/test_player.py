@@ -104,8 +104,9 @@ def stack(tmp_path_factory) -> Iterator[Stack]:
         "CLASSROOM_REDIS_URL": redis.url,
         "CLASSROOM_RATE_LIMIT_PER_MINUTE": "0",  # one browser opens lessons and generates
         "CLASSROOM_TEACHER_CODE": TEACHER_CODE,  # read by the service and the front end alike
+        "CLASSROOM_CLASS_CODE": "",  # set but empty: no sign-in (`make up` makes a class code otherwise)
     }
-    for name in ("CLASSROOM_INFERENCE_ADDR", "CLASSROOM_CATALOG", "CLASSROOM_CLASS_CODE"):
+    for name in ("CLASSROOM_INFERENCE_ADDR", "CLASSROOM_CATALOG"):
         env.pop(name, None)
     log = (tmp_path_factory.mktemp("stack") / "stack.log").open("w")
     process = subprocess.Popen(

@@ -1,0 +1,63 @@
+"""`make up` (deploy/local-up.sh) as a teacher starts it: a class code made and said, Redis behind a password."""
+
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import redis
+
+from tests.frontend.conftest import ROOT
+from tests.support.frontend import stop
+from tests.support.servers import free_port
+
+
+def test_make_up_makes_a_class_code_and_starts_redis_with_a_password(tiny_dir, tmp_path):
+    ports = {name: str(free_port()) for name in ("GRPC", "FRONTEND", "REDIS")}
+    env = os.environ | {
+        "CLASSROOM_MODEL": "tiny",
+        "CLASSROOM_TINY_DIR": str(tiny_dir),
+        "CLASSROOM_GRPC_PORT": ports["GRPC"],
+        "CLASSROOM_FRONTEND_PORT": ports["FRONTEND"],
+        "CLASSROOM_REDIS_PORT": ports["REDIS"],
+        "CLASSROOM_METRICS_PORT": "0",
+        "CLASSROOM_RUN_DIR": str(tmp_path / "run"),
+    }
+    for name in ("CLASSROOM_REDIS_URL", "CLASSROOM_INFERENCE_ADDR", "CLASSROOM_CLASS_CODE", "CLASSROOM_CLASS_CODE_FILE",
+                 "CLASSROOM_REDIS_PASSWORD_FILE", "CLASSROOM_CACHE_SECRET_FILE"):  # fmt: skip
+        env.pop(name, None)
+    log_path = tmp_path / "stack.log"
+    with log_path.open("w") as log:
+        process = subprocess.Popen(["bash", str(ROOT / "deploy" / "local-up.sh")], env=env, stdout=log,
+                                   stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+        try:
+            # The front end says the class code as it starts, after the secrets and Redis.
+            deadline = time.monotonic() + 120
+            while "Class code for students: " not in log_path.read_text():
+                assert process.poll() is None and time.monotonic() < deadline, log_path.read_text()
+                time.sleep(0.1)
+            secrets = tmp_path / "run" / "secrets"
+            class_code = (secrets / "frontend" / "class_code").read_text().strip()
+            assert f"Class code for students: {class_code}\n" in log_path.read_text()
+            password = (secrets / "service" / "redis_password").read_text().strip()
+            while True:  # Redis starts in the background: wait until it answers at all
+                try:
+                    with pytest.raises(redis.AuthenticationError):
+                        redis.Redis(port=int(ports["REDIS"])).ping()
+                    break
+                except redis.ConnectionError:
+                    assert process.poll() is None and time.monotonic() < deadline, log_path.read_text()
+                    time.sleep(0.05)
+            assert redis.Redis(port=int(ports["REDIS"]), password=password).ping()
+            for pid in _descendants(process.pid):
+                assert password.encode() not in Path(f"/proc/{pid}/cmdline").read_bytes()
+            assert {oct(p.stat().st_mode & 0o777) for p in secrets.rglob("*")} == {"0o700", "0o600"}
+        finally:
+            stop(process)
+
+
+def _descendants(pid: int) -> list[int]:
+    """`pid` and every process under it (the script, Redis, the service, the front end)."""
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return [pid, *(d for child in children for d in _descendants(int(child)))]
