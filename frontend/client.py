@@ -10,6 +10,7 @@ import streamlit as st
 from frontend.settings import FrontendSettings
 from frontend.transport import LOOPBACK, client_address, current_connection
 from services.common.client import RECONNECT_DELAYS_S, ClassroomClient, StudentError
+from services.common.text import fold_name
 
 __all__ = ["RECONNECT_DELAYS_S", "ClassroomClient", "StudentError", "browser_address", "get_client", "student_id"]
 
@@ -17,14 +18,15 @@ __all__ = ["RECONNECT_DELAYS_S", "ClassroomClient", "StudentError", "browser_add
 def student_id() -> str:
     """Who this student is, to the service: one generation at a time, and their own rate limit.
 
-    Signed in with the class code, a student is their class and display name: signing
+    Signed in with the class code, a student is their class and display name, folded as
+    the roster compares names (Alice in fullwidth or Cyrillic letters is Alice): signing
     in again, from a reload or another browser, is the same student (the same bucket,
     the same place in the queue). Without a class code, each browser session is one.
     """
     name = st.session_state.get("display_name")
     if name:
         settings = FrontendSettings()
-        who = f"{settings.class_name}\0{name.casefold()}".encode()
+        who = f"{settings.class_name}\0{fold_name(name)}".encode()
         return "student-" + hashlib.sha256(who).hexdigest()[:32]
     if "student_id" not in st.session_state:
         st.session_state.student_id = uuid.uuid4().hex

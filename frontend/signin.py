@@ -1,10 +1,11 @@
 """The class code and display name a student gives before any lesson, and the hold on that name.
 
 Signed in, a student holds their name in the class: the service's roster gives
-each name to one live browser session (`JoinClass`). This page asks for it at
-sign-in; `keep_my_name` renews it on every page and every few seconds while the
-tab is open, and signs the tab out when the teacher removed the name or the
-same student signed in again in another tab.
+each name to one live browser session (`JoinClass`), and lets only the same
+browser (its signed cookie, `frontend.browser_id`) take it over. This page asks
+for it at sign-in; `keep_my_name` renews it on every page and every few seconds
+while the tab is open, and signs the tab out when the teacher removed the name
+or the same student signed in again in another tab.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import uuid
 import grpc
 import streamlit as st
 
+from frontend.browser_id import browser_id, remember_browser
 from frontend.client import StudentError, browser_address, get_client
 from frontend.guard import record_try, wait_before_trying
 from frontend.settings import FrontendSettings
@@ -37,7 +39,7 @@ def signed_in(settings: FrontendSettings) -> bool:
 def _join(name: str, session: str) -> None:
     """Hold `name` for this session (raises StudentError unless the service is merely away)."""
     try:
-        get_client().join_class(name, session, browser_address())
+        get_client().join_class(name, session, browser_address(), browser=browser_id())
     except StudentError as error:
         if error.code not in _AWAY:
             raise
@@ -78,6 +80,7 @@ def sign_in_page() -> None:
     """Ask for the class code and a display name; on success the app reruns with the lessons."""
     settings = FrontendSettings()
     st.title("Diffusion Classroom")
+    remember_browser()  # before the form: the cookie is in the browser by the time the student signs in
     if because := st.session_state.pop("signed_out_because", None):
         st.warning(because)
     st.markdown("Welcome! Type the class code your teacher gave you, and a name for yourself.")

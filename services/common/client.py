@@ -192,13 +192,15 @@ class ClassroomClient:
     def encode(self, prompt: str, student: str = "") -> pb.PromptEncoding:
         return self._call(self.stub.EncodePrompt, pb.EncodePromptRequest(prompt=prompt), student=student).encoding
 
-    def join_class(self, name: str, session: str, address: str = "") -> float:
+    def join_class(self, name: str, session: str, address: str = "", browser: str = "") -> float:
         """Sign in to the class as `name` (or renew it); seconds within which to renew.
 
+        `browser` is the browser's id from the front end's signed cookie: a session of the same
+        browser takes the name over, any other is refused while the name is held.
         Raises StudentError: with reason SIGNED_OUT when this session no longer holds the name.
         """
         metadata = (*self._auth, (CLASS_METADATA, self.class_name.encode())) if self.class_name else self._auth
-        request = pb.JoinClassRequest(name=name, session=session, address=address)
+        request = pb.JoinClassRequest(name=name, session=session, address=address, browser=browser)
         try:
             reply = self.stub.JoinClass(request, timeout=self.settings.request_timeout_s, metadata=metadata)
         except grpc.RpcError as error:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import torch
 
 from services.common.api import pb
-from services.common.text import hidden_characters
+from services.common.text import fold_name, hidden_characters
 from services.common.trajectories import ON_REQUEST_PROBES, canonical_request
 from services.inference.batching import BatchScheduler, Job, JobView, Requester, SchedulerStats
 from services.inference.cache import CacheStats, TrajectoryStore
@@ -169,7 +169,7 @@ class Classroom:
         )
         self.precompute = PrecomputeProgress()
         self._precompute_task: asyncio.Task[None] | None = None
-        self.roster = Roster(max_per_address=settings.max_per_address)
+        self.roster = Roster(max_per_address=settings.max_per_address, blocklist=self.blocklist)
         # Present mode, quick checks, the class gallery and map (teaching together).
         self.together = Together(store, self.catalog, [(e.entry, e.request) for e in self.entries], self.blocklist)
 
@@ -304,14 +304,16 @@ class Classroom:
 
     # -- who is in class -------------------------------------------------------
 
-    def join(self, who: Requester, session: str) -> float:
+    def join(self, who: Requester, session: str, browser: str = "") -> float:
         """A front-end session signs in with a name, or renews it; seconds within which to renew."""
         who = check_requester(who)
         if not who.name:
             raise RequestError([("name", "Please type a name to sign in with.")])
         if not session or len(session) > 128 or hidden_characters(session):
             raise RequestError([("session", "The session id is missing, too long, or has control characters.")])
-        self.roster.join(who.classroom, who.name, session, who.address)
+        if len(browser) > 128 or hidden_characters(browser):
+            raise RequestError([("browser", "The browser id is too long or has control characters.")])
+        self.roster.join(who.classroom, who.name, session, who.address, browser)
         return self.roster.live_s / 3
 
     def in_class(self, who: Requester) -> Requester:
@@ -330,9 +332,9 @@ class Classroom:
         if let_back:
             return self.roster.let_back(classroom, name), 0
         changed = self.roster.remove(classroom, name)
-        folded = name.casefold()
+        folded = fold_name(name)
         stopped = self.scheduler.stop_jobs_of(
-            lambda r: r.classroom == classroom and r.name.casefold() == folded, STUDENT_REMOVED
+            lambda r: r.classroom == classroom and fold_name(r.name) == folded, STUDENT_REMOVED
         )
         log.info("the teacher removed a name from the class (%d generation(s) stopped)", stopped)
         return changed, stopped

@@ -16,6 +16,8 @@ import re
 import unicodedata
 from pathlib import Path
 
+from services.common.text import LOOK_ALIKE_LETTERS
+
 DEFAULT_BLOCKLIST = Path(__file__).with_name("blocklist.txt")
 
 _SEPARATORS = re.compile(r"[\W_]+")
@@ -37,16 +39,11 @@ def _letter_forms() -> dict[int, str]:
 
 
 _LETTER_FORMS = _letter_forms()
-# Letters from other alphabets that look like Latin ones (after NFKC and case folding).
+# Letters from other alphabets that look like Latin ones (the table display names fold with too),
+# and digits and signs standing for letters.
 _LOOK_ALIKES = str.maketrans(
-    {
-        "а": "a", "в": "b", "е": "e", "ё": "e", "к": "k", "м": "m", "н": "h", "о": "o", "р": "p", "с": "c",
-        "т": "t", "у": "y", "х": "x", "і": "i", "ї": "i", "ј": "j", "ѕ": "s", "ԁ": "d", "ɡ": "g", "ӏ": "l",
-        "α": "a", "β": "b", "ε": "e", "η": "n", "ι": "i", "κ": "k", "ν": "v", "ο": "o", "ρ": "p", "τ": "t",
-        "υ": "u", "χ": "x", "ѵ": "v", "ɩ": "i", "0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t",
-        "@": "a", "$": "s",
-    }
-)  # fmt: skip
+    {**LOOK_ALIKE_LETTERS, "0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a", "$": "s"}
+)
 
 
 def _stem(word: str) -> str:

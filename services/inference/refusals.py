@@ -221,6 +221,26 @@ class NameRemoved(Refusal):
         super().__init__(f"Your teacher removed the name {name!r} from the class. Ask your teacher about it.")
 
 
+class BrowserRemoved(Refusal):
+    """The teacher removed a name this browser held: the browser may not sign in under any name."""
+
+    code = code_pb2.PERMISSION_DENIED
+    reason = SIGNED_OUT
+
+    def __init__(self) -> None:
+        super().__init__(
+            "Your teacher removed you from the class on this browser, so it cannot sign in under another name. "
+            "Ask your teacher to let you back in."
+        )
+
+
+class BlockedName(RequestError):
+    """The display name has a word or phrase from the class's blocklist."""
+
+    def __init__(self) -> None:
+        super().__init__([("name", "This name can't be used in class. Please choose another one.")])
+
+
 class SignedInElsewhere(Refusal):
     """A newer sign-in with the same name, from the same computer, took the name over."""
 

@@ -2,16 +2,25 @@
 
 A student signs in with the class code and a name; the front end then holds that
 name for the session by calling `JoinClass` when the student signs in and again
-every few seconds while the tab is open. The rules, for one class:
+every few seconds while the tab is open. It sends the browser's id, which the
+front end keeps in a signed cookie: a classmate cannot send another browser's id.
+The rules, for one class:
 
-- A name is held by one live session. Signing in again from the same browser
-  address (a reload, a second tab) takes the name over, and the older session is
-  signed out on its next renewal; from another address, while the holder is live,
-  the name is refused. A session that has not renewed for `live_s` has left.
+- Names are compared in folded form (`services.common.text.fold_name`): Alice
+  with a Cyrillic A, in fullwidth letters or as "ALICE " is Alice's name.
+- A name is held by one live session. Signing in again from the same browser (a
+  reload, a second tab) takes the name over, and the older session is signed out
+  on its next renewal; from another browser, while the holder is live, the name
+  is refused, even at the same address (behind a school's network address
+  translation the whole class shares one). A session that has not renewed for
+  `live_s` has left.
 - One browser address holds at most `max_per_address` names (0: no limit), so one
   machine cannot sit in many places.
+- A name must pass the class's blocklist.
 - The teacher can remove a name: its session is signed out, its generations are
-  stopped, and nobody may use that name again until the teacher lets it back.
+  stopped, and nobody may use that name again until the teacher lets it back. The
+  browser that held it is removed with it: it may not sign in under any name until
+  the teacher lets the name back.
 
 Kept in the service's memory (one service per class server): after a restart
 the open tabs join again on their next renewal, and removed names are forgotten.
@@ -23,7 +32,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from services.inference.refusals import NameRemoved, NameTaken, SignedInElsewhere, TooManyNames
+from services.common.text import fold_name
+from services.inference.moderation import Blocklist
+from services.inference.refusals import (
+    BlockedName,
+    BrowserRemoved,
+    NameRemoved,
+    NameTaken,
+    SignedInElsewhere,
+    TooManyNames,
+)
 
 LIVE_S = 60.0  # a session that has not renewed for this long has closed its tab
 REPLACED_KEPT = 4096  # signed-out sessions remembered (a tab left open for hours after a reload)
@@ -37,6 +55,7 @@ class Seat:
     name: str  # as the student typed it
     session: str
     address: str
+    browser: str  # the front end's signed browser id ("" when none was sent: never taken over)
     joined: float  # time.time(), for the teacher's page
     seen: float  # the clock's time of the last renewal
 
@@ -52,19 +71,32 @@ class RosterEntry:
     removed: bool
 
 
+@dataclass
+class Removed:
+    """A name the teacher removed, as the teacher saw it, and the browser that held it (if one did)."""
+
+    name: str
+    browser: str
+
+
 def _key(classroom: str, name: str) -> tuple[str, str]:
-    return classroom, name.casefold()
+    return classroom, fold_name(name)
 
 
 class Roster:
     """The names signed in to each class, one live session each."""
 
     def __init__(
-        self, max_per_address: int = 0, live_s: float = LIVE_S, clock: Callable[[], float] = time.monotonic
+        self,
+        max_per_address: int = 0,
+        live_s: float = LIVE_S,
+        clock: Callable[[], float] = time.monotonic,
+        blocklist: Blocklist | None = None,
     ) -> None:
         self.max_per_address, self.live_s, self.clock = max_per_address, live_s, clock
+        self.blocklist = blocklist or Blocklist([])
         self._seats: dict[tuple[str, str], Seat] = {}
-        self._removed: dict[tuple[str, str], str] = {}  # key -> the name as the teacher saw it
+        self._removed: dict[tuple[str, str], Removed] = {}
         # (classroom, session) pairs signed out by a newer sign-in, the oldest forgotten first.
         self._replaced: dict[tuple[str, str], None] = {}
 
@@ -75,19 +107,23 @@ class Roster:
         for key in [key for key, seat in self._seats.items() if not self._live(seat)]:
             del self._seats[key]
 
-    def join(self, classroom: str, name: str, session: str, address: str) -> None:
+    def join(self, classroom: str, name: str, session: str, address: str, browser: str = "") -> None:
         """Sign in, or renew: this session holds this name now. Raises a refusal if it may not."""
         key = _key(classroom, name)
         if key in self._removed:
             raise NameRemoved(name)
+        if browser and any(r.browser == browser for (c, _), r in self._removed.items() if c == classroom):
+            raise BrowserRemoved()
         if (classroom, session) in self._replaced:
             raise SignedInElsewhere(name)
+        if self.blocklist.blocks(name):
+            raise BlockedName()
         self._forget_the_gone()
         seat = self._seats.get(key)
         if seat is not None and seat.session != session:
-            if seat.address != address:
+            if not browser or seat.browser != browser:
                 raise NameTaken(name)
-            self._replaced[classroom, seat.session] = None  # a reload or another tab on the same machine
+            self._replaced[classroom, seat.session] = None  # a reload or another tab of the same browser
             if len(self._replaced) > REPLACED_KEPT:
                 del self._replaced[next(iter(self._replaced))]
             seat = None
@@ -96,7 +132,7 @@ class Roster:
             if held >= self.max_per_address:
                 raise TooManyNames(held)
         if seat is None:
-            seat = self._seats[key] = Seat(classroom, name, session, address, time.time(), self.clock())
+            seat = self._seats[key] = Seat(classroom, name, session, address, browser, time.time(), self.clock())
         seat.seen = self.clock()
 
     def check(self, classroom: str, name: str) -> None:
@@ -105,14 +141,18 @@ class Roster:
             raise NameRemoved(name)
 
     def remove(self, classroom: str, name: str) -> bool:
-        """The teacher removes a name; True if it was signed in."""
+        """The teacher removes a name, and the browser that holds it; True if it was signed in."""
         key = _key(classroom, name)
-        seat = self._seats.pop(key, None)
-        self._removed[key] = seat.name if seat is not None else name
+        seat = self._seats.pop(key, None)  # a tab closed a moment ago still names its browser
+        if seat is not None:
+            # Its other names go too (their next renewal is refused): the browser is out, not only the name.
+            for other in [k for k, s in self._seats.items() if seat.browser and s.browser == seat.browser]:
+                del self._seats[other]
+        self._removed[key] = Removed(seat.name if seat else name, seat.browser if seat else "")
         return seat is not None
 
     def let_back(self, classroom: str, name: str) -> bool:
-        """The teacher lets a removed name sign in again; True if it was removed."""
+        """The teacher lets a removed name, and its browser, sign in again; True if it was removed."""
         return self._removed.pop(_key(classroom, name), None) is not None
 
     def entries(self) -> list[RosterEntry]:
@@ -121,7 +161,7 @@ class Roster:
         now = self.clock()
         live = [
             RosterEntry(s.classroom, s.name, now - s.seen, s.joined, False)
-            for s in sorted(self._seats.values(), key=lambda s: (s.classroom, s.name.casefold()))
+            for s in sorted(self._seats.values(), key=lambda s: (s.classroom, fold_name(s.name)))
         ]
-        removed = [RosterEntry(classroom, name, 0.0, 0.0, True) for (classroom, _), name in self._removed.items()]
+        removed = [RosterEntry(classroom, r.name, 0.0, 0.0, True) for (classroom, _), r in self._removed.items()]
         return live + removed

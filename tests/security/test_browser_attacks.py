@@ -155,3 +155,36 @@ def test_guessing_the_class_code_in_the_browser_slows_down_the_guesser_only(page
         expect(classmate.get_by_text("Type the class code")).to_have_count(0)  # past the sign-in page
     finally:
         context.close()
+
+
+def test_only_the_same_browser_takes_a_name_over(browser, frontend_url, lesson_server):
+    """The signed browser cookie, in a real browser: a student's second tab takes the name over, a classmate cannot."""
+    from frontend.browser_id import COOKIE
+
+    def new_tab(context) -> Page:
+        tab = context.new_page()
+        tab.set_default_timeout(60_000)
+        finished_runs(tab)
+        tab.goto(frontend_url)
+        expect(tab.get_by_text("Type the class code")).to_be_visible()
+        return tab
+
+    noors, classmates = (browser.new_context(viewport={"width": 1200, "height": 900}) for _ in range(2))
+    try:
+        first = new_tab(noors)
+        sign_in(first, CLASS_CODE, "Noor")
+        expect(first.get_by_text("Type the class code")).to_have_count(0)
+        (cookie,) = [c for c in noors.cookies() if c["name"] == COOKIE]
+        assert cookie["sameSite"] == "Strict" and cookie["path"] == "/"
+        # A classmate's browser at the same address (127.0.0.1): refused while Noor's tab is open.
+        thief = new_tab(classmates)
+        sign_in(thief, CLASS_CODE, "Noor")
+        expect(thief.get_by_text("already signed in as 'Noor'")).to_be_visible()
+        # Noor's own second tab sends her cookie: it takes the name over.
+        second = new_tab(noors)
+        sign_in(second, CLASS_CODE, "Noor")
+        expect(second.get_by_text("Type the class code")).to_have_count(0)
+        assert [c["value"] for c in noors.cookies() if c["name"] == COOKIE] == [cookie["value"]]
+    finally:
+        noors.close()
+        classmates.close()

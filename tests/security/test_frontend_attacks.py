@@ -67,7 +67,9 @@ def test_names_that_would_deceive_the_teacher_are_refused(class_code, name, prob
     assert problem in at.error[0].value and "display_name" not in at.session_state
 
 
-def test_signing_in_again_with_the_same_name_is_the_same_student(class_code):
+def test_signing_in_again_with_the_same_name_is_the_same_student(class_code, monkeypatch):
+    import frontend.browser_id
+
     ids = []
     for _ in range(2):  # two browser sessions (a reload)
         at = AppTest.from_file(APP, default_timeout=60).run()
@@ -75,6 +77,8 @@ def test_signing_in_again_with_the_same_name_is_the_same_student(class_code):
         assert not at.error
         at.switch_page("lessons/words.py").run()
         ids.append(student_of(at))
+        cookie = at.session_state[frontend.browser_id.STATE_KEY]
+        monkeypatch.setattr(frontend.browser_id, "cookie_sent", lambda cookie=cookie: cookie)  # the same browser
     other = AppTest.from_file(APP, default_timeout=60).run()
     sign_in(other, class_code, "Alex")
     other.switch_page("lessons/words.py").run()

@@ -1,10 +1,18 @@
-"""Who is in class: one live session per name, a few names per computer, names the teacher removed."""
+"""Who is in class: one live session per name (held by its browser), a few names per computer, names removed."""
 
 from __future__ import annotations
 
 import pytest
 
-from services.inference.refusals import NameRemoved, NameTaken, SignedInElsewhere, TooManyNames
+from services.inference.moderation import Blocklist
+from services.inference.refusals import (
+    BlockedName,
+    BrowserRemoved,
+    NameRemoved,
+    NameTaken,
+    SignedInElsewhere,
+    TooManyNames,
+)
 from services.inference.roster import Roster
 
 
@@ -43,14 +51,60 @@ def test_a_name_left_alone_is_free_again(clock):
     assert [e.name for e in roster.entries()] == ["Robin"]
 
 
-def test_signing_in_again_on_the_same_computer_signs_the_old_tab_out(clock):
+def test_signing_in_again_in_the_same_browser_signs_the_old_tab_out(clock):
     roster = Roster(clock=clock)
-    roster.join("7B", "Robin", "tab-1", "10.0.0.5")
-    roster.join("7B", "Robin", "tab-2", "10.0.0.5")  # a reload: a new session, the same machine
+    roster.join("7B", "Robin", "tab-1", "10.0.0.5", browser="robins-browser")
+    roster.join("7B", "Robin", "tab-2", "10.0.0.5", browser="robins-browser")  # a reload: a new session
     with pytest.raises(SignedInElsewhere):
-        roster.join("7B", "Robin", "tab-1", "10.0.0.5")  # the old tab's next renewal
-    roster.join("7B", "Robin", "tab-2", "10.0.0.5")  # the new one keeps the name
+        roster.join("7B", "Robin", "tab-1", "10.0.0.5", browser="robins-browser")  # the old tab's next renewal
+    roster.join("7B", "Robin", "tab-2", "10.0.0.5", browser="robins-browser")  # the new one keeps the name
     assert len(roster.entries()) == 1
+
+
+def test_the_same_address_without_the_browser_cannot_take_a_name_over(clock):
+    roster = Roster(clock=clock)
+    roster.join("7B", "Robin", "tab-1", "10.0.0.5", browser="robins-browser")
+    for browser in ("a-classmates-browser", ""):  # behind the school's one address
+        with pytest.raises(NameTaken):
+            roster.join("7B", "Robin", "tab-2", "10.0.0.5", browser=browser)
+    roster.join("7B", "Robin", "tab-1", "10.0.0.5", browser="robins-browser")  # Robin keeps it
+
+
+def test_names_are_compared_folded(clock):
+    roster = Roster(clock=clock)
+    roster.join("7B", "Alice Park", "tab-1", "10.0.0.5", browser="b1")
+    for look_alike in ("\u0410lice Park", "\uff21lice Park", "ALICE  PARK", "Alice\u00a0Park "):
+        with pytest.raises(NameTaken):
+            roster.join("7B", look_alike, "tab-2", "10.0.0.6", browser="b2")
+    roster.join("7B", "Alice Parks", "tab-2", "10.0.0.6", browser="b2")  # another name
+    assert roster.remove("7B", "\u0410LICE PARK")
+    with pytest.raises(NameRemoved):
+        roster.check("7B", "alice park")
+
+
+def test_removing_a_name_removes_its_browser_until_let_back(clock):
+    roster = Roster(clock=clock)
+    roster.join("7B", "Maya", "tab-1", "10.0.0.5", browser="mayas-browser")
+    roster.join("7B", "Bo", "tab-2", "10.0.0.5", browser="mayas-browser")  # a second name, same browser
+    assert roster.remove("7B", "Maya")
+    for name, session in (("Maya2", "tab-3"), ("Bo", "tab-2")):  # a new name, or the other one's renewal
+        with pytest.raises(BrowserRemoved):
+            roster.join("7B", name, session, "10.0.0.5", browser="mayas-browser")
+    roster.join("7B", "Maya2", "tab-4", "10.0.0.5", browser="a-classmates-browser")
+    roster.join("8C", "Maya", "tab-5", "10.0.0.5", browser="mayas-browser")  # another class's roster
+    assert [(e.name, e.removed) for e in roster.entries() if e.classroom == "7B"] == [
+        ("Maya2", False),
+        ("Maya", True),
+    ]
+    assert roster.let_back("7B", "maya")
+    roster.join("7B", "Maya", "tab-6", "10.0.0.5", browser="mayas-browser")
+
+
+def test_a_name_must_pass_the_blocklist(clock):
+    roster = Roster(clock=clock, blocklist=Blocklist(["nude"]))
+    with pytest.raises(BlockedName):
+        roster.join("7B", "N\u00fcde Nick", "tab-1", "10.0.0.5", browser="b1")
+    roster.join("7B", "Nudelman", "tab-1", "10.0.0.5", browser="b1")  # whole words only
 
 
 def test_one_computer_holds_a_few_names_at_most(clock):
