@@ -16,6 +16,7 @@ from enum import StrEnum
 import grpc
 import streamlit as st
 
+from frontend.views import said
 from services.common.api import pb
 
 
@@ -211,7 +212,7 @@ def status_line(state: Snapshot, planned: str = "your picture") -> str:
 
 def show(slot: st.delta_generator.DeltaGenerator, state: Snapshot, *, planned: str = "your picture") -> None:
     """Replace the stream's slot with its one status (a progress bar while it runs)."""
-    line = status_line(state, planned)
+    line = said(status_line(state, planned))  # a failure is the service's sentence, which may quote a prompt
     if state.phase == Phase.RUNNING:
         slot.progress(state.steps_done / state.total_steps if state.total_steps else 0.0, text=line)
     elif state.phase == Phase.WAITING:

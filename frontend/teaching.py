@@ -19,7 +19,7 @@ from frontend.menu import BY_PAGE, LESSONS
 from frontend.player import play_trajectory
 from frontend.together import LETTERS, choice_label
 from frontend.trajectory import load, ready
-from frontend.views import guarded, plain
+from frontend.views import guarded, plain, said
 from services.common.api import pb
 
 T = TypeVar("T")
@@ -198,9 +198,9 @@ def _unless_away(action: Callable[[], T]) -> T | None:
         return action()
     except StudentError as error:
         if error.code == grpc.StatusCode.FAILED_PRECONDITION:
-            st.info(str(error), icon=":material/cloud_off:")
+            st.info(said(str(error)), icon=":material/cloud_off:")
         else:
-            st.error(str(error), icon=":material/error:")
+            st.error(said(str(error)), icon=":material/error:")
         return None
 
 
@@ -263,5 +263,5 @@ def teach_together() -> None:
     with drawn:
         class_map()
     # After the tabs: an element before them would move them, and the teacher's open tab would close.
-    if said := st.session_state.pop("together-said", None):
-        st.toast(said)
+    if sentence := st.session_state.pop("together-said", None):
+        st.toast(sentence)

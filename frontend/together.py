@@ -25,7 +25,7 @@ import streamlit as st
 from frontend.client import ClassroomClient, StudentError, get_client, student_id
 from frontend.menu import led_title
 from frontend.trajectory import load
-from frontend.views import plain
+from frontend.views import plain, said
 from services.common.api import pb
 
 log = logging.getLogger(__name__)
@@ -150,15 +150,15 @@ def quick_check(check: pb.QuickCheck) -> None:
                     run = load(choice.request, lesson_entry=choice.entry_id, planned="picture")
                     column.image(run.image, caption=f"Picture {LETTERS[index]}", width=128)
                 except StudentError as error:
-                    column.caption(str(error))
+                    column.caption(said(str(error)))
             chosen = mine == index
             column.button(
                 choice_label(check, index) + (" (your answer)" if chosen else ""), key=f"qc-{check.id}-{index}",
                 on_click=_answer, args=(check.id, index), disabled=mine is not None or check.revealed,
                 type="primary" if chosen else "secondary",
             )  # fmt: skip
-        if said := st.session_state.pop("quick-check-said", None):
-            st.warning(said)
+        if sentence := st.session_state.pop("quick-check-said", None):
+            st.warning(said(sentence))
         if check.revealed:
             right = check.answer
             counts = ", ".join(f"{LETTERS[i]}: {n}" for i, n in enumerate(check.tally))
@@ -181,6 +181,6 @@ def share_to_class(run: object, key: str) -> None:
         try:
             item = get_client().share_to_gallery(trajectory_key, student_id(), st.session_state.get("display_name", ""))
         except StudentError as error:
-            st.error(str(error), icon=":material/error:")
+            st.error(said(str(error)), icon=":material/error:")
             return
         st.success(SHARED if item.status == pb.SUBMISSION_STATUS_PENDING else SHARED_STRAIGHT)

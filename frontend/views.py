@@ -159,6 +159,21 @@ def plain(text: str, within: Within = "markdown") -> str:
     return text
 
 
+# What markdown could read in a sentence: its characters, where a link starts, a shortcode, a list's start.
+_MARKUP_CHANCE = re.compile(
+    r"[\\`*_{}\[\]<>#|~$&]|https?:|www\.|@|:[\w/+-]+[:\[]|^\s*([-+>]|\d+[.)])\s", re.IGNORECASE | re.MULTILINE
+)
+
+
+def said(sentence: str) -> str:
+    """A sentence of the service's, for markdown: as written, unless markdown would read something in it.
+
+    Refusals quote what a student typed ("already signed in as '...' on another computer"); such a
+    sentence goes through `plain` whole, so the quoted name is shown as typed, never as a link or a picture.
+    """
+    return plain(sentence) if _MARKUP_CHANCE.search(sentence) else sentence
+
+
 # What the lesson pages draw with: about a second to import on a small server, paid at start-up
 # instead of by the first student who opens a lesson (who would see a blank page meanwhile).
 LESSON_LIBRARIES = ("pandas", "altair", "frontend.charts", "frontend.catalog")
@@ -179,5 +194,5 @@ def guarded(action: Callable[[], T]) -> T | None:
     try:
         return action()
     except StudentError as error:
-        st.error(str(error), icon=":material/error:")
+        st.error(said(str(error)), icon=":material/error:")
         return None

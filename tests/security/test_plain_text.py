@@ -17,7 +17,7 @@ from html.parser import HTMLParser
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from frontend.views import plain
+from frontend.views import plain, said
 from services.common.client import ClassroomClient, StudentError
 from tests.frontend.conftest import ROOT
 from tests.integration.helpers import collect, request
@@ -62,6 +62,17 @@ def test_plain_html_and_plain_text_show_the_words_and_make_no_tag(what, text):
     assert parsed.tags == ["figcaption"], what
     assert parsed.words == shown_as(text)
     assert plain(text, "text") == shown_as(text)  # a select box or a table shows it as it is, hidden characters gone
+
+
+@pytest.mark.parametrize(("what", "text"), SHOWN, ids=[what for what, _ in SHOWN])
+def test_a_refusal_that_quotes_a_name_shows_it_as_typed(what, text):
+    from services.inference.refusals import NameRemoved, NameTaken
+
+    for refusal in (NameTaken(text), NameRemoved(text)):
+        words, markup = rendered_text(said(refusal.sentence))
+        assert markup == [], what
+        assert words == refusal.sentence
+    assert said("Please wait 10 seconds, then try again.") == "Please wait 10 seconds, then try again."
 
 
 def test_whitespace_cannot_start_a_block():
