@@ -1,11 +1,13 @@
 """deploy/k8s: the kustomization resolves and every manifest validates against the Kubernetes schemas."""
 
+from ipaddress import ip_network
 from pathlib import Path
 
 import kubernetes_validate
 import pytest
 import yaml
 
+from services.common.secrets import READERS, REDIS_AUTH_CONF, REDIS_UID
 from tests.frontend.conftest import ROOT
 
 KUBERNETES_VERSION = "1.33.0"
@@ -78,10 +80,11 @@ def test_redis_is_persistent_and_configured_like_compose(manifests):
     assert job["command"][:3] == ["python", "-m", "services.precompute"]
 
 
-def test_every_pod_gets_the_class_secrets_and_redis_requires_its_password(manifests):
+def test_every_pod_gets_only_its_own_secrets_and_redis_requires_its_password(manifests):
     settings = find(manifests, "ConfigMap", "classroom-settings")["data"]
     assert settings["CLASSROOM_API_TOKEN_FILE"] == "/secrets/api_token"
     assert settings["CLASSROOM_REDIS_PASSWORD_FILE"] == "/secrets/redis_password"
+    assert settings["CLASSROOM_CLASS_CODE_FILE"] == "/secrets/class_code"
     assert settings["CLASSROOM_HOST"] == "0.0.0.0"  # allowed only because the token is there
     pods = {
         "inference": find(manifests, "Deployment", "inference")["spec"]["template"]["spec"],
@@ -89,14 +92,31 @@ def test_every_pod_gets_the_class_secrets_and_redis_requires_its_password(manife
         "precompute": find(manifests, "Job", "precompute")["spec"]["template"]["spec"],
         "redis": find(manifests, "StatefulSet", "redis")["spec"]["template"]["spec"],
     }
+    # The same keys as make-secrets' folder for each reader (services/common/secrets.py).
+    readers = {reader.folder: set(reader.files) for reader in READERS}
+    wanted = {"inference": "service", "precompute": "service", "frontend": "frontend", "redis": "redis"}
     for name, pod in pods.items():
         secret = next(v for v in pod["volumes"] if v["name"] == "secrets")["secret"]
-        assert secret == {"secretName": "classroom-secrets"}, name  # not optional: nothing starts without it
+        # Not optional: nothing starts without it.
+        assert secret["secretName"] == "classroom-secrets" and not secret.get("optional"), name
+        assert {item["key"] for item in secret["items"]} == readers[wanted[name]], name
+        assert all(item["key"] == item["path"] for item in secret["items"]), name
+        assert secret["defaultMode"] == 0o440, name  # root and the pod's group (fsGroup), nobody else
+        assert pod["securityContext"]["fsGroup"] == pod["containers"][0]["securityContext"]["runAsUser"], name
         mounts = pod["containers"][0]["volumeMounts"]
         assert {"name": "secrets", "mountPath": "/secrets", "readOnly": True} in mounts, name
     redis = pods["redis"]["containers"][0]
-    assert "--requirepass" in " ".join(redis["command"])
-    assert "/secrets/redis_password" in " ".join(redis["readinessProbe"]["exec"]["command"])
+    assert redis["command"] == ["redis-server", "/etc/redis/redis.conf", "--include", f"/secrets/{REDIS_AUTH_CONF}"]
+    assert redis["securityContext"]["runAsUser"] == REDIS_UID and redis["securityContext"]["runAsNonRoot"]
+    probe = " ".join(redis["readinessProbe"]["exec"]["command"])
+    assert "REDISCLI_AUTH=" in probe and " -a " not in probe
+
+
+def test_the_front_end_trusts_forwarded_addresses_only_from_the_pod_network(manifests):
+    settings = find(manifests, "ConfigMap", "classroom-settings")["data"]
+    networks = [ip_network(part) for part in settings["CLASSROOM_TRUSTED_PROXIES"].split(",")]
+    assert networks and all(network.is_private for network in networks)
+    assert (ROOT / "docs" / "deploy.md").read_text().count("CLASSROOM_TRUSTED_PROXIES") >= 2  # set it, and why
 
 
 def test_pods_run_locked_down_and_talk_only_to_what_they_need(manifests):
