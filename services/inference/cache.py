@@ -51,6 +51,11 @@ class TrajectoryStore:
         self.status = "" if url else "No cache is configured (CLASSROOM_REDIS_URL is empty)."
         self._retry_at = 0.0
 
+    @property
+    def configured(self) -> bool:
+        """Whether the service has a Redis at all (False: this process is the whole service, memory its store)."""
+        return self._client is not None
+
     async def close(self) -> None:
         if self._client is not None:
             await self._client.aclose()

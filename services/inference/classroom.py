@@ -15,16 +15,18 @@ import dataclasses
 import hashlib
 import hmac
 import logging
+import secrets
 import time
 from collections import Counter, deque
 from concurrent.futures import Executor
 from dataclasses import dataclass
 
+import redis.asyncio as redis
 import torch
 
 from services.common.api import pb
 from services.common.text import fold_name, hidden_characters
-from services.common.trajectories import ON_REQUEST_PROBES, canonical_request
+from services.common.trajectories import KEY_PREFIX, ON_REQUEST_PROBES, canonical_request
 from services.inference.batching import BatchScheduler, Job, JobView, Requester, SchedulerStats
 from services.inference.cache import CacheStats, TrajectoryStore
 from services.inference.crowd import CrowdHold
@@ -61,6 +63,9 @@ STUDENT_ID_LIMIT = 128
 GRID_PREFIX = f"{INTERNAL_PREFIX}grid:"
 GRIDS_AT_ONCE = 2
 STUDENT_REMOVED = "Your teacher removed your name from the class, so this picture was stopped."
+# A resume ticket runs its request once more, free, within this long of being given: a restart of the
+# service and the model's loading (minutes for SD 1.5) fit well within it.
+RESUME_TICKET_S = 15 * 60
 
 
 def check_requester(who: Requester) -> Requester:
@@ -141,7 +146,7 @@ class Classroom:
         )
         self.limiter = RateLimiter(store, settings.rate_limit_per_minute, settings.rate_limit_burst)
         self.text_limiter = RateLimiter(
-            store, settings.text_rate_limit_per_minute, settings.text_rate_limit_burst, bucket="text"
+            store, settings.text_rate_limit_per_minute, settings.text_rate_limit_burst, bucket="text", fail_closed=False
         )
         self.hub = TrajectoryHub(
             model,
@@ -156,6 +161,10 @@ class Classroom:
         self.blocklist = Blocklist.from_file(settings.blocklist)
         self.blocked: deque[Blocked] = deque(maxlen=50)  # the latest blocked attempts, newest first
         self.blocked_prompts = 0
+        # Resume tickets are signed with the cache secret (they outlive a restart), or a secret of this
+        # process's own when there is none (an empty key would let anyone write a ticket).
+        self._ticket_secret = store.secret or secrets.token_bytes(32)
+        self._used_tickets: dict[str, float] = {}  # without Redis: tickets used, until when the mark lasts
         # Replays hold their bulk while 16 Generate calls arrive within 0.1 s (at most 0.25 s a message).
         self.crowd = CrowdHold(size=16, window_s=0.1, wait_s=0.25)
         self.catalog: Catalog = load_catalog(settings.catalog).for_model(model.card.family)
@@ -202,9 +211,10 @@ class Classroom:
         2. The request must be within the server's limits and pass the class's blocklist.
         3. A lesson tag counts only on its catalog entry's own request (then the work is the
            lesson's, not the student's); a resume ticket only on the request and student it was
-           given for (then the model's work is not charged again).
+           given for, and once (then the model's work is not charged again).
         4. A trajectory already running, remembered or cached is served as it is.
         5. Otherwise the model must run: see `_admit_work`.
+        Only a request let in counts toward the crowd hold.
         Raises a `Refusal`; the caller must `release` the trajectory it gets.
         """
         who = check_requester(who)
@@ -220,7 +230,6 @@ class Classroom:
             # Kept in memory only, for the teacher's page (which shows the prompt only when opened).
             self.blocked.appendleft(Blocked(who.name, time.time(), request.prompt))
             raise
-        self.crowd.arrived()  # only checked requests count toward a crowd
         key = self.hub.key(spec)
         grid = False
         if lesson and self._lesson_keys.get(lesson) != key:
@@ -228,7 +237,7 @@ class Classroom:
             # claiming the entry (another prompt, other settings) is the student's own request.
             grid = self._grid_keys.get(lesson) == self._key_at_seed_0(spec)
             lesson = ""
-        free = bool(resume) and hmac.compare_digest(resume, self.resume_ticket(who, key))
+        free = bool(resume) and await self._use_ticket(resume, who, key)
         if lesson:
             # A lesson example is the class's, not the student's: computing it takes neither the
             # student's one place nor their computer's (the catalog bounds how many there can be),
@@ -239,14 +248,54 @@ class Classroom:
             # picture may run beside it), charged to the student's grid bucket instead of their rate limit.
             who = Requester(f"{GRID_PREFIX}{who.student}", name=who.name, classroom=who.classroom)
         trajectory, source = await self.hub.open(spec, who, lesson_entry=lesson, free=free)
+        # Only calls that were let in count toward a crowd: a flood of refused ones (invalid, blocked,
+        # rate-limited, busy) must not hold back the class's cached replays.
+        self.crowd.arrived()
         return trajectory, source, spec
 
     def _key_at_seed_0(self, spec: GenerationSpec) -> str:
         return self.hub.key(dataclasses.replace(spec, seed=0))
 
     def resume_ticket(self, who: Requester, key: str) -> bytes:
-        """What lets this student ask for this trajectory again, after a lost stream, without being charged."""
-        return hmac.new(self.store.secret, f"resume\0{who.student}\0{key}".encode(), hashlib.sha256).digest()
+        """What lets this student ask for this trajectory again, after a lost stream, without being charged.
+
+        The time it was given, then a signature over the student, the request and that time:
+        good for RESUME_TICKET_S, and for one free run (`_use_ticket`).
+        """
+        issued = int(time.time())
+        return issued.to_bytes(8, "big") + self._ticket_signature(who.student, key, issued)
+
+    def _ticket_signature(self, student: str, key: str, issued: int) -> bytes:
+        message = f"resume\0{student}\0{key}\0{issued}".encode()
+        return hmac.new(self._ticket_secret, message, hashlib.sha256).digest()
+
+    async def _use_ticket(self, ticket: bytes, who: Requester, key: str) -> bool:
+        """Whether a resume ticket runs this request free now: this student's and request's, fresh, and unused.
+
+        Once per student and request (not per ticket: every stream of the request gives one), marked
+        in Redis so every replica and a restarted service agree; with Redis configured but away, no
+        ticket is honoured (the request is charged like any other).
+        """
+        if len(ticket) != 8 + hashlib.sha256().digest_size:
+            return False
+        issued = int.from_bytes(ticket[:8], "big")
+        if not 0 <= time.time() - issued <= RESUME_TICKET_S:
+            return False
+        if not hmac.compare_digest(ticket[8:], self._ticket_signature(who.student, key, issued)):
+            return False
+        used = hashlib.sha256(f"{who.student}\0{key}".encode()).hexdigest()[:32]
+        if not self.store.configured:  # this process is the whole service: it keeps the marks itself
+            now = time.monotonic()
+            self._used_tickets = {u: t for u, t in self._used_tickets.items() if t > now}
+            if used in self._used_tickets:
+                return False
+            self._used_tickets[used] = now + RESUME_TICKET_S
+            return True
+
+        async def mark(client: redis.Redis) -> bool:
+            return bool(await client.set(f"{KEY_PREFIX}:resume-used:{used}", b"1", nx=True, ex=RESUME_TICKET_S))
+
+        return bool(await self.store.run(mark))
 
     async def _admit_work(self, spec: GenerationSpec, who: Requester, lesson: bool) -> Job:
         """5. Put the model to work, if the rules for model work allow it.

@@ -4,9 +4,14 @@ Each student has a bucket of `burst` tokens that refills at `per_minute` tokens 
 minute. A generation the model must compute takes one token; one served from
 the cache or joining a running one takes none, and so does a request the queue
 refuses (its token is given back). An empty bucket refuses the request and says
-when the next token arrives. With Redis away, a bucket in this process takes
-over, so the limit holds even then. Buckets are named: "generate" for pictures,
-"text" for Tokenize and EncodePrompt (cheaper, with a larger allowance).
+when the next token arrives. Buckets are named: "generate" for pictures, "text"
+for Tokenize and EncodePrompt (cheaper, with a larger allowance).
+
+When Redis is configured but away, a limiter made `fail_closed` (pictures) refuses
+every take with a sentence (LimitsUnavailable): a bucket kept here would start full,
+so an outage would hand every student a fresh burst on every replica. The text
+limiter falls back to a bucket in this process (text calls are cheap). Without
+Redis at all, this process is the whole service, and its buckets are the limit.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import redis.asyncio as redis
 
 from services.common.trajectories import rate_limit_key
 from services.inference.cache import TrajectoryStore
-from services.inference.refusals import RateLimited
+from services.inference.refusals import LimitsUnavailable, RateLimited
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +59,11 @@ class _Bucket:
 class RateLimiter:
     """Token buckets per student, in Redis (through the store's connection and failure rule), else here."""
 
-    def __init__(self, store: TrajectoryStore, per_minute: float, burst: int, bucket: str = "generate") -> None:
+    def __init__(
+        self, store: TrajectoryStore, per_minute: float, burst: int, bucket: str = "generate", fail_closed: bool = True
+    ) -> None:
         self.store = store
+        self.fail_closed = fail_closed
         self.rate = per_minute / 60.0
         self.burst = burst
         self.bucket = bucket
@@ -83,12 +91,16 @@ class RateLimiter:
 
         answer = await self.store.run(change_tokens)
         if answer is None:
+            if self.store.configured and self.fail_closed:
+                if change < 0:
+                    raise LimitsUnavailable()
+                return True, 0.0  # nothing was taken here, so nothing is given back
             return self._change_here(student, change, now)
         allowed, wait = answer
         return bool(int(allowed)), float(wait)
 
     def _change_here(self, student: str, change: int, now: float) -> tuple[bool, float]:
-        """The same bucket, in this process, while Redis cannot be reached."""
+        """The same bucket, in this process: without Redis, or (text) while it cannot be reached."""
         bucket = self._local.setdefault(student, _Bucket(float(self.burst), now))
         bucket.tokens = min(self.burst, bucket.tokens + max(0.0, now - bucket.at) * self.rate)
         bucket.at = now

@@ -320,3 +320,16 @@ class AlreadyAnswered(Refusal):
 
     def __init__(self) -> None:
         super().__init__("You have already answered this question: one answer each.")
+
+
+class LimitsUnavailable(Refusal):
+    """The class's picture limits live in Redis, which cannot be reached: new pictures wait until it is back."""
+
+    code = code_pb2.FAILED_PRECONDITION
+
+    def __init__(self, retry_after_s: float = 30.0) -> None:
+        super().__init__(
+            "New pictures are paused for a moment: the server cannot check the class's picture limits right now. "
+            "Lessons still open. Try again in a minute.",
+            retry_after_s,
+        )

@@ -23,7 +23,7 @@ from services.inference.classmap import project
 from services.inference.gallery import APPROVED, HIDDEN, PENDING, Gallery, path_of, submission_from
 from services.inference.moderation import Blocklist
 from services.inference.quickcheck import QuickCheck, teachers_own
-from services.inference.refusals import NoQuickCheck, NotShareable, RequestError
+from services.inference.refusals import GalleryUnavailable, NoQuickCheck, NotShareable, RequestError
 from services.lessons.catalog import Catalog, Entry
 
 log = logging.getLogger(__name__)
@@ -204,8 +204,8 @@ class Together:
         if not key or len(key) > 64 or not key.isalnum():
             raise NotShareable()
         found = await self.store.load(key)  # checked: signed with this server's secret, whole, its own key
-        if found is None:
-            raise NotShareable()
+        if found is None:  # not kept, or Redis (where the gallery lives too) cannot be reached
+            raise NotShareable() if self.store.available else GalleryUnavailable()
         record, _ = found
         if record.events[-1].final.safety_flagged:
             raise NotShareable(FLAGGED)
