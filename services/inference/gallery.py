@@ -3,11 +3,21 @@
 A student shares a picture by the trajectory key its stream gave; the gallery
 takes the picture, the request and the latent path from the trajectory the
 service itself stored (never from the client), so only pictures this service
-computed, unflagged, can reach it. Each class's submissions are one Redis hash,
-each entry signed with the cache secret like a stored trajectory; the teacher
-approves or hides each one (or lets shares through without approval) and
-clears a class's gallery. Bounded: at most `max_items` per class and
+computed, unflagged, can reach it. Each class's submissions are one Redis hash;
+the teacher approves or hides each one (or lets shares through without approval)
+and clears a class's gallery. Bounded: at most `max_items` per class and
 `max_per_student` per student.
+
+Someone with the Redis password must not be able to put a picture before the
+class. So each entry is signed with the cache secret over its class, its id, its
+status and a revision (the class's write counter), and so is the approval
+setting. An entry that fails its signature (forged, edited, moved from another
+class or id, or written before entries were signed so) is dropped; one older than
+a revision this process has seen for it (an old APPROVED value put back after the
+teacher hid it) is read as hidden; an approval setting that fails its signature or
+is older than one seen means approval is required. A rollback of all of Redis
+across a restart of the service cannot be told from the truth: nothing outside
+Redis remembers.
 """
 
 from __future__ import annotations
@@ -37,6 +47,7 @@ MAX_PER_STUDENT = 6
 PICTURE_SIDE = 256  # the gallery's copy of a picture is at most this wide and high
 
 PENDING, APPROVED, HIDDEN = pb.SUBMISSION_STATUS_PENDING, pb.SUBMISSION_STATUS_APPROVED, pb.SUBMISSION_STATUS_HIDDEN
+REMEMBERED = 50_000  # revisions remembered (entries and settings), newest kept
 
 
 def _class_key(classroom: str, part: str) -> str:
@@ -80,6 +91,8 @@ class Gallery:
         self, store: TrajectoryStore, max_items: int = MAX_ITEMS, max_per_student: int = MAX_PER_STUDENT
     ) -> None:
         self.store, self.max_items, self.max_per_student = store, max_items, max_per_student
+        # The newest revision this process wrote or read, per entry and per class's approval setting.
+        self._newest: dict[tuple[str, ...], int] = {}
 
     async def _redis(self, operation: Callable[[redis.Redis], Awaitable[T]]) -> T:
         """One Redis operation; GalleryUnavailable when Redis is away (the gallery lives nowhere else)."""
@@ -92,21 +105,48 @@ class Gallery:
             raise GalleryUnavailable()
         return result[0]
 
-    def _sign(self, submission: store_pb.GallerySubmission) -> bytes:
-        payload = submission.SerializeToString(deterministic=True)
-        mac = hmac.new(self.store.secret, payload, hashlib.sha256).digest()
-        return store_pb.StoredGallerySubmission(payload=payload, hmac_sha256=mac).SerializeToString()
+    def _mac(self, *parts: str | bytes) -> bytes:
+        message = b"\0".join(part.encode() if isinstance(part, str) else part for part in parts)
+        return hmac.new(self.store.secret, message, hashlib.sha256).digest()
 
-    def _open(self, value: bytes) -> store_pb.GallerySubmission | None:
-        """A stored submission, or None when it is unreadable or not signed with this server's secret."""
+    def _current(self, what: tuple[str, ...], revision: int) -> bool:
+        """Whether `revision` is at least the newest seen for `what` (then it is remembered as the newest)."""
+        if revision < self._newest.get(what, 0):
+            return False
+        self._newest[what] = revision
+        if len(self._newest) > REMEMBERED:
+            for old in list(self._newest)[: REMEMBERED // 10]:  # the oldest entries remembered
+                del self._newest[old]
+        return True
+
+    async def _next_revision(self, classroom: str) -> int:
+        return int(await self._redis(lambda r: r.incr(_class_key(classroom, "revision"))))
+
+    def _sign(self, classroom: str, submission: store_pb.GallerySubmission, revision: int) -> bytes:
+        item = submission.item
+        payload = submission.SerializeToString(deterministic=True)
+        mac = self._mac("gallery entry", classroom, item.id, str(item.status), str(revision), payload)
+        self._current(("entry", classroom, item.id), revision)
+        return store_pb.StoredGallerySubmission(payload=payload, hmac_sha256=mac, revision=revision).SerializeToString()
+
+    def _open(self, classroom: str, item_id: str, value: bytes) -> store_pb.GallerySubmission | None:
+        """The submission stored as `item_id` of `classroom`, or None when it is unreadable or not signed for it.
+
+        An older value than one already seen for this entry is read as hidden: the
+        teacher's later decision stands.
+        """
         try:
             stored = store_pb.StoredGallerySubmission.FromString(value)
-            mac = hmac.new(self.store.secret, stored.payload, hashlib.sha256).digest()
-            if not hmac.compare_digest(mac, stored.hmac_sha256):
-                return None
-            return store_pb.GallerySubmission.FromString(stored.payload)
+            submission = store_pb.GallerySubmission.FromString(stored.payload)
         except Exception:  # whatever the bytes are, they are not a submission
             return None
+        item = submission.item
+        mac = self._mac("gallery entry", classroom, item_id, str(item.status), str(stored.revision), stored.payload)
+        if not hmac.compare_digest(mac, stored.hmac_sha256) or item.id != item_id:
+            return None
+        if not self._current(("entry", classroom, item_id), stored.revision):
+            item.status = HIDDEN
+        return submission
 
     def item_id(self, classroom: str, student: str, key: str) -> str:
         """One id per student, class and picture: sharing the same picture again finds the same entry."""
@@ -114,17 +154,32 @@ class Gallery:
         return hmac.new(self.store.secret, message, hashlib.sha256).hexdigest()[:20]
 
     async def approval_required(self, classroom: str) -> bool:
+        """On unless the teacher's own current setting, signed, turned it off (stored as `flag:revision:mac`)."""
         value = await self._redis(lambda r: r.get(_class_key(classroom, "approval")))
-        return value != b"0"  # on unless the teacher turned it off
+        try:
+            flag, revision_text, mac = (value or b"").split(b":")
+            revision = int(revision_text)
+            signed = hmac.compare_digest(bytes.fromhex(mac.decode()), self._approval_mac(classroom, flag, revision))
+        except ValueError:  # none, unsigned (as kept before settings were signed), or not ours
+            return True
+        return not (signed and self._current(("approval", classroom), revision) and flag == b"0")
+
+    def _approval_mac(self, classroom: str, flag: bytes, revision: int) -> bytes:
+        return self._mac("gallery approval", classroom, flag, str(revision))
 
     async def set_approval(self, classroom: str, required: bool) -> bool:
-        await self._redis(lambda r: r.set(_class_key(classroom, "approval"), b"1" if required else b"0"))
+        revision = await self._next_revision(classroom)
+        flag = b"1" if required else b"0"
+        value = b"%s:%d:%s" % (flag, revision, self._approval_mac(classroom, flag, revision).hex().encode())
+        self._current(("approval", classroom), revision)
+        await self._redis(lambda r: r.set(_class_key(classroom, "approval"), value))
         return required
 
     async def submissions(self, classroom: str) -> list[store_pb.GallerySubmission]:
         """Every submission of a class, newest first (entries that fail their signature are dropped)."""
         values = await self._redis(lambda r: r.hgetall(_class_key(classroom, "items")))
-        found = [s for s in (self._open(v) for v in values.values()) if s is not None]
+        opened = (self._open(classroom, field.decode(errors="replace"), value) for field, value in values.items())
+        found = [s for s in opened if s is not None]
         return sorted(found, key=lambda s: s.item.shared_unix_time, reverse=True)
 
     async def share(self, classroom: str, submission: store_pb.GallerySubmission) -> pb.GalleryItem:
@@ -132,7 +187,7 @@ class Gallery:
         submission.item.id = self.item_id(classroom, submission.student, submission.item.trajectory_key)
         items = _class_key(classroom, "items")
         existing = await self._redis(lambda r: r.hget(items, submission.item.id))
-        if existing is not None and (kept := self._open(existing)) is not None:
+        if existing is not None and (kept := self._open(classroom, submission.item.id, existing)) is not None:
             return kept.item
         present = await self.submissions(classroom)
         if len(present) >= self.max_items:
@@ -141,18 +196,20 @@ class Gallery:
             raise GalleryFull(self.max_per_student, per_student=True)
         needs_approval = await self.approval_required(classroom)
         submission.item.status = PENDING if needs_approval else APPROVED
-        await self._redis(lambda r: r.hset(items, submission.item.id, self._sign(submission)))
+        signed = self._sign(classroom, submission, await self._next_revision(classroom))
+        await self._redis(lambda r: r.hset(items, submission.item.id, signed))
         return submission.item
 
     async def review(self, classroom: str, item_id: str, status: int) -> pb.GalleryItem:
         """The teacher approves or hides one submission."""
         items = _class_key(classroom, "items")
         value = await self._redis(lambda r: r.hget(items, item_id))
-        submission = self._open(value) if value is not None else None
+        submission = self._open(classroom, item_id, value) if value is not None else None
         if submission is None:
             raise NotInGallery()
         submission.item.status = status
-        await self._redis(lambda r: r.hset(items, item_id, self._sign(submission)))
+        signed = self._sign(classroom, submission, await self._next_revision(classroom))
+        await self._redis(lambda r: r.hset(items, item_id, signed))
         return submission.item
 
     async def clear(self, classroom: str) -> int:
