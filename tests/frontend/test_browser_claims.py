@@ -22,6 +22,7 @@ from tests.frontend.test_measured_claims import (
     expected_lesson_5,
     model_page_schedule,
     shapes_run,
+    shapes_runs,
 )
 from tests.support.servers import client_for
 
@@ -86,7 +87,8 @@ def test_a_student_reads_only_what_the_runs_show(page: Page, stack: Stack):
         on_screen(page, sentence, f"3-from-noise-to-image-measured-{number}")
 
     open_lesson(page, "4. Guidance", "Try it yourself")
-    runs = {g: shapes_run(stack.grpc, **EXAMPLE, guidance_scale=g) for g in ("0", "7", "20")}
+    scales = ("0", "7", "20")
+    runs = dict(zip(scales, shapes_runs(stack.grpc, *({**EXAMPLE, "guidance_scale": g} for g in scales)), strict=True))
     on_screen(page, expected_lesson_4(runs), "4-guidance-measured")
     # The row of scales: 64 px pictures drawn large enough to see (they were about 64 px on the screen).
     row = page.get_by_test_id("stMain").locator('[data-testid="stImage"]').filter(has_text=re.compile(r"^g = \d+$"))
@@ -95,7 +97,7 @@ def test_a_student_reads_only_what_the_runs_show(page: Page, stack: Stack):
         assert picture.bounding_box()["width"] >= 150, picture.bounding_box()
 
     open_lesson(page, "5. Change one word", "Both paths in two dimensions")
-    a, b = (shapes_run(stack.grpc, pair="colour", side=side, seed="1", guidance_scale="7") for side in "ab")
+    a, b = shapes_runs(stack.grpc, *({"pair": "colour", "side": s, "seed": "1", "guidance_scale": "7"} for s in "ab"))
     sentence, distances = expected_lesson_5(a, b, info)
     on_screen(page, sentence, "5-change-one-word-measured")
     # Measured on x_t, the paths part later than the loop's x (x = x_t·√(1+σ²)) would make them seem to.

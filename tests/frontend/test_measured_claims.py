@@ -11,6 +11,7 @@ import ast
 import json
 import re
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -192,7 +193,7 @@ def text_of(at: AppTest) -> str:
     return "\n".join([m.value for m in at.markdown] + [c.value for c in at.caption])
 
 
-def shapes_run(address: str, **labels: str) -> TrajectoryView:
+def shapes_run(address: str, student: str = "claims-test", **labels: str) -> TrajectoryView:
     """A prompt-pairs example's trajectory through the API, as the lesson loads it (the same request and probes)."""
     client = client_for(address)
     try:
@@ -200,11 +201,18 @@ def shapes_run(address: str, **labels: str) -> TrajectoryView:
             e for e in client.lessons("prompt-pairs").entries if all(e.labels[k] == v for k, v in labels.items())
         ]
         run = TrajectoryView()
-        for response in client.generate(request_with(entry.request), "claims-test"):
+        for response in client.generate(request_with(entry.request), student):
             run.add(response)
         return run
     finally:
         client.close()
+
+
+def shapes_runs(address: str, *label_sets: dict[str, str]) -> list[TrajectoryView]:
+    """Several examples at once, as several students: the service batches their steps."""
+    with ThreadPoolExecutor(len(label_sets)) as pool:
+        jobs = [pool.submit(shapes_run, address, f"claims-test-{i}", **labels) for i, labels in enumerate(label_sets)]
+        return [job.result() for job in jobs]
 
 
 def expected_lesson_3(run: TrajectoryView, info: pb.GetModelInfoResponse) -> tuple[list[str], list[float]]:
@@ -259,7 +267,9 @@ def test_lesson_3_on_shapes_states_its_runs_own_noise_levels_and_x_t(shapes_env,
 def test_lesson_4_on_shapes_measures_what_high_guidance_does(shapes_env, shapes_server):
     at = open_page("guidance")
     shown = {"pair": "colour", "side": "a", "seed": "1"}
-    runs = {g: shapes_run(shapes_server.address, **shown, guidance_scale=g) for g in ["0", "7", "20"]}
+    scales = ["0", "7", "20"]
+    made = shapes_runs(shapes_server.address, *({**shown, "guidance_scale": g} for g in scales))
+    runs = dict(zip(scales, made, strict=True))
     sentence = expected_lesson_4(runs)
     assert sentence in text_of(at)
     # The meaning, on Shapes: g = 20 paints what g = 7 paints (the sentence says "next to nothing"), g = 0 not.
@@ -275,7 +285,9 @@ def test_lesson_4_on_shapes_measures_what_high_guidance_does(shapes_env, shapes_
 def test_lesson_5_on_shapes_says_when_its_two_runs_part(shapes_env, shapes_server):
     at = open_page("change_one_word")
     info = client_for(shapes_server.address).model_info()
-    a, b = (shapes_run(shapes_server.address, pair="colour", side=s, seed="1", guidance_scale="7") for s in "ab")
+    a, b = shapes_runs(
+        shapes_server.address, *({"pair": "colour", "side": s, "seed": "1", "guidance_scale": "7"} for s in "ab")
+    )
     sentence, distances = expected_lesson_5(a, b, info)
     assert sentence in text_of(at)
     ((_, distance_tables), _) = charts(at)
@@ -302,7 +314,7 @@ def test_the_shapes_guidance_zero_quick_check_is_answerable_from_its_pictures(sh
 
     (collection,) = [c for c in load_catalog().collections if c.id == "prompt-pairs" and c.model == "shapes"]
     (question,) = [q for q in collection.questions if q.id == "guidance-zero"]
-    pictures = [shapes_run(shapes_server.address, **choice.labels).image for choice in question.choices]
+    pictures = [run.image for run in shapes_runs(shapes_server.address, *(dict(c.labels) for c in question.choices))]
     seen = [(v.colour, v.shape, v.position) for v in map(judge, pictures)]
     right = seen.pop(question.answer)
     assert all(other != right for other in seen), (right, seen)

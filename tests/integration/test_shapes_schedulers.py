@@ -81,14 +81,19 @@ def test_every_offered_scheduler_paints_hidden_prompts_right(shapes_stub, steps)
         student = ((STUDENT_METADATA, f"hidden-{scheduler}-{steps}-{index}"),)
         return judge(decode_image(collect(shapes_stub.Generate(message, metadata=student)).final.image))
 
-    jobs = [(scheduler, index) for scheduler in schedulers for index in range(len(HIDDEN))]
+    # At 50 steps every other prompt: still every shape and three positions, at half the cost.
+    indices = range(len(HIDDEN)) if steps == 25 else range(0, len(HIDDEN), 2)
+    prompts = [HIDDEN[index] for index in indices]
+    jobs = [(scheduler, index) for scheduler in schedulers for index in indices]
     with ThreadPoolExecutor(8) as pool:  # concurrent requests share UNet calls
         verdicts = list(pool.map(picture, jobs))
     for scheduler in schedulers:
         mine = [v for (name, _), v in zip(jobs, verdicts, strict=True) if name == scheduler]
-        colour, shape, position = right_counts(mine)
+        colour, shape, position = right_counts(mine, prompts)
         # Measured (committed weights): 8/8/8 for each at 25 and 50 steps, Euler Ancestral 7/7/8 at 25.
-        assert colour >= 7 and position >= 7 and shape >= 6, (scheduler, steps, colour, shape, position)
+        wrong = 1 if steps == 25 else 0  # wrong colours or places allowed; one more wrong shape
+        assert colour >= len(prompts) - wrong and position >= len(prompts) - wrong, (scheduler, steps, colour, position)
+        assert shape >= len(prompts) - wrong - 1, (scheduler, steps, shape)
 
 
 @pytest.mark.slow
