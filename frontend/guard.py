@@ -2,9 +2,10 @@
 
 Two counts in this front-end process, each kind of code (class, teacher) with its own:
 
-- per browser session (one tab: Streamlit's session id): five tries are free, then each
-  try waits twice as long as the last, from 10 seconds up to 5 minutes. A right code
-  clears it. This is the count a curious student meets.
+- per browser (its signed cookie, `frontend.browser_id`; without one, the tab): five
+  tries are free, then each try waits twice as long as the last, from 10 seconds up
+  to 5 minutes. A reload or a new tab of the same browser keeps the count; a right
+  code clears it. This is the count a curious student meets.
 - per browser address, over a sliding window: behind a school's network address
   translation the whole class shares one address, so this count only stops a script
   that opens a new session for every guess. Its limit is far above what a class
@@ -20,13 +21,12 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
 from collections import deque
 from dataclasses import dataclass, field
 
 import streamlit as st
-from streamlit.runtime.scriptrunner import get_script_run_ctx
 
+from frontend.browser_id import browser_id
 from frontend.client import browser_address
 
 FREE_TRIES = 5  # per session
@@ -101,12 +101,12 @@ def code_guard() -> CodeGuard:
 
 
 def this_session() -> str:
-    """Name the browser session, as the guard counts it (never shared with another tab)."""
-    context = get_script_run_ctx()
-    # A token kept in the session's own state, beside Streamlit's id: Streamlit's test runner
-    # gives every simulated session the same id, and a tab must never share a count.
-    token = st.session_state.setdefault("guard_session", uuid.uuid4().hex)
-    return f"{context.session_id if context else 'none'}:{token}"
+    """Name the guesser, as the guard counts: the browser, so a reload starts no new count.
+
+    A browser that sends no cookie (a script, or the tab's first visit) is a browser of its own per
+    session: the address's window is what stops a script that opens a new session for every guess.
+    """
+    return f"browser:{browser_id()}"
 
 
 def wait_before_trying(kind: str) -> float:
