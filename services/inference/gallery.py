@@ -119,8 +119,18 @@ class Gallery:
                 del self._newest[old]
         return True
 
-    async def _next_revision(self, classroom: str) -> int:
-        return int(await self._redis(lambda r: r.incr(_class_key(classroom, "revision"))))
+    async def _next_revision(self, classroom: str, what: tuple[str, ...]) -> int:
+        """The class's next revision, past any this process has seen for `what`.
+
+        A counter that went back (Redis lost its data, or someone set it) is moved on, so the
+        teacher's new decision is never read as an old one.
+        """
+        counter = _class_key(classroom, "revision")
+        revision = int(await self._redis(lambda r: r.incr(counter)))
+        floor = self._newest.get(what, 0)
+        if revision <= floor:
+            revision = int(await self._redis(lambda r: r.incrby(counter, floor + 1 - revision)))
+        return revision
 
     def _sign(self, classroom: str, submission: store_pb.GallerySubmission, revision: int) -> bytes:
         item = submission.item
@@ -168,7 +178,7 @@ class Gallery:
         return self._mac("gallery approval", classroom, flag, str(revision))
 
     async def set_approval(self, classroom: str, required: bool) -> bool:
-        revision = await self._next_revision(classroom)
+        revision = await self._next_revision(classroom, ("approval", classroom))
         flag = b"1" if required else b"0"
         value = b"%s:%d:%s" % (flag, revision, self._approval_mac(classroom, flag, revision).hex().encode())
         self._current(("approval", classroom), revision)
@@ -196,7 +206,8 @@ class Gallery:
             raise GalleryFull(self.max_per_student, per_student=True)
         needs_approval = await self.approval_required(classroom)
         submission.item.status = PENDING if needs_approval else APPROVED
-        signed = self._sign(classroom, submission, await self._next_revision(classroom))
+        revision = await self._next_revision(classroom, ("entry", classroom, submission.item.id))
+        signed = self._sign(classroom, submission, revision)
         await self._redis(lambda r: r.hset(items, submission.item.id, signed))
         return submission.item
 
@@ -208,7 +219,7 @@ class Gallery:
         if submission is None:
             raise NotInGallery()
         submission.item.status = status
-        signed = self._sign(classroom, submission, await self._next_revision(classroom))
+        signed = self._sign(classroom, submission, await self._next_revision(classroom, ("entry", classroom, item_id)))
         await self._redis(lambda r: r.hset(items, item_id, signed))
         return submission.item
 

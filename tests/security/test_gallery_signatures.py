@@ -98,5 +98,10 @@ def test_the_approval_setting_cannot_be_turned_off_without_the_secret(redis_serv
         assert await gallery.approval_required("7B")
         raw.set(key, turned_off)  # the teacher's old "off", replayed
         assert await gallery.approval_required("7B")
+        # Redis loses its data (restarted without saving): the teacher's next choice still counts.
+        raw.flushall()
+        assert await gallery.approval_required("7B")
+        await gallery.set_approval("7B", False)
+        assert not await gallery.approval_required("7B")
 
     run(redis_server, scenario)
