@@ -247,7 +247,12 @@ class Classroom:
             # The class's work too, but asked by this student: one place of its own (so their own
             # picture may run beside it), charged to the student's grid bucket instead of their rate limit.
             who = Requester(f"{GRID_PREFIX}{who.student}", name=who.name, classroom=who.classroom)
-        trajectory, source = await self.hub.open(spec, who, lesson_entry=lesson, free=free)
+        try:
+            trajectory, source = await self.hub.open(spec, who, lesson_entry=lesson, free=free)
+        except Refusal:
+            if free:  # refused (busy, queue full): the ticket bought nothing, so it still works
+                await self._give_ticket_back(who, key)
+            raise
         # Only calls that were let in count toward a crowd: a flood of refused ones (invalid, blocked,
         # rate-limited, busy) must not hold back the class's cached replays.
         self.crowd.arrived()
@@ -283,7 +288,7 @@ class Classroom:
             return False
         if not hmac.compare_digest(ticket[8:], self._ticket_signature(who.student, key, issued)):
             return False
-        used = hashlib.sha256(f"{who.student}\0{key}".encode()).hexdigest()[:32]
+        used = self._ticket_mark(who, key)
         if not self.store.configured:  # this process is the whole service: it keeps the marks itself
             now = time.monotonic()
             self._used_tickets = {u: t for u, t in self._used_tickets.items() if t > now}
@@ -293,9 +298,17 @@ class Classroom:
             return True
 
         async def mark(client: redis.Redis) -> bool:
-            return bool(await client.set(f"{KEY_PREFIX}:resume-used:{used}", b"1", nx=True, ex=RESUME_TICKET_S))
+            return bool(await client.set(used, b"1", nx=True, ex=RESUME_TICKET_S))
 
         return bool(await self.store.run(mark))
+
+    def _ticket_mark(self, who: Requester, key: str) -> str:
+        return f"{KEY_PREFIX}:resume-used:" + hashlib.sha256(f"{who.student}\0{key}".encode()).hexdigest()[:32]
+
+    async def _give_ticket_back(self, who: Requester, key: str) -> None:
+        used = self._ticket_mark(who, key)
+        self._used_tickets.pop(used, None)
+        await self.store.run(lambda client: client.delete(used))
 
     async def _admit_work(self, spec: GenerationSpec, who: Requester, lesson: bool) -> Job:
         """5. Put the model to work, if the rules for model work allow it.

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 import grpc
 import pytest
 
-from services.common.api import LESSON_METADATA, RESUME_METADATA, STUDENT_METADATA, pb, unbatch
+from services.common.api import ADDRESS_METADATA, LESSON_METADATA, RESUME_METADATA, STUDENT_METADATA, pb, unbatch
 from services.common.client import ClassroomClient, ClientSettings, StudentError
 from tests.frontend.conftest import LESSON_CATALOG
 from tests.integration.helpers import collect, request
@@ -107,6 +107,35 @@ def test_a_resume_ticket_runs_its_request_again_once(limited):
     for used in (ticket, again.resume_ticket):
         error = refused(lambda used=used: start(used))
         assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "faster than the class allows" in error.details()
+    channel.close()
+
+
+def test_a_resume_ticket_refused_for_another_reason_still_works(limited):
+    server, _ = limited
+    channel, stub = stub_for(server.address)
+    here = (ADDRESS_METADATA, "10.0.0.9")
+    mine = ((STUDENT_METADATA, "patient"), here)
+    long = picture("a long patient walk", steps=150, seed=12)
+    call = stub.Generate(long, metadata=mine)  # the student's one token
+    ticket = next(unbatch(call)).status.resume_ticket
+    call.cancel()
+    wait_for(idle(server), "the cancelled picture did not leave")
+    server.call(lambda: server.classroom.pause(True))  # what is asked for waits
+    others = []
+    for name in ("one", "two", "three"):  # classmates at the same computer take its three places
+        other = stub.Generate(picture(f"a long {name}", steps=150), metadata=((STUDENT_METADATA, name), here))
+        next(unbatch(other))
+        others.append(other)
+    error = refused(lambda: next(unbatch(stub.Generate(long, metadata=(*mine, (RESUME_METADATA, ticket))))))
+    assert "This computer already has 3 pictures" in error.details()
+    for other in others:
+        other.cancel()
+    server.call(lambda: server.classroom.pause(False))
+    wait_for(idle(server), "the classmates' pictures did not leave")
+    call = stub.Generate(long, metadata=(*mine, (RESUME_METADATA, ticket)))
+    assert next(unbatch(call)).status.source == pb.TRAJECTORY_SOURCE_COMPUTED  # still free: it bought nothing before
+    call.cancel()
+    wait_for(idle(server), "the resumed picture did not leave")
     channel.close()
 
 
