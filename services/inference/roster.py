@@ -144,9 +144,9 @@ class Roster:
         """The teacher removes a name, and the browser that holds it; True if it was signed in."""
         key = _key(classroom, name)
         seat = self._seats.pop(key, None)  # a tab closed a moment ago still names its browser
-        if seat is not None:
-            # Its other names go too (their next renewal is refused): the browser is out, not only the name.
-            for other in [k for k, s in self._seats.items() if seat.browser and s.browser == seat.browser]:
+        if seat is not None and seat.browser:
+            # Its other names in the class go too (their next renewal is refused): the browser is out, not the name.
+            for other in [k for k, s in self._seats.items() if k[0] == classroom and s.browser == seat.browser]:
                 del self._seats[other]
         self._removed[key] = Removed(seat.name if seat else name, seat.browser if seat else "")
         return seat is not None

@@ -86,12 +86,13 @@ def test_removing_a_name_removes_its_browser_until_let_back(clock):
     roster = Roster(clock=clock)
     roster.join("7B", "Maya", "tab-1", "10.0.0.5", browser="mayas-browser")
     roster.join("7B", "Bo", "tab-2", "10.0.0.5", browser="mayas-browser")  # a second name, same browser
+    roster.join("8C", "Maya", "tab-0", "10.0.0.5", browser="mayas-browser")  # in another class
     assert roster.remove("7B", "Maya")
     for name, session in (("Maya2", "tab-3"), ("Bo", "tab-2")):  # a new name, or the other one's renewal
         with pytest.raises(BrowserRemoved):
             roster.join("7B", name, session, "10.0.0.5", browser="mayas-browser")
     roster.join("7B", "Maya2", "tab-4", "10.0.0.5", browser="a-classmates-browser")
-    roster.join("8C", "Maya", "tab-5", "10.0.0.5", browser="mayas-browser")  # another class's roster
+    roster.join("8C", "Maya", "tab-0", "10.0.0.5", browser="mayas-browser")  # another class's roster keeps her
     assert [(e.name, e.removed) for e in roster.entries() if e.classroom == "7B"] == [
         ("Maya2", False),
         ("Maya", True),
