@@ -1,16 +1,25 @@
-"""Sharing one GPU across a class: a bounded fair queue and step-level batching.
+"""Sharing one GPU across a class: a bounded fair queue, step-level batching, and turns by cost.
 
 One worker thread owns the model. Requests wait in a bounded queue, first come
 first served, at most one per student (so no student can fill the queue, and
 first come first served is round-robin between students), and, when classes
 share a server, at most `max_queue_per_class` from one class. The queue is
 bounded twice: by places (`max_queue`) and by work (`max_queue_work`, in
-standard pictures: the model's default steps at its native size), so a few
-100-step 768-pixel requests cannot hold the GPU as long as a whole class would. Up to
-`max_batch_size` generations run at once; every step, the generations of one
-latent size (a group) share a single UNet call, each with its own timestep,
-guidance scale, scheduler and generator, and groups of different sizes take
-turns. Generations join between steps as others finish or are cancelled.
+standard pictures, priced by `GenerationSpec.work`: steps x pixels x the costly
+probes), counting the work waiting and the work left on running pictures, so a
+few 100-step 768-pixel requests cannot hold the GPU as long as a whole class would
+(one request alone is capped by `validation`, `settings.max_request_work`).
+
+Up to `max_batch_size` generations run at once; every step, the generations of
+one latent size (a group) share a single UNet call, each with its own timestep,
+guidance scale, scheduler and generator. Groups of different sizes share the
+machine by work, not by steps (`FairTurns`): the group that has had the least
+work so far runs next, so a 128-pixel picture's step (four 64-pixel steps of
+work) comes once for about four steps of a classmate's standard picture. Pictures
+at a size other than the model's own run one size at a time (the others wait,
+keeping their place), so at most two groups take turns and a standard picture
+gets at least half the machine. Generations join between steps as others finish
+or are cancelled; a cancelled one leaves at the next step boundary.
 
 The worker never waits on the network, Redis or image encoding: everything it
 produces goes to the server's event loop with `call_soon_threadsafe`.
@@ -35,7 +44,7 @@ import torch
 
 from services.inference.metrics import Metrics
 from services.inference.models import DiffusionModel
-from services.inference.refusals import AddressBusy, QueueFull, StudentBusy
+from services.inference.refusals import AddressBusy, QueueFull, StudentBusy, WorkFull
 from services.inference.runner import (
     ErrorEvent,
     Event,
@@ -103,9 +112,28 @@ class JobView:
     seconds: float  # since it was asked for
 
 
-def work_of(spec: GenerationSpec) -> int:
-    """Steps times pixels: what a generation costs, near enough (a UNet step's cost grows with the pixels)."""
-    return spec.steps * spec.width * spec.height
+class FairTurns:
+    """Which group of generations runs the next step: the one that has had the least work so far.
+
+    Stride scheduling: each group is charged its step's price each time it runs, and
+    the least charged goes next (ties: the smaller latent first). A group that joins
+    starts level with the least charged of those running, so it neither waits for the
+    others' past work nor gets a burst of its own. Prices are what `GenerationSpec.step_work`
+    says, not times: the turns are the same on every machine, and a test can count them.
+    """
+
+    def __init__(self) -> None:
+        self._charged: dict[tuple[int, int], float] = {}
+
+    def next(self, step_prices: dict[tuple[int, int], float]) -> tuple[int, int]:
+        """The group to run now, among those with generations (each with the price of its next step); charges it."""
+        self._charged = {group: work for group, work in self._charged.items() if group in step_prices}
+        level = min(self._charged.values(), default=0.0)
+        for group in step_prices:
+            self._charged.setdefault(group, level)
+        group = min(step_prices, key=lambda g: (self._charged[g], g))
+        self._charged[group] += step_prices[group]
+        return group
 
 
 @dataclass(eq=False)
@@ -125,9 +153,9 @@ class Job:
         return self.requester.student
 
     @property
-    def work(self) -> int:
-        """What the job costs the GPU: UNet steps times pixels."""
-        return work_of(self.spec)
+    def work(self) -> float:
+        """What the job costs the GPU (`GenerationSpec.work`: steps x pixels x the costly probes)."""
+        return self.spec.work
 
     def emit(self, event: Event) -> None:
         try:
@@ -146,6 +174,12 @@ class _Running:
     started_at: float
     group: tuple[int, int]  # latent height and width
 
+    @property
+    def work_left(self) -> float:
+        """The work of the steps it has still to run."""
+        spec = self.job.spec
+        return max(0, spec.steps - self.generation.step_index) * spec.step_work
+
 
 class BatchScheduler:
     """Owns the model on one worker thread; batches the steps of the generations it runs."""
@@ -159,13 +193,13 @@ class BatchScheduler:
         max_queue_per_class: int = 0,
         max_per_address: int = 0,
         max_queue_work: float = 0.0,
-        standard_work: int = 1,
+        standard_work: float = 1.0,
     ) -> None:
         self.model = model
         self.max_batch_size = max_batch_size
         self.max_queue = max_queue
-        self.max_queue_work = max_queue_work  # in standard pictures; 0: bounded by places only
-        self.standard_work = max(1, standard_work)  # steps x pixels of one standard picture
+        self.max_queue_work = max_queue_work  # in standard pictures, waiting and left to run; 0: by places only
+        self.standard_work = max(1.0, standard_work)  # the work of one standard picture (validation.standard_work)
         self.max_queue_per_class = max_queue_per_class  # 0: no share per class
         self.max_per_address = max_per_address  # 0: no limit per browser address
         self.metrics = metrics
@@ -176,7 +210,9 @@ class BatchScheduler:
         self._stats = SchedulerStats()
         self._closing = False
         self._paused = False
-        self._group_turn = 0
+        self._turns = FairTurns()
+        factor = model.vae_downsample_factor
+        self._native_group = (model.default_size // factor, model.default_size // factor)
         # The last step's frames, held until the next step is queued behind them (see `_step`).
         self._unsent: list[tuple[Job, StepEvent]] = []
         self._last_unet: Stopwatch | None = None  # the last UNet call in the metrics
@@ -268,6 +304,10 @@ class BatchScheduler:
         with self._lock:
             return sum(job.work for job in self._waiting) / self.standard_work
 
+    def _work_ahead(self) -> float:
+        """The work waiting and left to run on the running pictures (not the `_unsent` frames). Lock held."""
+        return sum(job.work for job in self._waiting) + sum(r.work_left for r in self._running)
+
     def _refusal(
         self, requester: Requester, spec: GenerationSpec | None
     ) -> tuple[str, StudentBusy | QueueFull | AddressBusy] | None:
@@ -279,12 +319,17 @@ class BatchScheduler:
             return "student_busy", StudentBusy()
         if len(self._waiting) >= self.max_queue:
             return "queue_full", QueueFull(len(self._waiting), self._retry_after(len(self._waiting)))
-        if self.max_queue_work and spec is not None and self._waiting:
-            # An empty queue takes any request validation allowed: the limit is on waiting, not on size.
-            waiting = sum(job.work for job in self._waiting)
-            if (waiting + work_of(spec)) / self.standard_work > self.max_queue_work:
-                pictures = waiting / self.standard_work
-                return "queue_work_full", QueueFull(len(self._waiting), self._retry_after(round(pictures)))
+        if self.max_queue_work and spec is not None and (self._waiting or self._running):
+            # An idle server takes any request validation allowed (one request's own ceiling is
+            # `settings.max_request_work`, below this bound); otherwise the running pictures'
+            # steps still to come count as much as the waiting ones.
+            ahead = self._work_ahead()
+            if (ahead + spec.work) / self.standard_work > self.max_queue_work:
+                pictures = ahead / self.standard_work
+                retry = self._retry_after(round(pictures))
+                if not self._waiting:
+                    return "queue_work_full", WorkFull(pictures, retry)
+                return "queue_work_full", QueueFull(len(self._waiting), retry)
         if self.max_per_address and requester.address:
             held = sum(job.requester.address == requester.address for job in (*self._waiting, *self._jobs_running()))
             if held >= self.max_per_address:
@@ -335,6 +380,7 @@ class BatchScheduler:
         """
         with self._lock:
             self._stop([job])
+            self._lock.notify()  # a paused worker lets go of a running one's tensors now
 
     def close(self, timeout: float | None = None) -> None:
         with self._lock:
@@ -362,14 +408,31 @@ class BatchScheduler:
         else:
             self._stats.generations_failed += 1
 
+    def _group_of(self, spec: GenerationSpec) -> tuple[int, int]:
+        factor = self.model.vae_downsample_factor
+        return spec.height // factor, spec.width // factor
+
     def _admit(self) -> list[Job]:
-        """Move waiting jobs into the running set while there is room. Call with the lock held."""
+        """Move waiting jobs into the running set while there is room. Call with the lock held.
+
+        Pictures at a size other than the model's own run one size at a time: a job of a
+        second such size keeps its place and lets the jobs behind it start (it starts when
+        the size before it is done). Two groups at most then take turns, so a standard
+        picture gets at least half the machine's work, however many large ones wait.
+        """
         admitted = []
-        while self._waiting and len(self._running) + len(admitted) < self.max_batch_size:
-            job = self._waiting.popleft()
+        other_sizes = {r.group for r in self._running} - {self._native_group}
+        for job in list(self._waiting):
+            if len(self._running) + len(admitted) >= self.max_batch_size:
+                break
             if job.cancelled.is_set():
-                self._release(job, Outcome.CANCELLED)
-                continue
+                continue  # left below
+            group = self._group_of(job.spec)
+            if group != self._native_group:
+                if other_sizes and group not in other_sizes:
+                    continue
+                other_sizes.add(group)
+            self._waiting.remove(job)
             admitted.append(job)
         cancelled_waiting = [job for job in self._waiting if job.cancelled.is_set()]
         for job in cancelled_waiting:
@@ -383,6 +446,9 @@ class BatchScheduler:
         while True:
             with self._lock:
                 while not self._closing and (self._paused or (not self._waiting and not self._running)):
+                    if any(r.job.cancelled.is_set() for r in self._running):  # stopped while paused
+                        self._drop_cancelled()
+                        continue
                     if self._unsent:  # nothing will be queued behind them before the wait: they go now
                         self._lock.release()
                         try:
@@ -402,8 +468,7 @@ class BatchScheduler:
         self._send_frames()  # the service stops: what was computed still goes out
 
     def _start(self, job: Job) -> None:
-        factor = self.model.vae_downsample_factor
-        group = (job.spec.height // factor, job.spec.width // factor)
+        group = self._group_of(job.spec)
         self.metrics.queue_seconds.observe(time.perf_counter() - job.submitted_at)
         try:
             generation = Generation(self.model, job.spec)
@@ -428,11 +493,17 @@ class BatchScheduler:
         self.metrics.running.set(len(self._running))
 
     def _next_group(self) -> list[_Running]:
-        """The generations of the next latent size in turn: groups of different sizes alternate."""
-        groups = sorted({r.group for r in self._running})
-        self._group_turn = (self._group_turn + 1) % len(groups)
-        group = groups[self._group_turn]
-        return [r for r in self._running if r.group == group][: self.max_batch_size]
+        """The generations of the latent size whose turn it is: the one that has had the least work (`FairTurns`).
+
+        A group's step is priced at its generations' mean step price: their UNet rows
+        share one call, which on a GPU costs little more than one row alone.
+        """
+        groups: dict[tuple[int, int], list[_Running]] = {}
+        for running in self._running:
+            groups.setdefault(running.group, []).append(running)
+        batches = {group: members[: self.max_batch_size] for group, members in groups.items()}
+        prices = {group: sum(r.job.spec.step_work for r in batch) / len(batch) for group, batch in batches.items()}
+        return batches[self._turns.next(prices)]
 
     def _step(self, batch: list[_Running]) -> None:
         """One denoising step for every generation in `batch`, through one UNet call.

@@ -47,6 +47,7 @@ from services.inference.validation import (
     check_generate,
     check_name,
     check_prompt,
+    standard_work,
 )
 from services.lessons.catalog import Catalog, Entry, all_entries, load_catalog
 
@@ -142,7 +143,7 @@ class Classroom:
             max_queue_per_class=settings.max_queue_per_class,
             max_per_address=settings.max_per_address,
             max_queue_work=settings.max_queue_work,
-            standard_work=settings.default_steps * model.default_size**2,
+            standard_work=standard_work(settings, model.default_size, self.default_include),
         )
         self.limiter = RateLimiter(store, settings.rate_limit_per_minute, settings.rate_limit_burst)
         self.text_limiter = RateLimiter(

@@ -167,6 +167,20 @@ class QueueFull(Refusal):
         self.waiting, self.classroom = waiting, classroom
 
 
+class WorkFull(QueueFull):
+    """Nothing waits, but the pictures running have as much work left as the server takes on (`max_queue_work`)."""
+
+    def __init__(self, pictures: float, retry_after_s: float) -> None:
+        minutes = max(1, round(retry_after_s / 60))
+        Refusal.__init__(
+            self,
+            f"The server is busy with large pictures right now (about {max(1, round(pictures))} standard pictures "
+            f"of work left). Please try again in about {minutes} minute(s).",
+            retry_after_s,
+        )
+        self.waiting, self.classroom = 0, None
+
+
 class RateLimited(Refusal):
     """The student has used up their generations for now."""
 

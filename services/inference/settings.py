@@ -97,10 +97,20 @@ class InferenceSettings(TlsClientSettings):
     # so 200 places are a large class each waiting once. Past them, or past the waiting
     # work below, requests are refused with a retry hint.
     max_queue: int = Field(200, description="Generations that may wait for the GPU before requests are refused.")
-    # Work waiting, in standard pictures (the model's default steps at its native size):
-    # a 100-step picture counts twice, a 768-pixel one 2.25 times on SD 1.5.
+    # Work waiting or still to do on running pictures, in standard pictures (the model's default
+    # steps at its native size, with the default probes): a 100-step picture counts four times,
+    # a 768-pixel one 2.25 times on SD 1.5.
     max_queue_work: float = Field(
-        100.0, description="Work that may wait, in standard pictures (default steps, native size); 0: no limit."
+        100.0,
+        description="Work waiting or left to run, in standard pictures (default steps, native size); 0: no limit.",
+    )
+    # One request, even on an idle server, in standard pictures: steps x pixels x the costly
+    # probes (validation.work_of). 24 admits SD 1.5's largest (150 steps at 1024 px) and Shapes'
+    # largest (100 steps at 128 px, both costly probes: 20), and stays well under max_queue_work,
+    # so one request never fills the class's queue. A request above it is refused with a sentence
+    # naming what to lower.
+    max_request_work: float = Field(
+        24.0, gt=0, description="Most work one request may ask for, in standard pictures (default steps, native size)."
     )
     # When several classes share one server (each front end sends its CLASSROOM_CLASS_NAME):
     # the most generations one class may have waiting. 0: no share per class.

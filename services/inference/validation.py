@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from services.common.api import pb
 from services.common.text import hidden_characters, name_problem
+from services.common.trajectories import ON_REQUEST_PROBES
 from services.inference.moderation import Blocklist
 from services.inference.probes import DEFAULT_PROBES, PROBES
 from services.inference.refusals import BlockedPrompt, RequestError
@@ -68,11 +69,45 @@ class GenerationSpec:
             request.branch.CopyFrom(self.branch.to_proto())
         return request
 
+    @property
+    def work(self) -> float:
+        """What this generation costs the GPU (`work_of`); divide by `standard_work` for standard pictures."""
+        return work_of(self.steps, self.width, self.height, self.include)
+
+    @property
+    def step_work(self) -> float:
+        """What one of its denoising steps costs."""
+        return self.work / self.steps
+
     def reads_at(self, step: int) -> tuple[str, str, float]:
         """The prompt, negative prompt and guidance scale that step `step` reads."""
         if self.branch is not None and step >= self.branch.at_step:
             return self.branch.prompt, self.branch.negative_prompt, self.branch.guidance_scale
         return self.prompt, self.negative_prompt, self.guidance_scale
+
+
+# -- what a request costs: its price in standard pictures -------------------
+# A UNet step's work grows with the pixels (the latent has one position per 8 x 8 pixels, and
+# every layer's work grows with the positions), and a generation runs one such step per denoising
+# step, on both guidance branches. The costly probes add work to every step they are asked for;
+# their factors are the ratios measured on Shapes at 64 px (docs/benchmarks.md, "The costly probes":
+# attention maps 1.13, a decoded guess 1.53), rounded up. A branch (lesson 8) runs every step itself,
+# those it shares with its original too, so it is priced by all its steps like any request.
+PROBE_COST: dict[str, float] = {"cross_attention": 1.25, "decoded_x0_preview": 1.5}
+assert PROBE_COST.keys() == ON_REQUEST_PROBES
+
+
+def work_of(steps: int, width: int, height: int, include: frozenset[str]) -> float:
+    """What a generation costs the GPU: steps x pixels x the costly probes it asks for (unitless)."""
+    factor = 1.0
+    for probe in include & ON_REQUEST_PROBES:
+        factor *= PROBE_COST[probe]
+    return steps * width * height * factor
+
+
+def standard_work(settings: InferenceSettings, native_size: int, default_include: frozenset[str]) -> float:
+    """The work of one standard picture: the default steps, at the model's native size, with the default probes."""
+    return work_of(settings.default_steps, native_size, native_size, default_include)
 
 
 MAX_INCLUDE_PATHS = 16
@@ -269,6 +304,7 @@ def check_generate(
 
     if out:
         raise RequestError(out)
+    _check_work(steps, width, height, include, settings, limits, default_include)
     # The negative prompt too: at guidance 0 the picture is the negative prompt's. And a branch's texts.
     texts = [request.prompt, request.negative_prompt]
     if branch is not None:
@@ -287,6 +323,52 @@ def check_generate(
         include=include,
         branch=branch,
     )
+
+
+_PROBE_NAMES = {"cross_attention": "the attention maps", "decoded_x0_preview": "the decoded picture at every step"}
+
+
+def _check_work(
+    steps: int,
+    width: int,
+    height: int,
+    include: frozenset[str],
+    settings: InferenceSettings,
+    limits: Limits,
+    default_include: frozenset[str],
+) -> None:
+    """One request may cost at most `settings.max_request_work` standard pictures, even on an idle server.
+
+    Within the limits on steps and size a request can still hold the GPU for many
+    classmates' pictures (Shapes: 100 steps at 128 px with both costly probes is 20).
+    The sentence names what to lower, and by how much.
+    """
+    standard = standard_work(settings, limits.native_size, default_include)
+    price = work_of(steps, width, height, include) / standard
+    ceiling = settings.max_request_work
+    if price <= ceiling:
+        return
+    budget = ceiling * standard / work_of(1, 1, 1, include)  # steps x pixels that fit, with these probes
+    native = limits.native_size
+    sentence = (
+        f"This picture is too much work for one request: it would take as long as {price:.0f} standard pictures "
+        f"({settings.default_steps} steps at {native} x {native} pixels), and one request may take at most "
+        f"{ceiling:g}."
+    )
+    lower = []
+    fewest_steps = math.floor(budget / (width * height))
+    if fewest_steps >= limits.min_steps:
+        lower.append(f"use at most {fewest_steps} steps at this size")
+    side = math.isqrt(math.floor(budget / steps))
+    side -= side % SIZE_MULTIPLE
+    if limits.min_size <= side < max(width, height):
+        lower.append(f"make it at most {side} x {side} pixels at {steps} steps")
+    extras = sorted(include & ON_REQUEST_PROBES - default_include)
+    if extras:
+        lower.append("leave out " + " and ".join(_PROBE_NAMES[probe] for probe in extras))
+    if lower:
+        sentence += " Please " + ", or ".join(lower) + "."
+    raise RequestError([("num_inference_steps", sentence)])
 
 
 def _check_branch(
