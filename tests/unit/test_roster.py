@@ -88,6 +88,7 @@ def test_removing_a_name_removes_its_browser_until_let_back(clock):
     roster.join("7B", "Bo", "tab-2", "10.0.0.5", browser="mayas-browser")  # a second name, same browser
     roster.join("8C", "Maya", "tab-0", "10.0.0.5", browser="mayas-browser")  # in another class
     assert roster.remove("7B", "Maya")
+    assert [(e.classroom, e.name) for e in roster.entries() if not e.removed] == [("8C", "Maya")]
     for name, session in (("Maya2", "tab-3"), ("Bo", "tab-2")):  # a new name, or the other one's renewal
         with pytest.raises(BrowserRemoved):
             roster.join("7B", name, session, "10.0.0.5", browser="mayas-browser")
