@@ -23,7 +23,7 @@ elif [ -n "${CLASSROOM_PUBLIC_NAME:-}" ]; then
   mode=public-name
 else
   mode=plain-http
-  echo "No CLASSROOM_PUBLIC_NAME: plain HTTP only, and the teacher's page will not open (docs/deploy.md)."
+  echo "No CLASSROOM_PUBLIC_NAME: plain HTTP for students; the teacher's page opens only at https://localhost on this server (docs/deploy.md)."
 fi
 echo "The proxy serves: $mode ($here/$mode.Caddyfile)"
 exec caddy run --config "$here/$mode.Caddyfile" --adapter caddyfile

@@ -60,7 +60,8 @@ def test_the_three_modes_serve_https_as_promised():
     assert list(public) == ["{$CLASSROOM_PUBLIC_NAME}"]  # Caddy gets the certificate and redirects plain HTTP
     assert not any(line.startswith("tls") for line in public["{$CLASSROOM_PUBLIC_NAME}"])
     assert "skip_install_trust" in lines(CADDY / "public-name.Caddyfile")
-    assert list(site_blocks(CADDY / "plain-http.Caddyfile")) == ["http://"]  # a bare network: plain HTTP only
+    # A bare network: plain HTTP for students, HTTPS only for the teacher on the server itself.
+    assert list(site_blocks(CADDY / "plain-http.Caddyfile")) == ["http://", "https://localhost"]
 
 
 def run_start(tmp_path: Path, **environment: str) -> subprocess.CompletedProcess:
@@ -78,7 +79,7 @@ def test_the_entry_point_chooses_the_mode_from_the_settings(tmp_path):
     chosen = run_start(tmp_path)
     assert chosen.returncode == 0, chosen.stderr
     assert f"caddy run --config {CADDY}/plain-http.Caddyfile --adapter caddyfile" in chosen.stdout
-    assert "the teacher's page will not open" in chosen.stdout
+    assert "the teacher's page opens only at https://localhost" in chosen.stdout
     chosen = run_start(tmp_path, CLASSROOM_PUBLIC_NAME="classroom.example.org")
     assert f"--config {CADDY}/public-name.Caddyfile" in chosen.stdout
     # Half a certificate, or one without the name it is for, is refused with a sentence, not served as something else.
@@ -103,7 +104,7 @@ def test_caddy_reads_every_mode(mode):
     upstreams = {u["dial"] for u in _handlers(servers, "reverse_proxy") for u in u["upstreams"]}
     assert upstreams == {"frontend:8501"}
     listeners = {address for server in servers.values() for address in server["listen"]}
-    assert listeners == ({":80"} if mode == "plain-http" else {":443"})  # Caddy adds the :80 redirect itself
+    assert listeners == ({":80", ":443"} if mode == "plain-http" else {":443"})  # Caddy adds the :80 redirect itself
 
 
 def _handlers(node, name):
