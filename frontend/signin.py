@@ -22,6 +22,7 @@ from frontend.browser_id import browser_id, remember_browser
 from frontend.client import StudentError, browser_address, get_client
 from frontend.guard import record_try, wait_before_trying
 from frontend.settings import FrontendSettings
+from frontend.views import said
 from services.common.api import SIGNED_OUT
 from services.common.text import name_problem
 
@@ -82,7 +83,7 @@ def sign_in_page() -> None:
     st.title("Diffusion Classroom")
     remember_browser()  # before the form: the cookie is in the browser by the time the student signs in
     if because := st.session_state.pop("signed_out_because", None):
-        st.warning(because)
+        st.warning(said(because))  # may quote the name, as typed
     st.markdown("Welcome! Type the class code your teacher gave you, and a name for yourself.")
     with st.form("sign-in"):
         code = st.text_input("Class code", type="password")
@@ -106,7 +107,7 @@ def sign_in_page() -> None:
     try:
         _join(name.strip(), session)
     except StudentError as error:
-        st.error(str(error))
+        st.error(said(str(error)))
         return
     st.session_state.display_name = name.strip()
     st.session_state.roster_session = session

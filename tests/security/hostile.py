@@ -79,7 +79,7 @@ def rendered_text(markdown: str) -> tuple[str, list[str]]:
 
 
 # A piece of each hostile string that survives any escaping: a field holding one holds injected text.
-_INJECTED = re.compile(r"evil|script|x\^2|smile|red\[|teacher now|Pneumono", re.IGNORECASE)
+_INJECTED = re.compile(r"evil|document\.title|x\^2|smile|red\[|teacher now|Pneumono", re.IGNORECASE)
 
 
 def injected(source: str) -> bool:

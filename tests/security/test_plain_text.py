@@ -103,7 +103,10 @@ def page_text(at: AppTest) -> tuple[str, list[str]]:
         if proto is None or not hasattr(proto, "ListFields"):
             continue
         for name, value in _strings(proto):
-            if (node.type, name) in AS_IS:
+            if node.type == "html":  # the app's own HTML (st.html): no typed text may reach it
+                if injected(value):
+                    problems.append(f"html {value!r}")
+            elif (node.type, name) in AS_IS:
                 seen.append(value)
             elif name in MARKDOWN_FIELDS:
                 words, markup = rendered_text(value)
@@ -150,7 +153,7 @@ def hostile_class(settings, tmp_path_factory) -> Iterator[ClassroomClient]:
                 with pytest.raises(StudentError):
                     collect(client.generate(picture, student))
                 continue
-            client.join_class(text, f"session-{number}")
+            client.join_class(text, f"session-{number}", browser=f"browser-{number}")  # a classmate's browser
             key = collect(client.generate(picture, student, name=text)).status.trajectory_key
             client.share_to_gallery(key, student, text)
         yield client
@@ -226,6 +229,19 @@ def test_a_students_quick_check_shows_the_question_and_answers_as_typed(hostile_
             time.sleep(0.05)
         at.run()
         assert_plain(at, [f"The answer is B: {asked[1]}."])
+
+
+def test_signing_in_as_a_hostile_name_a_classmate_holds_says_so_with_the_name_as_typed(hostile_class, monkeypatch):
+    monkeypatch.setenv("CLASSROOM_CLASS_CODE", "owl-42")
+    for number, (_, text) in enumerate(SHOWN):  # held by classmates again (the teacher's test removed them)
+        hostile_class.join_class(text, f"again-{number}", browser=f"classmate-{number}")
+    at = AppTest.from_file(str(ROOT / "frontend" / "app.py"), default_timeout=60).run()
+    for _, text in SHOWN:
+        at.text_input[0].input("owl-42")
+        at.text_input[1].input(text)
+        at.button[0].click().run()
+        assert len(at.error) == 1  # "already signed in as '...' on another computer"
+        assert_plain(at, [text])
 
 
 def test_the_playground_shows_a_typed_prompt_as_typed(hostile_class):
