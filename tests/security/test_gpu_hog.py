@@ -187,3 +187,52 @@ def test_running_work_counts_toward_the_servers_bound(shapes_server, monkeypatch
         hog.cancel()
         server.classroom.pause(False)
     wait_until(lambda: scheduler.stats().active_generations == 0)
+
+
+def test_a_tab_closed_while_the_class_is_paused_leaves_at_once(shapes_server):
+    """A paused class holds its running pictures between steps; a closed tab's picture still leaves (and its memory)."""
+    server, stub = shapes_server
+    info = stub.GetModelInfo(pb.GetModelInfoRequest())
+    scheduler = server.classroom.scheduler
+    hog = stub.Generate(costliest(info), metadata=student("hog"))
+    events = unbatch(hog)
+    try:
+        assert next(kind for r in events if (kind := r.WhichOneof("event")) == "frame")  # running
+        server.classroom.pause(True)
+        hog.cancel()
+        wait_until(lambda: scheduler.stats().active_generations == 0)  # before the class resumes
+        assert scheduler.paused
+    finally:
+        server.classroom.pause(False)
+
+
+def test_pictures_of_other_sizes_run_one_size_at_a_time(shapes_server, unet_calls):
+    """Two large pictures of different sizes: the second waits for the first, and a standard picture passes it."""
+    server, stub = shapes_server
+    info = stub.GetModelInfo(pb.GetModelInfoRequest())
+    largest, between = info.limits.max_size, (info.limits.max_size + info.default_width) // 2
+    asked = {
+        "large": request("a green star at the top", seed=5, num_inference_steps=12, width=largest, height=largest),
+        "between": request("a yellow triangle", seed=6, num_inference_steps=12, width=between, height=between),
+        "standard": request(CLASSMATE_PROMPT, seed=7),
+    }
+    server.classroom.pause(True)  # all three wait, in this order
+    scheduler = server.classroom.scheduler
+    streams: dict[str, object] = {}
+
+    def ask(name: str) -> None:
+        streams[name] = collect(stub.Generate(asked[name], metadata=student(name)))
+
+    readers = [threading.Thread(target=ask, args=(name,)) for name in asked]
+    try:
+        for waiting, reader in enumerate(readers, start=1):
+            reader.start()
+            wait_until(lambda waiting=waiting: scheduler.stats().queued_generations == waiting)
+    finally:
+        server.classroom.pause(False)
+    for reader in readers:
+        reader.join(120)
+    assert all(streams[name].final for name in asked)
+    large, medium, standard = (unet_calls.of(asked[name].prompt) for name in asked)
+    assert medium[0] > large[-1]  # the second size started once the first was done
+    assert standard[0] < large[-1]  # the standard picture did not wait behind it
