@@ -138,6 +138,7 @@ def assert_plain(page: Page, outside: list[str], texts: list[str]) -> None:
     """No element made from the injected text, no request to the outside, and each of `texts` shown as typed."""
     assert [made for frame in page.frames for made in frame.evaluate(INJECTED_ELEMENTS)] == []  # components too
     assert outside == []
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")  # a long word wraps
     shown = " ".join(words(page).split())
     assert [text for text in texts if shown_as(text) not in shown] == []
 
@@ -167,7 +168,7 @@ def test_the_students_pages_show_the_hostile_text_as_typed(browser, frontend_url
     assert_plain(page, outside, [text for _, text in SHOWN])
 
     page.get_by_test_id("stSidebarNavItems").get_by_role("link", name="Playground").click()
-    typed = " ".join(text for _, text in SHOWN)
+    typed = " ".join(text for _, text in SHOWN) + " " + "Pneumono" * 40  # and a word of 320 letters
     page.get_by_label("Prompt", exact=True).fill(typed)
     for side in ("Width", "Height"):  # a small picture: the Playground's page, not the model, is under test
         page.get_by_label(side).click()
