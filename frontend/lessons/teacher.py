@@ -18,7 +18,7 @@ from frontend.settings import FrontendSettings
 from frontend.signin import TOO_MANY_TRIES
 from frontend.teaching import served_without_computing, teach_together
 from frontend.transport import require_private_connection
-from frontend.views import guarded, plain
+from frontend.views import guarded, plain, said
 from services.common.api import pb
 
 TEACHER_PAGE_OFF = "The teacher's page is off on this server: set CLASSROOM_TEACHER_CODE to turn it on."
@@ -195,7 +195,7 @@ def _live(room: pb.GetClassroomResponse) -> None:
                 f"Done: {progress.rendered} rendered, {progress.skipped} already cached, {progress.failed} failed."
             )
         if progress.last_error:
-            st.caption(f"Last failure: {progress.last_error}")
+            st.caption(said(f"Last failure: {progress.last_error}"))  # may quote an example's prompt
 
 
 @st.fragment(run_every=3)
