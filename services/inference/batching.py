@@ -416,12 +416,14 @@ class BatchScheduler:
         """Move waiting jobs into the running set while there is room. Call with the lock held.
 
         Pictures at a size other than the model's own run one size at a time: a job of a
-        second such size keeps its place and lets the jobs behind it start (it starts when
-        the size before it is done). Two groups at most then take turns, so a standard
+        second such size keeps its place and lets the jobs of the model's size behind it
+        start (it starts when the size before it is done; jobs of other sizes behind it wait
+        behind it, so none overtakes it). Two groups at most then take turns, so a standard
         picture gets at least half the machine's work, however many large ones wait.
         """
         admitted = []
         other_sizes = {r.group for r in self._running} - {self._native_group}
+        held_back = False  # a job of another size waits: later ones of any other size wait behind it (no overtaking)
         for job in list(self._waiting):
             if len(self._running) + len(admitted) >= self.max_batch_size:
                 break
@@ -429,7 +431,8 @@ class BatchScheduler:
                 continue  # left below
             group = self._group_of(job.spec)
             if group != self._native_group:
-                if other_sizes and group not in other_sizes:
+                if held_back or (other_sizes and group not in other_sizes):
+                    held_back = True
                     continue
                 other_sizes.add(group)
             self._waiting.remove(job)

@@ -207,7 +207,7 @@ def test_a_tab_closed_while_the_class_is_paused_leaves_at_once(shapes_server):
 
 
 def test_pictures_of_other_sizes_run_one_size_at_a_time(shapes_server, unet_calls):
-    """Two large pictures of different sizes: the second waits for the first, and a standard picture passes it."""
+    """Large pictures of two sizes run one size at a time, in their order; a standard picture passes them."""
     server, stub = shapes_server
     info = stub.GetModelInfo(pb.GetModelInfoRequest())
     largest, between = info.limits.max_size, (info.limits.max_size + info.default_width) // 2
@@ -215,8 +215,11 @@ def test_pictures_of_other_sizes_run_one_size_at_a_time(shapes_server, unet_call
         "large": request("a green star at the top", seed=5, num_inference_steps=12, width=largest, height=largest),
         "between": request("a yellow triangle", seed=6, num_inference_steps=12, width=between, height=between),
         "standard": request(CLASSMATE_PROMPT, seed=7),
+        "large again": request(
+            "a green star at the bottom", seed=8, num_inference_steps=12, width=largest, height=largest
+        ),
     }
-    server.classroom.pause(True)  # all three wait, in this order
+    server.classroom.pause(True)  # all four wait, in this order
     scheduler = server.classroom.scheduler
     streams: dict[str, object] = {}
 
@@ -233,6 +236,7 @@ def test_pictures_of_other_sizes_run_one_size_at_a_time(shapes_server, unet_call
     for reader in readers:
         reader.join(120)
     assert all(streams[name].final for name in asked)
-    large, medium, standard = (unet_calls.of(asked[name].prompt) for name in asked)
+    large, medium, standard, again = (unet_calls.of(asked[name].prompt) for name in asked)
     assert medium[0] > large[-1]  # the second size started once the first was done
     assert standard[0] < large[-1]  # the standard picture did not wait behind it
+    assert again[0] > medium[-1]  # a later large one did not overtake the waiting second size
