@@ -6,8 +6,8 @@ checked on both sides.
 
 Two names are the same name when they look the same to the teacher: `fold_name`
 puts a name in the form they are compared in (compatibility forms such as
-fullwidth letters, case, letters from other alphabets drawn like Latin ones,
-invisible characters and runs of spaces all fold away).
+fullwidth letters, small capitals, case, letters from other alphabets drawn like
+Latin ones, invisible characters and runs of spaces all fold away).
 """
 
 # The look-alike letters of other alphabets are the point of this file.
@@ -19,6 +19,24 @@ import unicodedata
 
 NAME_LIMIT = 40  # characters in a display name
 
+
+def _letter_forms() -> dict[int, str]:
+    """Small capitals ("LATIN LETTER SMALL CAPITAL N") and regional indicators ("... SYMBOL LETTER N") as letters.
+
+    Unicode gives neither a compatibility decomposition, so NFKC and NFKD leave them alone.
+    """
+    forms: dict[int, str] = {}
+    for code in (*range(0x0250, 0x02B0), *range(0x1D00, 0x1D80), *range(0xA730, 0xA7B0), *range(0x1F1E6, 0x1F200)):
+        name = unicodedata.name(chr(code), "")
+        for prefix in ("LATIN LETTER SMALL CAPITAL ", "REGIONAL INDICATOR SYMBOL LETTER "):
+            letter = name.removeprefix(prefix)
+            if name.startswith(prefix) and len(letter) == 1:
+                forms[code] = letter.lower()
+    return forms
+
+
+# Latin letters drawn another way, as plain letters (the prompt blocklist reads them too).
+LETTER_FORMS = _letter_forms()
 # Capitals of other alphabets drawn like Latin capitals. They are mapped before case folding,
 # because some of their small forms look like another letter: Greek Ν is N, but ν looks like v.
 _LOOK_ALIKE_CAPITALS = str.maketrans(
@@ -62,10 +80,10 @@ def hidden_characters(text: str, allow_newlines: bool = False) -> list[str]:
 def fold_name(name: str) -> str:
     """The form two display names are compared in: equal when a teacher could not tell them apart.
 
-    "Аlice" (a Cyrillic А), "Ａlice" (fullwidth), "ALICE", " alice " and "Alice" with a
-    zero-width space all fold to "alice". Accents stay: "José" and "Jose" are two names.
+    "Аlice" (a Cyrillic А), "Ａlice" (fullwidth), "ᴀʟɪᴄᴇ" (small capitals), "ALICE", " alice "
+    and "Alice" with a zero-width space all fold to "alice". Accents stay: "José" and "Jose" are two names.
     """
-    text = unicodedata.normalize("NFKC", name).translate(_LOOK_ALIKE_CAPITALS).casefold()
+    text = unicodedata.normalize("NFKC", name).translate(LETTER_FORMS).translate(_LOOK_ALIKE_CAPITALS).casefold()
     text = text.translate(_LOOK_ALIKE_SMALL)
     text = "".join(c for c in text if c not in _BLANK_LETTERS and c not in _IGNORED_MARKS and not hidden_characters(c))
     return " ".join(text.split())  # leading, trailing and repeated spaces (NFKC made every space a plain one)

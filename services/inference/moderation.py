@@ -16,29 +16,13 @@ import re
 import unicodedata
 from pathlib import Path
 
-from services.common.text import LOOK_ALIKE_LETTERS
+from services.common.text import LETTER_FORMS, LOOK_ALIKE_LETTERS
 
 DEFAULT_BLOCKLIST = Path(__file__).with_name("blocklist.txt")
 
 _SEPARATORS = re.compile(r"[\W_]+")
 
 
-def _letter_forms() -> dict[int, str]:
-    """Small capitals ("LATIN LETTER SMALL CAPITAL N") and regional indicators ("... SYMBOL LETTER N") as letters.
-
-    Unicode gives neither a compatibility decomposition, so NFKD leaves them alone.
-    """
-    forms: dict[int, str] = {}
-    for code in (*range(0x0250, 0x02B0), *range(0x1D00, 0x1D80), *range(0xA730, 0xA7B0), *range(0x1F1E6, 0x1F200)):
-        name = unicodedata.name(chr(code), "")
-        for prefix in ("LATIN LETTER SMALL CAPITAL ", "REGIONAL INDICATOR SYMBOL LETTER "):
-            letter = name.removeprefix(prefix)
-            if name.startswith(prefix) and len(letter) == 1:
-                forms[code] = letter.lower()
-    return forms
-
-
-_LETTER_FORMS = _letter_forms()
 # Letters from other alphabets that look like Latin ones (the table display names fold with too),
 # and digits and signs standing for letters.
 _LOOK_ALIKES = str.maketrans(
@@ -64,7 +48,7 @@ def words(text: str, articles_apart: bool = False) -> list[str]:
     a leading "a" or "i" of such a run stays a word of its own ("a s.e.x poster").
     """
     # NFKD, not NFKC: it splits "ü" into "u" and a combining mark, which goes with the invisible ones.
-    text = unicodedata.normalize("NFKD", text).translate(_LETTER_FORMS).casefold()
+    text = unicodedata.normalize("NFKD", text).translate(LETTER_FORMS).casefold()
     text = "".join(c for c in text if unicodedata.category(c) not in ("Cf", "Mn"))  # invisible marks, accents
     text = text.translate(_LOOK_ALIKES)
     merged: list[str] = []

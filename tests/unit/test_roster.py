@@ -73,7 +73,8 @@ def test_the_same_address_without_the_browser_cannot_take_a_name_over(clock):
 def test_names_are_compared_folded(clock):
     roster = Roster(clock=clock)
     roster.join("7B", "Alice Park", "tab-1", "10.0.0.5", browser="b1")
-    for look_alike in ("\u0410lice Park", "\uff21lice Park", "ALICE  PARK", "Alice\u00a0Park "):
+    small_capitals = "\u1d00\u029f\u026a\u1d04\u1d07 \u1d18\u1d00\u0280\u1d0b"
+    for look_alike in ("\u0410lice Park", "\uff21lice Park", "ALICE  PARK", "Alice\u00a0Park ", small_capitals):
         with pytest.raises(NameTaken):
             roster.join("7B", look_alike, "tab-2", "10.0.0.6", browser="b2")
     roster.join("7B", "Alice Parks", "tab-2", "10.0.0.6", browser="b2")  # another name
