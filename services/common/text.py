@@ -39,7 +39,8 @@ def _letter_forms() -> dict[int, str]:
 LETTER_FORMS = _letter_forms()
 # Capitals of other alphabets drawn like Latin capitals. They are mapped before case folding,
 # because some of their small forms look like another letter: Greek Ν is N, but ν looks like v.
-_LOOK_ALIKE_CAPITALS = str.maketrans(
+# The prompt blocklist reads this table too.
+LOOK_ALIKE_CAPITALS = str.maketrans(
     {
         "А": "A", "В": "B", "Е": "E", "Ѕ": "S", "І": "I", "Ј": "J", "К": "K", "М": "M", "Н": "H", "О": "O",
         "Р": "P", "С": "C", "Т": "T", "У": "Y", "Х": "X", "Ү": "Y", "Ԛ": "Q", "Ԝ": "W",
@@ -83,7 +84,7 @@ def fold_name(name: str) -> str:
     "Аlice" (a Cyrillic А), "Ａlice" (fullwidth), "ᴀʟɪᴄᴇ" (small capitals), "ALICE", " alice "
     and "Alice" with a zero-width space all fold to "alice". Accents stay: "José" and "Jose" are two names.
     """
-    text = unicodedata.normalize("NFKC", name).translate(LETTER_FORMS).translate(_LOOK_ALIKE_CAPITALS).casefold()
+    text = unicodedata.normalize("NFKC", name).translate(LETTER_FORMS).translate(LOOK_ALIKE_CAPITALS).casefold()
     text = text.translate(_LOOK_ALIKE_SMALL)
     text = "".join(c for c in text if c not in _BLANK_LETTERS and c not in _IGNORED_MARKS and not hidden_characters(c))
     return " ".join(text.split())  # leading, trailing and repeated spaces (NFKC made every space a plain one)

@@ -16,7 +16,7 @@ import re
 import unicodedata
 from pathlib import Path
 
-from services.common.text import LETTER_FORMS, LOOK_ALIKE_LETTERS
+from services.common.text import LETTER_FORMS, LOOK_ALIKE_CAPITALS, LOOK_ALIKE_LETTERS
 
 DEFAULT_BLOCKLIST = Path(__file__).with_name("blocklist.txt")
 
@@ -48,7 +48,8 @@ def words(text: str, articles_apart: bool = False) -> list[str]:
     a leading "a" or "i" of such a run stays a word of its own ("a s.e.x poster").
     """
     # NFKD, not NFKC: it splits "ü" into "u" and a combining mark, which goes with the invisible ones.
-    text = unicodedata.normalize("NFKD", text).translate(LETTER_FORMS).casefold()
+    # Capitals first: the Greek capital Nu is an N, though its small form looks like a v.
+    text = unicodedata.normalize("NFKD", text).translate(LETTER_FORMS).translate(LOOK_ALIKE_CAPITALS).casefold()
     text = "".join(c for c in text if unicodedata.category(c) not in ("Cf", "Mn"))  # invisible marks, accents
     text = text.translate(_LOOK_ALIKES)
     merged: list[str] = []
