@@ -239,6 +239,7 @@ class Classroom:
             grid = self._grid_keys.get(lesson) == self._key_at_seed_0(spec)
             lesson = ""
         free = bool(resume) and await self._use_ticket(resume, who, key)
+        asker = who  # the ticket's student (a lesson or grid picture runs under another name below)
         if lesson:
             # A lesson example is the class's, not the student's: computing it takes neither the
             # student's one place nor their computer's (the catalog bounds how many there can be),
@@ -252,7 +253,7 @@ class Classroom:
             trajectory, source = await self.hub.open(spec, who, lesson_entry=lesson, free=free)
         except Refusal:
             if free:  # refused (busy, queue full): the ticket bought nothing, so it still works
-                await self._give_ticket_back(who, key)
+                await self._give_ticket_back(asker, key)
             raise
         # Only calls that were let in count toward a crowd: a flood of refused ones (invalid, blocked,
         # rate-limited, busy) must not hold back the class's cached replays.
