@@ -225,6 +225,13 @@ class Gallery:
 
     async def clear(self, classroom: str) -> int:
         items = _class_key(classroom, "items")
-        count = await self._redis(lambda r: r.hlen(items))
+        values = await self._redis(lambda r: r.hgetall(items))
         await self._redis(lambda r: r.delete(items))
-        return int(count)
+        for field, value in values.items():  # a cleared entry's last value, put back, reads as hidden
+            try:
+                revision = store_pb.StoredGallerySubmission.FromString(value).revision
+            except Exception:  # not an entry: nothing to remember
+                continue
+            what = ("entry", classroom, field.decode(errors="replace"))
+            self._newest[what] = max(self._newest.get(what, 0), revision + 1)
+        return len(values)

@@ -105,3 +105,20 @@ def test_the_approval_setting_cannot_be_turned_off_without_the_secret(redis_serv
         assert not await gallery.approval_required("7B")
 
     run(redis_server, scenario)
+
+
+def test_an_approved_entry_put_back_after_the_teacher_cleared_the_gallery_stays_hidden(redis_server):
+    async def scenario(gallery: Gallery, raw) -> None:
+        await gallery.set_approval("7B", False)
+        item = await gallery.share("7B", submission("e" * 64))
+        items = _class_key("7B", "items")
+        approved = raw.hget(items, item.id)
+        assert await gallery.clear("7B") == 1
+        raw.hset(items, item.id, approved)  # its last genuinely signed value, put back
+        assert shown(await gallery.submissions("7B")) == []
+        # The student shares the same picture again after the clear: a new entry, shown.
+        raw.hdel(items, item.id)
+        again = await gallery.share("7B", submission("e" * 64))
+        assert again.id == item.id and shown(await gallery.submissions("7B")) == [item.id]
+
+    run(redis_server, scenario)
