@@ -56,6 +56,11 @@ def test_the_three_modes_serve_https_as_promised():
     own = site_blocks(CADDY / "own-certificate.Caddyfile")
     assert list(own) == ["{$CLASSROOM_PUBLIC_NAME}"]
     assert "tls /certs/{$CLASSROOM_HTTPS_CERT} /certs/{$CLASSROOM_HTTPS_KEY}" in own["{$CLASSROOM_PUBLIC_NAME}"]
+    # HSTS only with the school's own certificate (never on Caddy's own authority or localhost).
+    hsts = 'header Strict-Transport-Security "max-age=31536000"'
+    assert hsts in own["{$CLASSROOM_PUBLIC_NAME}"]
+    assert not any("Strict-Transport-Security" in line for m in MODES[1:] for line in lines(CADDY / f"{m}.Caddyfile"))
+    assert not any("Strict-Transport-Security" in line for line in lines(CADDY / "classroom.caddy"))
     public = site_blocks(CADDY / "public-name.Caddyfile")
     assert list(public) == ["{$CLASSROOM_PUBLIC_NAME}"]  # Caddy gets the certificate and redirects plain HTTP
     assert not any(line.startswith("tls") for line in public["{$CLASSROOM_PUBLIC_NAME}"])
