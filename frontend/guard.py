@@ -11,7 +11,9 @@ Two counts in this front-end process, each kind of code (class, teacher) with it
   that opens a new session for every guess. Its limit is far above what a class
   mistyping reaches (200 students signing in together, two typos each, is 400),
   and guessing a generated code of three words at its rate takes longer than a
-  school year.
+  school year. A browser that has given the right code of that kind before (a
+  student reloading, the teacher opening a new tab) is not held by its address's
+  count: a script that fills it keeps out only browsers that never knew the code.
 
 Guessing the class code never slows the teacher's page: the counts are per kind. A
 teacher's page already open keeps working whatever happens to new tries.
@@ -34,6 +36,7 @@ FIRST_WAIT_S = 10.0  # after the free tries; then 20, 40, ...
 MAX_WAIT_S = 300.0
 ADDRESS_WINDOW_S = 600.0
 ADDRESS_WRONG_LIMIT = 1000  # wrong tries from one address within the window: a script, not a class
+KNOWN_KEPT = 10_000  # browsers remembered as having given a right code, per process (the oldest forgotten)
 
 
 @dataclass
@@ -54,6 +57,7 @@ class CodeGuard:
         self._lock = threading.Lock()
         self._sessions: dict[tuple[str, str], _SessionTries] = {}
         self._addresses: dict[tuple[str, str], _AddressTries] = {}
+        self._known: dict[tuple[str, str], None] = {}  # (kind, session) that gave the right code, oldest first
         self.address_limit = address_limit
         self.address_window_s = address_window_s
 
@@ -65,7 +69,8 @@ class CodeGuard:
             session_wait = max(0.0, tries.wait_until - now) if tries else 0.0
             window = self._window(kind, address, now)
             address_wait = 0.0
-            if window is not None and len(window.wrong_at) >= self.address_limit:
+            known = (kind, session) in self._known  # knew the code: a script at its address must not keep it out
+            if not known and window is not None and len(window.wrong_at) >= self.address_limit:
                 address_wait = window.wrong_at[0] + self.address_window_s - now
             return max(session_wait, address_wait)
 
@@ -83,9 +88,16 @@ class CodeGuard:
                 window.wrong_at.append(now)
 
     def right(self, kind: str, session: str) -> None:
-        """A right code clears the session's count (the address's window runs out by itself)."""
+        """A right code clears the session's count and lets it past its address's window from now on.
+
+        The address's window runs out by itself.
+        """
         with self._lock:
             self._sessions.pop((kind, session), None)
+            self._known.pop((kind, session), None)
+            self._known[kind, session] = None  # the newest last
+            if len(self._known) > KNOWN_KEPT:
+                del self._known[next(iter(self._known))]
 
     def _window(self, kind: str, address: str, now: float) -> _AddressTries | None:
         window = self._addresses.get((kind, address))

@@ -63,3 +63,31 @@ def test_a_right_code_clears_the_tabs_count(clock):
     codes.right("class", "tab")
     codes.wrong("class", "tab", SCHOOL)
     assert codes.wait_s("class", "tab", SCHOOL) == 0.0
+
+
+def test_a_script_filling_the_address_window_does_not_keep_out_browsers_that_knew_the_code(clock):
+    codes = CodeGuard(address_limit=10)
+    codes.right("class", "browser-of-a-student")  # signed in this morning
+    codes.right("teacher", "browser-of-the-teacher")
+    for tab in range(10):  # a script at the school's address, a new session per guess, both codes
+        codes.wrong("class", f"script-{tab}", SCHOOL)
+        codes.wrong("teacher", f"script-{tab}", SCHOOL)
+    assert codes.wait_s("class", "script-new", SCHOOL) > 0  # the script is stopped
+    assert codes.wait_s("class", "browser-of-a-student", SCHOOL) == 0.0  # a reload signs straight in again
+    assert codes.wait_s("teacher", "browser-of-the-teacher", SCHOOL) == 0.0  # the teacher's new tab too
+    # Knowing the class code lets no browser past the teacher's count.
+    assert codes.wait_s("teacher", "browser-of-a-student", SCHOOL) > 0
+    # Its own count still holds a browser that knew the code and then guesses.
+    for _ in range(FREE_TRIES):
+        codes.wrong("class", "browser-of-a-student", SCHOOL)
+    assert codes.wait_s("class", "browser-of-a-student", SCHOOL) == pytest.approx(10.0)
+
+
+def test_the_browsers_remembered_are_bounded(clock, monkeypatch):
+    monkeypatch.setattr(guard, "KNOWN_KEPT", 3)
+    codes = CodeGuard(address_limit=1)
+    for browser in range(5):
+        codes.right("class", f"browser-{browser}")
+    codes.wrong("class", "script", SCHOOL)
+    assert codes.wait_s("class", "browser-0", SCHOOL) > 0  # forgotten: the oldest went first
+    assert codes.wait_s("class", "browser-4", SCHOOL) == 0.0
