@@ -159,9 +159,10 @@ def plain(text: str, within: Within = "markdown") -> str:
     return text
 
 
-# What markdown could read in a sentence: its characters, where a link starts, a shortcode, a list's start.
+# What markdown could read in a sentence: its characters, where a link starts, a shortcode, a list's start,
+# a line break (a quoted text's next line could be a heading's underline, a code block or a rule).
 _MARKUP_CHANCE = re.compile(
-    r"[\\`*_{}\[\]<>#|~$&]|https?:|www\.|@|:[\w/+-]+[:\[]|^\s*([-+>]|\d+[.)])\s", re.IGNORECASE | re.MULTILINE
+    r"[\\`*_{}\[\]<>#|~$&\n\r]|https?:|www\.|@|:[\w/+-]+[:\[]|^\s*([-+>]|\d+[.)])\s", re.IGNORECASE | re.MULTILINE
 )
 
 

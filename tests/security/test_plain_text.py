@@ -75,6 +75,13 @@ def test_a_refusal_that_quotes_a_name_shows_it_as_typed(what, text):
     assert said("Please wait 10 seconds, then try again.") == "Please wait 10 seconds, then try again."
 
 
+@pytest.mark.parametrize("quoted", ["a cat\n===\nb", "a cat\n\n    an indented block", "a cat\n---\nb"])
+def test_a_sentence_quoting_several_lines_makes_no_block(quoted):
+    words, markup = rendered_text(said(f"The picture of '{quoted}' could not be made."))
+    assert markup == [], quoted
+    assert words == f"The picture of '{' '.join(quoted.split())}' could not be made."
+
+
 def test_whitespace_cannot_start_a_block():
     words, markup = rendered_text(plain("a name\n\n# a heading\n- a list\n> a quote"))
     assert markup == [] and words == "a name # a heading - a list > a quote"
