@@ -160,7 +160,7 @@ def test_a_cancel_takes_effect_at_the_next_step_boundary(shapes_server, unet_cal
     assert collect(stub.Generate(request(CLASSMATE_PROMPT, seed=3), metadata=student("classmate"))).final
 
 
-def test_running_work_counts_toward_the_servers_bound(shapes_server, monkeypatch):
+def test_running_work_counts_toward_the_servers_bound(shapes_server, unet_calls, monkeypatch):
     """An idle server takes the costliest request; while it runs, its steps still to come count as queued work.
 
     On the code before, only waiting work counted: with nobody waiting, any number of
@@ -170,11 +170,20 @@ def test_running_work_counts_toward_the_servers_bound(shapes_server, monkeypatch
     info = stub.GetModelInfo(pb.GetModelInfoRequest())
     scheduler = server.classroom.scheduler
     monkeypatch.setattr(scheduler, "max_queue_work", 20.0)  # the costliest request alone is 20 standard pictures
+
+    def pause_during_the_first_step(generations) -> None:
+        # The teacher pauses while the hog's first step runs: 99 of its 100 steps are left (19.8 standard
+        # pictures), whatever the machine's speed (5 steps done would leave room for a classmate).
+        if any(g.spec.prompt == HOG_PROMPT for g in generations):
+            unet_calls.on_call = None
+            scheduler.pause(True)
+
+    unet_calls.on_call = pause_during_the_first_step
     hog = stub.Generate(costliest(info), metadata=student("hog"))
     events = unbatch(hog)
     try:
-        assert next(kind for r in events if (kind := r.WhichOneof("event")) == "frame")  # running
-        server.classroom.pause(True)  # the teacher pauses: the work left stays as it is
+        assert next(kind for r in events if (kind := r.WhichOneof("event")) == "frame")  # running, now paused
+        assert scheduler.paused and len(unet_calls.of(HOG_PROMPT)) == 1
         classmate = stub.Generate(request(CLASSMATE_PROMPT, seed=4), metadata=student("classmate"))
         with pytest.raises(grpc.RpcError) as caught:
             first = next(unbatch(classmate))  # a refusal comes first; an admitted picture starts with its status
