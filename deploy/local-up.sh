@@ -11,8 +11,10 @@
 #
 # As with docker compose, the class code is made at the first start (the front end says it at
 # start; the teacher's page shows it) unless CLASSROOM_CLASS_CODE is set. Set but empty
-# (`CLASSROOM_CLASS_CODE= make up`): no sign-in, for development. The Redis started here asks
-# for a password, read from a file it includes, never from its command line.
+# (`CLASSROOM_CLASS_CODE= make up`): no sign-in, for development. The teacher code is made the
+# same way (four words and four digits) unless CLASSROOM_TEACHER_CODE is set (set but empty: no
+# teacher's page); it is said only here, in the start message, never on a page. The Redis started
+# here asks for a password, read from a file it includes, never from its command line.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
@@ -40,6 +42,12 @@ export CLASSROOM_CACHE_SECRET_FILE=${CLASSROOM_CACHE_SECRET_FILE:-$SECRETS/servi
 if [ -z "${CLASSROOM_CLASS_CODE+set}" ]; then
   export CLASSROOM_CLASS_CODE_FILE=${CLASSROOM_CLASS_CODE_FILE:-$SECRETS/frontend/class_code}
 fi
+# The service and the front end each read the teacher code from their own folder.
+service_teacher=() frontend_teacher=()
+if [ -z "${CLASSROOM_TEACHER_CODE+set}" ]; then
+  service_teacher=("CLASSROOM_TEACHER_CODE_FILE=${CLASSROOM_TEACHER_CODE_FILE:-$SECRETS/service/teacher_code}")
+  frontend_teacher=("CLASSROOM_TEACHER_CODE_FILE=${CLASSROOM_TEACHER_CODE_FILE:-$SECRETS/frontend/teacher_code}")
+fi
 
 if [ -z "${CLASSROOM_REDIS_URL:-}" ]; then
   redis-server deploy/redis/redis.conf --include "$SECRETS/redis/redis-auth.conf" --port "$REDIS_PORT" \
@@ -48,14 +56,18 @@ if [ -z "${CLASSROOM_REDIS_URL:-}" ]; then
   export CLASSROOM_REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0"
   export CLASSROOM_REDIS_PASSWORD_FILE="$SECRETS/service/redis_password"
 fi
-CLASSROOM_GRPC_PORT=$GRPC_PORT "$PY" -m services.inference serve &
+env "${service_teacher[@]}" CLASSROOM_GRPC_PORT="$GRPC_PORT" "$PY" -m services.inference serve &
 pids+=($!)
 
-# frontend.start says the class code, then runs Streamlit. The teacher's page opens only here, on
-# this machine (http://localhost), since nothing here serves HTTPS.
-CLASSROOM_INFERENCE_ADDR=${CLASSROOM_INFERENCE_ADDR:-localhost:$GRPC_PORT} "$PY" -m frontend.start \
+# frontend.start says the class code (and a teacher code it was not given), then runs Streamlit. The
+# teacher's page opens only here, on this machine (http://localhost), since nothing here serves HTTPS.
+env "${frontend_teacher[@]}" CLASSROOM_INFERENCE_ADDR="${CLASSROOM_INFERENCE_ADDR:-localhost:$GRPC_PORT}" \
+  "$PY" -m frontend.start \
   --server.port "$FRONTEND_PORT" &
 pids+=($!)
 
 echo "Diffusion Classroom: http://localhost:$FRONTEND_PORT (model ${CLASSROOM_MODEL:-auto})"
+if [ ${#frontend_teacher[@]} -gt 0 ]; then  # made here: said here, and in the front end's first lines
+  echo "Teacher's page: http://localhost:$FRONTEND_PORT, teacher code $(cat "${frontend_teacher[0]#*=}") (keep it from students)"
+fi
 wait -n

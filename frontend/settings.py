@@ -24,6 +24,8 @@ class FrontendSettings(ClientSettings):
     class_name: str = Field("", description="This class's name, for per-class queue shares; empty: none.")
     # Opens the teacher's page (the inference service must have the same code).
     teacher_code: str | None = Field(None, description="The teacher code; unset: no teacher page.")
+    # Made at the first start like the class code, but said only in the log; CLASSROOM_TEACHER_CODE still wins.
+    teacher_code_file: Path | None = Field(None, description="A file holding the teacher code (the secrets folder).")
     # Only a connection from one of these may say who the browser is (X-Forwarded-For) and whether
     # it came over HTTPS (X-Forwarded-Proto): compose names its proxy's network, Kubernetes the
     # ingress's. Anyone else could write those headers themselves.
@@ -39,6 +41,7 @@ class FrontendSettings(ClientSettings):
         return value
 
     @model_validator(mode="after")
-    def _class_code_from_file(self) -> FrontendSettings:
+    def _codes_from_files(self) -> FrontendSettings:
         self.class_code = read_secret(self.class_code, self.class_code_file)
+        self.teacher_code = read_secret(self.teacher_code, self.teacher_code_file)
         return self

@@ -2,15 +2,15 @@
 
 A fresh install must expose nothing a student could use: so the API token (who
 may talk to the inference service), the Redis password, the cache secret (which
-signs what the service stores) and the class code exist from the first start,
-without the teacher choosing them. `python -m services.inference make-secrets DIR`
+signs what the service stores), the class code and the teacher code exist from the
+first start, without the teacher choosing them. `python -m services.inference make-secrets DIR`
 writes any that are missing; each service reads its own from `CLASSROOM_*_FILE`.
 
 DIR holds one folder per reader, so a reader can be given its folder alone
 (compose mounts each as its own volume; Kubernetes mounts the keys each pod needs):
 
-    service/   api_token redis_password cache_secret   the inference service, precompute
-    frontend/  api_token class_code                     the front end
+    service/   api_token redis_password cache_secret teacher_code   the inference service, precompute
+    frontend/  api_token class_code teacher_code                     the front end
     redis/     redis-auth.conf                          Redis: `requirepass`, included by its config
 
 Folders are 0700 and files 0600. Run as root (compose's one-shot job), each folder
@@ -30,6 +30,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 SERVICE_SECRETS = ("api_token", "redis_password", "cache_secret")
 CLASS_CODE = "class_code"
+TEACHER_CODE = "teacher_code"
 REDIS_AUTH_CONF = "redis-auth.conf"
 
 # The users the readers run as: `useradd --uid 10001 classroom` in deploy/*.Dockerfile, and the
@@ -41,7 +42,13 @@ REDIS_UID = 999
 # students, so short words; guessed by nobody, see class_code_bits() and docs/security.md.
 CLASS_CODE_WORDS = 3
 CLASS_CODE_DIGITS = 4
+# A teacher code: four words and four digits (45 bits, 256 times the class code's guesses). Typed by
+# the teacher alone, so it can be longer; said only where the person running the server looks.
+TEACHER_CODE_WORDS = 4
 _WORD_LIST = Path(__file__).with_name("class_code_words.txt")
+# A chosen teacher code under either of these is called weak in the front end's log (code_bits()).
+WEAK_CODE_CHARS = 12
+WEAK_CODE_BITS = 40.0
 
 
 @dataclass(frozen=True)
@@ -54,8 +61,8 @@ class Reader:
 
 
 READERS = (
-    Reader("service", SERVICE_SECRETS, CLASSROOM_UID),  # the inference service and the precompute job
-    Reader("frontend", ("api_token", CLASS_CODE), CLASSROOM_UID),  # never the Redis password or cache secret
+    Reader("service", (*SERVICE_SECRETS, TEACHER_CODE), CLASSROOM_UID),  # the inference service, precompute
+    Reader("frontend", ("api_token", CLASS_CODE, TEACHER_CODE), CLASSROOM_UID),  # never the Redis password...
     Reader("redis", (REDIS_AUTH_CONF,), REDIS_UID),
 )
 
@@ -78,15 +85,51 @@ def class_code_words() -> tuple[str, ...]:
     return tuple(line for line in lines if line and not line.startswith("#"))
 
 
-def make_class_code() -> str:
-    """A fresh class code: three random words and four random digits, joined by hyphens."""
-    words = [secrets.choice(class_code_words()) for _ in range(CLASS_CODE_WORDS)]
-    return "-".join([*words, f"{secrets.randbelow(10**CLASS_CODE_DIGITS):0{CLASS_CODE_DIGITS}d}"])
+def make_class_code(words: int = CLASS_CODE_WORDS) -> str:
+    """A fresh code: `words` random words and four random digits, joined by hyphens."""
+    chosen = [secrets.choice(class_code_words()) for _ in range(words)]
+    return "-".join([*chosen, f"{secrets.randbelow(10**CLASS_CODE_DIGITS):0{CLASS_CODE_DIGITS}d}"])
 
 
-def class_code_bits() -> float:
-    """How many random bits a generated class code carries (a guesser needs half of 2**bits tries on average)."""
-    return CLASS_CODE_WORDS * math.log2(len(class_code_words())) + CLASS_CODE_DIGITS * math.log2(10)
+def make_teacher_code() -> str:
+    """A fresh teacher code: four random words and four random digits, e.g. "otter-maple-cloud-river-0427"."""
+    return make_class_code(TEACHER_CODE_WORDS)
+
+
+def class_code_bits(words: int = CLASS_CODE_WORDS) -> float:
+    """How many random bits a generated code carries (a guesser needs half of 2**bits tries on average)."""
+    return words * math.log2(len(class_code_words())) + CLASS_CODE_DIGITS * math.log2(10)
+
+
+def teacher_code_bits() -> float:
+    return class_code_bits(TEACHER_CODE_WORDS)
+
+
+def code_bits(code: str) -> float:
+    """A simple estimate of a chosen code's strength, in bits, as a guesser who knows how people pick codes sees it.
+
+    Each run of letters counts as one word from a 7,776-word list (12.9 bits; fewer when the run
+    is shorter than three letters), each digit 3.3 bits, any other character but a hyphen or
+    space 5 bits. So "heron-7" is 16 bits, "heron-teacher-7" 29, a generated teacher code 65.
+    """
+    bits, letters = 0.0, 0
+    for character in (*code, " "):
+        if character.isalpha():
+            letters += 1
+            continue
+        if letters:
+            bits += min(math.log2(7776), letters * math.log2(26))
+            letters = 0
+        if character.isdigit():
+            bits += math.log2(10)
+        elif character not in "- ":
+            bits += 5.0
+    return bits
+
+
+def weak_code(code: str) -> bool:
+    """Whether a chosen code is short or weak enough that a script at the front end's cap could find it."""
+    return len(code) < WEAK_CODE_CHARS or code_bits(code) < WEAK_CODE_BITS
 
 
 def redis_auth_conf(password: str) -> str:
@@ -95,7 +138,9 @@ def redis_auth_conf(password: str) -> str:
 
 
 def _fresh(name: str) -> str:
-    return make_class_code() if name == CLASS_CODE else secrets.token_urlsafe(32)
+    if name == CLASS_CODE:
+        return make_class_code()
+    return make_teacher_code() if name == TEACHER_CODE else secrets.token_urlsafe(32)
 
 
 def _write_private(path: Path, text: str) -> None:
@@ -130,7 +175,7 @@ def ensure_secrets(folder: Path) -> list[str]:
         if flat.is_file() and not home[name].exists():
             flat.replace(home[name])
     made, values = [], {}
-    for name in (*SERVICE_SECRETS, CLASS_CODE):
+    for name in (*SERVICE_SECRETS, CLASS_CODE, TEACHER_CODE):
         if home[name].exists():
             values[name] = read_secret(None, home[name])
         else:

@@ -47,6 +47,8 @@ class InferenceSettings(TlsClientSettings):
     teacher_code: str | None = Field(
         None, description="The teacher code the teacher's page sends; unset: no teacher page."
     )
+    # Compose and `make up` make one at the first start (make-secrets); CLASSROOM_TEACHER_CODE still wins.
+    teacher_code_file: Path | None = Field(None, description="A file holding the teacher code (the secrets folder).")
     grpc_port: int = Field(50051, description="Port of the gRPC server (0 picks a free one).")
     # TLS: both set, the server speaks only TLS. Clients then need CLASSROOM_TLS_CA (the
     # container's own health check uses it too, or the certificate itself when it is self-signed).
@@ -182,6 +184,7 @@ class InferenceSettings(TlsClientSettings):
         self.api_token = read_secret(self.api_token, self.api_token_file)
         self.redis_url = with_password(self.redis_url, read_secret(None, self.redis_password_file))
         self.cache_secret = read_secret(self.cache_secret, self.cache_secret_file)
+        self.teacher_code = read_secret(self.teacher_code, self.teacher_code_file)
         return self
 
     @property

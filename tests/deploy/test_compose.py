@@ -126,6 +126,10 @@ def test_each_service_mounts_only_the_secrets_it_reads(compose):
     frontend = services["frontend"]["environment"]
     assert frontend["CLASSROOM_CLASS_CODE_FILE"] == "/secrets/class_code"
     assert frontend["CLASSROOM_CLASS_CODE"] == "${CLASSROOM_CLASS_CODE:-}"  # an explicit code still wins
+    for name in ("inference", "frontend"):  # the teacher code: made at the first start, each reader its own copy
+        assert services[name]["environment"]["CLASSROOM_TEACHER_CODE_FILE"] == "/secrets/teacher_code"
+        assert services[name]["environment"]["CLASSROOM_TEACHER_CODE"] == "${CLASSROOM_TEACHER_CODE:-}"
+    assert "teacher_code" in readers["service"] and "teacher_code" in readers["frontend"]
     for name in ("inference", "precompute"):
         assert services[name]["environment"]["CLASSROOM_REDIS_PASSWORD_FILE"] == "/secrets/redis_password"
         assert services[name]["environment"]["CLASSROOM_CACHE_SECRET_FILE"] == "/secrets/cache_secret"

@@ -85,6 +85,7 @@ def test_every_pod_gets_only_its_own_secrets_and_redis_requires_its_password(man
     assert settings["CLASSROOM_API_TOKEN_FILE"] == "/secrets/api_token"
     assert settings["CLASSROOM_REDIS_PASSWORD_FILE"] == "/secrets/redis_password"
     assert settings["CLASSROOM_CLASS_CODE_FILE"] == "/secrets/class_code"
+    assert settings["CLASSROOM_TEACHER_CODE_FILE"] == "/secrets/teacher_code"
     assert settings["CLASSROOM_HOST"] == "0.0.0.0"  # allowed only because the token is there
     pods = {
         "inference": find(manifests, "Deployment", "inference")["spec"]["template"]["spec"],
@@ -94,12 +95,18 @@ def test_every_pod_gets_only_its_own_secrets_and_redis_requires_its_password(man
     }
     # The same keys as make-secrets' folder for each reader (services/common/secrets.py).
     readers = {reader.folder: set(reader.files) for reader in READERS}
-    wanted = {"inference": "service", "precompute": "service", "frontend": "frontend", "redis": "redis"}
+    wanted = {
+        "inference": readers["service"],
+        "precompute": readers["service"] - {"teacher_code"},  # the job never opens the teacher's calls
+        "frontend": readers["frontend"],
+        "redis": readers["redis"],
+    }
+    assert "teacher_code" in wanted["inference"] and "teacher_code" in wanted["frontend"]
     for name, pod in pods.items():
         secret = next(v for v in pod["volumes"] if v["name"] == "secrets")["secret"]
         # Not optional: nothing starts without it.
         assert secret["secretName"] == "classroom-secrets" and not secret.get("optional"), name
-        assert {item["key"] for item in secret["items"]} == readers[wanted[name]], name
+        assert {item["key"] for item in secret["items"]} == wanted[name], name
         assert all(item["key"] == item["path"] for item in secret["items"]), name
         assert secret["defaultMode"] == 0o440, name  # root and the pod's group (fsGroup), nobody else
         assert pod["securityContext"]["fsGroup"] == pod["containers"][0]["securityContext"]["runAsUser"], name

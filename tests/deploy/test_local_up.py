@@ -1,4 +1,4 @@
-"""`make up` (deploy/local-up.sh) as a teacher starts it: a class code made and said, Redis behind a password."""
+"""`make up` (deploy/local-up.sh) as a teacher starts it: codes made and said, Redis behind a password."""
 
 import os
 import subprocess
@@ -13,7 +13,7 @@ from tests.support.frontend import stop
 from tests.support.servers import free_port
 
 
-def test_make_up_makes_a_class_code_and_starts_redis_with_a_password(tiny_dir, tmp_path):
+def test_make_up_makes_the_codes_and_starts_redis_with_a_password(tiny_dir, tmp_path):
     ports = {name: str(free_port()) for name in ("GRPC", "FRONTEND", "REDIS")}
     env = os.environ | {
         "CLASSROOM_MODEL": "tiny",
@@ -25,7 +25,8 @@ def test_make_up_makes_a_class_code_and_starts_redis_with_a_password(tiny_dir, t
         "CLASSROOM_RUN_DIR": str(tmp_path / "run"),
     }
     for name in ("CLASSROOM_REDIS_URL", "CLASSROOM_INFERENCE_ADDR", "CLASSROOM_CLASS_CODE", "CLASSROOM_CLASS_CODE_FILE",
-                 "CLASSROOM_REDIS_PASSWORD_FILE", "CLASSROOM_CACHE_SECRET_FILE"):  # fmt: skip
+                 "CLASSROOM_REDIS_PASSWORD_FILE", "CLASSROOM_CACHE_SECRET_FILE", "CLASSROOM_TEACHER_CODE",
+                 "CLASSROOM_TEACHER_CODE_FILE"):  # fmt: skip
         env.pop(name, None)
     log_path = tmp_path / "stack.log"
     with log_path.open("w") as log:
@@ -34,12 +35,20 @@ def test_make_up_makes_a_class_code_and_starts_redis_with_a_password(tiny_dir, t
         try:
             # The front end says the class code as it starts, after the secrets and Redis.
             deadline = time.monotonic() + 120
-            while "Class code for students: " not in log_path.read_text():
+            while not all(line in log_path.read_text() for line in ("Class code for students: ", "Teacher's page: ")):
                 assert process.poll() is None and time.monotonic() < deadline, log_path.read_text()
                 time.sleep(0.1)
             secrets = tmp_path / "run" / "secrets"
             class_code = (secrets / "frontend" / "class_code").read_text().strip()
             assert f"Class code for students: {class_code}\n" in log_path.read_text()
+            # The teacher code: the same in both readers' folders, said in the start message and the front end's log.
+            teacher_code = (secrets / "frontend" / "teacher_code").read_text().strip()
+            assert (secrets / "service" / "teacher_code").read_text().strip() == teacher_code
+            assert len(teacher_code.split("-")) == 5 and teacher_code != class_code
+            assert f", teacher code {teacher_code} (keep it from students)\n" in log_path.read_text()
+            assert f"Teacher code (for the teacher's page; keep it from students): {teacher_code}\n" in (
+                log_path.read_text()
+            )
             password = (secrets / "service" / "redis_password").read_text().strip()
             while True:  # Redis starts in the background: wait until it answers at all
                 try:
