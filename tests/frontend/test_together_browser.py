@@ -10,24 +10,19 @@ a busy CPU may take longer to draw the page.
 
 from __future__ import annotations
 
-import shutil
 import time
 from collections.abc import Callable, Iterator
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 from tests.frontend.conftest import LESSON_CATALOG
-from tests.support.frontend import running_frontend
+from tests.support.frontend import launched_chromium, running_frontend
 from tests.support.servers import ServerThread, running_server
 
 CLASS_CODE, TEACHER_CODE, TOKEN = "owl-42", "heron-7", "the class's api token"
 FOLLOW_S = 2.0  # two of the student page's looks at the class state (FOLLOW_EVERY_S); how long a student is left alone
 WAIT_MS = 60_000  # anything else: pages compute on a busy CPU
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -57,12 +52,8 @@ def frontend_url(service: ServerThread, tmp_path_factory) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def browser(frontend_url) -> Iterator[Browser]:
-    chromium = shutil.which("chromium")
-    assert chromium, "Debian's chromium is needed for the browser tests: run `make install`"
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+    with launched_chromium() as browser:
         yield browser
-        browser.close()
 
 
 @pytest.fixture

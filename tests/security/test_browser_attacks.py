@@ -8,21 +8,16 @@ classmate is online, and closing a tab that holds a place in the queue.
 from __future__ import annotations
 
 import contextlib
-import shutil
 import time
 from collections.abc import Iterator
 
 import pytest
-from playwright.sync_api import Page, expect, sync_playwright
+from playwright.sync_api import Page, expect
 
-from tests.support.frontend import running_frontend
+from tests.support.frontend import launched_chromium, running_frontend
 from tests.support.servers import ServerThread
 
 CLASS_CODE = "owl-42"
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -35,12 +30,8 @@ def frontend_url(lesson_server: ServerThread, tmp_path_factory) -> Iterator[str]
 
 @pytest.fixture(scope="module")
 def browser(frontend_url):
-    chromium = shutil.which("chromium")
-    assert chromium, "Debian's chromium is needed for the browser tests: run `make install`"
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+    with launched_chromium() as browser:
         yield browser
-        browser.close()
 
 
 @pytest.fixture

@@ -13,26 +13,21 @@ module.
 from __future__ import annotations
 
 import re
-import shutil
 from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 from tests.integration.helpers import collect, request
 from tests.security.hostile import EVIL_HOST, HOSTILE, SHOWN, WORD_JOINER, shown_as
-from tests.support.frontend import running_frontend
+from tests.support.frontend import launched_chromium, running_frontend
 from tests.support.servers import client_for, running_server
 
 CLASS_CODE, TEACHER_CODE = "owl-42", "heron-7"
 STUDENT = dict(HOSTILE)["a markdown image"]  # the name that fetched a picture from the teacher's browser
 HEADING = dict(HOSTILE)["a heading"]  # a name that starts its toast: a heading there, were it markdown
 WAIT_MS = 60_000
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]  # fmt: skip
 # Elements the injected text would have made: pictures and links to the outside host (a heading's own
 # anchor, "#http-evil-test...", stays on the page), tags, a heading from "# ...", math from "$...$", the
 # emoji of ":smile:"; and a script that ran would have set the title to 1. Checked in every frame of the
@@ -106,12 +101,8 @@ def outside() -> list[str]:
 
 @pytest.fixture(scope="module")
 def browser(frontend_url: str) -> Iterator[Browser]:
-    chromium = shutil.which("chromium")
-    assert chromium, "Debian's chromium is needed for the browser tests: run `make install`"
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+    with launched_chromium() as browser:
         yield browser
-        browser.close()
 
 
 def person(browser: Browser, url: str, outside: list[str]) -> tuple[BrowserContext, Page]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -11,8 +12,12 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tests.support.servers import free_port
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -61,3 +66,25 @@ def running_frontend(env: dict[str, str], log_path: Path, script: Path = ROOT / 
             yield url
         finally:
             stop(process)
+
+
+# Chromium for the browser tests: headless, and nothing of its own on the network (no updates, sync, QUIC).
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]  # fmt: skip
+
+
+@contextlib.contextmanager
+def launched_chromium() -> Iterator[Browser]:
+    """Debian's Chromium through Playwright, for one module's tests (each opens its own contexts)."""
+    from playwright.sync_api import sync_playwright  # only the browser tests need it
+
+    chromium = shutil.which("chromium")
+    assert chromium, "Debian's chromium is needed for the browser tests: run `make install`"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
