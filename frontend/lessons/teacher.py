@@ -12,6 +12,7 @@ import time
 
 import streamlit as st
 
+from frontend.browser_id import remember_browser
 from frontend.client import get_client
 from frontend.guard import record_try, wait_before_trying
 from frontend.settings import FrontendSettings
@@ -30,6 +31,9 @@ if not settings.teacher_code:
     st.info(TEACHER_PAGE_OFF, icon=":material/lock:")
     st.stop()
 require_private_connection()  # HTTPS or the server itself: the teacher code never crosses the network readable
+# The guard counts wrong codes per browser: without its cookie a reload would start a new count, and the
+# teacher's own browser would not be known the next time a script fills the address's window.
+remember_browser()
 
 if not st.session_state.get("teacher_code"):
     st.markdown("Type the teacher code to see the class and control the image server.")

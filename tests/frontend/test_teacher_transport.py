@@ -58,3 +58,13 @@ def test_the_teacher_sees_the_class_code_made_at_the_first_start(settings, monke
             assert "Class code for students: otter-maple-cloud-0427" in [t.value for t in at.text]
         finally:
             get_client.clear()
+
+
+def test_the_teachers_page_gives_the_browser_its_cookie(teacher_page):
+    # The code guard counts per browser: a reload of the teacher's page must not start a new count.
+    at = teacher_page(Connection(transport.LOOPBACK))
+    scripts = [node.proto.body for node in at.get("html") if "classroom_browser=" in node.proto.body]
+    assert len(scripts) == 1 and "SameSite=Strict" in scripts[0]
+    # Over plain HTTP from another computer the page stops first: no cookie, no code.
+    at = teacher_page(Connection("192.168.1.23"))
+    assert not [node for node in at.get("html") if "classroom_browser=" in node.proto.body]
