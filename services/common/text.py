@@ -54,15 +54,17 @@ LOOK_ALIKE_LETTERS: dict[str, str] = {
     "а": "a", "в": "b", "е": "e", "ё": "e", "к": "k", "м": "m", "н": "h", "о": "o", "р": "p", "с": "c",
     "т": "t", "у": "y", "х": "x", "і": "i", "ї": "i", "ј": "j", "ѕ": "s", "ԁ": "d", "ɡ": "g", "ӏ": "l",
     "α": "a", "β": "b", "ε": "e", "η": "n", "ι": "i", "κ": "k", "ν": "v", "ο": "o", "ρ": "p", "τ": "t",
-    "υ": "u", "χ": "x", "ѵ": "v", "ɩ": "i",
+    "υ": "u", "χ": "x", "ѵ": "v", "ɩ": "i", "ı": "i", "ɑ": "a",
 }  # fmt: skip
 _LOOK_ALIKE_SMALL = str.maketrans(LOOK_ALIKE_LETTERS)
 # Letters that draw nothing (Hangul fillers, the blank Braille pattern): a name made with one
 # looks like the name without it. Unlike format characters, Unicode counts them as letters or symbols.
 _BLANK_LETTERS = frozenset("\u115f\u1160\u3164\uffa0\u2800")
-# Marks that change no letter's look: variation selectors (the emoji form of ❤), the combining grapheme joiner.
+# Marks that change no letter's look: variation selectors (the emoji form of ❤), the combining grapheme joiner,
+# and a dot above left over after NFKC (no letter takes it precomposed: on i or j it is the dot already there;
+# Turkish İ folds to i and one).
 _IGNORED_MARKS = frozenset(
-    [chr(c) for c in (0x034F, 0x17B4, 0x17B5, *range(0x180B, 0x1810), *range(0xFE00, 0xFE10))]
+    [chr(c) for c in (0x0307, 0x034F, 0x17B4, 0x17B5, *range(0x180B, 0x1810), *range(0xFE00, 0xFE10))]
     + [chr(c) for c in range(0xE0100, 0xE01F0)]
 )
 
