@@ -18,7 +18,7 @@ import grpc
 import pytest
 import yaml
 
-from services.common.api import bearer, pb
+from services.common.api import TEACHER_METADATA, bearer, pb, pb_grpc
 from tests.frontend.conftest import LESSON_CATALOG, ROOT
 from tests.integration.helpers import collect, request
 from tests.support.redis_server import RedisServer
@@ -129,10 +129,18 @@ def test_containers_entry_points_serve_a_cached_and_a_live_generation(tiny_dir, 
         live = collect(stub.Generate(request("a sailboat at dawn", seed=77, num_inference_steps=3, width=64,
                                              height=64)))  # fmt: skip
         assert live.status.source == pb.TRAJECTORY_SOURCE_COMPUTED and len(live.frames) == 3
+        # The teacher code made at the first start opens the teacher's calls, read from the service's own folder.
+        teacher_code = (secrets / "service" / "teacher_code").read_text().strip()
+        teacher = pb_grpc.TeacherServiceStub(channel)
+        with pytest.raises(grpc.RpcError):
+            teacher.GetClassroom(pb.GetClassroomRequest(), metadata=(*bearer(token), (TEACHER_METADATA, "heron-7")))
+        teacher.GetClassroom(pb.GetClassroomRequest(), metadata=(*bearer(token), (TEACHER_METADATA, teacher_code)))
         channel.close()
         # The class code made at the first start is in the front end's log, for the teacher to read out.
         class_code = (secrets / "frontend" / "class_code").read_text().strip()
         assert f"Class code for students: {class_code}" in (tmp_path / "frontend.log").read_text()
+        assert (secrets / "frontend" / "teacher_code").read_text().strip() == teacher_code  # and the teacher's, too
+        assert f"keep it from students): {teacher_code}\n" in (tmp_path / "frontend.log").read_text()
     finally:
         for process in processes:
             os.killpg(process.pid, signal.SIGTERM)
