@@ -156,6 +156,7 @@ def quick_check(check: pb.QuickCheck) -> None:
                 choice_label(check, index) + (" (your answer)" if chosen else ""), key=f"qc-{check.id}-{index}",
                 on_click=_answer, args=(check.id, index), disabled=mine is not None or check.revealed,
                 type="primary" if chosen else "secondary",
+                wrap=True,  # in a column a long answer was cut to "A: [click](http://example.c…"; now it wraps
             )  # fmt: skip
         if sentence := st.session_state.pop("quick-check-said", None):
             st.warning(said(sentence))
