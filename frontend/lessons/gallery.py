@@ -2,7 +2,8 @@
 
 import streamlit as st
 
-from frontend.client import get_client
+from frontend.client import StudentError, get_client
+from frontend.labels import scheduler_names
 from frontend.player import play_trajectory
 from frontend.together import share_to_class
 from frontend.trajectory import load
@@ -12,10 +13,12 @@ from services.common.api import pb
 COLUMNS = 4
 
 
-def settings_line(item: pb.GalleryItem) -> str:
+def settings_line(item: pb.GalleryItem, schedulers: dict[str, str]) -> str:
+    """Who made it and how; the scheduler by the name the Playground shows ("DPM-Solver++", not "dpm_solver_pp")."""
     request = item.request
+    scheduler = schedulers.get(request.scheduler, request.scheduler)
     return (f"by {plain(item.student_name or 'a classmate')} · seed {request.seed} · {request.num_inference_steps} "
-            f"steps · guidance {request.guidance_scale:g} · {plain(request.scheduler)}")  # fmt: skip
+            f"steps · guidance {request.guidance_scale:g} · {plain(scheduler)}")  # fmt: skip
 
 
 def open_item(item_id: str) -> None:
@@ -36,11 +39,15 @@ if items is None:
 if not items:
     st.info("Nothing in the gallery yet. Make a picture in the Playground and share it with the class.")
     st.stop()
+try:
+    schedulers = scheduler_names(get_client().model_info())
+except StudentError:
+    schedulers = {}  # the ids then: a name is a help, never a reason to stop the page
 
 chosen = next((item for item in items if item.id == st.session_state.get("gallery-open")), None)
 if chosen is not None:
     st.subheader(f"“{plain(chosen.request.prompt)}”")
-    st.caption(settings_line(chosen))
+    st.caption(settings_line(chosen, schedulers))
     run = guarded(lambda: load(chosen.request))
     if run is not None:
         play_trajectory(run, key=f"gallery-player-{chosen.id}", width=200)
@@ -51,5 +58,5 @@ for start in range(0, len(items), COLUMNS):
         with column.container(border=True):
             st.image(item.picture.data, use_container_width=True)
             st.markdown(f"“{plain(item.request.prompt)}”")
-            st.caption(settings_line(item))
+            st.caption(settings_line(item, schedulers))
             st.button("Open in the player", key=f"gallery-open-{item.id}", on_click=open_item, args=(item.id,))

@@ -103,7 +103,8 @@ def _students(room: pb.GetClassroomResponse) -> None:
         button_column.button(
             "Remove", key=f"teacher-remove-{student.class_name}-{student.name}", on_click=_remove,
             args=(student.class_name, student.name, False),
-            help="Signs this tab out, stops its picture, and refuses the name until you let it back.",
+            help="Signs this student out and stops their picture. Their browser stays out, under any name, "
+            "until you let them back.",
         )  # fmt: skip
     for student in (s for s in room.students if s.removed):
         name_column, button_column = st.columns([5, 1])
@@ -150,7 +151,8 @@ def _live(room: pb.GetClassroomResponse) -> None:
     c.metric(*served_without_computing(room), help="Cache hits and joined identical requests.")
     d.metric("Blocked prompts", stats.blocked_prompts)
     e, f, g, h = st.columns(4)
-    e.metric("Device", room.device if room.gpu_memory_total_bytes else f"{room.device} (no GPU on this server)")
+    # "cpu (no GPU on this server)" did not fit its column and read "cpu (no GP…": the note goes in the label.
+    e.metric("Device" if room.gpu_memory_total_bytes else "Device (no GPU on this server)", room.device)
     f.metric("Pictures per UNet call", f"{room.average_batch_size:.1f}", help=f"At most {room.max_batch_size}.")
     if room.gpu_memory_total_bytes:
         g.metric(

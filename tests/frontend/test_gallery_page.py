@@ -72,6 +72,10 @@ def test_a_shared_picture_reaches_the_gallery_once_approved_and_opens_in_the_pla
     classmate.run()
     text = gallery_text(classmate)
     assert "“a lighthouse at night”" in text and "seed 7" in text
+    from frontend.views import plain
+
+    shown = {s.name: s.display_name for s in teacher.model_info().schedulers}  # as the Playground names them
+    assert f"· {plain(shown[submissions['a lighthouse at night'].request.scheduler])}" in text
     # Shown as typed: escaped, never bold text or a link.
     assert "“a \\*bold\\* \\[link\\]\\(http\\:\u2060//example\\.com\\)”" in text  # a word joiner breaks the autolink
     assert text.index("bold") < text.index("lighthouse")  # newest first
