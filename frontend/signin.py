@@ -24,7 +24,7 @@ from frontend.guard import record_try, wait_before_trying
 from frontend.settings import FrontendSettings
 from frontend.views import said
 from services.common.api import SIGNED_OUT
-from services.common.text import name_problem
+from services.common.text import NAME_LIMIT, name_problem
 
 WRONG_CODE = "That class code is not right. Ask your teacher for it."
 TOO_MANY_TRIES = "Too many wrong codes. Please wait {seconds} seconds, then try again."
@@ -87,7 +87,8 @@ def sign_in_page() -> None:
     st.markdown("Welcome! Type the class code your teacher gave you, and a name for yourself.")
     with st.form("sign-in"):
         code = st.text_input("Class code", type="password")
-        name = st.text_input("Your name", max_chars=40)
+        # No max_chars: the browser would refuse a longer paste whole and leave the box empty, with no word why.
+        name = st.text_input("Your name", placeholder=f"At most {NAME_LIMIT} characters")
         submitted = st.form_submit_button("Start", type="primary")
     if not submitted:
         return

@@ -7,6 +7,8 @@ answer.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from streamlit.testing.v1 import AppTest
 
 LONG = "It follows the prompt less, so the circle may not be red any more"
@@ -27,3 +29,15 @@ def test_a_quick_checks_text_answers_wrap_onto_more_lines_instead_of_being_cut()
     buttons = {button.proto.label: button.proto for button in at.button}
     assert f"A: {LONG}" in buttons  # the whole answer is the label
     assert all(button.wrap for button in buttons.values())  # and it wraps rather than ending in "…"
+
+
+def test_a_name_pasted_too_long_is_refused_with_a_sentence_not_emptied(monkeypatch) -> None:
+    """With max_chars the browser dropped a 41-character paste whole: an empty box, then "Please type the name"."""
+    monkeypatch.setenv("CLASSROOM_CLASS_CODE", "owl-42")
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[2] / "frontend" / "app.py"), default_timeout=60).run()
+    name_box = next(box for box in at.text_input if box.label == "Your name")
+    assert not name_box.max_chars  # 0: no limit in the browser
+    next(box for box in at.text_input if box.label == "Class code").input("owl-42")
+    name_box.input("x" * 41)
+    at.button[0].click().run()
+    assert [e.value for e in at.error] == ["A name may be at most 40 characters long."]
