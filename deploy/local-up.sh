@@ -39,6 +39,8 @@ trap cleanup EXIT INT TERM
 "$PY" -m services.inference make-secrets "$RUN/secrets" >/dev/null
 SECRETS=$RUN/secrets
 export CLASSROOM_CACHE_SECRET_FILE=${CLASSROOM_CACHE_SECRET_FILE:-$SECRETS/service/cache_secret}
+# The shipped prompt blocklist, as compose and Kubernetes use it (CLASSROOM_BLOCKLIST= to turn it off).
+export CLASSROOM_BLOCKLIST=${CLASSROOM_BLOCKLIST-services/inference/blocklist.txt}
 if [ -z "${CLASSROOM_CLASS_CODE+set}" ]; then
   export CLASSROOM_CLASS_CODE_FILE=${CLASSROOM_CLASS_CODE_FILE:-$SECRETS/frontend/class_code}
 fi

@@ -208,8 +208,8 @@ class NameTaken(Refusal):
 
     def __init__(self, name: str) -> None:
         super().__init__(
-            f"Someone in this class is already signed in as {name!r} on another computer. "
-            "Please choose another name (if it is you, sign out there first, or wait a minute after closing it)."
+            f"Someone in this class is already signed in as {name!r} on another computer or browser. "
+            "Please choose another name (if it is you, close that tab and wait a minute, then sign in again)."
         )
 
 

@@ -62,6 +62,11 @@ def test_make_up_makes_the_codes_and_starts_redis_with_a_password(tiny_dir, tmp_
             for pid in _descendants(process.pid):
                 assert password.encode() not in Path(f"/proc/{pid}/cmdline").read_bytes()
             assert {oct(p.stat().st_mode & 0o777) for p in secrets.rglob("*")} == {"0o700", "0o600"}
+            # The service refuses the shipped blocklist's words, as under compose.
+            environments = [Path(f"/proc/{pid}/environ").read_bytes().split(b"\0") for pid in _descendants(process.pid)]
+            key = b"CLASSROOM_BLOCKLIST="
+            lists = {v.removeprefix(key).decode() for e in environments for v in e if v.startswith(key)}
+            assert len(lists) == 1 and (ROOT / lists.pop()).is_file()
         finally:
             stop(process)
 

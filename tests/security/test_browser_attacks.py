@@ -90,7 +90,7 @@ def test_a_classmates_name_is_refused_while_they_are_online(page, lesson_server)
     classmate = ClassroomClient(ClientSettings(inference_addr=lesson_server.address))
     classmate.join_class("Priya", "priya-tab", "10.0.0.23")  # Priya's own computer, signed in
     sign_in(page, CLASS_CODE, "Priya")
-    expect(page.get_by_text("already signed in as 'Priya' on another computer")).to_be_visible()
+    expect(page.get_by_text("already signed in as 'Priya' on another computer or browser")).to_be_visible()
     sign_in(page, CLASS_CODE, "Priya K")  # another name gets in
     expect(page.get_by_text("Type the class code")).to_have_count(0)
     assert "Priya K" in [entry.name for entry in lesson_server.classroom.students()]
