@@ -15,6 +15,7 @@ import dataclasses
 import hashlib
 import hmac
 import logging
+import math
 import secrets
 import time
 from collections import Counter, deque
@@ -326,11 +327,12 @@ class Classroom:
         if lesson:
             return self.scheduler.submit(spec, who)
         limiter = self.grid_limiter if who.student.startswith(GRID_PREFIX) else self.limiter
-        await limiter.take(who.student)
+        price = math.ceil(spec.work / self.scheduler.standard_work - 1e-9)  # in standard pictures
+        await limiter.take(who.student, price)
         try:
             return self.scheduler.submit(spec, who)
         except Refusal:
-            await limiter.give_back(who.student)
+            await limiter.give_back(who.student, price)
             raise
 
     def release(self, trajectory: Trajectory) -> None:

@@ -44,7 +44,7 @@ else
   tokens = math.min(capacity, tokens + change)
 end
 redis.call('HSET', KEYS[1], 'tokens', tokens, 'at', now)
-redis.call('EXPIRE', KEYS[1], math.ceil(capacity / rate) + 60)
+redis.call('EXPIRE', KEYS[1], math.ceil((capacity - math.min(tokens, 0)) / rate) + 60)
 if allowed == 1 then return {1, '0'} end
 return {0, tostring((1 - tokens) / rate)}
 """
@@ -70,15 +70,21 @@ class RateLimiter:
         self.enabled = per_minute > 0 and burst > 0
         self._local: dict[str, _Bucket] = {}  # while Redis is away
 
-    async def take(self, student: str) -> None:
-        """Take a token, or raise RateLimited."""
-        allowed, wait = await self._change(student, -1)
+    async def take(self, student: str, tokens: int = 1) -> None:
+        """Take `tokens` (a request's price in standard pictures), or raise RateLimited.
+
+        A student with at least one token is let in, and a costly request leaves the bucket
+        in debt: the next one waits until the debt is paid off at the usual rate (a request
+        priced at 20 standard pictures, at 6 a minute, waits about 3 minutes). So a large
+        picture stays possible, and costs its time.
+        """
+        allowed, wait = await self._change(student, -max(1, tokens))
         if not allowed:
             raise RateLimited(wait)
 
-    async def give_back(self, student: str) -> None:
-        """Return a token taken for a request that was then refused."""
-        await self._change(student, +1)
+    async def give_back(self, student: str, tokens: int = 1) -> None:
+        """Return the tokens taken for a request that was then refused."""
+        await self._change(student, max(1, tokens))
 
     async def _change(self, student: str, change: int) -> tuple[bool, float]:
         if not self.enabled:
@@ -108,5 +114,6 @@ class RateLimiter:
             return False, (1 - bucket.tokens) / self.rate
         bucket.tokens = min(self.burst, bucket.tokens + change)
         if len(self._local) > 10_000:  # students long gone: their buckets are full again anyway
-            self._local = {s: b for s, b in self._local.items() if now - b.at < self.burst / self.rate}
+            full_again_s = {s: (self.burst - min(b.tokens, 0.0)) / self.rate for s, b in self._local.items()}
+            self._local = {s: b for s, b in self._local.items() if now - b.at < full_again_s[s]}
         return True, 0.0
