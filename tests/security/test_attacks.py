@@ -51,9 +51,12 @@ def test_the_defaults_listen_on_loopback_only():
 
 
 def test_first_start_secrets_are_random_and_kept(tmp_path):
-    assert sorted(ensure_secrets(tmp_path)) == ["api_token", "cache_secret", "class_code", "redis_password"]
+    made = ["api_token", "cache_secret", "class_code", "redis_password", "teacher_code"]
+    assert sorted(ensure_secrets(tmp_path)) == made
     values = {p.name: p.read_text() for p in (tmp_path / "service").iterdir()}
-    assert len(set(values.values())) == 3 and all(len(v.strip()) >= 32 for v in values.values())
+    tokens = [values[name] for name in ("api_token", "cache_secret", "redis_password")]
+    assert len(set(tokens)) == 3 and all(len(v.strip()) >= 32 for v in tokens)
+    assert len(values["teacher_code"].strip().split("-")) == 5  # four words and four digits
     assert ensure_secrets(tmp_path) == []  # a restart keeps them: cached lessons stay valid
     assert {p.name: p.read_text() for p in (tmp_path / "service").iterdir()} == values
 
