@@ -37,6 +37,7 @@ MAX_WAIT_S = 300.0
 ADDRESS_WINDOW_S = 600.0
 ADDRESS_WRONG_LIMIT = 1000  # wrong tries from one address within the window: a script, not a class
 KNOWN_KEPT = 10_000  # browsers remembered as having given a right code, per process (the oldest forgotten)
+COUNTS_KEPT = 20_000  # sessions and addresses counted; past it, those no longer waiting or in the window go
 
 
 @dataclass
@@ -86,6 +87,18 @@ class CodeGuard:
                 window = self._window(kind, address, now)
                 assert window is not None
                 window.wrong_at.append(now)
+            self._forget_the_settled(now)
+
+    def _forget_the_settled(self, now: float) -> None:
+        """Keep the counts bounded: a script sending no cookie is a new session at every try."""
+        if len(self._sessions) > COUNTS_KEPT:  # sessions not made to wait (a guesser waiting is kept)
+            self._sessions = {key: tries for key, tries in self._sessions.items() if tries.wait_until > now}
+        if len(self._addresses) > COUNTS_KEPT:  # addresses with no wrong try left in their window
+            self._addresses = {
+                key: window
+                for key, window in self._addresses.items()
+                if window.wrong_at and window.wrong_at[-1] > now - self.address_window_s
+            }
 
     def right(self, kind: str, session: str) -> None:
         """A right code clears the session's count and lets it past its address's window from now on.

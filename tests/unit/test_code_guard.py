@@ -91,3 +91,20 @@ def test_the_browsers_remembered_are_bounded(clock, monkeypatch):
     codes.wrong("class", "script", SCHOOL)
     assert codes.wait_s("class", "browser-0", SCHOOL) > 0  # forgotten: the oldest went first
     assert codes.wait_s("class", "browser-4", SCHOOL) == 0.0
+
+
+def test_the_counts_are_bounded_and_a_waiting_guesser_is_kept(clock, monkeypatch):
+    monkeypatch.setattr(guard, "COUNTS_KEPT", 50)
+    codes = CodeGuard()
+    for _ in range(FREE_TRIES):
+        codes.wrong("class", "the-guesser", SCHOOL)
+    for attempt in range(200):  # a script with no cookie: a new session at each try, within two seconds
+        clock[0] += 0.01
+        codes.wrong("class", f"no-cookie-{attempt}", SCHOOL)
+    assert len(codes._sessions) <= 51
+    assert codes.wait_s("class", "the-guesser", SCHOOL) > 0  # still waiting: kept
+    for machine in range(60):  # many machines, once each; their windows then run out
+        codes.wrong("class", f"machine-{machine}", f"10.0.0.{machine}")
+    clock[0] += guard.ADDRESS_WINDOW_S + 1
+    codes.wrong("class", "late", "10.0.1.1")
+    assert list(codes._addresses) == [("class", "10.0.1.1")]
