@@ -145,8 +145,9 @@ class AddressBusy(Refusal):
 
     def __init__(self, held: int) -> None:
         super().__init__(
-            f"This computer already has {held} pictures being made or waiting, as many as one computer may. "
-            "Wait for one to finish, then try again."
+            f"This computer's network address already has {held} pictures being made or waiting, as many as one "
+            "address may. Wait for one to finish, then try again. If your whole class reaches the server through "
+            "one address, tell your teacher: CLASSROOM_MAX_PER_ADDRESS must be 0."
         )
 
 
@@ -220,8 +221,9 @@ class TooManyNames(Refusal):
 
     def __init__(self, held: int) -> None:
         super().__init__(
-            f"This computer is already signed in to the class under {held} names, as many as one computer may. "
-            "Close one of those tabs, wait a minute, then try again."
+            f"This computer's network address is already signed in to the class under {held} names, "
+            "as many as one address may. Close one of those tabs, wait a minute, then try again. If your whole "
+            "class reaches the server through one address, tell your teacher: CLASSROOM_MAX_PER_ADDRESS must be 0."
         )
 
 
