@@ -85,7 +85,7 @@ class InferenceSettings(TlsClientSettings):
     gpu_memory_fraction: float = Field(
         0.8, gt=0, le=1, description="Share of free GPU memory the automatic batch size may use."
     )
-    # Speed options (services/inference/acceleration.py), off until the GPU suite shows they pay;
+    # Speed options (services/inference/diffusion/acceleration.py), off until the GPU suite shows they pay;
     # docs/benchmarks.md has each one's gain and its difference from diffusers' pipeline.
     unet_channels_last: bool = Field(False, description="UNet weights in channels-last memory format (GPU).")
     # Compiling takes minutes at start-up (one shape per batch bucket), paid before the service says SERVING.

@@ -18,10 +18,10 @@ import numpy as np
 import torch
 
 from services.common.shapes_judge import Verdict, judge
-from services.inference.models import SHAPES_DIR, DiffusionModel, folder_revision
-from services.inference.probes import DEFAULT_PROBES
-from services.inference.runner import Generation, predict_noise
-from services.inference.validation import GenerationSpec
+from services.inference.diffusion.models import SHAPES_DIR, DiffusionModel, folder_revision
+from services.inference.diffusion.probes import DEFAULT_PROBES
+from services.inference.diffusion.runner import Generation, predict_noise
+from services.inference.diffusion.spec import GenerationSpec
 from services.shapes import data
 
 _BATCH = 16

@@ -41,12 +41,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from services.inference.acceleration import accelerate, attention_kinds, compile_unet
-from services.inference.models import DiffusionModel
-from services.inference.runner import Generation, HostCopy, predict_noise, sync
+from services.inference.diffusion.acceleration import accelerate, attention_kinds, compile_unet
+from services.inference.diffusion.models import DiffusionModel
+from services.inference.diffusion.runner import Generation, HostCopy, predict_noise, sync
+from services.inference.diffusion.spec import GenerationSpec
+from services.inference.diffusion.tiny import ensure_tiny_model
 from services.inference.settings import InferenceSettings
-from services.inference.tiny import ensure_tiny_model
-from services.inference.validation import GenerationSpec
 from tests.bench.models import build_sd15_shaped
 
 # One SD 1.5 guided step (two UNet samples at 64x64) in TFLOP, and the H100 bound the issue states (490 steps/s).
@@ -544,7 +544,7 @@ def _pipeline_image(ctx: Context, spec: GenerationSpec) -> np.ndarray:
     """Diffusers' pipeline on the same model, seed and settings, as the tests run it (no speed option)."""
     from diffusers import StableDiffusionPipeline
 
-    from services.inference.models import device_and_dtype
+    from services.inference.diffusion.models import device_and_dtype
     from tests.integration.helpers import request, run_pipeline
 
     folder = ctx.tiny_dir if ctx.plan.model == "tiny" else ctx.model_dir

@@ -14,10 +14,10 @@ from __future__ import annotations
 import os
 import time
 
-from services.inference.models import SHAPES_DIR, DiffusionModel, folder_revision
-from services.inference.probes import ALWAYS_COMPUTED
-from services.inference.runner import Generation, predict_noise
-from services.inference.validation import GenerationSpec
+from services.inference.diffusion.models import SHAPES_DIR, DiffusionModel, folder_revision
+from services.inference.diffusion.probes import ALWAYS_COMPUTED
+from services.inference.diffusion.runner import Generation, predict_noise
+from services.inference.diffusion.spec import GenerationSpec
 from tests.bench.test_bench_stream import machine, ratio_table
 
 REPETITIONS = int(os.environ.get("BENCH_REPETITIONS", "5"))

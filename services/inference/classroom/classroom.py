@@ -27,28 +27,22 @@ import torch
 from services.common.api import pb
 from services.common.text import fold_name, hidden_characters
 from services.common.trajectories import KEY_PREFIX, ON_REQUEST_PROBES, canonical_request
-from services.inference.batching import BatchScheduler, Job, JobView, Requester, SchedulerStats
-from services.inference.cache import CacheStats, TrajectoryStore
-from services.inference.crowd import CrowdHold
-from services.inference.hub import HubStats, TrajectoryHub
+from services.inference.classroom.crowd import CrowdHold
+from services.inference.classroom.ratelimit import RateLimiter
+from services.inference.classroom.roster import Roster, RosterEntry
+from services.inference.classroom.validation import Limits, check_generate, check_name, check_prompt
+from services.inference.diffusion.batching import BatchScheduler, Job, JobView, Requester, SchedulerStats
+from services.inference.diffusion.models import DiffusionModel, PromptEmbedding, PromptTokens
+from services.inference.diffusion.probes import default_probes
+from services.inference.diffusion.spec import GenerationSpec, standard_work
 from services.inference.metrics import Metrics
-from services.inference.models import DiffusionModel, PromptEmbedding, PromptTokens
 from services.inference.moderation import Blocklist
-from services.inference.probes import default_probes
-from services.inference.ratelimit import RateLimiter
 from services.inference.refusals import BlockedPrompt, QueueFull, Refusal, RequestError, TrajectoryFailed
-from services.inference.roster import Roster, RosterEntry
 from services.inference.settings import InferenceSettings
-from services.inference.together import Together
-from services.inference.trajectories import Trajectory
-from services.inference.validation import (
-    GenerationSpec,
-    Limits,
-    check_generate,
-    check_name,
-    check_prompt,
-    standard_work,
-)
+from services.inference.together.together import Together
+from services.inference.trajectories.cache import CacheStats, TrajectoryStore
+from services.inference.trajectories.hub import HubStats, TrajectoryHub
+from services.inference.trajectories.log import Trajectory
 from services.lessons.catalog import Catalog, Entry, all_entries, load_catalog
 
 log = logging.getLogger(__name__)

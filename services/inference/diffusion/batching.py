@@ -42,10 +42,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from services.inference.metrics import Metrics
-from services.inference.models import DiffusionModel
-from services.inference.refusals import AddressBusy, QueueFull, StudentBusy, WorkFull
-from services.inference.runner import (
+from services.inference.diffusion.models import DiffusionModel
+from services.inference.diffusion.runner import (
     ErrorEvent,
     Event,
     Generation,
@@ -55,7 +53,9 @@ from services.inference.runner import (
     finish_together,
     predict_noise,
 )
-from services.inference.validation import GenerationSpec
+from services.inference.diffusion.spec import GenerationSpec
+from services.inference.metrics import Metrics
+from services.inference.refusals import AddressBusy, QueueFull, StudentBusy, WorkFull
 
 log = logging.getLogger(__name__)
 

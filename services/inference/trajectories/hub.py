@@ -17,15 +17,15 @@ from concurrent.futures import Executor
 
 from services.common.api import pb
 from services.common.trajectories import Namespace, trajectory_id
-from services.inference import frames
-from services.inference.batching import MODEL_FAILURE, BatchScheduler, Job, Requester
-from services.inference.cache import TrajectoryStore
+from services.inference.diffusion.batching import MODEL_FAILURE, BatchScheduler, Job, Requester
+from services.inference.diffusion.models import DiffusionModel
+from services.inference.diffusion.probes import computed_probes
+from services.inference.diffusion.runner import ErrorEvent, FinalEvent, QueueEvent
+from services.inference.diffusion.spec import GenerationSpec
 from services.inference.metrics import Metrics
-from services.inference.models import DiffusionModel
-from services.inference.probes import computed_probes
-from services.inference.runner import ErrorEvent, FinalEvent, QueueEvent
-from services.inference.trajectories import Trajectory
-from services.inference.validation import GenerationSpec
+from services.inference.trajectories import frames
+from services.inference.trajectories.cache import TrajectoryStore
+from services.inference.trajectories.log import Trajectory
 
 log = logging.getLogger(__name__)
 

@@ -17,10 +17,10 @@ import numpy as np
 import torch
 from diffusers.utils.torch_utils import randn_tensor
 
-from services.inference.attention import AttentionMaps, eager
-from services.inference.models import DiffusionModel, PromptEmbedding, PromptTokens
-from services.inference.schedulers import new_scheduler, predicted_x0, sigma_at, step_kwargs
-from services.inference.validation import GenerationSpec
+from services.inference.diffusion.attention import AttentionMaps, eager
+from services.inference.diffusion.models import DiffusionModel, PromptEmbedding, PromptTokens
+from services.inference.diffusion.schedulers import new_scheduler, predicted_x0, sigma_at, step_kwargs
+from services.inference.diffusion.spec import GenerationSpec
 
 log = logging.getLogger(__name__)
 

@@ -26,16 +26,16 @@ from services.common.api import (
     STUDENT_METADATA,
     pb,
 )
-from services.inference import frames
-from services.inference.attached import Attached
-from services.inference.batching import Requester
-from services.inference.classroom import Classroom
-from services.inference.models import parameter_count
-from services.inference.probes import PROBES
+from services.inference.api.attached import Attached
+from services.inference.api.replies import stats_message
+from services.inference.classroom.classroom import Classroom
+from services.inference.diffusion.batching import Requester
+from services.inference.diffusion.models import parameter_count
+from services.inference.diffusion.probes import PROBES
+from services.inference.diffusion.runner import EncodedPrompt
+from services.inference.diffusion.schedulers import SCHEDULERS
 from services.inference.refusals import Handler, RequestError, answering_refusals
-from services.inference.replies import stats_message
-from services.inference.runner import EncodedPrompt
-from services.inference.schedulers import SCHEDULERS
+from services.inference.trajectories import frames
 
 
 def text_metadata(context: grpc.aio.ServicerContext, key: str) -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from services.common.api import pb
-from services.inference.classroom import PrecomputeProgress, ServerStats
+from services.inference.classroom.classroom import PrecomputeProgress, ServerStats
 
 
 def stats_message(stats: ServerStats) -> pb.GetServerStatsResponse:

@@ -1,0 +1,1 @@
+"""The model and its denoising loop: the spec, the runner, batching, models, schedulers, probes."""
