@@ -21,7 +21,8 @@ from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
 from services.common.api import SERVICE_NAME, TEACHER_SERVICE_NAME
-from services.inference.api.diffusion_service import RECEIVE_LIMIT, DiffusionService, add_service
+from services.inference.api.diffusion_service import DiffusionService
+from services.inference.api.register import RECEIVE_LIMIT, add_service
 from services.inference.api.teacher_service import TeacherService
 from services.inference.auth import TokenInterceptor
 from services.inference.classroom.classroom import Classroom

@@ -9,8 +9,8 @@ import torch
 
 from services.common.api import pb, unbatch
 from services.common.codecs import decode_image, tensor_from_proto
+from services.inference.diffusion.denoise import starting_noise
 from services.inference.diffusion.models import device_and_dtype
-from services.inference.diffusion.runner import starting_noise
 from services.inference.diffusion.schedulers import make_scheduler
 
 # Where the service puts the model, and so the reference pipeline too: float32 on a CPU, float16 on a GPU.

@@ -18,8 +18,8 @@ from services.common.api import (
     pb,
     pb_grpc,
 )
+from services.inference.diffusion.denoise import Generation
 from services.inference.diffusion.probes import PROBES
-from services.inference.diffusion.runner import Generation
 from services.inference.moderation import DEFAULT_BLOCKLIST, Blocklist
 from services.inference.refusals import BLOCKED_MESSAGE
 from tests.integration.helpers import collect, request

@@ -42,17 +42,9 @@ from dataclasses import dataclass, field
 
 import torch
 
+from services.inference.diffusion.denoise import Generation, finish_together, predict_noise
+from services.inference.diffusion.events import ErrorEvent, Event, QueueEvent, StepEvent, Stopwatch
 from services.inference.diffusion.models import DiffusionModel
-from services.inference.diffusion.runner import (
-    ErrorEvent,
-    Event,
-    Generation,
-    QueueEvent,
-    StepEvent,
-    Stopwatch,
-    finish_together,
-    predict_noise,
-)
 from services.inference.diffusion.spec import GenerationSpec
 from services.inference.metrics import Metrics
 from services.inference.refusals import AddressBusy, QueueFull, StudentBusy, WorkFull
@@ -298,11 +290,6 @@ class BatchScheduler:
 
     def _jobs_running(self) -> list[Job]:
         return [running.job for running in self._running]
-
-    def waiting_work(self) -> float:
-        """The work waiting in the queue, in standard pictures."""
-        with self._lock:
-            return sum(job.work for job in self._waiting) / self.standard_work
 
     def _work_ahead(self) -> float:
         """The work waiting and left to run on the running pictures (not the `_unsent` frames). Lock held."""

@@ -69,9 +69,13 @@ class GenerationSpec:
         """What one of its denoising steps costs."""
         return self.work / self.steps
 
+    def branched_at(self, step: int) -> bool:
+        """Whether step `step` reads the branch's texts and guidance (lesson 8) rather than the request's."""
+        return self.branch is not None and step >= self.branch.at_step
+
     def reads_at(self, step: int) -> tuple[str, str, float]:
         """The prompt, negative prompt and guidance scale that step `step` reads."""
-        if self.branch is not None and step >= self.branch.at_step:
+        if self.branch is not None and self.branched_at(step):
             return self.branch.prompt, self.branch.negative_prompt, self.branch.guidance_scale
         return self.prompt, self.negative_prompt, self.guidance_scale
 

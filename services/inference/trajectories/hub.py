@@ -18,9 +18,9 @@ from concurrent.futures import Executor
 from services.common.api import pb
 from services.common.trajectories import Namespace, trajectory_id
 from services.inference.diffusion.batching import MODEL_FAILURE, BatchScheduler, Job, Requester
+from services.inference.diffusion.events import ErrorEvent, FinalEvent, QueueEvent
 from services.inference.diffusion.models import DiffusionModel
 from services.inference.diffusion.probes import computed_probes
-from services.inference.diffusion.runner import ErrorEvent, FinalEvent, QueueEvent
 from services.inference.diffusion.spec import GenerationSpec
 from services.inference.metrics import Metrics
 from services.inference.trajectories import frames
@@ -43,7 +43,7 @@ class TrajectoryHub:
     def __init__(
         self,
         model: DiffusionModel,
-        runner: BatchScheduler,
+        scheduler: BatchScheduler,
         store: TrajectoryStore,
         encoder: Executor,
         memory_bytes: int,
@@ -51,7 +51,7 @@ class TrajectoryHub:
         admit: Callable[[GenerationSpec, Requester, bool], Awaitable[Job]],
         single_flight: bool = True,
     ) -> None:
-        self.model, self.runner, self.store, self.encoder = model, runner, store, encoder
+        self.model, self.scheduler, self.store, self.encoder = model, scheduler, store, encoder
         self.metrics = metrics
         self.admit = admit  # the classroom's rules for putting the model to work (may refuse)
         self.memory_bytes = memory_bytes
@@ -144,7 +144,7 @@ class TrajectoryHub:
         """A reader is done; when the last reader of unfinished work leaves, the work stops."""
         trajectory.readers -= 1
         if trajectory.readers == 0 and not trajectory.finished and trajectory.job is not None:
-            self.runner.cancel(trajectory.job)
+            self.scheduler.cancel(trajectory.job)
             if trajectory.pump is not None:
                 trajectory.pump.cancel()
             trajectory.finish(error="cancelled")
@@ -182,7 +182,7 @@ class TrajectoryHub:
             # Encoding or storing failed (a CUDA error surfacing in a host copy, say): every
             # reader hears it now, and the model stops working for nobody.
             log.exception("trajectory %s failed while its events were encoded", trajectory.key)
-            self.runner.cancel(job)
+            self.scheduler.cancel(job)
             trajectory.finish(error=MODEL_FAILURE)
         finally:
             if self._live.get(trajectory.key) is trajectory:
