@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from types import SimpleNamespace
 
 from services.common.api import pb
-from services.inference.diffusion.batching import Requester
+from services.inference.diffusion.jobs import Requester
 from services.inference.diffusion.spec import GenerationSpec
 from services.inference.metrics import Metrics
 from services.inference.refusals import StudentBusy

@@ -26,8 +26,8 @@ from services.common.api import (
 from services.inference.api.attached import Attached
 from services.inference.api.replies import stats_message
 from services.inference.classroom.classroom import Classroom
-from services.inference.diffusion.batching import Requester
 from services.inference.diffusion.events import EncodedPrompt
+from services.inference.diffusion.jobs import Requester
 from services.inference.diffusion.models import parameter_count
 from services.inference.diffusion.probes import PROBES
 from services.inference.diffusion.schedulers import SCHEDULERS

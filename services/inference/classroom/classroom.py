@@ -31,7 +31,8 @@ from services.inference.classroom.crowd import CrowdHold
 from services.inference.classroom.ratelimit import RateLimiter
 from services.inference.classroom.roster import Roster, RosterEntry
 from services.inference.classroom.validation import Limits, check_generate, check_name, check_prompt
-from services.inference.diffusion.batching import BatchScheduler, Job, JobView, Requester, SchedulerStats
+from services.inference.diffusion.batching import BatchScheduler
+from services.inference.diffusion.jobs import Job, JobView, Requester, SchedulerStats
 from services.inference.diffusion.models import DiffusionModel, PromptEmbedding, PromptTokens
 from services.inference.diffusion.probes import default_probes
 from services.inference.diffusion.spec import GenerationSpec, standard_work

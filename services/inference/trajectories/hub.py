@@ -17,8 +17,9 @@ from concurrent.futures import Executor
 
 from services.common.api import pb
 from services.common.trajectories import Namespace, trajectory_id
-from services.inference.diffusion.batching import MODEL_FAILURE, BatchScheduler, Job, Requester
+from services.inference.diffusion.batching import BatchScheduler
 from services.inference.diffusion.events import ErrorEvent, FinalEvent, QueueEvent
+from services.inference.diffusion.jobs import MODEL_FAILURE, Job, Requester
 from services.inference.diffusion.models import DiffusionModel
 from services.inference.diffusion.probes import computed_probes
 from services.inference.diffusion.spec import GenerationSpec

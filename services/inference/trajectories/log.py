@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 
 from services.common.api import pb, store_pb
 from services.common.trajectories import Namespace, canonical_request
-from services.inference.diffusion.batching import Job
+from services.inference.diffusion.jobs import Job
 from services.inference.diffusion.models import DiffusionModel
 from services.inference.diffusion.probes import computed_probes
 from services.inference.refusals import TrajectoryFailed
