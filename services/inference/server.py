@@ -1,7 +1,7 @@
 """The gRPC server's life: start, health, reflection, TLS, metrics, drain.
 
-What the service does is the Classroom's (`classroom.py`); how it speaks gRPC is
-the adapters' (`diffusion_service.py`, `teacher.py`). This file only puts them
+What the service does is the Classroom's (`classroom/`); how it speaks gRPC is
+the adapters' (`api/`). This file only puts them
 on a port, loads the model, and stops them gracefully.
 """
 

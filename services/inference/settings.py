@@ -105,7 +105,7 @@ class InferenceSettings(TlsClientSettings):
         description="Work waiting or left to run, in standard pictures (default steps, native size); 0: no limit.",
     )
     # One request, even on an idle server, in standard pictures: steps x pixels x the costly
-    # probes (validation.work_of). 24 admits SD 1.5's largest (150 steps at 1024 px) and Shapes'
+    # probes (spec.work_of). 24 admits SD 1.5's largest (150 steps at 1024 px) and Shapes'
     # largest (100 steps at 128 px, both costly probes: 20), and stays well under max_queue_work,
     # so one request never fills the class's queue. A request above it is refused with a sentence
     # naming what to lower.

@@ -138,7 +138,7 @@ class HostCopy:
     """A float16 (or `dtype`) copy of one sample on its way to the host, as it travels on the wire.
 
     On a GPU the copy is started without waiting (into pinned memory, with an
-    event behind it); whoever encodes the frame waits for it, off the runner's thread.
+    event behind it); whoever encodes the frame waits for it, off the worker's thread.
     """
 
     def __init__(self, tensor: torch.Tensor, dtype: torch.dtype = torch.float16) -> None:

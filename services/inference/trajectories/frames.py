@@ -1,4 +1,4 @@
-"""Turning the runner's events into the messages a stream carries (done off the runner's thread)."""
+"""Turning the worker's events into the messages a stream carries (done off the worker's thread)."""
 
 from __future__ import annotations
 

@@ -153,7 +153,7 @@ class TrajectoryHub:
                 del self._live[trajectory.key]
 
     async def _pump(self, trajectory: Trajectory, job: Job) -> None:
-        """Encode the runner's events off the event loop and append them to the log."""
+        """Encode the worker's events off the event loop and append them to the log."""
         loop = asyncio.get_running_loop()
         model = self.model
         try:
