@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from services.inference.models import device_and_dtype
+from services.inference.diffusion.models import device_and_dtype
+from services.inference.diffusion.tiny import ensure_tiny_model
 from services.inference.settings import InferenceSettings
-from services.inference.tiny import ensure_tiny_model
 from tests.support.redis_server import RedisServer
 from tests.support.servers import ServerThread, running_server, stub_for
 

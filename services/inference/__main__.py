@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> None:
     settings = InferenceSettings()
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.command == "build-tiny":
-        from services.inference.tiny import build_tiny_model
+        from services.inference.diffusion.tiny import build_tiny_model
 
         print(f"tiny model written to {build_tiny_model(args.dir)}")
         return

@@ -1,7 +1,7 @@
 """The gRPC server's life: start, health, reflection, TLS, metrics, drain.
 
-What the service does is the Classroom's (`classroom.py`); how it speaks gRPC is
-the adapters' (`diffusion_service.py`, `teacher.py`). This file only puts them
+What the service does is the Classroom's (`classroom/`); how it speaks gRPC is
+the adapters' (`api/`). This file only puts them
 on a port, loads the model, and stops them gracefully.
 """
 
@@ -21,15 +21,16 @@ from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
 from services.common.api import SERVICE_NAME, TEACHER_SERVICE_NAME
-from services.inference.acceleration import Acceleration, accelerate
+from services.inference.api.diffusion_service import DiffusionService
+from services.inference.api.register import RECEIVE_LIMIT, add_service
+from services.inference.api.teacher_service import TeacherService
 from services.inference.auth import TokenInterceptor
-from services.inference.cache import TrajectoryStore
-from services.inference.classroom import Classroom
-from services.inference.diffusion_service import RECEIVE_LIMIT, DiffusionService, add_service
+from services.inference.classroom.classroom import Classroom
+from services.inference.diffusion.acceleration import Acceleration, accelerate
+from services.inference.diffusion.models import DiffusionModel
 from services.inference.metrics import Metrics
-from services.inference.models import DiffusionModel
 from services.inference.settings import InferenceSettings
-from services.inference.teacher import TeacherService
+from services.inference.trajectories.cache import TrajectoryStore
 
 log = logging.getLogger(__name__)
 

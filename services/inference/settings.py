@@ -87,7 +87,7 @@ class InferenceSettings(TlsClientSettings):
     gpu_memory_fraction: float = Field(
         0.8, gt=0, le=1, description="Share of free GPU memory the automatic batch size may use."
     )
-    # Speed options (services/inference/acceleration.py), off until the GPU suite shows they pay;
+    # Speed options (services/inference/diffusion/acceleration.py), off until the GPU suite shows they pay;
     # docs/benchmarks.md has each one's gain and its difference from diffusers' pipeline.
     unet_channels_last: bool = Field(False, description="UNet weights in channels-last memory format (GPU).")
     # Compiling takes minutes at start-up (one shape per batch bucket), paid before the service says SERVING.
@@ -107,7 +107,7 @@ class InferenceSettings(TlsClientSettings):
         description="Work waiting or left to run, in standard pictures (default steps, native size); 0: no limit.",
     )
     # One request, even on an idle server, in standard pictures: steps x pixels x the costly
-    # probes (validation.work_of). 24 admits SD 1.5's largest (150 steps at 1024 px) and Shapes'
+    # probes (spec.work_of). 24 admits SD 1.5's largest (150 steps at 1024 px) and Shapes'
     # largest (100 steps at 128 px, both costly probes: 20), and stays well under max_queue_work,
     # so one request never fills the class's queue. A request above it is refused with a sentence
     # naming what to lower.

@@ -15,13 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from services.common.shapes_judge import Verdict, judge
-from services.inference.models import SHAPES_DIR, DiffusionModel, folder_revision
-from services.inference.probes import DEFAULT_PROBES
-from services.inference.runner import Generation, predict_noise
-from services.inference.validation import GenerationSpec
+from services.inference.diffusion.denoise import Generation, denoise
+from services.inference.diffusion.models import SHAPES_DIR, DiffusionModel, folder_revision
+from services.inference.diffusion.probes import DEFAULT_PROBES
+from services.inference.diffusion.spec import GenerationSpec
 from services.shapes import data
 
 _BATCH = 16
@@ -60,11 +59,8 @@ def render(
         ]
         for generation in generations:
             generation.start()
-        while not generations[0].done:
-            with torch.inference_mode():
-                pairs, seconds = predict_noise(model, generations)
-            for generation, pair in zip(generations, pairs, strict=True):
-                generation.finish_step(pair, seconds, batch_size=len(generations))
+        for _ in denoise(model, generations):
+            pass
         pictures += [g.finish(0.0, 0.0).image for g in generations]
     return pictures
 

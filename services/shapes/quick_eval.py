@@ -17,7 +17,7 @@ from PIL import Image
 from transformers import CLIPTextModel, CLIPTokenizer
 
 from services.common.shapes_judge import judge
-from services.inference.tiny import SD1_SCHEDULER_CONFIG, SD1_SCHEDULER_EXTRA
+from services.inference.diffusion.tiny import SD1_SCHEDULER_CONFIG, SD1_SCHEDULER_EXTRA
 from services.shapes import data
 
 

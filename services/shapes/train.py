@@ -37,8 +37,8 @@ from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
 from tqdm import tqdm
 from transformers import CLIPTextModel
 
-from services.inference.models import CLASSROOM_FILE
-from services.inference.tiny import SD1_SCHEDULER_CONFIG, clip_text_config, clip_tokenizer, save_pipeline
+from services.inference.diffusion.models import CLASSROOM_FILE
+from services.inference.diffusion.tiny import SD1_SCHEDULER_CONFIG, clip_text_config, clip_tokenizer, save_pipeline
 from services.shapes import data
 from services.shapes.localise import keep_cross_attention, localisation_loss, shape_masks, word_positions
 

@@ -11,7 +11,7 @@ import gc
 import json
 import time
 
-from services.inference.models import DiffusionModel
+from services.inference.diffusion.models import DiffusionModel
 from services.inference.server import freeze_startup_heap
 from services.inference.settings import InferenceSettings
 

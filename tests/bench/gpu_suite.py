@@ -41,12 +41,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from services.inference.acceleration import accelerate, attention_kinds, compile_unet
-from services.inference.models import DiffusionModel
-from services.inference.runner import Generation, HostCopy, predict_noise, sync
+from services.inference.diffusion.acceleration import accelerate, attention_kinds, compile_unet
+from services.inference.diffusion.denoise import Generation, denoise, predict_noise
+from services.inference.diffusion.events import HostCopy, sync
+from services.inference.diffusion.models import DiffusionModel
+from services.inference.diffusion.spec import GenerationSpec
+from services.inference.diffusion.tiny import ensure_tiny_model
 from services.inference.settings import InferenceSettings
-from services.inference.tiny import ensure_tiny_model
-from services.inference.validation import GenerationSpec
 from tests.bench.models import build_sd15_shaped
 
 # One SD 1.5 guided step (two UNet samples at 64x64) in TFLOP, and the H100 bound the issue states (490 steps/s).
@@ -435,15 +436,12 @@ def part_probes(ctx: Context) -> dict[str, Any]:
     if model.device.type == "cuda":
         activities.append(torch.profiler.ProfilerActivity.CUDA)
     with torch.inference_mode():
-        pairs, seconds = predict_noise(model, generations)  # warm-up outside the profile
-        for generation, pair in zip(generations, pairs, strict=True):
-            generation.finish_step(pair, seconds, batch_size=2 * students)
+        steps = denoise(model, generations)
+        next(steps)  # warm-up outside the profile
         with torch.profiler.profile(activities=activities) as profile:
             started = time.perf_counter()
             for _ in range(5):
-                pairs, seconds = predict_noise(model, generations)
-                for generation, pair in zip(generations, pairs, strict=True):
-                    generation.finish_step(pair, seconds, batch_size=2 * students)
+                next(steps)
             sync(model.device)
             wall = time.perf_counter() - started
     figures["profile"] = {"students": students, "steps": 5, "wall_s": wall}
@@ -544,7 +542,7 @@ def _pipeline_image(ctx: Context, spec: GenerationSpec) -> np.ndarray:
     """Diffusers' pipeline on the same model, seed and settings, as the tests run it (no speed option)."""
     from diffusers import StableDiffusionPipeline
 
-    from services.inference.models import device_and_dtype
+    from services.inference.diffusion.models import device_and_dtype
     from tests.integration.helpers import request, run_pipeline
 
     folder = ctx.tiny_dir if ctx.plan.model == "tiny" else ctx.model_dir
@@ -572,14 +570,12 @@ def _run_class(model: DiffusionModel, specs: list[GenerationSpec]) -> tuple[floa
     started = time.perf_counter()
     generations = _started(model, specs)
     denoising = 0.0
+    step_started = time.perf_counter()
+    for _ in denoise(model, generations):
+        sync(model.device)
+        denoising += time.perf_counter() - step_started
+        step_started = time.perf_counter()
     with torch.inference_mode():
-        while not generations[0].done:
-            step_started = time.perf_counter()
-            pairs, seconds = predict_noise(model, generations)
-            for generation, pair in zip(generations, pairs, strict=True):
-                generation.finish_step(pair, seconds, batch_size=2 * len(generations))
-            sync(model.device)
-            denoising += time.perf_counter() - step_started
         images = [generation.finish(0.0, 0.0).image for generation in generations]
     return denoising, time.perf_counter() - started, images
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from services.inference.tiny import save_sd_model
+from services.inference.diffusion.tiny import save_sd_model
 
 
 def build_sd15_shaped(folder: Path) -> Path:

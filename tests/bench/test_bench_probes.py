@@ -14,10 +14,10 @@ from __future__ import annotations
 import os
 import time
 
-from services.inference.models import SHAPES_DIR, DiffusionModel, folder_revision
-from services.inference.probes import ALWAYS_COMPUTED
-from services.inference.runner import Generation, predict_noise
-from services.inference.validation import GenerationSpec
+from services.inference.diffusion.denoise import Generation, denoise
+from services.inference.diffusion.models import SHAPES_DIR, DiffusionModel, folder_revision
+from services.inference.diffusion.probes import ALWAYS_COMPUTED
+from services.inference.diffusion.spec import GenerationSpec
 from tests.bench.test_bench_stream import machine, ratio_table
 
 REPETITIONS = int(os.environ.get("BENCH_REPETITIONS", "5"))
@@ -35,9 +35,8 @@ def seconds_per_step(model: DiffusionModel, include: frozenset[str], size: int) 
     generation = Generation(model, spec)
     generation.start()
     started = time.perf_counter()
-    while not generation.done:
-        (pair,), unet = predict_noise(model, [generation])
-        generation.finish_step(pair, unet, batch_size=2).copied()  # as the runner waits before sending a frame
+    for (event,) in denoise(model, [generation]):
+        event.copied()  # as the runner waits before sending a frame
     return (time.perf_counter() - started) / STEPS
 
 

@@ -18,8 +18,8 @@ import time
 import torch
 
 from services.common.api import pb
-from services.inference.models import SHAPES_DIR
-from services.inference.schedulers import make_scheduler
+from services.inference.diffusion.models import SHAPES_DIR
+from services.inference.diffusion.schedulers import make_scheduler
 from services.inference.settings import InferenceSettings
 from services.shapes.evaluate import evaluate_model, format_report
 from tests.bench.test_bench_stream import machine

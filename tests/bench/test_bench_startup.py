@@ -17,11 +17,12 @@ from __future__ import annotations
 import os
 import time
 
-from services.inference import runner
-from services.inference.models import SHAPES_DIR, DiffusionModel, folder_revision
-from services.inference.runner import Generation, sync
-from services.inference.schedulers import make_scheduler, new_scheduler
-from services.inference.validation import GenerationSpec
+from services.inference.diffusion import denoise as runner
+from services.inference.diffusion.denoise import Generation
+from services.inference.diffusion.events import sync
+from services.inference.diffusion.models import SHAPES_DIR, DiffusionModel, folder_revision
+from services.inference.diffusion.schedulers import make_scheduler, new_scheduler
+from services.inference.diffusion.spec import GenerationSpec
 from tests.bench.test_bench_stream import machine, ratio_table
 
 REPETITIONS = int(os.environ.get("BENCH_REPETITIONS", "5"))

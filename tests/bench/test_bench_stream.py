@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from services.common.api import pb
-from services.inference.schedulers import make_scheduler
+from services.inference.diffusion.schedulers import make_scheduler
 from services.inference.settings import InferenceSettings
 from tests.bench.models import build_sd15_shaped
 from tests.integration.helpers import ALL_PROBES, collect, request

@@ -23,7 +23,7 @@ from frontend.classmap import PROMPT_COLOURS, class_map_chart
 from frontend.trajectory import Step, TrajectoryView, request_with
 from services.common.api import pb
 from services.common.shapes_judge import judge
-from services.inference.tiny import SD1_SCHEDULER_CONFIG
+from services.inference.diffusion.tiny import SD1_SCHEDULER_CONFIG
 from services.lessons.catalog import DEFAULT_CATALOG
 from tests.frontend.conftest import ROOT, point_the_front_end_at
 from tests.frontend.test_lesson_labels import charts

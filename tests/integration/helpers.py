@@ -9,9 +9,9 @@ import torch
 
 from services.common.api import pb, unbatch
 from services.common.codecs import decode_image, tensor_from_proto
-from services.inference.models import device_and_dtype
-from services.inference.runner import starting_noise
-from services.inference.schedulers import make_scheduler
+from services.inference.diffusion.denoise import starting_noise
+from services.inference.diffusion.models import device_and_dtype
+from services.inference.diffusion.schedulers import make_scheduler
 
 # Where the service puts the model, and so the reference pipeline too: float32 on a CPU, float16 on a GPU.
 ON_GPU = device_and_dtype("auto")[0].type == "cuda"

@@ -283,7 +283,7 @@ def test_the_queue_is_bounded_by_work_not_only_by_places(settings):
 
 def test_a_waiting_reader_hears_its_place_again_and_leaving_frees_it(settings, monkeypatch):
     """A closed tab's request leaves the queue: readers are reminded of their place, and a cancel frees it."""
-    from services.inference import trajectories
+    from services.inference.trajectories import log as trajectories
 
     monkeypatch.setattr(trajectories, "QUEUE_REMINDER_S", 0.3)
     config = settings.model_copy(update={"redis_url": "", "single_flight": False, "max_batch_size": 1,

@@ -11,7 +11,7 @@ from diffusers import AutoencoderTiny
 
 from services.common.api import pb
 from services.common.codecs import decode_image, tensor_from_proto
-from services.inference.previews import to_pixels
+from services.inference.diffusion.previews import to_pixels
 from tests.integration.helpers import collect, request
 from tests.support.servers import running_server, stub_for
 

@@ -10,8 +10,8 @@ import pytest
 from grpc_health.v1 import health_pb2
 
 from services.common.api import STUDENT_METADATA
-from services.inference import frames
-from services.inference.batching import MODEL_FAILURE
+from services.inference.diffusion.jobs import MODEL_FAILURE
+from services.inference.trajectories import frames
 from tests.integration.helpers import collect, request
 from tests.support.servers import health_status
 

@@ -6,8 +6,8 @@ import torch
 from diffusers.utils.torch_utils import randn_tensor
 
 from services.common.codecs import tensor_from_proto
-from services.inference.models import device_and_dtype
-from services.inference.schedulers import make_scheduler
+from services.inference.diffusion.models import device_and_dtype
+from services.inference.diffusion.schedulers import make_scheduler
 from tests.integration.helpers import ALL_PROBES, collect, request, run_pipeline
 
 CASES = [

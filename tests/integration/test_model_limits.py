@@ -8,10 +8,10 @@ import grpc
 import pytest
 
 from services.common.api import pb
-from services.inference.models import CLASSROOM_FILE, SHAPES_DIR, ModelCard
+from services.inference.classroom.validation import Limits, RequestError, check_generate
+from services.inference.diffusion.models import CLASSROOM_FILE, SHAPES_DIR, ModelCard
 from services.inference.refusals import RateLimited
 from services.inference.settings import InferenceSettings
-from services.inference.validation import Limits, RequestError, check_generate
 from services.shapes import data
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from services.common.codecs import tensor_from_proto
-from services.inference.schedulers import make_scheduler
+from services.inference.diffusion.schedulers import make_scheduler
 from tests.integration.helpers import ALL_PROBES, collect, request
 
 

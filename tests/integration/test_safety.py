@@ -18,10 +18,10 @@ from services.common.api import (
     pb,
     pb_grpc,
 )
+from services.inference.diffusion.denoise import Generation
+from services.inference.diffusion.probes import PROBES
 from services.inference.moderation import DEFAULT_BLOCKLIST, Blocklist
-from services.inference.probes import PROBES
 from services.inference.refusals import BLOCKED_MESSAGE
-from services.inference.runner import Generation
 from tests.integration.helpers import collect, request
 from tests.support.servers import health_status, running_server, stub_for
 

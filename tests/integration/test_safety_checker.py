@@ -5,7 +5,7 @@ import pytest
 
 from services.common.api import pb
 from services.common.codecs import decode_image
-from services.inference.frames import blur
+from services.inference.trajectories.frames import blur
 from tests.integration.helpers import collect, request
 from tests.support.safety import with_safety_checker
 from tests.support.servers import running_server, stub_for

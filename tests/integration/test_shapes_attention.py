@@ -12,7 +12,7 @@ from diffusers import StableDiffusionPipeline
 from services.common.api import STUDENT_METADATA, pb
 from services.common.codecs import tensor_from_proto
 from services.common.shapes_judge import judge
-from services.inference.models import SHAPES_DIR, device_and_dtype
+from services.inference.diffusion.models import SHAPES_DIR, device_and_dtype
 from services.shapes import data
 from tests.integration.helpers import Stream, collect, request, run_pipeline
 

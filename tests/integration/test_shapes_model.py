@@ -16,7 +16,7 @@ from safetensors import safe_open
 from services.common.api import pb
 from services.common.codecs import decode_image, latent_to_rgb, tensor_from_proto
 from services.common.shapes_judge import judge
-from services.inference.models import SHAPES_DIR, ModelCard, device_and_dtype
+from services.inference.diffusion.models import SHAPES_DIR, ModelCard, device_and_dtype
 from services.shapes import data, evaluate
 from tests.integration.helpers import collect, request, run_pipeline
 

@@ -16,7 +16,7 @@ import pytest
 from services.common.api import STUDENT_METADATA, pb
 from services.common.codecs import decode_image
 from services.common.shapes_judge import judge
-from services.inference.models import SHAPES_DIR, ModelCard
+from services.inference.diffusion.models import SHAPES_DIR, ModelCard
 from services.shapes import evaluate
 from tests.integration.helpers import collect, request
 

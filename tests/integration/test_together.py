@@ -96,7 +96,7 @@ def test_only_stored_pictures_can_be_shared_and_only_once_each(server):
         ada.share_to_gallery(stream.status.trajectory_key, "")
     assert caught.value.code == grpc.StatusCode.INVALID_ARGUMENT
     # A student's share is bounded.
-    from services.inference.gallery import MAX_PER_STUDENT
+    from services.inference.together.gallery import MAX_PER_STUDENT
 
     for seed in range(2, MAX_PER_STUDENT + 1):
         ada.share_to_gallery(make_picture(ada, "a watercolor fox", seed).status.trajectory_key, "s-ada", "Ada")

@@ -15,8 +15,8 @@ import time
 import pytest
 
 from services.common.api import pb, store_pb
-from services.inference.cache import TrajectoryStore
-from services.inference.gallery import APPROVED, HIDDEN, Gallery, _class_key
+from services.inference.together.gallery import APPROVED, HIDDEN, Gallery, _class_key
+from services.inference.trajectories.cache import TrajectoryStore
 
 SECRET = b"the school's cache secret"
 

@@ -21,7 +21,7 @@ import pytest
 
 from services.common.api import STUDENT_METADATA, pb, unbatch
 from services.common.shapes_judge import judge
-from services.inference import batching
+from services.inference.diffusion import batching
 from services.lessons.catalog import DEFAULT_CATALOG
 from tests.integration.helpers import collect, request
 from tests.support.servers import running_server, stub_for

@@ -15,7 +15,7 @@ import textwrap
 import pytest
 
 from services.common.api import pb
-from services.inference.batching import Requester
+from services.inference.diffusion.jobs import Requester
 from services.inference.refusals import QueueFull
 from tests.support.servers import running_server
 

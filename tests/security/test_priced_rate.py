@@ -17,9 +17,9 @@ import grpc
 import pytest
 
 from services.common.api import STUDENT_METADATA
-from services.inference.cache import TrajectoryStore
-from services.inference.ratelimit import RateLimiter
+from services.inference.classroom.ratelimit import RateLimiter
 from services.inference.refusals import RateLimited
+from services.inference.trajectories.cache import TrajectoryStore
 from tests.integration.helpers import collect, request
 from tests.support.redis_server import RedisServer
 from tests.support.servers import ServerThread, running_server, stub_for

@@ -18,7 +18,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from services.common.api import SERVICE_NAME, pb_grpc
 from services.common.client import ClassroomClient, ClientSettings
-from services.inference.classroom import Classroom
+from services.inference.classroom.classroom import Classroom
 from services.inference.server import InferenceServer
 from services.inference.settings import InferenceSettings
 

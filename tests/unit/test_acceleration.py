@@ -2,7 +2,7 @@
 
 import torch
 
-from services.inference.acceleration import (
+from services.inference.diffusion.acceleration import (
     BucketedUNet,
     accelerate,
     batch_that_fits,
@@ -10,7 +10,7 @@ from services.inference.acceleration import (
     buckets_up_to,
     compile_unet,
 )
-from services.inference.models import DiffusionModel
+from services.inference.diffusion.models import DiffusionModel
 from services.inference.settings import InferenceSettings
 
 

@@ -7,10 +7,11 @@ import itertools
 import pytest
 
 from services.common.api import pb
-from services.inference.batching import FairTurns
-from services.inference.probes import DEFAULT_PROBES, default_probes
+from services.inference.classroom.validation import Limits, RequestError, check_generate
+from services.inference.diffusion.batching import FairTurns
+from services.inference.diffusion.probes import DEFAULT_PROBES, default_probes
+from services.inference.diffusion.spec import standard_work, work_of
 from services.inference.settings import InferenceSettings
-from services.inference.validation import Limits, RequestError, check_generate, standard_work, work_of
 
 SETTINGS = InferenceSettings(model="shapes")
 SHAPES_DEFAULT = default_probes(True)  # Shapes' VAE decodes every step's guess by default

@@ -6,8 +6,8 @@ import torch
 from diffusers import UNet2DConditionModel
 from diffusers.models.attention_processor import Attention, AttnProcessor
 
-from services.inference.acceleration import BucketedUNet
-from services.inference.attention import CrossAttentionProbe, eager
+from services.inference.diffusion.acceleration import BucketedUNet
+from services.inference.diffusion.attention import CrossAttentionProbe, eager
 
 
 class _Reference(AttnProcessor):

@@ -1,7 +1,7 @@
 """Each model family serves its own lesson catalog."""
 
-from services.inference.models import SHAPES_DIR, ModelCard
-from services.inference.schedulers import SCHEDULERS
+from services.inference.diffusion.models import SHAPES_DIR, ModelCard
+from services.inference.diffusion.schedulers import SCHEDULERS
 from services.lessons.catalog import DEFAULT_CATALOG, all_entries, load_catalog
 
 

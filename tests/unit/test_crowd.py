@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from services.inference.crowd import CrowdHold
+from services.inference.classroom.crowd import CrowdHold
 
 
 async def test_no_crowd_no_wait():

@@ -4,7 +4,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from services.common.api import pb, unbatch
-from services.inference.frames import batch_wire
+from services.inference.trajectories.frames import batch_wire
 
 
 def frame(index: int, payload: bytes) -> pb.GenerateResponse:

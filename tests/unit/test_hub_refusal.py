@@ -13,11 +13,11 @@ from concurrent.futures import ThreadPoolExecutor
 from types import SimpleNamespace
 
 from services.common.api import pb
-from services.inference.batching import Requester
-from services.inference.hub import TrajectoryHub
+from services.inference.diffusion.jobs import Requester
+from services.inference.diffusion.spec import GenerationSpec
 from services.inference.metrics import Metrics
 from services.inference.refusals import StudentBusy
-from services.inference.validation import GenerationSpec
+from services.inference.trajectories.hub import TrajectoryHub
 
 SPEC = GenerationSpec("a lantern", "", 1, 2, 7.5, 64, 64, "lms", frozenset({"latent_preview"}))
 

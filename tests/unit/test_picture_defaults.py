@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from services.common.api import pb
-from services.inference.probes import DEFAULT_PROBES, default_probes
+from services.inference.diffusion.probes import DEFAULT_PROBES, default_probes
 from services.lessons.catalog import DEFAULT_CATALOG, all_entries, load_catalog
 
 

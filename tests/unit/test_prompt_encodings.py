@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from services.inference.models import DiffusionModel, folder_revision
+from services.inference.diffusion.models import DiffusionModel, folder_revision
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from services.inference.classroom.roster import Roster
 from services.inference.moderation import Blocklist
 from services.inference.refusals import (
     BlockedName,
@@ -13,7 +14,6 @@ from services.inference.refusals import (
     SignedInElsewhere,
     TooManyNames,
 )
-from services.inference.roster import Roster
 
 
 class Clock:

@@ -7,8 +7,8 @@ import json
 import pytest
 import torch
 
-from services.inference.models import SHAPES_DIR
-from services.inference.schedulers import SCHEDULERS, make_scheduler, new_scheduler
+from services.inference.diffusion.models import SHAPES_DIR
+from services.inference.diffusion.schedulers import SCHEDULERS, make_scheduler, new_scheduler
 
 CONFIG = json.loads((SHAPES_DIR / "scheduler" / "scheduler_config.json").read_text())
 

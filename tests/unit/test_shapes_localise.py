@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from diffusers import UNet2DConditionModel
 
-from services.inference.models import SHAPES_DIR
+from services.inference.diffusion.models import SHAPES_DIR
 from services.shapes import data
 from services.shapes.localise import keep_cross_attention, localisation_loss, shape_masks, word_positions
 

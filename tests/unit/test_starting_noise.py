@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from services.inference.runner import starting_noise
+from services.inference.diffusion.denoise import starting_noise
 
 SHAPE = (1, 4, 9, 7)  # a 72x56 picture's latents
 

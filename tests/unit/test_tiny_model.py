@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 from transformers import CLIPTokenizer
 
-from services.inference.models import DiffusionModel, folder_revision
-from services.inference.tiny import build_tiny_model
+from services.inference.diffusion.models import DiffusionModel, folder_revision
+from services.inference.diffusion.tiny import build_tiny_model
 
 # Published CLIP ids (start 49406, end 49407).
 KNOWN_PROMPTS = {

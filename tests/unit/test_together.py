@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from services.common.api import pb
-from services.inference.classmap import pooled_path, project
-from services.inference.quickcheck import QuickCheck, teachers_own
 from services.inference.refusals import AlreadyAnswered, NoQuickCheck, RequestError
-from services.inference.together import lesson_questions
+from services.inference.together.classmap import pooled_path, project
+from services.inference.together.quickcheck import QuickCheck, teachers_own
+from services.inference.together.together import lesson_questions
 from services.lessons.catalog import Catalog, all_entries
 
 

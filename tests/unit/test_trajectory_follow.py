@@ -5,7 +5,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 from services.common.api import pb, unbatch
-from services.inference.trajectories import Trajectory
+from services.inference.trajectories.log import Trajectory
 
 MODEL = SimpleNamespace(model_id="tiny", revision="r1")
 

@@ -5,9 +5,9 @@ import math
 import pytest
 
 from services.common.api import pb
-from services.inference.probes import DEFAULT_PROBES, PROBES
+from services.inference.classroom.validation import MAX_SEED, RequestError, check_generate, check_prompt
+from services.inference.diffusion.probes import DEFAULT_PROBES, PROBES
 from services.inference.settings import InferenceSettings
-from services.inference.validation import MAX_SEED, RequestError, check_generate, check_prompt
 
 SETTINGS = InferenceSettings(model="tiny")
 

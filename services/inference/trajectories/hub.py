@@ -17,15 +17,16 @@ from concurrent.futures import Executor
 
 from services.common.api import pb
 from services.common.trajectories import Namespace, trajectory_id
-from services.inference import frames
-from services.inference.batching import MODEL_FAILURE, BatchScheduler, Job, Requester
-from services.inference.cache import TrajectoryStore
+from services.inference.diffusion.batching import BatchScheduler
+from services.inference.diffusion.events import ErrorEvent, FinalEvent, QueueEvent
+from services.inference.diffusion.jobs import MODEL_FAILURE, Job, Requester
+from services.inference.diffusion.models import DiffusionModel
+from services.inference.diffusion.probes import computed_probes
+from services.inference.diffusion.spec import GenerationSpec
 from services.inference.metrics import Metrics
-from services.inference.models import DiffusionModel
-from services.inference.probes import computed_probes
-from services.inference.runner import ErrorEvent, FinalEvent, QueueEvent
-from services.inference.trajectories import Trajectory
-from services.inference.validation import GenerationSpec
+from services.inference.trajectories import frames
+from services.inference.trajectories.cache import TrajectoryStore
+from services.inference.trajectories.log import Trajectory
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,7 @@ class TrajectoryHub:
     def __init__(
         self,
         model: DiffusionModel,
-        runner: BatchScheduler,
+        scheduler: BatchScheduler,
         store: TrajectoryStore,
         encoder: Executor,
         memory_bytes: int,
@@ -51,7 +52,7 @@ class TrajectoryHub:
         admit: Callable[[GenerationSpec, Requester, bool], Awaitable[Job]],
         single_flight: bool = True,
     ) -> None:
-        self.model, self.runner, self.store, self.encoder = model, runner, store, encoder
+        self.model, self.scheduler, self.store, self.encoder = model, scheduler, store, encoder
         self.metrics = metrics
         self.admit = admit  # the classroom's rules for putting the model to work (may refuse)
         self.memory_bytes = memory_bytes
@@ -144,7 +145,7 @@ class TrajectoryHub:
         """A reader is done; when the last reader of unfinished work leaves, the work stops."""
         trajectory.readers -= 1
         if trajectory.readers == 0 and not trajectory.finished and trajectory.job is not None:
-            self.runner.cancel(trajectory.job)
+            self.scheduler.cancel(trajectory.job)
             if trajectory.pump is not None:
                 trajectory.pump.cancel()
             trajectory.finish(error="cancelled")
@@ -152,7 +153,7 @@ class TrajectoryHub:
                 del self._live[trajectory.key]
 
     async def _pump(self, trajectory: Trajectory, job: Job) -> None:
-        """Encode the runner's events off the event loop and append them to the log."""
+        """Encode the worker's events off the event loop and append them to the log."""
         loop = asyncio.get_running_loop()
         model = self.model
         try:
@@ -182,7 +183,7 @@ class TrajectoryHub:
             # Encoding or storing failed (a CUDA error surfacing in a host copy, say): every
             # reader hears it now, and the model stops working for nobody.
             log.exception("trajectory %s failed while its events were encoded", trajectory.key)
-            self.runner.cancel(job)
+            self.scheduler.cancel(job)
             trajectory.finish(error=MODEL_FAILURE)
         finally:
             if self._live.get(trajectory.key) is trajectory:

@@ -5,52 +5,46 @@ trajectory hub, the store, the rate limiter, the blocklist, the lesson catalog
 and the log of blocked prompts. Who may start a generation is decided in one
 place, `open` (with `_admit_work` for the part that only matters when the
 model must run); every refusal is a typed `Refusal` from `refusals.py`. The
-gRPC adapters (`diffusion_service.py`, `teacher.py`) only translate.
+gRPC adapters (`api/`) only translate; resume tickets and the lesson render are in
+`tickets.py` and `lessons.py`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-import hashlib
-import hmac
 import logging
 import math
-import secrets
 import time
 from collections import Counter, deque
 from concurrent.futures import Executor
 from dataclasses import dataclass
 
-import redis.asyncio as redis
 import torch
 
 from services.common.api import pb
 from services.common.text import fold_name, hidden_characters
-from services.common.trajectories import KEY_PREFIX, ON_REQUEST_PROBES, canonical_request
-from services.inference.batching import BatchScheduler, Job, JobView, Requester, SchedulerStats
-from services.inference.cache import CacheStats, TrajectoryStore
-from services.inference.crowd import CrowdHold
-from services.inference.hub import HubStats, TrajectoryHub
+from services.common.trajectories import ON_REQUEST_PROBES, canonical_request
+from services.inference.classroom.crowd import CrowdHold
+from services.inference.classroom.lessons import CatalogEntry, LessonRender, PrecomputeProgress
+from services.inference.classroom.ratelimit import RateLimiter
+from services.inference.classroom.roster import Roster, RosterEntry
+from services.inference.classroom.tickets import ResumeTickets
+from services.inference.classroom.validation import Limits, check_generate, check_name, check_prompt
+from services.inference.diffusion.batching import BatchScheduler
+from services.inference.diffusion.jobs import Job, JobView, Requester, SchedulerStats
+from services.inference.diffusion.models import DiffusionModel, PromptEmbedding, PromptTokens
+from services.inference.diffusion.probes import default_probes
+from services.inference.diffusion.spec import GenerationSpec, standard_work
 from services.inference.metrics import Metrics
-from services.inference.models import DiffusionModel, PromptEmbedding, PromptTokens
 from services.inference.moderation import Blocklist
-from services.inference.probes import default_probes
-from services.inference.ratelimit import RateLimiter
-from services.inference.refusals import BlockedPrompt, QueueFull, Refusal, RequestError, TrajectoryFailed
-from services.inference.roster import Roster, RosterEntry
+from services.inference.refusals import BlockedPrompt, Refusal, RequestError
 from services.inference.settings import InferenceSettings
-from services.inference.together import Together
-from services.inference.trajectories import Trajectory
-from services.inference.validation import (
-    GenerationSpec,
-    Limits,
-    check_generate,
-    check_name,
-    check_prompt,
-    standard_work,
-)
-from services.lessons.catalog import Catalog, Entry, all_entries, load_catalog
+from services.inference.together.together import Together
+from services.inference.trajectories.cache import CacheStats, TrajectoryStore
+from services.inference.trajectories.hub import HubStats, TrajectoryHub
+from services.inference.trajectories.log import Trajectory
+from services.lessons.catalog import Catalog, all_entries, load_catalog
 
 log = logging.getLogger(__name__)
 
@@ -65,9 +59,6 @@ STUDENT_ID_LIMIT = 128
 GRID_PREFIX = f"{INTERNAL_PREFIX}grid:"
 GRIDS_AT_ONCE = 2
 STUDENT_REMOVED = "Your teacher removed your name from the class, so this picture was stopped."
-# A resume ticket runs its request once more, free, within this long of being given: a restart of the
-# service and the model's loading (minutes for SD 1.5) fit well within it.
-RESUME_TICKET_S = 15 * 60
 
 
 def check_requester(who: Requester) -> Requester:
@@ -79,16 +70,6 @@ def check_requester(who: Requester) -> Requester:
     if len(who.address) > STUDENT_ID_LIMIT or hidden_characters(who.address):
         raise RequestError([("address", "The browser address is too long or has control characters.")])
     return dataclasses.replace(who, name=check_name(who.name), classroom=check_name(who.classroom))
-
-
-@dataclass(frozen=True)
-class CatalogEntry:
-    """A lesson example as this server runs it: checked, canonical, with its cache key."""
-
-    entry: Entry
-    spec: GenerationSpec
-    request: pb.GenerateRequest  # canonical, defaults filled in
-    key: str
 
 
 @dataclass(frozen=True)
@@ -110,16 +91,6 @@ class ServerStats:
     cache_available: bool
     cache_status: str
     blocked_prompts: int
-
-
-@dataclass
-class PrecomputeProgress:
-    running: bool = False
-    total: int = 0
-    rendered: int = 0
-    skipped: int = 0
-    failed: int = 0
-    last_error: str = ""
 
 
 class Classroom:
@@ -163,10 +134,7 @@ class Classroom:
         self.blocklist = Blocklist.from_file(settings.blocklist)
         self.blocked: deque[Blocked] = deque(maxlen=50)  # the latest blocked attempts, newest first
         self.blocked_prompts = 0
-        # Resume tickets are signed with the cache secret (they outlive a restart), or a secret of this
-        # process's own when there is none (an empty key would let anyone write a ticket).
-        self._ticket_secret = store.secret or secrets.token_bytes(32)
-        self._used_tickets: dict[str, float] = {}  # without Redis: tickets used, until when the mark lasts
+        self.tickets = ResumeTickets(store)
         # Replays hold their bulk while 16 Generate calls arrive within 0.1 s (at most 0.25 s a message).
         self.crowd = CrowdHold(size=16, window_s=0.1, wait_s=0.25)
         self.catalog: Catalog = load_catalog(settings.catalog).for_model(model.card.family)
@@ -178,8 +146,7 @@ class Classroom:
         self.grid_limiter = RateLimiter(
             store, largest if self.limiter.enabled else 0, GRIDS_AT_ONCE * largest, bucket="lesson-grid"
         )
-        self.precompute = PrecomputeProgress()
-        self._precompute_task: asyncio.Task[None] | None = None
+        self.lesson_render = LessonRender(self.entries, store, self.hub, PRECOMPUTE)
         self.roster = Roster(max_per_address=settings.max_per_address, blocklist=self.blocklist)
         # Present mode, quick checks, the class gallery and map (teaching together).
         self.together = Together(store, self.catalog, [(e.entry, e.request) for e in self.entries], self.blocklist)
@@ -239,7 +206,7 @@ class Classroom:
             # claiming the entry (another prompt, other settings) is the student's own request.
             grid = self._grid_keys.get(lesson) == self._key_at_seed_0(spec)
             lesson = ""
-        free = bool(resume) and await self._use_ticket(resume, who, key)
+        free = bool(resume) and await self.tickets.use(resume, who, key)
         asker = who  # the ticket's student (a lesson or grid picture runs under another name below)
         if lesson:
             # A lesson example is the class's, not the student's: computing it takes neither the
@@ -254,7 +221,7 @@ class Classroom:
             trajectory, source = await self.hub.open(spec, who, lesson_entry=lesson, free=free)
         except Refusal:
             if free:  # refused (busy, queue full): the ticket bought nothing, so it still works
-                await self._give_ticket_back(asker, key)
+                await self.tickets.give_back(asker, key)
             raise
         # Only calls that were let in count toward a crowd: a flood of refused ones (invalid, blocked,
         # rate-limited, busy) must not hold back the class's cached replays.
@@ -265,53 +232,8 @@ class Classroom:
         return self.hub.key(dataclasses.replace(spec, seed=0))
 
     def resume_ticket(self, who: Requester, key: str) -> bytes:
-        """What lets this student ask for this trajectory again, after a lost stream, without being charged.
-
-        The time it was given, then a signature over the student, the request and that time:
-        good for RESUME_TICKET_S, and for one free run (`_use_ticket`).
-        """
-        issued = int(time.time())
-        return issued.to_bytes(8, "big") + self._ticket_signature(who.student, key, issued)
-
-    def _ticket_signature(self, student: str, key: str, issued: int) -> bytes:
-        message = f"resume\0{student}\0{key}\0{issued}".encode()
-        return hmac.new(self._ticket_secret, message, hashlib.sha256).digest()
-
-    async def _use_ticket(self, ticket: bytes, who: Requester, key: str) -> bool:
-        """Whether a resume ticket runs this request free now: this student's and request's, fresh, and unused.
-
-        Once per student and request (not per ticket: every stream of the request gives one), marked
-        in Redis so every replica and a restarted service agree; with Redis configured but away, no
-        ticket is honoured (the request is charged like any other).
-        """
-        if len(ticket) != 8 + hashlib.sha256().digest_size:
-            return False
-        issued = int.from_bytes(ticket[:8], "big")
-        if not 0 <= time.time() - issued <= RESUME_TICKET_S:
-            return False
-        if not hmac.compare_digest(ticket[8:], self._ticket_signature(who.student, key, issued)):
-            return False
-        used = self._ticket_mark(who, key)
-        if not self.store.configured:  # this process is the whole service: it keeps the marks itself
-            now = time.monotonic()
-            self._used_tickets = {u: t for u, t in self._used_tickets.items() if t > now}
-            if used in self._used_tickets:
-                return False
-            self._used_tickets[used] = now + RESUME_TICKET_S
-            return True
-
-        async def mark(client: redis.Redis) -> bool:
-            return bool(await client.set(used, b"1", nx=True, ex=RESUME_TICKET_S))
-
-        return bool(await self.store.run(mark))
-
-    def _ticket_mark(self, who: Requester, key: str) -> str:
-        return f"{KEY_PREFIX}:resume-used:" + hashlib.sha256(f"{who.student}\0{key}".encode()).hexdigest()[:32]
-
-    async def _give_ticket_back(self, who: Requester, key: str) -> None:
-        used = self._ticket_mark(who, key)
-        self._used_tickets.pop(used, None)
-        await self.store.run(lambda client: client.delete(used))
+        """What lets this student ask for this trajectory again, after a lost stream, without being charged."""
+        return self.tickets.give(who, key)
 
     async def _admit_work(self, spec: GenerationSpec, who: Requester, lesson: bool) -> Job:
         """5. Put the model to work, if the rules for model work allow it.
@@ -425,40 +347,16 @@ class Classroom:
         free, total = torch.cuda.mem_get_info(self.model.device)
         return total - free, total
 
+    @property
+    def precompute(self) -> PrecomputeProgress:
+        return self.lesson_render.progress
+
     def start_precompute(self) -> PrecomputeProgress:
         """Render, in the background, each catalog entry not yet kept as a lesson (once at a time)."""
-        if self._precompute_task is None or self._precompute_task.done():
-            self.precompute = PrecomputeProgress(running=True)
-            self._precompute_task = asyncio.create_task(self._render_catalog())
-        return self.precompute
-
-    async def _render_catalog(self) -> None:
-        progress = self.precompute
-        states = await self.store.states([e.key for e in self.entries])
-        todo = [e for e, state in zip(self.entries, states, strict=True) if state != pb.CACHE_STATE_LESSON]
-        progress.total, progress.skipped = len(todo), len(self.entries) - len(todo)
-        try:
-            for entry in todo:
-                try:
-                    trajectory, _ = await self.hub.open(entry.spec, PRECOMPUTE, lesson_entry=entry.entry.id)
-                    try:
-                        await trajectory.wait()
-                    finally:
-                        self.hub.release(trajectory)
-                    progress.rendered += 1
-                except (TrajectoryFailed, QueueFull) as error:
-                    progress.failed += 1
-                    progress.last_error = f"{entry.entry.id}: {error}"
-                    log.warning("precompute of %s failed: %s", entry.entry.id, error)
-        finally:
-            progress.running = False
-            log.info("lesson precompute: %d rendered, %d skipped, %d failed",
-                     progress.rendered, progress.skipped, progress.failed)  # fmt: skip
+        return self.lesson_render.start()
 
     async def cancel_precompute(self) -> None:
-        if self._precompute_task is not None:
-            self._precompute_task.cancel()
-            await asyncio.gather(self._precompute_task, return_exceptions=True)
+        await self.lesson_render.cancel()
 
     async def close(self) -> None:
         """After the server stopped: stop the background work (the store is the server's to close)."""

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from services.common.api import pb
-from services.inference.classroom import PrecomputeProgress, ServerStats
+from services.inference.classroom.classroom import ServerStats
+from services.inference.classroom.lessons import PrecomputeProgress
 
 
 def stats_message(stats: ServerStats) -> pb.GetServerStatsResponse:

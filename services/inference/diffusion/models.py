@@ -18,10 +18,10 @@ from diffusers.pipelines.stable_diffusion.safety_checker import StableDiffusionS
 from transformers import CLIPImageProcessor, CLIPTextModel, CLIPTokenizer
 
 from services.common.codecs import SD1_PREVIEW, PreviewMap
-from services.inference.attention import CrossAttentionProbe
-from services.inference.previews import PreviewDecoder, to_pixels
+from services.inference.diffusion.attention import CrossAttentionProbe
+from services.inference.diffusion.previews import PreviewDecoder, to_pixels
+from services.inference.diffusion.tiny import ensure_tiny_model
 from services.inference.settings import SD15_MODEL, InferenceSettings
-from services.inference.tiny import ensure_tiny_model
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ TINY = "tiny"
 SHAPES = "shapes"
 AUTO = "auto"
 # The Shapes model ships inside the repository (weights, model card, preview factors).
-SHAPES_DIR = Path(__file__).resolve().parents[1] / "shapes" / "model"
+SHAPES_DIR = Path(__file__).resolve().parents[2] / "shapes" / "model"
 # What a model folder may add to the diffusers layout: the family its lessons
 # belong to, its own preview factors, and what a lesson may say about it.
 CLASSROOM_FILE = "classroom.json"

@@ -13,11 +13,11 @@ from collections.abc import AsyncIterator
 
 from services.common.api import pb, store_pb
 from services.common.trajectories import Namespace, canonical_request
-from services.inference import frames
-from services.inference.batching import Job
-from services.inference.models import DiffusionModel
-from services.inference.probes import computed_probes
+from services.inference.diffusion.jobs import Job
+from services.inference.diffusion.models import DiffusionModel
+from services.inference.diffusion.probes import computed_probes
 from services.inference.refusals import TrajectoryFailed
+from services.inference.trajectories import frames
 
 # A batch of events a reader is behind on stays under this many bytes (unless one event alone is larger).
 MAX_BATCH_BYTES = 2**20

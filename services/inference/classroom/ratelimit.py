@@ -23,8 +23,8 @@ from dataclasses import dataclass
 import redis.asyncio as redis
 
 from services.common.trajectories import rate_limit_key
-from services.inference.cache import TrajectoryStore
 from services.inference.refusals import LimitsUnavailable, RateLimited
+from services.inference.trajectories.cache import TrajectoryStore
 
 log = logging.getLogger(__name__)
 

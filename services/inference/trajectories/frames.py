@@ -1,4 +1,4 @@
-"""Turning the runner's events into the messages a stream carries (done off the runner's thread)."""
+"""Turning the worker's events into the messages a stream carries (done off the worker's thread)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from PIL import Image, ImageFilter
 
 from services.common.api import pb
 from services.common.codecs import PreviewMap, encode_image, latent_preview, tensor_to_proto
-from services.inference.models import DiffusionModel, PromptTokens
-from services.inference.runner import AttentionCopy, EncodedPrompt, FinalEvent, HeaderEvent, StepEvent
+from services.inference.diffusion.events import AttentionCopy, EncodedPrompt, FinalEvent, HeaderEvent, StepEvent
+from services.inference.diffusion.models import DiffusionModel, PromptTokens
 
 # A flagged image is blurred with this radius, as a fraction of its larger side.
 _BLUR_FRACTION = 1 / 12

@@ -2,7 +2,7 @@
 
 Every decision (what is allowed, who is refused and why) is the Classroom's; a
 refusal raised anywhere in a handler reaches the client as the status it carries
-(`refusals.py`; `add_service` registers every handler that way). Requests arrive
+(`refusals.py`; `register.add_service` registers every handler that way). Requests arrive
 as bytes and are read here too, so bytes that are not a message, or a message far
 larger than any legal one, get INVALID_ARGUMENT with a sentence.
 """
@@ -10,12 +10,9 @@ larger than any legal one, get INVALID_ARGUMENT with a sentence.
 from __future__ import annotations
 
 import dataclasses
-import functools
-import inspect
 from collections.abc import AsyncIterator
 
 import grpc
-from google.protobuf.message import DecodeError, Message
 
 from services.common.api import (
     ADDRESS_METADATA,
@@ -26,16 +23,16 @@ from services.common.api import (
     STUDENT_METADATA,
     pb,
 )
-from services.inference import frames
-from services.inference.attached import Attached
-from services.inference.batching import Requester
-from services.inference.classroom import Classroom
-from services.inference.models import parameter_count
-from services.inference.probes import PROBES
-from services.inference.refusals import Handler, RequestError, answering_refusals
-from services.inference.replies import stats_message
-from services.inference.runner import EncodedPrompt
-from services.inference.schedulers import SCHEDULERS
+from services.inference.api.attached import Attached
+from services.inference.api.replies import stats_message
+from services.inference.classroom.classroom import Classroom
+from services.inference.diffusion.events import EncodedPrompt
+from services.inference.diffusion.jobs import Requester
+from services.inference.diffusion.models import parameter_count
+from services.inference.diffusion.probes import PROBES
+from services.inference.diffusion.schedulers import SCHEDULERS
+from services.inference.refusals import RequestError
+from services.inference.trajectories import frames
 
 
 def text_metadata(context: grpc.aio.ServicerContext, key: str) -> str:
@@ -141,7 +138,7 @@ class DiffusionService(Attached):
             async for message, frame_count in trajectory.follow(spec.include, pb.GenerateResponse(status=status)):
                 if not first and source != pb.TRAJECTORY_SOURCE_COMPUTED:
                     await classroom.crowd.hold()
-                yield message  # already serialized (see add_service)
+                yield message  # already serialized (see register.add_service)
                 classroom.metrics.frames_sent.inc(frame_count)
                 first = False
         finally:
@@ -238,65 +235,3 @@ class DiffusionService(Attached):
     ) -> pb.GetServerStatsResponse:
         classroom = self.ready()
         return stats_message(classroom.stats())
-
-
-# Every legal request is a few kilobytes (prompts are at most `max_prompt_chars`, 1,000 by default);
-# anything larger is refused with a sentence. gRPC itself cuts messages above RECEIVE_LIMIT (the
-# server's max receive size), without one: a limit so high only a broken client reaches it.
-MAX_REQUEST_BYTES = 256 * 2**10
-RECEIVE_LIMIT = 64 * 2**20
-UNREADABLE = "The image server could not read this request (it is not a valid message). Reload the page and try again."
-
-
-def read_request(message_type: type[Message], data: bytes) -> Message:
-    """The request in `data`, or a RequestError with a sentence when it is too large or not a message."""
-    if len(data) > MAX_REQUEST_BYTES:
-        size = len(data) / 2**20
-        raise RequestError([("request", f"This request is too large ({size:.1f} MB; a request may be at most "
-                                        f"{MAX_REQUEST_BYTES // 2**10} KB). Make the prompt shorter.")])  # fmt: skip
-    try:
-        return message_type.FromString(data)
-    except DecodeError:
-        raise RequestError([("request", UNREADABLE)]) from None  # the parser's words mean nothing to a student
-
-
-def _reading(handler: Handler, message_type: type[Message]) -> Handler:
-    """The handler, taking the request's bytes and reading them first (`read_request`)."""
-    if inspect.isasyncgenfunction(handler):
-
-        @functools.wraps(handler)
-        async def streaming(data: bytes, context: grpc.aio.ServicerContext) -> AsyncIterator[object]:
-            async for message in handler(read_request(message_type, data), context):  # type: ignore[union-attr]
-                yield message
-
-        return streaming
-
-    @functools.wraps(handler)
-    async def unary(data: bytes, context: grpc.aio.ServicerContext) -> object:
-        return await handler(read_request(message_type, data), context)  # type: ignore[misc]
-
-    return unary
-
-
-def _serialize(message: Message | bytes) -> bytes:
-    return message if isinstance(message, bytes) else message.SerializeToString()
-
-
-def add_service(servicer: object, server: grpc.aio.Server, service: str = "DiffusionService") -> None:
-    """Register a service of the API (by its name in the proto) as the generated helper would, with three differences.
-
-    A Refusal raised anywhere in a handler ends the call with its status
-    (`answering_refusals`), so no handler catches them itself. Requests are read
-    by the handler, not by gRPC (no request deserializer), so unreadable or
-    oversized bytes are a RequestError like any other, not UNKNOWN with a
-    traceback in the log. And handlers may send bytes: Generate's messages are
-    serialized once per trajectory and include mask, not once per reader, so a
-    class replaying the same cached lesson costs copying, not encoding.
-    """
-    described = pb.DESCRIPTOR.services_by_name[service]
-    handlers = {}
-    for method in described.methods:
-        make = grpc.unary_stream_rpc_method_handler if method.server_streaming else grpc.unary_unary_rpc_method_handler
-        handler = _reading(getattr(servicer, method.name), getattr(pb, method.input_type.name))
-        handlers[method.name] = make(answering_refusals(handler), response_serializer=_serialize)
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(described.full_name, handlers),))

@@ -18,12 +18,12 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from services.common.api import pb
-from services.inference.cache import TrajectoryStore
-from services.inference.classmap import project
-from services.inference.gallery import APPROVED, HIDDEN, PENDING, Gallery, path_of, submission_from
 from services.inference.moderation import Blocklist
-from services.inference.quickcheck import QuickCheck, teachers_own
 from services.inference.refusals import GalleryUnavailable, NoQuickCheck, NotShareable, RequestError
+from services.inference.together.classmap import project
+from services.inference.together.gallery import APPROVED, HIDDEN, PENDING, Gallery, path_of, submission_from
+from services.inference.together.quickcheck import QuickCheck, teachers_own
+from services.inference.trajectories.cache import TrajectoryStore
 from services.lessons.catalog import Catalog, Entry
 
 log = logging.getLogger(__name__)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from services.inference.classroom import Classroom
+from services.inference.classroom.classroom import Classroom
 from services.inference.refusals import ModelLoading
 
 

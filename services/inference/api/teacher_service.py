@@ -11,11 +11,11 @@ import hmac
 import grpc
 
 from services.common.api import TEACHER_METADATA, pb, pb_grpc
-from services.inference.attached import Attached
-from services.inference.classroom import Classroom
+from services.inference.api.attached import Attached
+from services.inference.api.replies import progress_message, stats_message
+from services.inference.classroom.classroom import Classroom
+from services.inference.classroom.validation import check_name
 from services.inference.refusals import NO_TEACHER_CODE, WRONG_TEACHER_CODE, RequestError, TeacherOnly
-from services.inference.replies import progress_message, stats_message
-from services.inference.validation import check_name
 
 
 class TeacherService(Attached, pb_grpc.TeacherServiceServicer):

@@ -36,9 +36,9 @@ from PIL import Image as PILImage
 from services.common.api import pb, store_pb
 from services.common.codecs import decode_image, tensor_from_proto, tensor_to_proto
 from services.common.trajectories import KEY_PREFIX
-from services.inference.cache import TrajectoryStore
-from services.inference.classmap import pooled_path
 from services.inference.refusals import GalleryFull, GalleryUnavailable, NotInGallery
+from services.inference.together.classmap import pooled_path
+from services.inference.trajectories.cache import TrajectoryStore
 
 T = TypeVar("T")
 

@@ -32,7 +32,7 @@ from typing import Any
 
 import torch
 
-from services.inference.models import DiffusionModel
+from services.inference.diffusion.models import DiffusionModel
 from services.inference.settings import InferenceSettings
 
 log = logging.getLogger(__name__)

@@ -1,0 +1,1 @@
+"""The two gRPC services, thin: parse a request, call one room, reply."""

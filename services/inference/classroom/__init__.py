@@ -1,0 +1,1 @@
+"""Who may ask for what: validation, limits by cost, rate, crowd, roster."""

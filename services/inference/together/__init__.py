@@ -1,0 +1,1 @@
+"""Teaching together: present mode, quick checks, the class gallery and the class map."""
