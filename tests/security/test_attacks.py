@@ -318,7 +318,7 @@ def test_one_computer_holds_at_most_three_places_whatever_names_it_uses(settings
         fourth = ((STUDENT_METADATA, "four"), (ADDRESS_METADATA, "10.0.0.7"))
         error = refused(lambda: collect(stub.Generate(small("one more", seed=9), metadata=fourth)))
         assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-        assert "This computer already has 3 pictures" in error.details()
+        assert "network address already has 3 pictures" in error.details()
         elsewhere = ((STUDENT_METADATA, "four"), (ADDRESS_METADATA, "10.0.0.8"))
         waiting = stub.Generate(small("from another machine", seed=9), metadata=elsewhere)
         assert next(unbatch(waiting)).WhichOneof("event") == "status"  # another machine still gets a place

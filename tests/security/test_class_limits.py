@@ -127,7 +127,7 @@ def test_a_resume_ticket_refused_for_another_reason_still_works(limited):
         next(unbatch(other))
         others.append(other)
     error = refused(lambda: next(unbatch(stub.Generate(long, metadata=(*mine, (RESUME_METADATA, ticket))))))
-    assert "This computer already has 3 pictures" in error.details()
+    assert "network address already has 3 pictures" in error.details()
     for other in others:
         other.cancel()
     server.call(lambda: server.classroom.pause(False))

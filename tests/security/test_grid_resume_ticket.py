@@ -62,7 +62,7 @@ def test_a_grid_pictures_ticket_refused_by_a_full_queue_still_works(server):
                 await classroom.open(message, ada, lesson=entry.entry.id, resume=ticket)
         finally:
             classroom.hub.open = real
-        return await classroom._use_ticket(ticket, ada, key)
+        return await classroom.tickets.use(ticket, ada, key)
 
     # The refusal bought nothing: the ticket still runs the grid picture free (it was spent before).
     assert asyncio.run_coroutine_threadsafe(refused_then_ticket(), server.loop).result(30)
