@@ -260,6 +260,14 @@ class Classroom:
     def release(self, trajectory: Trajectory) -> None:
         self.hub.release(trajectory)
 
+    def sent(self, frame_count: int) -> None:
+        """A stream sent a message of `frame_count` frames."""
+        self.metrics.frames_sent.inc(frame_count)
+
+    async def hold_replay(self) -> None:
+        """Before a replay's next message: wait while a crowd of calls arrives (see `crowd.py`)."""
+        await self.crowd.hold()
+
     # -- the text side -------------------------------------------------------
 
     async def tokenize(self, prompt: str, who: Requester) -> PromptTokens:
@@ -339,6 +347,14 @@ class Classroom:
         cleared = self.scheduler.clear_queue()
         log.info("the teacher cleared the queue: %d generation(s)", cleared)
         return cleared
+
+    @property
+    def paused(self) -> bool:
+        return self.scheduler.paused
+
+    def batching(self) -> tuple[int, float]:
+        """(the most requests one UNet call takes, the average it took), for the teacher's page."""
+        return self.scheduler.max_batch_size, self.scheduler.average_batch
 
     def gpu_memory(self) -> tuple[int, int]:
         """(used, total) bytes of GPU memory; (0, 0) on a CPU."""

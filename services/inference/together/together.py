@@ -4,9 +4,10 @@ What the teacher shows (the lesson example and step) and the open quick check
 live here, in the service's memory, one `ClassLive` per class: every front-end
 replica reads the same state, and each change wakes whoever watches the class
 (`WatchClass`). The gallery lives in Redis (`gallery.py`); the class map is
-drawn from it (`classmap.py`). Who may do what is decided by the adapters
-(teacher actions need the teacher code) and the Classroom (a removed name may
-not share or answer).
+drawn from it (`classmap.py`). Who may do what: teacher actions need the
+teacher code (the adapters check it), a removed name may not share or answer
+(the Classroom checks it), and what the teacher may do to a shared picture
+(approve or hide it, nothing else) is decided here.
 """
 
 from __future__ import annotations
@@ -95,7 +96,7 @@ class Together:
         blocklist: Blocklist,
     ) -> None:
         self.store, self.blocklist = store, blocklist
-        self.gallery = Gallery(store)
+        self._gallery = Gallery(store)
         self._collections = {c.id: c for c in catalog.collections}
         self._entries = {entry.id: (entry, request) for entry, request in entries}
         self.questions = lesson_questions(catalog, entries)
@@ -211,18 +212,41 @@ class Together:
             raise NotShareable(FLAGGED)
         if any(self.blocklist.blocks(text) for text in _texts(record.events[0].header.request)):
             raise NotShareable(BLOCKED)
-        item = await self.gallery.share(classroom, submission_from(record, key, student, name))
+        item = await self._gallery.share(classroom, submission_from(record, key, student, name))
         log.info("a picture was shared to a class gallery (%s)", pb.SubmissionStatus.Name(item.status))
         return item
 
+    async def submissions(self, classroom: str) -> tuple[list[pb.GalleryItem], bool]:
+        """The gallery as the teacher sees it: every submission, newest first, and whether approval is required."""
+        items = [s.item for s in await self._gallery.submissions(classroom)]
+        return items, await self._gallery.approval_required(classroom)
+
+    async def review(self, classroom: str, item_id: str, status: int) -> pb.GalleryItem:
+        """The teacher approves or hides one shared picture: those are the two choices (pending is the student's)."""
+        if status not in (APPROVED, HIDDEN):
+            raise RequestError([("status", "Approve or hide: those are the two choices.")])
+        return await self._gallery.review(classroom, item_id, status)
+
+    async def set_approval(self, classroom: str, required: bool) -> bool:
+        """Whether a shared picture waits for the teacher before the class sees it."""
+        return await self._gallery.set_approval(classroom, required)
+
+    async def clear_gallery(self, classroom: str) -> int:
+        """Take every picture out of the class's gallery; how many there were."""
+        return await self._gallery.clear(classroom)
+
+    def questions_of(self, collection: str) -> list[LessonQuestion]:
+        """The quick checks a lesson collection offers the teacher."""
+        return [q for q in self.questions.values() if q.collection == collection]
+
     async def shown(self, classroom: str) -> list[pb.GalleryItem]:
         """The gallery as students see it: approved pictures, newest first."""
-        return [s.item for s in await self.gallery.submissions(classroom) if s.item.status == APPROVED]
+        return [s.item for s in await self._gallery.submissions(classroom) if s.item.status == APPROVED]
 
     async def class_map(self, classroom: str, include_pending: bool) -> pb.ClassMap:
         """The shared trajectories (approved, and pending too for the teacher) as paths in one projection."""
         wanted = {APPROVED, PENDING} if include_pending else {APPROVED}
-        submissions = [s for s in await self.gallery.submissions(classroom) if s.item.status in wanted]
+        submissions = [s for s in await self._gallery.submissions(classroom) if s.item.status in wanted]
         paths = [path_of(s) for s in submissions]
         widths = [p.shape[1] for p in paths]
         common = max(set(widths), key=widths.count) if widths else 0
