@@ -218,7 +218,7 @@ class Classroom:
             # picture may run beside it), charged to the student's grid bucket instead of their rate limit.
             who = Requester(f"{GRID_PREFIX}{who.student}", name=who.name, classroom=who.classroom)
         try:
-            trajectory, source = await self.hub.open(spec, who, lesson_entry=lesson, free=free)
+            trajectory, source = await self.hub.open(spec, who, key, lesson_entry=lesson, free=free)
         except Refusal:
             if free:  # refused (busy, queue full): the ticket bought nothing, so it still works
                 await self.tickets.give_back(asker, key)
