@@ -27,7 +27,7 @@ from services.inference.api.teacher_service import TeacherService
 from services.inference.auth import TokenInterceptor
 from services.inference.classroom.classroom import Classroom
 from services.inference.diffusion.acceleration import Acceleration, accelerate
-from services.inference.diffusion.models import DiffusionModel
+from services.inference.diffusion.simulated import load_model
 from services.inference.metrics import Metrics
 from services.inference.settings import InferenceSettings
 from services.inference.trajectories.cache import TrajectoryStore
@@ -143,7 +143,7 @@ class InferenceServer:
             )
             self.metrics_port = self._metrics_server.server_port
         log.info("listening on %s:%d; loading %s", self.settings.host, self.port, self.settings.model)
-        model = await asyncio.to_thread(DiffusionModel.load, self.settings)
+        model = await asyncio.to_thread(load_model, self.settings)
         # Speed options and the batch size that fits the GPU, before SERVING: a compile takes
         # minutes, and belongs to start-up rather than to the first student's picture.
         self.acceleration = await asyncio.to_thread(accelerate, model, self.settings)
