@@ -354,7 +354,7 @@ class LimitsUnavailable(Refusal):
 class ClassStateUnavailable(Refusal):
     """The class's shared state (present mode, quick checks, the roster) lives in Redis, which cannot be reached."""
 
-    code = code_pb2.UNAVAILABLE
+    code = code_pb2.FAILED_PRECONDITION  # as LimitsUnavailable: the service is up, one store is not
 
     def __init__(self, retry_after_s: float = 10.0) -> None:
         super().__init__(
