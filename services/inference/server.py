@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 
 # The health entry of the trajectory cache (SERVING while Redis answers).
 CACHE_HEALTH_NAME = "diffusion_classroom.v1.TrajectoryCache"
+# How long a client's connection lasts before it is asked to reconnect (and so to look up the replicas again).
+MAX_CONNECTION_AGE_S = 300
 
 
 def _configure_health_server(server: grpc.aio.Server) -> health.aio.HealthServicer:
@@ -90,6 +92,10 @@ class InferenceServer:
                 ("grpc.max_send_message_length", 64 * 2**20),
                 ("grpc.max_receive_message_length", RECEIVE_LIMIT),
                 ("grpc.so_reuseport", 0),
+                # gRPC's DNS resolver asks again only when a connection ends: clients are asked to reconnect
+                # (GOAWAY) now and then, so round robin over dns:///inference finds replicas added since.
+                # Open streams finish on the old connection; they are never cut for it.
+                ("grpc.max_connection_age_ms", MAX_CONNECTION_AGE_S * 1000),
             ],
         )
         self.health = _configure_health_server(self.server)
