@@ -184,7 +184,7 @@ class DiffusionService(Attached):
     async def JoinClass(self, request: pb.JoinClassRequest, context: grpc.aio.ServicerContext) -> pb.JoinClassResponse:
         classroom = self.ready()
         who = dataclasses.replace(requester(context), name=request.name, address=request.address)
-        return pb.JoinClassResponse(renew_within_seconds=classroom.join(who, request.session, request.browser))
+        return pb.JoinClassResponse(renew_within_seconds=await classroom.join(who, request.session, request.browser))
 
     # -- teaching together: the class's shared state, the gallery, quick checks ----------
 
@@ -193,7 +193,7 @@ class DiffusionService(Attached):
         classroom = self.ready()
         if student and not text_metadata(context, STUDENT_METADATA):
             raise RequestError([("student", "Sharing and answering need the student's id (x-student-id).")])
-        return self.together(), classroom.in_class(requester(context))
+        return self.together(), await classroom.in_class(requester(context))
 
     async def WatchClass(
         self, request: pb.WatchClassRequest, context: grpc.aio.ServicerContext
@@ -204,7 +204,7 @@ class DiffusionService(Attached):
 
     async def GetClassState(self, request: pb.GetClassStateRequest, context: grpc.aio.ServicerContext) -> pb.ClassState:
         together, who = await self._in_class(context)
-        return together.state(who.classroom)
+        return await together.state(who.classroom)
 
     async def ShareToGallery(
         self, request: pb.ShareToGalleryRequest, context: grpc.aio.ServicerContext
@@ -227,7 +227,7 @@ class DiffusionService(Attached):
         self, request: pb.AnswerQuickCheckRequest, context: grpc.aio.ServicerContext
     ) -> pb.AnswerQuickCheckResponse:
         together, who = await self._in_class(context, student=True)
-        choice = together.answer(who.classroom, who.student, request.question_id, request.choice)
+        choice = await together.answer(who.classroom, who.student, request.question_id, request.choice)
         return pb.AnswerQuickCheckResponse(choice=choice)
 
     async def GetServerStats(

@@ -83,7 +83,7 @@ class TeacherService(Attached, pb_grpc.TeacherServiceServicer):
                     joined_unix_time=entry.joined_unix,
                     removed=entry.removed,
                 )
-                for entry in classroom.students()
+                for entry in await classroom.students()
             ],
         )
 
@@ -91,7 +91,7 @@ class TeacherService(Attached, pb_grpc.TeacherServiceServicer):
         self, request: pb.RemoveStudentRequest, context: grpc.aio.ServicerContext
     ) -> pb.RemoveStudentResponse:
         classroom = await self._classroom(context)
-        changed, stopped = classroom.remove_student(request.class_name, request.name, request.let_back)
+        changed, stopped = await classroom.remove_student(request.class_name, request.name, request.let_back)
         return pb.RemoveStudentResponse(changed=changed, stopped_generations=stopped)
 
     async def SetPaused(self, request: pb.SetPausedRequest, context: grpc.aio.ServicerContext) -> pb.SetPausedResponse:
@@ -122,7 +122,7 @@ class TeacherService(Attached, pb_grpc.TeacherServiceServicer):
         self, request: pb.SetPresentRequest, context: grpc.aio.ServicerContext
     ) -> pb.SetPresentResponse:
         together, name = await self._for_class(context, request.class_name)
-        state = together.present(
+        state = await together.present(
             name, request.leading, request.example_id, request.step, request.show_map, request.lesson
         )
         return pb.SetPresentResponse(state=state)
@@ -163,26 +163,28 @@ class TeacherService(Attached, pb_grpc.TeacherServiceServicer):
         self, request: pb.AskQuickCheckRequest, context: grpc.aio.ServicerContext
     ) -> pb.AskQuickCheckResponse:
         together, name = await self._for_class(context, request.class_name)
-        check = together.ask(name, request.lesson_question_id, request.question, list(request.choices), request.answer)
+        check = await together.ask(
+            name, request.lesson_question_id, request.question, list(request.choices), request.answer
+        )
         return pb.AskQuickCheckResponse(quick_check=check.message(for_teacher=True))
 
     async def GetQuickCheck(
         self, request: pb.GetQuickCheckRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetQuickCheckResponse:
         together, name = await self._for_class(context, request.class_name)
-        state = together.state(name, for_teacher=True)
+        state = await together.state(name, for_teacher=True)
         return pb.GetQuickCheckResponse(quick_check=state.quick_check if state.HasField("quick_check") else None)
 
     async def RevealQuickCheck(
         self, request: pb.RevealQuickCheckRequest, context: grpc.aio.ServicerContext
     ) -> pb.RevealQuickCheckResponse:
         together, name = await self._for_class(context, request.class_name)
-        check = together.reveal(name)
+        check = await together.reveal(name)
         return pb.RevealQuickCheckResponse(quick_check=check.message(for_teacher=True) if check else None)
 
     async def CloseQuickCheck(
         self, request: pb.CloseQuickCheckRequest, context: grpc.aio.ServicerContext
     ) -> pb.CloseQuickCheckResponse:
         together, name = await self._for_class(context, request.class_name)
-        together.close_check(name)
+        await together.close_check(name)
         return pb.CloseQuickCheckResponse()
