@@ -227,7 +227,7 @@ class Classroom:
             if free:  # refused (busy, queue full): the ticket bought nothing, so it still works
                 await self.tickets.give_back(asker, key)
             raise
-        if (student := self._turn_of.pop(trajectory.job, None)) is not None:
+        if trajectory.job is not None and (student := self._turn_of.pop(trajectory.job, None)) is not None:
             self.turns.hold_for(student, trajectory)
         # Only calls that were let in count toward a crowd: a flood of refused ones (invalid, blocked,
         # rate-limited, busy) must not hold back the class's cached replays.
