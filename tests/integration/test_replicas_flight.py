@@ -5,7 +5,8 @@ counters (GetServerStats.denoising_steps) add up to one picture's steps, and bot
 streams carry every frame and the same picture. A replica killed (SIGKILL) while it
 computes: the other one, whose reader follows the computation through Redis, takes
 the job over when the dead replica's claim expires, its stream still ends with the
-picture, and the student's rate limit was charged once.
+picture, and the student's rate limit was charged once. A reader leaving the
+computing replica: the same, at once.
 """
 
 from __future__ import annotations
@@ -86,6 +87,21 @@ def test_the_same_request_sent_to_both_replicas_is_computed_once(replicas):
         assert [frame.step_index for frame in stream.frames] == list(range(STEPS))  # every frame, live
     assert streams[A].final.image.data == streams[B].final.image.data  # the same picture
     assert judge(streams[A].image).colour == "red"
+
+
+def test_a_reader_leaving_the_computing_replica_leaves_the_picture_to_the_other(replicas):
+    spec = request("a green triangle in the middle", seed=14, num_inference_steps=LONG)
+    on_a = generate(replicas, A, spec, "cy")  # A computes it
+    assert next(on_a).status.source == pb.TRAJECTORY_SOURCE_COMPUTED
+    on_b = generate(replicas, B, spec, "cy")  # B follows it
+    status = next(on_b)
+    assert status.status.source == pb.TRAJECTORY_SOURCE_JOINED
+    b_started = steps_done(replicas, B)
+    on_a.close()  # the tab on A is closed: A stops, and says so; B's reader takes the work over at once
+    stream = collect(iter([status, *on_b]))
+    assert [frame.step_index for frame in stream.frames] == list(range(LONG))
+    assert judge(stream.image).colour == "green"
+    assert steps_done(replicas, B) == b_started + LONG
 
 
 def test_a_replica_killed_mid_run_hands_its_picture_to_the_survivor(replicas):
