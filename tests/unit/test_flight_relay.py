@@ -166,3 +166,20 @@ def test_a_follower_finds_the_stored_trajectory_when_the_stream_is_gone(store, r
     handover, following = run(play())
     assert handover is None and following.finished and following.error is None
     assert len(following.events) == len(events())
+
+
+def test_a_refused_start_is_started_again_as_the_followers_own_request(store):
+    owner, follower = Lease(lease_s=0.6), Lease(lease_s=0.6)
+    key = "refused-start"
+
+    async def play():
+        assert (await store.find_or_claim(key, owner)) == (None, True)
+        assert (await store.find_or_claim(key, follower)) == (None, False)
+        reader = asyncio.create_task(relay.follow(store, trajectory(key), follower))
+        await relay.give_up(store, key, owner, relay.End.REFUSED)  # (the owner's student was rate limited)
+        handover = await asyncio.wait_for(reader, 30)
+        await store.close()
+        return handover
+
+    # The follower holds the claim at once, and its replica charges its own student: nothing had started.
+    assert run(play()) == relay.Handover(claimed=True, started=False)
