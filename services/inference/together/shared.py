@@ -55,6 +55,7 @@ CLASS_TTL_S = 12 * 3600  # a school day after the last change, a class's shared 
 CHANNEL = f"{KEY_PREFIX}:class-changed"
 CLASSES = f"{KEY_PREFIX}:classes"
 MAC_BYTES = hashlib.sha256().digest_size
+LOCAL_KEPT = 4096  # records whose last-known copy a replica keeps (for Redis's absences)
 
 
 def class_digest(classroom: str) -> str:
@@ -150,7 +151,10 @@ class ClassRecords:
             if (payload := self._open(classroom, part, "mark:" + student.decode(errors="replace"), mark)) is not None
         }
         snapshot = Snapshot(version, self._open(classroom, part, "", value), opened)
+        self._local.pop((classroom, part), None)  # re-inserted: the dict's order is the oldest used first
         self._local[classroom, part] = _Local(version, snapshot.value, dict(opened))
+        if len(self._local) > LOCAL_KEPT and self.store.configured:  # Redis holds them all; keep the recent
+            del self._local[next(iter(self._local))]
         return snapshot
 
     async def classes(self) -> list[str]:
