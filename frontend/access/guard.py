@@ -2,7 +2,7 @@
 
 Two counts in this front-end process, each kind of code (class, teacher) with its own:
 
-- per browser (its signed cookie, `frontend.browser_id`; without one, the tab): five
+- per browser (its signed cookie, `frontend.access.browser_id`; without one, the tab): five
   tries are free, then each try waits twice as long as the last, from 10 seconds up
   to 5 minutes. A reload or a new tab of the same browser keeps the count; a right
   code clears it. This is the count a curious student meets.
@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 
 import streamlit as st
 
-from frontend.browser_id import browser_id
-from frontend.client import browser_address
+from frontend.access.browser_id import browser_id
+from frontend.access.transport import browser_address
 
 FREE_TRIES = 5  # per session
 FIRST_WAIT_S = 10.0  # after the free tries; then 20, 40, ...

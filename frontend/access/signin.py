@@ -2,7 +2,7 @@
 
 Signed in, a student holds their name in the class: the service's roster gives
 each name to one live browser session (`JoinClass`), and lets only the same
-browser (its signed cookie, `frontend.browser_id`) take it over. This page asks
+browser (its signed cookie, `frontend.access.browser_id`) take it over. This page asks
 for it at sign-in; `keep_my_name` renews it on every page and every few seconds
 while the tab is open, and signs the tab out when the teacher removed the name
 or the same student signed in again in another tab.
@@ -18,11 +18,12 @@ import uuid
 import grpc
 import streamlit as st
 
-from frontend.browser_id import browser_id, remember_browser
-from frontend.client import StudentError, browser_address, get_client
-from frontend.guard import record_try, wait_before_trying
+from frontend.access.browser_id import browser_id, remember_browser
+from frontend.access.guard import record_try, wait_before_trying
+from frontend.access.transport import browser_address
+from frontend.client import StudentError, get_client
+from frontend.drawing.views import said
 from frontend.settings import FrontendSettings
-from frontend.views import said
 from services.common.api import SIGNED_OUT
 from services.common.text import NAME_LIMIT, name_problem
 

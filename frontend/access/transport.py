@@ -96,6 +96,16 @@ def current_connection() -> Connection:
     return Connection(peer if isinstance(peer, str) and peer else LOOPBACK, forwarded, protos[-1] if protos else "")
 
 
+def browser_address() -> str:
+    """The student's browser address ("" for this machine, or unknown as in tests).
+
+    Behind a trusted proxy (CLASSROOM_TRUSTED_PROXIES) it is the address the proxy
+    forwarded, never one the browser wrote itself.
+    """
+    address = client_address(current_connection(), FrontendSettings().trusted_proxies)
+    return "" if address == LOOPBACK else address
+
+
 def require_private_connection() -> None:
     """Stop the page with a sentence unless this tab came over HTTPS or from the server itself."""
     if not is_private(current_connection(), FrontendSettings().trusted_proxies):

@@ -177,7 +177,7 @@ def said(sentence: str) -> str:
 
 # What the lesson pages draw with: about a second to import on a small server, paid at start-up
 # instead of by the first student who opens a lesson (who would see a blank page meanwhile).
-LESSON_LIBRARIES = ("pandas", "altair", "frontend.charts", "frontend.catalog")
+LESSON_LIBRARIES = ("pandas", "altair", "frontend.drawing.charts", "frontend.material.examples")
 
 
 @st.cache_resource

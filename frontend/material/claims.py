@@ -11,7 +11,7 @@ import itertools
 
 import numpy as np
 
-from frontend.trajectory import TrajectoryView
+from frontend.stream.wire import TrajectoryView
 from services.common.api import pb
 
 

@@ -8,8 +8,9 @@ from dataclasses import dataclass
 import streamlit as st
 
 from frontend.client import get_client
-from frontend.trajectory import TrajectoryView, expected_seconds, load, ready
-from frontend.views import guarded
+from frontend.drawing.views import guarded
+from frontend.stream.load import expected_seconds, load, ready
+from frontend.stream.wire import TrajectoryView
 from services.common.api import pb
 
 
@@ -43,7 +44,7 @@ class Example:
         return f"not ready: about {max(1, round(seconds))} s to compute"
 
 
-# Fresh enough: what this front end computed itself is marked ready at once (trajectory.ready).
+# Fresh enough: what this front end computed itself is marked ready at once (`frontend/stream/load.py`, ready).
 @st.cache_data(ttl=30, show_spinner=False)
 def examples(collection: str) -> list[Example]:
     """The entries of one catalog collection (an empty list if the catalog lacks it)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable
 
-from frontend.views import plain
+from frontend.drawing.views import plain
 from services.common.api import pb
 
 Marked = list[tuple[str, bool]]  # each word of a prompt, and whether the other prompt lacks it

@@ -9,13 +9,13 @@ where the teacher is.
 
 import streamlit as st
 
-from frontend.classmap import draw_class_map
 from frontend.client import get_client
-from frontend.menu import led_title
+from frontend.drawing.views import guarded, plain
 from frontend.player import play_trajectory
-from frontend.together import back_to_the_teacher, class_state, follow_view
-from frontend.trajectory import load
-from frontend.views import guarded, plain
+from frontend.stream.load import load
+from frontend.together.map_chart import draw_class_map
+from frontend.together.menu import led_title
+from frontend.together.student_side import back_to_the_teacher, class_state, follow_view
 
 st.title("Follow along")
 present = class_state().present

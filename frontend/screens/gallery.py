@@ -3,11 +3,11 @@
 import streamlit as st
 
 from frontend.client import StudentError, get_client
-from frontend.labels import scheduler_names
+from frontend.drawing.views import guarded, plain
+from frontend.material.labels import scheduler_names
 from frontend.player import play_trajectory
-from frontend.together import share_to_class
-from frontend.trajectory import load
-from frontend.views import guarded, plain
+from frontend.stream.load import load
+from frontend.together.student_side import share_to_class
 from services.common.api import pb
 
 COLUMNS = 4

@@ -3,7 +3,7 @@
 import streamlit as st
 
 from frontend.client import get_client
-from frontend.views import guarded
+from frontend.drawing.views import guarded
 
 st.title("Diffusion Classroom")
 st.markdown(
@@ -13,20 +13,32 @@ st.markdown(
 
 # Each lesson's page, and what it shows (paths as the entry page, app.py, names them).
 LESSONS = [
-    ("lessons/pipeline.py", "1. The whole pipeline", "the three stages and what flows between them."),
-    ("lessons/words.py", "2. Words to numbers", "how your prompt becomes tokens and vectors."),
-    ("lessons/noise_to_image.py", "3. From noise to image", "the picture appearing out of noise, step by step."),
-    ("lessons/guidance.py", "4. Guidance", "the arithmetic that makes the picture follow the prompt."),
-    ("lessons/change_one_word.py", "5. Change one word", "how a small change in the prompt changes the path."),
+    ("screens/lessons/pipeline.py", "1. The whole pipeline", "the three stages and what flows between them."),
+    ("screens/lessons/words.py", "2. Words to numbers", "how your prompt becomes tokens and vectors."),
     (
-        "lessons/seeds_schedulers.py",
+        "screens/lessons/noise_to_image.py",
+        "3. From noise to image",
+        "the picture appearing out of noise, step by step.",
+    ),
+    ("screens/lessons/guidance.py", "4. Guidance", "the arithmetic that makes the picture follow the prompt."),
+    ("screens/lessons/change_one_word.py", "5. Change one word", "how a small change in the prompt changes the path."),
+    (
+        "screens/lessons/seeds_schedulers.py",
         "6. Seeds and schedulers",
         "where the starting noise comes from, and the ways to walk from it.",
     ),
-    ("lessons/attention.py", "7. Which word paints where", "where in the picture each word of the prompt acts."),
-    ("lessons/branch.py", "8. When does the picture decide?", "change the prompt part-way and see what is settled."),
-    ("lessons/playground.py", "Playground", "try any prompt and setting."),
-    ("lessons/model.py", "The model", "what the model itself is made of."),
+    (
+        "screens/lessons/attention.py",
+        "7. Which word paints where",
+        "where in the picture each word of the prompt acts.",
+    ),
+    (
+        "screens/lessons/branch.py",
+        "8. When does the picture decide?",
+        "change the prompt part-way and see what is settled.",
+    ),
+    ("screens/playground.py", "Playground", "try any prompt and setting."),
+    ("screens/model.py", "The model", "what the model itself is made of."),
 ]
 for path, title, about in LESSONS:
     st.page_link(path, label=f"**{title}**: {about}")

@@ -4,7 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from frontend.client import get_client
-from frontend.views import guarded
+from frontend.drawing.views import guarded
 
 # Stable Diffusion 1.5's published sizes, for comparison (a Shapes classroom has no SD to ask).
 SD15 = {

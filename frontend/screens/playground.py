@@ -6,22 +6,27 @@ import numpy as np
 import streamlit as st
 from PIL import Image
 
-from frontend import trajectory
 from frontend.client import StudentError, get_client, student_id
-from frontend.labels import SHAPES_FAMILY, example_prompts, unlearned_sentence, unlearned_words
+from frontend.drawing.views import PREVIEW_NOTE, enlarge, guarded, plain
+from frontend.material.labels import SHAPES_FAMILY, example_prompts, unlearned_sentence, unlearned_words
 from frontend.player import guess_panel, guess_picture, live_picture, play_trajectory
-from frontend.progress import Phase, show
-from frontend.tabs import stop_when_tab_closes
-from frontend.together import share_to_class
-from frontend.views import PREVIEW_NOTE, enlarge, guarded, plain
+from frontend.stream.load import request_with
+from frontend.stream.progress import Phase, show
+from frontend.stream.reader import StreamReader
+from frontend.stream.store import lesson_store
+from frontend.stream.tabs import stop_when_tab_closes
+from frontend.stream.waiting import follow
+from frontend.stream.wire import TrajectoryView
+from frontend.together.student_side import share_to_class
 from services.common.api import pb
+from services.common.include_mask import Probe
 
 SAFETY_NOTE = "The safety filter flagged this picture, so it is shown blurred. Try a different prompt."
 PROMPT_KEY = "playground-prompt"
 HEADING_CHARS = 48  # the heading names the prompt in short; the whole prompt is written under it
 
 
-def gif(run: trajectory.TrajectoryView) -> bytes:
+def gif(run: TrajectoryView) -> bytes:
     """The denoising as an animated GIF: the model's guess at every step, then the decoded image."""
     size = run.image.shape[1]
     frames = [Image.fromarray(enlarge(s.x0_preview, size)) for s in run.steps if s.x0_preview is not None]
@@ -143,15 +148,15 @@ if submitted:
     )  # fmt: skip
     if seed is not None:
         request.seed = int(seed)
-    request = trajectory.request_with(request, ["latent_preview", "predicted_x0_preview"])  # and the decoded guess
+    request = request_with(request, [Probe.LATENT_PREVIEW, Probe.PREDICTED_X0_PREVIEW])  # and the decoded guess
     stop()  # a new picture replaces one still coming; the last finished one stays until it is done
-    st.session_state["playground-generation"] = trajectory.Generation(
-        request, expected_step_s=trajectory.lesson_store().pace.expect(request)
+    st.session_state["playground-generation"] = StreamReader(
+        request, expected_step_s=lesson_store().pace.expect(request)
     )
     stop_when_tab_closes(st.session_state["playground-generation"])  # a closed tab gives its place back
 
 # The stream's one status: waiting, running, paused, done, stopped, failed or cleared.
-generation: trajectory.Generation | None = st.session_state.get("playground-generation")
+generation: StreamReader | None = st.session_state.get("playground-generation")
 if generation is not None:
     status, stop_slot = st.empty(), st.empty()
     if not generation.state.snapshot().final:
@@ -159,7 +164,7 @@ if generation is not None:
         left, right = st.columns(2)
         left_image, right_image = left.empty(), right.empty()
 
-        def draw(run: trajectory.TrajectoryView) -> None:
+        def draw(run: TrajectoryView) -> None:
             step = run.steps[-1] if run.steps else None
             if step is not None and step.latent_preview is not None:
                 live_picture(
@@ -167,7 +172,7 @@ if generation is not None:
                 )
                 live_picture(right_image, enlarge(guess_picture(step), 320), guess_panel(run))
 
-        ended = trajectory.follow(generation, status, show_done=True, on_step=draw)
+        ended = follow(generation, status, show_done=True, on_step=draw)
         stop_slot.empty()
         left_image.empty()
         right_image.empty()

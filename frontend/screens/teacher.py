@@ -12,14 +12,14 @@ import time
 
 import streamlit as st
 
-from frontend.browser_id import remember_browser
+from frontend.access.browser_id import remember_browser
+from frontend.access.guard import record_try, wait_before_trying
+from frontend.access.signin import TOO_MANY_TRIES
+from frontend.access.transport import require_private_connection
 from frontend.client import get_client
-from frontend.guard import record_try, wait_before_trying
+from frontend.drawing.views import guarded, plain, said
 from frontend.settings import FrontendSettings
-from frontend.signin import TOO_MANY_TRIES
-from frontend.teaching import served_without_computing, teach_together
-from frontend.transport import require_private_connection
-from frontend.views import guarded, plain, said
+from frontend.together.teacher_side import served_without_computing, teach_together
 from services.common.api import pb
 
 TEACHER_PAGE_OFF = "The teacher's page is off on this server: set CLASSROOM_TEACHER_CODE to turn it on."

@@ -16,7 +16,7 @@ from enum import StrEnum
 import grpc
 import streamlit as st
 
-from frontend.views import said
+from frontend.drawing.views import said
 from services.common.api import pb
 
 

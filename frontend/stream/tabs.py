@@ -1,6 +1,6 @@
 """A closed tab gives its place back: a student's own generations stop when their browser tab has gone.
 
-A generation is read by a thread of its own (`trajectory.Generation`), so it goes on
+A generation is read by a thread of its own (`frontend/stream/reader.py`), so it goes on
 while the student looks at another page, and is there when they come back. When
 the tab itself closes, Streamlit ends its session, and nobody will ever look: the
 watch notices within a few seconds and stops the stream, so the service frees the

@@ -6,7 +6,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from frontend.views import plain
+from frontend.drawing.views import plain
 from services.common.api import pb
 
 MAP_NOTE = (

@@ -14,7 +14,7 @@ from services.common.api import pb
 
 @dataclass(frozen=True)
 class MenuLesson:
-    page: str  # the page's file in frontend/lessons, without ".py": what SetPresentRequest.lesson carries
+    page: str  # the page's file in frontend/screens/lessons, without ".py": what SetPresentRequest.lesson carries
     title: str  # as in the menu (frontend/app.py)
     collections: tuple[str, ...]  # the catalog collections whose examples the page opens
     labels: dict[str, str] = field(default_factory=dict)  # only the examples with these labels (what the page shows)

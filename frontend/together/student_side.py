@@ -23,14 +23,14 @@ import grpc
 import streamlit as st
 
 from frontend.client import ClassroomClient, StudentError, get_client, student_id
-from frontend.menu import led_title
-from frontend.trajectory import load
-from frontend.views import plain, said
+from frontend.drawing.views import plain, said
+from frontend.stream.load import load
+from frontend.together.menu import led_title
 from services.common.api import pb
 
 log = logging.getLogger(__name__)
 
-FOLLOW_PAGE = "lessons/follow.py"  # the page that shows what the teacher leads
+FOLLOW_PAGE = "screens/follow.py"  # the page that shows what the teacher leads
 FOLLOW_EVERY_S = 1.0  # how often a student's page looks at the class's state (in memory, no call to the service)
 RETRY_AFTER_S = 2.0  # after the stream broke (a restart): watch again this soon
 LETTERS = "ABCDEF"

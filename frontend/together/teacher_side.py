@@ -1,6 +1,6 @@
 """Teaching together, the teacher's side: lead the class, ask a quick check, review the gallery, see the class map.
 
-Drawn on the teacher's page (`frontend/lessons/teacher.py` calls `teach_together`).
+Drawn on the teacher's page (`frontend/screens/teacher.py` calls `teach_together`).
 Every action goes to the inference service with the teacher code, so the class
 follows it whichever front-end replica each student's page runs on.
 """
@@ -13,13 +13,13 @@ from typing import TypeVar
 import grpc
 import streamlit as st
 
-from frontend.classmap import draw_class_map
 from frontend.client import StudentError, get_client
-from frontend.menu import BY_PAGE, LESSONS
+from frontend.drawing.views import guarded, plain, said
 from frontend.player import play_trajectory
-from frontend.together import LETTERS, choice_label
-from frontend.trajectory import load, ready
-from frontend.views import guarded, plain, said
+from frontend.stream.load import load, ready
+from frontend.together.map_chart import draw_class_map
+from frontend.together.menu import BY_PAGE, LESSONS
+from frontend.together.student_side import LETTERS, choice_label
 from services.common.api import pb
 
 T = TypeVar("T")

@@ -1,1 +1,1 @@
-"""The lesson pages, one file each, run by st.navigation from frontend/app.py."""
+"""The eight lessons, one page each, in the menu's order (frontend/app.py runs them with st.navigation)."""

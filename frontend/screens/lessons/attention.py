@@ -1,7 +1,7 @@
 """Lesson 7: which word paints where - each token's cross-attention map over the picture, step by step.
 
 Every sentence about where the attention goes is measured on the run on screen
-(frontend/measures.py); what is only known of Stable Diffusion is labelled as such, with its source.
+(frontend/material/measures.py); what is only known of Stable Diffusion is labelled as such, with its source.
 """
 
 import altair as alt
@@ -10,14 +10,16 @@ import pandas as pd
 import streamlit as st
 from PIL import Image
 
-from frontend import measures, trajectory
-from frontend.catalog import examples
 from frontend.client import get_client
+from frontend.drawing.views import enlarge, guarded, plain
+from frontend.material import measures
+from frontend.material.examples import examples
 from frontend.player import PlayerFrame, guess_panel, guess_picture, play
-from frontend.views import enlarge, guarded, plain
+from frontend.stream.load import load
 from services.common.api import pb
+from services.common.include_mask import Probe
 
-PROBES = ["latent_preview", "predicted_x0_preview", "cross_attention"]
+PROBES = [Probe.LATENT_PREVIEW, Probe.PREDICTED_X0_PREVIEW, Probe.CROSS_ATTENTION]
 SIZE = 256  # pixels on screen for each picture
 
 
@@ -61,7 +63,7 @@ if source == "A lesson example":
         format_func=lambda e: plain(f"{e.request.prompt} (seed {e.label('seed')})", "text"),
         key="attention-example",
     )
-    run = guarded(lambda: trajectory.load(example.request, PROBES, lesson_entry=example.id))
+    run = guarded(lambda: load(example.request, PROBES, lesson_entry=example.id))
 else:
     with st.form("attention-own"):
         prompt = st.text_input("Your prompt", "a red circle on the left", max_chars=300)
@@ -74,7 +76,7 @@ else:
     if "attention-request" not in st.session_state:
         st.stop()
     request = pb.GenerateRequest.FromString(st.session_state["attention-request"])
-    run = guarded(lambda: trajectory.load(request, PROBES))
+    run = guarded(lambda: load(request, PROBES))
 if run is None or run.prompt_tokens is None:
     st.stop()
 if any(step.attention is None for step in run.steps):

@@ -1,7 +1,7 @@
 """Lesson 8: when does the picture decide? One run, its prompt switched at step k.
 
 What survives a late switch depends on the model, so the page measures it on the pictures
-it shows (frontend/measures.py): on Shapes the judge's colour, shape and position of each
+it shows (frontend/material/measures.py): on Shapes the judge's colour, shape and position of each
 picture; on any model, how far each picture is from the original's and from the new prompt's own.
 """
 
@@ -11,15 +11,18 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from frontend import measures, trajectory
-from frontend.catalog import examples
-from frontend.charts import per_step
 from frontend.client import get_client
+from frontend.drawing.charts import per_step
+from frontend.drawing.views import guarded, plain
+from frontend.material import measures
+from frontend.material.examples import examples
 from frontend.player import play_trajectory
-from frontend.views import guarded, plain
+from frontend.stream.load import load
+from frontend.stream.wire import TrajectoryView
 from services.common.api import pb
+from services.common.include_mask import Probe
 
-PROBES = ["latent", "predicted_x0", "latent_preview", "predicted_x0_preview"]
+PROBES = [Probe.LATENT, Probe.PREDICTED_X0, Probe.LATENT_PREVIEW, Probe.PREDICTED_X0_PREVIEW]
 
 st.title("8. When does the picture decide?")
 st.markdown(
@@ -33,7 +36,7 @@ info = guarded(get_client().model_info)
 on_shapes = info is not None and info.model_family == "shapes"
 
 
-def distance_from(run: trajectory.TrajectoryView, original: trajectory.TrajectoryView) -> list[float]:
+def distance_from(run: TrajectoryView, original: TrajectoryView) -> list[float]:
     """How far each step's latent is from the original run's at the same step (0 while they are one run)."""
     return [
         float(np.linalg.norm(a - b)) if a is not None and b is not None else float("nan")
@@ -53,11 +56,11 @@ else:
     )
     by_step = {int(item.label("branch_at_step")): item for item in items}
     steps = sorted(by_step)
-    runs: dict[int, trajectory.TrajectoryView] = {}
+    runs: dict[int, TrajectoryView] = {}
     columns = st.columns(len(steps))
     for column, k in zip(columns, steps, strict=True):
         item = by_step[k]
-        run = guarded(lambda item=item: trajectory.load(item.request, probes=PROBES, lesson_entry=item.id))
+        run = guarded(lambda item=item: load(item.request, probes=PROBES, lesson_entry=item.id))
         if run is None:
             continue
         runs[k] = run
@@ -142,8 +145,8 @@ if go:
     branched.CopyFrom(request)
     branched.branch.at_step = k
     branched.branch.prompt = after
-    plain_run = guarded(lambda: trajectory.load(request, probes=PROBES, planned="the original run"))
-    branch_run = guarded(lambda: trajectory.load(branched, probes=PROBES, planned="the switched run"))
+    plain_run = guarded(lambda: load(request, probes=PROBES, planned="the original run"))
+    branch_run = guarded(lambda: load(branched, probes=PROBES, planned="the switched run"))
     if plain_run is not None and branch_run is not None:
         left, right = st.columns(2)
         left.image(plain_run.image, caption=f"{before}", width="stretch")

@@ -5,14 +5,14 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from frontend import trajectory
-from frontend.catalog import examples, values, where
-from frontend.charts import CURRENT_STEP_COLOUR, MARKDOWN_COLOURS, PAIR_COLOURS, per_step
-from frontend.claims import mean_difference, parting_sentence, rms_distances, sigma_form, x_t_latents
 from frontend.client import get_client
-from frontend.labels import bracketed, differing_words, highlighted
+from frontend.drawing.charts import CURRENT_STEP_COLOUR, MARKDOWN_COLOURS, PAIR_COLOURS, per_step
+from frontend.drawing.views import PREVIEW_NOTE, guarded
+from frontend.material.claims import mean_difference, parting_sentence, rms_distances, sigma_form, x_t_latents
+from frontend.material.examples import examples, values, where
+from frontend.material.labels import bracketed, differing_words, highlighted
 from frontend.player import PlayerFrame, play
-from frontend.views import PREVIEW_NOTE, guarded
+from frontend.stream.load import load
 
 st.title("5. Change one word")
 st.markdown(
@@ -41,8 +41,8 @@ def describe(pair: str) -> str:
 pair = st.selectbox("Pair", values(pairs, "pair"), format_func=describe)
 seed = st.selectbox("Seed", values(where(pairs, pair=pair), "seed"))
 a_item, b_item = (where(pairs, pair=pair, seed=seed, side=side)[0] for side in "ab")
-a = guarded(lambda: trajectory.load(a_item.request, lesson_entry=a_item.id))
-b = guarded(lambda: trajectory.load(b_item.request, lesson_entry=b_item.id))
+a = guarded(lambda: load(a_item.request, lesson_entry=a_item.id))
+b = guarded(lambda: load(b_item.request, lesson_entry=b_item.id))
 if a is None or b is None:
     st.stop()
 

@@ -4,13 +4,14 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from frontend import trajectory
-from frontend.catalog import examples, open_prompt_example, where
-from frontend.charts import per_step
-from frontend.claims import high_guidance_sentence, mean_difference
 from frontend.client import get_client
+from frontend.drawing.charts import per_step
+from frontend.drawing.views import diverging, enlarge, grey, guarded, plain
+from frontend.material.claims import high_guidance_sentence, mean_difference
+from frontend.material.examples import examples, open_prompt_example, where
 from frontend.player import PlayerFrame, guess_panel, guess_picture, play
-from frontend.views import diverging, enlarge, grey, guarded, plain
+from frontend.stream.load import load
+from frontend.stream.wire import Step
 from services.common.api import pb
 
 st.title("4. Guidance")
@@ -29,7 +30,7 @@ g = run.request.guidance_scale
 THUMBNAIL_PX = 256  # the row's pictures are drawn at least this wide (Shapes paints 64 px)
 
 
-def noise_frame(number: int, step: trajectory.Step) -> PlayerFrame:
+def noise_frame(number: int, step: Step) -> PlayerFrame:
     u, c, guided = step.noise
     # u, c and the guided prediction share one grey scale, so their sizes compare; c - u has its own (it is small).
     limit = float(max(np.abs(u).max(), np.abs(c).max(), np.abs(guided).max()))
@@ -68,7 +69,7 @@ runs = [
     (
         float(item.label("guidance_scale")),
         f"g = {item.label('guidance_scale')}",
-        guarded(lambda item=item: trajectory.load(item.request, lesson_entry=item.id)),
+        guarded(lambda item=item: load(item.request, lesson_entry=item.id)),
     )
     for item in same
 ]
@@ -108,12 +109,12 @@ if go:
     request.prompt = prompt
     request.guidance_scale = scale
     request.negative_prompt = negative
-    mine = guarded(lambda: trajectory.load(request, planned="your picture"))  # its status says what is happening
+    mine = guarded(lambda: load(request, planned="your picture"))  # its status says what is happening
     if mine is not None:  # kept, so the row still shows it when the student moves the step
         st.session_state.guidance_mine = request.SerializeToString()
 elif "guidance_mine" in st.session_state:
     request = pb.GenerateRequest.FromString(st.session_state.guidance_mine)
-    mine = guarded(lambda: trajectory.load(request))
+    mine = guarded(lambda: load(request))
 else:
     mine = None
 if mine is not None:

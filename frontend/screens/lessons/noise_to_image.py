@@ -3,9 +3,10 @@
 import pandas as pd
 import streamlit as st
 
-from frontend.catalog import open_prompt_example
-from frontend.charts import per_step
-from frontend.claims import (
+from frontend.client import get_client
+from frontend.drawing.charts import per_step
+from frontend.drawing.views import PREVIEW_NOTE, guarded, show_channels
+from frontend.material.claims import (
     latent_sigmas,
     noise_levels_sentence,
     rms_changes,
@@ -13,10 +14,9 @@ from frontend.claims import (
     sigma_form,
     x_t_latents,
 )
-from frontend.client import get_client
-from frontend.labels import scheduler_names
+from frontend.material.examples import open_prompt_example
+from frontend.material.labels import scheduler_names
 from frontend.player import play_trajectory
-from frontend.views import PREVIEW_NOTE, guarded, show_channels
 
 st.title("3. From noise to image")
 st.markdown(

@@ -3,11 +3,11 @@
 import pandas as pd
 import streamlit as st
 
-from frontend.catalog import open_prompt_example
 from frontend.client import get_client
-from frontend.labels import scheduler_names
+from frontend.drawing.views import PREVIEW_NOTE, enlarge, guarded, plain
+from frontend.material.examples import open_prompt_example
+from frontend.material.labels import scheduler_names
 from frontend.player import decoder_of, guess_panel, guess_picture
-from frontend.views import PREVIEW_NOTE, enlarge, guarded, plain
 from services.common.api import pb
 
 st.title("1. The whole pipeline")

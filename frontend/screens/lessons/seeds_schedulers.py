@@ -5,11 +5,12 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from frontend import trajectory
-from frontend.catalog import examples, values, where
 from frontend.client import get_client
-from frontend.labels import scheduler_names
-from frontend.views import enlarge, guarded, plain
+from frontend.drawing.views import enlarge, guarded, plain
+from frontend.material.examples import examples, values, where
+from frontend.material.labels import scheduler_names
+from frontend.stream.load import load
+from services.common.include_mask import Probe
 from services.common.shapes_judge import judge
 from services.common.shapes_world import PALETTE
 
@@ -21,7 +22,7 @@ if gallery:
     st.markdown(f"**{plain(gallery[0].request.prompt)}**: the same prompt and settings, a different seed each time.")
     columns = st.columns(min(6, len(gallery)))
     for index, item in enumerate(gallery):
-        run = guarded(lambda item=item: trajectory.load(item.request, probes=["latent_preview"], lesson_entry=item.id))
+        run = guarded(lambda item=item: load(item.request, probes=[Probe.LATENT_PREVIEW], lesson_entry=item.id))
         if run is not None:
             columns[index % len(columns)].image(run.image, caption=f"seed {item.label('seed')}")
 
@@ -95,14 +96,14 @@ def picture(scheduler: str, count: str) -> np.ndarray | None:
     item = where(comparison, scheduler=scheduler, steps=count)[0]
     if seed in precomputed_seeds:
         item = where(comparison, scheduler=scheduler, steps=count, seed=str(seed))[0]
-        run = guarded(lambda: trajectory.load(item.request, probes=["latent_preview"], lesson_entry=item.id))
+        run = guarded(lambda: load(item.request, probes=[Probe.LATENT_PREVIEW], lesson_entry=item.id))
     elif refused:
         return None
     else:
         request = item.request
         request.seed = seed
         # Named as the lesson's entry at another seed: the service computes it as the class's work.
-        run = guarded(lambda: trajectory.load(request, probes=["latent_preview"], lesson_entry=item.id))
+        run = guarded(lambda: load(request, probes=[Probe.LATENT_PREVIEW], lesson_entry=item.id))
         refused = run is None
     return run.image if run is not None else None
 

@@ -6,8 +6,8 @@ import pandas as pd
 import streamlit as st
 
 from frontend.client import get_client, student_id
-from frontend.labels import SHAPES_FAMILY, unlearned_sentence, unlearned_words
-from frontend.views import diverging, enlarge, guarded, plain
+from frontend.drawing.views import diverging, enlarge, guarded, plain
+from frontend.material.labels import SHAPES_FAMILY, unlearned_sentence, unlearned_words
 from services.common.api import pb
 from services.common.codecs import tensor_from_proto
 
