@@ -98,7 +98,7 @@ def load(
 
     def start(on_end: Callable[[StreamReader], None]) -> StreamReader:
         return StreamReader(message, lesson_entry=lesson_entry, expected_step_s=store.pace.expect(message),
-                          on_end=on_end)  # fmt: skip
+                            on_end=on_end)  # fmt: skip
 
     reader = store.reader(key, start)
     slot = st.empty()
