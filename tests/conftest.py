@@ -81,6 +81,15 @@ def stub(server: ServerThread):
 
 
 @pytest.fixture(scope="session")
+def other_replica_stub(settings: InferenceSettings):
+    """A second replica on the suite's Redis: what `server` keeps in memory, this one can only find in Redis."""
+    with running_server(settings) as running:
+        channel, stub = stub_for(running.address)
+        yield stub
+        channel.close()
+
+
+@pytest.fixture(scope="session")
 def scheduler_config(tiny_dir: Path) -> dict:
     return json.loads((tiny_dir / "scheduler" / "scheduler_config.json").read_text())
 

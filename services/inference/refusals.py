@@ -349,3 +349,16 @@ class LimitsUnavailable(Refusal):
             "Lessons still open. Try again in a minute.",
             retry_after_s,
         )
+
+
+class ClassStateUnavailable(Refusal):
+    """The class's shared state (present mode, quick checks, the roster) lives in Redis, which cannot be reached."""
+
+    code = code_pb2.FAILED_PRECONDITION  # as LimitsUnavailable: the service is up, one store is not
+
+    def __init__(self, retry_after_s: float = 10.0) -> None:
+        super().__init__(
+            "The class's shared screen and questions are not available for a moment (their store cannot be "
+            "reached). Lessons still open. Try again in a minute.",
+            retry_after_s,
+        )

@@ -27,7 +27,7 @@ from services.inference.api.teacher_service import TeacherService
 from services.inference.auth import TokenInterceptor
 from services.inference.classroom.classroom import Classroom
 from services.inference.diffusion.acceleration import Acceleration, accelerate
-from services.inference.diffusion.models import DiffusionModel
+from services.inference.diffusion.simulated import load_model
 from services.inference.metrics import Metrics
 from services.inference.settings import InferenceSettings
 from services.inference.trajectories.cache import TrajectoryStore
@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 
 # The health entry of the trajectory cache (SERVING while Redis answers).
 CACHE_HEALTH_NAME = "diffusion_classroom.v1.TrajectoryCache"
+# How long a client's connection lasts before it is asked to reconnect (and so to look up the replicas again).
+MAX_CONNECTION_AGE_S = 300
 
 
 def _configure_health_server(server: grpc.aio.Server) -> health.aio.HealthServicer:
@@ -90,6 +92,10 @@ class InferenceServer:
                 ("grpc.max_send_message_length", 64 * 2**20),
                 ("grpc.max_receive_message_length", RECEIVE_LIMIT),
                 ("grpc.so_reuseport", 0),
+                # gRPC's DNS resolver asks again only when a connection ends: clients are asked to reconnect
+                # (GOAWAY) now and then, so round robin over dns:///inference finds replicas added since.
+                # Open streams finish on the old connection; they are never cut for it.
+                ("grpc.max_connection_age_ms", MAX_CONNECTION_AGE_S * 1000),
             ],
         )
         self.health = _configure_health_server(self.server)
@@ -143,7 +149,7 @@ class InferenceServer:
             )
             self.metrics_port = self._metrics_server.server_port
         log.info("listening on %s:%d; loading %s", self.settings.host, self.port, self.settings.model)
-        model = await asyncio.to_thread(DiffusionModel.load, self.settings)
+        model = await asyncio.to_thread(load_model, self.settings)
         # Speed options and the batch size that fits the GPU, before SERVING: a compile takes
         # minutes, and belongs to start-up rather than to the first student's picture.
         self.acceleration = await asyncio.to_thread(accelerate, model, self.settings)

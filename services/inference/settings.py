@@ -14,6 +14,8 @@ from services.common.secrets import read_secret, with_password
 from services.lessons.catalog import DEFAULT_CATALOG
 
 SD15_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
+# Stand-ins for planning (diffusion/simulated.py): SD 1.5's shapes, an H100's time per UNet call, no model.
+SIMULATED = ("simulated-h100",)
 
 
 class InferenceSettings(TlsClientSettings):
@@ -24,9 +26,16 @@ class InferenceSettings(TlsClientSettings):
     # Which model to run: "auto" (Stable Diffusion 1.5 on a CUDA GPU, the shipped Shapes
     # model otherwise), "shapes" (ours: small, offline, under two seconds a picture on a CPU),
     # "tiny" (random weights, for fast tests), a Hugging Face id (downloaded once into
-    # the HF cache) or a local folder saved with save_pretrained.
+    # the HF cache) or a local folder saved with save_pretrained. "simulated-h100" is no
+    # model: it sleeps what an H100 takes per step and paints noise, for planning only.
     model: str = Field(
-        "auto", description="'auto', 'shapes', 'tiny', a Hugging Face id, or a local folder (see the README)."
+        "auto",
+        description="'auto', 'shapes', 'tiny', a Hugging Face id, or a local folder (see the README); "
+        "'simulated-h100' for planning only (docs/deploy.md).",
+    )
+    # A service open to the network is a class's: it refuses the simulated GPU unless told this too.
+    allow_simulated_gpu: bool = Field(
+        False, description="Let a service open to the network run a simulated GPU (planning, benchmarks)."
     )
     # A branch, tag or commit of a Hugging Face model; pinning a commit keeps
     # cached trajectories valid across restarts.
@@ -177,6 +186,15 @@ class InferenceSettings(TlsClientSettings):
     def _tls_pair(self) -> InferenceSettings:
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ValueError("CLASSROOM_TLS_CERT and CLASSROOM_TLS_KEY must be set together")
+        return self
+
+    @model_validator(mode="after")
+    def _simulated_only_when_meant(self) -> InferenceSettings:
+        if self.model in SIMULATED and self.open_to_the_network and not self.allow_simulated_gpu:
+            raise ValueError(
+                f"CLASSROOM_MODEL={self.model} is a simulated GPU that paints noise, for planning only; a service "
+                f"listening on {self.host} serves a class. Set CLASSROOM_ALLOW_SIMULATED_GPU=true if this is a test."
+            )
         return self
 
     @model_validator(mode="after")

@@ -52,8 +52,10 @@ def test_redis_killed_then_restarted(settings, tmp_path):
             assert up.cache_available and up.cache_status == ""
             assert up.cache_writes == down.cache_writes + 1
             assert health_status(channel, CACHE_HEALTH_NAME) == SERVING
-            server.call(server.classroom.hub.forget)
-            assert collect(stub.Generate(fresh)).status.cache_hit  # read back from the restarted Redis
+            with running_server(faulty) as other:  # another replica, with no copy in memory
+                other_channel, other_stub = stub_for(other.address)
+                assert collect(other_stub.Generate(fresh)).status.cache_hit  # read back from the restarted Redis
+                other_channel.close()
             channel.close()
     finally:
         redis_server.stop()

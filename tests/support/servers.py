@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
 import socket
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from typing import TypeVar
 
@@ -56,11 +57,12 @@ class ServerThread:
         self.start_future = future
         return self
 
-    def call(self, function: Callable[[], T], timeout: float = 30) -> T:
-        """Run `function` on the server's event loop (its state belongs to that thread)."""
+    def call(self, function: Callable[[], T | Awaitable[T]], timeout: float = 30) -> T:
+        """Run `function` on the server's event loop (its state belongs to that thread); a coroutine's result."""
 
         async def run() -> T:
-            return function()
+            result = function()
+            return await result if inspect.isawaitable(result) else result
 
         return asyncio.run_coroutine_threadsafe(run(), self.loop).result(timeout)
 

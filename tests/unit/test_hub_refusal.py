@@ -56,9 +56,9 @@ async def race() -> tuple[BaseException | None, int, list[str], int]:
             return runner.submit(spec, requester)
 
         hub = TrajectoryHub(model, runner, store, encoder, 2**20, Metrics(), admit)
-        first = asyncio.create_task(hub.open(SPEC, Requester("busy")))
+        first = asyncio.create_task(hub.open(SPEC, Requester("busy"), hub.key(SPEC)))
         await asyncio.sleep(0.01)  # the first request is now looking in the cache
-        second = asyncio.create_task(hub.open(SPEC, Requester("free")))
+        second = asyncio.create_task(hub.open(SPEC, Requester("free"), hub.key(SPEC)))
         await asyncio.sleep(0.01)  # the second has joined it
         assert store.lookups == 1
         store.release.set()

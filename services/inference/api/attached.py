@@ -1,9 +1,15 @@
-"""What both gRPC adapters share: the Classroom they serve, once the model is loaded."""
+"""What both gRPC adapters share: the two rooms they call, once the model is loaded.
+
+The Classroom decides who may ask for what; Together holds what a class shares
+(present mode, quick checks, the gallery). The Classroom builds Together beside
+itself (both need the catalog and the store); the adapters call each directly.
+"""
 
 from __future__ import annotations
 
 from services.inference.classroom.classroom import Classroom
 from services.inference.refusals import ModelLoading
+from services.inference.together.together import Together
 
 
 class Attached:
@@ -20,3 +26,7 @@ class Attached:
         if self.classroom is None:
             raise ModelLoading()
         return self.classroom
+
+    def together(self) -> Together:
+        """The class's shared room (present mode, quick checks, gallery), or the model-loading refusal."""
+        return self.ready().together

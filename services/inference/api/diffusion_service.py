@@ -1,6 +1,7 @@
-"""The DiffusionService adapter: gRPC requests in, the Classroom's answers out, nothing else.
+"""The DiffusionService adapter: gRPC requests in, the rooms' answers out, nothing else.
 
-Every decision (what is allowed, who is refused and why) is the Classroom's; a
+Every decision (what is allowed, who is refused and why) is the Classroom's, or
+for what a class shares (present mode, quick checks, gallery) Together's; a
 refusal raised anywhere in a handler reaches the client as the status it carries
 (`refusals.py`; `register.add_service` registers every handler that way). Requests arrive
 as bytes and are read here too, so bytes that are not a message, or a message far
@@ -25,13 +26,13 @@ from services.common.api import (
 )
 from services.inference.api.attached import Attached
 from services.inference.api.replies import stats_message
-from services.inference.classroom.classroom import Classroom
 from services.inference.diffusion.events import EncodedPrompt
 from services.inference.diffusion.jobs import Requester
 from services.inference.diffusion.models import parameter_count
 from services.inference.diffusion.probes import PROBES
 from services.inference.diffusion.schedulers import SCHEDULERS
 from services.inference.refusals import RequestError
+from services.inference.together.together import Together
 from services.inference.trajectories import frames
 
 
@@ -137,9 +138,9 @@ class DiffusionService(Attached):
             first = True
             async for message, frame_count in trajectory.follow(spec.include, pb.GenerateResponse(status=status)):
                 if not first and source != pb.TRAJECTORY_SOURCE_COMPUTED:
-                    await classroom.crowd.hold()
+                    await classroom.hold_replay()
                 yield message  # already serialized (see register.add_service)
-                classroom.metrics.frames_sent.inc(frame_count)
+                classroom.sent(frame_count)
                 first = False
         finally:
             # The client went away, or the stream ended: the last reader's leaving stops the work.
@@ -148,7 +149,7 @@ class DiffusionService(Attached):
     async def ListLessons(
         self, request: pb.ListLessonsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListLessonsResponse:
-        classroom = self.ready()
+        classroom, together = self.ready(), self.together()
         listed = await classroom.lessons(request.collection)
         return pb.ListLessonsResponse(
             catalog_version=classroom.catalog.version,
@@ -160,8 +161,7 @@ class DiffusionService(Attached):
                     description=c.description,
                     questions=[
                         pb.LessonQuestion(id=q.id, question=q.question, choices=q.choices)
-                        for q in classroom.together.questions.values()
-                        if q.collection == c.id
+                        for q in together.questions_of(c.id)
                     ],
                 )
                 for c in classroom.catalog.collections
@@ -184,50 +184,50 @@ class DiffusionService(Attached):
     async def JoinClass(self, request: pb.JoinClassRequest, context: grpc.aio.ServicerContext) -> pb.JoinClassResponse:
         classroom = self.ready()
         who = dataclasses.replace(requester(context), name=request.name, address=request.address)
-        return pb.JoinClassResponse(renew_within_seconds=classroom.join(who, request.session, request.browser))
+        return pb.JoinClassResponse(renew_within_seconds=await classroom.join(who, request.session, request.browser))
 
     # -- teaching together: the class's shared state, the gallery, quick checks ----------
 
-    async def _in_class(self, context: grpc.aio.ServicerContext, student: bool = False) -> tuple[Classroom, Requester]:
-        """The Classroom and who asks, checked; `student`: a student's own act, which must name the student."""
+    async def _in_class(self, context: grpc.aio.ServicerContext, student: bool = False) -> tuple[Together, Requester]:
+        """Who asks, checked by the Classroom, and the class's shared room; `student`: a student's own act."""
         classroom = self.ready()
         if student and not text_metadata(context, STUDENT_METADATA):
             raise RequestError([("student", "Sharing and answering need the student's id (x-student-id).")])
-        return classroom, classroom.in_class(requester(context))
+        return self.together(), await classroom.in_class(requester(context))
 
     async def WatchClass(
         self, request: pb.WatchClassRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.ClassState]:
-        classroom, who = await self._in_class(context)
-        async for state in classroom.together.watch(who.classroom):
+        together, who = await self._in_class(context)
+        async for state in together.watch(who.classroom):
             yield state
 
     async def GetClassState(self, request: pb.GetClassStateRequest, context: grpc.aio.ServicerContext) -> pb.ClassState:
-        classroom, who = await self._in_class(context)
-        return classroom.together.state(who.classroom)
+        together, who = await self._in_class(context)
+        return await together.state(who.classroom)
 
     async def ShareToGallery(
         self, request: pb.ShareToGalleryRequest, context: grpc.aio.ServicerContext
     ) -> pb.ShareToGalleryResponse:
-        classroom, who = await self._in_class(context, student=True)
-        item = await classroom.together.share(who.classroom, who.student, who.name, request.trajectory_key)
+        together, who = await self._in_class(context, student=True)
+        item = await together.share(who.classroom, who.student, who.name, request.trajectory_key)
         return pb.ShareToGalleryResponse(item=item)
 
     async def ListGallery(
         self, request: pb.ListGalleryRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListGalleryResponse:
-        classroom, who = await self._in_class(context)
-        return pb.ListGalleryResponse(items=await classroom.together.shown(who.classroom))
+        together, who = await self._in_class(context)
+        return pb.ListGalleryResponse(items=await together.shown(who.classroom))
 
     async def GetClassMap(self, request: pb.GetClassMapRequest, context: grpc.aio.ServicerContext) -> pb.ClassMap:
-        classroom, who = await self._in_class(context)
-        return await classroom.together.class_map(who.classroom, include_pending=False)
+        together, who = await self._in_class(context)
+        return await together.class_map(who.classroom, include_pending=False)
 
     async def AnswerQuickCheck(
         self, request: pb.AnswerQuickCheckRequest, context: grpc.aio.ServicerContext
     ) -> pb.AnswerQuickCheckResponse:
-        classroom, who = await self._in_class(context, student=True)
-        choice = classroom.together.answer(who.classroom, who.student, request.question_id, request.choice)
+        together, who = await self._in_class(context, student=True)
+        choice = await together.answer(who.classroom, who.student, request.question_id, request.choice)
         return pb.AnswerQuickCheckResponse(choice=choice)
 
     async def GetServerStats(

@@ -1,4 +1,4 @@
-"""The TeacherService adapter: the teacher's page's calls, translated to and from the Classroom.
+"""The TeacherService adapter: the teacher's page's calls, translated to and from the Classroom and Together.
 
 Every call needs the teacher code (`x-teacher-code`). Students' names are shown,
 their prompts only when the teacher asks.
@@ -15,7 +15,8 @@ from services.inference.api.attached import Attached
 from services.inference.api.replies import progress_message, stats_message
 from services.inference.classroom.classroom import Classroom
 from services.inference.classroom.validation import check_name
-from services.inference.refusals import NO_TEACHER_CODE, WRONG_TEACHER_CODE, RequestError, TeacherOnly
+from services.inference.refusals import NO_TEACHER_CODE, WRONG_TEACHER_CODE, TeacherOnly
+from services.inference.together.together import Together
 
 
 class TeacherService(Attached, pb_grpc.TeacherServiceServicer):
@@ -61,14 +62,15 @@ class TeacherService(Attached, pb_grpc.TeacherServiceServicer):
             for b in classroom.blocked
         ]
         used, total = classroom.gpu_memory()
+        max_batch_size, average_batch_size = classroom.batching()
         return pb.GetClassroomResponse(
             jobs=jobs,
-            paused=classroom.scheduler.paused,
+            paused=classroom.paused,
             stats=stats,
             cache_hit_rate=(stats.cache_hits + stats.single_flight_joins) / streams if streams else 0.0,
             device=str(classroom.model.device),
-            max_batch_size=classroom.scheduler.max_batch_size,
-            average_batch_size=classroom.scheduler.average_batch,
+            max_batch_size=max_batch_size,
+            average_batch_size=average_batch_size,
             gpu_memory_used_bytes=used,
             gpu_memory_total_bytes=total,
             blocked=blocked,
@@ -81,7 +83,7 @@ class TeacherService(Attached, pb_grpc.TeacherServiceServicer):
                     joined_unix_time=entry.joined_unix,
                     removed=entry.removed,
                 )
-                for entry in classroom.students()
+                for entry in await classroom.students()
             ],
         )
 
@@ -89,7 +91,7 @@ class TeacherService(Attached, pb_grpc.TeacherServiceServicer):
         self, request: pb.RemoveStudentRequest, context: grpc.aio.ServicerContext
     ) -> pb.RemoveStudentResponse:
         classroom = await self._classroom(context)
-        changed, stopped = classroom.remove_student(request.class_name, request.name, request.let_back)
+        changed, stopped = await classroom.remove_student(request.class_name, request.name, request.let_back)
         return pb.RemoveStudentResponse(changed=changed, stopped_generations=stopped)
 
     async def SetPaused(self, request: pb.SetPausedRequest, context: grpc.aio.ServicerContext) -> pb.SetPausedResponse:
@@ -111,16 +113,16 @@ class TeacherService(Attached, pb_grpc.TeacherServiceServicer):
 
     # -- teaching together ------------------------------------------------------------
 
-    async def _for_class(self, context: grpc.aio.ServicerContext, class_name: str) -> tuple[Classroom, str]:
-        """After the teacher code: the Classroom and the class named (plain text, as a display name)."""
-        classroom = await self._classroom(context)
-        return classroom, check_name(class_name)
+    async def _for_class(self, context: grpc.aio.ServicerContext, class_name: str) -> tuple[Together, str]:
+        """After the teacher code: the class's shared room and the class named (plain text, as a display name)."""
+        await self._classroom(context)
+        return self.together(), check_name(class_name)
 
     async def SetPresent(
         self, request: pb.SetPresentRequest, context: grpc.aio.ServicerContext
     ) -> pb.SetPresentResponse:
-        classroom, name = await self._for_class(context, request.class_name)
-        state = classroom.together.present(
+        together, name = await self._for_class(context, request.class_name)
+        state = await together.present(
             name, request.leading, request.example_id, request.step, request.show_map, request.lesson
         )
         return pb.SetPresentResponse(state=state)
@@ -128,44 +130,40 @@ class TeacherService(Attached, pb_grpc.TeacherServiceServicer):
     async def ListSubmissions(
         self, request: pb.ListSubmissionsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListSubmissionsResponse:
-        classroom, name = await self._for_class(context, request.class_name)
-        gallery = classroom.together.gallery
-        items = [s.item for s in await gallery.submissions(name)]
-        return pb.ListSubmissionsResponse(items=items, approval_required=await gallery.approval_required(name))
+        together, name = await self._for_class(context, request.class_name)
+        items, approval_required = await together.submissions(name)
+        return pb.ListSubmissionsResponse(items=items, approval_required=approval_required)
 
     async def ReviewSubmission(
         self, request: pb.ReviewSubmissionRequest, context: grpc.aio.ServicerContext
     ) -> pb.ReviewSubmissionResponse:
-        classroom, name = await self._for_class(context, request.class_name)
-        if request.status not in (pb.SUBMISSION_STATUS_APPROVED, pb.SUBMISSION_STATUS_HIDDEN):
-            raise RequestError([("status", "Approve or hide: those are the two choices.")])
-        item = await classroom.together.gallery.review(name, request.item_id, request.status)
-        return pb.ReviewSubmissionResponse(item=item)
+        together, name = await self._for_class(context, request.class_name)
+        return pb.ReviewSubmissionResponse(item=await together.review(name, request.item_id, request.status))
 
     async def SetGalleryApproval(
         self, request: pb.SetGalleryApprovalRequest, context: grpc.aio.ServicerContext
     ) -> pb.SetGalleryApprovalResponse:
-        classroom, name = await self._for_class(context, request.class_name)
-        required = await classroom.together.gallery.set_approval(name, request.approval_required)
+        together, name = await self._for_class(context, request.class_name)
+        required = await together.set_approval(name, request.approval_required)
         return pb.SetGalleryApprovalResponse(approval_required=required)
 
     async def ClearGallery(
         self, request: pb.ClearGalleryRequest, context: grpc.aio.ServicerContext
     ) -> pb.ClearGalleryResponse:
-        classroom, name = await self._for_class(context, request.class_name)
-        return pb.ClearGalleryResponse(cleared=await classroom.together.gallery.clear(name))
+        together, name = await self._for_class(context, request.class_name)
+        return pb.ClearGalleryResponse(cleared=await together.clear_gallery(name))
 
     async def GetSubmissionMap(
         self, request: pb.GetSubmissionMapRequest, context: grpc.aio.ServicerContext
     ) -> pb.ClassMap:
-        classroom, name = await self._for_class(context, request.class_name)
-        return await classroom.together.class_map(name, include_pending=True)
+        together, name = await self._for_class(context, request.class_name)
+        return await together.class_map(name, include_pending=True)
 
     async def AskQuickCheck(
         self, request: pb.AskQuickCheckRequest, context: grpc.aio.ServicerContext
     ) -> pb.AskQuickCheckResponse:
-        classroom, name = await self._for_class(context, request.class_name)
-        check = classroom.together.ask(
+        together, name = await self._for_class(context, request.class_name)
+        check = await together.ask(
             name, request.lesson_question_id, request.question, list(request.choices), request.answer
         )
         return pb.AskQuickCheckResponse(quick_check=check.message(for_teacher=True))
@@ -173,20 +171,20 @@ class TeacherService(Attached, pb_grpc.TeacherServiceServicer):
     async def GetQuickCheck(
         self, request: pb.GetQuickCheckRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetQuickCheckResponse:
-        classroom, name = await self._for_class(context, request.class_name)
-        state = classroom.together.state(name, for_teacher=True)
+        together, name = await self._for_class(context, request.class_name)
+        state = await together.state(name, for_teacher=True)
         return pb.GetQuickCheckResponse(quick_check=state.quick_check if state.HasField("quick_check") else None)
 
     async def RevealQuickCheck(
         self, request: pb.RevealQuickCheckRequest, context: grpc.aio.ServicerContext
     ) -> pb.RevealQuickCheckResponse:
-        classroom, name = await self._for_class(context, request.class_name)
-        check = classroom.together.reveal(name)
+        together, name = await self._for_class(context, request.class_name)
+        check = await together.reveal(name)
         return pb.RevealQuickCheckResponse(quick_check=check.message(for_teacher=True) if check else None)
 
     async def CloseQuickCheck(
         self, request: pb.CloseQuickCheckRequest, context: grpc.aio.ServicerContext
     ) -> pb.CloseQuickCheckResponse:
-        classroom, name = await self._for_class(context, request.class_name)
-        classroom.together.close_check(name)
+        together, name = await self._for_class(context, request.class_name)
+        await together.close_check(name)
         return pb.CloseQuickCheckResponse()

@@ -28,9 +28,16 @@ from services.common.trajectories import ON_REQUEST_PROBES, canonical_request
 from services.inference.classroom.crowd import CrowdHold
 from services.inference.classroom.lessons import CatalogEntry, LessonRender, PrecomputeProgress
 from services.inference.classroom.ratelimit import RateLimiter
-from services.inference.classroom.roster import Roster, RosterEntry
+from services.inference.classroom.roster import RosterEntry, SharedRoster
 from services.inference.classroom.tickets import ResumeTickets
-from services.inference.classroom.validation import Limits, check_generate, check_name, check_prompt
+from services.inference.classroom.turns import StudentTurns
+from services.inference.classroom.validation import (
+    INTERNAL_PREFIX,
+    Limits,
+    check_generate,
+    check_prompt,
+    check_requester,
+)
 from services.inference.diffusion.batching import BatchScheduler
 from services.inference.diffusion.jobs import Job, JobView, Requester, SchedulerStats
 from services.inference.diffusion.models import DiffusionModel, PromptEmbedding, PromptTokens
@@ -40,6 +47,7 @@ from services.inference.metrics import Metrics
 from services.inference.moderation import Blocklist
 from services.inference.refusals import BlockedPrompt, Refusal, RequestError
 from services.inference.settings import InferenceSettings
+from services.inference.together.shared import ClassRecords
 from services.inference.together.together import Together
 from services.inference.trajectories.cache import CacheStats, TrajectoryStore
 from services.inference.trajectories.hub import HubStats, TrajectoryHub
@@ -48,28 +56,14 @@ from services.lessons.catalog import Catalog, all_entries, load_catalog
 
 log = logging.getLogger(__name__)
 
-# Identities the service gives itself; no caller may claim one.
-INTERNAL_PREFIX = "teacher:"
 # Precompute generates as a student of its own (one lesson at a time, like any student).
 PRECOMPUTE = Requester(f"{INTERNAL_PREFIX}precompute", name="lesson precompute")
-STUDENT_ID_LIMIT = 128
 # A lesson's own grid at a seed the catalog does not hold (lesson 6's new seed) is computed as the
 # class's work, one picture at a time per student, outside their rate limit; its own bucket holds
 # this many grids (of the catalog's largest collection) and refills one grid a minute.
 GRID_PREFIX = f"{INTERNAL_PREFIX}grid:"
 GRIDS_AT_ONCE = 2
 STUDENT_REMOVED = "Your teacher removed your name from the class, so this picture was stopped."
-
-
-def check_requester(who: Requester) -> Requester:
-    """Who a caller says asks, checked: no internal identity, a plain name (raises RequestError)."""
-    if who.student.startswith(INTERNAL_PREFIX):
-        raise RequestError([("student", "That identity belongs to the server itself and cannot be used.")])
-    if len(who.student) > STUDENT_ID_LIMIT or hidden_characters(who.student):
-        raise RequestError([("student", "The student id is too long or has control characters.")])
-    if len(who.address) > STUDENT_ID_LIMIT or hidden_characters(who.address):
-        raise RequestError([("address", "The browser address is too long or has control characters.")])
-    return dataclasses.replace(who, name=check_name(who.name), classroom=check_name(who.classroom))
 
 
 @dataclass(frozen=True)
@@ -130,6 +124,8 @@ class Classroom:
             metrics=metrics,
             admit=self._admit_work,
             single_flight=settings.single_flight,
+            shared_flight=settings.shared_flight,
+            lease_s=settings.flight_lease_s,
         )
         self.blocklist = Blocklist.from_file(settings.blocklist)
         self.blocked: deque[Blocked] = deque(maxlen=50)  # the latest blocked attempts, newest first
@@ -147,9 +143,15 @@ class Classroom:
             store, largest if self.limiter.enabled else 0, GRIDS_AT_ONCE * largest, bucket="lesson-grid"
         )
         self.lesson_render = LessonRender(self.entries, store, self.hub, PRECOMPUTE)
-        self.roster = Roster(max_per_address=settings.max_per_address, blocklist=self.blocklist)
-        # Present mode, quick checks, the class gallery and map (teaching together).
-        self.together = Together(store, self.catalog, [(e.entry, e.request) for e in self.entries], self.blocklist)
+        # The class's shared state, in Redis for every replica: the roster here, present mode,
+        # quick checks, the class gallery and map in Together (teaching together).
+        records = ClassRecords(store)
+        self.roster = SharedRoster(records, max_per_address=settings.max_per_address, blocklist=self.blocklist)
+        self.roster.when_removed(self._stop_removed)  # a name removed through any replica stops its pictures here
+        self.turns = StudentTurns(store)  # one picture at a time per student, on every replica
+        self._turn_of: dict[Job, str] = {}  # a job just admitted under a student's turn
+        entries = [(e.entry, e.request) for e in self.entries]
+        self.together = Together(store, self.catalog, entries, self.blocklist, records)
 
     def _check_catalog(self) -> list[CatalogEntry]:
         entries = []
@@ -187,7 +189,7 @@ class Classroom:
         Raises a `Refusal`; the caller must `release` the trajectory it gets.
         """
         who = check_requester(who)
-        self.roster.check(who.classroom, who.name)
+        await self.roster.check(who.classroom, who.name)
         try:
             spec = check_generate(
                 request, self.settings, self.model.default_size, self.blocklist, self.limits, self.default_include
@@ -218,11 +220,13 @@ class Classroom:
             # picture may run beside it), charged to the student's grid bucket instead of their rate limit.
             who = Requester(f"{GRID_PREFIX}{who.student}", name=who.name, classroom=who.classroom)
         try:
-            trajectory, source = await self.hub.open(spec, who, lesson_entry=lesson, free=free)
+            trajectory, source = await self.hub.open(spec, who, key, lesson_entry=lesson, free=free)
         except Refusal:
             if free:  # refused (busy, queue full): the ticket bought nothing, so it still works
                 await self.tickets.give_back(asker, key)
             raise
+        if (student := self._turn_of.pop(trajectory.job, None)) is not None:
+            self.turns.hold_for(student, trajectory)
         # Only calls that were let in count toward a crowd: a flood of refused ones (invalid, blocked,
         # rate-limited, busy) must not hold back the class's cached replays.
         self.crowd.arrived()
@@ -250,15 +254,34 @@ class Classroom:
             return self.scheduler.submit(spec, who)
         limiter = self.grid_limiter if who.student.startswith(GRID_PREFIX) else self.limiter
         price = math.ceil(spec.work / self.scheduler.standard_work - 1e-9)  # in standard pictures
-        await limiter.take(who.student, price)
+        turn = await self.turns.take(who.student)  # this replica's queue holds one; this holds it on all
         try:
-            return self.scheduler.submit(spec, who)
+            await limiter.take(who.student, price)
+        except Refusal:
+            if turn:
+                await self.turns.give_back(who.student)
+            raise
+        try:
+            job = self.scheduler.submit(spec, who)
         except Refusal:
             await limiter.give_back(who.student, price)
+            if turn:
+                await self.turns.give_back(who.student)
             raise
+        if turn:
+            self._turn_of[job] = who.student
+        return job
 
     def release(self, trajectory: Trajectory) -> None:
         self.hub.release(trajectory)
+
+    def sent(self, frame_count: int) -> None:
+        """A stream sent a message of `frame_count` frames."""
+        self.metrics.frames_sent.inc(frame_count)
+
+    async def hold_replay(self) -> None:
+        """Before a replay's next message: wait while a crowd of calls arrives (see `crowd.py`)."""
+        await self.crowd.hold()
 
     # -- the text side -------------------------------------------------------
 
@@ -292,7 +315,7 @@ class Classroom:
 
     # -- who is in class -------------------------------------------------------
 
-    def join(self, who: Requester, session: str, browser: str = "") -> float:
+    async def join(self, who: Requester, session: str, browser: str = "") -> float:
         """A front-end session signs in with a name, or renews it; seconds within which to renew."""
         who = check_requester(who)
         if not who.name:
@@ -301,31 +324,33 @@ class Classroom:
             raise RequestError([("session", "The session id is missing, too long, or has control characters.")])
         if len(browser) > 128 or hidden_characters(browser):
             raise RequestError([("browser", "The browser id is too long or has control characters.")])
-        self.roster.join(who.classroom, who.name, session, who.address, browser)
+        await self.roster.join(who.classroom, who.name, session, who.address, browser)
         return self.roster.live_s / 3
 
-    def in_class(self, who: Requester) -> Requester:
+    async def in_class(self, who: Requester) -> Requester:
         """A student who shares or answers: as the front end asserts, checked, and not removed by the teacher."""
         who = check_requester(who)
-        self.roster.check(who.classroom, who.name)
+        await self.roster.check(who.classroom, who.name)
         return who
 
     # -- the teacher's controls ----------------------------------------------
 
-    def students(self) -> list[RosterEntry]:
-        return self.roster.entries()
+    async def students(self) -> list[RosterEntry]:
+        return await self.roster.entries()
 
-    def remove_student(self, classroom: str, name: str, let_back: bool = False) -> tuple[bool, int]:
+    async def remove_student(self, classroom: str, name: str, let_back: bool = False) -> tuple[bool, int]:
         """Remove a name from its class (its generations stop), or let it back: (changed, generations stopped)."""
         if let_back:
-            return self.roster.let_back(classroom, name), 0
-        changed = self.roster.remove(classroom, name)
-        folded = fold_name(name)
-        stopped = self.scheduler.stop_jobs_of(
-            lambda r: r.classroom == classroom and fold_name(r.name) == folded, STUDENT_REMOVED
-        )
-        log.info("the teacher removed a name from the class (%d generation(s) stopped)", stopped)
+            return await self.roster.let_back(classroom, name), 0
+        changed = await self.roster.remove(classroom, name)
+        stopped = self._stop_removed(classroom, {fold_name(name)})
+        log.info("the teacher removed a name from the class (%d generation(s) stopped here)", stopped)
         return changed, stopped
+
+    def _stop_removed(self, classroom: str, folded: set[str]) -> int:
+        return self.scheduler.stop_jobs_of(
+            lambda r: r.classroom == classroom and fold_name(r.name) in folded, STUDENT_REMOVED
+        )
 
     def jobs(self) -> list[JobView]:
         return self.scheduler.jobs()
@@ -339,6 +364,14 @@ class Classroom:
         cleared = self.scheduler.clear_queue()
         log.info("the teacher cleared the queue: %d generation(s)", cleared)
         return cleared
+
+    @property
+    def paused(self) -> bool:
+        return self.scheduler.paused
+
+    def batching(self) -> tuple[int, float]:
+        """(the most requests one UNet call takes, the average it took), for the teacher's page."""
+        return self.scheduler.max_batch_size, self.scheduler.average_batch
 
     def gpu_memory(self) -> tuple[int, int]:
         """(used, total) bytes of GPU memory; (0, 0) on a CPU."""
@@ -362,5 +395,6 @@ class Classroom:
         """After the server stopped: stop the background work (the store is the server's to close)."""
         await self.cancel_precompute()
         self.crowd.close()
+        self.turns.close()
         await self.hub.close()
         self.scheduler.close(timeout=5)

@@ -60,7 +60,7 @@ class LessonRender:
         try:
             for entry in todo:
                 try:
-                    trajectory, _ = await self.hub.open(entry.spec, self.who, lesson_entry=entry.entry.id)
+                    trajectory, _ = await self.hub.open(entry.spec, self.who, entry.key, lesson_entry=entry.entry.id)
                     try:
                         await trajectory.wait()
                     finally:

@@ -22,12 +22,21 @@ The rules, for one class:
   browser that held it is removed with it: it may not sign in under any name until
   the teacher lets the name back.
 
-Kept in the service's memory (one service per class server): after a restart
-the open tabs join again on their next renewal, and removed names are forgotten.
+Each class's roster is one record in Redis (`SharedRoster`, through
+`together/shared.py`), so every replica of the service holds the same names and
+removals, and a restart of any or all of them forgets none: a name held through
+one replica is refused through another, a name removed through one is refused
+on all, and their running pictures stop everywhere. The times are the wall
+clock's, which every replica shares. Without Redis the service's memory is the
+roster (one process is the whole service); with Redis away for a moment, signing
+in goes on against this process's last-known copy, so lessons keep opening, while
+the teacher's removals wait until it is back (they must hold on every replica).
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -42,9 +51,12 @@ from services.inference.refusals import (
     SignedInElsewhere,
     TooManyNames,
 )
+from services.inference.together.shared import Change, ClassRecords, Snapshot, class_digest
 
 LIVE_S = 60.0  # a session that has not renewed for this long has closed its tab
 REPLACED_KEPT = 4096  # signed-out sessions remembered (a tab left open for hours after a reload)
+REPLACED_KEPT_PER_CLASS = 256  # of them, in a class's shared record
+ROSTER = "roster"  # the part of a class's shared state (see together/shared.py)
 
 
 @dataclass
@@ -165,3 +177,113 @@ class Roster:
         ]
         removed = [RosterEntry(classroom, r.name, 0.0, 0.0, True) for (classroom, _), r in self._removed.items()]
         return live + removed
+
+    # -- one class's roster as a record (SharedRoster) ---------------------------------
+
+    def dump(self, classroom: str) -> bytes:
+        """One class's seats, removed names and signed-out sessions, as JSON."""
+        seats = [[s.name, s.session, s.address, s.browser, s.joined, s.seen]
+                 for (c, _), s in self._seats.items() if c == classroom]  # fmt: skip
+        removed = [[r.name, r.browser] for (c, _), r in self._removed.items() if c == classroom]
+        replaced = [session for c, session in self._replaced if c == classroom][-REPLACED_KEPT_PER_CLASS:]
+        return json.dumps({"seats": seats, "removed": removed, "replaced": replaced}).encode()
+
+    def load(self, classroom: str, payload: bytes | None) -> Roster:
+        """Take in a class's record as `dump` wrote it (None: an empty class); returns self."""
+        found = json.loads(payload) if payload else {}
+        for name, session, address, browser, joined, seen in found.get("seats", []):
+            self._seats[_key(classroom, name)] = Seat(classroom, name, session, address, browser, joined, seen)
+        for name, browser in found.get("removed", []):
+            self._removed[_key(classroom, name)] = Removed(name, browser)
+        for session in found.get("replaced", []):
+            self._replaced[classroom, session] = None
+        return self
+
+
+class SharedRoster:
+    """The Roster's rules over each class's record in Redis, shared by every replica (see the docstring above)."""
+
+    def __init__(self, records: ClassRecords, max_per_address: int = 0, blocklist: Blocklist | None = None) -> None:
+        self.records, self.max_per_address, self.blocklist = records, max_per_address, blocklist
+        self.live_s = LIVE_S
+        self._classes: dict[str, str] = {}  # by digest: the classes signed in through this replica
+        self._when_removed: Callable[[str, set[str]], object] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        records.listen(self._changed)
+
+    def _know(self, classroom: str) -> None:
+        """A class's removals are heard here from its first sign-in or picture on this replica."""
+        if len(self._classes) < 4096:
+            self._classes.setdefault(class_digest(classroom), classroom)
+
+    def when_removed(self, stop: Callable[[str, set[str]], object]) -> None:
+        """Call `stop(class, folded names)` when the teacher removes names of a class, through any replica."""
+        self._when_removed = stop
+
+    def _changed(self, digest: str, part: str) -> None:
+        if part not in (ROSTER, "") or self._when_removed is None:
+            return
+        for classroom in [c for d, c in self._classes.items() if digest in ("", d)]:
+            task = asyncio.get_running_loop().create_task(self._tell_removed(classroom))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _tell_removed(self, classroom: str) -> None:
+        if self._when_removed is not None:
+            self._when_removed(classroom, await self.removed(classroom))
+
+    def _roster(self, classroom: str, snapshot: Snapshot) -> Roster:
+        # The wall clock: a seat renewed through one replica is seen by the others.
+        roster = Roster(self.max_per_address, self.live_s, time.time, self.blocklist)
+        return roster.load(classroom, snapshot.value)
+
+    async def join(self, classroom: str, name: str, session: str, address: str, browser: str = "") -> None:
+        self._know(classroom)
+        self.records.start()
+
+        def decide(snapshot: Snapshot) -> Change[None]:
+            roster = self._roster(classroom, snapshot)
+            roster.join(classroom, name, session, address, browser)
+            return Change(None, value=roster.dump(classroom))
+
+        await self.records.change(classroom, ROSTER, decide, away="local", notify=False)
+
+    async def check(self, classroom: str, name: str) -> None:
+        """Raise NameRemoved if the teacher removed this name, through any replica."""
+        if name:
+            self._know(classroom)
+            self._roster(classroom, await self.records.read(classroom, ROSTER)).check(classroom, name)
+
+    async def removed(self, classroom: str) -> set[str]:
+        """The class's removed names, folded."""
+        roster = self._roster(classroom, await self.records.read(classroom, ROSTER))
+        return {folded for (_, folded) in roster._removed}
+
+    async def remove(self, classroom: str, name: str) -> bool:
+        def decide(snapshot: Snapshot) -> Change[bool]:
+            roster = self._roster(classroom, snapshot)
+            changed = roster.remove(classroom, name)
+            return Change(changed, value=roster.dump(classroom))
+
+        # A notice: every replica stops the name's pictures (Classroom listens).
+        changed, _ = await self.records.change(classroom, ROSTER, decide, away="refuse", notify=True)
+        return changed
+
+    async def let_back(self, classroom: str, name: str) -> bool:
+        def decide(snapshot: Snapshot) -> Change[bool]:
+            roster = self._roster(classroom, snapshot)
+            changed = roster.let_back(classroom, name)
+            return Change(changed, value=roster.dump(classroom))
+
+        changed, _ = await self.records.change(classroom, ROSTER, decide, away="refuse", notify=False)
+        return changed
+
+    async def entries(self) -> list[RosterEntry]:
+        """Every class's live names, then the removed ones (as `Roster.entries`), by class."""
+        classrooms = sorted(await self.records.classes())
+        values = await self.records.read_many(classrooms, ROSTER)
+        entries: list[RosterEntry] = []
+        for classroom, value in zip(classrooms, values, strict=True):
+            entries += self._roster(classroom, Snapshot(0, value)).entries()
+        live = [e for e in entries if not e.removed]
+        return live + [e for e in entries if e.removed]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 from dataclasses import dataclass
@@ -9,6 +10,7 @@ from dataclasses import dataclass
 from services.common.api import pb
 from services.common.text import hidden_characters, name_problem
 from services.common.trajectories import ON_REQUEST_PROBES
+from services.inference.diffusion.jobs import Requester
 from services.inference.diffusion.probes import DEFAULT_PROBES, PROBES
 from services.inference.diffusion.schedulers import SCHEDULERS
 from services.inference.diffusion.spec import BranchSpec, GenerationSpec, standard_work, work_of
@@ -306,3 +308,19 @@ def _check_branch(
             )
         )
     return BranchSpec(branch.at_step, prompt, negative, float(scale))
+
+
+# Identities the service gives itself; no caller may claim one.
+INTERNAL_PREFIX = "teacher:"
+STUDENT_ID_LIMIT = 128
+
+
+def check_requester(who: Requester) -> Requester:
+    """Who a caller says asks, checked: no internal identity, a plain name (raises RequestError)."""
+    if who.student.startswith(INTERNAL_PREFIX):
+        raise RequestError([("student", "That identity belongs to the server itself and cannot be used.")])
+    if len(who.student) > STUDENT_ID_LIMIT or hidden_characters(who.student):
+        raise RequestError([("student", "The student id is too long or has control characters.")])
+    if len(who.address) > STUDENT_ID_LIMIT or hidden_characters(who.address):
+        raise RequestError([("address", "The browser address is too long or has control characters.")])
+    return dataclasses.replace(who, name=check_name(who.name), classroom=check_name(who.classroom))

@@ -38,6 +38,7 @@ from services.common.codecs import decode_image, tensor_from_proto, tensor_to_pr
 from services.common.trajectories import KEY_PREFIX
 from services.inference.refusals import GalleryFull, GalleryUnavailable, NotInGallery
 from services.inference.together.classmap import pooled_path
+from services.inference.together.shared import class_digest
 from services.inference.trajectories.cache import TrajectoryStore
 
 T = TypeVar("T")
@@ -51,9 +52,7 @@ REMEMBERED = 50_000  # revisions remembered (entries and settings), newest kept
 
 
 def _class_key(classroom: str, part: str) -> str:
-    # A digest, so any class name (spaces, any script) makes a plain key.
-    digest = hashlib.sha256(classroom.encode()).hexdigest()[:24]
-    return f"{KEY_PREFIX}:gallery:{digest}:{part}"
+    return f"{KEY_PREFIX}:gallery:{class_digest(classroom)}:{part}"
 
 
 def _picture(final: pb.Image) -> pb.Image:

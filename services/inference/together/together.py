@@ -1,17 +1,20 @@
 """Teaching together: present mode, quick checks, the class gallery and the class map, for each class.
 
-What the teacher shows (the lesson example and step) and the open quick check
-live here, in the service's memory, one `ClassLive` per class: every front-end
-replica reads the same state, and each change wakes whoever watches the class
-(`WatchClass`). The gallery lives in Redis (`gallery.py`); the class map is
-drawn from it (`classmap.py`). Who may do what is decided by the adapters
-(teacher actions need the teacher code) and the Classroom (a removed name may
-not share or answer).
+What the teacher shows (the lesson example and step), the open quick check and
+its answers live in Redis (`shared.py`, one record per class), so every replica
+of the service serves one class and a restart loses none of it; each change, made
+on any replica, wakes whoever watches the class there (`WatchClass`). The
+gallery lives in Redis too (`gallery.py`); the class map is
+drawn from it (`classmap.py`). Who may do what: teacher actions need the
+teacher code (the adapters check it), a removed name may not share or answer
+(the Classroom checks it), and what the teacher may do to a shared picture
+(approve or hide it, nothing else) is decided here.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 from collections.abc import AsyncIterator
@@ -19,16 +22,17 @@ from dataclasses import dataclass, field
 
 from services.common.api import pb
 from services.inference.moderation import Blocklist
-from services.inference.refusals import GalleryUnavailable, NoQuickCheck, NotShareable, RequestError
+from services.inference.refusals import AlreadyAnswered, GalleryUnavailable, NoQuickCheck, NotShareable, RequestError
 from services.inference.together.classmap import project
 from services.inference.together.gallery import APPROVED, HIDDEN, PENDING, Gallery, path_of, submission_from
 from services.inference.together.quickcheck import QuickCheck, teachers_own
+from services.inference.together.shared import Change, ClassRecords, Snapshot, class_digest
 from services.inference.trajectories.cache import TrajectoryStore
 from services.lessons.catalog import Catalog, Entry
 
 log = logging.getLogger(__name__)
 
-MAX_CLASSES = 256  # classes one service follows at once (each a few hundred bytes)
+LIVE = "live"  # the record of present mode and the open quick check (see shared.py)
 FLAGGED = "This picture was flagged by the safety filter, so it can't be shared."
 BLOCKED = "This picture's prompt can't be used in class, so it can't be shared."
 
@@ -71,21 +75,42 @@ def lesson_questions(catalog: Catalog, entries: list[tuple[Entry, pb.GenerateReq
 
 @dataclass
 class ClassLive:
-    """One class's shared state and the event its watchers wait on."""
+    """A class watched on this replica: the event its watchers wait on, and the read they share."""
 
-    present: pb.PresentState = field(default_factory=pb.PresentState)
-    check: QuickCheck | None = None
-    version: int = 1
     changed: asyncio.Event = field(default_factory=asyncio.Event)
+    reading: asyncio.Task[pb.ClassState] | None = None  # one read of the class's state for all its watchers
+    watchers: int = 0
 
-    def touch(self) -> None:
-        self.version += 1
+    def wake(self) -> None:
+        self.reading = None  # a read begun before the change may miss it: the next watcher reads again
         self.changed.set()
         self.changed = asyncio.Event()
 
 
+def _stored(snapshot: Snapshot) -> pb.ClassState:
+    """The class's present state and open quick check (with its answer) as kept; empty when none."""
+    state = pb.ClassState()
+    if snapshot.value is not None:
+        try:
+            state.ParseFromString(snapshot.value)
+        except Exception:  # signed by this service, so only a format from another version lands here
+            log.warning("class state: a record this version cannot read was ignored")
+            state = pb.ClassState()
+    return state
+
+
+def _check(stored: pb.ClassState, marks: dict[str, bytes]) -> QuickCheck | None:
+    """The open quick check with the answers counted so far (marks of another question are not its)."""
+    if not stored.HasField("quick_check"):
+        return None
+    kept = stored.quick_check
+    prefix = f"{kept.id}:".encode()
+    answers = {student: int(mark[len(prefix) :]) for student, mark in marks.items() if mark.startswith(prefix)}
+    return QuickCheck(kept.question, list(kept.choices), kept.answer, kept.id, kept.revealed, answers)
+
+
 class Together:
-    """Present mode, quick checks, the gallery and the class map, for every class of the service."""
+    """Present mode, quick checks, the gallery and the class map, for every class, shared by every replica."""
 
     def __init__(
         self,
@@ -93,76 +118,106 @@ class Together:
         catalog: Catalog,
         entries: list[tuple[Entry, pb.GenerateRequest]],
         blocklist: Blocklist,
+        records: ClassRecords | None = None,
     ) -> None:
         self.store, self.blocklist = store, blocklist
-        self.gallery = Gallery(store)
+        self._gallery = Gallery(store)
         self._collections = {c.id: c for c in catalog.collections}
         self._entries = {entry.id: (entry, request) for entry, request in entries}
         self.questions = lesson_questions(catalog, entries)
-        self._classes: dict[str, ClassLive] = {}
+        # Present mode and the quick check, in Redis (`shared.py`); each change wakes the watchers here.
+        self.records = records or ClassRecords(store)
+        self.records.listen(self._changed)
+        self._watched: dict[str, ClassLive] = {}  # by class digest: the classes someone watches on this replica
         self.closing = False  # the service is stopping: watchers' streams end
 
-    def _live(self, classroom: str) -> ClassLive:
-        live = self._classes.get(classroom)
-        if live is None:
-            if len(self._classes) >= MAX_CLASSES:  # forget a class nobody leads or asks anything
-                idle = next((k for k, v in self._classes.items() if not v.present.leading and v.check is None), None)
-                if idle is not None:
-                    del self._classes[idle]
-            live = self._classes[classroom] = ClassLive()
-        return live
+    def _changed(self, digest: str, part: str) -> None:
+        """A class's state changed (on any replica); ("", ""): anything may have changed."""
+        if part not in (LIVE, ""):
+            return
+        for key in list(self._watched) if not digest else [digest]:
+            if (live := self._watched.get(key)) is not None:
+                live.wake()
 
     # -- what the students' pages follow ---------------------------------------
 
-    def state(self, classroom: str, for_teacher: bool = False) -> pb.ClassState:
-        live = self._live(classroom)
-        state = pb.ClassState(version=live.version, present=live.present)
-        if live.check is not None:
-            state.quick_check.CopyFrom(live.check.message(for_teacher))
+    async def state(self, classroom: str, for_teacher: bool = False) -> pb.ClassState:
+        snapshot = await self.records.read(classroom, LIVE, marks=True)
+        stored = _stored(snapshot)
+        state = pb.ClassState(version=max(1, snapshot.version), present=stored.present)
+        check = _check(stored, snapshot.marks)
+        if check is not None:
+            state.quick_check.CopyFrom(check.message(for_teacher))
         return state
 
     async def watch(self, classroom: str) -> AsyncIterator[pb.ClassState]:
-        """The class's state now, then again after every change (until the caller stops reading, or `stop_watching`)."""
-        while not self.closing:
-            live = self._live(classroom)
-            changed = live.changed  # taken before the state is read: no change slips between
-            yield self.state(classroom)
-            await changed.wait()
+        """The class's state now, then again after every change made on any replica, until the reader stops.
+
+        Changes arrive as notices within milliseconds; a lost notice is found by a recheck every few seconds.
+        """
+        self.records.start()
+        digest = class_digest(classroom)
+        live = self._watched.setdefault(digest, ClassLive())
+        live.watchers += 1
+        try:
+            shown = -1
+            while not self.closing:
+                changed = live.changed  # taken before the state is read: no change slips between
+                if live.reading is None:
+                    live.reading = asyncio.ensure_future(self.state(classroom))
+                state = await asyncio.shield(live.reading)
+                if state.version != shown:
+                    shown = state.version
+                    yield state
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(changed.wait(), self.records.recheck_s)
+                if not changed.is_set():
+                    live.reading = None  # the recheck: read again
+        finally:
+            live.watchers -= 1
+            if live.watchers == 0 and self._watched.get(digest) is live:
+                del self._watched[digest]
 
     def stop_watching(self) -> None:
         """End every watcher's stream now (the service is stopping): their front ends watch the next one."""
         self.closing = True
-        for live in self._classes.values():
-            live.changed.set()
+        self.records.stop()
+        for live in self._watched.values():
+            live.wake()
 
     # -- present mode ------------------------------------------------------------
 
-    def present(
+    async def present(
         self, classroom: str, leading: bool, example_id: str, step: int, show_map: bool, lesson: str = ""
     ) -> pb.ClassState:
         """The teacher leads the class to a lesson example and step, or releases it (`lesson`: the menu's page)."""
-        live = self._live(classroom)
-        if not leading:
-            live.present = pb.PresentState()
-        else:
+        shown = pb.PresentState()
+        if leading:
             found = self._entries.get(example_id)
             if found is None:
                 raise RequestError([("example_id", "Choose one of this server's lesson examples.")])
             entry, request = found
             collection = self._collections[entry.collection]
             steps = request.num_inference_steps
-            lead_id = live.present.lead_id if live.present.leading else secrets.token_hex(8)
-            live.present = pb.PresentState(
-                leading=True, lead_id=lead_id, lesson=lesson[:64] or collection.lesson, collection=collection.id,
+            shown = pb.PresentState(
+                leading=True, lesson=lesson[:64] or collection.lesson, collection=collection.id,
                 collection_title=collection.title, example_id=entry.id, example=request,
                 step=max(0, min(step, steps + 1 if steps else step)), show_map=show_map,
             )  # fmt: skip
-        live.touch()
-        return self.state(classroom, for_teacher=True)
+
+        def decide(snapshot: Snapshot) -> Change[None]:
+            stored = _stored(snapshot)
+            if leading:  # one lead keeps its id while the teacher moves through it
+                shown.lead_id = stored.present.lead_id if stored.present.leading else secrets.token_hex(8)
+            stored.present.CopyFrom(shown)
+            return Change(None, value=stored.SerializeToString())
+
+        await self.records.change(classroom, LIVE, decide, away="refuse")
+        return await self.state(classroom, for_teacher=True)
 
     # -- quick checks ---------------------------------------------------------------
 
-    def ask(
+    async def ask(
         self, classroom: str, lesson_question_id: str, question: str, choices: list[str], answer: int
     ) -> QuickCheck:
         if lesson_question_id:
@@ -172,30 +227,48 @@ class Together:
             check = QuickCheck(known.question, list(known.choices), known.answer)
         else:
             check = teachers_own(question, choices, answer)
-        live = self._live(classroom)
-        live.check = check
-        live.touch()
+
+        def decide(snapshot: Snapshot) -> Change[None]:
+            stored = _stored(snapshot)
+            stored.quick_check.CopyFrom(check.message(for_teacher=True))
+            return Change(None, value=stored.SerializeToString(), clear_marks=True)  # a new question: no answers
+
+        await self.records.change(classroom, LIVE, decide, away="refuse")
         return check
 
-    def answer(self, classroom: str, student: str, question_id: str, choice: int) -> int:
-        live = self._live(classroom)
-        if live.check is None:
-            raise NoQuickCheck()
-        counted = live.check.answer_from(student, question_id, choice)
-        live.touch()  # the tally changed: the teacher's page and the answered count follow
+    async def answer(self, classroom: str, student: str, question_id: str, choice: int) -> int:
+        def decide(snapshot: Snapshot) -> Change[int]:
+            check = _check(_stored(snapshot), snapshot.marks)
+            if check is None:
+                raise NoQuickCheck()
+            counted = check.answer_from(student, question_id, choice)  # the rules: open, in range, once
+            return Change(counted, mark=(student, f"{check.id}:{counted}".encode()))
+
+        # The tally changes: every replica's watchers (the teacher's page, the answered count) follow.
+        counted, marked = await self.records.change(classroom, LIVE, decide, away="refuse")
+        if not marked:  # the same student answered through another replica a moment before
+            raise AlreadyAnswered()
         return counted
 
-    def reveal(self, classroom: str) -> QuickCheck | None:
-        live = self._live(classroom)
-        if live.check is not None:
-            live.check.revealed = True
-            live.touch()
-        return live.check
+    async def reveal(self, classroom: str) -> QuickCheck | None:
+        def decide(snapshot: Snapshot) -> Change[QuickCheck | None]:
+            stored = _stored(snapshot)
+            check = _check(stored, snapshot.marks)
+            if check is None:
+                return Change(None)
+            check.revealed = stored.quick_check.revealed = True
+            return Change(check, value=stored.SerializeToString())
 
-    def close_check(self, classroom: str) -> None:
-        live = self._live(classroom)
-        live.check = None
-        live.touch()
+        check, _ = await self.records.change(classroom, LIVE, decide, away="refuse")
+        return check
+
+    async def close_check(self, classroom: str) -> None:
+        def decide(snapshot: Snapshot) -> Change[None]:
+            stored = _stored(snapshot)
+            stored.ClearField("quick_check")
+            return Change(None, value=stored.SerializeToString(), clear_marks=True)
+
+        await self.records.change(classroom, LIVE, decide, away="refuse")
 
     # -- the gallery -----------------------------------------------------------------
 
@@ -211,18 +284,41 @@ class Together:
             raise NotShareable(FLAGGED)
         if any(self.blocklist.blocks(text) for text in _texts(record.events[0].header.request)):
             raise NotShareable(BLOCKED)
-        item = await self.gallery.share(classroom, submission_from(record, key, student, name))
+        item = await self._gallery.share(classroom, submission_from(record, key, student, name))
         log.info("a picture was shared to a class gallery (%s)", pb.SubmissionStatus.Name(item.status))
         return item
 
+    async def submissions(self, classroom: str) -> tuple[list[pb.GalleryItem], bool]:
+        """The gallery as the teacher sees it: every submission, newest first, and whether approval is required."""
+        items = [s.item for s in await self._gallery.submissions(classroom)]
+        return items, await self._gallery.approval_required(classroom)
+
+    async def review(self, classroom: str, item_id: str, status: int) -> pb.GalleryItem:
+        """The teacher approves or hides one shared picture: those are the two choices (pending is the student's)."""
+        if status not in (APPROVED, HIDDEN):
+            raise RequestError([("status", "Approve or hide: those are the two choices.")])
+        return await self._gallery.review(classroom, item_id, status)
+
+    async def set_approval(self, classroom: str, required: bool) -> bool:
+        """Whether a shared picture waits for the teacher before the class sees it."""
+        return await self._gallery.set_approval(classroom, required)
+
+    async def clear_gallery(self, classroom: str) -> int:
+        """Take every picture out of the class's gallery; how many there were."""
+        return await self._gallery.clear(classroom)
+
+    def questions_of(self, collection: str) -> list[LessonQuestion]:
+        """The quick checks a lesson collection offers the teacher."""
+        return [q for q in self.questions.values() if q.collection == collection]
+
     async def shown(self, classroom: str) -> list[pb.GalleryItem]:
         """The gallery as students see it: approved pictures, newest first."""
-        return [s.item for s in await self.gallery.submissions(classroom) if s.item.status == APPROVED]
+        return [s.item for s in await self._gallery.submissions(classroom) if s.item.status == APPROVED]
 
     async def class_map(self, classroom: str, include_pending: bool) -> pb.ClassMap:
         """The shared trajectories (approved, and pending too for the teacher) as paths in one projection."""
         wanted = {APPROVED, PENDING} if include_pending else {APPROVED}
-        submissions = [s for s in await self.gallery.submissions(classroom) if s.item.status in wanted]
+        submissions = [s for s in await self._gallery.submissions(classroom) if s.item.status in wanted]
         paths = [path_of(s) for s in submissions]
         widths = [p.shape[1] for p in paths]
         common = max(set(widths), key=widths.count) if widths else 0

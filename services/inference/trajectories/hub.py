@@ -65,15 +65,15 @@ class TrajectoryHub:
         return trajectory_id(spec.to_proto(), self.model.model_id, self.model.revision)
 
     async def open(
-        self, spec: GenerationSpec, requester: Requester, lesson_entry: str = "", free: bool = False
+        self, spec: GenerationSpec, requester: Requester, key: str, lesson_entry: str = "", free: bool = False
     ) -> tuple[Trajectory, int]:
         """The trajectory this request reads, with its source; the caller must `release` it.
 
+        `key` is `self.key(spec)`, which the caller has already computed for its own checks.
         Raises what `admit` raises when the model would have to run. `lesson_entry` must already
         be checked against the catalog: it keeps the result for good. A lesson, or a request the
         classroom says is `free` (resumed after a restart), is put to work without a token.
         """
-        key = self.key(spec)
         exempt = bool(lesson_entry) or free
         if not self.single_flight:
             trajectory = Trajectory(key, spec.to_proto(), self.model)
@@ -82,7 +82,7 @@ class TrajectoryHub:
             # An identical request got here first; while it looks in the cache, wait for the outcome.
             await trajectory.settled.wait()
             if trajectory.refused:  # its start was refused, for its own reasons: try on this request's own
-                return await self.open(spec, requester, lesson_entry, free)
+                return await self.open(spec, requester, key, lesson_entry, free)
             source = pb.TRAJECTORY_SOURCE_JOINED if trajectory.job is not None else pb.TRAJECTORY_SOURCE_CACHE
         elif (trajectory := self._recent.get(key)) is not None:
             self._recent.move_to_end(key)
@@ -205,10 +205,6 @@ class TrajectoryHub:
         while total > self.memory_bytes and len(self._recent) > 1:
             _, evicted = self._recent.popitem(last=False)
             total -= evicted.nbytes
-
-    def forget(self) -> None:
-        """Drop the in-memory copies (the next reads come from Redis)."""
-        self._recent.clear()
 
     async def close(self) -> None:
         pumps = [t.pump for t in self._live.values() if t.pump is not None]

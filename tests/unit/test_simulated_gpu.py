@@ -1,0 +1,111 @@
+"""The simulated GPU: SD 1.5's shapes through the real loop; each UNet call asks for a + b x rows of sleep."""
+
+import asyncio
+import threading
+
+import pytest
+
+from services.inference.diffusion.batching import BatchScheduler
+from services.inference.diffusion.denoise import Generation, denoise, finish_together, predict_noise
+from services.inference.diffusion.events import FinalEvent
+from services.inference.diffusion.jobs import Requester
+from services.inference.diffusion.simulated import H100, SIMULATED_H100, SimulatedModel, load_model
+from services.inference.diffusion.spec import GenerationSpec
+from services.inference.metrics import Metrics
+from services.inference.settings import InferenceSettings
+
+
+class Sleeps:
+    """Records the sleeps asked for instead of sleeping: the cost is checked without timing anything."""
+
+    def __init__(self) -> None:
+        self.asked: list[float] = []
+
+    def __call__(self, seconds: float) -> None:
+        self.asked.append(seconds)
+
+
+def spec(seed: int = 1, steps: int = 3, include: frozenset[str] = frozenset()) -> GenerationSpec:
+    return GenerationSpec(
+        prompt="a red circle",
+        negative_prompt="",
+        seed=seed,
+        steps=steps,
+        guidance_scale=7.5,
+        width=512,
+        height=512,
+        scheduler="dpm_solver_pp",
+        include=include,
+    )
+
+
+def test_the_preset_loads_by_name_only_and_says_what_it_is():
+    model = load_model(InferenceSettings(model=SIMULATED_H100))
+    assert isinstance(model, SimulatedModel)
+    assert model.model_id == "simulated-h100" and model.revision.startswith("simulated-")
+    assert "Simulated GPU" in model.card.display_name and "Not a real model" in model.card.description
+    # SD 1.5's shapes, as GetModelInfo reports them.
+    assert (model.default_size, model.latent_channels, model.vae_downsample_factor, model.max_length) == (512, 4, 8, 77)
+    assert model.text_encoder.config.hidden_size == 768 and len(model.tokenizer) == 49408
+    assert model.preview_decoder.name == "linear"  # as SD 1.5 out of the box
+    # Never chosen for anyone who did not name it.
+    assert InferenceSettings().model == "auto"
+
+
+def test_a_service_open_to_the_network_refuses_it_unless_told():
+    with pytest.raises(ValueError, match="ALLOW_SIMULATED_GPU"):
+        InferenceSettings(model=SIMULATED_H100, host="0.0.0.0", api_token="t")
+    allowed = InferenceSettings(model=SIMULATED_H100, host="0.0.0.0", api_token="t", allow_simulated_gpu=True)
+    assert allowed.model == SIMULATED_H100
+    assert InferenceSettings(model=SIMULATED_H100).model == SIMULATED_H100  # loopback: a test or a laptop
+
+
+def test_each_unet_call_asks_for_a_plus_b_times_its_rows():
+    sleeps = Sleeps()
+    model = SimulatedModel(SIMULATED_H100, H100, sleep=sleeps)
+    for count in (1, 3, 32):
+        generations = [Generation(model, spec(seed)) for seed in range(count)]
+        for generation in generations:
+            generation.start()
+        noise, _ = predict_noise(model, generations)
+        assert [n.shape for n in noise] == [(2, 4, 64, 64)] * count
+    rows = [2, 6, 64]
+    assert sleeps.asked == pytest.approx([(23.46 + 2.644 * r) / 1000 for r in rows])
+    # The fit's own points (docs/benchmarks.md): about 29 ms for one student, about 193 ms for 32.
+    assert sleeps.asked[0] == pytest.approx(0.0288, abs=0.001) and sleeps.asked[2] == pytest.approx(0.1927, abs=0.001)
+
+
+def test_a_generation_through_the_real_loop_has_sd_shapes():
+    sleeps = Sleeps()
+    model = SimulatedModel(SIMULATED_H100, H100, sleep=sleeps)
+    generations = [Generation(model, spec(seed, include=frozenset({"cross_attention"}))) for seed in (1, 2)]
+    headers = [g.start() for g in generations]
+    assert headers[0].prompt.tokens.ids[:5] == [49406, 320, 736, 7117, 49407]  # CLIP's own tokens: "a red circle"
+    assert headers[0].initial_latent.numpy().shape == (4, 64, 64)
+    steps = list(denoise(model, generations))
+    assert len(steps) == 3 and len(sleeps.asked) == 3  # one UNet call a step for both
+    frame = steps[-1][0]
+    frame.copied()
+    assert frame.latent.numpy().shape == (4, 64, 64) and frame.predicted_x0.numpy().shape == (4, 64, 64)
+    assert frame.batch_size == 4
+    assert frame.cross_attention is not None and frame.cross_attention.maps.numpy().shape[-2:] == (64, 64)
+    finals = finish_together(generations, [0.0, 0.0], [1.0, 1.0])
+    assert [f.image.shape for f in finals] == [(512, 512, 3)] * 2
+    assert finals[0].image.dtype.name == "uint8" and not finals[0].flagged
+
+
+async def test_the_worker_thread_sleeps_not_the_event_loop():
+    """The service's worker thread makes the UNet call, so the sleep never holds up a stream on the event loop."""
+    callers: list[str] = []
+    model = SimulatedModel(SIMULATED_H100, H100, sleep=lambda seconds: callers.append(threading.current_thread().name))
+    scheduler = BatchScheduler(model, max_batch_size=4, max_queue=8, metrics=Metrics())
+    try:
+        job = scheduler.submit(spec(steps=2), Requester("s1"))
+        events = []
+        while not isinstance(events[-1:] and events[-1], FinalEvent):
+            events.append(await asyncio.wait_for(job.events.get(), 60))
+    finally:
+        scheduler.close(5)
+    assert len(callers) == 2 and set(callers) == {"diffusion-runner"}
+    assert threading.current_thread().name not in callers
+    assert events[-1].image.shape == (512, 512, 3)
