@@ -85,6 +85,11 @@ class InferenceSettings(TlsClientSettings):
     memory_cache_mb: int = Field(512, description="Megabytes of finished trajectories kept in memory.")
     # Off only to measure: every request then runs the model, even identical ones.
     single_flight: bool = Field(True, description="Identical requests share one run and the cache.")
+    # Replicas on one Redis: a trajectory being computed is claimed there (a lease its replica renews),
+    # and the others' readers follow its frames through Redis instead of computing it again.
+    shared_flight: bool = Field(True, description="Replicas on one Redis compute each trajectory once.")
+    # A replica that dies lets go of its claims this long after (then another replica takes them over).
+    flight_lease_s: float = Field(3.0, ge=0.5, le=60, description="Seconds a dead replica's claims outlive it.")
     catalog: Path = Field(DEFAULT_CATALOG, description="The lesson catalog (YAML).")
 
     # Sharing the GPU. Generations denoised at once (their steps share UNet calls);

@@ -126,6 +126,30 @@ def test_one_name_across_replicas(replicas):
     b.join_class("Ada", "tab-ada-4", "10.0.0.5", browser="browser-ada")
 
 
+def test_a_name_removed_through_b_stops_its_picture_on_a(replicas):
+    a, b = replicas.client(0, "stop-7"), replicas.client(1, "stop-7")
+    a.set_paused(TEACHER_CODE, True)  # the picture waits on A: it is surely still there when the name goes
+    try:
+        stream = a.generate(request("a green triangle", seed=9, num_inference_steps=3), "s-finn", name="Finn")
+        opening = next(stream)
+        b.remove_student(TEACHER_CODE, "stop-7", "Finn")
+        ended: queue.Queue[BaseException | None] = queue.Queue()
+
+        def read_on() -> None:  # on a thread: a picture that is not stopped waits for the teacher, forever
+            try:
+                collect(itertools.chain([opening], stream))
+                ended.put(None)
+            except BaseException as error:
+                ended.put(error)
+
+        threading.Thread(target=read_on, daemon=True).start()
+        error = ended.get(timeout=BOUND_S)
+        assert isinstance(error, StudentError) and "removed your name" in str(error)
+    finally:
+        a.set_paused(TEACHER_CODE, False)
+        b.remove_student(TEACHER_CODE, "stop-7", "Finn", let_back=True)
+
+
 def test_one_picture_at_a_time_across_replicas(replicas):
     a, b = replicas.client(0, "turns-7"), replicas.client(1, "turns-7")
     a.set_paused(TEACHER_CODE, True)  # A admits the picture and holds it: it is surely still running

@@ -16,6 +16,7 @@ import dataclasses
 import logging
 import math
 import time
+import weakref
 from collections import Counter, deque
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -149,9 +150,10 @@ class Classroom:
         self.roster = SharedRoster(records, max_per_address=settings.max_per_address, blocklist=self.blocklist)
         self.roster.when_removed(self._stop_removed)  # a name removed through any replica stops its pictures here
         self.turns = StudentTurns(store)  # one picture at a time per student, on every replica
-        self._turn_of: dict[Job, str] = {}  # a job just admitted under a student's turn
-        entries = [(e.entry, e.request) for e in self.entries]
-        self.together = Together(store, self.catalog, entries, self.blocklist, records)
+        self._turn_of: weakref.WeakKeyDictionary[Job, str] = weakref.WeakKeyDictionary()  # jobs under a turn
+        self.together = Together(
+            store, self.catalog, [(e.entry, e.request) for e in self.entries], self.blocklist, records
+        )
 
     def _check_catalog(self) -> list[CatalogEntry]:
         entries = []
@@ -225,7 +227,7 @@ class Classroom:
             if free:  # refused (busy, queue full): the ticket bought nothing, so it still works
                 await self.tickets.give_back(asker, key)
             raise
-        if (student := self._turn_of.pop(trajectory.job, None)) is not None:
+        if trajectory.job is not None and (student := self._turn_of.pop(trajectory.job, None)) is not None:
             self.turns.hold_for(student, trajectory)
         # Only calls that were let in count toward a crowd: a flood of refused ones (invalid, blocked,
         # rate-limited, busy) must not hold back the class's cached replays.
@@ -365,13 +367,9 @@ class Classroom:
         log.info("the teacher cleared the queue: %d generation(s)", cleared)
         return cleared
 
-    @property
-    def paused(self) -> bool:
-        return self.scheduler.paused
-
-    def batching(self) -> tuple[int, float]:
-        """(the most requests one UNet call takes, the average it took), for the teacher's page."""
-        return self.scheduler.max_batch_size, self.scheduler.average_batch
+    def batching(self) -> tuple[bool, int, float]:
+        """(paused, the most requests one UNet call takes, the average it took), for the teacher's page."""
+        return self.scheduler.paused, self.scheduler.max_batch_size, self.scheduler.average_batch
 
     def gpu_memory(self) -> tuple[int, int]:
         """(used, total) bytes of GPU memory; (0, 0) on a CPU."""

@@ -252,6 +252,7 @@ class SharedRoster:
         """Raise NameRemoved if the teacher removed this name, through any replica."""
         if name:
             self._know(classroom)
+            self.records.start()
             self._roster(classroom, await self.records.read(classroom, ROSTER)).check(classroom, name)
 
     async def removed(self, classroom: str) -> set[str]:

@@ -22,6 +22,7 @@ import contextlib
 import hashlib
 import logging
 import secrets
+import time
 
 import redis.asyncio as redis
 
@@ -52,7 +53,8 @@ class StudentTurns:
 
     def __init__(self, store: TrajectoryStore, lease_s: float = LEASE_S) -> None:
         self.store, self.lease_ms = store, int(lease_s * 1000)
-        self._held: dict[str, tuple[str, Trajectory | None]] = {}  # student -> (token, the picture it is for)
+        # student -> (token, the picture it is for, when it was taken)
+        self._held: dict[str, tuple[str, Trajectory | None, float]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._renewing: asyncio.Task[None] | None = None
 
@@ -70,7 +72,7 @@ class StudentTurns:
             return False
         if not taken:
             raise StudentBusy()
-        self._held[student] = (token, None)
+        self._held[student] = (token, None, time.monotonic())
         if self._renewing is None or self._renewing.done():
             self._renewing = asyncio.get_running_loop().create_task(self._renew())
         return True
@@ -79,7 +81,7 @@ class StudentTurns:
         """The turn is the picture's now: it is given back when the picture ends, however it ends."""
         if student not in self._held:
             return
-        self._held[student] = (self._held[student][0], trajectory)
+        self._held[student] = (self._held[student][0], trajectory, self._held[student][2])
         task = asyncio.get_running_loop().create_task(self._when_ended(student, trajectory))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -103,10 +105,13 @@ class StudentTurns:
     async def _renew(self) -> None:
         while self._held:
             await asyncio.sleep(RENEW_S)
-            for student, (token, trajectory) in list(self._held.items()):
+            for student, (token, trajectory, taken) in list(self._held.items()):
                 job = trajectory.job if trajectory is not None else None
                 if trajectory is not None and (trajectory.finished or (job is not None and job.cancelled.is_set())):
                     await self.give_back(student, trajectory)  # (a stopped picture's log may never finish)
+                    continue
+                if trajectory is None and time.monotonic() - taken > 2 * RENEW_S:
+                    await self.give_back(student)  # taken for work no stream follows here (a takeover): not kept
                     continue
                 renewed = await self.store.run(lambda r, s=student, t=token: self._if_held(r, s, t, self.lease_ms))
                 if renewed == 0 and self._held.get(student, ("",))[0] == token:  # lapsed while Redis was away

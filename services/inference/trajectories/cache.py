@@ -14,10 +14,14 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 import redis.asyncio as redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from services.common.api import pb, store_pb
 from services.common.trajectories import CorruptTrajectory, Namespace, pack, record_id, redis_key, unpack
+from services.inference.trajectories.lease import FIND_OR_CLAIM, Lease, find_or_claim_keys
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -46,7 +50,18 @@ class TrajectoryStore:
         self.retry_after_s = retry_after_s
         self.stats = CacheStats()
         self._on_availability = on_availability
-        self._client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=1) if url else None
+        # A connection Redis closed (it restarted) is opened again once, at once, for any command or pipeline.
+        self._client = (
+            redis.Redis.from_url(
+                url,
+                socket_timeout=2,
+                socket_connect_timeout=1,
+                retry=Retry(NoBackoff(), 1),
+                retry_on_error=[RedisConnectionError],
+            )
+            if url
+            else None
+        )
         self.available = self._client is not None
         self.status = "" if url else "No cache is configured (CLASSROOM_REDIS_URL is empty)."
         self._retry_at = 0.0
@@ -104,21 +119,62 @@ class TrajectoryStore:
         try:
             values = await self._client.mget(keys)
             self._succeeded()
-            for namespace, key, value in zip(Namespace, keys, values, strict=True):
-                if value is None:
-                    continue
-                try:
-                    record = unpack(value, self.secret)
-                    if record_id(record) != trajectory:
-                        raise CorruptTrajectory("stored under another request's key")
-                except CorruptTrajectory as problem:
-                    log.warning("cache: dropping %s (%s); it will be computed again", key, problem)
-                    self.stats.dropped += 1
-                    await self._client.delete(key)
-                    continue
-                return record, namespace
+            return await self._first_good(trajectory, values)
         except RedisError as error:
             self._failed(error)
+        return None
+
+    async def find_or_claim(
+        self, trajectory: str, lease: Lease, takeover: bool = False
+    ) -> tuple[tuple[store_pb.TrajectoryRecord, Namespace] | None, bool | None]:
+        """The stored trajectory, or else a claim to compute it, in one round trip (`lease.FIND_OR_CLAIM`).
+
+        Returns (stored or None, claimed): claimed is True when this replica now holds the
+        lease, False when another replica computes the trajectory, None when Redis cannot
+        be asked (then nobody can claim it: compute it here). A bad entry is deleted, and
+        then claimed on its own. A `takeover` keeps the trajectory's live stream going.
+        """
+        if not self._usable():
+            return None, None
+        try:
+            lesson, ad_hoc, claimed = await self._client.eval(
+                FIND_OR_CLAIM,
+                5,
+                *find_or_claim_keys(trajectory),
+                lease.owner,
+                lease.lease_ms,
+                int(not takeover),
+                lease.watch_ms,
+            )
+            self._succeeded()
+            if not lesson and not ad_hoc:
+                return None, bool(claimed)
+            found = await self._first_good(trajectory, [lesson or None, ad_hoc or None])
+        except RedisError as error:
+            self._failed(error)
+            return None, None
+        if found is not None:
+            return found, False
+        return await self.find_or_claim(trajectory, lease, takeover)  # every entry was bad, and is gone now
+
+    async def _first_good(
+        self, trajectory: str, values: list[bytes | None]
+    ) -> tuple[store_pb.TrajectoryRecord, Namespace] | None:
+        """The first of the stored entries (lesson, ad hoc) that passes its checks; bad ones are deleted."""
+        for namespace, value in zip(Namespace, values, strict=True):
+            if value is None:
+                continue
+            key = redis_key(namespace, trajectory)
+            try:
+                record = unpack(value, self.secret)
+                if record_id(record) != trajectory:
+                    raise CorruptTrajectory("stored under another request's key")
+            except CorruptTrajectory as problem:
+                log.warning("cache: dropping %s (%s); it will be computed again", key, problem)
+                self.stats.dropped += 1
+                await self._client.delete(key)
+                continue
+            return record, namespace
         return None
 
     async def save(self, record: store_pb.TrajectoryRecord, namespace: Namespace) -> bool:

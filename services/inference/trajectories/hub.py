@@ -1,9 +1,11 @@
 """The trajectory hub: finds or starts the trajectory a request reads.
 
 Running (single flight: identical requests share one generation), remembered
-in memory, stored in Redis, or new: then the Classroom is asked (`admit`)
-before the model is put to work. The hub writes finished trajectories back to
-Redis, and stops work that nobody reads any more.
+in memory, stored in Redis, running on another replica (followed through Redis,
+`relay.py`), or new: then the Classroom is asked (`admit`) before the model is
+put to work, under a claim in Redis that other replicas see (`lease.py`). The hub
+writes finished trajectories back to Redis, stops work that nobody reads any
+more, and takes over the work of a replica that died while its readers here wait.
 """
 
 from __future__ import annotations
@@ -24,8 +26,9 @@ from services.inference.diffusion.models import DiffusionModel
 from services.inference.diffusion.probes import computed_probes
 from services.inference.diffusion.spec import GenerationSpec
 from services.inference.metrics import Metrics
-from services.inference.trajectories import frames
+from services.inference.trajectories import frames, relay
 from services.inference.trajectories.cache import TrajectoryStore
+from services.inference.trajectories.lease import Lease
 from services.inference.trajectories.log import Trajectory
 
 log = logging.getLogger(__name__)
@@ -35,7 +38,8 @@ log = logging.getLogger(__name__)
 class HubStats:
     cache_hits: int = 0
     cache_misses: int = 0
-    single_flight_joins: int = 0
+    single_flight_joins: int = 0  # with readers of another replica's computation (followed through Redis)
+    takeovers: int = 0  # computations taken over from a replica that died or gave them up
 
 
 class TrajectoryHub:
@@ -51,17 +55,23 @@ class TrajectoryHub:
         metrics: Metrics,
         admit: Callable[[GenerationSpec, Requester, bool], Awaitable[Job]],
         single_flight: bool = True,
+        shared_flight: bool = False,
+        lease_s: float = 3.0,
     ) -> None:
         self.model, self.scheduler, self.store, self.encoder = model, scheduler, store, encoder
         self.metrics = metrics
         self.admit = admit  # the classroom's rules for putting the model to work (may refuse)
         self.memory_bytes = memory_bytes
         self.single_flight = single_flight
+        # Across replicas on one Redis: claim what this replica computes, follow what another one does.
+        self.shared = shared_flight and single_flight and store.configured
+        self.lease = Lease(lease_s)
         self.stats = HubStats()
         self._live: dict[str, Trajectory] = {}
         self._recent: OrderedDict[str, Trajectory] = OrderedDict()
 
     def key(self, spec: GenerationSpec) -> str:
+        """The trajectory's name in the cache (and in its claim): the request, the model and its revision."""
         return trajectory_id(spec.to_proto(), self.model.model_id, self.model.revision)
 
     async def open(
@@ -83,7 +93,8 @@ class TrajectoryHub:
             await trajectory.settled.wait()
             if trajectory.refused:  # its start was refused, for its own reasons: try on this request's own
                 return await self.open(spec, requester, key, lesson_entry, free)
-            source = pb.TRAJECTORY_SOURCE_JOINED if trajectory.job is not None else pb.TRAJECTORY_SOURCE_CACHE
+            running = trajectory.job is not None or trajectory.relay is not None
+            source = pb.TRAJECTORY_SOURCE_JOINED if running else pb.TRAJECTORY_SOURCE_CACHE
         elif (trajectory := self._recent.get(key)) is not None:
             self._recent.move_to_end(key)
             source = pb.TRAJECTORY_SOURCE_CACHE
@@ -112,50 +123,104 @@ class TrajectoryHub:
     async def _load_or_start(
         self, trajectory: Trajectory, spec: GenerationSpec, requester: Requester, exempt: bool
     ) -> int:
-        found = await self.store.load(trajectory.key)
+        if self.shared:  # one round trip: stored, being computed by another replica, or now ours to compute
+            found, claimed = await self.store.find_or_claim(trajectory.key, self.lease)
+        else:
+            found, claimed = await self.store.load(trajectory.key), None
         if found is not None:
-            record, namespace = found
-            for event in record.events:
-                trajectory.append(event)
-            trajectory.lesson_entry = record.lesson_entry_id
-            trajectory.stored_in = namespace
-            trajectory.finish()
+            trajectory.complete_from(*found)
             self._live.pop(trajectory.key, None)
             self._remember(trajectory)
             return pb.TRAJECTORY_SOURCE_CACHE
+        if claimed is False:
+            # Another replica computes it: its readers here follow it (a join, so no charge).
+            trajectory.relay = asyncio.create_task(self._follow(trajectory, spec, requester, exempt))
+            trajectory.settled.set()
+            return pb.TRAJECTORY_SOURCE_JOINED
         try:
-            return await self._start(trajectory, spec, requester, exempt)
+            return await self._start(trajectory, spec, requester, exempt, owned=bool(claimed))
         except Exception as refusal:
             # Requests that joined during the cache lookup try again on their own (see `open`).
             self._live.pop(trajectory.key, None)
             trajectory.finish(error=str(refusal) or type(refusal).__name__)
+            if claimed:  # readers on other replicas start it on their own terms at once
+                await relay.give_up(self.store, trajectory.key, self.lease, relay.End.REFUSED)
             raise
 
-    async def _start(self, trajectory: Trajectory, spec: GenerationSpec, requester: Requester, lesson: bool) -> int:
-        """Put the model to work, if the classroom admits it."""
+    async def _start(
+        self, trajectory: Trajectory, spec: GenerationSpec, requester: Requester, lesson: bool, owned: bool = False
+    ) -> int:
+        """Put the model to work, if the classroom admits it; `owned`: under this replica's claim in Redis."""
         # Every cheap probe is computed, whatever this reader asked for: the trajectory serves
         # every later reader and the cache. Costly ones only when asked: they are in the key.
         computed = computed_probes(spec.include)
         trajectory.job = await self.admit(dataclasses.replace(spec, include=computed), requester, lesson)
         trajectory.pump = asyncio.create_task(self._pump(trajectory, trajectory.job))
+        if owned:  # other replicas' readers get its events (a takeover's readers elsewhere: those after theirs)
+            taken_over = bool(trajectory.events) or trajectory.relay is not None
+            trajectory.publisher = asyncio.create_task(
+                relay.publish(self.store, trajectory, self.lease, first=len(trajectory.events), watched=taken_over)
+            )
         trajectory.settled.set()
         return pb.TRAJECTORY_SOURCE_COMPUTED
+
+    async def _follow(self, trajectory: Trajectory, spec: GenerationSpec, requester: Requester, exempt: bool) -> None:
+        """Read another replica's computation into this log; compute it here when that replica cannot go on."""
+        try:
+            handover = await relay.follow(self.store, trajectory, self.lease)
+        except Exception:
+            log.exception("trajectory %s could not be followed from Redis", trajectory.key)
+            handover = relay.Handover(claimed=None, started=True)
+        if handover is None:
+            self._ended(trajectory)
+            if trajectory.error is None and not trajectory.flagged:
+                self._remember(trajectory)
+                if trajectory.lesson_entry:
+                    await self._keep_as_lesson(trajectory, trajectory.lesson_entry)
+            return
+        # Its owner died or gave it up: computed again here, from step 0; readers get the events they
+        # lack. Work that had started was paid for, and its student's turn taken, where it started:
+        # taking it over is not a new charge, and runs as the trajectory's own (not as the student's
+        # second picture). Work that had not started is this replica's readers' own new request.
+        self.stats.takeovers += 1
+        log.info("taking over trajectory %s (%d events already here)", trajectory.key, len(trajectory.events))
+        if handover.started:
+            requester = dataclasses.replace(requester, student=f"takeover:{trajectory.key}", address="")
+        try:
+            await self._start(trajectory, spec, requester, exempt or handover.started, owned=bool(handover.claimed))
+        except Exception as refusal:
+            self._ended(trajectory)
+            trajectory.finish(error=str(refusal) or type(refusal).__name__)
+            if handover.claimed:
+                await relay.give_up(self.store, trajectory.key, self.lease, relay.End.REFUSED)
+
+    def _ended(self, trajectory: Trajectory) -> None:
+        """It no longer runs here: identical requests arriving now look for it afresh."""
+        if self._live.get(trajectory.key) is trajectory:
+            del self._live[trajectory.key]
 
     def release(self, trajectory: Trajectory) -> None:
         """A reader is done; when the last reader of unfinished work leaves, the work stops."""
         trajectory.readers -= 1
-        if trajectory.readers == 0 and not trajectory.finished and trajectory.job is not None:
+        if trajectory.readers or trajectory.finished:
+            return
+        if trajectory.job is not None:
+            # (Its publisher then tells the other replicas, whose readers, if any, take it over.)
             self.scheduler.cancel(trajectory.job)
             if trajectory.pump is not None:
                 trajectory.pump.cancel()
-            trajectory.finish(error="cancelled")
-            if self._live.get(trajectory.key) is trajectory:
-                del self._live[trajectory.key]
+        elif trajectory.relay is not None:
+            trajectory.relay.cancel()
+        else:
+            return
+        trajectory.finish(error="cancelled")
+        self._ended(trajectory)
 
     async def _pump(self, trajectory: Trajectory, job: Job) -> None:
         """Encode the worker's events off the event loop and append them to the log."""
         loop = asyncio.get_running_loop()
         model = self.model
+        index = 0  # of the event; a taken-over trajectory already holds the first ones (the owner's)
         try:
             while True:
                 event = await job.events.get()
@@ -165,7 +230,9 @@ class TrajectoryHub:
                 if isinstance(event, QueueEvent):
                     trajectory.queued(pb.QueueStatus(position=event.position, waiting=event.waiting))
                     continue
-                trajectory.append(await loop.run_in_executor(self.encoder, frames.encode, event, model))
+                if index >= len(trajectory.events):
+                    trajectory.append(await loop.run_in_executor(self.encoder, frames.encode, event, model))
+                index += 1
                 if isinstance(event, FinalEvent):
                     break
             if event.flagged:
@@ -186,8 +253,7 @@ class TrajectoryHub:
             self.scheduler.cancel(job)
             trajectory.finish(error=MODEL_FAILURE)
         finally:
-            if self._live.get(trajectory.key) is trajectory:
-                del self._live[trajectory.key]
+            self._ended(trajectory)
 
     async def _keep_as_lesson(self, trajectory: Trajectory, lesson_entry: str) -> None:
         """Mark a trajectory as a lesson's; a finished one not yet in the lesson namespace is moved there."""
@@ -207,7 +273,11 @@ class TrajectoryHub:
             total -= evicted.nbytes
 
     async def close(self) -> None:
-        pumps = [t.pump for t in self._live.values() if t.pump is not None]
-        for pump in pumps:
-            pump.cancel()
-        await asyncio.gather(*pumps, return_exceptions=True)
+        """Stop every task; hand back what this replica computes, so that readers elsewhere take it over at once."""
+        running = list(self._live.values())
+        tasks = [task for t in running for task in (t.pump, t.publisher, t.relay) if task is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        owned = [t.key for t in running if t.publisher is not None and not t.finished]
+        await asyncio.gather(*(relay.give_up(self.store, key, self.lease, relay.End.CANCELLED) for key in owned))

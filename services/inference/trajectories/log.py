@@ -40,12 +40,17 @@ class Trajectory:
         self.aborted = False  # the error is a deliberate stop (the teacher cleared the queue)
         # Set once the trajectory is loaded, started or refused (`refused` tells which).
         self.settled = asyncio.Event()
+        self.ended = asyncio.Event()  # set when it is finished (or failed)
         self.nbytes = 0
         self.readers = 0
         self.lesson_entry = ""  # set when a lesson asked for it: then it is kept for good
         self.stored_in: Namespace | None = None
         self.job: Job | None = None
         self.pump: asyncio.Task[None] | None = None
+        # Across replicas (relay.py): the task writing this computation's events to Redis for the
+        # other replicas, or the one reading another replica's computation of it from there.
+        self.publisher: asyncio.Task[None] | None = None
+        self.relay: asyncio.Task[None] | None = None
         self.queue: pb.QueueStatus | None = None  # while waiting for the GPU
         self._grew = asyncio.Event()
         # Per include mask: each event serialized as readers with that mask receive it.
@@ -56,9 +61,18 @@ class Trajectory:
         self.nbytes += event.ByteSize()
         self._wake()
 
+    def complete_from(self, record: store_pb.TrajectoryRecord, namespace: Namespace) -> None:
+        """Finish with a stored copy of the same trajectory: the events this log does not have yet."""
+        for event in record.events[len(self.events) :]:
+            self.append(event)
+        self.lesson_entry = self.lesson_entry or record.lesson_entry_id
+        self.stored_in = namespace
+        self.finish()
+
     def finish(self, error: str | None = None, aborted: bool = False) -> None:
         self.finished, self.error, self.aborted = True, error, aborted
         self.settled.set()
+        self.ended.set()
         self._wake()
 
     @property
@@ -79,6 +93,19 @@ class Trajectory:
     def queued(self, status: pb.QueueStatus) -> None:
         self.queue = status
         self._wake()
+
+    def next_change(self) -> asyncio.Event:
+        """Set at the next change (an event, the queue place, the end): take it before reading the state."""
+        return self._grew
+
+    @property
+    def flagged(self) -> bool:
+        """Its picture was flagged by the safety checker (such a trajectory is never replayed)."""
+        return bool(self.events) and self.events[-1].final.safety_flagged
+
+    def wire(self, index: int) -> bytes:
+        """Event `index` as stored, with every probe it holds (the bytes other replicas' readers get)."""
+        return self._wire(index, self.computed)
 
     def _wake(self) -> None:
         self._grew.set()
