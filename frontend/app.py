@@ -2,32 +2,32 @@
 
 import streamlit as st
 
+from frontend.access.signin import keep_my_name, name_heartbeat, sign_in_page, signed_in
+from frontend.drawing.views import preload_lesson_libraries
 from frontend.settings import FrontendSettings
-from frontend.signin import keep_my_name, name_heartbeat, sign_in_page, signed_in
-from frontend.together import class_banner
-from frontend.views import preload_lesson_libraries
+from frontend.together.student_side import class_banner
 
 # An emoji, not a Material icon: the browser would fetch that one from fonts.gstatic.com (a third party).
 st.set_page_config(page_title="Diffusion Classroom", page_icon="🎨", layout="wide")
 preload_lesson_libraries()  # the first lesson a student opens does not wait for them
 
 pages = [
-    st.Page("lessons/home.py", title="Welcome", icon=":material/school:", default=True),
-    st.Page("lessons/pipeline.py", title="1. The whole pipeline", icon=":material/account_tree:"),
-    st.Page("lessons/words.py", title="2. Words to numbers", icon=":material/text_fields:"),
-    st.Page("lessons/noise_to_image.py", title="3. From noise to image", icon=":material/blur_on:"),
-    st.Page("lessons/guidance.py", title="4. Guidance", icon=":material/tune:"),
-    st.Page("lessons/change_one_word.py", title="5. Change one word", icon=":material/edit:"),
-    st.Page("lessons/seeds_schedulers.py", title="6. Seeds and schedulers", icon=":material/casino:"),
-    st.Page("lessons/attention.py", title="7. Which word paints where", icon=":material/highlight:"),
-    st.Page("lessons/branch.py", title="8. When does the picture decide?", icon=":material/call_split:"),
-    st.Page("lessons/playground.py", title="Playground", icon=":material/science:"),
-    st.Page("lessons/model.py", title="The model", icon=":material/memory:"),
-    st.Page("lessons/follow.py", title="Follow along", icon=":material/co_present:"),
-    st.Page("lessons/gallery.py", title="Class gallery", icon=":material/photo_library:"),
+    st.Page("screens/home.py", title="Welcome", icon=":material/school:", default=True),
+    st.Page("screens/lessons/pipeline.py", title="1. The whole pipeline", icon=":material/account_tree:"),
+    st.Page("screens/lessons/words.py", title="2. Words to numbers", icon=":material/text_fields:"),
+    st.Page("screens/lessons/noise_to_image.py", title="3. From noise to image", icon=":material/blur_on:"),
+    st.Page("screens/lessons/guidance.py", title="4. Guidance", icon=":material/tune:"),
+    st.Page("screens/lessons/change_one_word.py", title="5. Change one word", icon=":material/edit:"),
+    st.Page("screens/lessons/seeds_schedulers.py", title="6. Seeds and schedulers", icon=":material/casino:"),
+    st.Page("screens/lessons/attention.py", title="7. Which word paints where", icon=":material/highlight:"),
+    st.Page("screens/lessons/branch.py", title="8. When does the picture decide?", icon=":material/call_split:"),
+    st.Page("screens/playground.py", title="Playground", icon=":material/science:"),
+    st.Page("screens/model.py", title="The model", icon=":material/memory:"),
+    st.Page("screens/follow.py", title="Follow along", icon=":material/co_present:"),
+    st.Page("screens/gallery.py", title="Class gallery", icon=":material/photo_library:"),
 ]
 # The teacher's page asks for the teacher code itself, and refuses anyone without it.
-teacher = st.Page("lessons/teacher.py", title="Teacher", icon=":material/admin_panel_settings:")
+teacher = st.Page("screens/teacher.py", title="Teacher", icon=":material/admin_panel_settings:")
 settings = FrontendSettings()
 keep_my_name()  # signed in: renew this tab's hold on its name (signs the tab out if it lost it)
 if not signed_in(settings):

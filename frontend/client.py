@@ -1,4 +1,7 @@
-"""The front end's side of the shared client: one per server process, and who the student is."""
+"""The front end's side of the shared client: one per server process, and who the student is.
+
+Where the student's browser connects from is `frontend/access/transport.py` (`browser_address`).
+"""
 
 from __future__ import annotations
 
@@ -8,11 +11,10 @@ import uuid
 import streamlit as st
 
 from frontend.settings import FrontendSettings
-from frontend.transport import LOOPBACK, client_address, current_connection
 from services.common.client import RECONNECT_DELAYS_S, ClassroomClient, StudentError
 from services.common.text import fold_name
 
-__all__ = ["RECONNECT_DELAYS_S", "ClassroomClient", "StudentError", "browser_address", "get_client", "student_id"]
+__all__ = ["RECONNECT_DELAYS_S", "ClassroomClient", "StudentError", "get_client", "student_id"]
 
 
 def student_id() -> str:
@@ -31,16 +33,6 @@ def student_id() -> str:
     if "student_id" not in st.session_state:
         st.session_state.student_id = uuid.uuid4().hex
     return st.session_state.student_id
-
-
-def browser_address() -> str:
-    """The student's browser address ("" for this machine, or unknown as in tests).
-
-    Behind a trusted proxy (CLASSROOM_TRUSTED_PROXIES) it is the address the proxy
-    forwarded, never one the browser wrote itself (frontend/transport.py).
-    """
-    address = client_address(current_connection(), FrontendSettings().trusted_proxies)
-    return "" if address == LOOPBACK else address
 
 
 @st.cache_resource

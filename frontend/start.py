@@ -14,7 +14,7 @@ import os
 import sys
 from pathlib import Path
 
-from frontend.guard import ADDRESS_WINDOW_S, ADDRESS_WRONG_LIMIT
+from frontend.access.guard import ADDRESS_WINDOW_S, ADDRESS_WRONG_LIMIT
 from frontend.settings import FrontendSettings
 from services.common.secrets import WEAK_CODE_BITS, WEAK_CODE_CHARS, code_bits, read_secret, weak_code
 

@@ -19,12 +19,12 @@ import numpy as np
 import streamlit as st
 import streamlit.components.v1 as components
 
-from frontend.trajectory import DECODERS, guess_picture
-from frontend.views import data_url
-from frontend.views import inline_picture as live_picture  # the Playground's live previews
+from frontend.drawing.views import data_url
+from frontend.drawing.views import inline_picture as live_picture  # the Playground's live previews
+from frontend.stream.wire import DECODERS, guess_picture
 
 if TYPE_CHECKING:  # the player draws what the trajectory module reads; it never reads a stream itself
-    from frontend.trajectory import TrajectoryView
+    from frontend.stream.wire import TrajectoryView
 
 _COMPONENT = components.declare_component("trajectory_player", path=str(Path(__file__).parent / "web"))
 

@@ -11,17 +11,12 @@ import hmac
 from enum import StrEnum
 
 from services.common.api import pb, store_pb
+from services.common.include_mask import ON_REQUEST_PROBES
 
 # Bump when what a trajectory holds changes: old entries are then dropped and
 # recomputed instead of streamed. 2: signed with the cache secret (HMAC-SHA256).
 FORMAT_VERSION = 2
 KEY_PREFIX = "classroom"
-
-
-# Include paths computed only when a request names them (they cost model work):
-# unlike every other path, they change what a trajectory holds, so they are
-# part of its identity. A request without them keeps the key it always had.
-ON_REQUEST_PROBES = frozenset({"cross_attention", "decoded_x0_preview"})
 
 
 class Namespace(StrEnum):

@@ -31,9 +31,9 @@ def catalog_server(settings: InferenceSettings, catalog: Path, entries: int | No
 
 def point_the_front_end_at(address: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """Point the front end at `address`, with its shared caches emptied before and after (a generator of one)."""
-    from frontend.catalog import examples
     from frontend.client import get_client
-    from frontend.trajectory import lesson_store
+    from frontend.material.examples import examples
+    from frontend.stream.store import lesson_store
 
     monkeypatch.setenv("CLASSROOM_INFERENCE_ADDR", address)
     for cached in (get_client, examples, lesson_store):

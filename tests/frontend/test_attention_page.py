@@ -11,8 +11,9 @@ from streamlit.testing.v1 import AppTest
 
 from services.common.api import pb
 from services.common.codecs import tensor_from_proto
-from tests.frontend.conftest import ROOT, catalog_server, point_the_front_end_at
+from tests.frontend.conftest import catalog_server, point_the_front_end_at
 from tests.integration.helpers import collect
+from tests.support.frontend import page_file
 from tests.support.servers import ServerThread, stub_for
 
 CATALOG = """
@@ -44,7 +45,7 @@ def attention_env(attention_server, monkeypatch) -> Iterator[str]:
 
 def run_maps(address: str, prompt: str) -> tuple[np.ndarray, int]:
     """The example's maps [steps, kept tokens, h, w] and its padding count, from a stream of the same request."""
-    from frontend.catalog import examples
+    from frontend.material.examples import examples
 
     example = next(e for e in examples("attention-maps") if e.request.prompt == prompt)
     channel, stub = stub_for(address)
@@ -62,7 +63,7 @@ def percent(share: float) -> str:
 
 
 def lesson() -> AppTest:
-    return AppTest.from_file(str(ROOT / "frontend" / "lessons" / "attention.py"), default_timeout=300).run()
+    return AppTest.from_file(str(page_file("attention")), default_timeout=300).run()
 
 
 def captions(at: AppTest) -> list[str]:

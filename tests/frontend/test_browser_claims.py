@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import Page, expect
 
-from frontend import claims
+from frontend.material import claims
 from tests.frontend.conftest import ROOT
 from tests.frontend.test_browser import Stack, chromium_page, running_stack
 from tests.frontend.test_measured_claims import (

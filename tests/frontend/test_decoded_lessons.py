@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from tests.frontend.conftest import ROOT, catalog_server, point_the_front_end_at
+from tests.frontend.conftest import catalog_server, point_the_front_end_at
+from tests.support.frontend import page_file
 from tests.support.servers import ServerThread
 
 # The prompt pairs as a catalog renders them with the decoded guesses (as the Shapes catalog does).
@@ -48,7 +49,7 @@ def player_args(at: AppTest, name: str) -> dict:
 
 
 def run(name: str) -> AppTest:
-    at = AppTest.from_file(str(ROOT / "frontend" / "lessons" / f"{name}.py"), default_timeout=120).run()
+    at = AppTest.from_file(str(page_file(name)), default_timeout=120).run()
     assert not at.exception, [e.value for e in at.exception]
     assert not at.error, [e.value for e in at.error]
     return at

@@ -335,8 +335,8 @@ def test_no_page_fetched_a_media_file_that_was_gone(browser_page):
 
 
 def test_the_menu_titles_are_the_apps():
-    from frontend.menu import LESSONS
+    from frontend.together.menu import LESSONS
 
     app = (Path(__file__).resolve().parents[2] / "frontend" / "app.py").read_text()
     for lesson in LESSONS:
-        assert f'st.Page("lessons/{lesson.page}.py", title="{lesson.title}"' in app, lesson
+        assert f'st.Page("screens/lessons/{lesson.page}.py", title="{lesson.title}"' in app, lesson

@@ -7,19 +7,18 @@ from collections.abc import Iterator
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from tests.frontend.conftest import ROOT
+from tests.support.frontend import page_file
 from tests.support.servers import ServerThread, client_for, running_server
 
 CODE = "owl-42"
-LESSONS = ROOT / "frontend" / "lessons"
 
 
 @pytest.fixture
 def class_server(settings, fresh_redis, monkeypatch) -> Iterator[ServerThread]:
     """A service with the teacher code and a Redis of its own, and the front end pointed at it."""
     from frontend.client import get_client
-    from frontend.together import class_watcher
-    from frontend.trajectory import lesson_store
+    from frontend.stream.store import lesson_store
+    from frontend.together.student_side import class_watcher
 
     config = settings.model_copy(update={"redis_url": fresh_redis("gallery").url, "teacher_code": CODE})
     with running_server(config) as server:
@@ -33,7 +32,7 @@ def class_server(settings, fresh_redis, monkeypatch) -> Iterator[ServerThread]:
 
 def playground_picture(prompt: str, seed: int) -> AppTest:
     """A student's Playground, with a small picture made."""
-    at = AppTest.from_file(str(LESSONS / "playground.py"), default_timeout=120).run()
+    at = AppTest.from_file(str(page_file("playground")), default_timeout=120).run()
     at.text_area[0].input(prompt)
     at.slider[0].set_value(3)
     for box in at.selectbox:
@@ -62,7 +61,7 @@ def test_a_shared_picture_reaches_the_gallery_once_approved_and_opens_in_the_pla
     share(playground_picture("a lighthouse at night", 7))
     share(playground_picture("a *bold* [link](http://example.com)", 8))
 
-    classmate = AppTest.from_file(str(LESSONS / "gallery.py"), default_timeout=120).run()
+    classmate = AppTest.from_file(str(page_file("gallery")), default_timeout=120).run()
     assert "Nothing in the gallery yet" in gallery_text(classmate)  # both wait for the teacher
 
     submissions = {item.request.prompt: item for item in teacher.submissions(CODE).items}
@@ -72,7 +71,7 @@ def test_a_shared_picture_reaches_the_gallery_once_approved_and_opens_in_the_pla
     classmate.run()
     text = gallery_text(classmate)
     assert "“a lighthouse at night”" in text and "seed 7" in text
-    from frontend.views import plain
+    from frontend.drawing.views import plain
 
     shown = {s.name: s.display_name for s in teacher.model_info().schedulers}  # as the Playground names them
     assert f"· {plain(shown[submissions['a lighthouse at night'].request.scheduler])}" in text
@@ -94,7 +93,7 @@ def test_a_shared_picture_reaches_the_gallery_once_approved_and_opens_in_the_pla
 def test_in_present_mode_the_follow_page_shows_the_example_at_the_step_and_the_class_map(class_server):
     import time
 
-    from frontend.together import class_watcher
+    from frontend.together.student_side import class_watcher
 
     teacher = client_for(class_server.address)
     for seed in (1, 2):
@@ -107,7 +106,7 @@ def test_in_present_mode_the_follow_page_shows_the_example_at_the_step_and_the_c
     while not class_watcher().state() or not class_watcher().state().present.leading:
         assert time.monotonic() < deadline, "the watcher never heard the class's state"
         time.sleep(0.1)
-    at = AppTest.from_file(str(LESSONS / "follow.py"), default_timeout=120).run()
+    at = AppTest.from_file(str(page_file("follow")), default_timeout=120).run()
     assert not at.exception and not at.error
     assert "Your teacher is on step 1 of" in gallery_text(at)
     assert any((e.key or "").startswith("follow-") for e in at.get("component_instance"))  # the player

@@ -8,9 +8,9 @@ import pandas as pd
 import pyarrow as pa
 from streamlit.testing.v1 import AppTest
 
-from frontend.charts import PAIR_COLOURS
-from frontend.labels import bracketed, differing_words, highlighted
-from tests.frontend.conftest import ROOT
+from frontend.drawing.charts import PAIR_COLOURS
+from frontend.material.labels import bracketed, differing_words, highlighted
+from tests.support.frontend import page_file
 
 SNOWY = "a red fox sitting in a snowy forest, oil painting"
 MEADOW = "a red fox sitting in a flower meadow, oil painting"
@@ -18,7 +18,7 @@ SCHEDULERS = ["DDIM", "PNDM", "LMS", "Euler", "Euler Ancestral", "DPM-Solver++"]
 
 
 def page(name: str) -> AppTest:
-    return AppTest.from_file(str(ROOT / "frontend" / "lessons" / f"{name}.py"), default_timeout=120).run()
+    return AppTest.from_file(str(page_file(name)), default_timeout=120).run()
 
 
 def assert_clean(at: AppTest) -> None:

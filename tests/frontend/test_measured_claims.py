@@ -1,7 +1,7 @@
 """Lessons 1, 3, 4 and 5, the model page, Welcome and the class map say only what their run shows.
 
 Each sentence about what the model did is checked against the run it describes: the test
-computes the same measure (frontend/claims.py) from the same trajectory, fetched through
+computes the same measure (frontend/material/claims.py) from the same trajectory, fetched through
 the API, and finds the page's sentence. On Shapes, the model of a classroom with no GPU.
 """
 
@@ -18,15 +18,17 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from frontend import claims
-from frontend.classmap import PROMPT_COLOURS, class_map_chart
-from frontend.trajectory import Step, TrajectoryView, request_with
+from frontend.material import claims
+from frontend.stream.load import request_with
+from frontend.stream.wire import Step, TrajectoryView
+from frontend.together.map_chart import PROMPT_COLOURS, class_map_chart
 from services.common.api import pb
 from services.common.shapes_judge import judge
 from services.inference.diffusion.tiny import SD1_SCHEDULER_CONFIG
 from services.lessons.catalog import DEFAULT_CATALOG
 from tests.frontend.conftest import ROOT, point_the_front_end_at
 from tests.frontend.test_lesson_labels import charts
+from tests.support.frontend import page_file
 from tests.support.servers import ServerThread, client_for, running_server
 
 SHAPES_SCHEDULER = ROOT / "services" / "shapes" / "model" / "scheduler" / "scheduler_config.json"
@@ -135,7 +137,7 @@ def test_the_welcome_page_lists_every_numbered_lesson_once():
         return [n.value for n in ast.walk(ast.parse(path.read_text())) if isinstance(n, ast.Constant)]
 
     menu = [s for s in strings(ROOT / "frontend" / "app.py") if isinstance(s, str) and re.match(r"\d+\. ", s)]
-    welcome = [s for s in strings(ROOT / "frontend" / "lessons" / "home.py") if isinstance(s, str)]
+    welcome = [s for s in strings(page_file("home")) if isinstance(s, str)]
     assert len(menu) >= 8
     for title in menu:
         assert welcome.count(title) == 1, title
@@ -143,7 +145,7 @@ def test_the_welcome_page_lists_every_numbered_lesson_once():
 
 def model_page_schedule() -> str:
     """The Shapes sentence of the model page, as its source holds it."""
-    tree = ast.parse((ROOT / "frontend" / "lessons" / "model.py").read_text())
+    tree = ast.parse(page_file("model").read_text())
     (node,) = [n for n in tree.body if isinstance(n, ast.Assign) and n.targets[0].id == "SHAPES_SCHEDULE"]
     return ast.literal_eval(node.value)
 
@@ -183,7 +185,7 @@ def shapes_env(shapes_server, monkeypatch) -> Iterator[str]:
 
 
 def open_page(name: str) -> AppTest:
-    at = AppTest.from_file(str(ROOT / "frontend" / "lessons" / f"{name}.py"), default_timeout=300).run()
+    at = AppTest.from_file(str(page_file(name)), default_timeout=300).run()
     assert not at.exception, [e.value for e in at.exception]
     assert not at.error, [e.value for e in at.error]
     return at

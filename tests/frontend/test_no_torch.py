@@ -6,6 +6,7 @@ import sys
 import textwrap
 
 from tests.frontend.conftest import ROOT
+from tests.support.frontend import page_file
 
 # Each page on its own (the Welcome page links to the others, so it runs inside app.py below).
 PAGES = ["pipeline", "words", "noise_to_image", "guidance", "change_one_word", "seeds_schedulers", "attention",
@@ -17,8 +18,8 @@ def test_no_page_imports_torch(lesson_server):
         f"""
         import sys
         from streamlit.testing.v1 import AppTest
-        for name in {PAGES!r}:
-            at = AppTest.from_file({str(ROOT)!r} + "/frontend/lessons/" + name + ".py", default_timeout=120).run()
+        for name, path in {[(name, str(page_file(name))) for name in PAGES]!r}:
+            at = AppTest.from_file(path, default_timeout=120).run()
             assert not at.exception, (name, [e.value for e in at.exception])
         AppTest.from_file({str(ROOT)!r} + "/frontend/app.py", default_timeout=60).run()
         heavy = sorted(m for m in ("torch", "diffusers", "transformers") if m in sys.modules)

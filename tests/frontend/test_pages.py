@@ -8,12 +8,11 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from tests.frontend.conftest import ROOT
-
-LESSONS = ROOT / "frontend" / "lessons"
+from tests.support.frontend import page_file
 
 
 def page(name: str) -> AppTest:
-    at = AppTest.from_file(str(LESSONS / f"{name}.py"), default_timeout=120)
+    at = AppTest.from_file(str(page_file(name)), default_timeout=120)
     return at.run()
 
 
@@ -218,7 +217,7 @@ def test_a_class_code_and_a_name_come_before_the_lessons(frontend_env, monkeypat
     assert at.session_state.display_name == "Zoë"
     assert "model (tiny)" in text_of(at)  # the lessons are open
     # The name travels with each generation (as UTF-8 metadata): a non-ASCII name must work.
-    at.switch_page("lessons/playground.py").run()
+    at.switch_page("screens/playground.py").run()
     for box in at.selectbox:
         if box.label in ("Width", "Height"):
             box.set_value(64)

@@ -32,7 +32,7 @@ class Stack(NamedTuple):
     grpc: str  # the inference service, for the test to play the teacher
 
 
-# The first words of every status line (frontend/progress.py).
+# The first words of every status line (frontend/stream/progress.py).
 STATUS = (
     r"^(Asking the image server|Starting:|Waiting for the model|You are next|Reading from the cache|"
     r"The model is computing|A classmate asked|Your teacher has paused|Done:|You stopped|Your teacher cleared|"

@@ -9,10 +9,9 @@ import time
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from tests.frontend.conftest import ROOT
+from tests.support.frontend import page_file
 
-LESSONS = ROOT / "frontend" / "lessons"
-# The first words of every status line (frontend/progress.py), one per state or kind of wait.
+# The first words of every status line (frontend/stream/progress.py), one per state or kind of wait.
 STATUS_STARTS = (
     "Asking the image server",
     "Starting:",
@@ -30,7 +29,7 @@ STATUS_STARTS = (
 
 
 def page(name: str) -> AppTest:
-    return AppTest.from_file(str(LESSONS / f"{name}.py"), default_timeout=120).run()
+    return AppTest.from_file(str(page_file(name)), default_timeout=120).run()
 
 
 def player(at: AppTest, key: str) -> tuple[str, dict]:
@@ -119,7 +118,7 @@ def test_examples_say_whether_they_are_ready(frontend_env):
     box = at.selectbox[0]
     assert box.options and all(option.endswith("· ready") for option in box.options)  # the catalog is precomputed
 
-    from frontend.catalog import Example
+    from frontend.material.examples import Example
     from services.common.api import pb
 
     fresh = pb.GenerateRequest(prompt="a lighthouse", num_inference_steps=6, width=64, height=64, seed=99)
@@ -197,7 +196,8 @@ def test_a_long_paste_is_cut_to_the_limit_not_dropped(frontend_env):
 def paused_class(settings, monkeypatch):
     """A service and a front end that know the teacher code, with the teacher's pause on."""
     from frontend.client import get_client
-    from frontend.trajectory import class_paused, lesson_store
+    from frontend.stream.store import lesson_store
+    from frontend.stream.waiting import class_paused
     from tests.support.servers import client_for, running_server
 
     config = settings.model_copy(update={"redis_url": "", "teacher_code": "owl-42", "max_batch_size": 1})

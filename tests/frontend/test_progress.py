@@ -5,7 +5,7 @@ from __future__ import annotations
 import grpc
 import pytest
 
-from frontend.progress import CLEARED_SENTENCE, FINAL, NEXT, Phase, StreamState, status_line
+from frontend.stream.progress import CLEARED_SENTENCE, FINAL, NEXT, Phase, StreamState, status_line
 from services.common.api import pb
 
 

@@ -15,7 +15,7 @@ LONG = "It follows the prompt less, so the circle may not be red any more"
 
 
 def _ask() -> None:
-    from frontend.together import quick_check
+    from frontend.together.student_side import quick_check
     from services.common.api import pb
 
     long = "It follows the prompt less, so the circle may not be red any more"  # AppTest runs this source alone

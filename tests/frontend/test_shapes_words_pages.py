@@ -13,14 +13,13 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from frontend.labels import EXAMPLE_PROMPTS, SHAPES_FAMILY
+from frontend.material.labels import EXAMPLE_PROMPTS, SHAPES_FAMILY
 from services.common.codecs import tensor_from_proto
 from services.lessons.catalog import DEFAULT_CATALOG
 from services.shapes import data
-from tests.frontend.conftest import ROOT, point_the_front_end_at
+from tests.frontend.conftest import point_the_front_end_at
+from tests.support.frontend import page_file
 from tests.support.servers import client_for, running_server
-
-LESSONS = ROOT / "frontend" / "lessons"
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +38,7 @@ def shapes_env(shapes_server, monkeypatch) -> Iterator[str]:
 
 
 def page(name: str) -> AppTest:
-    return AppTest.from_file(str(LESSONS / f"{name}.py"), default_timeout=120).run()
+    return AppTest.from_file(str(page_file(name)), default_timeout=120).run()
 
 
 def assert_clean(at: AppTest) -> None:

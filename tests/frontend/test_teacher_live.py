@@ -11,7 +11,7 @@ from streamlit.testing.v1 import AppTest
 
 from services.common.api import pb
 from services.common.client import StudentError
-from tests.frontend.conftest import ROOT
+from tests.support.frontend import page_file
 from tests.support.servers import ServerThread, client_for, running_server
 
 CODE = "owl-42"
@@ -59,7 +59,7 @@ def _students_wait(address: str, count: int) -> list[threading.Thread]:
 
 
 def _teacher_page() -> AppTest:
-    at = AppTest.from_file(str(ROOT / "frontend" / "lessons" / "teacher.py"), default_timeout=60).run()
+    at = AppTest.from_file(str(page_file("teacher")), default_timeout=60).run()
     at.text_input[0].input(CODE)
     return at.button[0].click().run()
 

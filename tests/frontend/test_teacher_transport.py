@@ -3,11 +3,11 @@
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from frontend import transport
-from frontend.transport import TEACHER_NEEDS_HTTPS, Connection
-from tests.frontend.conftest import ROOT
+from frontend.access import transport
+from frontend.access.transport import TEACHER_NEEDS_HTTPS, Connection
+from tests.support.frontend import page_file
 
-PAGE = str(ROOT / "frontend" / "lessons" / "teacher.py")
+PAGE = str(page_file("teacher"))
 
 
 @pytest.fixture

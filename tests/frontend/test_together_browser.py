@@ -4,7 +4,7 @@ Two browser contexts (two people, each with their own cookies) against a real
 Streamlit server and a real inference service with the API token, as a class
 runs it. The student's page follows the teacher's lesson example and step,
 can leave and come back with one click, and is let go on Release. How soon it
-follows is the page's poll (frontend.together.FOLLOW_EVERY_S), not timed here:
+follows is the page's poll (frontend.together.student_side.FOLLOW_EVERY_S), not timed here:
 a busy CPU may take longer to draw the page.
 """
 

@@ -14,7 +14,7 @@ import pytest
 
 from frontend.client import ClassroomClient
 from frontend.settings import FrontendSettings
-from frontend.trajectory import TrajectoryView
+from frontend.stream.wire import TrajectoryView
 from services.common.api import pb
 from tests.conftest import CACHE_SECRET
 from tests.integration.helpers import collect, request

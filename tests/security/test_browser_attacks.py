@@ -125,7 +125,7 @@ def wait_for(condition, what: str, timeout_s: float = 60.0) -> None:
 
 
 def test_guessing_the_class_code_in_the_browser_slows_down_the_guesser_only(page, browser, frontend_url):
-    from frontend.guard import FREE_TRIES
+    from frontend.access.guard import FREE_TRIES
 
     for guess in range(FREE_TRIES):
         sign_in(page, f"owl-{guess}", "Robin")  # each answered before the next
@@ -150,7 +150,7 @@ def test_guessing_the_class_code_in_the_browser_slows_down_the_guesser_only(page
 
 def test_only_the_same_browser_takes_a_name_over(browser, frontend_url, lesson_server):
     """The signed browser cookie, in a real browser: a student's second tab takes the name over, a classmate cannot."""
-    from frontend.browser_id import COOKIE
+    from frontend.access.browser_id import COOKIE
 
     def new_tab(context) -> Page:
         tab = context.new_page()

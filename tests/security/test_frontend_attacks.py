@@ -12,7 +12,7 @@ APP = str(ROOT / "frontend" / "app.py")
 
 @pytest.fixture
 def class_code(frontend_env, monkeypatch):
-    from frontend.guard import code_guard
+    from frontend.access.guard import code_guard
 
     monkeypatch.setenv("CLASSROOM_CLASS_CODE", "owl-42")
     code_guard.clear()
@@ -49,7 +49,7 @@ def test_a_guesser_does_not_keep_a_classmate_or_the_teacher_out(class_code, monk
     sign_in(classmate, class_code, "Ada")  # a name of its own: the browser test's Alex may still hold "Alex"
     assert not classmate.error and classmate.session_state["display_name"] == "Ada"
     # And the teacher's code is taken at once (this test's service has no teacher code: its refusals are left aside).
-    classmate.switch_page("lessons/teacher.py").run()
+    classmate.switch_page("screens/teacher.py").run()
     classmate.text_input[0].input("heron-teacher-7")
     classmate.button[0].click().run()
     assert not [e.value for e in classmate.error if "Too many" in e.value or "not right" in e.value]
@@ -68,20 +68,20 @@ def test_names_that_would_deceive_the_teacher_are_refused(class_code, name, prob
 
 
 def test_signing_in_again_with_the_same_name_is_the_same_student(class_code, monkeypatch):
-    import frontend.browser_id
+    import frontend.access.browser_id
 
     ids = []
     for _ in range(2):  # two browser sessions (a reload)
         at = AppTest.from_file(APP, default_timeout=60).run()
         sign_in(at, class_code, "Robin")
         assert not at.error
-        at.switch_page("lessons/words.py").run()
+        at.switch_page("screens/lessons/words.py").run()
         ids.append(student_of(at))
-        cookie = at.session_state[frontend.browser_id.STATE_KEY]
-        monkeypatch.setattr(frontend.browser_id, "cookie_sent", lambda cookie=cookie: cookie)  # the same browser
+        cookie = at.session_state[frontend.access.browser_id.STATE_KEY]
+        monkeypatch.setattr(frontend.access.browser_id, "cookie_sent", lambda cookie=cookie: cookie)  # the same browser
     other = AppTest.from_file(APP, default_timeout=60).run()
     sign_in(other, class_code, "Ash")
-    other.switch_page("lessons/words.py").run()
+    other.switch_page("screens/lessons/words.py").run()
     assert ids[0] == ids[1] != student_of(other)
 
 
@@ -96,7 +96,7 @@ def student_of(at: AppTest) -> str:
 
 
 def test_a_prompt_is_shown_as_typed_never_as_markdown():
-    from frontend.views import plain
+    from frontend.drawing.views import plain
 
     forged = "[Your session expired: sign in here](http://example.invalid) ![x](y) :red[alarm] **loud**"
     shown = plain(forged)
@@ -109,7 +109,7 @@ def test_a_prompt_is_shown_as_typed_never_as_markdown():
 
 def test_a_picture_that_does_not_decode_is_a_sentence():
     from frontend.client import StudentError
-    from frontend.trajectory import UNREADABLE_PICTURE, _picture
+    from frontend.stream.wire import UNREADABLE_PICTURE, _picture
     from services.common.api import pb
 
     with pytest.raises(StudentError, match=UNREADABLE_PICTURE):

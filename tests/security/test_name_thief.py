@@ -79,10 +79,10 @@ def test_taking_a_name_over_needs_the_browsers_own_cookie(class_code, lesson_ser
     assert "Tomas" in [entry.name for entry in lesson_server.call(lesson_server.classroom.students)]
 
     # Tomas himself, in a second tab of the same browser: it sends his cookie, and takes his name over.
-    import frontend.browser_id
+    import frontend.access.browser_id
 
-    cookie = tomas.session_state[frontend.browser_id.STATE_KEY]
-    monkeypatch.setattr(frontend.browser_id, "cookie_sent", lambda: cookie)
+    cookie = tomas.session_state[frontend.access.browser_id.STATE_KEY]
+    monkeypatch.setattr(frontend.access.browser_id, "cookie_sent", lambda: cookie)
     second_tab = sign_in(AppTest.from_file(APP, default_timeout=60).run(), class_code, "Tomas")
     assert not second_tab.error and signed_in_as(second_tab) == "Tomas"
     assert signed_in_as(renew(tomas)) is None  # the first tab is signed out
@@ -91,7 +91,7 @@ def test_taking_a_name_over_needs_the_browsers_own_cookie(class_code, lesson_ser
     # A forged cookie (another id, or a signature made up) is a new browser, not Tomas's.
     browser, _, signature = cookie.partition(".")
     for forged in (f"{browser}.{'0' * len(signature)}", f"{'f' * len(browser)}.{signature}", browser):
-        monkeypatch.setattr(frontend.browser_id, "cookie_sent", lambda forged=forged: forged)
+        monkeypatch.setattr(frontend.access.browser_id, "cookie_sent", lambda forged=forged: forged)
         thief = sign_in(AppTest.from_file(APP, default_timeout=60).run(), class_code, "Tomas")
         assert TAKEN in thief.error[0].value and signed_in_as(thief) is None
 

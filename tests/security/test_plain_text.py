@@ -17,15 +17,15 @@ from html.parser import HTMLParser
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from frontend.views import plain, said
+from frontend.drawing.views import plain, said
 from services.common.client import ClassroomClient, StudentError
 from tests.frontend.conftest import ROOT
 from tests.integration.helpers import collect, request
 from tests.security.hostile import HOSTILE, REFUSED, SHOWN, injected, rendered_text, shown_as
+from tests.support.frontend import page_file
 from tests.support.servers import client_for, running_server
 
 CODE = "heron-7"
-LESSONS = ROOT / "frontend" / "lessons"
 # The fields of Streamlit's elements that its front end reads as markdown, and those it shows as they are.
 MARKDOWN_FIELDS = {"body", "label", "text", "options", "content", "caption", "help"}
 AS_IS = {("text", "body"), ("selectbox", "options"), ("code", "body")}
@@ -135,10 +135,10 @@ def assert_plain(at: AppTest, texts: list[str]) -> None:
 @pytest.fixture(scope="module")
 def hostile_class(settings, tmp_path_factory) -> Iterator[ClassroomClient]:
     """A service whose class is full of hostile text: names signed in, pictures shared, the front end pointed at it."""
-    from frontend.catalog import examples
     from frontend.client import get_client
-    from frontend.together import class_watcher
-    from frontend.trajectory import lesson_store
+    from frontend.material.examples import examples
+    from frontend.stream.store import lesson_store
+    from frontend.together.student_side import class_watcher
     from tests.support.redis_server import RedisServer
 
     redis = RedisServer(tmp_path_factory.mktemp("plain-redis")).start()
@@ -184,7 +184,7 @@ def test_a_hidden_character_never_reaches_a_quick_check(hostile_class):
 
 def test_the_teacher_page_shows_names_prompts_and_answers_as_typed(hostile_class):
     texts = [text for _, text in SHOWN]
-    at = AppTest.from_file(str(LESSONS / "teacher.py"), default_timeout=60).run()
+    at = AppTest.from_file(str(page_file("teacher")), default_timeout=60).run()
     at.text_input[0].input(CODE)
     at.button[0].click().run()
     for start in range(0, len(texts), 5):  # a question and its answers, five strings at a time
@@ -203,20 +203,20 @@ def test_the_teacher_page_shows_names_prompts_and_answers_as_typed(hostile_class
 
 
 def test_the_gallery_shows_prompts_and_names_as_typed(hostile_class):
-    at = AppTest.from_file(str(LESSONS / "gallery.py"), default_timeout=60).run()
+    at = AppTest.from_file(str(page_file("gallery")), default_timeout=60).run()
     assert_plain(at, [text for _, text in SHOWN] + [f"by {text} · seed" for _, text in SHOWN])
     at.button[0].click().run()  # one opened in the player: its prompt is the heading
     assert_plain(at, [text for _, text in SHOWN])
 
 
 def _class_banner() -> None:
-    from frontend.together import class_banner
+    from frontend.together.student_side import class_banner
 
     class_banner(on_follow_page=False)
 
 
 def test_a_students_quick_check_shows_the_question_and_answers_as_typed(hostile_class):
-    from frontend.together import class_watcher
+    from frontend.together.student_side import class_watcher
 
     texts = [text for _, text in SHOWN]
     for start in range(0, len(texts), 5):
@@ -253,7 +253,7 @@ def test_signing_in_as_a_hostile_name_a_classmate_holds_says_so_with_the_name_as
 
 def test_the_playground_shows_a_typed_prompt_as_typed(hostile_class):
     prompt = " ".join(text for _, text in SHOWN)
-    at = AppTest.from_file(str(LESSONS / "playground.py"), default_timeout=120).run()
+    at = AppTest.from_file(str(page_file("playground")), default_timeout=120).run()
     at.text_area[0].input(prompt)
     at.slider[0].set_value(2)
     for box in at.selectbox:

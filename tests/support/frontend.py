@@ -20,6 +20,13 @@ if TYPE_CHECKING:
     from playwright.sync_api import Browser
 
 ROOT = Path(__file__).resolve().parents[2]
+SCREENS = ROOT / "frontend" / "screens"
+
+
+def page_file(name: str) -> Path:
+    """A page of the menu by its name (its address): a lesson in screens/lessons/, any other page beside them."""
+    lesson = SCREENS / "lessons" / f"{name}.py"
+    return lesson if lesson.exists() else SCREENS / f"{name}.py"
 
 
 def wait_for_frontend(url: str, process: subprocess.Popen, timeout_s: float = 120.0) -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from frontend import guard
-from frontend.guard import FREE_TRIES, CodeGuard
+from frontend.access import guard
+from frontend.access.guard import FREE_TRIES, CodeGuard
 
 SCHOOL = "203.0.113.7"  # every student of the class behind one address translation
 

@@ -1,10 +1,10 @@
-"""The measures behind lessons 7 and 8's sentences (frontend/measures.py), on hand-made inputs."""
+"""The measures behind lessons 7 and 8's sentences (frontend/material/measures.py), on hand-made inputs."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from frontend import measures
+from frontend.material import measures
 from services.common.shapes_judge import Verdict
 
 

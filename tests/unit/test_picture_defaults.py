@@ -25,7 +25,7 @@ def test_every_catalog_entry_carries_the_servers_defaults_once():
 
 
 def test_the_teacher_leads_the_menus_lessons():
-    from frontend.menu import BY_PAGE, led_title
+    from frontend.together.menu import BY_PAGE, led_title
 
     entries = [
         pb.LessonEntry(id="pp/a/g7", collection="prompt-pairs", labels={"guidance_scale": "7"}),
@@ -43,7 +43,7 @@ def test_the_teacher_leads_the_menus_lessons():
 
 
 def test_served_without_the_gpu_is_said_only_with_a_gpu():
-    from frontend.teaching import served_without_computing
+    from frontend.together.teacher_side import served_without_computing
 
     fresh_cpu = pb.GetClassroomResponse(device="cpu")
     assert served_without_computing(fresh_cpu) == ("Served without computing", "nothing served yet")

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import frontend.views as views
-from frontend.views import _Encoded
+import frontend.drawing.views as views
+from frontend.drawing.views import _Encoded
 
 
 def picture(seed: int, size: int = 64) -> np.ndarray:

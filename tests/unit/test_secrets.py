@@ -6,7 +6,7 @@ import stat
 
 import pytest
 
-from frontend.guard import ADDRESS_WINDOW_S, ADDRESS_WRONG_LIMIT
+from frontend.access.guard import ADDRESS_WINDOW_S, ADDRESS_WRONG_LIMIT
 from frontend.settings import FrontendSettings
 from frontend.start import announce
 from services.common.secrets import (

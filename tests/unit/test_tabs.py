@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from frontend.tabs import GRACE_S, KEPT_PER_TAB, TabWatch
+from frontend.stream.tabs import GRACE_S, KEPT_PER_TAB, TabWatch
 
 
 class Generation:

@@ -4,8 +4,8 @@ from ipaddress import ip_network
 
 import pytest
 
+from frontend.access.transport import LOOPBACK, Connection, client_address, is_private
 from frontend.settings import FrontendSettings
-from frontend.transport import LOOPBACK, Connection, client_address, is_private
 
 PROXY = (ip_network("172.30.86.0/29"),)  # compose's proxy network
 CADDY = "172.30.86.2"

@@ -1,6 +1,6 @@
-"""What a generation can expose at each step, declared as data.
+"""What a generation computes of the probes (declared in `services/common/include_mask.py`), and by default.
 
-A request's include mask names some of these, and its stream carries only
+A request's include mask names some of them, and its stream carries only
 those. Most probes are cheap, and the runner computes and copies them off the
 device at every step whatever the request asked for: a trajectory is shared by
 every reader of the same request (single flight, the cache), each with its own
@@ -20,24 +20,13 @@ without them never serves a request that wants them.
 
 from __future__ import annotations
 
-from services.common.trajectories import ON_REQUEST_PROBES
+from services.common.include_mask import ON_REQUEST_PROBES, PROBES, Probe
 
-PROBES: dict[str, str] = {
-    "latent": "the latent after each step, float16 [4, H/8, W/8]",
-    "predicted_x0": "the model's guess of the clean latent at each step, float16",
-    "latent_preview": "a JPEG of the latent through the linear latent-to-RGB approximation",
-    "predicted_x0_preview": "the same approximation of the predicted clean latent",
-    "noise_predictions": "the unconditional, conditional and guided noise predictions, float16",
-    "embeddings": "the text embeddings of the prompt and negative prompt in the header, float16",
-    "cross_attention": "per-token cross-attention maps of the conditional branch, float16 [tokens, H/8, W/8]",
-    "decoded_x0_preview": "the predicted clean latent decoded into a picture (the VAE, or TAESD)",
-}
+__all__ = ["ALWAYS_COMPUTED", "DEFAULT_PROBES", "PROBES", "computed_probes", "default_probes"]
 
-DEFAULT_PROBES: frozenset[str] = frozenset(PROBES) - {"noise_predictions"} - ON_REQUEST_PROBES
+DEFAULT_PROBES: frozenset[str] = frozenset(PROBES) - {Probe.NOISE_PREDICTIONS} - ON_REQUEST_PROBES
 # Computed for every generation, whatever its readers ask for.
 ALWAYS_COMPUTED: frozenset[str] = frozenset(PROBES) - ON_REQUEST_PROBES
-
-assert PROBES.keys() >= ON_REQUEST_PROBES
 
 
 def computed_probes(include: frozenset[str]) -> frozenset[str]:
@@ -54,4 +43,4 @@ def default_probes(decodes_pictures: bool) -> frozenset[str]:
     every player shows a picture, not a grid of latent cells. Where it has none (SD
     1.5 out of the box), the cheap linear preview stays the default.
     """
-    return DEFAULT_PROBES | {"decoded_x0_preview"} if decodes_pictures else DEFAULT_PROBES
+    return DEFAULT_PROBES | {Probe.DECODED_X0_PREVIEW} if decodes_pictures else DEFAULT_PROBES

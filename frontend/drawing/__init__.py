@@ -1,0 +1,1 @@
+"""Drawing helpers every page shares: pictures, heatmaps, plain text, errors, and charts over the steps."""

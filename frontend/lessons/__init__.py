@@ -1,1 +1,0 @@
-"""The lesson pages, one file each, run by st.navigation from frontend/app.py."""

@@ -1,0 +1,210 @@
+"""The Playground: any prompt and settings, streamed step by step, with a stop button and downloads."""
+
+import io
+
+import numpy as np
+import streamlit as st
+from PIL import Image
+
+from frontend.client import StudentError, get_client, student_id
+from frontend.drawing.views import PREVIEW_NOTE, enlarge, guarded, plain
+from frontend.material.labels import SHAPES_FAMILY, example_prompts, unlearned_sentence, unlearned_words
+from frontend.player import guess_panel, guess_picture, live_picture, play_trajectory
+from frontend.stream.load import request_with
+from frontend.stream.progress import Phase, show
+from frontend.stream.reader import StreamReader
+from frontend.stream.store import lesson_store
+from frontend.stream.tabs import stop_when_tab_closes
+from frontend.stream.waiting import follow
+from frontend.stream.wire import TrajectoryView
+from frontend.together.student_side import share_to_class
+from services.common.api import pb
+from services.common.include_mask import Probe
+
+SAFETY_NOTE = "The safety filter flagged this picture, so it is shown blurred. Try a different prompt."
+PROMPT_KEY = "playground-prompt"
+HEADING_CHARS = 48  # the heading names the prompt in short; the whole prompt is written under it
+
+
+def gif(run: TrajectoryView) -> bytes:
+    """The denoising as an animated GIF: the model's guess at every step, then the decoded image."""
+    size = run.image.shape[1]
+    frames = [Image.fromarray(enlarge(s.x0_preview, size)) for s in run.steps if s.x0_preview is not None]
+    frames.append(Image.fromarray(run.image))
+    buffer = io.BytesIO()
+    frames[0].save(buffer, format="GIF", save_all=True, append_images=frames[1:], duration=120, loop=0)
+    return buffer.getvalue()
+
+
+def png(image: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def short(prompt: str) -> str:
+    words = " ".join(prompt.split())
+    return words if len(words) <= HEADING_CHARS else words[: HEADING_CHARS - 1].rstrip() + "…"
+
+
+def cut_long_prompt(limit: int) -> None:
+    """Before the run: a pasted prompt over the limit is cut to it (the box keeps the part that is used)."""
+    typed = st.session_state.get(PROMPT_KEY, "")
+    if len(typed) > limit:
+        st.session_state[PROMPT_KEY] = typed[:limit]
+        st.session_state["playground-cut"] = len(typed)
+
+
+@st.cache_data(max_entries=1024, show_spinner=False)
+def never_learned(prompt: str, revision: str, _student: str) -> list[str]:
+    """The prompt's words the model never learned, kept per prompt and model: a rerun costs no Tokenize call."""
+    return unlearned_words(get_client().tokenize(prompt, _student))
+
+
+def use_example(key: str) -> None:
+    """An example prompt picked from the menu goes into the prompt box."""
+    if st.session_state.get(key):
+        st.session_state[PROMPT_KEY] = st.session_state[key]
+    st.session_state[key] = None
+
+
+def stop() -> None:
+    generation = st.session_state.get("playground-generation")
+    if generation is not None:
+        generation.stop()
+
+
+st.title("Playground")
+info = guarded(get_client().model_info)
+if info is None:
+    st.stop()
+limits = info.limits
+# Only what the model can paint: sizes up to GetModelInfo's limit (Shapes: 128 px), in steps of 64.
+sizes = [s for s in range(max(limits.min_size, 64), limits.max_size + 1, 64)]
+examples = example_prompts(info)
+st.session_state.setdefault(PROMPT_KEY, examples[0])
+
+# No form on this page: the warning below follows the box as the student types (on Ctrl+Enter or leaving
+# it), and a click on Generate straight after typing still counts (a form's submit button lost that click
+# to the rerun of a box outside the form, in Chromium).
+# No max_chars: the browser would refuse a long paste whole and leave the box as it was.
+prompt = st.text_area("Prompt", key=PROMPT_KEY, help=f"At most {limits.max_prompt_chars:,} characters.")
+try:
+    unknown = never_learned(prompt, info.model_revision, student_id()) if prompt.strip() else []
+except StudentError:
+    unknown = None  # the warning is a help, never a reason to stop the page
+model_name = info.model_display_name or "This model"
+if unknown:
+    st.warning(unlearned_sentence(unknown, model_name), icon=":material/help:")
+elif unknown is not None and info.model_family == SHAPES_FAMILY:
+    # Where the warning would be: the student sees the words were checked, and the page below does
+    # not jump as the warning comes and goes.
+    st.success(f"{model_name} learned every word of this prompt.", icon=":material/check_circle:")
+st.selectbox(
+    "Or start from an example it knows every word of",
+    examples,
+    index=None,
+    key="playground-example",
+    placeholder="Pick an example prompt",
+    on_change=use_example,
+    args=("playground-example",),
+)
+
+with st.container(border=True):
+    negative = st.text_input("Negative prompt (optional)", "")
+    a, b, c = st.columns(3)
+    steps = a.slider("Steps", limits.min_steps, limits.max_steps, min(info.default_steps, limits.max_steps))
+    guidance = b.slider(
+        "Guidance scale", 0.0, float(limits.max_guidance_scale), float(info.default_guidance_scale), 0.5
+    )
+    display = {s.name: s.display_name for s in info.schedulers}
+    names = list(display)
+    scheduler = c.selectbox("Scheduler", names, index=names.index(info.default_scheduler), format_func=display.get)
+    d, e, f = st.columns(3)
+    width = d.selectbox("Width", sizes, index=sizes.index(info.default_width) if info.default_width in sizes else 0)
+    height = e.selectbox("Height", sizes, index=sizes.index(info.default_height) if info.default_height in sizes else 0)
+    seed = f.number_input("Seed (empty: a random one)", 0, int(limits.max_seed), value=None, step=1)
+    submitted = st.button("Generate", type="primary", on_click=cut_long_prompt, args=(limits.max_prompt_chars,))
+
+native = info.default_width
+st.caption(
+    f"Not offered: pictures larger than {limits.max_size} × {limits.max_size} pixels, or more than "
+    f"{limits.max_steps} steps. {model_name} learned to paint "
+    f"{native} × {native} pictures; much bigger ones come out as broken patterns, and take far longer."
+)
+
+cut_from = st.session_state.pop("playground-cut", None)
+if cut_from is not None:
+    st.warning(
+        f"Your prompt had {cut_from:,} characters; prompts may have at most {limits.max_prompt_chars:,}, so only "
+        f"the first {limits.max_prompt_chars:,} are used (the box now holds them).",
+        icon=":material/content_cut:",
+    )
+
+if submitted:
+    request = pb.GenerateRequest(
+        prompt=prompt, negative_prompt=negative, num_inference_steps=steps, guidance_scale=guidance,
+        width=width, height=height, scheduler=scheduler,
+    )  # fmt: skip
+    if seed is not None:
+        request.seed = int(seed)
+    request = request_with(request, [Probe.LATENT_PREVIEW, Probe.PREDICTED_X0_PREVIEW])  # and the decoded guess
+    stop()  # a new picture replaces one still coming; the last finished one stays until it is done
+    st.session_state["playground-generation"] = StreamReader(
+        request, expected_step_s=lesson_store().pace.expect(request)
+    )
+    stop_when_tab_closes(st.session_state["playground-generation"])  # a closed tab gives its place back
+
+# The stream's one status: waiting, running, paused, done, stopped, failed or cleared.
+generation: StreamReader | None = st.session_state.get("playground-generation")
+if generation is not None:
+    status, stop_slot = st.empty(), st.empty()
+    if not generation.state.snapshot().final:
+        stop_slot.button("Stop", on_click=stop)
+        left, right = st.columns(2)
+        left_image, right_image = left.empty(), right.empty()
+
+        def draw(run: TrajectoryView) -> None:
+            step = run.steps[-1] if run.steps else None
+            if step is not None and step.latent_preview is not None:
+                live_picture(
+                    left_image, enlarge(step.latent_preview, 320), "the noisy latent the loop carries (linear preview)"
+                )
+                live_picture(right_image, enlarge(guess_picture(step), 320), guess_panel(run))
+
+        ended = follow(generation, status, show_done=True, on_step=draw)
+        stop_slot.empty()
+        left_image.empty()
+        right_image.empty()
+    else:
+        ended = generation.state.snapshot()
+        show(status, ended)
+    if ended.phase == Phase.DONE and generation.trajectory.image is not None:
+        st.session_state.result = generation.trajectory
+
+run = st.session_state.get("result")
+if run is not None and run.image is not None:
+    st.subheader(f"“{plain(short(run.request.prompt))}”, seed {run.request.seed}")
+    if len(" ".join(run.request.prompt.split())) > HEADING_CHARS:
+        st.caption(f"The whole prompt: {plain(run.request.prompt)}")
+    tokens = run.prompt_tokens
+    if tokens is not None and tokens.truncated:
+        st.warning(
+            f"Only {tokens.max_length - 2} pieces of your prompt fit the text encoder's window of "
+            f"{tokens.max_length} tokens. The model never saw the rest: **{plain(tokens.truncated_text)}** "
+            f"({len(tokens.truncated_tokens)} pieces cut off; Stable Diffusion's own pipeline cuts them too, and "
+            "says so only in its log).",
+            icon=":material/content_cut:",
+        )
+    look, final = st.columns([3, 1])
+    with look:
+        st.markdown("**Look back at any step**: play it, or step with the arrow keys.")
+        play_trajectory(run, key="playground-player", width=200)
+    final.image(run.image, caption="the decoded image", width=256)
+    if run.flagged:
+        st.warning(SAFETY_NOTE, icon=":material/visibility_off:")
+    st.caption(PREVIEW_NOTE)
+    d, e = st.columns(2)
+    d.download_button("Download the image (PNG)", png(run.image), "diffusion-classroom.png", "image/png")
+    e.download_button("Download the denoising (GIF)", gif(run), "diffusion-classroom.gif", "image/gif")
+    share_to_class(run, key="playground-share")  # to the class gallery (the teacher approves it first)
