@@ -31,8 +31,8 @@ _COMPONENT = components.declare_component("trajectory_player", path=str(Path(__f
 NO_GUESS = "no guess yet: the first step makes it"
 # What each picture is, said honestly: a decoder's picture of the guess, or the linear approximation.
 # "the latent the loop carries": x_t itself, or x = x_t·√(1+σ²) for the sigma-form schedulers (lesson 3 says which).
-LATENT_PANEL = "the noisy latent the loop carries: linear preview (approximation)"
-GUESS_PREVIEW_PANEL = "the model's guess of x0: linear preview (approximation)"
+LATENT_PANEL = "the noisy latent the loop carries: a rough colour sketch of its numbers"
+GUESS_PREVIEW_PANEL = "the model's guess of the clean picture: a rough colour sketch, not decoded"
 DECODED_PANELS = {
     "vae": "the model's guess, decoded by its VAE",
     "taesd": "the model's guess, decoded by TAESD (a small stand-in for the VAE)",

@@ -9,7 +9,7 @@ from PIL import Image
 from frontend.client import StudentError, get_client, student_id
 from frontend.drawing.views import PREVIEW_NOTE, enlarge, guarded, plain
 from frontend.material.labels import SHAPES_FAMILY, example_prompts, unlearned_sentence, unlearned_words
-from frontend.player import guess_panel, guess_picture, live_picture, play_trajectory
+from frontend.player import LATENT_PANEL, guess_panel, guess_picture, live_picture, play_trajectory
 from frontend.stream.load import request_with
 from frontend.stream.progress import Phase, show
 from frontend.stream.reader import StreamReader
@@ -167,9 +167,7 @@ if generation is not None:
         def draw(run: TrajectoryView) -> None:
             step = run.steps[-1] if run.steps else None
             if step is not None and step.latent_preview is not None:
-                live_picture(
-                    left_image, enlarge(step.latent_preview, 320), "the noisy latent the loop carries (linear preview)"
-                )
+                live_picture(left_image, enlarge(step.latent_preview, 320), LATENT_PANEL)
                 live_picture(right_image, enlarge(guess_picture(step), 320), guess_panel(run))
 
         ended = follow(generation, status, show_done=True, on_step=draw)

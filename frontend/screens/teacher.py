@@ -19,7 +19,7 @@ from frontend.access.transport import require_private_connection
 from frontend.client import get_client
 from frontend.drawing.views import guarded, plain, said
 from frontend.settings import FrontendSettings
-from frontend.together.teacher_side import served_without_computing, teach_together
+from frontend.together.teacher_side import pictures_per_call, served_without_computing, teach_together
 from services.common.api import pb
 
 TEACHER_PAGE_OFF = "The teacher's page is off on this server: set CLASSROOM_TEACHER_CODE to turn it on."
@@ -153,7 +153,7 @@ def _live(room: pb.GetClassroomResponse) -> None:
     e, f, g, h = st.columns(4)
     # "cpu (no GPU on this server)" did not fit its column and read "cpu (no GP…": the note goes in the label.
     e.metric("Device" if room.gpu_memory_total_bytes else "Device (no GPU on this server)", room.device)
-    f.metric("Pictures per UNet call", f"{room.average_batch_size:.1f}", help=f"At most {room.max_batch_size}.")
+    f.metric("Pictures per UNet call", pictures_per_call(room), help=f"At most {room.max_batch_size}.")
     if room.gpu_memory_total_bytes:
         g.metric(
             "GPU memory", f"{room.gpu_memory_used_bytes / 2**30:.1f} / {room.gpu_memory_total_bytes / 2**30:.0f} GB"

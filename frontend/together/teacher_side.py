@@ -46,6 +46,11 @@ def served_without_computing(room: pb.GetClassroomResponse) -> tuple[str, str]:
     return label, f"{room.cache_hit_rate:.0%}" if served else "nothing served yet"
 
 
+def pictures_per_call(room: pb.GetClassroomResponse) -> str:
+    """The teacher's batching figure; before the first UNet call its average is 0.0, which reads as broken."""
+    return f"{room.average_batch_size:.1f}" if room.average_batch_size else "none yet"
+
+
 # -- leading the class --------------------------------------------------------------
 
 

@@ -206,8 +206,8 @@ def test_lesson_3_plays_the_decoded_guess_and_its_cost(browser_page, stack):
     assert misses(stack) == before  # precomputed with the decoded guesses: opened with no model work
     captions = panel_captions(frame)
     assert captions == [
-        "the noisy latent the loop carries: linear preview (approximation)",
-        "the model's guess of x0: linear preview (approximation)",
+        "the noisy latent the loop carries: a rough colour sketch of its numbers",
+        "the model's guess of the clean picture: a rough colour sketch, not decoded",
         "the model's guess, decoded by its VAE",
     ]
     assert_decoded_everywhere(frame, 2, "red")

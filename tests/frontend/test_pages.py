@@ -260,6 +260,7 @@ def test_the_teacher_page_refuses_a_student_and_serves_the_teacher(teacher_env):
         "Blocked prompts",
     ]
     assert "Nobody is generating right now." in text_of(at)
+    assert next(m.value for m in at.metric if m.label == "Pictures per UNet call") == "none yet"  # a fresh server
     next(b for b in at.button if b.label == "Pause generation").click().run()
     assert teacher_env.classroom.scheduler.paused  # the service itself is paused
     assert "Generation is paused" in text_of(at)

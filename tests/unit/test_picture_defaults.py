@@ -54,3 +54,10 @@ def test_served_without_the_gpu_is_said_only_with_a_gpu():
         stats=pb.GetServerStatsResponse(cache_hits=1, cache_misses=3),
     )  # fmt: skip
     assert served_without_computing(gpu) == ("Served without the GPU", "25%")
+
+
+def test_pictures_per_unet_call_says_none_before_the_first_call():
+    from frontend.together.teacher_side import pictures_per_call
+
+    assert pictures_per_call(pb.GetClassroomResponse(max_batch_size=8)) == "none yet"  # not "0.0"
+    assert pictures_per_call(pb.GetClassroomResponse(average_batch_size=3.25)) == "3.2"

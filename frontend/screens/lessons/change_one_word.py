@@ -67,7 +67,7 @@ frames = [first] + [
     )
     for k, x, y in zip(range(1, total + 1), a.steps, b.steps, strict=True)
 ]
-panels = [f"guess of x0: {bracketed(words)}" for words in marked]
+panels = [f"the guess, a rough sketch: {bracketed(words)}" for words in marked]
 if decoded:
     panels += [f"the guess decoded: {bracketed(words)}" for words in marked]
 step = play(frames, panels, key="change-player", start=total // 4, report=True, width=200 if decoded else 300)
