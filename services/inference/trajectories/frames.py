@@ -8,6 +8,7 @@ from PIL import Image, ImageFilter
 
 from services.common.api import pb
 from services.common.codecs import PreviewMap, encode_image, latent_preview, tensor_to_proto
+from services.common.include_mask import Probe
 from services.inference.diffusion.events import AttentionCopy, EncodedPrompt, FinalEvent, HeaderEvent, StepEvent
 from services.inference.diffusion.models import DiffusionModel, PromptTokens
 
@@ -168,14 +169,14 @@ def encode(event: HeaderEvent | StepEvent | FinalEvent, model: DiffusionModel) -
 
 
 # The fields each probe fills, in the header and in a frame.
-_FRAME_FIELDS = {
-    "latent": "latent",
-    "predicted_x0": "predicted_x0",
-    "latent_preview": "latent_preview",
-    "predicted_x0_preview": "predicted_x0_preview",
-    "noise_predictions": "noise",
-    "cross_attention": "cross_attention",
-    "decoded_x0_preview": "decoded_x0_preview",
+_FRAME_FIELDS: dict[str, str] = {
+    Probe.LATENT: "latent",
+    Probe.PREDICTED_X0: "predicted_x0",
+    Probe.LATENT_PREVIEW: "latent_preview",
+    Probe.PREDICTED_X0_PREVIEW: "predicted_x0_preview",
+    Probe.NOISE_PREDICTIONS: "noise",
+    Probe.CROSS_ATTENTION: "cross_attention",
+    Probe.DECODED_X0_PREVIEW: "decoded_x0_preview",
 }
 
 
@@ -190,7 +191,7 @@ def filter_event(event: pb.GenerateResponse, include: frozenset[str]) -> pb.Gene
         header = filtered.header
         del header.request.include.paths[:]
         header.request.include.paths.extend(sorted(include))
-        if "embeddings" not in include:
+        if Probe.EMBEDDINGS not in include:
             header.prompt.ClearField("embeddings")
             header.negative_prompt.ClearField("embeddings")
     else:
