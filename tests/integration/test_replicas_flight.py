@@ -18,7 +18,8 @@ import pytest
 
 from services.common.api import STUDENT_METADATA, bearer, pb, unbatch
 from services.common.shapes_judge import judge
-from services.common.trajectories import rate_limit_key
+from services.common.trajectories import Namespace, rate_limit_key, redis_key
+from services.inference.trajectories.lease import lease_key
 from tests.integration.helpers import Stream, collect, request
 from tests.support.replicas import API_TOKEN, Replicas, running_replicas
 from tests.support.servers import stub_for
@@ -87,6 +88,15 @@ def test_the_same_request_sent_to_both_replicas_is_computed_once(replicas):
         assert [frame.step_index for frame in stream.frames] == list(range(STEPS))  # every frame, live
     assert streams[A].final.image.data == streams[B].final.image.data  # the same picture
     assert judge(streams[A].image).colour == "red"
+
+
+def test_a_finished_stream_means_stored_and_no_longer_claimed(replicas):
+    stream = collect(generate(replicas, A, request("a yellow star at the top", seed=15), "dee"))
+    key = stream.status.trajectory_key
+    with replicas.redis.client() as client:
+        assert client.exists(redis_key(Namespace.AD_HOC, key)) and not client.exists(lease_key(key))
+    # So the same request asked of B at once is B's to read from the cache, not to follow.
+    assert collect(generate(replicas, B, request("a yellow star at the top", seed=15), "dee")).status.cache_hit
 
 
 def test_a_reader_leaving_the_computing_replica_leaves_the_picture_to_the_other(replicas):

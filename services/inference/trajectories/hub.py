@@ -202,7 +202,7 @@ class TrajectoryHub:
     def release(self, trajectory: Trajectory) -> None:
         """A reader is done; when the last reader of unfinished work leaves, the work stops."""
         trajectory.readers -= 1
-        if trajectory.readers or trajectory.finished:
+        if trajectory.readers or trajectory.finished or trajectory.complete:  # (complete: all but said so)
             return
         if trajectory.job is not None:
             # (Its publisher then tells the other replicas, whose readers, if any, take it over.)
@@ -237,13 +237,15 @@ class TrajectoryHub:
                     break
             if event.flagged:
                 # A picture the safety checker flagged is never replayed: each request is checked anew.
+                await self._let_go(trajectory)
                 trajectory.finish()
                 return
-            # Readers already have the final image; their streams end once it is stored,
-            # so that a finished stream means a cached trajectory (when Redis is there).
+            # Readers already have the final image; their streams end once it is stored (and no
+            # longer claimed), so that a finished stream means a cached trajectory (when Redis is there).
             namespace = Namespace.LESSON if trajectory.lesson_entry else Namespace.AD_HOC
             if await self.store.save(trajectory.record(), namespace):
                 trajectory.stored_in = namespace
+            await self._let_go(trajectory)
             trajectory.finish()
             self._remember(trajectory)
         except Exception:
@@ -254,6 +256,13 @@ class TrajectoryHub:
             trajectory.finish(error=MODEL_FAILURE)
         finally:
             self._ended(trajectory)
+
+    @staticmethod
+    async def _let_go(trajectory: Trajectory) -> None:
+        """A complete trajectory's claim: its end said on its stream and the claim let go, before its readers end."""
+        if trajectory.publisher is not None:
+            trajectory.mark_complete()
+            await asyncio.wait([trajectory.publisher])  # (it never raises: Redis failures are the store's)
 
     async def _keep_as_lesson(self, trajectory: Trajectory, lesson_entry: str) -> None:
         """Mark a trajectory as a lesson's; a finished one not yet in the lesson namespace is moved there."""

@@ -40,7 +40,9 @@ class Trajectory:
         self.aborted = False  # the error is a deliberate stop (the teacher cleared the queue)
         # Set once the trajectory is loaded, started or refused (`refused` tells which).
         self.settled = asyncio.Event()
-        self.ended = asyncio.Event()  # set when it is finished (or failed)
+        # Every event is in, and it is stored: its owner may tell other replicas before its readers end.
+        self.complete = False
+        self.ended = asyncio.Event()  # set when it is complete or finished (or failed)
         self.nbytes = 0
         self.readers = 0
         self.lesson_entry = ""  # set when a lesson asked for it: then it is kept for good
@@ -68,6 +70,11 @@ class Trajectory:
         self.lesson_entry = self.lesson_entry or record.lesson_entry_id
         self.stored_in = namespace
         self.finish()
+
+    def mark_complete(self) -> None:
+        self.complete = True
+        self.ended.set()
+        self._wake()
 
     def finish(self, error: str | None = None, aborted: bool = False) -> None:
         self.finished, self.error, self.aborted = True, error, aborted

@@ -83,14 +83,14 @@ async def publish(
     each `lease.renew_every_s`, which also tells whether anyone watches now, and one at the
     end. Watched (from the start for a takeover, `watched`): one round trip for whatever
     arrived since the last (every frame on a quiet server, a batch of them on a busy one),
-    the renewal riding along when due. The end goes out once the trajectory is finished,
-    so after it was stored.
+    the renewal riding along when due. The end goes out once the trajectory is complete
+    (stored) or finished otherwise (failed, stopped).
     """
     sent, queue_sent, lost = first, None, False
     renew_at = time.monotonic() + lease.renew_every_s  # the claim was just made, for a whole lease
     while True:
         change = trajectory.next_change()
-        count, finished = len(trajectory.events), trajectory.finished
+        count, finished = len(trajectory.events), trajectory.finished or trajectory.complete
         renew = not finished and time.monotonic() >= renew_at
         wires = [trajectory.wire(i) for i in range(sent, count)] if watched else []
         queue = trajectory.queue if watched and not count and trajectory.queue != queue_sent else None
