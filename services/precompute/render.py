@@ -9,6 +9,7 @@ from tqdm import tqdm
 
 from services.common.api import pb
 from services.common.client import ClassroomClient, StudentError
+from services.common.include_mask import Probe
 
 
 @dataclass
@@ -46,7 +47,7 @@ def render_catalog(client: ClassroomClient, collection: str = "", progress: bool
     for entry in tqdm(todo, desc="lessons", unit="entry", disable=not progress):
         request = pb.GenerateRequest()
         request.CopyFrom(entry.request)
-        request.include.paths.append("latent_preview")  # the service computes everything; we need little
+        request.include.paths.append(Probe.LATENT_PREVIEW)  # the service computes everything; we need little
         try:
             events = client.generate(request, lesson_entry=entry.id)
             if not any(event.WhichOneof("event") == "final" for event in events):

@@ -24,8 +24,9 @@ from dataclasses import dataclass
 import torch
 
 from services.common.api import pb
+from services.common.include_mask import ON_REQUEST_PROBES
 from services.common.text import fold_name, hidden_characters
-from services.common.trajectories import ON_REQUEST_PROBES, canonical_request
+from services.common.trajectories import canonical_request
 from services.inference.classroom.crowd import CrowdHold
 from services.inference.classroom.lessons import CatalogEntry, LessonRender, PrecomputeProgress
 from services.inference.classroom.ratelimit import RateLimiter

@@ -8,8 +8,8 @@ import random
 from dataclasses import dataclass
 
 from services.common.api import pb
+from services.common.include_mask import ON_REQUEST_PROBES, Probe
 from services.common.text import hidden_characters, name_problem
-from services.common.trajectories import ON_REQUEST_PROBES
 from services.inference.diffusion.jobs import Requester
 from services.inference.diffusion.probes import DEFAULT_PROBES, PROBES
 from services.inference.diffusion.schedulers import SCHEDULERS
@@ -237,7 +237,10 @@ def check_generate(
     )
 
 
-_PROBE_NAMES = {"cross_attention": "the attention maps", "decoded_x0_preview": "the decoded picture at every step"}
+_PROBE_NAMES: dict[str, str] = {
+    Probe.CROSS_ATTENTION: "the attention maps",
+    Probe.DECODED_X0_PREVIEW: "the decoded picture at every step",
+}
 
 
 def _check_work(

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from diffusers.utils.torch_utils import randn_tensor
 
+from services.common.include_mask import Probe
 from services.inference.diffusion.attention import AttentionMaps, eager
 from services.inference.diffusion.events import (
     AttentionCopy,
@@ -61,8 +62,8 @@ class Generation:
         self.timings = {"text_encoder": 0.0, "vae_decode": 0.0}
         self.denoising: list[Stopwatch] = []  # every step's device work, read when the generation ends
         # The costly probes, only when asked (see probes.py).
-        self.wants_attention = "cross_attention" in spec.include
-        self.wants_decoded_x0 = "decoded_x0_preview" in spec.include
+        self.wants_attention = Probe.CROSS_ATTENTION in spec.include
+        self.wants_decoded_x0 = Probe.DECODED_X0_PREVIEW in spec.include
         self.attention: AttentionMaps | None = None  # this step's maps, left here by `predict_noise`
 
     @property
@@ -105,7 +106,7 @@ class Generation:
         # Host copies of the schedule: reading a device tensor at every step would wait for the device.
         self.timestep_values = [float(t) for t in self.timesteps]
         self.sigma_values = [sigma_at(self.scheduler, i) for i in range(len(self.timesteps))]
-        with_embeddings = "embeddings" in spec.include
+        with_embeddings = Probe.EMBEDDINGS in spec.include
         return HeaderEvent(
             spec=spec,
             prompt=EncodedPrompt.from_embedding(spec.prompt, prompt, with_embeddings),

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from services.common.api import pb
-from services.common.trajectories import ON_REQUEST_PROBES
+from services.common.include_mask import ON_REQUEST_PROBES, Probe
 from services.inference.settings import InferenceSettings
 
 
@@ -87,7 +87,7 @@ class GenerationSpec:
 # their factors are the ratios measured on Shapes at 64 px (docs/benchmarks.md, "The costly probes":
 # attention maps 1.13, a decoded guess 1.53), rounded up. A branch (lesson 8) runs every step itself,
 # those it shares with its original too, so it is priced by all its steps like any request.
-PROBE_COST: dict[str, float] = {"cross_attention": 1.25, "decoded_x0_preview": 1.5}
+PROBE_COST: dict[str, float] = {Probe.CROSS_ATTENTION: 1.25, Probe.DECODED_X0_PREVIEW: 1.5}
 assert PROBE_COST.keys() == ON_REQUEST_PROBES
 
 
