@@ -77,6 +77,10 @@ class PromptTokens:
     # Whether the model learned each piece in training (see ModelCard.vocabulary): of the window, of the cut.
     known: list[bool]
     truncated_known: list[bool]
+    # Each piece's row length in the text encoder's input table (training moves the rows it uses): of the window,
+    # of the cut. Empty for a model without such a table (the simulated GPU).
+    input_norms: tuple[float, ...] = ()
+    truncated_input_norms: tuple[float, ...] = ()
 
     @property
     def truncated(self) -> bool:
@@ -273,6 +277,16 @@ class DiffusionModel:
         """For each token id, whether the model learned it in training (always, for a model without a list)."""
         return [True] * len(ids) if self.known_ids is None else [i in self.known_ids for i in ids]
 
+    def input_norms(self, ids: list[int]) -> tuple[float, ...]:
+        """Each token's row length (L2 norm) in the text encoder's input table, before position is added."""
+        table = getattr(self, "_input_norms", None)
+        if table is None:  # computed once (a race computes the same numbers twice)
+            rows = getattr(self.text_encoder, "get_input_embeddings", None)
+            weight = rows().weight if rows is not None else None
+            table = weight.float().norm(dim=-1).cpu().numpy() if isinstance(weight, torch.Tensor) else np.zeros(0)
+            self._input_norms = table
+        return tuple(float(table[i]) if i < len(table) else 0.0 for i in ids) if len(table) else ()
+
     def tokenize(self, prompt: str) -> PromptTokens:
         """The prompt's tokens exactly as the pipeline feeds them, plus what was cut off."""
         with self._tokenizer_lock:
@@ -297,6 +311,8 @@ class DiffusionModel:
             truncated_text=cut_text,
             known=self.learned(list(window)),
             truncated_known=self.learned(list(cut)),
+            input_norms=self.input_norms(list(window)),
+            truncated_input_norms=self.input_norms(list(cut)),
         )
 
     def encode(self, prompt: str) -> PromptEmbedding:

@@ -19,8 +19,13 @@ _BLUR_FRACTION = 1 / 12
 _PNG_PIXELS = 256 * 256
 
 
-def _token(position: int, token_id: int, piece: str, text: str, kind: int, known: bool) -> pb.Token:
-    return pb.Token(position=position, id=token_id, piece=piece, text=text, kind=kind, known=known)
+def _token(position: int, token_id: int, piece: str, text: str, kind: int, known: bool, norm: float = 0.0) -> pb.Token:
+    return pb.Token(position=position, id=token_id, piece=piece, text=text, kind=kind, known=known, input_norm=norm)
+
+
+def _norms(norms: tuple[float, ...], count: int) -> tuple[float, ...]:
+    """The tokens' input norms, or zeros for a model without an input table."""
+    return norms if len(norms) == count else (0.0,) * count
 
 
 def tokens_message(tokens: PromptTokens) -> pb.TokenizeResponse:
@@ -33,21 +38,23 @@ def tokens_message(tokens: PromptTokens) -> pb.TokenizeResponse:
             return pb.TOKEN_KIND_PROMPT
         return pb.TOKEN_KIND_END if position == tokens.end_position else pb.TOKEN_KIND_PADDING
 
+    norms = _norms(tokens.input_norms, len(tokens.ids))
     window = [
-        _token(i, token_id, piece, text, kind(i), known)
-        for i, (token_id, piece, text, known) in enumerate(
-            zip(tokens.ids, tokens.pieces, tokens.texts, tokens.known, strict=True)
+        _token(i, token_id, piece, text, kind(i), known, norm)
+        for i, (token_id, piece, text, known, norm) in enumerate(
+            zip(tokens.ids, tokens.pieces, tokens.texts, tokens.known, norms, strict=True)
         )
     ]
     first_cut = len(tokens.ids) - 1  # the cut pieces would have followed the last prompt piece
     cut = [
-        _token(first_cut + i, token_id, piece, text, pb.TOKEN_KIND_PROMPT, known)
-        for i, (token_id, piece, text, known) in enumerate(
+        _token(first_cut + i, token_id, piece, text, pb.TOKEN_KIND_PROMPT, known, norm)
+        for i, (token_id, piece, text, known, norm) in enumerate(
             zip(
                 tokens.truncated_ids,
                 tokens.truncated_pieces,
                 tokens.truncated_texts,
                 tokens.truncated_known,
+                _norms(tokens.truncated_input_norms, len(tokens.truncated_ids)),
                 strict=True,
             )
         )

@@ -1,0 +1,1 @@
+"""What the model learned from (lesson 9): its training pictures drawn again, and the nearest to a picture."""
