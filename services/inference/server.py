@@ -168,7 +168,7 @@ class InferenceServer:
         await _set_serving(self.health, False)
         if self.classroom is not None:
             await self.classroom.cancel_precompute()
-            self.classroom.together.stop_watching()  # streams that would never end by themselves
+            self.classroom.stop_watching()  # streams that would never end by themselves
         await self.server.stop(self.settings.shutdown_grace_s if grace is None else grace)
         if self.classroom is not None:
             await self.classroom.close()

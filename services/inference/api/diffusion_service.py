@@ -28,10 +28,6 @@ from services.inference.api.attached import Attached
 from services.inference.api.replies import stats_message
 from services.inference.diffusion.events import EncodedPrompt
 from services.inference.diffusion.jobs import Requester
-from services.inference.diffusion.models import parameter_count
-from services.inference.diffusion.probes import PROBES
-from services.inference.diffusion.schedulers import SCHEDULERS
-from services.inference.learned.learned import Learned
 from services.inference.refusals import RequestError
 from services.inference.together.together import Together
 from services.inference.trajectories import frames
@@ -62,54 +58,7 @@ class DiffusionService(Attached):
     async def GetModelInfo(
         self, request: pb.GetModelInfoRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetModelInfoResponse:
-        classroom = self.ready()
-        model, s = classroom.model, classroom.settings
-        factor = model.vae_downsample_factor
-        return pb.GetModelInfoResponse(
-            model_id=model.model_id,
-            model_revision=model.revision,
-            device=str(model.device),
-            dtype=str(model.dtype).removeprefix("torch."),
-            default_width=model.default_size,
-            default_height=model.default_size,
-            default_steps=s.default_steps,
-            default_guidance_scale=s.default_guidance_scale,
-            default_scheduler=s.default_scheduler,
-            latent_channels=model.latent_channels,
-            vae_downsample_factor=factor,
-            latent_shape_rule=f"[{model.latent_channels}, height / {factor}, width / {factor}]",
-            vae_scaling_factor=float(model.vae.config.scaling_factor),
-            schedulers=[
-                pb.SchedulerInfo(
-                    name=spec.name,
-                    display_name=spec.display_name,
-                    description=spec.description,
-                    ancestral=spec.ancestral,
-                    sigma_space=spec.sigma_space,
-                )
-                for spec in SCHEDULERS.values()
-                if spec.name in classroom.limits.schedulers  # those the model's card leaves out are not offered
-            ],
-            limits=classroom.limits.to_proto(),  # the settings', narrowed to this model
-            text_max_length=model.max_length,
-            text_hidden_size=int(model.text_encoder.config.hidden_size),
-            text_encoder_layers=int(model.text_encoder.config.num_hidden_layers),
-            tokenizer_vocab_size=len(model.tokenizer),
-            prediction_type=str(model.scheduler_config.get("prediction_type", "epsilon")),
-            num_train_timesteps=int(model.scheduler_config.get("num_train_timesteps", 1000)),
-            include_paths=list(PROBES),
-            default_include_paths=[name for name in PROBES if name in classroom.default_include],
-            model_family=model.card.family,
-            model_display_name=model.card.display_name,
-            unet_block_out_channels=list(model.unet.config.block_out_channels),
-            unet_layers_per_block=int(model.unet.config.layers_per_block),
-            unet_cross_attention_dim=int(model.unet.config.cross_attention_dim),
-            unet_parameters=parameter_count(model.unet),
-            text_encoder_parameters=parameter_count(model.text_encoder),
-            vae_parameters=parameter_count(model.vae),
-            held_out_pairs=list(model.card.held_out_pairs),
-            model_description=model.card.description,
-        )
+        return self.ready().model_info()
 
     async def Tokenize(self, request: pb.TokenizeRequest, context: grpc.aio.ServicerContext) -> pb.TokenizeResponse:
         classroom = self.ready()
@@ -153,7 +102,7 @@ class DiffusionService(Attached):
         classroom, together = self.ready(), self.together()
         listed = await classroom.lessons(request.collection)
         return pb.ListLessonsResponse(
-            catalog_version=classroom.catalog.version,
+            catalog_version=listed.catalog_version,
             collections=[
                 pb.LessonCollection(
                     id=c.id,
@@ -165,8 +114,7 @@ class DiffusionService(Attached):
                         for q in together.questions_of(c.id)
                     ],
                 )
-                for c in classroom.catalog.collections
-                if request.collection in ("", c.id)
+                for c in listed.collections
             ],
             entries=[
                 pb.LessonEntry(
@@ -177,9 +125,9 @@ class DiffusionService(Attached):
                     trajectory_key=e.key,
                     labels=e.entry.labels,
                 )
-                for e, state in listed
+                for e, state in listed.entries
             ],
-            cache_available=classroom.store.available,
+            cache_available=listed.cache_available,
         )
 
     async def JoinClass(self, request: pb.JoinClassRequest, context: grpc.aio.ServicerContext) -> pb.JoinClassResponse:
@@ -230,27 +178,6 @@ class DiffusionService(Attached):
         together, who = await self._in_class(context, student=True)
         choice = await together.answer(who.classroom, who.student, request.question_id, request.choice)
         return pb.AnswerQuickCheckResponse(choice=choice)
-
-    # -- what the model learned from (lesson 9) -------------------------------------
-
-    _learned: Learned | None = None
-
-    def learned(self) -> Learned:
-        """Lesson 9's room for the loaded model (built on first use: it costs nothing until asked)."""
-        classroom = self.ready()
-        if self._learned is None or self._learned.model is not classroom.model:
-            self._learned = Learned(classroom.model, classroom.store)
-        return self._learned
-
-    async def TrainingSamples(
-        self, request: pb.TrainingSamplesRequest, context: grpc.aio.ServicerContext
-    ) -> pb.TrainingSamplesResponse:
-        return await self.learned().samples(request.offset, request.count)
-
-    async def NearestTraining(
-        self, request: pb.NearestTrainingRequest, context: grpc.aio.ServicerContext
-    ) -> pb.NearestTrainingResponse:
-        return await self.learned().nearest(request.trajectory_key, request.k)
 
     async def GetServerStats(
         self, request: pb.GetServerStatsRequest, context: grpc.aio.ServicerContext

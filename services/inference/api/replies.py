@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from services.common.api import pb
-from services.inference.classroom.classroom import ServerStats
 from services.inference.classroom.lessons import PrecomputeProgress
+from services.inference.classroom.reports import ServerStats
 
 
 def stats_message(stats: ServerStats) -> pb.GetServerStatsResponse:

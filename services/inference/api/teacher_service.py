@@ -61,14 +61,14 @@ class TeacherService(Attached, pb_grpc.TeacherServiceServicer):
             )
             for b in classroom.blocked
         ]
-        used, total = classroom.gpu_memory()
+        device, used, total = classroom.device()
         paused, max_batch_size, average_batch_size = classroom.batching()
         return pb.GetClassroomResponse(
             jobs=jobs,
             paused=paused,
             stats=stats,
             cache_hit_rate=(stats.cache_hits + stats.single_flight_joins) / streams if streams else 0.0,
-            device=str(classroom.model.device),
+            device=device,
             max_batch_size=max_batch_size,
             average_batch_size=average_batch_size,
             gpu_memory_used_bytes=used,

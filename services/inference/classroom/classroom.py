@@ -6,7 +6,7 @@ and the log of blocked prompts. Who may start a generation is decided in one
 place, `open` (with `_admit_work` for the part that only matters when the
 model must run); every refusal is a typed `Refusal` from `refusals.py`. The
 gRPC adapters (`api/`) only translate; resume tickets and the lesson render are in
-`tickets.py` and `lessons.py`.
+`tickets.py` and `lessons.py`, what the classroom reports about itself in `reports.py`.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ import time
 import weakref
 from collections import Counter, deque
 from concurrent.futures import Executor
-from dataclasses import dataclass
 
 import torch
 
@@ -30,6 +29,7 @@ from services.common.trajectories import canonical_request
 from services.inference.classroom.crowd import CrowdHold
 from services.inference.classroom.lessons import CatalogEntry, LessonRender, PrecomputeProgress
 from services.inference.classroom.ratelimit import RateLimiter
+from services.inference.classroom.reports import Blocked, LessonListing, ServerStats, model_info
 from services.inference.classroom.roster import RosterEntry, SharedRoster
 from services.inference.classroom.tickets import ResumeTickets
 from services.inference.classroom.turns import StudentTurns
@@ -41,7 +41,7 @@ from services.inference.classroom.validation import (
     check_requester,
 )
 from services.inference.diffusion.batching import BatchScheduler
-from services.inference.diffusion.jobs import Job, JobView, Requester, SchedulerStats
+from services.inference.diffusion.jobs import Job, JobView, Requester
 from services.inference.diffusion.models import DiffusionModel, PromptEmbedding, PromptTokens
 from services.inference.diffusion.probes import default_probes
 from services.inference.diffusion.spec import GenerationSpec, standard_work
@@ -51,8 +51,8 @@ from services.inference.refusals import BlockedPrompt, Refusal, RequestError
 from services.inference.settings import InferenceSettings
 from services.inference.together.shared import ClassRecords
 from services.inference.together.together import Together
-from services.inference.trajectories.cache import CacheStats, TrajectoryStore
-from services.inference.trajectories.hub import HubStats, TrajectoryHub
+from services.inference.trajectories.cache import TrajectoryStore
+from services.inference.trajectories.hub import TrajectoryHub
 from services.inference.trajectories.log import Trajectory
 from services.lessons.catalog import Catalog, all_entries, load_catalog
 
@@ -66,27 +66,6 @@ PRECOMPUTE = Requester(f"{INTERNAL_PREFIX}precompute", name="lesson precompute")
 GRID_PREFIX = f"{INTERNAL_PREFIX}grid:"
 GRIDS_AT_ONCE = 2
 STUDENT_REMOVED = "Your teacher removed your name from the class, so this picture was stopped."
-
-
-@dataclass(frozen=True)
-class Blocked:
-    """A prompt the blocklist refused: who, when, and what (shown to the teacher only on request)."""
-
-    student_name: str
-    unix_time: float
-    prompt: str
-
-
-@dataclass(frozen=True)
-class ServerStats:
-    """What the service has done since it started (the teacher's page and GetServerStats)."""
-
-    scheduler: SchedulerStats
-    hub: HubStats
-    cache: CacheStats
-    cache_available: bool
-    cache_status: str
-    blocked_prompts: int
 
 
 class Classroom:
@@ -300,11 +279,16 @@ class Classroom:
 
     # -- lessons and figures ---------------------------------------------------
 
-    async def lessons(self, collection: str = "") -> list[tuple[CatalogEntry, int]]:
-        """The catalog entries (of one collection, or all) with their cache states."""
+    def model_info(self) -> pb.GetModelInfoResponse:
+        return model_info(self.model, self.settings, self.limits, self.default_include)
+
+    async def lessons(self, collection: str = "") -> LessonListing:
+        """The catalog's collections and entries (of one collection, or all), the entries with their cache states."""
         chosen = [e for e in self.entries if collection in ("", e.entry.collection)]
         states = await self.store.states([e.key for e in chosen])
-        return list(zip(chosen, states, strict=True))
+        collections = [c for c in self.catalog.collections if collection in ("", c.id)]
+        entries = list(zip(chosen, states, strict=True))
+        return LessonListing(self.catalog.version, collections, entries, self.store.available)
 
     def stats(self) -> ServerStats:
         return ServerStats(
@@ -372,12 +356,13 @@ class Classroom:
         """(paused, the most requests one UNet call takes, the average it took), for the teacher's page."""
         return self.scheduler.paused, self.scheduler.max_batch_size, self.scheduler.average_batch
 
-    def gpu_memory(self) -> tuple[int, int]:
-        """(used, total) bytes of GPU memory; (0, 0) on a CPU."""
-        if self.model.device.type != "cuda":
-            return 0, 0
-        free, total = torch.cuda.mem_get_info(self.model.device)
-        return total - free, total
+    def device(self) -> tuple[str, int, int]:
+        """The device the model runs on, and (used, total) bytes of GPU memory; (0, 0) on a CPU."""
+        device = self.model.device
+        if device.type != "cuda":
+            return str(device), 0, 0
+        free, total = torch.cuda.mem_get_info(device)
+        return str(device), total - free, total
 
     @property
     def precompute(self) -> PrecomputeProgress:
@@ -389,6 +374,10 @@ class Classroom:
 
     async def cancel_precompute(self) -> None:
         await self.lesson_render.cancel()
+
+    def stop_watching(self) -> None:
+        """Before the server stops: end the class's watch streams, which would never end by themselves."""
+        self.together.stop_watching()
 
     async def close(self) -> None:
         """After the server stopped: stop the background work (the store is the server's to close)."""
