@@ -21,6 +21,7 @@ pages = [
     st.Page("screens/lessons/seeds_schedulers.py", title="6. Seeds and schedulers", icon=":material/casino:"),
     st.Page("screens/lessons/attention.py", title="7. Which word paints where", icon=":material/highlight:"),
     st.Page("screens/lessons/branch.py", title="8. When does the picture decide?", icon=":material/call_split:"),
+    st.Page("screens/lessons/learned_from.py", title="9. What it learned from", icon=":material/dataset:"),
     st.Page("screens/playground.py", title="Playground", icon=":material/science:"),
     st.Page("screens/model.py", title="The model", icon=":material/memory:"),
     st.Page("screens/follow.py", title="Follow along", icon=":material/co_present:"),

@@ -37,6 +37,11 @@ LESSONS = [
         "8. When does the picture decide?",
         "change the prompt part-way and see what is settled.",
     ),
+    (
+        "screens/lessons/learned_from.py",
+        "9. What it learned from",
+        "the very pictures it learned from, what it never saw, and whether it copies.",
+    ),
     ("screens/playground.py", "Playground", "try any prompt and setting."),
     ("screens/model.py", "The model", "what the model itself is made of."),
 ]

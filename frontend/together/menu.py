@@ -37,6 +37,7 @@ LESSONS: tuple[MenuLesson, ...] = (
     MenuLesson("seeds_schedulers", "6. Seeds and schedulers", ("seed-gallery", "scheduler-comparison")),
     MenuLesson("attention", "7. Which word paints where", ("attention-maps",)),
     MenuLesson("branch", "8. When does the picture decide?", ("branch-at-step",)),
+    MenuLesson("learned_from", "9. What it learned from", ("never-seen",)),
 )
 BY_PAGE = {lesson.page: lesson for lesson in LESSONS}
 

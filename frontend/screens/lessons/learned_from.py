@@ -1,0 +1,197 @@
+"""Lesson 9, what it learned from: the very pictures Shapes learned from, what it never saw, and did it copy.
+
+Every number comes from the service, measured on what is on screen: the training pictures are
+drawn again by the program that drew them (TrainingSamples), the word vectors' lengths come from
+Tokenize, and the distances from the student's own picture (NearestTraining). Sentences about
+what the model did are written only when the judge or the numbers show it on this run.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from frontend.client import get_client, student_id
+from frontend.drawing.views import enlarge, guarded, plain, said
+from frontend.material.examples import examples
+from frontend.stream.load import load
+from frontend.stream.wire import TrajectoryView
+from services.common.api import pb
+from services.common.codecs import decode_image
+from services.common.shapes_data import caption_of
+
+PAGE = 12  # training pictures a page shows
+CARLINI = (
+    "Researchers got Stable Diffusion to paint a few of its training pictures again almost exactly, mostly "
+    "pictures that were in its training data many times over (Carlini et al. 2023, “Extracting Training Data "
+    "from Diffusion Models”). Most of its pictures are not copies. Both are true."
+)
+QUESTIONS = (
+    "Real models learn from pictures people made and put online. Whose pictures should a model be allowed to "
+    "learn from? Should the people who made them be asked first?",
+    "A model can paint “in the style of” a living artist. Is that copying? What would you want if it were your style?",
+    "What should count as a copy: the very same picture, a close one, or the same idea?",
+    "Look at “What it never saw”: did Shapes put together words it learned apart? Is a picture made from what "
+    "a model learned something new?",
+    "Who should decide the rules: the artists, the companies, the law, schools?",
+)
+
+st.title("9. What it learned from")
+client = get_client()
+info = guarded(client.model_info)
+start = st.session_state.get("training-page", 0)
+training = guarded(lambda: client.training_samples(start * PAGE, PAGE))
+if info is None or training is None:
+    st.stop()
+
+
+def judged(picture: np.ndarray) -> str:
+    """What a student would say of a Shapes picture, as the pixel judge reads it ("an orange star at the top")."""
+    from services.common.shapes_judge import judge
+
+    verdict = judge(picture)
+    return caption_of(verdict.colour, verdict.shape, verdict.position) if verdict.found else "no shape"
+
+
+def ask_questions() -> None:
+    st.subheader("Questions to argue about")
+    st.markdown(
+        "There are no answers on this page: these are for your class to argue. Stable Diffusion (reported by "
+        "its makers and researchers, not measured here) learned from billions of pictures and captions taken "
+        f"from the web (subsets of LAION-5B). {CARLINI}"
+    )
+    st.markdown("".join(f"\n{n}. {q}" for n, q in enumerate(QUESTIONS, 1)))
+
+
+if not training.available:
+    st.info(said(training.unavailable_reason))
+    ask_questions()
+    st.stop()
+
+# 1. The training pictures
+st.subheader("The pictures it learned from")
+size = training.training_set_size
+first = training.runs[0]
+st.markdown(
+    f"{info.model_display_name} learned from **{size:,} pictures**, each drawn by a short program with its exact "
+    "caption. The program drew them from a seed, so they can be drawn again exactly: these are the very "
+    f"pictures, in the order it saw them. It practised {first.steps:,} times on {first.batch_size} pictures at "
+    f"a time, so it saw each one about {first.steps * first.batch_size / size:.1f} times."
+)
+for run in training.runs[1:]:
+    st.markdown(f"Then {run.steps:,} more rounds on the first {run.pictures:,} trained only where each word looks.")
+last_page = (size - 1) // PAGE
+st.number_input(
+    f"Page (of {last_page + 1:,})", min_value=0, max_value=last_page, key="training-page", step=1,
+    format="%d", help="Each page shows 12 training pictures, in the order the model saw them.",
+)  # fmt: skip
+columns = st.columns(6)
+for n, picture in enumerate(training.pictures):
+    copies = f" (×{picture.copies_in_training})" if picture.copies_in_training > 1 else ""
+    columns[n % 6].image(
+        enlarge(decode_image(picture.image), 128), caption=f"#{picture.index}: {plain(picture.caption)}{copies}"
+    )
+most = max(training.pictures, key=lambda p: p.copies_in_training, default=None)
+if most is not None and most.copies_in_training > 1:
+    st.markdown(
+        "A caption that says where the shape goes always draws the very same picture, so many training "
+        f"pictures are copies: “{plain(most.caption)}” is in the training set **{most.copies_in_training} times** "
+        "(×N under a picture says how often)."
+    )
+
+# 2. What it never saw
+st.subheader("What it never saw")
+items = {item.label("prompt"): item for item in examples("never-seen")}
+runs: dict[str, TrajectoryView] = {}
+pairs = list(info.held_out_pairs)
+if pairs:
+    named = [caption_of(*pair.split(maxsplit=1)) for pair in pairs]  # "an orange star"
+    st.markdown(
+        f"No training picture shows {', '.join(named[:-1])} or {named[-1]}: the program never drew those "
+        "colours and shapes together. Asked anyway:"
+    )
+    columns = st.columns(max(1, len([k for k in items if k != "dog"])))
+    for column, (name, item) in zip(columns, [(k, v) for k, v in items.items() if k != "dog"], strict=False):
+        run = guarded(lambda item=item: load(item.request, lesson_entry=item.id))
+        if run is None or run.image is None:
+            continue
+        runs[name] = run
+        column.image(enlarge(run.image, 160), caption=plain(item.request.prompt))
+        column.markdown(f"The judge sees {judged(run.image)}.")
+
+# 3. A word it never learned
+st.subheader("A word it never learned")
+learned = guarded(lambda: client.tokenize("a red circle on the left", student_id()))
+unknown = guarded(lambda: client.tokenize("a dog", student_id()))
+dog = next((t for t in unknown.tokens if t.text == "dog"), None) if unknown else None
+if learned is not None and dog is not None:
+    words = [t for t in learned.tokens if t.kind == pb.TOKEN_KIND_PROMPT]
+    table = pd.DataFrame(
+        {
+            "word": [t.text for t in [*words, dog]],
+            "learned in training": ["yes" if t.known else "no" for t in [*words, dog]],
+            "length of its vector": [round(t.input_norm, 3) for t in [*words, dog]],
+        }
+    )
+    st.dataframe(table, hide_index=True)
+    low, high = min(t.input_norm for t in words), max(t.input_norm for t in words)
+    shorter = "shorter than any of them" if dog.input_norm < low else "within their range"
+    st.markdown(
+        f"Each word starts as a list of random numbers. Training changes the numbers of the words its captions "
+        f"use. “dog” is in the model's dictionary, but no caption ever used it, so its numbers are still the "
+        f"random ones: its vector's length is **{dog.input_norm:.3f}**, {shorter} (the words above: "
+        f"{low:.3f} to {high:.3f})."
+    )
+    dog_item = items.get("dog")
+    dog_run = guarded(lambda: load(dog_item.request, lesson_entry=dog_item.id)) if dog_item else None
+    if dog_run is not None and dog_run.image is not None:
+        runs["dog"] = dog_run
+        left, right = st.columns([1, 3])
+        left.image(enlarge(dog_run.image, 160), caption="a dog")
+        right.markdown(
+            f"Asked for “a dog”, it still paints something: the judge sees {judged(dog_run.image)}. "
+            "It can only paint what its training pictures showed."
+        )
+
+# 4. Did it copy?
+st.subheader("Did it copy?")
+st.markdown(
+    "Nothing is looked up while the model paints: it only predicts noise, step by step. Yet a model can learn "
+    "a picture it saw many times so well that it paints it again. Make a picture and compare it with the "
+    "training pictures nearest to it."
+)
+with st.form("copy-check"):
+    prompt = st.text_input("Prompt", "a red circle on the left", max_chars=info.limits.max_prompt_chars)
+    seed = st.number_input("Seed", min_value=0, max_value=info.limits.max_seed or None, value=3)
+    go = st.form_submit_button("Paint and compare", type="primary")
+if go:
+    request = pb.GenerateRequest(prompt=prompt, seed=int(seed), width=info.default_width, height=info.default_height)
+    mine = guarded(lambda: load(request, planned="your picture"))
+    found = guarded(lambda: client.nearest_training(mine.key, 4, student_id())) if mine is not None else None
+    if found is not None and found.available and found.neighbours:
+        st.session_state["copy-check-answer"] = found.SerializeToString()
+if "copy-check-answer" in st.session_state:
+    found = pb.NearestTrainingResponse.FromString(st.session_state["copy-check-answer"])
+    columns = st.columns(1 + len(found.neighbours))
+    columns[0].image(enlarge(decode_image(found.picture), 128), caption="your picture")
+    for column, n in zip(columns[1:], found.neighbours, strict=True):
+        column.image(
+            enlarge(decode_image(n.picture.image), 128),
+            caption=f"#{n.picture.index}: {plain(n.picture.caption)}; {n.pixel_distance:.1f} levels",
+        )
+    near = found.neighbours[0]
+    st.markdown(
+        f"Searched: the first **{found.sample_size:,}** of the {found.training_set_size:,} training pictures "
+        f"({found.distinct_in_sample:,} different ones). The nearest, “{plain(near.picture.caption)}”, differs "
+        f"from yours by **{near.pixel_distance:.1f}** levels a pixel on average (0 is the same picture, 255 the "
+        f"most different). A perfect copy would still differ by **{found.copy_pixel_distance:.1f}**: every "
+        f"picture the model paints leaves through its decoder. That training picture is in the training set "
+        f"{near.picture.copies_in_training} time{'s' if near.picture.copies_in_training != 1 else ''}."
+    )
+    st.caption(
+        "Levels: the root-mean-square difference of the colour values (0 to 255), at 64 × 64 pixels. In the "
+        f"model's own numbers (its latents) the nearest is {near.latent_distance:.3f} away."
+    )
+
+ask_questions()

@@ -1,0 +1,63 @@
+"""Lesson 9 on Shapes (AppTest, a real service): the training pictures, a word never learned, and did it copy.
+
+What the page says is checked against the service and the training program: the pictures are the
+first the program drew, the vector lengths are Tokenize's, and a red circle on the left finds a
+red circle on the left among its nearest training pictures.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from services.inference.learned.training_set import training_specs
+from services.lessons.catalog import DEFAULT_CATALOG
+from tests.frontend.conftest import point_the_front_end_at
+from tests.support.frontend import page_file
+from tests.support.servers import client_for, running_server
+
+
+@pytest.fixture(scope="module")
+def shapes_server(settings):
+    with running_server(settings.model_copy(update={"model": "shapes", "catalog": DEFAULT_CATALOG})) as server:
+        yield server
+
+
+@pytest.fixture
+def shapes_env(shapes_server, monkeypatch) -> Iterator[str]:
+    yield from point_the_front_end_at(shapes_server.address, monkeypatch)
+
+
+def test_lesson_9_shows_its_training_pictures_a_word_it_never_learned_and_a_copy_check(shapes_env, shapes_server):
+    at = AppTest.from_file(str(page_file("lessons/learned_from")), default_timeout=180).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+    text = " ".join(m.value for m in at.markdown)
+    assert "learned from **40,000 pictures**" in text and "about 4.8 times" in text
+    first = training_specs(0, 12)
+    captions = [c for image in at.get("image") for c in image.captions if c.startswith("#")]
+    assert captions[:12] and captions[0].startswith(f"#0: {first[0].caption}")
+
+    # The held-out pairs, painted anyway, and what the judge sees in them.
+    assert "The judge sees a purple triangle on the left." in text
+    assert "The judge sees an orange star at the top." in text
+    assert "No training picture shows a green square, an orange star or a purple triangle" in text
+
+    # "dog": its vector's length is Tokenize's, shorter than every learned word of the prompt.
+    client = client_for(shapes_server.address)
+    try:
+        dog = next(t for t in client.tokenize("a dog").tokens if t.text == "dog")
+    finally:
+        client.close()
+    assert f"its vector's length is **{dog.input_norm:.3f}**, shorter than any of them" in text
+
+    # Did it copy? The default prompt, painted and compared.
+    at.button[0].click().run()  # the form's submit button
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    said = " ".join(m.value for m in at.markdown)
+    assert "Searched: the first **5,000** of the 40,000 training pictures" in said
+    assert "The nearest, “a red circle on the left”" in said
+    questions = [m.value for m in at.markdown if "Carlini et al. 2023" in m.value]
+    assert questions and "Who should decide the rules" in said
