@@ -16,7 +16,7 @@ Three speed options, each off unless a setting turns it on:
 When `CLASSROOM_MAX_BATCH_SIZE` is unset on a GPU, the largest batch is chosen
 from the GPU's free memory, measured with the model loaded.
 
-The GPU suite (`tests/bench/gpu_suite.py`) measures each option alone and
+The GPU suite (`tests/bench/gpu_suite/`) measures each option alone and
 together, with its difference from diffusers' pipeline; docs/benchmarks.md
 records what it found and which options pay.
 """

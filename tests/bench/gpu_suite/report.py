@@ -1,0 +1,167 @@
+"""The suite's figures as markdown (summary.md), section by section, for docs/benchmarks.md."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+
+def _f(value: Any, spec: str = ".2f") -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return format(value, spec)
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header), *("| " + " | ".join(r) + " |" for r in rows)]
+
+
+def summary(figures: dict[str, Any]) -> str:
+    """The figures as markdown, section by section, for docs/benchmarks.md."""
+    suite, device = figures["suite"], figures.get("device", {})
+    lines = [
+        f"# GPU suite{' (smoke)' if suite['smoke'] else ''}: {device.get('device', 'device not measured')}",
+        "",
+        f"{device.get('machine', '')}; started {suite['started']}; budget {suite['budget_s']:.0f} s; "
+        f"model {suite['plan']['model']}, {suite['plan']['size']} px, {suite['plan']['steps']} steps",
+        "",
+    ]
+    lines += _table(
+        ["part", "status", "seconds"], [[n, p["status"], _f(p["seconds"], ".0f")] for n, p in suite["parts"].items()]
+    )
+    if device:
+        lines += [
+            "",
+            "## Device",
+            "",
+            f"- {device['dtype']}; attention processors: {', '.join(device['attention'])}; SDPA calls in one UNet "
+            f"call: {device['sdpa_calls']} for {device['attention_layers']} attention layers "
+            f"(all SDPA: {device['sdpa']}); "
+            f"UNet {device['unet_parameters'] / 1e6:.0f} M parameters",
+            f"- one guided step: {device['guided_step_tflop'] * 1e3:.1f} GFLOP (counted); a large matrix product: "
+            f"{device['matmul_tflops']:.3g} TFLOP/s; bound {_f(device['bound_steps_per_s'], '.1f')} guided "
+            f"steps/s (stated for the H100: {device.get('stated_bound_steps_per_s', '-')})",
+            f"- max batch {device['max_batch_size']} ({device['max_batch_source']}; "
+            f"{device['bytes_per_generation'] / 2**30:.2f} GiB a generation, "
+            f"{device['free_bytes'] / 2**30:.1f} GiB free)",
+        ]
+    if batching := figures.get("batching"):
+        lines += ["", f"## A class batching on (batch {batching.get('max_batch_on')}) and off", ""]
+        lines += _table(
+            [
+                "students",
+                "batching",
+                "guided steps/s",
+                "of bound",
+                "first frame p50 / p99 s",
+                "image p50 / p99 s",
+                "GPU memory peak GiB",
+            ],
+            [
+                [
+                    str(r["students"]),
+                    r["mode"],
+                    _f(r["guided_steps_per_s"], ".1f"),
+                    _f(r.get("fraction_of_bound"), ".1%"),
+                    f"{_f(r['ttff_p50'])} / {_f(r['ttff_p99'])}",
+                    f"{_f(r['ttlf_p50'])} / {_f(r['ttlf_p99'])}",
+                    _f(r["gpu_memory_peak_bytes"] / 2**30, ".1f"),
+                ]
+                for r in batching["rows"]
+            ],
+        )
+        gains = ", ".join(f"{n}: {g:.2f}x" for n, g in batching.get("gain_on_over_off", {}).items())
+        lines += ["", f"On over off, by students: {gains or '-'}"]
+        for skipped in batching.get("skipped", []):
+            lines.append(f"Skipped (time): {skipped['mode']} at {skipped['students']}, ~{skipped['estimated_s']:.0f} s")
+    if stream := figures.get("stream"):
+        lines += [
+            "",
+            "## One student: the stream against diffusers' pipeline",
+            "",
+            f"pipeline median {_f(stream.get('pipeline_median_s'), '.3f')} s, stream median "
+            f"{_f(stream.get('stream_median_s'), '.3f')} s, stream/pipeline **{_f(stream.get('ratio'), '.3f')}** "
+            f"({stream.get('steps')} steps, {stream.get('size')} px)",
+        ]
+    if probes := figures.get("probes"):
+        lines += ["", "## Probes copied to the host, per step", ""]
+        lines += _table(
+            ["students", "UNet step ms", "probe copies ms", "copies / UNet", "guidance+scheduler+copies ms", "bytes"],
+            [
+                [
+                    str(r["students"]),
+                    _f(r["unet_step_s"] * 1e3, ".1f"),
+                    _f(r["probe_copies_s"] * 1e3, ".2f"),
+                    _f(r["copies_over_unet"], ".1%"),
+                    _f(r["finish_steps_s"] * 1e3, ".1f"),
+                    str(r["copied_bytes_per_step"]),
+                ]
+                for r in probes.get("classes", [])
+            ],
+        )
+        if profile := probes.get("profile"):
+            lines += [
+                "",
+                f"Profile of {profile['steps']} steps at {profile['students']} students: wall "
+                f"{profile['wall_s'] * 1e3:.0f} ms; GPU busy {_f(profile.get('gpu_busy_fraction'), '.1%')}; "
+                f"largest gap between kernels {_f(profile.get('largest_gap_ms'), '.2f')} ms; gaps over 1 ms: "
+                f"{profile.get('gaps_over_1ms', '-')}",
+                "",
+                "```",
+                profile.get("top_ops", ""),
+                "```",
+            ]
+        if vae := probes.get("vae_decode"):
+            lines += [
+                "",
+                f"VAE decode of {vae['students']} finished latents: one at a time {vae['one_by_one_s']:.3f} s, "
+                f"one call {vae['batched_s']:.3f} s ({vae['gain']:.2f}x)",
+            ]
+    if startup := figures.get("startup"):
+        lines += ["", f"## A class of {startup['students']} starting together, per generation", ""]
+        lines += _table(
+            ["start", "ms a generation", "ratio to as before"],
+            [
+                [way, _f(seconds * 1e3, ".2f"), _f(startup["ratio_to_before"][way], ".2f")]
+                for way, seconds in startup["seconds_per_generation"].items()
+            ],
+        )
+    if tests := figures.get("gpu_tests"):
+        lines += [
+            "",
+            "## GPU tests",
+            "",
+            f"{tests['outcomes']} in {tests['seconds']:.0f} s; exit code "
+            f"{tests['exit_code']}; failed: {', '.join(tests['failed']) or 'none'}",
+        ]
+    if load := figures.get("class_load"):
+        lines += ["", f"## A class of {load['students']} for {load['duration_s']:.0f} s", "", load.get("report", "")]
+    if speed := figures.get("speed"):
+        lines += ["", f"## Speed options, a class of {speed['students']} ({speed['steps']} steps)", ""]
+        lines += _table(
+            [
+                "option",
+                "compile s (one bucket)",
+                "guided steps/s",
+                "gain",
+                "image difference max / mean",
+                "within the tests' tolerance",
+            ],
+            [
+                [
+                    v["name"],
+                    _f(v["compile_s"], ".0f"),
+                    _f(v["guided_steps_per_s"], ".1f"),
+                    _f(v.get("gain"), ".2f"),
+                    f"{v['image_max_difference']} / {v['image_mean_difference']:.3f}",
+                    str(v["within_tolerance"]),
+                ]
+                for v in speed["variants"]
+            ],
+        )
+        if speed.get("not_reached"):
+            lines.append(f"Not reached (time): {', '.join(speed['not_reached'])}")
+    for name, part in suite["parts"].items():
+        if part.get("error"):
+            lines += ["", f"## {name}: {part['status']}", "", "```", part["error"], "```"]
+    return "\n".join(lines) + "\n"
