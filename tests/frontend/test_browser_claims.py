@@ -1,4 +1,4 @@
-"""In a real Chromium, on Shapes: each measured sentence of lessons 1, 3, 4, 5 and the model page, as read.
+"""In a real Chromium, on Shapes: each measured sentence of lessons 1, 3, 4, 5, 9 and the model page, as read.
 
 The stack starts as `make up` starts it; the test fetches the same trajectories through the
 API, computes each measure again (tests/frontend/test_measured_claims.py says how) and
@@ -71,7 +71,7 @@ def test_a_student_reads_only_what_the_runs_show(page: Page, stack: Stack):
     expect(links.filter(has_text="8. When does the picture decide?")).to_have_count(1)
     titles = [text.split(":")[0].strip() for text in links.all_inner_texts()]
     numbered = [title for title in titles if re.match(r"\d+\. ", title)]
-    assert len(numbered) == len(set(numbered)) == 8, titles  # each lesson once
+    assert len(numbered) == len(set(numbered)) == 9, titles  # each lesson once
 
     client = client_for(stack.grpc)
     info = client.model_info()
@@ -106,3 +106,30 @@ def test_a_student_reads_only_what_the_runs_show(page: Page, stack: Stack):
 
     open_lesson(page, "The model", "Its numbers")
     on_screen(page, model_page_schedule().split(". So ")[-1])  # "Euler at 50 steps starts here at ..."
+
+
+def test_lesson_9_shows_its_training_pictures_dog_and_a_copy_check(page: Page, stack: Stack):
+    """What the service says (its training pictures, dog's vector, the nearest training picture), read on screen."""
+    from services.common.api import pb
+    from tests.integration.helpers import collect
+
+    client = client_for(stack.grpc)
+    try:
+        first = client.training_samples(0, 12).pictures[0]
+        dog = next(t for t in client.tokenize("a dog").tokens if t.text == "dog")
+        mine = collect(client.generate(pb.GenerateRequest(prompt="a red circle on the left", seed=3), "e2e-lesson-9"))
+        near = client.nearest_training(mine.status.trajectory_key, 4, "e2e-lesson-9").neighbours[0]
+    finally:
+        client.close()
+    assert near.picture.caption == "a red circle on the left"  # what the page should then say
+
+    open_lesson(page, "9. What it learned from", "Questions to argue about")
+    on_screen(page, f"#0: {first.caption}")
+    on_screen(page, "The judge sees a purple triangle on the left.", "9-never-seen")
+    on_screen(page, f"its vector's length is {dog.input_norm:.3f}, shorter than any of them", "9-dog")
+    on_screen(page, "Carlini et al. 2023")
+
+    page.get_by_role("button", name="Paint and compare").click()
+    on_screen(page, f"The nearest, “{near.picture.caption}”, differs from yours by {near.pixel_distance:.1f}", "9-copy")
+    exceptions = page.locator('[data-testid="stException"]')
+    assert exceptions.count() == 0, exceptions.first.inner_text()

@@ -53,6 +53,10 @@ def test_lesson_9_shows_its_training_pictures_a_word_it_never_learned_and_a_copy
         client.close()
     assert f"its vector's length is **{dog.input_norm:.3f}**, shorter than any of them" in text
 
+    at.number_input(key="training-page").set_value(2).run()  # pages are numbered from 1
+    captions = [c for image in at.get("image") for c in image.captions if c.startswith("#")]
+    assert captions[0].startswith(f"#12: {training_specs(0, 13)[12].caption}")
+
     # Did it copy? The default prompt, painted and compared.
     at.button[0].click().run()  # the form's submit button
     assert not at.exception and not at.error, [e.value for e in at.error]

@@ -40,7 +40,7 @@ QUESTIONS = (
 st.title("9. What it learned from")
 client = get_client()
 info = guarded(client.model_info)
-start = st.session_state.get("training-page", 0)
+start = st.session_state.get("training-page", 1) - 1  # pages are numbered from 1
 training = guarded(lambda: client.training_samples(start * PAGE, PAGE))
 if info is None or training is None:
     st.stop()
@@ -83,7 +83,7 @@ for run in training.runs[1:]:
     st.markdown(f"Then {run.steps:,} more rounds on the first {run.pictures:,} trained only where each word looks.")
 last_page = (size - 1) // PAGE
 st.number_input(
-    f"Page (of {last_page + 1:,})", min_value=0, max_value=last_page, key="training-page", step=1,
+    f"Page (of {last_page + 1:,})", min_value=1, max_value=last_page + 1, key="training-page", step=1,
     format="%d", help="Each page shows 12 training pictures, in the order the model saw them.",
 )  # fmt: skip
 columns = st.columns(6)
