@@ -37,11 +37,18 @@ QUESTIONS = (
     "Who should decide the rules: the artists, the companies, the law, schools?",
 )
 
+
+@st.cache_data(ttl=600, show_spinner=False, max_entries=64)
+def training_page(server: str, offset: int) -> pb.TrainingSamplesResponse:
+    """A page of training pictures: the same for every student (drawn by a program), so asked once per server."""
+    return get_client().training_samples(offset, PAGE)
+
+
 st.title("9. What it learned from")
 client = get_client()
 info = guarded(client.model_info)
 start = st.session_state.get("training-page", 1) - 1  # pages are numbered from 1
-training = guarded(lambda: client.training_samples(start * PAGE, PAGE))
+training = guarded(lambda: training_page(client.settings.inference_addr, start * PAGE))
 if info is None or training is None:
     st.stop()
 
