@@ -28,7 +28,6 @@ from services.inference.api.attached import Attached
 from services.inference.api.replies import stats_message
 from services.inference.diffusion.events import EncodedPrompt
 from services.inference.diffusion.jobs import Requester
-from services.inference.learned.learned import Learned
 from services.inference.refusals import RequestError
 from services.inference.together.together import Together
 from services.inference.trajectories import frames
@@ -182,24 +181,15 @@ class DiffusionService(Attached):
 
     # -- what the model learned from (lesson 9) -------------------------------------
 
-    _learned: Learned | None = None
-
-    def learned(self) -> Learned:
-        """Lesson 9's room for the loaded model (built on first use: it costs nothing until asked)."""
-        classroom = self.ready()
-        if self._learned is None or self._learned.model is not classroom.model:
-            self._learned = Learned(classroom.model, classroom.store)
-        return self._learned
-
     async def TrainingSamples(
         self, request: pb.TrainingSamplesRequest, context: grpc.aio.ServicerContext
     ) -> pb.TrainingSamplesResponse:
-        return await self.learned().samples(request.offset, request.count)
+        return await self.ready().learned.samples(request.offset, request.count)
 
     async def NearestTraining(
         self, request: pb.NearestTrainingRequest, context: grpc.aio.ServicerContext
     ) -> pb.NearestTrainingResponse:
-        return await self.learned().nearest(request.trajectory_key, request.k)
+        return await self.ready().learned.nearest(request.trajectory_key, request.k)
 
     async def GetServerStats(
         self, request: pb.GetServerStatsRequest, context: grpc.aio.ServicerContext

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import logging
 import math
 import time
@@ -45,6 +46,7 @@ from services.inference.diffusion.jobs import Job, JobView, Requester
 from services.inference.diffusion.models import DiffusionModel, PromptEmbedding, PromptTokens
 from services.inference.diffusion.probes import default_probes
 from services.inference.diffusion.spec import GenerationSpec, standard_work
+from services.inference.learned.learned import Learned
 from services.inference.metrics import Metrics
 from services.inference.moderation import Blocklist
 from services.inference.refusals import BlockedPrompt, Refusal, RequestError
@@ -374,6 +376,11 @@ class Classroom:
 
     async def cancel_precompute(self) -> None:
         await self.lesson_render.cancel()
+
+    @functools.cached_property
+    def learned(self) -> Learned:
+        """Lesson 9's room for this model: its training pictures and the search for copies (built on first use)."""
+        return Learned(self.model, self.store)
 
     def stop_watching(self) -> None:
         """Before the server stops: end the class's watch streams, which would never end by themselves."""
