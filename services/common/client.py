@@ -13,15 +13,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import grpc
-from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_status import rpc_status
 from pydantic import Field, model_validator
 
 from services.common.api import (
     ADDRESS_METADATA,
     CLASS_METADATA,
-    ERROR_DOMAIN,
     LESSON_METADATA,
     MODEL_LOADING,
     NAME_METADATA,
@@ -35,6 +32,8 @@ from services.common.api import (
     unbatch,
 )
 from services.common.channels import TlsClientSettings, open_channel
+from services.common.errors import StudentError as StudentError  # re-exported: callers catch it from the client
+from services.common.errors import error_reason, student_error
 from services.common.secrets import read_secret
 
 # Quick calls are retried with backoff while the service restarts; a stream is
@@ -61,26 +60,6 @@ _SERVICE_CONFIG = json.dumps(
 # long enough for a restart that finds the model in its cache).
 RECONNECT_DELAYS_S = (1.0, 2.0, 4.0, 8.0, 15.0)
 
-_MESSAGES = {
-    grpc.StatusCode.UNAVAILABLE: "The image server cannot be reached right now. It may be starting up: "
-    "wait a minute, then try again.",
-    grpc.StatusCode.RESOURCE_EXHAUSTED: "The class queue is full right now. Wait a minute, then try again.",
-    grpc.StatusCode.CANCELLED: "The generation was stopped.",
-    grpc.StatusCode.DEADLINE_EXCEEDED: "The image server took too long to answer. Try again in a moment.",
-    grpc.StatusCode.UNAUTHENTICATED: "This page is not allowed to use the image server. Tell your teacher.",
-}
-# Codes whose status message the service writes for people to read.
-_OWN_SENTENCES = (
-    grpc.StatusCode.INVALID_ARGUMENT,
-    grpc.StatusCode.ALREADY_EXISTS,
-    grpc.StatusCode.RESOURCE_EXHAUSTED,
-    grpc.StatusCode.ABORTED,
-    grpc.StatusCode.PERMISSION_DENIED,
-    grpc.StatusCode.NOT_FOUND,
-    grpc.StatusCode.FAILED_PRECONDITION,
-)
-_FALLBACK = "Something went wrong on the image server. Try again; if it keeps happening, tell your teacher."
-
 
 class ClientSettings(TlsClientSettings):
     """Where the inference service is and how to talk to it (CLASSROOM_ environment variables)."""
@@ -101,38 +80,6 @@ class ClientSettings(TlsClientSettings):
     def _token_from_file(self) -> ClientSettings:
         self.api_token = read_secret(self.api_token, self.api_token_file)
         return self
-
-
-class StudentError(Exception):
-    """A failure explained in one sentence a student can act on."""
-
-    def __init__(self, message: str, code: grpc.StatusCode | None = None, reason: str = "") -> None:
-        super().__init__(message)
-        self.code = code
-        self.reason = reason  # the service's ErrorInfo reason, when it gave one (e.g. MODEL_LOADING)
-
-
-def error_reason(error: grpc.RpcError) -> str:
-    """The ErrorInfo reason the service attached to a failed call, or ""."""
-    try:
-        status = rpc_status.from_call(error)  # type: ignore[arg-type]
-    except (ValueError, AttributeError):
-        return ""
-    for detail in status.details if status is not None else ():
-        info = error_details_pb2.ErrorInfo()
-        if detail.Is(info.DESCRIPTOR) and detail.Unpack(info) and info.domain == ERROR_DOMAIN:
-            return info.reason
-    return ""
-
-
-def student_error(error: grpc.RpcError) -> StudentError:
-    """The sentence to show for a failed call; the service's own sentence where it wrote one for students."""
-    code = error.code()
-    details = error.details() or ""
-    reason = error_reason(error)
-    if (code in _OWN_SENTENCES or reason) and details:  # a reason: the service wrote the sentence for students
-        return StudentError(details, code, reason)
-    return StudentError(_MESSAGES.get(code, _FALLBACK), code, reason)
 
 
 class ClassroomClient:

@@ -11,7 +11,7 @@ from grpc_health.v1 import health_pb2
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 
 from services.common.api import MODEL_LOADING, SERVICE_NAME, pb, unbatch
-from services.common.client import error_reason, student_error
+from services.common.errors import error_reason, student_error
 from tests.integration.helpers import collect, request
 from tests.support.servers import (
     health_status,
