@@ -83,7 +83,7 @@ class Run:
     steps: list[int] = field(default_factory=list)  # per replica, in the window
     calls: list[int] = field(default_factory=list)  # UNet calls per replica, in the window
     window_s: float = 0.0
-    cpu_s: float = 0.0  # CPU seconds of the replicas and this process, in the window
+    cpu_s: tuple[float, ...] = (0.0, 0.0, 0.0)  # CPU seconds of the replicas, Redis and the students, in the window
     killed_at: float | None = None
     killed_jobs: int = 0  # running or waiting on the replica when it was killed
 
@@ -154,11 +154,15 @@ def replica_stats(replicas: Replicas, indexes: list[int]) -> list[pb.GetServerSt
     return stats
 
 
-def cpu_seconds(replicas: Replicas, indexes: list[int]) -> float:
-    """CPU seconds so far of the running replicas, Redis and the students (this process)."""
-    processes = [psutil.Process(replicas.processes[i].pid) for i in indexes if replicas.running(i)]
-    processes += [psutil.Process(replicas.redis.process.pid), psutil.Process()]
-    return sum(p.cpu_times().user + p.cpu_times().system for p in processes)
+def cpu_seconds(replicas: Replicas, indexes: list[int]) -> tuple[float, float, float]:
+    """CPU seconds so far of the running replicas, of Redis, and of the students (this process)."""
+
+    def used(process: psutil.Process) -> float:
+        times = process.cpu_times()
+        return times.user + times.system
+
+    replicas_s = sum(used(psutil.Process(replicas.processes[i].pid)) for i in indexes if replicas.running(i))
+    return replicas_s, used(psutil.Process(replicas.redis.process.pid)), used(psutil.Process())
 
 
 async def district(replicas: Replicas, count: int, kill: int | None = None) -> Run:
@@ -192,7 +196,8 @@ async def district(replicas: Replicas, count: int, kill: int | None = None) -> R
         await asyncio.sleep(max(0.0, until - time.monotonic()))
         alive = [i for i in indexes if replicas.running(i)]
         after = await asyncio.to_thread(replica_stats, replicas, alive)
-        run.cpu_s = await asyncio.to_thread(cpu_seconds, replicas, indexes) - cpu_before
+        cpu_after = await asyncio.to_thread(cpu_seconds, replicas, indexes)
+        run.cpu_s = tuple(a - b for a, b in zip(cpu_after, cpu_before, strict=True))
         run.window_s = time.monotonic() - window_began
         await asyncio.wait_for(asyncio.gather(*students), timeout=600)  # the pictures asked for come
     if kill is None:
@@ -230,7 +235,8 @@ def summary(run: Run) -> dict:
         "steps_per_replica": run.steps,
         "gpu_busy": busy,
         "generations_per_call": sum(run.steps) / max(1, sum(run.calls)),
-        "cpu_cores": run.cpu_s / run.window_s if run.window_s else float("nan"),
+        "cpu_cores": [seconds / run.window_s for seconds in run.cpu_s] if run.window_s else [],
+        "refused_busy": sum("already have a picture" in p.error for p in run.pictures),
     }
 
 
@@ -267,8 +273,8 @@ def test_a_district_of_replicas_on_the_simulated_gpu(replicas):
         f"{WINDOW_S:g} s measured after {PERIOD_S:g} s of warm-up; batch {BATCH}",
         "| replicas | students | pictures | asked steps/s | guided steps/s | first frame p50 / p99 s "
         "| picture p50 / p99 s | busiest / even | efficiency | simulated GPU busy | generations a UNet call "
-        "| CPU cores used |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| CPU cores: replicas, Redis, students | lost (refused: a picture still held) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for count, figures in runs.items():
         efficiency = figures["steps_per_s"] / (count * base)
@@ -277,7 +283,8 @@ def test_a_district_of_replicas_on_the_simulated_gpu(replicas):
             f"| {count} | {figures['students']} | {figures['pictures']} | {figures['asked_steps_per_s']:.0f} "
             f"| {figures['steps_per_s']:.1f} | {figures['first_frame_s'][0]:.2f} / {figures['first_frame_s'][1]:.2f} "
             f"| {figures['picture_s'][0]:.2f} / {figures['picture_s'][1]:.2f} | {figures['busiest_share']:.2f} "
-            f"| {efficiency:.2f} | {busy} | {figures['generations_per_call']:.1f} | {figures['cpu_cores']:.2f} |"
+            f"| {efficiency:.2f} | {busy} | {figures['generations_per_call']:.1f} "
+            f"| {', '.join(f'{c:.2f}' for c in figures['cpu_cores'])} | {figures['lost']} ({figures['refused_busy']}) |"
         )
     kill = summary(killed)
     resent_s = ", ".join(f"{p.picture_s:.1f}" for p in killed.pictures if p.resent and p.picture_s) + " s"
@@ -285,7 +292,8 @@ def test_a_district_of_replicas_on_the_simulated_gpu(replicas):
     added = kill["picture_s"][1] - same["picture_s"][1] if same else float("nan")
     lines.append(
         f"kill -9 of one replica of {KILL_OF} at {killed.killed_at:.0f} s with {killed.killed_jobs} pictures on it: "
-        f"pictures lost {kill['lost']} of {len(killed.pictures)}, streams sent again {kill['resent']} "
+        f"pictures lost {kill['lost']} of {len(killed.pictures)} ({kill['refused_busy']} refused: a picture still "
+        f"held; others: {[e for e in kill['errors'] if 'already have' not in e]}), streams sent again {kill['resent']} "
         f"(those pictures came in {resent_s}); picture p50 / p99 "
         f"{kill['picture_s'][0]:.2f} / {kill['picture_s'][1]:.2f} s against {same['picture_s'][0]:.2f} / "
         f"{same['picture_s'][1]:.2f} s without the kill: p99 +{added:.2f} s"

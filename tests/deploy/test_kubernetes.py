@@ -147,3 +147,36 @@ def test_pods_run_locked_down_and_talk_only_to_what_they_need(manifests):
     settings = find(manifests, "ConfigMap", "classroom-settings")["data"]
     assert settings["CLASSROOM_BLOCKLIST"] == "/app/services/inference/blocklist.txt"
     assert find(manifests, "Ingress", "frontend")["spec"]["tls"][0]["secretName"] == "classroom-tls"
+
+
+def test_a_stopping_inference_pod_has_time_to_finish_its_pictures(manifests):
+    settings = find(manifests, "ConfigMap", "classroom-settings")["data"]
+    deployment = find(manifests, "Deployment", "inference")["spec"]
+    pod = deployment["template"]["spec"]
+    grace = float(settings["CLASSROOM_SHUTDOWN_GRACE_S"])
+    # The service's own grace, then closing Redis and exiting, before the kubelet's SIGKILL.
+    assert pod["terminationGracePeriodSeconds"] >= grace + 10
+    # Ready only once the model is loaded: the startup probe waits for it, readiness reads the same health.
+    container = pod["containers"][0]
+    assert container["startupProbe"]["grpc"]["service"] == container["readinessProbe"]["grpc"]["service"]
+    # A rollout needs no spare GPU: one pod at a time is replaced.
+    assert deployment["strategy"]["rollingUpdate"] == {"maxSurge": 0, "maxUnavailable": 1}
+
+
+def test_disruptions_take_inference_pods_one_at_a_time(manifests):
+    budget = find(manifests, "PodDisruptionBudget", "inference")["spec"]
+    labels = find(manifests, "Deployment", "inference")["spec"]["template"]["metadata"]["labels"]
+    assert budget["selector"]["matchLabels"].items() <= labels.items()
+    # maxUnavailable, not minAvailable: with one pod, a node drain must still go through.
+    assert budget == {"maxUnavailable": 1, "selector": budget["selector"]}
+
+
+def test_redis_keeps_the_class_on_disk(manifests):
+    config = find(manifests, "ConfigMap", "redis-config")["data"]["redis.conf"]
+    lines = {line.split()[0]: line.split()[1:] for line in config.splitlines() if line and not line.startswith("#")}
+    assert lines["appendonly"] == ["yes"] and lines["appendfsync"] == ["everysec"]
+    redis = find(manifests, "StatefulSet", "redis")["spec"]
+    claim = redis["volumeClaimTemplates"][0]
+    mounts = redis["template"]["spec"]["containers"][0]["volumeMounts"]
+    assert {"name": claim["metadata"]["name"], "mountPath": "/data"} in mounts
+    assert "Sentinel" in (ROOT / "docs" / "deploy.md").read_text()
