@@ -85,10 +85,13 @@ class DiffusionService(Attached):
                 trajectory_key=trajectory.key,
                 resume_ticket=classroom.resume_ticket(who, trajectory.key),
             )
-            first = True
+            first, ended = True, False
             async for message, frame_count in trajectory.follow(spec.include, pb.GenerateResponse(status=status)):
                 if not first and source != pb.TRAJECTORY_SOURCE_COMPUTED:
                     await classroom.hold_replay()
+                if not ended and trajectory.made:  # the student's turn is free before the picture arrives
+                    ended = True
+                    await classroom.picture_ended(trajectory)
                 yield message  # already serialized (see register.add_service)
                 classroom.sent(frame_count)
                 first = False

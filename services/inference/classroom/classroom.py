@@ -256,6 +256,10 @@ class Classroom:
             self._turn_of[job] = who.student
         return job
 
+    async def picture_ended(self, trajectory: Trajectory) -> None:
+        """Called once per stream when its picture is made (or it ended), before the stream's next message."""
+        await self.turns.picture_ended(trajectory)
+
     def release(self, trajectory: Trajectory) -> None:
         self.hub.release(trajectory)
 

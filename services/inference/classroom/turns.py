@@ -91,6 +91,19 @@ class StudentTurns:
             await trajectory.wait()
         await self.give_back(student, trajectory)
 
+    async def picture_ended(self, trajectory: Trajectory) -> None:
+        """The picture is computed: give its turn back now, before its stream's last message goes out.
+
+        Otherwise a student's next request, sent the moment the picture arrives and taken by
+        round robin to another replica, could find the turn still held ("You already have a
+        picture being made") for the Redis round trip `_when_ended` is still making.
+        """
+        if not trajectory.made:
+            return
+        for student, (_, held, _) in list(self._held.items()):
+            if held is trajectory:
+                await self.give_back(student, trajectory)
+
     async def give_back(self, student: str, trajectory: Trajectory | None = None) -> None:
         """The student's picture ended (or was refused before it began): their turn is free on every replica."""
         held = self._held.get(student)

@@ -106,6 +106,11 @@ class Trajectory:
         return self._grew
 
     @property
+    def made(self) -> bool:
+        """The model's work for it is over: its picture (the final event) is in the log, stored or not, or it ended."""
+        return self.finished or (bool(self.events) and self.events[-1].HasField("final"))
+
+    @property
     def flagged(self) -> bool:
         """Its picture was flagged by the safety checker (such a trajectory is never replayed)."""
         return bool(self.events) and self.events[-1].final.safety_flagged
