@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from services.inference.classroom.roster import Roster
+from services.inference.classroom.roster import ROSTER, Roster, SharedRoster
 from services.inference.refusals import ClassStateUnavailable
 from services.inference.together.shared import Change, ClassRecords, Snapshot
 from services.inference.trajectories.cache import TrajectoryStore
@@ -112,3 +112,84 @@ def test_a_class_roster_as_a_record_keeps_seats_removals_and_signed_out_sessions
         again.join("7B", "Ada", "tab-1", "10.0.0.5", browser="b-ada")
     with pytest.raises(Exception, match="already signed in"):
         again.join("7B", "ADA", "tab-5", "10.0.0.7", browser="b-thief")
+
+
+async def until(condition, bound_s: float = 20.0) -> None:
+    """Wait for `condition()` to hold (a generous bound: it fails the test, it times nothing)."""
+    for _ in range(int(bound_s / 0.02)):
+        if condition():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("the condition never held")
+
+
+def test_a_failing_listener_or_a_dead_listening_task_stops_no_notice(fresh_redis):
+    redis = fresh_redis("listeners")
+    a, b = records(redis.url), records(redis.url)
+    a.recheck_s = 600  # no periodic recheck here: only notices
+    heard: list[tuple[str, str]] = []
+
+    def broken(digest: str, part: str) -> None:
+        raise RuntimeError("a listener's bug")
+
+    a.listen(broken)
+    a.listen(lambda digest, part: heard.append((digest, part)))
+
+    async def run() -> None:
+        a.start()
+        await until(lambda: ("", "") in heard)  # subscribed: anything may have changed
+        await b.change("7B", "live", counted, away="refuse")
+        await until(lambda: heard[-1][1] == "live")  # heard past the broken listener
+        await b.change("7B", "roster", counted, away="refuse")
+        await until(lambda: heard[-1][1] == "roster")  # and the listening goes on
+        assert a._listening is not None
+        a._listening.cancel()  # the listening task ends (as one dying of an unexpected error would)
+        await until(lambda: a._listening.done())
+        heard.clear()
+        await b.change("7B", "live", counted, away="refuse")  # published while no one listens on A
+        a.start()  # the next sign-in, check or watch starts it again
+        await until(lambda: ("", "") in heard)  # and says notices may have been missed
+        a.stop()
+
+    asyncio.run(run())
+
+
+def test_a_dropped_subscription_resubscribed_by_redis_py_is_a_notice_that_anything_changed(fresh_redis):
+    import redis as redis_sync
+
+    redis = fresh_redis("resubscribe")
+    a = records(redis.url)
+    a.recheck_s = 600
+    heard: list[tuple[str, str]] = []
+    a.listen(lambda digest, part: heard.append((digest, part)))
+
+    async def run() -> None:
+        a.start()
+        await until(lambda: ("", "") in heard)
+        heard.clear()
+        killed = redis_sync.Redis.from_url(redis.url).client_kill_filter(_type="pubsub")
+        assert killed == 1  # Redis drops the subscription (as a restart or a network fault would)
+        await until(lambda: ("", "") in heard)  # the reconnection is heard, whoever made it
+        a.stop()
+
+    asyncio.run(run())
+
+
+def test_a_removal_whose_notice_was_lost_still_stops_the_name_on_every_replica(fresh_redis):
+    redis = fresh_redis("recheck")
+    a, b = records(redis.url), records(redis.url)
+    a.recheck_s = 0.2
+    roster_a = SharedRoster(a)
+    stopped: list[tuple[str, set[str]]] = []
+    roster_a.when_removed(lambda classroom, folded: stopped.append((classroom, folded)))
+
+    async def run() -> None:
+        await roster_a.join("7B", "Ben", "tab-1", "10.0.0.5")  # Ben's pictures run on A
+        roster = Roster().load("7B", (await b.read("7B", ROSTER)).value)
+        roster.remove("7B", "Ben")
+        # The removal written, its notice lost (published in a gap between two connections):
+        await b.change("7B", ROSTER, lambda s: Change(None, value=roster.dump("7B")), away="refuse", notify=False)
+        await until(lambda: ("7B", {"ben"}) in stopped)  # A's recheck finds it and stops Ben's pictures
+        a.stop()
+
+    asyncio.run(run())

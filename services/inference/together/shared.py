@@ -99,6 +99,7 @@ class ClassRecords:
         self._local: dict[tuple[str, str], _Local] = {}
         self._listeners: list[Callable[[str, str], None]] = []  # called with (digest, part) after a change
         self._listening: asyncio.Task[None] | None = None
+        self._stopped = False
 
     # -- keys and signatures ---------------------------------------------------------
 
@@ -277,30 +278,43 @@ class ClassRecords:
     def listen(self, listener: Callable[[str, str], None]) -> None:
         """Call `listener(digest, part)` after every change of any class, from any replica (within milliseconds).
 
-        A notice can be lost (Redis restarting, a dropped connection): on every (re)connection
-        the listener hears ("", "") — anything may have changed — and readers recheck every
-        `recheck_s` anyway.
+        A notice can be lost (Redis restarting, a dropped connection, published between two
+        connections): on every (re)subscription, and every `recheck_s` in any case, the listener
+        hears ("", "") — anything may have changed — so what it keeps (a removal that stops
+        pictures) is rechecked. A listener that raises is logged; the others still hear.
         """
         self._listeners.append(listener)
 
     def start(self) -> None:
-        """Start listening to other replicas' notices (on the running loop); once."""
-        if self.store.configured and self._listening is None:
+        """Listen to other replicas' notices (on the running loop): once, and again if the listening ended."""
+        if self.store.configured and not self._stopped and (self._listening is None or self._listening.done()):
+            if self._listening is not None and not self._listening.cancelled() and self._listening.exception():
+                log.error("class state: change notices stopped (%r); listening again", self._listening.exception())
             self._listening = asyncio.get_running_loop().create_task(self._listen())
 
     def stop(self) -> None:
+        """The service is stopping: listen no more (`start` no longer starts it)."""
+        self._stopped = True
         if self._listening is not None:
             self._listening.cancel()
 
     def _tell(self, digest: str, part: str) -> None:
         for listener in self._listeners:
-            listener(digest, part)
+            try:
+                listener(digest, part)
+            except Exception:  # one listener's fault must not silence the others, nor the listening
+                log.exception("class state: a change listener failed on %s:%s", digest or "*", part or "*")
 
     async def _listen(self) -> None:
-        """One pub/sub connection per replica: a notice wakes this replica's watchers of that class."""
+        """One pub/sub connection per replica: a notice wakes this replica's watchers of that class.
+
+        redis-py reconnects and subscribes again inside `get_message` (the store's retry), without
+        an error: the subscription's confirmation, heard here, is what says notices may have been
+        missed. A recheck ("", "") every `recheck_s` covers a notice lost anyhow else.
+        """
 
         async def subscribe(client: redis.Redis) -> redis.client.PubSub:
-            pubsub = client.pubsub(ignore_subscribe_messages=True)
+            pubsub = client.pubsub(ignore_subscribe_messages=False)
             await pubsub.subscribe(CHANNEL)
             return pubsub
 
@@ -309,11 +323,15 @@ class ClassRecords:
             if pubsub is None:
                 await asyncio.sleep(self.store.retry_after_s)
                 continue
-            self._tell("", "")  # notices may have been missed while not subscribed
+            recheck_at = time.monotonic() + self.recheck_s
             try:
                 while True:
-                    message = await pubsub.get_message(timeout=self.recheck_s)
-                    if message is not None and message.get("type") == "message":
+                    message = await pubsub.get_message(timeout=max(0.0, recheck_at - time.monotonic()))
+                    kind = message.get("type") if message is not None else None
+                    if kind == "subscribe" or time.monotonic() >= recheck_at:  # (re)subscribed, or time to recheck
+                        recheck_at = time.monotonic() + self.recheck_s
+                        self._tell("", "")
+                    elif kind == "message":
                         digest, _, part = message["data"].decode(errors="replace").partition(":")
                         self._tell(digest, part)
             except (RedisError, OSError) as error:
