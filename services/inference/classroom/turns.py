@@ -130,7 +130,22 @@ class StudentTurns:
                 if renewed == 0 and self._held.get(student, ("",))[0] == token:  # lapsed while Redis was away
                     del self._held[student]
 
-    def close(self) -> None:
+    async def close(self) -> None:
+        """The replica stops: give back every turn it holds (one round trip), then stop renewing.
+
+        Otherwise a drained replica's students would be told "You already have a picture being
+        made" on every other replica until their leases ran out (up to `LEASE_S`).
+        """
+        held, self._held = list(self._held.items()), {}
+        if held:
+
+            async def give_all_back(client: redis.Redis) -> list:
+                pipe = client.pipeline(transaction=False)
+                for student, (token, _, _) in held:
+                    pipe.eval(_IF_HELD, 1, _key(student), token, 0)
+                return await pipe.execute()
+
+            await self.store.run(give_all_back)
         for task in [self._renewing, *self._tasks]:
             if task is not None:
                 task.cancel()
