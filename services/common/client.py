@@ -139,14 +139,19 @@ class ClassroomClient:
     def encode(self, prompt: str, student: str = "") -> pb.PromptEncoding:
         return self._call(self.stub.EncodePrompt, pb.EncodePromptRequest(prompt=prompt), student=student).encoding
 
-    def training_samples(self, offset: int = 0, count: int = 0) -> pb.TrainingSamplesResponse:
+    def training_samples(
+        self, offset: int = 0, count: int = 0, student: str = "", name: str = ""
+    ) -> pb.TrainingSamplesResponse:
         """A page of the pictures the model learned from (lesson 9); `available` False with a sentence if not here."""
-        return self._call(self.stub.TrainingSamples, pb.TrainingSamplesRequest(offset=offset, count=count))
+        request = pb.TrainingSamplesRequest(offset=offset, count=count)
+        return self._class_call(self.stub.TrainingSamples, request, student, name)
 
-    def nearest_training(self, trajectory_key: str, k: int = 0, student: str = "") -> pb.NearestTrainingResponse:
+    def nearest_training(
+        self, trajectory_key: str, k: int = 0, student: str = "", name: str = ""
+    ) -> pb.NearestTrainingResponse:
         """The training pictures nearest a finished picture of the service (by its stream's trajectory key)."""
         request = pb.NearestTrainingRequest(trajectory_key=trajectory_key, k=k)
-        return self._call(self.stub.NearestTraining, request, student=student)
+        return self._class_call(self.stub.NearestTraining, request, student, name)
 
     def join_class(self, name: str, session: str, address: str = "", browser: str = "") -> float:
         """Sign in to the class as `name` (or renew it); seconds within which to renew.

@@ -10,17 +10,18 @@ from services.common.client import ClassroomClient, ClientSettings, StudentError
 from services.common.codecs import decode_image
 from services.common.shapes_judge import judge
 from services.common.shapes_world import PALETTE, POSITIONS, SHAPES
-from services.inference.learned.nearest import TrainingSample, at_model_size, encode_latents
+from services.inference.learned.nearest import K_MAX, TrainingSample, at_model_size, encode_latents
 from services.inference.learned.training_set import RANDOM_UNAVAILABLE, TrainingSet, picture_of
 from tests.integration.helpers import collect, request
 from tests.support.servers import running_server
 
 RED_LEFT = "a red circle on the left"
+TEACHER_CODE = "owl-9"
 
 
 @pytest.fixture(scope="module")
 def shapes_server(settings):
-    with running_server(settings.model_copy(update={"model": "shapes"})) as server:
+    with running_server(settings.model_copy(update={"model": "shapes", "teacher_code": TEACHER_CODE})) as server:
         yield server
 
 
@@ -93,6 +94,25 @@ def test_the_search_is_the_brute_force_search_on_a_sample(shapes_server, red_lef
         expected = np.sqrt(np.mean((own.astype(np.float64) - latent) ** 2))
         assert neighbour.latent_distance == pytest.approx(expected, rel=1e-4)
     assert found.sample_size == 300 and found.distinct_in_sample == len(best)
+
+
+def test_a_removed_student_is_refused_and_a_huge_k_is_one_search_kept(shapes_server, client, red_left):
+    key = red_left.status.trajectory_key
+    student = ClassroomClient(ClientSettings(inference_addr=shapes_server.address), class_name="learned-9")
+    try:
+        student.join_class("Finn", "tab-1")
+        answers = [student.nearest_training(key, k, "s-finn", "Finn") for k in (K_MAX, K_MAX + 1, 10**6)]
+        assert len(answers[0].neighbours) == K_MAX and answers[1:] == answers[:1] * 2
+        kept = [k for (picture, k) in shapes_server.classroom.learned._answers if picture == key]
+        assert K_MAX in kept and set(kept) <= {4, K_MAX}  # k = 9 and a million made no new search: served as 8
+        client.remove_student(TEACHER_CODE, "learned-9", "Finn")
+        for call in (lambda: student.nearest_training(key, 4, "s-finn", "Finn"),
+                     lambda: student.training_samples(0, 4, "s-finn", "Finn")):  # fmt: skip
+            with pytest.raises(StudentError) as refused:
+                call()
+            assert refused.value.code == grpc.StatusCode.PERMISSION_DENIED and "removed" in str(refused.value)
+    finally:
+        student.close()
 
 
 def test_a_picture_the_service_did_not_keep_is_not_found(client):

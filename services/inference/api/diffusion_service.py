@@ -28,6 +28,7 @@ from services.inference.api.attached import Attached
 from services.inference.api.replies import stats_message
 from services.inference.diffusion.events import EncodedPrompt
 from services.inference.diffusion.jobs import Requester
+from services.inference.learned.learned import Learned
 from services.inference.refusals import RequestError
 from services.inference.together.together import Together
 from services.inference.trajectories import frames
@@ -184,15 +185,22 @@ class DiffusionService(Attached):
 
     # -- what the model learned from (lesson 9) -------------------------------------
 
+    async def _learned(self, context: grpc.aio.ServicerContext) -> Learned:
+        """Lesson 9's room, for one still in the class, within their allowance of text calls (as Tokenize)."""
+        classroom = self.ready()
+        who = await classroom.in_class(requester(context))
+        await classroom.text_limiter.take(who.student)
+        return classroom.learned
+
     async def TrainingSamples(
         self, request: pb.TrainingSamplesRequest, context: grpc.aio.ServicerContext
     ) -> pb.TrainingSamplesResponse:
-        return await self.ready().learned.samples(request.offset, request.count)
+        return await (await self._learned(context)).samples(request.offset, request.count)
 
     async def NearestTraining(
         self, request: pb.NearestTrainingRequest, context: grpc.aio.ServicerContext
     ) -> pb.NearestTrainingResponse:
-        return await self.ready().learned.nearest(request.trajectory_key, request.k)
+        return await (await self._learned(context)).nearest(request.trajectory_key, request.k)
 
     async def GetServerStats(
         self, request: pb.GetServerStatsRequest, context: grpc.aio.ServicerContext

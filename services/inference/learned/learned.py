@@ -1,7 +1,8 @@
 """The room for lesson 9: what the model learned from, and whether a picture it made is a copy.
 
-Who may ask: the front end (it holds the service token), for any student. What
-it costs is bounded here: a page is at most PAGE_MAX pictures drawn by a program;
+Who may ask: the front end (it holds the service token), for a student still in
+the class, within their allowance of text calls (both checked by the API, as for
+Tokenize). What it costs is bounded here: a page is at most PAGE_MAX pictures drawn by a program;
 a search is one autoencoder encode and decode of one picture and a comparison
 with the sample's distinct pictures (tens of milliseconds), one search at a time,
 its answer kept per picture. The picture must be one this service made and kept
@@ -20,12 +21,12 @@ from google.rpc import code_pb2
 from services.common.api import pb
 from services.common.codecs import decode_image
 from services.inference.diffusion.models import DiffusionModel
-from services.inference.learned.nearest import TrainingSample
+from services.inference.learned.nearest import K_DEFAULT, K_MAX, TrainingSample
 from services.inference.learned.training_set import TrainingSet
 from services.inference.refusals import Refusal
 from services.inference.trajectories.cache import TrajectoryStore
 
-ANSWERS_KEPT = 256  # searches kept, by picture and k (a few PNGs each)
+ANSWERS_KEPT = 256  # searches kept, by picture and k (at most K_MAX; a few PNGs each)
 
 
 class PictureNotKept(Refusal):
@@ -80,6 +81,7 @@ class Learned:
             return pb.NearestTrainingResponse(available=False, unavailable_reason=training)
         if not key or len(key) > 64 or not key.isalnum():
             raise PictureNotKept()
+        k = min(K_MAX, k if k > 0 else K_DEFAULT)  # before it keys the answers: k = 9, 10, 11... are one search
         if (key, k) in self._answers:
             self._answers.move_to_end((key, k))
             return self._answers[key, k]
