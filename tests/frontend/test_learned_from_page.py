@@ -35,7 +35,9 @@ def test_lesson_9_shows_its_training_pictures_a_word_it_never_learned_and_a_copy
     assert not at.exception, [e.value for e in at.exception]
     assert not at.error, [e.value for e in at.error]
     text = " ".join(m.value for m in at.markdown)
-    assert "learned from **40,000 pictures**" in text and "about 4.8 times" in text
+    assert "learned from **40,000 pictures**" in text and "so it saw each one about 4.8 times" in text
+    # The later run, as the service says what it trained (not a sentence of the page's own).
+    assert "Then it practised 500 more times on the first 20,000 pictures. Only the part that decides where" in text
     first = training_specs(0, 12)
     captions = [c for image in at.get("image") for c in image.captions if c.startswith("#")]
     assert captions[:12] and captions[0].startswith(f"#0: {first[0].caption}")
@@ -51,7 +53,11 @@ def test_lesson_9_shows_its_training_pictures_a_word_it_never_learned_and_a_copy
         dog = next(t for t in client.tokenize("a dog").tokens if t.text == "dog")
     finally:
         client.close()
+    assert not dog.known and "no caption ever used it" in text
     assert f"its vector's length is **{dog.input_norm:.3f}**, shorter than any of them" in text
+    # What "a dog" painted is only what the judge found in it: no claim the run does not show.
+    assert "It can only paint what its training pictures showed" not in text
+    assert "Asked for “a dog”, a word it never learned, it painted a picture anyway" in text
 
     at.number_input(key="training-page").set_value(2).run()  # pages are numbered from 1
     captions = [c for image in at.get("image") for c in image.captions if c.startswith("#")]
@@ -62,6 +68,7 @@ def test_lesson_9_shows_its_training_pictures_a_word_it_never_learned_and_a_copy
     assert not at.exception and not at.error, [e.value for e in at.error]
     said = " ".join(m.value for m in at.markdown)
     assert "Searched: the first **5,000** of the 40,000 training pictures" in said
+    assert "differs from yours by a typical (root-mean-square) **" in said and "on average" not in said
     assert "The nearest, “a red circle on the left”" in said
     questions = [m.value for m in at.markdown if "Carlini et al. 2023" in m.value]
     assert questions and "Who should decide the rules" in said

@@ -39,16 +39,21 @@ QUESTIONS = (
 
 
 @st.cache_data(ttl=600, show_spinner=False, max_entries=64)
-def training_page(server: str, offset: int) -> pb.TrainingSamplesResponse:
-    """A page of training pictures: the same for every student (drawn by a program), so asked once per server."""
-    return get_client().training_samples(offset, PAGE)
+def training_page(server: str, offset: int, _student: str = "", _name: str = "") -> pb.TrainingSamplesResponse:
+    """A page of training pictures: the same for every student (drawn by a program), so asked once per server.
+
+    The student who asks first is named (not part of the cache's key): the service checks they are still in the
+    class and counts the call in their allowance.
+    """
+    return get_client().training_samples(offset, PAGE, _student, _name)
 
 
 st.title("9. What it learned from")
 client = get_client()
 info = guarded(client.model_info)
 start = st.session_state.get("training-page", 1) - 1  # pages are numbered from 1
-training = guarded(lambda: training_page(client.settings.inference_addr, start * PAGE))
+name = st.session_state.get("display_name", "")
+training = guarded(lambda: training_page(client.settings.inference_addr, start * PAGE, student_id(), name))
 if info is None or training is None:
     st.stop()
 
@@ -58,7 +63,7 @@ def judged(picture: np.ndarray) -> str:
     from services.common.shapes_judge import judge
 
     verdict = judge(picture)
-    return caption_of(verdict.colour, verdict.shape, verdict.position) if verdict.found else "no shape"
+    return caption_of(verdict.colour, verdict.shape, verdict.position) if verdict.found else ""
 
 
 def ask_questions() -> None:
@@ -80,14 +85,17 @@ if not training.available:
 st.subheader("The pictures it learned from")
 size = training.training_set_size
 first = training.runs[0]
+each = "each one" if first.pictures == size else f"each of the first {first.pictures:,}"
 st.markdown(
     f"{info.model_display_name} learned from **{size:,} pictures**, each drawn by a short program with its exact "
     "caption. The program drew them from a seed, so they can be drawn again exactly: these are the very "
     f"pictures, in the order it saw them. It practised {first.steps:,} times on {first.batch_size} pictures at "
-    f"a time, so it saw each one about {first.steps * first.batch_size / size:.1f} times."
+    f"a time, so it saw {each} about {first.steps * first.batch_size / first.pictures:.1f} times."
 )
 for run in training.runs[1:]:
-    st.markdown(f"Then {run.steps:,} more rounds on the first {run.pictures:,} trained only where each word looks.")
+    st.markdown(
+        f"Then it practised {run.steps:,} more times on the first {run.pictures:,} pictures. {plain(run.what)}."
+    )
 last_page = (size - 1) // PAGE
 st.number_input(
     f"Page (of {last_page + 1:,})", min_value=1, max_value=last_page + 1, key="training-page", step=1,
@@ -116,7 +124,8 @@ if pairs:
     named = [caption_of(*pair.split(maxsplit=1)) for pair in pairs]  # "an orange star"
     st.markdown(
         f"No training picture shows {', '.join(named[:-1])} or {named[-1]}: the program never drew those "
-        "colours and shapes together. Asked anyway:"
+        "colours and shapes together. Asked anyway, it painted these. Under each is what the judge sees in it "
+        "(the judge is a program that reads the colour, shape and place of the shape in a picture):"
     )
     columns = st.columns(max(1, len([k for k in items if k != "dog"])))
     for column, (name, item) in zip(columns, [(k, v) for k, v in items.items() if k != "dog"], strict=False):
@@ -125,7 +134,8 @@ if pairs:
             continue
         runs[name] = run
         column.image(enlarge(run.image, 160), caption=plain(item.request.prompt))
-        column.markdown(f"The judge sees {judged(run.image)}.")
+        seen = judged(run.image)
+        column.markdown(f"The judge sees {seen}." if seen else "The judge finds no shape in it.")
 
 # 3. A word it never learned
 st.subheader("A word it never learned")
@@ -143,12 +153,23 @@ if learned is not None and dog is not None:
     )
     st.dataframe(table, hide_index=True)
     low, high = min(t.input_norm for t in words), max(t.input_norm for t in words)
-    shorter = "shorter than any of them" if dog.input_norm < low else "within their range"
+    shorter = (
+        "shorter than any of them"
+        if dog.input_norm < low
+        else "longer than any of them"
+        if dog.input_norm > high
+        else "within their range"
+    )
+    lengths = f"its vector's length is **{dog.input_norm:.3f}**, {shorter} (the words above: {low:.3f} to {high:.3f})"
     st.markdown(
-        f"Each word starts as a list of random numbers. Training changes the numbers of the words its captions "
-        f"use. “dog” is in the model's dictionary, but no caption ever used it, so its numbers are still the "
-        f"random ones: its vector's length is **{dog.input_norm:.3f}**, {shorter} (the words above: "
-        f"{low:.3f} to {high:.3f})."
+        "Each word starts as a list of random numbers (its vector). "
+        "Training changes the numbers of the words its captions use. "
+        + (
+            f"“dog” is in the model's dictionary, but no caption ever used it, so its numbers are still the "
+            f"random ones: {lengths}."
+            if not dog.known
+            else f"“dog” was in its captions, so training changed its numbers too: {lengths}."
+        )
     )
     dog_item = items.get("dog")
     dog_run = guarded(lambda: load(dog_item.request, lesson_entry=dog_item.id)) if dog_item else None
@@ -156,9 +177,12 @@ if learned is not None and dog is not None:
         runs["dog"] = dog_run
         left, right = st.columns([1, 3])
         left.image(enlarge(dog_run.image, 160), caption="a dog")
+        seen = judged(dog_run.image)
+        painted = "Asked for “a dog”, " + (
+            "a word it never learned, it painted a picture anyway" if not dog.known else "it painted a picture"
+        )
         right.markdown(
-            f"Asked for “a dog”, it still paints something: the judge sees {judged(dog_run.image)}. "
-            "It can only paint what its training pictures showed."
+            f"{painted}: the judge sees {seen}." if seen else f"{painted}, but the judge finds no shape in it."
         )
 
 # 4. Did it copy?
@@ -175,7 +199,7 @@ with st.form("copy-check"):
 if go:
     request = pb.GenerateRequest(prompt=prompt, seed=int(seed), width=info.default_width, height=info.default_height)
     mine = guarded(lambda: load(request, planned="your picture"))
-    found = guarded(lambda: client.nearest_training(mine.key, 4, student_id())) if mine is not None else None
+    found = guarded(lambda: client.nearest_training(mine.key, 4, student_id(), name)) if mine is not None else None
     if found is not None and found.available and found.neighbours:
         st.session_state["copy-check-answer"] = found.SerializeToString()
 if "copy-check-answer" in st.session_state:
@@ -191,9 +215,10 @@ if "copy-check-answer" in st.session_state:
     st.markdown(
         f"Searched: the first **{found.sample_size:,}** of the {found.training_set_size:,} training pictures "
         f"({found.distinct_in_sample:,} different ones). The nearest, “{plain(near.picture.caption)}”, differs "
-        f"from yours by **{near.pixel_distance:.1f}** levels a pixel on average (0 is the same picture, 255 the "
-        f"most different). A perfect copy would still differ by **{found.copy_pixel_distance:.1f}**: every "
-        f"picture the model paints leaves through its decoder. That training picture is in the training set "
+        f"from yours by a typical (root-mean-square) **{near.pixel_distance:.1f}** levels a pixel (0 is the same "
+        f"picture, 255 the most different). Even a perfect copy would differ by "
+        f"**{found.copy_pixel_distance:.1f}**, because every picture the model paints passes through its decoder, "
+        f"which changes it a little. That training picture is in the training set "
         f"{near.picture.copies_in_training} time{'s' if near.picture.copies_in_training != 1 else ''}."
     )
     st.caption(

@@ -37,7 +37,7 @@ RANDOM_UNAVAILABLE = "This model has random weights: it was never trained, so it
 OTHER_UNAVAILABLE = "This model's training pictures are not available here."
 # The training program's words for its runs, as a student reads them.
 _DENOISER = "The denoiser and the text encoder learned to paint from captions"
-_ROUTING = "Only where each word looks in the picture (the cross-attention's queries and keys) trained again"
+_ROUTING = "Only the part that decides where each word looks in the picture (the cross-attention) trained again"
 
 
 @dataclass(frozen=True)
