@@ -394,6 +394,6 @@ class Classroom:
         """After the server stopped: stop the background work (the store is the server's to close)."""
         await self.cancel_precompute()
         self.crowd.close()
-        await self.turns.close()  # first: a drained replica's students may start pictures elsewhere at once
+        await self.turns.close()  # given back: a drained replica's students may start pictures elsewhere at once
         await self.hub.close()
         self.scheduler.close(timeout=5)
