@@ -57,7 +57,8 @@ def rate_limit_key(student: str) -> str:
     return f"{KEY_PREFIX}:v{FORMAT_VERSION}:ratelimit:{student}"
 
 
-def _mac(secret: bytes, payload: bytes) -> bytes:
+def mac(secret: bytes, payload: bytes) -> bytes:
+    """The server's signature (HMAC-SHA256 with its cache secret): of stored trajectories, and of relayed events."""
     return hmac.new(secret, payload, hashlib.sha256).digest()
 
 
@@ -65,7 +66,7 @@ def pack(record: store_pb.TrajectoryRecord, secret: bytes) -> bytes:
     """The stored form: versioned, and signed with the server's cache secret."""
     payload = record.SerializeToString(deterministic=True)
     stored = store_pb.StoredTrajectory(
-        format_version=FORMAT_VERSION, payload=payload, hmac_sha256=_mac(secret, payload)
+        format_version=FORMAT_VERSION, payload=payload, hmac_sha256=mac(secret, payload)
     )
     return stored.SerializeToString()
 
@@ -82,7 +83,7 @@ def unpack(data: bytes, secret: bytes | None) -> store_pb.TrajectoryRecord:
         raise CorruptTrajectory(f"unreadable: {error}") from error
     if stored.format_version != FORMAT_VERSION:
         raise CorruptTrajectory(f"format {stored.format_version}, expected {FORMAT_VERSION}")
-    if secret is not None and not hmac.compare_digest(_mac(secret, stored.payload), stored.hmac_sha256):
+    if secret is not None and not hmac.compare_digest(mac(secret, stored.payload), stored.hmac_sha256):
         raise CorruptTrajectory("not signed with this server's cache secret")
     try:
         record = store_pb.TrajectoryRecord.FromString(stored.payload)

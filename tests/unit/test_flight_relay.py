@@ -59,9 +59,9 @@ def test_one_claim_at_a_time_renewed_and_let_go_only_by_its_owner(store, redis_s
         renewed_by_them = await store.run(
             lambda c: c.eval(RENEW, 2, lease_key("claims"), watch_key("claims"), theirs.owner, 5000)
         )
-        await relay.give_up(store, "claims", theirs, relay.End.CANCELLED)  # not theirs to let go
+        await relay.give_up(store, trajectory("claims"), theirs, relay.End.CANCELLED)  # not theirs to let go
         still_mine = await store.find_or_claim("claims", theirs)
-        await relay.give_up(store, "claims", mine, relay.End.CANCELLED)
+        await relay.give_up(store, trajectory("claims"), mine, relay.End.CANCELLED)
         now_theirs = await store.find_or_claim("claims", theirs)
         await store.close()
         return first, second, renewed_by_them, still_mine, now_theirs
@@ -119,7 +119,8 @@ def test_unwatched_an_owner_writes_only_its_end(store, redis_server):
     run(play())
     with redis_server.client() as client:
         entries = client.xrange(live_key(key))
-        assert [fields for _, fields in entries] == [{b"end": b"done", b"ns": b""}]  # no frame crossed to Redis
+        assert [set(fields) for _, fields in entries] == [{b"end", b"ns", b"s"}]  # no frame crossed to Redis
+        assert entries[0][1][b"end"] == b"done"
         assert not client.exists(lease_key(key))  # and the claim is let go
 
 
@@ -158,7 +159,7 @@ def test_a_follower_finds_the_stored_trajectory_when_the_stream_is_gone(store, r
         await asyncio.sleep(0.05)
         # Its owner stored it and let go, but none of its events reached the stream.
         await store.save(record, Namespace.AD_HOC)
-        await relay.give_up(store, key, owner, relay.End.DONE)
+        await relay.give_up(store, following, owner, relay.End.DONE)
         handover = await asyncio.wait_for(reader, 30)
         await store.close()
         return handover, following
@@ -176,10 +177,97 @@ def test_a_refused_start_is_started_again_as_the_followers_own_request(store):
         assert (await store.find_or_claim(key, owner)) == (None, True)
         assert (await store.find_or_claim(key, follower)) == (None, False)
         reader = asyncio.create_task(relay.follow(store, trajectory(key), follower))
-        await relay.give_up(store, key, owner, relay.End.REFUSED)  # (the owner's student was rate limited)
+        await relay.give_up(store, trajectory(key), owner, relay.End.REFUSED)  # (the owner's student was rate limited)
         handover = await asyncio.wait_for(reader, 30)
         await store.close()
         return handover
 
     # The follower holds the claim at once, and its replica charges its own student: nothing had started.
     assert run(play()) == relay.Handover(claimed=True, started=False)
+
+
+def test_a_forged_stream_is_never_followed(store, redis_server):
+    """A claim and a whole trajectory's entries, planted with only the Redis password, are never read.
+
+    Unsigned, or signed with another secret: the follower reads none of it (nothing its replica
+    could store as a lesson), and computes the picture itself, unclaimed.
+    """
+    follower = Lease(lease_s=0.6)
+    forger = TrajectoryStore(redis_server.url, ad_hoc_ttl_s=60, secret=b"what an attacker guessed")
+
+    async def forged(key: str, signer: TrajectoryStore | None) -> tuple[relay.Handover | None, Trajectory]:
+        with redis_server.client() as client:
+            client.set(lease_key(key), "forger", px=60_000)
+            entries = [{b"i": str(i).encode(), b"e": event.SerializeToString()} for i, event in enumerate(events())]
+            for fields in [*entries, {b"end": b"done", b"ns": b"lesson"}]:
+                client.xadd(live_key(key), relay._signed(signer, key, fields) if signer else fields)
+        following = trajectory(key)
+        assert (await store.find_or_claim(key, follower)) == (None, False)
+        return await asyncio.wait_for(relay.follow(store, following, follower), 30), following
+
+    async def play() -> list[tuple[relay.Handover | None, Trajectory]]:
+        outcomes = [await forged("forged-unsigned", None), await forged("forged-other-secret", forger)]
+        await store.close()
+        return outcomes
+
+    for handover, following in run(play()):
+        assert handover == relay.Handover(claimed=False, started=True)  # computed here, not followed
+        assert following.events == [] and not following.finished and following.stored_in is None
+
+
+def test_an_entry_moved_from_another_trajectory_is_not_read(store, redis_server):
+    """A genuine entry, signed for another trajectory's key (or another event number), fails its check."""
+    follower = Lease(lease_s=0.6)
+    key = "moved-entry"
+
+    async def play() -> relay.Handover | None:
+        with redis_server.client() as client:
+            client.set(lease_key(key), "someone", px=60_000)
+            header = {b"i": b"0", b"e": events()[0].SerializeToString()}
+            client.xadd(live_key(key), relay._signed(store, "another-trajectory", header))
+        assert (await store.find_or_claim(key, follower)) == (None, False)
+        handover = await asyncio.wait_for(relay.follow(store, trajectory(key), follower), 30)
+        await store.close()
+        return handover
+
+    assert run(play()) == relay.Handover(claimed=False, started=True)
+
+
+def test_a_stream_always_has_an_expiry(store, redis_server):
+    """The first events, written when the owner learns it is watched, create the stream with its expiry."""
+    owner, follower = Lease(lease_s=0.6), Lease(lease_s=0.6)
+    key = "stream-expiry"
+
+    async def play() -> None:
+        computing = trajectory(key)
+        for event in events()[:3]:
+            computing.append(event)
+        assert (await store.find_or_claim(key, owner)) == (None, True)
+        assert (await store.find_or_claim(key, follower)) == (None, False)  # it watches
+        publisher = asyncio.create_task(relay.publish(store, computing, owner))
+        await stream_length(store, key, 3)
+        publisher.cancel()
+        await asyncio.gather(publisher, return_exceptions=True)
+        await store.close()
+
+    run(play())
+    with redis_server.client() as client:
+        assert client.pttl(live_key(key)) > 0  # (-1: kept for ever)
+
+
+def test_giving_up_keeps_every_event_for_a_late_reader(store, redis_server):
+    owner = Lease(lease_s=0.6)
+    key = "long-stream"
+    long = Trajectory(key, pb.GenerateRequest(prompt="a lantern", num_inference_steps=100), MODEL)
+    with redis_server.client() as client:
+        for index in range(250):  # a 100-step picture's events, and the queue places before them
+            client.xadd(live_key(key), {b"i": str(index).encode(), b"e": b""})
+
+    async def play() -> None:
+        assert (await store.find_or_claim(key, owner, takeover=True)) == (None, True)
+        await relay.give_up(store, long, owner, relay.End.CANCELLED)
+        await store.close()
+
+    run(play())
+    with redis_server.client() as client:
+        assert client.xlen(live_key(key)) == 251

@@ -341,7 +341,7 @@ class Classroom:
         return changed, stopped
 
     def _stop_removed(self, classroom: str, folded: set[str]) -> int:
-        return self.scheduler.stop_jobs_of(
+        return self.hub.stop_jobs_of(  # (the sentence is the removed student's alone: see the hub)
             lambda r: r.classroom == classroom and fold_name(r.name) in folded, STUDENT_REMOVED
         )
 

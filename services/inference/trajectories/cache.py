@@ -7,6 +7,7 @@ next attempt after a short pause finds Redis again without a restart.
 
 from __future__ import annotations
 
+import hmac
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -20,7 +21,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from services.common.api import pb, store_pb
-from services.common.trajectories import CorruptTrajectory, Namespace, pack, record_id, redis_key, unpack
+from services.common.trajectories import CorruptTrajectory, Namespace, mac, pack, record_id, redis_key, unpack
 from services.inference.trajectories.lease import FIND_OR_CLAIM, Lease, find_or_claim_keys
 
 log = logging.getLogger(__name__)
@@ -108,6 +109,16 @@ class TrajectoryStore:
             return None
         self._succeeded()
         return result
+
+    # -- signatures ----------------------------------------------------------
+
+    def sign(self, *parts: bytes) -> bytes:
+        """The cache secret's signature (`mac`, as a stored trajectory's) over `parts`, each length-prefixed."""
+        return mac(self.secret, b"".join(len(part).to_bytes(8, "big") + part for part in parts))
+
+    def signed(self, signature: bytes, *parts: bytes) -> bool:
+        """Whether `signature` is this server's over `parts` (what another replica relayed through Redis)."""
+        return hmac.compare_digest(self.sign(*parts), signature)
 
     # -- operations ----------------------------------------------------------
 

@@ -68,6 +68,7 @@ class TrajectoryHub:
         self.lease = Lease(lease_s)
         self.stats = HubStats()
         self._live: dict[str, Trajectory] = {}
+        self._stopped_for_requester: set[str] = set()  # trajectories whose job stops for its requester's reason
         self._recent: OrderedDict[str, Trajectory] = OrderedDict()
 
     def key(self, spec: GenerationSpec) -> str:
@@ -144,7 +145,7 @@ class TrajectoryHub:
             self._live.pop(trajectory.key, None)
             trajectory.finish(error=str(refusal) or type(refusal).__name__)
             if claimed:  # readers on other replicas start it on their own terms at once
-                await relay.give_up(self.store, trajectory.key, self.lease, relay.End.REFUSED)
+                await relay.give_up(self.store, trajectory, self.lease, relay.End.REFUSED)
             raise
 
     async def _start(
@@ -178,6 +179,11 @@ class TrajectoryHub:
                 if trajectory.lesson_entry:
                     await self._keep_as_lesson(trajectory, trajectory.lesson_entry)
             return
+        await self._take_over(trajectory, spec, requester, exempt, handover)
+
+    async def _take_over(
+        self, trajectory: Trajectory, spec: GenerationSpec, requester: Requester, exempt: bool, handover: relay.Handover
+    ) -> None:
         # Its owner died or gave it up: computed again here, from step 0; readers get the events they
         # lack. Work that had started was paid for, and its student's turn taken, where it started:
         # taking it over is not a new charge, and runs as the trajectory's own (not as the student's
@@ -188,11 +194,16 @@ class TrajectoryHub:
             requester = dataclasses.replace(requester, student=f"takeover:{trajectory.key}", address="")
         try:
             await self._start(trajectory, spec, requester, exempt or handover.started, owned=bool(handover.claimed))
-        except Exception as refusal:
+        except BaseException as refusal:
+            # Refused, or its last reader left while it was being admitted (cancelled): either way the
+            # claim goes back at once, so that readers elsewhere need not wait for the lease to run out.
             self._ended(trajectory)
-            trajectory.finish(error=str(refusal) or type(refusal).__name__)
+            if not trajectory.finished:
+                trajectory.finish(error=str(refusal) or type(refusal).__name__)
             if handover.claimed:
-                await relay.give_up(self.store, trajectory.key, self.lease, relay.End.REFUSED)
+                await relay.give_up(self.store, trajectory, self.lease, relay.End.REFUSED)
+            if not isinstance(refusal, Exception):
+                raise
 
     def _ended(self, trajectory: Trajectory) -> None:
         """It no longer runs here: identical requests arriving now look for it afresh."""
@@ -213,7 +224,7 @@ class TrajectoryHub:
             trajectory.relay.cancel()
         else:
             return
-        trajectory.finish(error="cancelled")
+        trajectory.finish(error=relay.STOPPED_HERE)
         self._ended(trajectory)
 
     async def _pump(self, trajectory: Trajectory, job: Job) -> None:
@@ -225,7 +236,10 @@ class TrajectoryHub:
             while True:
                 event = await job.events.get()
                 if isinstance(event, ErrorEvent):
-                    trajectory.finish(error=event.message, aborted=event.aborted)
+                    if trajectory.key in self._stopped_for_requester:
+                        await self._stopped_for_its_requester(trajectory, job, event)
+                    else:
+                        trajectory.finish(error=event.message, aborted=event.aborted)
                     return
                 if isinstance(event, QueueEvent):
                     trajectory.queued(pb.QueueStatus(position=event.position, waiting=event.waiting))
@@ -255,7 +269,43 @@ class TrajectoryHub:
             self.scheduler.cancel(job)
             trajectory.finish(error=MODEL_FAILURE)
         finally:
-            self._ended(trajectory)
+            if trajectory.job is job:  # (not when it goes on as another job: `_stopped_for_its_requester`)
+                self._ended(trajectory)
+
+    def stop_jobs_of(self, chosen: Callable[[Requester], bool], sentence: str) -> int:
+        """Stop every generation whose requester is `chosen`, for that requester's own reason (`sentence`).
+
+        The sentence is the requester's alone (the teacher removed their name): readers of the
+        same picture on other replicas take the work over (End.CANCELLED), and readers of it
+        here have it computed on, as the trajectory's own work (`_stopped_for_its_requester`).
+        """
+        for trajectory in self._live.values():
+            if trajectory.job is not None and chosen(trajectory.job.requester):
+                self._stopped_for_requester.add(trajectory.key)
+        return self.scheduler.stop_jobs_of(chosen, sentence)
+
+    async def _stopped_for_its_requester(self, trajectory: Trajectory, job: Job, stop: ErrorEvent) -> None:
+        """Its requester's job was stopped for the requester's own reason: nobody else hears that reason.
+
+        Alone here (only the requester reads it), it ends with the sentence, and readers on other
+        replicas take it over. Read here by others too (identical requests that joined it), it goes
+        on as the trajectory's own work, without a charge, from where the job was stopped; the
+        stopped requester's stream then ends with everyone's (a reader here is not told apart).
+        """
+        self._stopped_for_requester.discard(trajectory.key)
+        if trajectory.readers > 1:
+            requester = dataclasses.replace(job.requester, student=f"takeover:{trajectory.key}", address="")
+            try:
+                await self._start(trajectory, job.spec, requester, lesson=True)
+                return
+            except Exception as refusal:  # (the queue filled meanwhile, say): everyone hears that, not the sentence
+                trajectory.finish(error=str(refusal) or type(refusal).__name__)
+                return
+        if trajectory.publisher is not None:
+            trajectory.publisher.cancel()
+            await asyncio.gather(trajectory.publisher, return_exceptions=True)
+            await relay.give_up(self.store, trajectory, self.lease, relay.End.CANCELLED)
+        trajectory.finish(error=stop.message, aborted=stop.aborted)
 
     @staticmethod
     async def _let_go(trajectory: Trajectory) -> None:
@@ -269,7 +319,16 @@ class TrajectoryHub:
         trajectory.lesson_entry = trajectory.lesson_entry or lesson_entry
         if not trajectory.finished or trajectory.error is not None or trajectory.stored_in is Namespace.LESSON:
             return  # a running trajectory is stored as a lesson's when it finishes
-        if await self.store.save(trajectory.record(), Namespace.LESSON):
+        record = trajectory.record()
+        if trajectory.job is None and trajectory.relay is not None:
+            # Followed from another replica: what is kept is what its owner stored (signed and checked
+            # on the way back), never the events relayed to this replica.
+            found = await self.store.load(trajectory.key)
+            if found is None:
+                return
+            record = found[0]
+            record.lesson_entry_id = trajectory.lesson_entry
+        if await self.store.save(record, Namespace.LESSON):
             trajectory.stored_in = Namespace.LESSON
 
     def _remember(self, trajectory: Trajectory) -> None:
@@ -288,5 +347,5 @@ class TrajectoryHub:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        owned = [t.key for t in running if t.publisher is not None and not t.finished]
-        await asyncio.gather(*(relay.give_up(self.store, key, self.lease, relay.End.CANCELLED) for key in owned))
+        owned = [t for t in running if t.publisher is not None and not t.finished]
+        await asyncio.gather(*(relay.give_up(self.store, t, self.lease, relay.End.CANCELLED) for t in owned))

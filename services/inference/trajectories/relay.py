@@ -11,7 +11,11 @@ now by the follower, whose owner died or gave it up: then the follower's replica
 computes it from step 0, and its readers get the events they do not have yet.
 
 Stream entries: {i, e}: event number i (0 is the header) as its wire bytes; {q}:
-the queue place while it waits for the GPU; {end, ...}: how it ended (`End`).
+the queue place while it waits for the GPU; {end, ...}: how it ended (`End`). Each
+entry also holds {s}: the cache secret's signature over the trajectory's key and the
+entry's fields (`TrajectoryStore.sign`), so that nobody with only the Redis password
+can feed a follower events: an entry that fails its check is never read, and the
+follower's replica computes the trajectory itself.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import enum
 import functools
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import redis.asyncio as redis
@@ -40,6 +45,10 @@ KEEP_AFTER_END_MS = 30_000
 # has what its readers were sent.
 KEEP_WHILE_RUNNING = 10
 _INDEX, _EVENT, _QUEUE, _END, _ERROR, _ABORTED, _NAMESPACE = b"i", b"e", b"q", b"end", b"error", b"aborted", b"ns"
+_SIGNATURE = b"s"
+# The error of work stopped here for this replica's own reasons (its readers left, its requester was
+# removed): readers elsewhere take it over (End.CANCELLED) instead of hearing it.
+STOPPED_HERE = "cancelled"
 # Reading a stream: at most this many entries a round trip.
 _READ_COUNT = 256
 
@@ -57,7 +66,9 @@ class End(enum.StrEnum):
 class Handover:
     """Why a follower's replica must compute the trajectory itself."""
 
-    claimed: bool | None  # True: it holds the lease now; None: Redis cannot be asked, so nobody can claim
+    # True: it holds the lease now; None: Redis cannot be asked, so nobody can claim; False: the stream
+    # failed its signature check, so it is computed here, unclaimed (the lease is someone else's)
+    claimed: bool | None
     started: bool  # the owner's work had started (it was admitted): the takeover is not a new charge
 
 
@@ -66,10 +77,26 @@ def _cap(trajectory: Trajectory) -> int:
     return 2 * (trajectory.request.num_inference_steps + 3) + 64
 
 
+def _signed(store: TrajectoryStore, key: str, fields: dict[bytes, bytes | str]) -> dict[bytes, bytes | str]:
+    """A stream entry with its signature: over the trajectory's key and every field, name and value."""
+    return {**fields, _SIGNATURE: store.sign(key.encode(), *_parts(fields))}
+
+
+def _verified(store: TrajectoryStore, key: str, fields: dict[bytes, bytes]) -> bool:
+    signature = fields.pop(_SIGNATURE, b"")
+    return store.signed(signature, key.encode(), *_parts(fields))
+
+
+def _parts(fields: Mapping[bytes, bytes | str]) -> list[bytes]:
+    """The fields as signed: sorted by name, each value as Redis stores it (text as UTF-8)."""
+    encoded = sorted((name, value if isinstance(value, bytes) else value.encode()) for name, value in fields.items())
+    return [part for field in encoded for part in field]
+
+
 def _end_fields(trajectory: Trajectory) -> dict[bytes, bytes | str]:
     if trajectory.error is None:
         return {_END: End.DONE, _NAMESPACE: trajectory.stored_in or ""}
-    if trajectory.error == "cancelled":
+    if trajectory.error == STOPPED_HERE:
         return {_END: End.CANCELLED}
     return {_END: End.FAILED, _ERROR: trajectory.error, _ABORTED: "1" if trajectory.aborted else "0"}
 
@@ -95,7 +122,7 @@ async def publish(
         wires = [trajectory.wire(i) for i in range(sent, count)] if watched else []
         queue = trajectory.queue if watched and not count and trajectory.queue != queue_sent else None
         if finished or renew or wires or queue is not None:
-            write = functools.partial(_write, trajectory, lease, sent, wires, queue, finished, renew)
+            write = functools.partial(_write, store, trajectory, lease, sent, wires, queue, finished, renew)
             written = await store.run(write)
             if renew:
                 renew_at = time.monotonic() + lease.renew_every_s
@@ -120,6 +147,7 @@ async def publish(
 
 
 async def _write(
+    store: TrajectoryStore,
     trajectory: Trajectory,
     lease: Lease,
     first: int,
@@ -129,31 +157,38 @@ async def _write(
     renew: bool,
     client: redis.Redis,
 ) -> list:
-    """One round trip: the queue place or events from `first` on, then the end (letting go) or a renewal."""
-    live, claim, cap = live_key(trajectory.key), lease_key(trajectory.key), _cap(trajectory)
+    """One round trip: the queue place or events from `first` on, then the end (letting go) or a renewal.
+
+    The stream's expiry is set in every one, so that a stream is never left without one, whatever
+    created it (the first events after the owner learned it was watched carry no renewal).
+    """
+    key = trajectory.key
+    live, claim, cap = live_key(key), lease_key(key), _cap(trajectory)
     pipe = client.pipeline(transaction=False)
     if queue is not None:
-        pipe.xadd(live, {_QUEUE: queue.SerializeToString()}, maxlen=cap, approximate=False)
+        pipe.xadd(live, _signed(store, key, {_QUEUE: queue.SerializeToString()}), maxlen=cap, approximate=False)
     for index, wire in enumerate(wires, start=first):
-        pipe.xadd(live, {_INDEX: str(index), _EVENT: wire}, maxlen=cap, approximate=False)
+        pipe.xadd(live, _signed(store, key, {_INDEX: str(index), _EVENT: wire}), maxlen=cap, approximate=False)
     if finished:
-        pipe.xadd(live, _end_fields(trajectory), maxlen=cap, approximate=False)
+        pipe.xadd(live, _signed(store, key, _end_fields(trajectory)), maxlen=cap, approximate=False)
         pipe.eval(RELEASE, 1, claim, lease.owner)
         pipe.pexpire(live, KEEP_AFTER_END_MS)
-    elif renew:
-        pipe.eval(RENEW, 2, claim, watch_key(trajectory.key), lease.owner, lease.lease_ms)
+    else:
+        if renew:
+            pipe.eval(RENEW, 2, claim, watch_key(key), lease.owner, lease.lease_ms)
         pipe.pexpire(live, KEEP_WHILE_RUNNING * lease.lease_ms)
     return await pipe.execute()
 
 
-async def give_up(store: TrajectoryStore, trajectory: str, lease: Lease, end: End) -> None:
+async def give_up(store: TrajectoryStore, trajectory: Trajectory, lease: Lease, end: End) -> None:
     """Let go of a claim without finishing: readers elsewhere take it over at once (REFUSED, CANCELLED)."""
+    key, cap = trajectory.key, _cap(trajectory)  # (the stream's bound: a late reader still gets every event)
 
     async def write(client: redis.Redis) -> list:
         pipe = client.pipeline(transaction=False)
-        pipe.xadd(live_key(trajectory), {_END: end}, maxlen=64, approximate=True)
-        pipe.eval(RELEASE, 1, lease_key(trajectory), lease.owner)
-        pipe.pexpire(live_key(trajectory), KEEP_AFTER_END_MS)
+        pipe.xadd(live_key(key), _signed(store, key, {_END: end}), maxlen=cap, approximate=False)
+        pipe.eval(RELEASE, 1, lease_key(key), lease.owner)
+        pipe.pexpire(live_key(key), KEEP_AFTER_END_MS)
         return await pipe.execute()
 
     await store.run(write)
@@ -163,7 +198,8 @@ async def follow(store: TrajectoryStore, trajectory: Trajectory, lease: Lease) -
     """Append another replica's events for this trajectory to its log here, until it ends.
 
     Returns None when the trajectory ended as its owner said (finished, or failed), or
-    the Handover that says this replica must now compute it.
+    the Handover that says this replica must now compute it: its owner cannot go on, or
+    an entry failed its signature check (then nothing after it is read).
     """
     # A claim is made before its owner's start is admitted, and a refused start says so (REFUSED):
     # otherwise the owner's work had started, and had been paid for.
@@ -180,6 +216,9 @@ async def follow(store: TrajectoryStore, trajectory: Trajectory, lease: Lease) -
         for _, entries in reply:
             for entry_id, fields in entries:
                 last = entry_id
+                if not _verified(store, trajectory.key, fields):
+                    log.warning("trajectory %s: a live stream entry failed its signature check", trajectory.key)
+                    return Handover(claimed=False, started=started)
                 if _EVENT in fields:
                     if int(fields[_INDEX]) == len(trajectory.events):  # (a takeover's repeats are skipped)
                         trajectory.append(pb.GenerateResponse.FromString(fields[_EVENT]))
