@@ -84,6 +84,8 @@ def test_lesson_8_says_from_which_switch_each_property_stays_the_originals(page:
     page.goto(stack.url)
     open_page(page, "When does the picture decide")
     expect(page.get_by_text("What each picture kept, measured")).to_be_visible()
+    # The measured part's last line: on a loaded machine the page may still be drawing under the heading.
+    expect(page.get_by_text("Distances are the mean difference of the pixels")).to_be_visible(timeout=120_000)
     settle(page, "measured-8-branch")
     text = main_text(page)
     assert "from step k + 1 on, the UNet reads the new prompt" in text

@@ -151,6 +151,9 @@ def settle(page: Page, name: str) -> None:
     """Wait until the script has finished running, take a screenshot, fail on any exception shown."""
     page.wait_for_timeout(300)
     expect(page.locator('[data-testid="stStatusWidget"]')).to_have_count(0, timeout=120_000)
+    # The running widget shows only after a moment; the app's own script state says the run has ended.
+    app = page.get_by_test_id("stApp")
+    expect(app).to_have_attribute("data-test-script-state", "notRunning", timeout=120_000)
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
     exceptions = page.locator('[data-testid="stException"]')
     assert exceptions.count() == 0, exceptions.first.inner_text()
