@@ -167,7 +167,7 @@ def test_one_picture_at_a_time_across_replicas(replicas):
     assert collect(b.generate(request("a red circle", seed=8, num_inference_steps=3), "s-dan")).final
 
 
-def test_the_class_survives_a_restart_of_a_replica(replicas):
+def test_the_class_survives_a_restart_of_every_replica(replicas):
     teacher_a = replicas.client(0, "restart-7")
     example = first_example(teacher_a)
     teacher_a.set_present(TEACHER_CODE, True, example, step=2)
@@ -175,12 +175,14 @@ def test_the_class_survives_a_restart_of_a_replica(replicas):
     replicas.client(1, "restart-7").answer_quick_check(asked.id, 0, "s-eve", "Eve")
     teacher_a.join_class("Eve", "tab-eve", "10.0.0.7", browser="browser-eve")
     teacher_a.remove_student(TEACHER_CODE, "restart-7", "Mallory")
-    replicas.restart(0)  # kill -9, then started again on its port: nothing of its memory survives
-    after = replicas.client(0, "restart-7")
-    state = after.class_state()
-    assert (state.present.leading, state.present.example_id, state.present.step) == (True, example, 2)
-    assert state.quick_check.id == asked.id and after.quick_check(TEACHER_CODE).answered == 1
-    with pytest.raises(StudentError, match="already"):
-        after.join_class("Eve", "tab-thief", "10.0.0.7", browser="browser-thief")
-    with pytest.raises(StudentError, match="removed"):
-        after.join_class("Mallory", "tab-mallory", "10.0.0.8", browser="browser-mallory")
+    replicas.kill(0), replicas.kill(1)  # kill -9 both: no replica's memory survives, only Redis
+    replicas.start(0), replicas.start(1)
+    for index in (0, 1):
+        after = replicas.client(index, "restart-7")
+        state = after.class_state()
+        assert (state.present.leading, state.present.example_id, state.present.step) == (True, example, 2)
+        assert state.quick_check.id == asked.id and after.quick_check(TEACHER_CODE).answered == 1
+        with pytest.raises(StudentError, match="already"):
+            after.join_class("Eve", f"tab-thief-{index}", "10.0.0.7", browser=f"browser-thief-{index}")
+        with pytest.raises(StudentError, match="removed"):
+            after.join_class("Mallory", f"tab-mallory-{index}", "10.0.0.8", browser=f"browser-mallory-{index}")
