@@ -6,22 +6,27 @@ streams carry every frame and the same picture. A replica killed (SIGKILL) while
 computes: the other one, whose reader follows the computation through Redis, takes
 the job over when the dead replica's claim expires, its stream still ends with the
 picture, and the student's rate limit was charged once. A reader leaving the
-computing replica: the same, at once.
+computing replica: the same, at once. A student whose name the teacher removes:
+only their stream hears it, and a classmate following the same picture on the
+other replica has it taken over there.
 """
 
 from __future__ import annotations
 
+import itertools
+import queue
 import threading
 from collections.abc import Iterator
 
 import pytest
 
 from services.common.api import STUDENT_METADATA, bearer, pb, unbatch
+from services.common.client import StudentError
 from services.common.shapes_judge import judge
 from services.common.trajectories import Namespace, rate_limit_key, redis_key
 from services.inference.trajectories.lease import lease_key
 from tests.integration.helpers import Stream, collect, request
-from tests.support.replicas import API_TOKEN, Replicas, running_replicas
+from tests.support.replicas import API_TOKEN, TEACHER_CODE, Replicas, running_replicas
 from tests.support.servers import stub_for
 
 STEPS = 25  # the default: a standard picture at 64 px
@@ -112,6 +117,38 @@ def test_a_reader_leaving_the_computing_replica_leaves_the_picture_to_the_other(
     assert [frame.step_index for frame in stream.frames] == list(range(LONG))
     assert judge(stream.image).colour == "green"
     assert steps_done(replicas, B) == b_started + LONG
+
+
+def test_a_removed_students_sentence_reaches_only_that_student(replicas):
+    a, b = replicas.client(A, "flight-remove"), replicas.client(B, "flight-remove")
+    spec = request("a red square at the bottom", seed=16, num_inference_steps=STEPS)
+    a.set_paused(TEACHER_CODE, True)  # Finn's picture waits on A: it is surely still there when his name goes
+    try:
+        finn = a.generate(spec, "s-finn", name="Finn")
+        finn_opening = next(finn)
+        assert finn_opening.status.source == pb.TRAJECTORY_SOURCE_COMPUTED
+        gus = b.generate(spec, "s-gus", name="Gus")  # his classmate asks for the same picture on B
+        opening = next(gus)
+        assert opening.status.source == pb.TRAJECTORY_SOURCE_JOINED
+        b.remove_student(TEACHER_CODE, "flight-remove", "Finn")
+        ended: queue.Queue[BaseException | None] = queue.Queue()
+
+        def read_on() -> None:  # on a thread: a picture that is not stopped waits for the teacher
+            try:
+                collect(itertools.chain([finn_opening], finn))
+                ended.put(None)
+            except BaseException as error:
+                ended.put(error)
+
+        threading.Thread(target=read_on, daemon=True).start()
+        error = ended.get(timeout=60)
+        assert isinstance(error, StudentError) and "removed your name" in str(error)
+    finally:
+        a.set_paused(TEACHER_CODE, False)
+        b.remove_student(TEACHER_CODE, "flight-remove", "Finn", let_back=True)
+    stream = collect(itertools.chain([opening], gus))  # Gus never hears Finn's sentence: B took the picture over
+    assert [frame.step_index for frame in stream.frames] == list(range(STEPS))
+    assert judge(stream.image).colour == "red", replicas.log(B)
 
 
 def test_a_replica_killed_mid_run_hands_its_picture_to_the_survivor(replicas):
