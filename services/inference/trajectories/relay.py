@@ -58,7 +58,9 @@ class End(enum.StrEnum):
 
     DONE = "done"  # every event is in the stream, and the trajectory is stored (`ns`) unless it could not be
     FAILED = "failed"  # the model failed, or the teacher stopped it: readers hear `error`
-    CANCELLED = "cancelled"  # its owner stopped for its own reasons (its readers left, it shuts down): take it over
+    # its owner stopped for reasons of its own (its readers left, it shuts down, its requester was removed):
+    # take it over
+    CANCELLED = "cancelled"
     REFUSED = "refused"  # its owner's start was refused (rate limit, queue): start it on your own terms
 
 
