@@ -4,6 +4,7 @@ import asyncio
 import threading
 
 import pytest
+import torch
 
 from services.inference.diffusion.batching import BatchScheduler
 from services.inference.diffusion.denoise import Generation, denoise, finish_together, predict_noise
@@ -39,8 +40,21 @@ def spec(seed: int = 1, steps: int = 3, include: frozenset[str] = frozenset()) -
     )
 
 
+@pytest.fixture(autouse=True)
+def threads_kept():
+    """Loading the preset sets torch's threads for its process; later tests in this one must not inherit it.
+
+    (With one thread on the test's thread and the default on the worker thread, a later test's stream and
+    diffusers' pipeline summed in different orders and differed in the last bit.)
+    """
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
 def test_the_preset_loads_by_name_only_and_says_what_it_is():
     model = load_model(InferenceSettings(model=SIMULATED_H100))
+    assert torch.get_num_threads() == 1  # many replicas share a few cores: one thread each unless told
     assert isinstance(model, SimulatedModel)
     assert model.model_id == "simulated-h100" and model.revision.startswith("simulated-")
     assert "Simulated GPU" in model.card.display_name and "Not a real model" in model.card.description
