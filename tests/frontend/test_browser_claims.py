@@ -130,6 +130,7 @@ def test_lesson_9_shows_its_training_pictures_dog_and_a_copy_check(page: Page, s
     on_screen(page, "Carlini et al. 2023")
 
     page.get_by_role("button", name="Paint and compare").click()
-    on_screen(page, f"The nearest, “{near.picture.caption}”, differs from yours by {near.pixel_distance:.1f}", "9-copy")
+    said = f"The nearest, “{near.picture.caption}”, differs from yours by a typical (root-mean-square) "
+    on_screen(page, said + f"{near.pixel_distance:.1f} levels a pixel", "9-copy")
     exceptions = page.locator('[data-testid="stException"]')
     assert exceptions.count() == 0, exceptions.first.inner_text()
