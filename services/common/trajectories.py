@@ -65,9 +65,7 @@ def mac(secret: bytes, payload: bytes) -> bytes:
 def pack(record: store_pb.TrajectoryRecord, secret: bytes) -> bytes:
     """The stored form: versioned, and signed with the server's cache secret."""
     payload = record.SerializeToString(deterministic=True)
-    stored = store_pb.StoredTrajectory(
-        format_version=FORMAT_VERSION, payload=payload, hmac_sha256=mac(secret, payload)
-    )
+    stored = store_pb.StoredTrajectory(format_version=FORMAT_VERSION, payload=payload, hmac_sha256=mac(secret, payload))
     return stored.SerializeToString()
 
 
