@@ -40,6 +40,7 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal, TypeVar
 
 from services.common.text import fold_name
 from services.inference.moderation import Blocklist
@@ -52,6 +53,8 @@ from services.inference.refusals import (
     TooManyNames,
 )
 from services.inference.together.shared import Change, ClassRecords, Snapshot, class_digest
+
+T = TypeVar("T")
 
 LIVE_S = 60.0  # a session that has not renewed for this long has closed its tab
 REPLACED_KEPT = 4096  # signed-out sessions remembered (a tab left open for hours after a reload)
@@ -178,6 +181,10 @@ class Roster:
         removed = [RosterEntry(classroom, r.name, 0.0, 0.0, True) for (classroom, _), r in self._removed.items()]
         return live + removed
 
+    def removed_in(self, classroom: str) -> set[str]:
+        """One class's removed names, folded."""
+        return {folded for (c, folded) in self._removed if c == classroom}
+
     # -- one class's roster as a record (SharedRoster) ---------------------------------
 
     def dump(self, classroom: str) -> bytes:
@@ -240,13 +247,7 @@ class SharedRoster:
     async def join(self, classroom: str, name: str, session: str, address: str, browser: str = "") -> None:
         self._know(classroom)
         self.records.start()
-
-        def decide(snapshot: Snapshot) -> Change[None]:
-            roster = self._roster(classroom, snapshot)
-            roster.join(classroom, name, session, address, browser)
-            return Change(None, value=roster.dump(classroom))
-
-        await self.records.change(classroom, ROSTER, decide, away="local", notify=False)
+        await self._edit(classroom, lambda roster: roster.join(classroom, name, session, address, browser), "local")
 
     async def check(self, classroom: str, name: str) -> None:
         """Raise NameRemoved if the teacher removed this name, through any replica."""
@@ -257,27 +258,27 @@ class SharedRoster:
 
     async def removed(self, classroom: str) -> set[str]:
         """The class's removed names, folded."""
-        roster = self._roster(classroom, await self.records.read(classroom, ROSTER))
-        return {folded for (_, folded) in roster._removed}
+        return self._roster(classroom, await self.records.read(classroom, ROSTER)).removed_in(classroom)
 
     async def remove(self, classroom: str, name: str) -> bool:
-        def decide(snapshot: Snapshot) -> Change[bool]:
-            roster = self._roster(classroom, snapshot)
-            changed = roster.remove(classroom, name)
-            return Change(changed, value=roster.dump(classroom))
-
         # A notice: every replica stops the name's pictures (Classroom listens).
-        changed, _ = await self.records.change(classroom, ROSTER, decide, away="refuse", notify=True)
-        return changed
+        return await self._edit(classroom, lambda roster: roster.remove(classroom, name), "refuse", notify=True)
 
     async def let_back(self, classroom: str, name: str) -> bool:
-        def decide(snapshot: Snapshot) -> Change[bool]:
-            roster = self._roster(classroom, snapshot)
-            changed = roster.let_back(classroom, name)
-            return Change(changed, value=roster.dump(classroom))
+        return await self._edit(classroom, lambda roster: roster.let_back(classroom, name), "refuse")
 
-        changed, _ = await self.records.change(classroom, ROSTER, decide, away="refuse", notify=False)
-        return changed
+    async def _edit(
+        self, classroom: str, act: Callable[[Roster], T], away: Literal["refuse", "local"], notify: bool = False
+    ) -> T:
+        """One change of the class's roster record: load it, `act` by the Roster's rules, store it; act's answer."""
+
+        def decide(snapshot: Snapshot) -> Change[T]:
+            roster = self._roster(classroom, snapshot)
+            answer = act(roster)
+            return Change(answer, value=roster.dump(classroom))
+
+        answer, _ = await self.records.change(classroom, ROSTER, decide, away=away, notify=notify)
+        return answer
 
     async def entries(self) -> list[RosterEntry]:
         """Every class's live names, then the removed ones (as `Roster.entries`), by class."""
