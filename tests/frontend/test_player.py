@@ -46,7 +46,7 @@ WAITING_OR_COMPUTING = re.compile(
 TIME_FIRST_STATUS = """
 pattern => {
   const re = new RegExp(pattern);
-  window.firstStatus = {clicked: null, shown: null, steps: []};
+  window.firstStatus = {clicked: null, shown: null, steps: [], firstStep: null, decoded: null};
   document.addEventListener("click", () => { window.firstStatus.clicked = performance.now(); }, true);
   new MutationObserver(() => {
     const status = window.firstStatus;
@@ -57,6 +57,9 @@ pattern => {
     const captions = [...document.querySelectorAll("figcaption")].map(c => c.innerText.trim());
     const guesses = captions.filter(t => t.startsWith("the model's guess so far"));
     for (const t of guesses) if (!status.steps.includes(t)) status.steps.push(t);
+    if (status.firstStep === null && guesses.length) status.firstStep = performance.now();
+    const decoded = document.body.innerText.includes("the VAE's decode of the last latent");
+    if (status.decoded === null && decoded) status.decoded = performance.now();
   }).observe(document.body, {subtree: true, childList: true, characterData: true});
 }
 """
@@ -206,15 +209,19 @@ def test_a_cold_lesson_shows_progress_then_plays_without_a_rerun(browser_page, s
     settle(page, "player-0-words")
 
     # Nothing is precomputed in this stack, its cache empty: the lesson's first example is computed
-    # when opened. Timed in the page, from the click to the first status.
+    # when opened. The page records, in order, when the status, the first step and the decoded
+    # picture were drawn: the status must come first (how soon is the benchmarks' business).
     page.evaluate(TIME_FIRST_STATUS, WAITING_OR_COMPUTING.pattern)
     open_page(page, "From noise to image")
     expect(page.get_by_text(WAITING_OR_COMPUTING).first).to_be_visible(timeout=10_000)
     page.screenshot(path=str(ARTIFACTS / "player-1-cold-lesson.png"))
-    shown_after_ms = page.evaluate("window.firstStatus.shown - window.firstStatus.clicked")
-    assert shown_after_ms < 1_000, f"the first status came {shown_after_ms:.0f} ms after the click"
     expect(page.get_by_text("the VAE's decode of the last latent").first).to_be_visible()
-    assert len(page.evaluate("window.firstStatus.steps")) >= 2  # its steps showed as they came
+    status = page.evaluate("window.firstStatus")
+    assert status["clicked"] is not None and status["shown"] is not None
+    assert len(status["steps"]) >= 2  # its steps showed as they came
+    # The status was on screen before any step, and the steps before the decoded picture.
+    assert status["clicked"] <= status["shown"] <= status["firstStep"], status
+    assert status["decoded"] is not None and status["firstStep"] <= status["decoded"], status
     settle(page, "player-2-lesson-ready")
 
     player = player_frame(page)
