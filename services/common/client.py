@@ -153,6 +153,42 @@ class ClassroomClient:
         request = pb.NearestTrainingRequest(trajectory_key=trajectory_key, k=k)
         return self._class_call(self.stub.NearestTraining, request, student, name)
 
+    # Teach it a new word (lesson 10): students hand in drawings, the teacher teaches.
+
+    def submit_drawing(self, png: bytes, student: str, name: str = "") -> pb.SubmitDrawingResponse:
+        return self._class_call(self.stub.SubmitDrawing, pb.SubmitDrawingRequest(png=png), student, name)
+
+    def teaching(self, student: str = "", name: str = "") -> pb.TeachingState:
+        """The class's new word: drawings in, the training's progress, or the word learned."""
+        return self._class_call(self.stub.GetTeaching, pb.GetTeachingRequest(), student, name)
+
+    def drawings(self, teacher_code: str) -> list[pb.ClassDrawing]:
+        request = pb.ListDrawingsRequest(class_name=self.class_name)
+        return list(self._call(self.teacher_stub.ListDrawings, request, teacher_code).drawings)
+
+    def remove_drawing(self, teacher_code: str, drawing_id: str) -> bool:
+        request = pb.RemoveDrawingRequest(class_name=self.class_name, drawing_id=drawing_id)
+        return self._call(self.teacher_stub.RemoveDrawing, request, teacher_code).removed
+
+    def teach_word(self, teacher_code: str, word: str, steps: int = 0) -> Iterator[pb.TeachingState]:
+        """Start (or follow) the class's training; its progress until it ends. Leaving early does not stop it."""
+        request = pb.TeachWordRequest(class_name=self.class_name, word=word, steps=steps)
+        call = self.teacher_stub.TeachWord(request, metadata=(*self._auth, (TEACHER_METADATA, teacher_code)))
+        try:
+            yield from call
+        except grpc.RpcError as error:
+            raise student_error(error) from error
+        finally:
+            call.cancel()
+
+    def stop_teaching(self, teacher_code: str) -> bool:
+        request = pb.StopTeachingRequest(class_name=self.class_name)
+        return self._call(self.teacher_stub.StopTeaching, request, teacher_code).stopped
+
+    def reset_word(self, teacher_code: str, drawings_too: bool = False) -> bool:
+        request = pb.ResetWordRequest(class_name=self.class_name, drawings_too=drawings_too)
+        return self._call(self.teacher_stub.ResetWord, request, teacher_code).changed
+
     def join_class(self, name: str, session: str, address: str = "", browser: str = "") -> float:
         """Sign in to the class as `name` (or renew it); seconds within which to renew.
 
