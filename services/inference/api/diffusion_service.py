@@ -145,7 +145,7 @@ class DiffusionService(Attached):
         """Who asks, checked by the Classroom, and the class's shared room; `student`: a student's own act."""
         classroom = self.ready()
         if student and not text_metadata(context, STUDENT_METADATA):
-            raise RequestError([("student", "Sharing and answering need the student's id (x-student-id).")])
+            raise RequestError([("student", "Sharing, answering and drawing need the student's id (x-student-id).")])
         return self.together(), await classroom.in_class(requester(context))
 
     async def WatchClass(
@@ -201,6 +201,20 @@ class DiffusionService(Attached):
         self, request: pb.NearestTrainingRequest, context: grpc.aio.ServicerContext
     ) -> pb.NearestTrainingResponse:
         return await (await self._learned(context)).nearest(request.trajectory_key, request.k)
+
+    # -- teach it a new word (lesson 10) ------------------------------------------------
+
+    async def SubmitDrawing(
+        self, request: pb.SubmitDrawingRequest, context: grpc.aio.ServicerContext
+    ) -> pb.SubmitDrawingResponse:
+        _, who = await self._in_class(context, student=True)
+        drawing_id, yours, drawings = await self.ready().teaching.submit(who, request.png)
+        return pb.SubmitDrawingResponse(drawing_id=drawing_id, yours=yours, class_drawings=drawings)
+
+    async def GetTeaching(self, request: pb.GetTeachingRequest, context: grpc.aio.ServicerContext) -> pb.TeachingState:
+        _, who = await self._in_class(context)
+        student = who.student if text_metadata(context, STUDENT_METADATA) else ""
+        return await self.ready().teaching.state(who.classroom, student)
 
     async def GetServerStats(
         self, request: pb.GetServerStatsRequest, context: grpc.aio.ServicerContext

@@ -7,6 +7,7 @@ their prompts only when the teacher asks.
 from __future__ import annotations
 
 import hmac
+from collections.abc import AsyncIterator
 
 import grpc
 
@@ -16,6 +17,7 @@ from services.inference.api.replies import progress_message, stats_message
 from services.inference.classroom.classroom import Classroom
 from services.inference.classroom.validation import check_name
 from services.inference.refusals import NO_TEACHER_CODE, WRONG_TEACHER_CODE, TeacherOnly
+from services.inference.teaching.teaching import Teaching
 from services.inference.together.together import Together
 
 
@@ -188,3 +190,42 @@ class TeacherService(Attached, pb_grpc.TeacherServiceServicer):
         together, name = await self._for_class(context, request.class_name)
         await together.close_check(name)
         return pb.CloseQuickCheckResponse()
+
+    # -- teach it a new word (lesson 10) ------------------------------------------------
+
+    async def _teaching(self, context: grpc.aio.ServicerContext, class_name: str) -> tuple[Teaching, str]:
+        """After the teacher code: lesson 10's room and the class named."""
+        classroom = await self._classroom(context)
+        return classroom.teaching, check_name(class_name)
+
+    async def ListDrawings(
+        self, request: pb.ListDrawingsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListDrawingsResponse:
+        teaching, name = await self._teaching(context, request.class_name)
+        drawings = await teaching.drawings(name)
+        return pb.ListDrawingsResponse(
+            drawings=[pb.ClassDrawing(drawing_id=d.drawing_id, student_name=d.name, png=d.png) for d in drawings]
+        )
+
+    async def RemoveDrawing(
+        self, request: pb.RemoveDrawingRequest, context: grpc.aio.ServicerContext
+    ) -> pb.RemoveDrawingResponse:
+        teaching, name = await self._teaching(context, request.class_name)
+        return pb.RemoveDrawingResponse(removed=await teaching.remove(name, request.drawing_id))
+
+    async def TeachWord(
+        self, request: pb.TeachWordRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.TeachingState]:
+        teaching, name = await self._teaching(context, request.class_name)
+        async for state in teaching.teach(name, request.word, request.steps):
+            yield state
+
+    async def StopTeaching(
+        self, request: pb.StopTeachingRequest, context: grpc.aio.ServicerContext
+    ) -> pb.StopTeachingResponse:
+        teaching, name = await self._teaching(context, request.class_name)
+        return pb.StopTeachingResponse(stopped=await teaching.stop(name))
+
+    async def ResetWord(self, request: pb.ResetWordRequest, context: grpc.aio.ServicerContext) -> pb.ResetWordResponse:
+        teaching, name = await self._teaching(context, request.class_name)
+        return pb.ResetWordResponse(changed=await teaching.reset(name, request.drawings_too))

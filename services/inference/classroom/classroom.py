@@ -21,8 +21,6 @@ import weakref
 from collections import Counter, deque
 from concurrent.futures import Executor
 
-import torch
-
 from services.common.api import pb
 from services.common.include_mask import ON_REQUEST_PROBES
 from services.common.text import fold_name, hidden_characters
@@ -30,7 +28,7 @@ from services.common.trajectories import canonical_request
 from services.inference.classroom.crowd import CrowdHold
 from services.inference.classroom.lessons import CatalogEntry, LessonRender, PrecomputeProgress
 from services.inference.classroom.ratelimit import RateLimiter
-from services.inference.classroom.reports import Blocked, LessonListing, ServerStats, model_info
+from services.inference.classroom.reports import Blocked, LessonListing, ServerStats, device_memory, model_info
 from services.inference.classroom.roster import RosterEntry, SharedRoster
 from services.inference.classroom.tickets import ResumeTickets
 from services.inference.classroom.turns import StudentTurns
@@ -51,6 +49,7 @@ from services.inference.metrics import Metrics
 from services.inference.moderation import Blocklist
 from services.inference.refusals import BlockedPrompt, Refusal, RequestError
 from services.inference.settings import InferenceSettings
+from services.inference.teaching.teaching import Teaching
 from services.inference.together.shared import ClassRecords
 from services.inference.together.together import Together
 from services.inference.trajectories.cache import TrajectoryStore
@@ -136,6 +135,7 @@ class Classroom:
         self.together = Together(
             store, self.catalog, [(e.entry, e.request) for e in self.entries], self.blocklist, records
         )
+        self.teaching = Teaching(model, self.scheduler, records)  # lesson 10: a class's own word
 
     def _check_catalog(self) -> list[CatalogEntry]:
         entries = []
@@ -185,6 +185,7 @@ class Classroom:
             # Kept in memory only, for the teacher's page (which shows the prompt only when opened).
             self.blocked.appendleft(Blocked(who.name, time.time(), request.prompt))
             raise
+        spec = await self.teaching.route(spec, who)  # a prompt with the class's own word: its own model
         key = self.hub.key(spec)
         grid = False
         if lesson and self._lesson_keys.get(lesson) != key:
@@ -364,11 +365,7 @@ class Classroom:
 
     def device(self) -> tuple[str, int, int]:
         """The device the model runs on, and (used, total) bytes of GPU memory; (0, 0) on a CPU."""
-        device = self.model.device
-        if device.type != "cuda":
-            return str(device), 0, 0
-        free, total = torch.cuda.mem_get_info(device)
-        return str(device), total - free, total
+        return device_memory(self.model)
 
     @property
     def precompute(self) -> PrecomputeProgress:
@@ -393,6 +390,7 @@ class Classroom:
     async def close(self) -> None:
         """After the server stopped: stop the background work (the store is the server's to close)."""
         await self.cancel_precompute()
+        await self.teaching.close()
         self.crowd.close()
         await self.turns.close()  # given back: a drained replica's students may start pictures elsewhere at once
         await self.hub.close()

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
+
 from services.common.api import pb
 from services.inference.classroom.lessons import CatalogEntry
 from services.inference.classroom.validation import Limits
@@ -103,3 +105,11 @@ def model_info(
         held_out_pairs=list(model.card.held_out_pairs),
         model_description=model.card.description,
     )
+
+
+def device_memory(model: DiffusionModel) -> tuple[str, int, int]:
+    """The device the model runs on, and (used, total) bytes of GPU memory; (0, 0) on a CPU."""
+    if model.device.type != "cuda":
+        return str(model.device), 0, 0
+    free, total = torch.cuda.mem_get_info(model.device)
+    return str(model.device), total - free, total

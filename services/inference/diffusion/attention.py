@@ -144,7 +144,9 @@ class CrossAttentionProbe:
         self.layers = 0
         for module in unet.modules():
             if isinstance(module, Attention) and module.is_cross_attention:
-                module.set_processor(_BesideTheAttention(module.processor, self))
+                processor = module.processor  # a copied UNet's layers carry the original's probe: replaced
+                inner = processor.processor if isinstance(processor, _BesideTheAttention) else processor
+                module.set_processor(_BesideTheAttention(inner, self))
                 self.layers += 1
 
     @contextmanager

@@ -10,7 +10,10 @@ that has had the least work so far runs next, so a 128-pixel picture's step (fou
 picture. Pictures at a size other than the model's own run one size at a time (the
 others wait, keeping their place), so at most two groups take turns and a standard
 picture gets at least half the machine. Generations join between steps as others
-finish or are cancelled; a cancelled one leaves at the next step boundary.
+finish or are cancelled; a cancelled one leaves at the next step boundary. A class's
+own model (lesson 10: a prompt with the word it taught) is a group of its own, and a
+class teaching its model a word takes turns as a group too, one training step a turn
+(`training.py`).
 
 The worker never waits on the network, Redis or image encoding: everything it
 produces goes to the server's event loop with `call_soon_threadsafe`.
@@ -29,6 +32,8 @@ from services.inference.diffusion.events import ErrorEvent, Event, StepEvent, St
 from services.inference.diffusion.jobs import MODEL_FAILURE, Job, Outcome, Running
 from services.inference.diffusion.models import DiffusionModel
 from services.inference.diffusion.spec import GenerationSpec
+from services.inference.diffusion.taught import TaughtModels
+from services.inference.diffusion.training import TrainingJob
 from services.inference.diffusion.work_queue import WorkQueue
 from services.inference.metrics import Metrics
 
@@ -37,6 +42,11 @@ log = logging.getLogger(__name__)
 # Generations that end at the same step share a decoder call, this many at most: the decoder's
 # activations at 512 px take far more memory per image than the UNet's, and one call of 8 has most of the gain.
 DECODE_BATCH = 8
+
+
+# A group: the latent's height and width, and the class model's digest ("": the model itself),
+# or (0, 0, "teach:<class>") for a class's training.
+Group = tuple[int, int, str]
 
 
 class FairTurns:
@@ -50,9 +60,9 @@ class FairTurns:
     """
 
     def __init__(self) -> None:
-        self._charged: dict[tuple[int, int], float] = {}
+        self._charged: dict[Group, float] = {}
 
-    def next(self, step_prices: dict[tuple[int, int], float]) -> tuple[int, int]:
+    def next(self, step_prices: dict[Group, float]) -> Group:
         """The group to run now, among those with generations (each with the price of its next step); charges it."""
         self._charged = {group: work for group, work in self._charged.items() if group in step_prices}
         level = min(self._charged.values(), default=0.0)
@@ -89,7 +99,9 @@ class BatchScheduler(WorkQueue):
         )
         self._turns = FairTurns()
         factor = model.vae_downsample_factor
-        self._native_group = (model.default_size // factor, model.default_size // factor)
+        self._native_size = (model.default_size // factor, model.default_size // factor)
+        self.taught = TaughtModels(model)  # the classes' own models (lesson 10)
+        self._training: dict[str, TrainingJob] = {}  # by class: the words being taught
         # The last step's frames, held until the next step is queued behind them (see `_step`).
         self._unsent: list[tuple[Job, StepEvent]] = []
         self._last_unet: Stopwatch | None = None  # the last UNet call in the metrics
@@ -103,9 +115,39 @@ class BatchScheduler(WorkQueue):
             self._lock.notify()
         self._thread.join(timeout)
 
-    def _group_of(self, spec: GenerationSpec) -> tuple[int, int]:
+    def _group_of(self, spec: GenerationSpec) -> Group:
         factor = self.model.vae_downsample_factor
-        return spec.height // factor, spec.width // factor
+        return spec.height // factor, spec.width // factor, spec.taught
+
+    # -- a class teaching its model a word (lesson 10) ------------------------------
+
+    def train(self, job: TrainingJob) -> bool:
+        """Take a class's training into the turns; False if that class is training already."""
+        with self._lock:
+            if job.classroom in self._training:
+                return False
+            self._training[job.classroom] = job
+            self._lock.notify()
+        return True
+
+    def stop_training(self, classroom: str) -> bool:
+        """Stop the class's training at its next step; False if it has none."""
+        with self._lock:
+            job = self._training.get(classroom)
+            if job is not None:
+                job.cancel()
+                self._lock.notify()
+        return job is not None
+
+    def training(self, classroom: str) -> TrainingJob | None:
+        with self._lock:
+            return self._training.get(classroom)
+
+    def _train_step(self, job: TrainingJob) -> None:
+        job.step()  # blocks this thread while the training runs one step
+        if job.ended.is_set():
+            with self._lock:
+                self._training.pop(job.classroom, None)
 
     def _admit(self) -> list[Job]:
         """Move waiting jobs into the running set while there is room. Call with the lock held.
@@ -117,19 +159,19 @@ class BatchScheduler(WorkQueue):
         picture gets at least half the machine's work, however many large ones wait.
         """
         admitted = []
-        other_sizes = {r.group for r in self._running} - {self._native_group}
+        other_sizes = {r.group[:2] for r in self._running} - {self._native_size}
         held_back = False  # a job of another size waits: later ones of any other size wait behind it (no overtaking)
         for job in list(self._waiting):
             if len(self._running) + len(admitted) >= self.max_batch_size:
                 break
             if job.cancelled.is_set():
                 continue  # left below
-            group = self._group_of(job.spec)
-            if group != self._native_group:
-                if held_back or (other_sizes and group not in other_sizes):
+            size = self._group_of(job.spec)[:2]
+            if size != self._native_size:
+                if held_back or (other_sizes and size not in other_sizes):
                     held_back = True
                     continue
-                other_sizes.add(group)
+                other_sizes.add(size)
             self._waiting.remove(job)
             admitted.append(job)
         cancelled_waiting = [job for job in self._waiting if job.cancelled.is_set()]
@@ -143,9 +185,18 @@ class BatchScheduler(WorkQueue):
     def _work(self) -> None:
         while True:
             with self._lock:
-                while not self._closing and (self._paused or (not self._waiting and not self._running)):
+                while not self._closing and (
+                    self._paused or (not self._waiting and not self._running and not self._training)
+                ):
                     if any(r.job.cancelled.is_set() for r in self._running):  # stopped while paused
                         self._drop_cancelled()
+                        continue
+                    if stopped := [t for t in self._training.values() if t.cancelled.is_set()]:
+                        self._lock.release()  # stopped while paused: its last turn, to end in
+                        try:
+                            self._train_step(stopped[0])
+                        finally:
+                            self._lock.acquire()
                         continue
                     if self._unsent:  # nothing will be queued behind them before the wait: they go now
                         self._lock.release()
@@ -161,15 +212,22 @@ class BatchScheduler(WorkQueue):
             for job in admitted:
                 self._start(job)
             self._drop_cancelled()
-            if self._running:
-                self._step(self._next_group())
+            if self._running or self._training:
+                turn = self._next_group()
+                if isinstance(turn, TrainingJob):
+                    self._train_step(turn)
+                else:
+                    self._step(turn)
         self._send_frames()  # the service stops: what was computed still goes out
 
     def _start(self, job: Job) -> None:
         group = self._group_of(job.spec)
         self.metrics.queue_seconds.observe(time.perf_counter() - job.submitted_at)
         try:
-            generation = Generation(self.model, job.spec)
+            model = self.taught.model_for(job.spec.taught)
+            if model is None:
+                raise LookupError(f"no class model {job.spec.taught} here")
+            generation = Generation(model, job.spec)
             job.emit(generation.start())
         except Exception:
             log.exception("could not start generation: %s", job.spec)
@@ -190,18 +248,22 @@ class BatchScheduler(WorkQueue):
                 self._release(running.job, Outcome.CANCELLED)
         self.metrics.running.set(len(self._running))
 
-    def _next_group(self) -> list[Running]:
-        """The generations of the latent size whose turn it is: the one that has had the least work (`FairTurns`).
+    def _next_group(self) -> list[Running] | TrainingJob:
+        """The generations (or the class's training) whose turn it is: the least work so far (`FairTurns`).
 
         A group's step is priced at its generations' mean step price: their UNet rows
         share one call, which on a GPU costs little more than one row alone.
         """
-        groups: dict[tuple[int, int], list[Running]] = {}
+        groups: dict[Group, list[Running]] = {}
         for running in self._running:
             groups.setdefault(running.group, []).append(running)
         batches = {group: members[: self.max_batch_size] for group, members in groups.items()}
         prices = {group: sum(r.job.spec.step_work for r in batch) / len(batch) for group, batch in batches.items()}
-        return batches[self._turns.next(prices)]
+        with self._lock:
+            training = {(0, 0, f"teach:{c}"): job for c, job in self._training.items()}
+        prices.update({group: job.price for group, job in training.items()})
+        chosen = self._turns.next(prices)
+        return training[chosen] if chosen in training else batches[chosen]
 
     def _step(self, batch: list[Running]) -> None:
         """One denoising step for every generation in `batch`, through one UNet call.
@@ -214,7 +276,7 @@ class BatchScheduler(WorkQueue):
         """
         try:
             with torch.inference_mode():
-                pairs, unet = predict_noise(self.model, [r.generation for r in batch])
+                pairs, unet = predict_noise(batch[0].generation.model, [r.generation for r in batch])
         except Exception:
             log.exception("UNet call failed for a batch of %d", len(batch))
             self._finish(batch, failed=True)

@@ -98,7 +98,7 @@ class Running:
     job: Job
     generation: Generation
     started_at: float
-    group: tuple[int, int]  # latent height and width
+    group: tuple[int, int, str]  # latent height and width, and the class model's digest (see batching.Group)
 
     @property
     def work_left(self) -> float:

@@ -41,6 +41,9 @@ class GenerationSpec:
     scheduler: str
     include: frozenset[str]
     branch: BranchSpec | None = None  # lesson 8: the prompt or guidance changes at a step
+    # Lesson 10: the digest of the word the class taught its model, when the prompts use it ("": the model
+    # itself). Not part of the request: the service sets it from the class, and it names the trajectory.
+    taught: str = ""
 
     def to_proto(self) -> pb.GenerateRequest:
         """The canonical request: what the header echoes and what identifies a trajectory."""

@@ -72,8 +72,12 @@ class TrajectoryHub:
         self._recent: OrderedDict[str, Trajectory] = OrderedDict()
 
     def key(self, spec: GenerationSpec) -> str:
-        """The trajectory's name in the cache (and in its claim): the request, the model and its revision."""
-        return trajectory_id(spec.to_proto(), self.model.model_id, self.model.revision)
+        """The trajectory's name in the cache (and in its claim): the request, the model and its revision.
+
+        A class's taught word (lesson 10) makes another model: its digest joins the revision.
+        """
+        revision = f"{self.model.revision}+{spec.taught}" if spec.taught else self.model.revision
+        return trajectory_id(spec.to_proto(), self.model.model_id, revision)
 
     async def open(
         self, spec: GenerationSpec, requester: Requester, key: str, lesson_entry: str = "", free: bool = False

@@ -1,0 +1,327 @@
+"""The room for lesson 10: a class teaches its own copy of the model a new word.
+
+Who may do what: a student of the class (checked by the API against the roster) hands
+in drawings, at most PER_STUDENT each and PER_CLASS in all, and reads the class's state;
+the teacher (the teacher code) lists and removes drawings, teaches, stops and resets.
+A class's drawings, its training's progress and its taught word live in the class's
+records (`together/shared.py`): signed, in Redis for every replica, gone with the class.
+
+Teaching is one training job at a time per class, on the replica the teacher's call
+reached, run by the worker that owns the model, taking turns with the generations
+(`diffusion/training.py`). Its progress is written to the class's record as it goes,
+so every student's page, on any replica, shows the same loss curve and sample sheet.
+A taught word is stored (its few tensors, `teach.TaughtWord`) and the class's prompts
+that use it are painted by the class's own model (`diffusion/taught.py`); every other
+prompt by the model itself, so the lessons' stored pictures stay shared.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from google.rpc import code_pb2
+
+from services.common.api import pb
+from services.common.shapes_data import caption_of
+from services.inference.diffusion.batching import BatchScheduler
+from services.inference.diffusion.jobs import Requester
+from services.inference.diffusion.models import DiffusionModel
+from services.inference.diffusion.spec import GenerationSpec
+from services.inference.diffusion.teach import Drawing, TaughtWord, TeachConfig, TeachProgress, check_word, teach
+from services.inference.diffusion.training import Ended, TrainingJob
+from services.inference.refusals import Refusal, RequestError
+from services.inference.teaching import drawings as sheets
+from services.inference.teaching.progress import WordState, samples_sheet
+from services.inference.together.shared import Change, ClassRecords, Snapshot
+
+log = logging.getLogger(__name__)
+
+DRAWINGS, WORD, TAUGHT = "drawings", "word", "taught"  # the class's records (see shared.py)
+MIN_DRAWINGS = 4
+DEFAULT_STEPS, MAX_STEPS = 300, 600
+STALE_S = 90.0  # a training whose replica has not reported for this long has stopped with it
+WRITE_EVERY_S = 0.5  # progress is written to the class's record at most this often
+KNOWN_FOR_S = 2.0  # how long a replica trusts what it read of a class's taught word
+SHAPES_FAMILY = "shapes"
+
+
+class NotTeachable(Refusal):
+    code = code_pb2.FAILED_PRECONDITION
+
+    def __init__(self) -> None:
+        super().__init__(
+            "This server's model can't be taught a new word here: lesson 10 needs the Shapes model, "
+            "small enough to train while the class watches."
+        )
+
+
+class DrawingsFull(Refusal):
+    code = code_pb2.RESOURCE_EXHAUSTED
+
+
+class TrainingNow(Refusal):
+    code = code_pb2.FAILED_PRECONDITION
+
+    def __init__(self) -> None:
+        super().__init__("The class's model is learning its new word right now. Wait until it is done.")
+
+
+class Teaching:
+    """The classes' drawings, their trainings and their taught words, for one model."""
+
+    def __init__(self, model: DiffusionModel, scheduler: BatchScheduler, records: ClassRecords) -> None:
+        self.model, self.scheduler, self.records = model, scheduler, records
+        self.teachable = model.card.family == SHAPES_FAMILY
+        self._known: dict[str, tuple[float, WordState]] = {}  # class -> (read at, its word state)
+        self._reports: set[asyncio.Task[None]] = set()
+
+    def _check_teachable(self) -> None:
+        if not self.teachable:
+            raise NotTeachable()
+
+    # -- students --------------------------------------------------------------------
+
+    async def submit(self, who: Requester, png: bytes) -> tuple[str, int, int]:
+        """Hand in a drawing: (its id, the student's drawings now, the class's)."""
+        self._check_teachable()
+        try:
+            clean = sheets.read_png(png)
+        except ValueError as error:
+            raise RequestError([("png", str(error))]) from error
+        if (await self.word_state(who.classroom)).training:
+            raise TrainingNow()
+        drawing = sheets.new_drawing(who.student, who.name, clean)
+
+        def decide(snapshot: Snapshot) -> Change[tuple[str, int, int]]:
+            kept = sheets.load_set(snapshot.value)
+            mine = sum(d.student == who.student for d in kept)
+            if mine >= sheets.PER_STUDENT:
+                raise DrawingsFull(f"You have handed in {mine} drawings, the most one student may. "
+                                   "Your teacher can remove one if you want to draw again.")  # fmt: skip
+            if len(kept) >= sheets.PER_CLASS:
+                raise DrawingsFull(f"The class has handed in {len(kept)} drawings, as many as the model takes.")
+            kept.append(drawing)
+            return Change((drawing.drawing_id, mine + 1, len(kept)), sheets.dump_set(kept))
+
+        result, _ = await self.records.change(who.classroom, DRAWINGS, decide, away="refuse", notify=False)
+        return result
+
+    async def state(self, classroom: str, student: str = "") -> pb.TeachingState:
+        """The class's teaching as a student's (or the teacher's) page shows it."""
+        word = await self.word_state(classroom, fresh=True)
+        kept = sheets.load_set((await self.records.read(classroom, DRAWINGS)).value)
+        message = word.to_proto(self.teachable)
+        message.drawings = len(kept)
+        message.yours = sum(d.student == student for d in kept) if student else 0
+        return message
+
+    async def word_state(self, classroom: str, fresh: bool = False) -> WordState:
+        """The class's word record (a training whose replica stopped reporting reads as failed)."""
+        known = self._known.get(classroom)
+        if known is not None and not fresh and time.monotonic() - known[0] < KNOWN_FOR_S:
+            return known[1]
+        snapshot = await self.records.read(classroom, WORD)
+        state = WordState.from_payload(snapshot.value).checked(time.time(), STALE_S)
+        self._known[classroom] = (time.monotonic(), state)
+        return state
+
+    # -- the teacher -----------------------------------------------------------------
+
+    async def drawings(self, classroom: str) -> list[sheets.ClassDrawing]:
+        return sheets.load_set((await self.records.read(classroom, DRAWINGS)).value)
+
+    async def remove(self, classroom: str, drawing_id: str) -> bool:
+        def decide(snapshot: Snapshot) -> Change[bool]:
+            kept = sheets.load_set(snapshot.value)
+            left = [d for d in kept if d.drawing_id != drawing_id]
+            return Change(len(left) < len(kept), sheets.dump_set(left) if len(left) < len(kept) else None)
+
+        removed, _ = await self.records.change(classroom, DRAWINGS, decide, away="refuse", notify=False)
+        return removed
+
+    async def teach(self, classroom: str, word: str, steps: int) -> AsyncIterator[pb.TeachingState]:
+        """Start the class's training (or follow the one running), and its state until it ends."""
+        self._check_teachable()
+        if not (await self.word_state(classroom, fresh=True)).training:
+            await self._start(classroom, word, steps)
+        last = None
+        while True:
+            message = await self.state(classroom)
+            if message != last:
+                yield message
+                last = message
+            if message.phase != pb.TEACHING_PHASE_TRAINING:
+                return
+            await asyncio.sleep(WRITE_EVERY_S)
+
+    async def _start(self, classroom: str, word: str, steps: int) -> None:
+        try:
+            check_word(self.model, word)
+        except ValueError as error:
+            raise RequestError([("word", str(error))]) from error
+        word = word.strip().lower()
+        steps = steps or DEFAULT_STEPS
+        if not 1 <= steps <= MAX_STEPS:
+            raise RequestError([("steps", f"Training may take 1 to {MAX_STEPS} steps.")])
+        drawn = await self.drawings(classroom)
+        if len(drawn) < MIN_DRAWINGS:
+            sentence = (
+                f"The class has handed in {len(drawn)} drawings; teaching needs at least {MIN_DRAWINGS}. "
+                "Ask more students to draw the shape."
+            )
+            raise RequestError([("drawings", sentence)])
+
+        def decide(snapshot: Snapshot) -> Change[bool]:
+            state = WordState.from_payload(snapshot.value).checked(time.time(), STALE_S)
+            if state.training:
+                return Change(False)  # started meanwhile (another replica): follow it
+            started = dataclasses.replace(state, phase=pb.TEACHING_PHASE_TRAINING, word=word, step=0,
+                                          total=steps, losses=[], samples_png=b"", samples_step=0,
+                                          samples_prompts=[], message="", seconds=0.0, beat=time.time(),
+                                          stop=False)  # fmt: skip
+            return Change(True, started.payload())
+
+        started, _ = await self.records.change(classroom, WORD, decide, away="refuse", notify=False)
+        self._known.pop(classroom, None)
+        if not started:
+            return
+        loop = asyncio.get_running_loop()
+        events: asyncio.Queue[Any] = asyncio.Queue()
+        masks = [Drawing(d.mask()) for d in drawn]
+        seed = int.from_bytes(classroom.encode()[:4].ljust(4, b"\0"), "big")
+
+        def run(emit: Any, should_stop: Any) -> TaughtWord:
+            return teach(self.model, masks, word, steps=steps, seed=seed, on_progress=emit, should_stop=should_stop)
+
+        job = TrainingJob(
+            classroom, self._price(), run, lambda event: loop.call_soon_threadsafe(events.put_nowait, event)
+        )
+        if not self.scheduler.train(job):
+            return
+        task = asyncio.create_task(self._report(classroom, word, job, events, len(drawn)))
+        self._reports.add(task)
+        task.add_done_callback(self._reports.discard)
+        log.info("a class started teaching its model a word (%d drawings, %d steps)", len(drawn), steps)
+
+    def _price(self) -> float:
+        """One training step's share of the machine, in the units of a generation's step (see training.py)."""
+        return self.scheduler.standard_work / max(1, self.model.card.max_steps or 25) * 24
+
+    async def _report(
+        self, classroom: str, word: str, job: TrainingJob, events: asyncio.Queue[Any], drawn: int
+    ) -> None:
+        """Write the training's progress into the class's record, and its word when it is done."""
+        started = time.monotonic()
+        progress: dict[str, Any] = {"losses": []}
+        written = 0.0
+        ended: Ended | None = None
+        while ended is None:
+            event = await events.get()
+            if isinstance(event, TeachProgress):
+                progress.update(step=event.step, total=event.total, losses=[*progress["losses"], float(event.loss)])
+                if event.samples:
+                    prompts = [caption_of(colour, word) for colour in TeachConfig().sample_colours]
+                    progress.update(samples_png=samples_sheet(event.samples), samples_step=event.step,
+                                    samples_prompts=prompts[: len(event.samples)])  # fmt: skip
+                if time.monotonic() - written < WRITE_EVERY_S and not events.empty():
+                    continue
+            elif isinstance(event, Ended):
+                ended = event
+                if ended.taught is not None and not ended.stopped:
+                    await self._keep_word(classroom, ended.taught)
+            written = time.monotonic()
+            progress.update(seconds=written - started, beat=time.time())
+            try:
+                stop = await self._write(classroom, dict(progress), ended, drawn)
+            except Exception:
+                log.exception("could not write a class's training progress")
+                stop = False
+            if stop:
+                job.cancel()  # the teacher stopped it through another replica
+
+    async def _write(self, classroom: str, progress: dict[str, Any], ended: Ended | None, drawn: int) -> bool:
+        """Write progress (and the end) into the class's word record; whether the teacher asked it to stop."""
+
+        def decide(snapshot: Snapshot) -> Change[bool]:
+            state = WordState.from_payload(snapshot.value)
+            changed = dataclasses.replace(state, **progress)
+            if ended is not None:
+                changed = changed.ended(ended, drawn)
+            return Change(state.stop, changed.payload())
+
+        stop, _ = await self.records.change(classroom, WORD, decide, away="local", notify=False)
+        self._known.pop(classroom, None)
+        return stop
+
+    async def _keep_word(self, classroom: str, taught: TaughtWord) -> None:
+        """Store the class's new word (every replica builds its model from it) and build it here."""
+        data = taught.to_bytes()
+        await self.records.change(classroom, TAUGHT, lambda _: Change(True, data), away="local", notify=False)
+        await asyncio.to_thread(self.scheduler.taught.add, taught)
+
+    async def stop(self, classroom: str) -> bool:
+        """Stop the class's training (here, or on the replica that runs it, at its next report)."""
+        if self.scheduler.stop_training(classroom):
+            return True
+
+        def decide(snapshot: Snapshot) -> Change[bool]:
+            state = WordState.from_payload(snapshot.value)
+            if not state.training:
+                return Change(False)
+            return Change(True, dataclasses.replace(state, stop=True).payload())
+
+        stopped, _ = await self.records.change(classroom, WORD, decide, away="refuse", notify=False)
+        return stopped
+
+    async def reset(self, classroom: str, drawings_too: bool) -> bool:
+        """Forget the class's word (stopping any training), and its drawings when asked."""
+        await self.stop(classroom)
+
+        def decide(snapshot: Snapshot) -> Change[bool]:
+            state = WordState.from_payload(snapshot.value)
+            changed = bool(state.taught_word or state.word)
+            return Change(changed, WordState().payload() if changed else None)
+
+        changed, _ = await self.records.change(classroom, WORD, decide, away="refuse", notify=False)
+        if drawings_too:
+            gone, _ = await self.records.change(
+                classroom, DRAWINGS, lambda s: Change(bool(s.value), b"[]" if s.value else None), away="refuse"
+            )
+            changed = changed or gone
+        self._known.pop(classroom, None)
+        return changed
+
+    # -- generation --------------------------------------------------------------------
+
+    async def route(self, spec: GenerationSpec, who: Requester) -> GenerationSpec:
+        """The spec painted by the class's own model when its prompts use the class's word; else as it is."""
+        if not who.classroom or not self.teachable:
+            return spec
+        state = await self.word_state(who.classroom)
+        if not state.taught_digest:
+            return spec
+        texts = [spec.prompt, spec.negative_prompt]
+        if spec.branch is not None:
+            texts += [spec.branch.prompt, spec.branch.negative_prompt]
+        if not set(state.token_ids) & self._piece_ids(texts):
+            return spec
+        if not self.scheduler.taught.has(state.taught_digest):
+            stored = (await self.records.read(who.classroom, TAUGHT)).value
+            taught = TaughtWord.from_bytes(stored) if stored else None
+            if taught is None or taught.digest() != state.taught_digest:
+                return spec  # its word is being replaced: the model itself paints it meanwhile
+            await asyncio.to_thread(self.scheduler.taught.add, taught)
+        return dataclasses.replace(spec, taught=state.taught_digest)
+
+    def _piece_ids(self, texts: list[str]) -> set[int]:
+        with self.model._tokenizer_lock:
+            return {i for ids in self.model.tokenizer(texts, add_special_tokens=False).input_ids for i in ids}
+
+    async def close(self) -> None:
+        for task in list(self._reports):
+            task.cancel()
