@@ -2,7 +2,8 @@
 
 A district runs one replica per GPU behind round-robin, so a student's calls, and the
 teacher's, land on either. Present mode, quick checks and their tallies, the roster
-(names held and removed) and "one picture at a time" must be the class's, not a
+(names held and removed), "one picture at a time" and the word the class taught its
+model (lesson 10) must be the class's, not a
 replica's, and must survive a replica's restart (`services/inference/together/shared.py`).
 Waits are on conditions, with generous bounds; the times measured are printed, not asserted.
 """
@@ -21,6 +22,7 @@ import pytest
 from services.common.api import pb
 from services.common.client import ClassroomClient, StudentError
 from tests.integration.helpers import collect, request
+from tests.support.drawings import heart_png
 from tests.support.replicas import TEACHER_CODE, Replicas, running_replicas
 
 BOUND_S = 20.0  # generous: these 2 cores are shared; the design's figure is "within 1 s"
@@ -186,3 +188,32 @@ def test_the_class_survives_a_restart_of_every_replica(replicas):
             after.join_class("Eve", f"tab-thief-{index}", "10.0.0.7", browser=f"browser-thief-{index}")
         with pytest.raises(StudentError, match="removed"):
             after.join_class("Mallory", f"tab-mallory-{index}", "10.0.0.8", browser=f"browser-mallory-{index}")
+
+
+def test_a_word_taught_through_a_is_the_class_s_on_b_and_after_a_restart(replicas):
+    """Lesson 10 across replicas: drawings handed in on either, taught on A, prompted on B, kept through kill -9."""
+    a, b = replicas.client(0, "hearts-7"), replicas.client(1, "hearts-7")
+    for student in range(4):
+        (a if student % 2 else b).submit_drawing(heart_png(200 + student), f"s-h{student}", name=f"H{student}")
+    assert len(b.drawings(TEACHER_CODE)) == 4
+    training = a.teach_word(TEACHER_CODE, "heart", 10)
+    assert next(training).phase == pb.TEACHING_PHASE_TRAINING
+    assert b.teaching().phase in (pb.TEACHING_PHASE_TRAINING, pb.TEACHING_PHASE_TAUGHT)  # B reads A's progress
+    assert list(training)[-1].phase == pb.TEACHING_PHASE_TAUGHT
+    assert b.teaching().taught_word == "heart" and len(b.teaching().losses) == 10
+
+    heart = request("a blue heart on the right", seed=11, num_inference_steps=8)
+    on_a = collect(a.generate(heart, "s-h1"))
+    on_b = collect(b.generate(heart, "s-h2"))
+    plain = collect(replicas.client(1, "plain-7").generate(heart, "s-p1"))  # another class: the model itself
+    assert on_a.status.trajectory_key == on_b.status.trajectory_key != plain.status.trajectory_key
+
+    replicas.kill(0), replicas.kill(1)
+    replicas.start(0), replicas.start(1)
+    after = replicas.client(1, "hearts-7")
+    assert after.teaching().taught_word == "heart"
+    fresh = request("a blue heart on the right", seed=12, num_inference_steps=8)  # computed again, not stored
+    taught_again = collect(after.generate(fresh, "s-h3"))
+    plain_again = collect(replicas.client(0, "plain-7").generate(fresh, "s-p2"))
+    assert taught_again.status.source == pb.TRAJECTORY_SOURCE_COMPUTED
+    assert (taught_again.image != plain_again.image).any()  # the class's model was built again from Redis

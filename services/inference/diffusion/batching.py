@@ -114,6 +114,9 @@ class BatchScheduler(WorkQueue):
             self._closing = True
             self._lock.notify()
         self._thread.join(timeout)
+        for job in list(self._training.values()):  # a class's training ends with its worker
+            job.cancel()
+            job.step()
 
     def _group_of(self, spec: GenerationSpec) -> Group:
         factor = self.model.vae_downsample_factor

@@ -76,8 +76,13 @@ class TrajectoryHub:
 
         A class's taught word (lesson 10) makes another model: its digest joins the revision.
         """
-        revision = f"{self.model.revision}+{spec.taught}" if spec.taught else self.model.revision
-        return trajectory_id(spec.to_proto(), self.model.model_id, revision)
+        return trajectory_id(spec.to_proto(), self.model.model_id, self._revision(spec))
+
+    def _revision(self, spec: GenerationSpec) -> str:
+        return f"{self.model.revision}+{spec.taught}" if spec.taught else self.model.revision
+
+    def _trajectory(self, key: str, spec: GenerationSpec) -> Trajectory:
+        return Trajectory(key, spec.to_proto(), self.model, self._revision(spec))
 
     async def open(
         self, spec: GenerationSpec, requester: Requester, key: str, lesson_entry: str = "", free: bool = False
@@ -91,7 +96,7 @@ class TrajectoryHub:
         """
         exempt = bool(lesson_entry) or free
         if not self.single_flight:
-            trajectory = Trajectory(key, spec.to_proto(), self.model)
+            trajectory = self._trajectory(key, spec)
             source = await self._start(trajectory, spec, requester, exempt)
         elif (trajectory := self._live.get(key)) is not None:
             # An identical request got here first; while it looks in the cache, wait for the outcome.
@@ -106,7 +111,7 @@ class TrajectoryHub:
         else:
             # Registered before the cache lookup, so identical requests arriving meanwhile
             # join it; shielded, so that a caller who gives up mid-lookup leaves it whole.
-            trajectory = Trajectory(key, spec.to_proto(), self.model)
+            trajectory = self._trajectory(key, spec)
             self._live[key] = trajectory
             source = await asyncio.shield(self._load_or_start(trajectory, spec, requester, exempt))
         if lesson_entry:

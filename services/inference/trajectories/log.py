@@ -29,11 +29,12 @@ QUEUE_REMINDER_S = 5.0
 class Trajectory:
     """The events of one generation, in order: header, frames, final."""
 
-    def __init__(self, key: str, request: pb.GenerateRequest, model: DiffusionModel) -> None:
+    def __init__(self, key: str, request: pb.GenerateRequest, model: DiffusionModel, revision: str = "") -> None:
         self.key = key
         self.request = canonical_request(request)
         self.computed = computed_probes(frozenset(self.request.include.paths))  # what its frames hold
-        self.model_id, self.revision = model.model_id, model.revision
+        # `revision`: a class's own model's (lesson 10), the model's and its word's digest
+        self.model_id, self.revision = model.model_id, revision or model.revision
         self.events: list[pb.GenerateResponse] = []
         self.finished = False
         self.error: str | None = None
