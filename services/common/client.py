@@ -134,10 +134,10 @@ class ClassroomClient:
 
     def tokenize(self, prompt: str, student: str = "") -> pb.TokenizeResponse:
         """The prompt's tokens; `student` names whose allowance of text calls it uses."""
-        return self._call(self.stub.Tokenize, pb.TokenizeRequest(prompt=prompt), student=student)
+        return self._class_call(self.stub.Tokenize, pb.TokenizeRequest(prompt=prompt), student)
 
     def encode(self, prompt: str, student: str = "") -> pb.PromptEncoding:
-        return self._call(self.stub.EncodePrompt, pb.EncodePromptRequest(prompt=prompt), student=student).encoding
+        return self._class_call(self.stub.EncodePrompt, pb.EncodePromptRequest(prompt=prompt), student).encoding
 
     def training_samples(
         self, offset: int = 0, count: int = 0, student: str = "", name: str = ""

@@ -110,6 +110,11 @@ def test_a_class_teaches_its_model_a_word_that_is_its_alone(clients):
     assert owls.teaching("owl-3").taught_word == "heart"
     assert foxes.teaching("fox-1").taught_word == "" and foxes.teaching("fox-1").phase == pb.TEACHING_PHASE_DRAWING
 
+    # The class's model knows the word: its tokens say so, and its row in the input table has moved.
+    heart_of = {c: next(t for t in c.tokenize("a red heart", "s").tokens if t.text == "heart") for c in (owls, foxes)}
+    assert heart_of[owls].known and not heart_of[foxes].known
+    assert heart_of[owls].input_norm != heart_of[foxes].input_norm
+
     # A prompt with the word is painted by the class's own model: another trajectory than before
     # teaching, and than the same prompt in the other class; a prompt without it is shared.
     after = collect(owls.generate(red_heart, "owl-1"))

@@ -277,12 +277,12 @@ class Classroom:
     async def tokenize(self, prompt: str, who: Requester) -> PromptTokens:
         check_prompt(prompt, self.settings, required=False)
         await self.text_limiter.take(check_requester(who).student)
-        return await asyncio.to_thread(self.model.tokenize, prompt)
+        return await asyncio.to_thread((await self.teaching.text_model(who, prompt)).tokenize, prompt)
 
     async def encode(self, prompt: str, who: Requester) -> PromptEmbedding:
         check_prompt(prompt, self.settings, required=False)
         await self.text_limiter.take(check_requester(who).student)
-        return await asyncio.to_thread(self.model.encode, prompt)
+        return await asyncio.to_thread((await self.teaching.text_model(who, prompt)).encode, prompt)
 
     # -- lessons and figures ---------------------------------------------------
 

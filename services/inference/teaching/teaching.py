@@ -288,6 +288,7 @@ class Teaching:
             return Change(changed, WordState().payload() if changed else None)
 
         changed, _ = await self.records.change(classroom, WORD, decide, away="refuse", notify=False)
+        await self.records.change(classroom, TAUGHT, lambda s: Change(True, b"" if s.value else None), away="refuse")
         if drawings_too:
             gone, _ = await self.records.change(
                 classroom, DRAWINGS, lambda s: Change(bool(s.value), b"[]" if s.value else None), away="refuse"
@@ -300,23 +301,31 @@ class Teaching:
 
     async def route(self, spec: GenerationSpec, who: Requester) -> GenerationSpec:
         """The spec painted by the class's own model when its prompts use the class's word; else as it is."""
-        if not who.classroom or not self.teachable:
-            return spec
-        state = await self.word_state(who.classroom)
-        if not state.taught_digest:
-            return spec
         texts = [spec.prompt, spec.negative_prompt]
         if spec.branch is not None:
             texts += [spec.branch.prompt, spec.branch.negative_prompt]
-        if not set(state.token_ids) & self._piece_ids(texts):
-            return spec
+        taught = await self._taught_for(who, texts)
+        return dataclasses.replace(spec, taught=taught) if taught else spec
+
+    async def text_model(self, who: Requester, prompt: str) -> DiffusionModel:
+        """The model that reads this prompt for this class (its own, when the prompt uses its word)."""
+        taught = await self._taught_for(who, [prompt])
+        return (self.scheduler.taught.model_for(taught) if taught else None) or self.model
+
+    async def _taught_for(self, who: Requester, texts: list[str]) -> str:
+        """The digest of the class's word if these texts use it (its model built here), else ""."""
+        if not who.classroom or not self.teachable:
+            return ""
+        state = await self.word_state(who.classroom)
+        if not state.taught_digest or not set(state.token_ids) & self._piece_ids(texts):
+            return ""
         if not self.scheduler.taught.has(state.taught_digest):
             stored = (await self.records.read(who.classroom, TAUGHT)).value
             taught = TaughtWord.from_bytes(stored) if stored else None
             if taught is None or taught.digest() != state.taught_digest:
-                return spec  # its word is being replaced: the model itself paints it meanwhile
+                return ""  # its word is being replaced: the model itself reads it meanwhile
             await asyncio.to_thread(self.scheduler.taught.add, taught)
-        return dataclasses.replace(spec, taught=state.taught_digest)
+        return state.taught_digest
 
     def _piece_ids(self, texts: list[str]) -> set[int]:
         with self.model._tokenizer_lock:
