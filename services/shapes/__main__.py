@@ -24,10 +24,21 @@ def main(argv: list[str] | None = None) -> None:
     evaluator.add_argument("--model", type=Path, default=None, help="a Shapes model folder (default: the shipped one)")
     evaluator.add_argument("--prompts", type=int, default=200, help="how many seen-pair prompts")
     evaluator.add_argument("--json", type=Path, default=None, help="also write the figures to this file")
+    keeper = commands.add_parser("checkpoints", help="keep a few prompts of a run's progress sheets (lesson 9)")
+    keeper.add_argument("--progress", type=Path, required=True, help="the run's progress folder")
+    keeper.add_argument("--out", type=Path, default=None, help="default: services/shapes/checkpoints")
+    keeper.add_argument("--made-by", default="", help="the training command that made the run, for the record")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
 
-    if args.command == "train":
+    if args.command == "checkpoints":
+        from services.shapes import checkpoints
+
+        out = args.out or checkpoints.CHECKPOINTS_DIR
+        kept = checkpoints.keep(args.progress, out, checkpoints.DEFAULT_PROMPTS, checkpoints.DEFAULT_STEPS,
+                                args.made_by)  # fmt: skip
+        print(f"kept {kept}")
+    elif args.command == "train":
         config = TrainConfig(**{name: getattr(args, name) for name in vars(defaults)})
         print(f"saved to {train(args.out, config, vae_from=args.vae_from, start_from=args.start_from)}")
     else:

@@ -66,6 +66,20 @@ def judged(picture: np.ndarray) -> str:
     return caption_of(verdict.colour, verdict.shape, verdict.position) if verdict.found else ""
 
 
+def follows(picture: np.ndarray, caption: str) -> bool:
+    """Whether the judge finds the caption's colour, shape and place in a Shapes picture."""
+    from services.common.shapes_judge import judge
+
+    verdict = judge(picture)
+    words = caption.split()
+    return (
+        verdict.found
+        and verdict.colour in words
+        and verdict.shape in words
+        and (verdict.position == "" or caption.endswith(verdict.position))
+    )
+
+
 def ask_questions() -> None:
     st.subheader("Questions to argue about")
     st.markdown(
@@ -113,6 +127,28 @@ if most is not None and most.copies_in_training > 1:
         "A caption that says where the shape goes always draws the very same picture, so many training "
         f"pictures are copies: “{plain(most.caption)}” is in the training set **{most.copies_in_training} times** "
         "(×N under a picture says how often)."
+    )
+
+# 1b. How it learned: the same prompts and starting noise at checkpoints of a run of the recipe
+if training.checkpoints:
+    st.subheader("How it learned")
+    steps = sorted({c.step for c in training.checkpoints})
+    captions = list(dict.fromkeys(c.caption for c in training.checkpoints))
+    right = {step: 0 for step in steps}
+    for row in captions:
+        st.markdown(f"“{plain(row)}”")
+        columns = st.columns(len(steps))
+        for column, step in zip(columns, steps, strict=True):
+            kept = next(c for c in training.checkpoints if c.step == step and c.caption == row)
+            picture = decode_image(kept.image)
+            right[step] += follows(picture, row)
+            column.image(enlarge(picture, 96), caption=f"after {step:,} steps")
+    first_step, last_step = steps[0], steps[-1]
+    st.markdown(
+        f"The same {len(captions)} prompts, each from the same starting noise, painted by the model as it was "
+        f"after {first_step:,} practice steps and later, up to {last_step:,}. The pixel judge finds "
+        f"**{right[first_step]} of {len(captions)}** right after {first_step:,} steps and **{right[last_step]} of "
+        f"{len(captions)}** after {last_step:,}. {plain(training.checkpoints_run)}"
     )
 
 # 2. What it never saw

@@ -13,6 +13,7 @@ training pictures are not here, and the answer says so in a sentence.
 
 from __future__ import annotations
 
+import functools
 import json
 import random
 from collections import Counter
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from services.common import shapes_data as data
 from services.common.api import pb
@@ -29,6 +31,7 @@ from services.inference.diffusion.models import SHAPES, SHAPES_DIR, TINY, Diffus
 PAGE_DEFAULT = 12
 PAGE_MAX = 48  # pictures in one answer: 48 PNGs of 64 px are about 15 KB
 TRAINING_RECORD = "training.json"
+CHECKPOINTS = "checkpoints"  # beside the model's folder: pictures from checkpoints of its recipe (lesson 9)
 SD_UNAVAILABLE = (
     "Stable Diffusion learned from billions of pictures and captions collected from the web (subsets of "
     "LAION-5B); they are not available here."
@@ -118,12 +121,37 @@ class TrainingSet:
             copies_in_training=self.copies[spec],
         )
 
+    @functools.cached_property
+    def checkpoints(self) -> tuple[list[pb.TrainingCheckpoint], str]:
+        """The pictures kept from checkpoints of a run of the recipe (`services/shapes/checkpoints.py`), if any."""
+        folder = Path(SHAPES_DIR).parent / CHECKPOINTS
+        if not (folder / "checkpoints.json").is_file():
+            return [], ""
+        record = json.loads((folder / "checkpoints.json").read_text())
+        grid = np.asarray(Image.open(folder / "checkpoints.png").convert("RGB"))
+        size = data.IMAGE_SIZE
+        kept = [
+            pb.TrainingCheckpoint(
+                step=step,
+                caption=caption,
+                image=encode_image(
+                    grid[row * size : (row + 1) * size, column * size : (column + 1) * size], "image/png"
+                ),
+            )
+            for column, step in enumerate(record["steps"])
+            for row, caption in enumerate(record["captions"])
+        ]
+        return kept, f"{record['made_by']} {record['painted'].capitalize()}."
+
     def page(self, offset: int, count: int) -> pb.TrainingSamplesResponse:
         """Pictures `offset` onwards (`count` of them, at most PAGE_MAX; none past the set's end)."""
         offset = min(max(0, offset), self.size)
         count = min(PAGE_MAX, count if count > 0 else PAGE_DEFAULT, self.size - offset)
+        checkpoints, run = self.checkpoints
         return pb.TrainingSamplesResponse(
             available=True,
+            checkpoints=checkpoints,
+            checkpoints_run=run,
             pictures=[self.picture(i) for i in range(offset, offset + count)],
             training_set_size=self.size,
             runs=[run.to_proto() for run in self.runs],
