@@ -9,11 +9,13 @@ from __future__ import annotations
 import io
 
 import grpc
+import numpy as np
 import pytest
 from PIL import Image
 
 from services.common.api import pb
 from services.common.client import ClassroomClient, ClientSettings, StudentError
+from services.common.codecs import tensor_from_proto
 from tests.integration.helpers import collect, request
 from tests.support.drawings import heart_png, ink_of
 from tests.support.servers import running_server
@@ -123,6 +125,14 @@ def test_a_class_teaches_its_model_a_word_that_is_its_alone(clients):
     assert after.status.trajectory_key != before.status.trajectory_key
     assert elsewhere.status.trajectory_key == before.status.trajectory_key
     assert (after.image != elsewhere.image).any()
+    # Every lens works on the class's model: its attention maps, one per token, at every step.
+    mapped = collect(owls.generate(request("a red heart on the left", seed=6, num_inference_steps=4,
+                                           include=["cross_attention"]), "owl-1"))  # fmt: skip
+    pieces = [t.text for t in mapped.header.prompt.tokens.tokens if t.kind != pb.TOKEN_KIND_PADDING]
+    assert "heart" in pieces and len(mapped.frames) == 4
+    maps = tensor_from_proto(mapped.frames[-1].cross_attention.maps)
+    assert maps.shape[0] == len(pieces) and np.isfinite(maps).all() and maps[pieces.index("heart")].sum() > 0
+
     circle = request("a blue circle", seed=5, num_inference_steps=10)
     assert (
         collect(owls.generate(circle, "owl-1")).status.trajectory_key
