@@ -22,6 +22,7 @@ pages = [
     st.Page("screens/lessons/attention.py", title="7. Which word paints where", icon=":material/highlight:"),
     st.Page("screens/lessons/branch.py", title="8. When does the picture decide?", icon=":material/call_split:"),
     st.Page("screens/lessons/learned_from.py", title="9. What it learned from", icon=":material/dataset:"),
+    st.Page("screens/lessons/teach_word.py", title="10. Teach it a new word", icon=":material/draw:"),
     st.Page("screens/playground.py", title="Playground", icon=":material/science:"),
     st.Page("screens/model.py", title="The model", icon=":material/memory:"),
     st.Page("screens/follow.py", title="Follow along", icon=":material/co_present:"),

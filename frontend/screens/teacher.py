@@ -19,6 +19,7 @@ from frontend.access.transport import require_private_connection
 from frontend.client import get_client
 from frontend.drawing.views import guarded, plain, said
 from frontend.settings import FrontendSettings
+from frontend.together.teach_side import teach_a_word
 from frontend.together.teacher_side import pictures_per_call, served_without_computing, teach_together
 from services.common.api import pb
 
@@ -218,3 +219,4 @@ def live_view() -> None:
 
 live_view()
 teach_together()  # lead the class, quick checks, the class gallery and map
+teach_a_word()  # lesson 10: the class's drawings, the word, Teach, Stop, Forget

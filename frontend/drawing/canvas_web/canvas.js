@@ -1,0 +1,174 @@
+// The drawing canvas: pen strokes with a mouse, a finger or a pen (pointer events), Undo, Clear, Hand in.
+//
+// Everything happens here until "Hand in": then the drawing goes to Python once, as a PNG data URL
+// (dark ink on white) with a fresh nonce, so a page that runs again never hands the same drawing in
+// twice. Python answers in its next render: `accepted` names the nonce the service took (the canvas
+// is cleared for the next drawing), `refused` one it did not (the drawing stays, to fix and send again).
+"use strict";
+
+(function () {
+  const INK = "#111111";
+  const PAPER = "#ffffff";
+  const board = document.getElementById("board");
+  const canvas = document.getElementById("canvas");
+  const context = canvas.getContext("2d");
+  const undoButton = document.getElementById("undo");
+  const clearButton = document.getElementById("clear");
+  const handInButton = document.getElementById("hand-in");
+  const status = document.getElementById("status");
+
+  let strokes = []; // each a list of [x, y] in canvas pixels
+  let current = null; // the stroke being drawn, with the pointer that draws it
+  let sent = null; // the nonce of the drawing handed in last
+  let answered = null; // the last nonce Python answered for
+  let lineWidth = 6;
+
+  // --- Talking to Streamlit (its component protocol, version 1) ---
+
+  function send(type, data) {
+    window.parent.postMessage(Object.assign({ isStreamlitMessage: true, type: type }, data), "*");
+  }
+
+  let sentHeight = 0;
+  function fitHeight() {
+    const height = Math.ceil(board.getBoundingClientRect().height) + 8;
+    if (height === sentHeight) return;
+    sentHeight = height;
+    send("streamlit:setFrameHeight", { height: height });
+  }
+  if (window.ResizeObserver) new ResizeObserver(fitHeight).observe(board);
+  window.addEventListener("resize", fitHeight);
+
+  // --- Drawing ---
+
+  function paint() {
+    context.fillStyle = PAPER;
+    context.fillRect(0, 0, canvas.width, canvas.height);
+    context.strokeStyle = INK;
+    context.fillStyle = INK;
+    context.lineWidth = lineWidth;
+    context.lineCap = "round";
+    context.lineJoin = "round";
+    strokes.forEach(function (stroke) {
+      if (stroke.length === 1) { // a dot
+        context.beginPath();
+        context.arc(stroke[0][0], stroke[0][1], lineWidth / 2, 0, 2 * Math.PI);
+        context.fill();
+        return;
+      }
+      context.beginPath();
+      context.moveTo(stroke[0][0], stroke[0][1]);
+      for (let i = 1; i < stroke.length; i += 1) context.lineTo(stroke[i][0], stroke[i][1]);
+      context.stroke();
+    });
+    const some = strokes.length > 0;
+    undoButton.disabled = !some;
+    clearButton.disabled = !some;
+    handInButton.disabled = !some;
+    document.body.dataset.strokes = String(strokes.length);
+  }
+
+  function say(sentence) {
+    status.textContent = sentence;
+    fitHeight();
+  }
+
+  function counted() {
+    const n = strokes.length;
+    return n === 0 ? "Nothing drawn yet." : n + (n === 1 ? " line drawn." : " lines drawn.");
+  }
+
+  function point(event) {
+    const box = canvas.getBoundingClientRect();
+    const x = ((event.clientX - box.left) * canvas.width) / box.width;
+    const y = ((event.clientY - box.top) * canvas.height) / box.height;
+    return [Math.max(0, Math.min(canvas.width, x)), Math.max(0, Math.min(canvas.height, y))];
+  }
+
+  canvas.addEventListener("pointerdown", function (event) {
+    if (event.button !== 0 && event.pointerType === "mouse") return;
+    if (current !== null) return; // one line at a time: a second finger does not draw
+    event.preventDefault();
+    canvas.focus();
+    canvas.setPointerCapture(event.pointerId);
+    current = { pointer: event.pointerId, stroke: [point(event)] };
+    strokes.push(current.stroke);
+    paint();
+  });
+
+  canvas.addEventListener("pointermove", function (event) {
+    if (current === null || event.pointerId !== current.pointer) return;
+    event.preventDefault();
+    const events = event.getCoalescedEvents ? event.getCoalescedEvents() : [event];
+    (events.length ? events : [event]).forEach(function (each) { current.stroke.push(point(each)); });
+    paint();
+  });
+
+  function lift(event) {
+    if (current === null || event.pointerId !== current.pointer) return;
+    current = null;
+    say(counted());
+  }
+  canvas.addEventListener("pointerup", lift);
+  canvas.addEventListener("pointercancel", lift);
+
+  undoButton.addEventListener("click", function () {
+    strokes.pop();
+    paint();
+    say(strokes.length ? "Took back the last line. " + counted() : "Took back the last line. Nothing drawn now.");
+  });
+
+  clearButton.addEventListener("click", function () {
+    strokes = [];
+    paint();
+    say("Cleared. Nothing drawn now.");
+  });
+
+  handInButton.addEventListener("click", function () {
+    if (!strokes.length) return;
+    paint();
+    sent = Date.now().toString(36) + "-" + Math.random().toString(36).slice(2, 10);
+    handInButton.disabled = true;
+    say("Handing in…");
+    send("streamlit:setComponentValue", {
+      value: { png: canvas.toDataURL("image/png"), nonce: sent },
+      dataType: "json",
+    });
+  });
+
+  // --- Renders from Streamlit: the theme, and Python's answer to the last hand-in ---
+
+  window.addEventListener("message", function (event) {
+    const message = event.data;
+    if (!message || message.type !== "streamlit:render") return;
+    const theme = message.theme;
+    if (theme) {
+      const root = document.documentElement.style;
+      if (theme.textColor) root.setProperty("--text", theme.textColor);
+      if (theme.backgroundColor) root.setProperty("--background", theme.backgroundColor);
+      if (theme.secondaryBackgroundColor) root.setProperty("--secondary", theme.secondaryBackgroundColor);
+      if (theme.primaryColor) root.setProperty("--primary", theme.primaryColor);
+      if (theme.font) root.setProperty("--font", theme.font);
+    }
+    const args = message.args || {};
+    if (args.line_width && args.line_width !== lineWidth) {
+      lineWidth = args.line_width;
+      paint();
+    }
+    if (sent === null || answered === sent) return;
+    if (args.accepted === sent) {
+      answered = sent;
+      strokes = [];
+      paint();
+      say("Handed in. Draw another one if you like.");
+    } else if (args.refused === sent) {
+      answered = sent;
+      paint();
+      say("Not handed in: the page says why. Your drawing is still here.");
+    }
+  });
+
+  paint();
+  fitHeight();
+  send("streamlit:componentReady", { apiVersion: 1 });
+})();

@@ -1,0 +1,168 @@
+"""Lesson 10, teach it a new word: the class draws a new shape, the teacher names it, Shapes learns it live.
+
+Students draw on a canvas of our own (frontend/drawing/canvas.py) and hand their
+drawings in; the teacher (the teacher's page, or this page with the teacher code at
+hand) teaches the word. Every page shows the training as the service reports it
+(GetTeaching): the step, the loss curve, the latest pictures. Once the word is
+taught, the student prompts it here through the Playground's own streaming (the
+service routes a class's prompts to the class's model). Every sentence about what the
+model did is made from the numbers on screen.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from frontend.client import StudentError, get_client, student_id
+from frontend.drawing.canvas import HandedIn, drawing_canvas
+from frontend.drawing.views import PREVIEW_NOTE, enlarge, guarded, plain, said
+from frontend.player import LATENT_PANEL, guess_panel, guess_picture, live_picture, play_trajectory
+from frontend.stream.load import request_with
+from frontend.stream.progress import Phase, show
+from frontend.stream.reader import StreamReader
+from frontend.stream.store import lesson_store
+from frontend.stream.tabs import stop_when_tab_closes
+from frontend.stream.waiting import follow
+from frontend.stream.wire import TrajectoryView
+from frontend.together.teach_side import TAUGHT, TRAINING, live_training, teach_a_word
+from services.common.api import pb
+from services.common.include_mask import Probe
+from services.common.shapes_world import SHAPES
+
+PROMPT_KEY = "teach-prompt"
+ABOUT = (
+    "A word means something to the model only because training tied it to pictures. Shapes, the small model "
+    "made for this classroom, knows just four shapes: {shapes}. It knows them because thousands of its "
+    "training pictures came with captions like “a red circle on the left”.\n\n"
+    "In this lesson your class teaches it **one new word**. Everyone draws the new shape below and hands the "
+    "drawing in; your teacher names the word (say, “heart”) and presses Teach. Then the model practises on them, "
+    "and you can watch it here. Your drawings become training pictures in the model's own style "
+    "(its colours, places and sizes, each with a caption that uses the new word).\n\n"
+    "Only two parts of the model change: the new word's **vector** (the list of numbers the model reads for "
+    "that word) and the **layers that read the words** (cross-attention's keys and values, as in the method "
+    "called Custom Diffusion). Everything else stays as it was. Pictures of the four shapes it already knows "
+    "are mixed in while it practises, so it does not forget them. Only your class's copy of the model learns "
+    "the word: other classes on this server do not get it."
+)
+DRAW_HOW = (
+    "Draw the outline of the new shape, big, in the middle. The model fills it in and paints it in its own "
+    "colours, so draw only the shape: no colour, no words, no background."
+)
+
+
+def handed_in_sentence(yours: int, class_drawings: int) -> str:
+    return f"You have {yours} drawing{'s' if yours != 1 else ''} in; the class has {class_drawings}."
+
+
+st.title("10. Teach it a new word")
+client = get_client()
+name = st.session_state.get("display_name", "")
+st.markdown(ABOUT.format(shapes=", ".join(SHAPES[:-1]) + f" and {SHAPES[-1]}"))
+state = guarded(lambda: client.teaching(student_id(), name))
+if state is None:
+    st.stop()
+if state.taught_word:
+    st.markdown(f"Your class has taught it one more word already: “{plain(state.taught_word)}”.")
+if not state.teachable:
+    info = guarded(client.model_info)
+    model = info.model_display_name if info is not None and info.model_display_name else "This server's model"
+    st.info(
+        f"{plain(model)} cannot be taught a new word on this server. "
+        + (said(state.message) if state.message else "Teaching a word here is built for Shapes, the small model "
+           "trained for this classroom."),
+        icon=":material/block:",
+    )  # fmt: skip
+    st.stop()
+
+if st.session_state.get("teacher_code"):  # the teacher, with the code at hand: the controls are here too
+    with st.expander("Your controls (teacher)", expanded=True):
+        teach_a_word(live=False)  # the training shows below, as every student sees it
+
+# 1. Draw
+st.subheader("Draw the new shape")
+if state.phase == TRAINING:
+    st.info("The model is training on the class's drawings now: handing in is closed until it is done.")
+else:
+    st.markdown(DRAW_HOW)
+    canvas_column, note_column = st.columns([1, 1])
+
+    def hand_in(drawing: HandedIn) -> bool:
+        try:
+            reply = client.submit_drawing(drawing.png, student_id(), name)
+        except StudentError as error:
+            note_column.error(said(str(error)), icon=":material/error:")
+            return False
+        st.session_state["teach-handed-in"] = handed_in_sentence(reply.yours, reply.class_drawings)
+        return True
+
+    with canvas_column:
+        drawing_canvas(
+            key="teach-canvas", on_hand_in=hand_in,
+            on_refused=lambda sentence: note_column.error(sentence, icon=":material/error:"),
+        )  # fmt: skip
+    handed = st.session_state.get("teach-handed-in")
+    if handed:
+        note_column.success(f"Handed in. {handed}", icon=":material/check_circle:")
+
+# 2. The training, live
+st.subheader("The training, live")
+live_training(state, key="teach-student", student=student_id(), name=name)
+
+# 3. Prompt the new word
+if state.phase == TAUGHT and state.taught_word:
+    word = state.taught_word
+    st.subheader(f"Try “{plain(word)}”")
+    info = guarded(client.model_info)
+    if info is None:
+        st.stop()
+    if st.session_state.get("teach-prompt-word") != word:  # a new word: the box starts from it
+        st.session_state[PROMPT_KEY] = f"a blue {word} on the right"
+        st.session_state["teach-prompt-word"] = word
+    prompt = st.text_input("Prompt", key=PROMPT_KEY, max_chars=info.limits.max_prompt_chars)
+    seed = st.number_input("Seed", min_value=0, max_value=int(info.limits.max_seed) or None, value=1, step=1)
+    if st.button("Make the picture", type="primary", key="teach-make"):
+        request = pb.GenerateRequest(
+            prompt=prompt, seed=int(seed), num_inference_steps=info.default_steps,
+            guidance_scale=info.default_guidance_scale, width=info.default_width, height=info.default_height,
+            scheduler=info.default_scheduler,
+        )  # fmt: skip
+        request = request_with(request, [Probe.LATENT_PREVIEW, Probe.PREDICTED_X0_PREVIEW])
+        previous = st.session_state.get("teach-generation")
+        if previous is not None:
+            previous.stop()  # a new picture replaces one still coming
+        st.session_state["teach-generation"] = StreamReader(
+            request, expected_step_s=lesson_store().pace.expect(request)
+        )
+        stop_when_tab_closes(st.session_state["teach-generation"])
+    generation: StreamReader | None = st.session_state.get("teach-generation")
+    if generation is not None:
+        status = st.empty()
+        if not generation.state.snapshot().final:
+            left, right = st.columns(2)
+            left_image, right_image = left.empty(), right.empty()
+
+            def draw(run: TrajectoryView) -> None:
+                step = run.steps[-1] if run.steps else None
+                if step is not None and step.latent_preview is not None:
+                    live_picture(left_image, enlarge(step.latent_preview, 256), LATENT_PANEL)
+                    live_picture(right_image, enlarge(guess_picture(step), 256), guess_panel(run))
+
+            ended = follow(generation, status, show_done=True, on_step=draw)
+            left_image.empty()
+            right_image.empty()
+        else:
+            ended = generation.state.snapshot()
+            show(status, ended)
+        run = generation.trajectory
+        if ended.phase == Phase.DONE and run.image is not None:
+            look, final = st.columns([3, 1])
+            with look:
+                play_trajectory(run, key="teach-player", width=160)
+            final.image(enlarge(run.image, 256), caption=f"“{plain(run.request.prompt)}”, seed {run.request.seed}")
+            st.caption(PREVIEW_NOTE)
+    st.markdown(
+        f"Your class's model is the one every page uses for your class now. Try “{plain(word)}” with other "
+        "colours and places in the **Playground**; in lesson **7. Which word paints where**, type a prompt "
+        f"with “{plain(word)}” to see where the word paints; in lesson **8. When does the picture decide?**, "
+        f"switch from “{plain(word)}” to another shape part-way and see what stays."
+    )

@@ -1,0 +1,295 @@
+"""Lesson 10, teach it a new word: the training's live view for everyone, and the teacher's controls.
+
+`live_training` is the view every page of the lesson shows (the student's and the
+teacher's): the phase, the word, the step, the loss curve with a sentence that says
+what it shows, and the latest sheet of the model's pictures. Every sentence is made
+from the service's TeachingState on screen. `teach_a_word` is the teacher's side
+(drawn on the teacher's page, and on the lesson's page when the teacher code is at
+hand): the class's drawings with a Remove button each, the word, Teach, Stop, and
+Forget the word. Teach starts the training and reads its progress stream on a thread
+of its own, so the page is never held; the live view reads GetTeaching, which tells
+the truth even when that stream is dropped (the training goes on).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+
+import streamlit as st
+
+from frontend.client import ClassroomClient, StudentError, get_client
+from frontend.drawing.views import guarded, plain, said
+from services.common.api import pb
+
+TRAINING_POLL_S = 1.5  # while the model trains: the step, the loss and the pictures change
+WAITING_POLL_S = 5.0  # drawings come in, and the teacher may start the training
+SETTLED_POLL_S = 10.0  # taught, stopped or failed: only the teacher can change it
+FIRST_ANSWER_S = 5.0  # how long Teach waits for the service's first answer (a refusal comes at once)
+DRAWING_COLUMNS = 6
+
+DRAWING = pb.TEACHING_PHASE_DRAWING
+TRAINING = pb.TEACHING_PHASE_TRAINING
+TAUGHT = pb.TEACHING_PHASE_TAUGHT
+STOPPED = pb.TEACHING_PHASE_STOPPED
+FAILED = pb.TEACHING_PHASE_FAILED
+PHASE_NAMES = {
+    DRAWING: "handing in drawings",
+    TRAINING: "training",
+    TAUGHT: "taught",
+    STOPPED: "stopped",
+    FAILED: "failed",
+}
+
+
+def _number(value: float) -> str:
+    return f"{value:.3g}"
+
+
+def loss_summary(losses: Sequence[float]) -> str:
+    """One sentence saying what the loss curve shows, from its numbers (for everyone, screen readers too).
+
+    The loss of one step is noisy (each step trains on a few random pictures), so with enough
+    steps the start and the end are the averages of the first and the last tenth (at most 10 steps).
+    """
+    count = len(losses)
+    if count == 0:
+        return "No training steps yet, so there is no loss to show."
+    if count == 1:
+        return f"The loss was {_number(losses[0])} after the first step."
+    each = max(1, min(10, count // 10))
+    start, end = sum(losses[:each]) / each, sum(losses[-each:]) / each
+    first, last = _number(start), _number(end)
+    averaged = f" (averages of the first {each} and the last {each} steps)" if each > 1 else ""
+    if first == last:
+        return f"The loss stayed at about {first} over {count} steps{averaged}."
+    verb = "fell" if end < start else "rose"
+    return f"The loss {verb} from {first} to {last} over {count} steps{averaged}."
+
+
+def _quoted(word: str) -> str:
+    return f"“{plain(word)}”"
+
+
+def state_sentence(state: pb.TeachingState, student: bool = True) -> str:
+    """Where the class's teaching stands, in one or two sentences made from the state (markdown)."""
+    word = _quoted(state.word) if state.word else "the new word"
+    drawings = f"{state.drawings} drawing{'s' if state.drawings != 1 else ''}"
+    yours = f", {state.yours} of them yours" if student else ""
+    if state.phase == TRAINING:
+        return (
+            f"The model is learning {word}: step **{state.step} of {state.total_steps}**, "
+            f"{state.seconds:.0f} s so far. The class's set has {drawings}."
+        )
+    if state.phase == TAUGHT:
+        return (
+            f"Your class's model has learned {_quoted(state.taught_word or state.word)}, in {state.step} "
+            f"training steps ({state.seconds:.0f} s)."
+        )
+    if state.phase in (STOPPED, FAILED):
+        what = (
+            f"Your teacher stopped the training of {word}"
+            if state.phase == STOPPED
+            else f"The training of {word} failed"
+        )
+        knows = (
+            f" The class's model knows {_quoted(state.taught_word)}."
+            if state.taught_word
+            else " The class's model is plain Shapes: it knows no new word."
+        )
+        return f"{what} at step {state.step} of {state.total_steps}.{knows}"
+    return (
+        f"Nothing taught yet. The class has handed in {drawings}{yours}. When your teacher names the word "
+        "and presses Teach, the training shows here."
+    )
+
+
+def show_training(state: pb.TeachingState, student: bool = True) -> None:
+    """The training as it stands: phase, sentence, progress, the loss curve and the latest pictures."""
+    st.markdown(f"**Now: {PHASE_NAMES.get(state.phase, 'unknown')}.** {state_sentence(state, student)}")
+    if state.message:
+        st.markdown(said(state.message))
+    if state.phase == TRAINING and state.total_steps:
+        st.progress(min(1.0, state.step / state.total_steps), text=f"step {state.step} of {state.total_steps}")
+    losses = list(state.losses)
+    if losses:
+        import pandas as pd  # the lesson pages' libraries, loaded in the background at start-up
+
+        st.markdown(
+            "**The loss**: how wrong the model's guesses of the noise are on the training pictures, "
+            "at each step (lower is better)."
+        )
+        st.line_chart(pd.DataFrame({"step": range(1, len(losses) + 1), "loss": losses}), x="step", y="loss",
+                      height=220)  # fmt: skip
+        st.caption(loss_summary(losses))
+    if state.samples_png:
+        prompts = "; ".join(plain(prompt) for prompt in state.samples_prompts)
+        st.image(
+            state.samples_png,
+            caption=f"The model's pictures at step {state.samples_step}, left to right: {prompts}",
+        )
+
+
+def _view(state: pb.TeachingState) -> tuple[int, str]:
+    return state.phase, state.taught_word
+
+
+def _poll_s(state: pb.TeachingState) -> float:
+    return {TRAINING: TRAINING_POLL_S, DRAWING: WAITING_POLL_S}.get(state.phase, SETTLED_POLL_S)
+
+
+def live_training(state: pb.TeachingState, *, key: str, student: str = "", name: str = "") -> None:
+    """`show_training`, read again every moment while something can change (a fragment: the page stays).
+
+    `state` is what the page read in this run. When the phase or the class's word changes, the
+    whole page runs again: what it offers (the canvas, the prompt box) depends on them.
+    """
+    st.session_state[f"{key}-view"] = _view(state)
+
+    def read_again() -> None:
+        fresh = guarded(lambda: get_client().teaching(student, name))
+        if fresh is None:
+            return
+        if _view(fresh) != st.session_state.get(f"{key}-view"):
+            st.session_state[f"{key}-view"] = _view(fresh)
+            st.rerun()
+        show_training(fresh, student=bool(student))
+
+    st.fragment(run_every=_poll_s(state))(read_again)()
+
+
+# -- the teacher's side ---------------------------------------------------------------------
+
+
+class TeachRun:
+    """One press of Teach: the TeachWord stream, read to its end on a thread of its own.
+
+    Leaving the stream would not stop the training; reading it keeps the first answer (a
+    refusal comes at once) and the last state. The pages show GetTeaching's state, not this.
+    """
+
+    def __init__(self, client: ClassroomClient, code: str, word: str, steps: int) -> None:
+        self.error = ""
+        self.last: pb.TeachingState | None = None
+        self._answered = threading.Event()
+        self._thread = threading.Thread(
+            target=self._read, args=(client, code, word, steps), name="teach-word", daemon=True
+        )
+        self._thread.start()
+
+    def _read(self, client: ClassroomClient, code: str, word: str, steps: int) -> None:
+        try:
+            for state in client.teach_word(code, word, steps):
+                self.last = state
+                self._answered.set()
+        except StudentError as error:
+            self.error = str(error)
+        finally:
+            self._answered.set()
+
+    def first_answer(self, timeout: float) -> bool:
+        """Wait for the service's first answer (a state or a refusal); False when none came in time."""
+        return self._answered.wait(timeout)
+
+    def reading(self) -> bool:
+        return self._thread.is_alive()
+
+
+def _code() -> str:
+    return st.session_state.get("teacher_code", "")
+
+
+def _said(sentence: str, error: bool = False) -> None:
+    st.session_state["teach-said"] = (sentence, error)
+
+
+def _teach() -> None:
+    word = " ".join(str(st.session_state.get("teach-word") or "").split())
+    steps = int(st.session_state.get("teach-steps") or 0)
+    if not word:
+        _said("Type the new word first (one plain word, such as heart).", error=True)
+        return
+    run = TeachRun(get_client(), _code(), word, steps)
+    st.session_state["teach-run"] = run
+    if not run.first_answer(FIRST_ANSWER_S):
+        _said(f"Asked to teach {_quoted(word)}: the training starts when the model is free; it shows below.")
+    elif run.error and run.last is None:
+        _said(run.error, error=True)
+    else:
+        _said(f"Teaching {_quoted(word)}: the progress shows below, and on every student's page.")
+
+
+def _stop() -> None:
+    stopped = guarded(lambda: get_client().stop_teaching(_code()))
+    if stopped is not None:
+        _said("Stopped the training." if stopped else "Nothing was training.")
+
+
+def _forget() -> None:
+    drawings_too = bool(st.session_state.get("teach-forget-drawings"))
+    changed = guarded(lambda: get_client().reset_word(_code(), drawings_too))
+    if changed is not None:
+        gone = " and its drawings are gone" if drawings_too else ""
+        _said(f"The class's model is plain Shapes again{gone}." if changed else "There was nothing to forget.")
+
+
+def _remove(drawing_id: str, name: str) -> None:
+    removed = guarded(lambda: get_client().remove_drawing(_code(), drawing_id))
+    if removed is not None:
+        whose = plain(name) if name else "a student"
+        _said(f"Removed a drawing by {whose}." if removed else "That drawing was already gone.")
+
+
+def _class_drawings() -> None:
+    drawings = guarded(lambda: get_client().drawings(_code()))
+    if drawings is None:
+        return
+    st.markdown(f"**The class's drawings: {len(drawings)}.** Remove any that is not the shape before you teach.")
+    columns = st.columns(DRAWING_COLUMNS)
+    for number, drawing in enumerate(drawings):
+        column = columns[number % DRAWING_COLUMNS]
+        column.image(drawing.png, width=96)
+        column.text(plain(drawing.student_name, "text") or "(no name)")  # as typed, never as markdown
+        column.button(
+            "Remove", key=f"teach-remove-{drawing.drawing_id}", on_click=_remove,
+            args=(drawing.drawing_id, drawing.student_name), help="Takes this drawing out of the class's set.",
+        )  # fmt: skip
+
+
+def teach_a_word(live: bool = True) -> None:
+    """The teacher's controls for lesson 10, with the class's drawings and (`live`) the training as it goes."""
+    st.header("Teach it a new word (lesson 10)")
+    said_now = st.session_state.pop("teach-said", None)
+    if said_now is not None:
+        sentence, error = said_now
+        if error:
+            st.error(said(sentence), icon=":material/error:")
+        else:
+            st.success(sentence, icon=":material/check_circle:")
+    state = guarded(lambda: get_client().teaching())
+    if state is None:
+        return
+    if not state.teachable:
+        st.info(said(state.message) if state.message else "This server's model cannot be taught a new word.")
+        return
+    st.fragment(run_every=WAITING_POLL_S if state.phase != TRAINING else TRAINING_POLL_S)(_class_drawings)()
+    with st.form("teach-form", border=True):
+        word_column, steps_column = st.columns([2, 1])
+        word_column.text_input("The new word", key="teach-word", max_chars=32, placeholder="heart",
+                               help="One plain word, letters only, that the model does not know yet.")  # fmt: skip
+        steps_column.number_input("Training steps", key="teach-steps", min_value=1, value=None, step=10,
+                                  placeholder="the server's choice")  # fmt: skip
+        st.form_submit_button("Teach", type="primary", on_click=_teach)
+    stop_column, forget_column = st.columns([1, 3])
+    stop_column.button("Stop", key="teach-stop", on_click=_stop, disabled=state.phase != TRAINING,
+                       help="Stops the training; the model keeps the word it had before.")  # fmt: skip
+    with forget_column.popover("Forget the word"):  # a second click: a class's word is not lost by a slip
+        known = f"The class's model forgets {_quoted(state.taught_word)}" if state.taught_word else "Nothing is taught"
+        st.markdown(f"{known}: it becomes plain Shapes again.")
+        st.checkbox("Delete the class's drawings too", key="teach-forget-drawings")
+        st.button("Forget it", key="teach-forget", on_click=_forget, type="primary")
+    run: TeachRun | None = st.session_state.get("teach-run")
+    if run is not None and run.error and run.last is not None:
+        st.caption(f"The progress stream ended ({said(run.error)}); the view below reads the training itself.")
+    if live:
+        live_training(state, key="teach-teacher")
