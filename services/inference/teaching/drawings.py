@@ -64,6 +64,8 @@ def read_png(data: bytes) -> bytes:
                 raise ValueError(TOO_LARGE if image.width > MAX_SIDE or image.height > MAX_SIDE else NOT_A_DRAWING)
             grey = image.convert("LA")  # a transparent canvas counts as paper
             pixels = np.asarray(grey, dtype=np.float32)
+    except Image.DecompressionBombError as error:  # a header claiming a huge picture: refused before decoding
+        raise ValueError(TOO_LARGE) from error
     except ValueError:
         raise
     except Exception as error:  # any decoder failure: not a picture we read
