@@ -98,10 +98,12 @@ def state_sentence(state: pb.TeachingState, student: bool = True) -> str:
             else " The class's model is plain Shapes: it knows no new word."
         )
         return f"{what} at step {state.step} of {state.total_steps}.{knows}"
-    return (
-        f"Nothing taught yet. The class has handed in {drawings}{yours}. When your teacher names the word "
-        "and presses Teach, the training shows here."
+    then = (
+        "When your teacher names the word and presses Teach, the training shows here."
+        if student
+        else "Name the word and press Teach: the training shows here, and on every student's page."
     )
+    return f"Nothing taught yet. The class has handed in {drawings}{yours}. {then}"
 
 
 def show_training(state: pb.TeachingState, student: bool = True) -> None:

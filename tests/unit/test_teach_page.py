@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import threading
 from collections.abc import Iterator
 from typing import ClassVar
@@ -17,6 +18,7 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
+from frontend.client import StudentError
 from frontend.together.teach_side import loss_summary
 from services.common.api import pb
 from tests.support.frontend import page_file
@@ -39,6 +41,7 @@ class FakeClient:
     submitted: ClassVar[list[tuple[bytes, str, str]]] = []
     taught: ClassVar[list[tuple[str, str, int]]] = []
     acted: ClassVar[list[tuple[str, object]]] = []
+    refusal = ""
     taught_event = threading.Event()
 
     def __init__(self, settings: object, class_name: str = "") -> None:
@@ -58,6 +61,8 @@ class FakeClient:
         return info
 
     def submit_drawing(self, png: bytes, student: str, name: str = "") -> pb.SubmitDrawingResponse:
+        if FakeClient.refusal:
+            raise StudentError(FakeClient.refusal)
         FakeClient.submitted.append((png, student, name))
         return pb.SubmitDrawingResponse(drawing_id="d1", yours=len(FakeClient.submitted), class_drawings=4)
 
@@ -91,6 +96,7 @@ def fake(monkeypatch) -> Iterator[type[FakeClient]]:
     FakeClient.state = pb.TeachingState(phase=pb.TEACHING_PHASE_DRAWING, drawings=3, yours=1, teachable=True)
     FakeClient.drawings_in, FakeClient.submitted, FakeClient.taught, FakeClient.acted = [], [], [], []
     FakeClient.taught_event.clear()
+    FakeClient.refusal = ""
     get_client.clear()
     yield FakeClient
     get_client.clear()
@@ -114,6 +120,11 @@ def words(at: AppTest) -> str:
 
 def canvases(at: AppTest) -> int:
     return sum(node.key == "teach-canvas" for node in at.get("component_instance"))
+
+
+def canvas_args(at: AppTest) -> dict:
+    (canvas,) = [node for node in at.get("component_instance") if node.key == "teach-canvas"]
+    return json.loads(canvas.proto.json_args)
 
 
 def test_the_loss_sentence_says_what_the_numbers_show():
@@ -147,8 +158,9 @@ def test_a_hand_in_is_sent_once_and_counted(fake):
     assert not at.exception and not at.error, [e.value for e in at.error]
     assert [(p, n) for p, _, n in fake.submitted] == [(png(), "Sam")]
     assert "Handed in. You have 1 drawing in; the class has 4." in [s.value for s in at.success]
+    assert canvas_args(at)["accepted"] == "first"  # the canvas hears it was taken, and clears itself
     at.run()  # the page runs again: the component still holds the same drawing, and it is not sent again
-    assert len(fake.submitted) == 1
+    assert len(fake.submitted) == 1 and not at.success
     at.session_state["teach-canvas"] = {"png": url, "nonce": "second"}
     at.run()
     assert len(fake.submitted) == 2
@@ -156,6 +168,17 @@ def test_a_hand_in_is_sent_once_and_counted(fake):
     at.session_state["teach-canvas"] = {"png": "data:text/html;base64,PGI+", "nonce": "third"}
     at.run()
     assert len(fake.submitted) == 2 and "did not arrive as a picture" in words(at)
+
+
+def test_a_refused_hand_in_says_why_and_keeps_the_drawing(fake):
+    fake.refusal = "You have handed in 3 drawings already: that is the most."
+    at = lesson()
+    url = "data:image/png;base64," + base64.b64encode(png()).decode()
+    at.session_state["teach-canvas"] = {"png": url, "nonce": "fourth"}
+    at.run()
+    assert [e.value for e in at.error] == ["You have handed in 3 drawings already: that is the most."]
+    assert canvas_args(at)["refused"] == "fourth" and canvas_args(at)["accepted"] == ""
+    assert not fake.submitted
 
 
 def test_training_shows_the_step_the_loss_and_the_pictures_and_closes_hand_ins(fake):

@@ -92,7 +92,9 @@ else:
         except StudentError as error:
             note_column.error(said(str(error)), icon=":material/error:")
             return False
-        st.session_state["teach-handed-in"] = handed_in_sentence(reply.yours, reply.class_drawings)
+        # Said once, as it happens: the live view below keeps the class's count up to date.
+        note_column.success(f"Handed in. {handed_in_sentence(reply.yours, reply.class_drawings)}",
+                            icon=":material/check_circle:")  # fmt: skip
         return True
 
     with canvas_column:
@@ -100,9 +102,6 @@ else:
             key="teach-canvas", on_hand_in=hand_in,
             on_refused=lambda sentence: note_column.error(sentence, icon=":material/error:"),
         )  # fmt: skip
-    handed = st.session_state.get("teach-handed-in")
-    if handed:
-        note_column.success(f"Handed in. {handed}", icon=":material/check_circle:")
 
 # 2. The training, live
 st.subheader("The training, live")
