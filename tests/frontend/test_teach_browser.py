@@ -95,8 +95,14 @@ def open_lesson(page: Page) -> None:
     expect(page.get_by_role("heading", name=LESSON)).to_be_visible(timeout=WAIT_MS)
 
 
+def canvas_ready(page: Page) -> None:
+    """The canvas's script has run (it marks the page with its count of lines): it hears the pointer now."""
+    expect(page.frame_locator(CANVAS_FRAME).locator("body")).to_have_attribute("data-strokes", "0", timeout=WAIT_MS)
+
+
 def draw_heart(page: Page, seed: int) -> None:
     """A heart's outline drawn with the mouse on the canvas, in one stroke, as a hand would."""
+    canvas_ready(page)
     canvas = page.frame_locator(CANVAS_FRAME).locator("#canvas")
     canvas.scroll_into_view_if_needed(timeout=WAIT_MS)
     box = canvas.bounding_box()
@@ -118,18 +124,59 @@ def shot(page: Page, name: str, near: Locator) -> None:
     page.screenshot(path=str(ARTIFACTS / f"teach-{name}.png"))
 
 
+def touch_heart(page: Page, seed: int, kind: str) -> None:
+    """A heart drawn as a finger ("touch") or a pen draws it: pointer events of that kind, on the canvas."""
+    outline = heart_outline(random.Random(seed))
+    canvas_ready(page)
+    page.frame_locator(CANVAS_FRAME).locator("#canvas").evaluate(
+        """(canvas, [outline, kind]) => {
+            const box = canvas.getBoundingClientRect();
+            const at = ([x, y]) => ({clientX: box.left + x * box.width / 256, clientY: box.top + y * box.height / 256});
+            const fire = (type, point) => canvas.dispatchEvent(new PointerEvent(type, Object.assign(
+                {pointerId: 7, pointerType: kind, isPrimary: true, button: 0, bubbles: true, cancelable: true},
+                at(point))));
+            fire("pointerdown", outline[0]);
+            outline.slice(1).concat([outline[0]]).forEach((point) => fire("pointermove", point));
+            fire("pointerup", outline[0]);
+        }""",
+        [outline, kind],
+    )
+    expect(page.frame_locator(CANVAS_FRAME).locator("body")).to_have_attribute("data-strokes", "1")
+
+
 def test_a_class_teaches_heart_and_a_student_paints_it(people, service):
     students = []
     for number, name in enumerate(("Ana", "Bo", "Cy", "Dee", "Eli"), start=1):
         student = people(name)
         open_lesson(student)
-        draw_heart(student, seed=number)
+        frame = student.frame_locator(CANVAS_FRAME)
+        if number == 1:  # a slip first, taken back with Undo
+            canvas_ready(student)
+            frame.locator("#canvas").click(position={"x": 20, "y": 20})
+            expect(frame.locator("body")).to_have_attribute("data-strokes", "1")
+            frame.get_by_role("button", name="Undo").click()
+            expect(frame.locator("body")).to_have_attribute("data-strokes", "0")
+        if number == 2:  # a first try, cleared
+            draw_heart(student, seed=99)
+            frame.get_by_role("button", name="Clear").click()
+            expect(frame.locator("body")).to_have_attribute("data-strokes", "0")
+        if number in (3, 4):  # a finger, a pen
+            touch_heart(student, seed=number, kind="touch" if number == 3 else "pen")
+        else:
+            draw_heart(student, seed=number)
         if number == 1:
             shot(student, "drawn", student.locator(CANVAS_FRAME))
-        student.frame_locator(CANVAS_FRAME).get_by_role("button", name="Hand in").click()
+        if number == 5:  # with the keyboard: from the canvas, Tab reaches Undo, Clear and Hand in
+            frame.locator("#canvas").focus()
+            for _ in range(3):
+                student.keyboard.press("Tab")
+            expect(frame.get_by_role("button", name="Hand in")).to_be_focused()
+            student.keyboard.press("Enter")
+        else:
+            frame.get_by_role("button", name="Hand in").click()
         expect(student.get_by_text(f"You have 1 drawing in; the class has {number}.")).to_be_visible(timeout=WAIT_MS)
         # Taken: the canvas is cleared for the next drawing.
-        expect(student.frame_locator(CANVAS_FRAME).locator("body")).to_have_attribute("data-strokes", "0")
+        expect(frame.locator("body")).to_have_attribute("data-strokes", "0")
         students.append(student)
     watcher = students[0]
     for student in students[1:]:

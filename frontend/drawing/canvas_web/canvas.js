@@ -90,7 +90,11 @@
     if (current !== null) return; // one line at a time: a second finger does not draw
     event.preventDefault();
     canvas.focus();
-    canvas.setPointerCapture(event.pointerId);
+    try {
+      canvas.setPointerCapture(event.pointerId); // the line goes on when the pointer leaves the canvas
+    } catch (error) {
+      // a pointer the browser no longer tracks: the line is drawn without capture
+    }
     current = { pointer: event.pointerId, stroke: [point(event)] };
     strokes.push(current.stroke);
     paint();
