@@ -126,9 +126,11 @@ def show_training(state: pb.TeachingState, student: bool = True) -> None:
         st.caption(loss_summary(losses))
     if state.samples_png:
         prompts = "; ".join(plain(prompt) for prompt in state.samples_prompts)
+        said_prompts = "; ".join(plain(prompt, "text") for prompt in state.samples_prompts)
         st.image(
             state.samples_png,
             caption=f"The model's pictures at step {state.samples_step}, left to right: {prompts}",
+            alt=f"The model's pictures while it learns, at step {state.samples_step}, left to right: {said_prompts}",
         )
 
 
@@ -250,8 +252,9 @@ def _class_drawings() -> None:
     columns = st.columns(DRAWING_COLUMNS)
     for number, drawing in enumerate(drawings):
         column = columns[number % DRAWING_COLUMNS]
-        column.image(drawing.png, width=96)
-        column.text(plain(drawing.student_name, "text") or "(no name)")  # as typed, never as markdown
+        who = plain(drawing.student_name, "text")
+        column.image(drawing.png, width=96, alt=f"a drawing by {who}" if who else "a drawing")
+        column.text(who or "(no name)")  # as typed, never as markdown
         column.button(
             "Remove", key=f"teach-remove-{drawing.drawing_id}", on_click=_remove,
             args=(drawing.drawing_id, drawing.student_name), help="Takes this drawing out of the class's set.",

@@ -157,7 +157,10 @@ if state.phase == TAUGHT and state.taught_word:
             look, final = st.columns([3, 1])
             with look:
                 play_trajectory(run, key="teach-player", width=160)
-            final.image(enlarge(run.image, 256), caption=f"“{plain(run.request.prompt)}”, seed {run.request.seed}")
+            final.image(
+                enlarge(run.image, 256), caption=f"“{plain(run.request.prompt)}”, seed {run.request.seed}",
+                alt=f"the decoded image of “{plain(run.request.prompt, 'text')}”, seed {run.request.seed}",
+            )  # fmt: skip
             st.caption(PREVIEW_NOTE)
     st.markdown(
         f"Your class's model is the one every page uses for your class now. Try “{plain(word)}” with other "
