@@ -277,7 +277,7 @@ def teach_a_word(live: bool = True) -> None:
     if not state.teachable:
         st.info(said(state.message) if state.message else "This server's model cannot be taught a new word.")
         return
-    st.fragment(run_every=WAITING_POLL_S if state.phase != TRAINING else TRAINING_POLL_S)(_class_drawings)()
+    st.fragment(run_every=WAITING_POLL_S)(_class_drawings)()  # students hand in; none come in while it trains
     with st.form("teach-form", border=True):
         word_column, steps_column = st.columns([2, 1])
         word_column.text_input("The new word", key="teach-word", max_chars=32, placeholder="heart",
