@@ -40,7 +40,12 @@ LESSONS = [
     (
         "screens/lessons/learned_from.py",
         "9. What it learned from",
-        "the very pictures it learned from, what it never saw, and whether it copies.",
+        "the very pictures it learned from, how it learned, what it never saw, and whether it copies.",
+    ),
+    (
+        "screens/lessons/teach_word.py",
+        "10. Teach it a new word",
+        "draw a new shape as a class, teach the model its word, and watch it learn.",
     ),
     ("screens/playground.py", "Playground", "try any prompt and setting."),
     ("screens/model.py", "The model", "what the model itself is made of."),
