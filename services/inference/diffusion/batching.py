@@ -147,6 +147,7 @@ class BatchScheduler(WorkQueue):
             return self._training.get(classroom)
 
     def _train_step(self, job: TrainingJob) -> None:
+        self._send_frames()  # the last step's frames go now, not after the training's step
         job.step()  # blocks this thread while the training runs one step
         if job.ended.is_set():
             with self._lock:
