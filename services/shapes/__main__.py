@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import tempfile
 from pathlib import Path
 
 from services.shapes.train import TrainConfig, train
@@ -28,6 +29,8 @@ def main(argv: list[str] | None = None) -> None:
     keeper.add_argument("--progress", type=Path, required=True, help="the run's progress folder")
     keeper.add_argument("--out", type=Path, default=None, help="default: services/shapes/checkpoints")
     keeper.add_argument("--made-by", default="", help="the training command that made the run, for the record")
+    keeper.add_argument("--finished", type=Path, default=None, help="also paint the sheet with this finished model")
+    keeper.add_argument("--finished-steps", type=int, default=0, help="the finished model's training steps in all")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
 
@@ -35,8 +38,9 @@ def main(argv: list[str] | None = None) -> None:
         from services.shapes import checkpoints
 
         out = args.out or checkpoints.CHECKPOINTS_DIR
+        finished = checkpoints.paint_finished(args.finished, Path(tempfile.mkdtemp())) if args.finished else None
         kept = checkpoints.keep(args.progress, out, checkpoints.DEFAULT_PROMPTS, checkpoints.DEFAULT_STEPS,
-                                args.made_by)  # fmt: skip
+                                args.made_by, finished, args.finished_steps)  # fmt: skip
         print(f"kept {kept}")
     elif args.command == "train":
         config = TrainConfig(**{name: getattr(args, name) for name in vars(defaults)})

@@ -134,7 +134,8 @@ if training.checkpoints:
     st.subheader("How it learned")
     steps = sorted({c.step for c in training.checkpoints})
     captions = list(dict.fromkeys(c.caption for c in training.checkpoints))
-    right = {step: 0 for step in steps}
+    finished = {c.step for c in training.checkpoints if c.finished}
+    right = dict.fromkeys(steps, 0)
     for row in captions:
         st.markdown(f"“{plain(row)}”")
         columns = st.columns(len(steps))
@@ -142,13 +143,17 @@ if training.checkpoints:
             kept = next(c for c in training.checkpoints if c.step == step and c.caption == row)
             picture = decode_image(kept.image)
             right[step] += follows(picture, row)
-            column.image(enlarge(picture, 96), caption=f"after {step:,} steps")
-    first_step, last_step = steps[0], steps[-1]
+            when = f"finished ({step:,} steps)" if step in finished else f"after {step:,} steps"
+            column.image(enlarge(picture, 96), caption=when)
+    first, last = steps[0], steps[-1]
+    run_steps = [s for s in steps if s not in finished]
+    end = "the finished model, the one you use" if last in finished else f"{last:,} steps"
+    middle = [s for s in run_steps[1:] if s != last]
+    then = f", then {', '.join(f'{s:,}' for s in middle)}," if middle else ","
     st.markdown(
         f"The same {len(captions)} prompts, each from the same starting noise, painted by the model as it was "
-        f"after {first_step:,} practice steps and later, up to {last_step:,}. The pixel judge finds "
-        f"**{right[first_step]} of {len(captions)}** right after {first_step:,} steps and **{right[last_step]} of "
-        f"{len(captions)}** after {last_step:,}. {plain(training.checkpoints_run)}"
+        f"after {first:,} practice steps{then} and {end}. The pixel judge finds **{right[first]} of {len(captions)}** right after {first:,} steps and "
+        f"**{right[last]} of {len(captions)}** for {end}. {plain(training.checkpoints_run)}"
     )
 
 # 2. What it never saw

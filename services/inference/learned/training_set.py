@@ -134,6 +134,7 @@ class TrainingSet:
             pb.TrainingCheckpoint(
                 step=step,
                 caption=caption,
+                finished=step == record.get("finished_step"),
                 image=encode_image(
                     grid[row * size : (row + 1) * size, column * size : (column + 1) * size], "image/png"
                 ),
