@@ -152,7 +152,8 @@ if training.checkpoints:
     then = f", then {', '.join(f'{s:,}' for s in middle)}," if middle else ","
     st.markdown(
         f"The same {len(captions)} prompts, each from the same starting noise, painted by the model as it was "
-        f"after {first:,} practice steps{then} and {end}. The pixel judge finds **{right[first]} of {len(captions)}** right after {first:,} steps and "
+        f"after {first:,} practice steps{then} and {end}. The pixel judge finds "
+        f"**{right[first]} of {len(captions)}** right after {first:,} steps and "
         f"**{right[last]} of {len(captions)}** for {end}. {plain(training.checkpoints_run)}"
     )
 
