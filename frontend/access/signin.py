@@ -89,7 +89,8 @@ def sign_in_page() -> None:
     with st.form("sign-in"):
         code = st.text_input("Class code", type="password")
         # No max_chars: the browser would refuse a longer paste whole and leave the box empty, with no word why.
-        name = st.text_input("Your name", placeholder=f"At most {NAME_LIMIT} characters")
+        # Its purpose said to the browser (WCAG 1.3.5): a nickname it may offer again, never a code.
+        name = st.text_input("Your name", placeholder=f"At most {NAME_LIMIT} characters", autocomplete="nickname")
         submitted = st.form_submit_button("Start", type="primary")
     if not submitted:
         return

@@ -51,7 +51,10 @@ def show_channels(latent: np.ndarray, caption: str, width: int = 128) -> None:
     limit = float(np.abs(latent).max()) or 1.0
     columns = st.columns(latent.shape[0])
     for channel, column in enumerate(columns):
-        column.image(enlarge(grey(latent[channel], limit), width), caption=f"{caption}: channel {channel}")
+        column.image(
+            enlarge(grey(latent[channel], limit), width), caption=f"{caption}: channel {channel}",
+            alt=f"{caption}: the latent's channel {channel} in grey (light: high numbers, dark: low)",
+        )  # fmt: skip
 
 
 LOSSLESS_UP_TO = 128  # pixels a side: smaller pictures go as PNG (exact), larger as JPEG (a tenth of the bytes)
@@ -119,7 +122,7 @@ def inline_picture(slot: DeltaGenerator, picture: np.ndarray, caption: str) -> N
     text = plain(caption, "html")
     slot.markdown(
         f'<figure style="margin:0"><img src="{data_url(picture)}" alt="{text}" style="max-width:100%">'
-        f'<figcaption style="font-size:0.875rem;opacity:0.6">{text}</figcaption></figure>',
+        f'<figcaption class="classroom-caption" style="font-size:0.875rem">{text}</figcaption></figure>',
         unsafe_allow_html=True,
     )
 

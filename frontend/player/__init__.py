@@ -5,6 +5,11 @@ another host). It shows each step's pictures side by side with the step's t and
 sigma, plays at a chosen speed, pauses, steps and scrubs, with the keyboard too
 (space, left and right arrows). It sends the step back to Python only when the
 lesson asks (`report=True`), once the student stops on a step.
+
+For everyone: reachable with Tab, its focus drawn; each picture's text alternative says
+which view it is, of which prompt (`prompt`), at which step; what the student does
+(a step, play, pause) is said in a live region, never each step while it plays; with
+the system's reduced motion asked for, it plays at one step a second unless told faster.
 """
 
 from __future__ import annotations
@@ -69,11 +74,13 @@ def play(
     stills: Sequence[tuple[str, np.ndarray]] = (),
     width: int = 256,
     speed: float = 4,
+    prompt: str = "",
 ) -> int:
     """Show the player; returns the step the student stopped on when `report`, else `start`.
 
     `panels` captions the pictures of every frame; `stills` are pictures that do not
-    change with the step (the final image). `width` is each picture's width on screen.
+    change with the step (the final image). `width` is each picture's width on screen;
+    `prompt`, the prompt the pictures were made from, goes into their text alternatives.
     """
     start = max(0, min(start, len(frames) - 1))
     sent_frames = [
@@ -88,10 +95,12 @@ def play(
         for frame in frames
     ]
     sent_stills = [{"caption": caption, "picture": data_url(picture)} for caption, picture in stills]
-    digest = hashlib.sha256(repr((list(panels), sent_frames, sent_stills, start, width)).encode()).hexdigest()[:16]
+    prompt = " ".join(prompt.split())  # an attribute and a sentence, set as text: never read as HTML
+    digest = hashlib.sha256(repr((list(panels), sent_frames, sent_stills, start, width, prompt)).encode()).hexdigest()
+    digest = digest[:16]
     value = _COMPONENT(
         id=digest, panels=list(panels), frames=sent_frames, stills=sent_stills, start=start, report=report,
-        width=width, speed=speed,
+        width=width, speed=speed, prompt=prompt,
         key=f"{key}-{digest}",  # another trajectory is another player: it starts at `start`, sending nothing
         default=start,
     )  # fmt: skip
@@ -168,7 +177,7 @@ def play_trajectory(
     frames = trajectory_frames(run)
     step = play(
         frames, trajectory_panels(run), key=key, start=len(frames) - 1 if start is None else start, report=report,
-        stills=stills, width=width,
+        stills=stills, width=width, prompt=run.request.prompt,
     )  # fmt: skip
     note = decode_note(run)
     if note:

@@ -3,6 +3,7 @@
 import streamlit as st
 
 from frontend.client import StudentError, get_client
+from frontend.drawing.look import alt_text
 from frontend.drawing.views import guarded, plain
 from frontend.material.labels import scheduler_names
 from frontend.player import play_trajectory
@@ -29,7 +30,8 @@ st.title("Class gallery")
 mine = st.session_state.get("result")  # the Playground's latest picture
 if mine is not None and getattr(mine, "image", None) is not None:
     with st.expander("Share your latest Playground picture", expanded=False):
-        st.image(mine.image, width=128)
+        st.image(mine.image, width=128, alt=alt_text("your latest picture", mine.request.prompt,
+                                                     f"seed {mine.request.seed}"))  # fmt: skip
         st.markdown(f"“{plain(mine.request.prompt)}”, seed {mine.request.seed}")
         share_to_class(mine, key="gallery-share")
 
@@ -56,7 +58,8 @@ if chosen is not None:
 for start in range(0, len(items), COLUMNS):
     for column, item in zip(st.columns(COLUMNS), items[start : start + COLUMNS], strict=False):
         with column.container(border=True):
-            st.image(item.picture.data, use_container_width=True)
+            st.image(item.picture.data, width="stretch", alt=alt_text(
+                "a shared picture", item.request.prompt, f"by {item.student_name or 'a classmate'}"))  # fmt: skip
             st.markdown(f"“{plain(item.request.prompt)}”")
             st.caption(settings_line(item, schedulers))
             st.button("Open in the player", key=f"gallery-open-{item.id}", on_click=open_item, args=(item.id,))

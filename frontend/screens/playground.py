@@ -7,6 +7,7 @@ import streamlit as st
 from PIL import Image
 
 from frontend.client import StudentError, get_client, student_id
+from frontend.drawing.look import alt_text
 from frontend.drawing.views import PREVIEW_NOTE, enlarge, guarded, plain
 from frontend.material.labels import SHAPES_FAMILY, example_prompts, unlearned_sentence, unlearned_words
 from frontend.player import LATENT_PANEL, guess_panel, guess_picture, live_picture, play_trajectory
@@ -198,7 +199,8 @@ if run is not None and run.image is not None:
     with look:
         st.markdown("**Look back at any step**: play it, or step with the arrow keys.")
         play_trajectory(run, key="playground-player", width=200)
-    final.image(run.image, caption="the decoded image", width=256)
+    final.image(run.image, caption="the decoded image", width=256, alt=alt_text(
+        "the decoded image", run.request.prompt, f"seed {run.request.seed}", f"{len(run.steps)} steps"))  # fmt: skip
     if run.flagged:
         st.warning(SAFETY_NOTE, icon=":material/visibility_off:")
     st.caption(PREVIEW_NOTE)

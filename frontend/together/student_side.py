@@ -23,6 +23,7 @@ import grpc
 import streamlit as st
 
 from frontend.client import ClassroomClient, StudentError, get_client, student_id
+from frontend.drawing.look import page_look
 from frontend.drawing.views import plain, said
 from frontend.stream.load import load
 from frontend.together.menu import led_title
@@ -94,6 +95,7 @@ def follow_view(present: pb.PresentState) -> tuple[object, ...]:
 
 def class_banner(on_follow_page: bool) -> None:
     """On every page, above it: go along when the teacher starts leading, a banner while they do, the quick check."""
+    page_look()  # readable captions and a focus that shows, on every page (frontend/drawing/look.py)
     st.session_state["follow-page-drawing"] = True  # this run draws the page anyway: no rerun for it
     _banner(on_follow_page)
 
@@ -108,10 +110,13 @@ def _banner(on_follow_page: bool) -> None:
         st.rerun()
     if st.session_state.pop("follow-back", False) and not on_follow_page:
         st.switch_page(FOLLOW_PAGE)
-    if present.leading and not is_teacher() and not on_follow_page:
-        if st.session_state.get("followed-lead") != present.lead_id:
-            st.session_state["followed-lead"] = present.lead_id  # once per lead: a student may then look elsewhere
+    # Once per lead: a student may then look elsewhere. One already on the follow page when the lead
+    # starts has followed it too: leaving that page later is their choice, not a page to be sent back to.
+    if present.leading and not is_teacher() and st.session_state.get("followed-lead") != present.lead_id:
+        st.session_state["followed-lead"] = present.lead_id
+        if not on_follow_page:
             st.switch_page(FOLLOW_PAGE)
+    if present.leading and not is_teacher() and not on_follow_page:
         left, right = st.columns([4, 1])
         leading = f"Your teacher is leading the class: {plain(led_title(present))}."
         left.info(leading, icon=":material/co_present:")
@@ -148,7 +153,9 @@ def quick_check(check: pb.QuickCheck) -> None:
             if choice.entry_id:
                 try:
                     run = load(choice.request, lesson_entry=choice.entry_id, planned="picture")
-                    column.image(run.image, caption=f"Picture {LETTERS[index]}", width=128)
+                    # Its prompt may be the answer: the alt names the picture as the caption does, no more.
+                    column.image(run.image, caption=f"Picture {LETTERS[index]}", width=128,
+                                 alt=f"Picture {LETTERS[index]}, one of the answers")  # fmt: skip
                 except StudentError as error:
                     column.caption(said(str(error)))
             chosen = mine == index

@@ -14,6 +14,7 @@ import grpc
 import streamlit as st
 
 from frontend.client import StudentError, get_client
+from frontend.drawing.look import alt_text
 from frontend.drawing.views import guarded, plain, said
 from frontend.player import play_trajectory
 from frontend.stream.load import load, ready
@@ -238,7 +239,8 @@ def review_the_gallery() -> None:
         st.caption("Nothing shared yet.")
     for item in listing.items:
         picture, words, buttons = st.columns([1, 4, 2])
-        picture.image(item.picture.data, width=64)
+        picture.image(item.picture.data, width=64, alt=alt_text(
+            "a shared picture", item.request.prompt, f"by {item.student_name or 'a classmate'}"))  # fmt: skip
         words.markdown(f"“{plain(item.request.prompt)}”  \nby {plain(item.student_name or 'a classmate')}, "
                        f"seed {item.request.seed}: **{STATUS_WORDS.get(item.status, '')}**")  # fmt: skip
         approve, hide = buttons.columns(2)

@@ -16,8 +16,13 @@
   const where = document.getElementById("where");
   const pictures = document.getElementById("pictures");
   const note = document.getElementById("note");
+  const announcer = document.getElementById("announce");
+  // Asked for less motion (the system's setting): playing starts at the slowest speed, and nothing ever plays
+  // by itself (nothing does in any case: only Play, or the space key, starts it).
+  const reduceMotion = Boolean(window.matchMedia && window.matchMedia("(prefers-reduced-motion: reduce)").matches);
+  document.body.dataset.reducedMotion = reduceMotion ? "true" : "false";
 
-  let args = null; // what Python sent: id, panels, frames, stills, start, report, width, speed
+  let args = null; // what Python sent: id, panels, frames, stills, start, report, width, speed, prompt
   let step = 0;
   let timer = null;
   let reported = null; // the step last sent to Python
@@ -64,13 +69,36 @@
     return node;
   }
 
+  // A picture's text alternative: which view, of which prompt, at which step (a still: no step).
+  function altText(caption, label) {
+    const prompt = args && args.prompt ? " for the prompt “" + args.prompt + "”" : "";
+    return caption + prompt + (label ? ", " + label : "");
+  }
+
+  // What a screen reader says next (a live region): said once, when the student acts, never at every step played.
+  function announce(sentence) {
+    announcer.textContent = sentence;
+  }
+
+  function stepWords() {
+    const frame = args.frames[step];
+    return frame.label + (facts(frame).length ? ", noise level " + facts(frame).join(", ") : "");
+  }
+
+  function facts(frame) {
+    const found = [];
+    if (frame.t !== null && frame.t !== undefined) found.push("t = " + Number(frame.t.toPrecision(4)));
+    if (frame.sigma !== null && frame.sigma !== undefined) found.push("σ = " + frame.sigma.toFixed(3));
+    return found;
+  }
+
   function figure(caption, source, emptyText) {
     const box = document.createElement("figure");
     let picture;
     if (source) {
       picture = document.createElement("img");
       picture.src = source;
-      picture.alt = caption;
+      picture.alt = altText(caption, "");
       picture.addEventListener("load", fitHeight);
     } else {
       picture = text("div", emptyText || "", "empty");
@@ -93,6 +121,9 @@
     });
     document.documentElement.style.setProperty("--picture-width", (args.width || 256) + "px");
     scrub.max = String(args.frames.length - 1);
+    const about = args.prompt ? " for the prompt “" + args.prompt + "”" : "";
+    player.setAttribute("aria-label", "Trajectory player" + about + ", " + (args.frames.length - 1) + " steps: " +
+      args.panels.join("; "));
   }
 
   function draw() {
@@ -103,9 +134,10 @@
       if (source) {
         if (old.tagName === "IMG") {
           if (old.src !== source) old.src = source;
+          old.alt = altText(args.panels[index], frame.label);
         } else {
           const picture = document.createElement("img");
-          picture.alt = args.panels[index];
+          picture.alt = altText(args.panels[index], frame.label);
           picture.addEventListener("load", fitHeight);
           picture.src = source;
           box.replaceChild(picture, old);
@@ -118,12 +150,11 @@
     });
     where.replaceChildren();
     where.appendChild(text("strong", frame.label));
-    const facts = [];
-    if (frame.t !== null && frame.t !== undefined) facts.push("t = " + Number(frame.t.toPrecision(4)));
-    if (frame.sigma !== null && frame.sigma !== undefined) facts.push("σ = " + frame.sigma.toFixed(3));
-    if (facts.length) where.appendChild(document.createTextNode(" · noise level " + facts.join(", ")));
+    const shown = facts(frame);
+    if (shown.length) where.appendChild(document.createTextNode(" · noise level " + shown.join(", ")));
     note.textContent = frame.note || "";
     scrub.value = String(step);
+    scrub.setAttribute("aria-valuetext", frame.label);
     document.body.dataset.step = String(step);
     document.body.dataset.playing = timer === null ? "false" : "true";
     playButton.textContent = timer === null ? "Play" : "Pause";
@@ -135,6 +166,7 @@
   function go(index) {
     step = Math.max(0, Math.min(args.frames.length - 1, index));
     draw();
+    announce(stepWords());
     report();
   }
 
@@ -143,6 +175,7 @@
     clearInterval(timer);
     timer = null;
     draw();
+    announce((step >= args.frames.length - 1 ? "Played to the end: " : "Paused: ") + stepWords());
     report();
   }
 
@@ -159,6 +192,7 @@
       draw();
     }, 1000 / Number(speedSelect.value));
     draw();
+    announce("Playing from " + args.frames[step].label + ", " + speedSelect.selectedOptions[0].textContent);
   }
 
   function toggle() {
@@ -228,7 +262,7 @@
     args = fresh;
     step = Math.max(0, Math.min(args.frames.length - 1, args.start || 0));
     reported = step; // Python already knows where it starts
-    const speed = String(args.speed || 4);
+    const speed = reduceMotion ? "1" : String(args.speed || 4);
     if (Array.prototype.some.call(speedSelect.options, function (o) { return o.value === speed; })) {
       speedSelect.value = speed;
     }

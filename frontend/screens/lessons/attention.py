@@ -11,6 +11,7 @@ import streamlit as st
 from PIL import Image
 
 from frontend.client import get_client
+from frontend.drawing.look import alt_text
 from frontend.drawing.views import enlarge, guarded, plain
 from frontend.material import measures
 from frontend.material.examples import examples
@@ -21,6 +22,10 @@ from services.common.include_mask import Probe
 
 PROBES = [Probe.LATENT_PREVIEW, Probe.PREDICTED_X0_PREVIEW, Probe.CROSS_ATTENTION]
 SIZE = 256  # pixels on screen for each picture
+LEGEND_ALT = (
+    f"The map's colour scale (viridis), left to right: dark purple for no share of the attention, through blue "
+    f"and green, to yellow for {measures.TIMES_EVEN:g} times the even share or more"
+)
 
 
 def overlay(picture: np.ndarray, heat: np.ndarray) -> np.ndarray:
@@ -125,8 +130,8 @@ frames = [
 st.markdown(
     f"**Where «{plain(word)}» is read, step by step** (over the final picture, in grey), beside the model's guess:"
 )
-play(frames, [f"the map of «{word}»", guess_panel(run)], key="attention-player", width=SIZE)
-st.image(measures.legend(SIZE), width=SIZE)
+play(frames, [f"the map of «{word}»", guess_panel(run)], key="attention-player", width=SIZE, prompt=run.request.prompt)
+st.image(measures.legend(SIZE), width=SIZE, alt=LEGEND_ALT)
 st.caption(
     f"The map's colours: dark purple where the word gets no share, yellow where it gets {measures.TIMES_EVEN:g} "
     "times the share an even spread would give, or more; each square is one position of the latent grid. The "
@@ -140,9 +145,14 @@ st.markdown(
 
 summed = maps.sum(axis=0)  # [tokens, h, w], over all steps
 left, middle, right = st.columns(3)
-left.image(overlay(run.image, summed[chosen]), caption=f"«{word}», summed over all {total} steps")
-middle.image(overlay(run.image, summed[-1]), caption="‹end›, the token closing the prompt, summed")
-right.image(run.image, caption="the picture itself", width=SIZE)
+prompt = run.request.prompt
+left.image(overlay(run.image, summed[chosen]), caption=f"«{word}», summed over all {total} steps",
+           alt=alt_text(f"the attention map of «{word}» over the picture in grey", prompt,
+                        f"summed over all {total} steps, on the viridis scale"))  # fmt: skip
+middle.image(overlay(run.image, summed[-1]), caption="‹end›, the token closing the prompt, summed",
+             alt=alt_text("the attention map of ‹end›, the token closing the prompt", prompt,
+                          f"summed over all {total} steps, on the viridis scale"))  # fmt: skip
+right.image(run.image, caption="the picture itself", width=SIZE, alt=alt_text("the final picture", prompt))
 
 # Where each piece's map puts its mass, measured; on Shapes, against the shape the judge finds.
 mask = None
@@ -228,7 +238,9 @@ with st.expander("Each resolution on its own"):
         index = resolutions.index((count, first))
         heat = sum(step.attention_by_resolution[index][1][chosen].astype(np.float32) for step in run.steps)
         size = f"{first.shape[1]} × {first.shape[2]}"
-        column.image(overlay(run.image, heat), caption=f"{size} grid, {count} layer{'s' * (count > 1)}")
+        column.image(overlay(run.image, heat), caption=f"{size} grid, {count} layer{'s' * (count > 1)}",
+                     alt=alt_text(f"the attention map of «{word}» at the {size} grid", run.request.prompt,
+                                  f"{count} layer{'s' * (count > 1)}, summed over the steps"))  # fmt: skip
         if mask is not None:
             on, part = measures.on_mask(heat, mask)
             per_grid.append(f"{size}: {on / part:.1f} times the shape's share on the shape")

@@ -13,6 +13,7 @@ import streamlit as st
 
 from frontend.client import get_client
 from frontend.drawing.charts import per_step
+from frontend.drawing.look import alt_text
 from frontend.drawing.views import guarded, plain
 from frontend.material import measures
 from frontend.material.examples import examples
@@ -65,7 +66,9 @@ else:
             continue
         runs[k] = run
         caption = "never switched" if k >= total else ("the new prompt from the start" if k == 0 else f"k = {k}")
-        column.image(run.image, caption=caption, width="stretch")
+        switched = "never switched" if k >= total else f"switched to “{item.request.branch.prompt}” at step {k}"
+        column.image(run.image, caption=caption, width="stretch",
+                     alt=alt_text("the final picture", item.request.prompt, switched))  # fmt: skip
     st.caption(
         "Left: switched at step 0, the run is the new prompt's own picture. Right: never switched, the original."
     )
@@ -149,8 +152,10 @@ if go:
     branch_run = guarded(lambda: load(branched, probes=PROBES, planned="the switched run"))
     if plain_run is not None and branch_run is not None:
         left, right = st.columns(2)
-        left.image(plain_run.image, caption=f"{before}", width="stretch")
-        right.image(branch_run.image, caption=f"switched to “{after}” at step {k}", width="stretch")
+        left.image(plain_run.image, caption=f"{before}", width="stretch",
+                   alt=alt_text("the original run's final picture", before, "never switched"))  # fmt: skip
+        right.image(branch_run.image, caption=f"switched to “{after}” at step {k}", width="stretch",
+                    alt=alt_text("the final picture", before, f"switched to “{after}” at step {k}"))  # fmt: skip
         same = sum(
             a is not None and b is not None and np.array_equal(a, b)
             for a, b in zip(plain_run.latents()[1:], branch_run.latents()[1:], strict=False)

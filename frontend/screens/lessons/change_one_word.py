@@ -7,6 +7,7 @@ import streamlit as st
 
 from frontend.client import get_client
 from frontend.drawing.charts import CURRENT_STEP_COLOUR, MARKDOWN_COLOURS, PAIR_COLOURS, per_step
+from frontend.drawing.look import alt_text
 from frontend.drawing.views import PREVIEW_NOTE, guarded
 from frontend.material.claims import mean_difference, parting_sentence, rms_distances, sigma_form, x_t_latents
 from frontend.material.examples import examples, values, where
@@ -72,7 +73,8 @@ if decoded:
     panels += [f"the guess decoded: {bracketed(words)}" for words in marked]
 step = play(frames, panels, key="change-player", start=total // 4, report=True, width=200 if decoded else 300)
 for column, run in zip(st.columns(2), (a, b), strict=True):
-    column.image(run.image, caption="final image", width=300)
+    column.image(run.image, caption="final image", width=300,
+                 alt=alt_text("the final image", run.request.prompt, f"seed {run.request.seed}"))  # fmt: skip
 st.caption(PREVIEW_NOTE)
 
 # Both latents as x_t: a sigma-form loop carries x = x_t * sqrt(1 + sigma^2): early distances would be mostly sigma.

@@ -6,6 +6,7 @@ import streamlit as st
 
 from frontend.client import get_client
 from frontend.drawing.charts import per_step
+from frontend.drawing.look import alt_text
 from frontend.drawing.views import diverging, enlarge, grey, guarded, plain
 from frontend.material.claims import high_guidance_sentence, mean_difference
 from frontend.material.examples import examples, open_prompt_example, where
@@ -47,7 +48,10 @@ def noise_frame(number: int, step: Step) -> PlayerFrame:
 frames = [noise_frame(number, frame) for number, frame in enumerate(run.steps, start=1)]
 panels = ["u: unconditional (channel 0)", "c: conditional (channel 0)", "c − u: what the prompt adds",
           f"u + {g:g}·(c − u): guided", f"where this step leads: {guess_panel(run)}"]  # fmt: skip
-step = 1 + play(frames, panels, key="guidance-player", start=max(1, len(run.steps) // 4) - 1, report=True, width=150)
+step = 1 + play(
+    frames, panels, key="guidance-player", start=max(1, len(run.steps) // 4) - 1, report=True, width=150,
+    prompt=run.request.prompt,
+)  # fmt: skip
 push = pd.DataFrame(
     [
         {
@@ -132,4 +136,7 @@ with row:
     for column, (_, caption, result) in zip(st.columns(max(1, len(runs))), runs, strict=False):
         if result is not None:  # small pictures drawn larger, pixels kept sharp, so a student can see them
             picture = result.image if result.image.shape[1] >= THUMBNAIL_PX else enlarge(result.image, THUMBNAIL_PX)
-            column.image(picture, caption=caption, width="stretch")
+            column.image(picture, caption=caption, width="stretch", alt=alt_text(
+                "the final picture", result.request.prompt, f"guidance scale g = {result.request.guidance_scale:g}",
+                f"negative prompt “{result.request.negative_prompt}”" if result.request.negative_prompt else "",
+            ))  # fmt: skip

@@ -5,6 +5,7 @@ import streamlit as st
 
 from frontend.client import get_client
 from frontend.drawing.charts import per_step
+from frontend.drawing.look import alt_text
 from frontend.drawing.views import PREVIEW_NOTE, guarded, show_channels
 from frontend.material.claims import (
     latent_sigmas,
@@ -80,4 +81,8 @@ st.markdown(
     noise_levels_sentence(run.timesteps, info.num_train_timesteps or 1000)
     + " Same seed and settings give the same start, and the same image on the same hardware and software."
 )
-st.image(run.image, caption="the VAE's decode of the last latent: the real image", width=320)
+st.image(
+    run.image, caption="the VAE's decode of the last latent: the real image", width=320,
+    alt=alt_text("the final image, the VAE's decode of the last latent", run.request.prompt,
+                 f"after all {len(run.steps)} steps"),
+)  # fmt: skip

@@ -4,6 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from frontend.client import get_client
+from frontend.drawing.look import alt_text
 from frontend.drawing.views import PREVIEW_NOTE, enlarge, guarded, plain
 from frontend.material.examples import open_prompt_example
 from frontend.material.labels import scheduler_names
@@ -116,15 +117,22 @@ with loop_tab:
     # A few steps spread over the run, on one row: the latent as it clears.
     shown = sorted({round(i * (len(run.steps) - 1) / 4) for i in range(5)})
     columns = st.columns(len(shown) + 1)
-    columns[0].image(enlarge(run.initial_preview, 96), caption="start: noise")
+    sketch = "the noisy latent as a rough colour sketch"
+    columns[0].image(enlarge(run.initial_preview, 96), caption="start: noise",
+                     alt=alt_text(sketch, request.prompt, "the starting noise"))  # fmt: skip
     for column, index in zip(columns[1:], shown, strict=True):
-        column.image(enlarge(run.steps[index].latent_preview, 96), caption=f"step {index + 1}")
+        column.image(enlarge(run.steps[index].latent_preview, 96), caption=f"step {index + 1}",
+                     alt=alt_text(sketch, request.prompt, f"step {index + 1} of {len(run.steps)}"))  # fmt: skip
     st.caption(PREVIEW_NOTE)
     if decoder_of(run):  # the model's guess at the same steps, decoded: a picture at every step
         columns = st.columns(len(shown) + 1)
         columns[0].markdown(f"**{guess_panel(run)}**")
         for column, index in zip(columns[1:], shown, strict=True):
-            column.image(enlarge(guess_picture(run.steps[index]), 96), caption=f"step {index + 1}")
+            column.image(
+                enlarge(guess_picture(run.steps[index]), 96),
+                caption=f"step {index + 1}",
+                alt=alt_text(guess_panel(run), request.prompt, f"step {index + 1} of {len(run.steps)}"),
+            )
     st.dataframe(
         pd.DataFrame(
             [
@@ -143,7 +151,11 @@ with loop_tab:
 
 with decoder_tab:
     left, right = st.columns([1, 3])
-    left.image(run.image, caption=f"{request.width}×{request.height} image")
+    left.image(
+        run.image,
+        caption=f"{request.width}×{request.height} image",
+        alt=alt_text("the final image", request.prompt, f"{request.width} × {request.height} pixels"),
+    )
     right.markdown(
         f"The final latent is {latent_shape} = **{latent_numbers:,}** numbers; the image is "
         f"{request.width}×{request.height}×3 = **{image_numbers:,}**: the loop works on "

@@ -6,6 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from frontend.client import get_client
+from frontend.drawing.look import alt_text
 from frontend.drawing.views import enlarge, guarded, plain
 from frontend.material.examples import examples, values, where
 from frontend.material.labels import scheduler_names
@@ -24,7 +25,10 @@ if gallery:
     for index, item in enumerate(gallery):
         run = guarded(lambda item=item: load(item.request, probes=[Probe.LATENT_PREVIEW], lesson_entry=item.id))
         if run is not None:
-            columns[index % len(columns)].image(run.image, caption=f"seed {item.label('seed')}")
+            columns[index % len(columns)].image(
+                run.image, caption=f"seed {item.label('seed')}",
+                alt=alt_text("the final picture", item.request.prompt, f"seed {item.label('seed')}"),
+            )  # fmt: skip
 
 
 @st.cache_data(ttl=30, show_spinner=False)
@@ -124,7 +128,11 @@ for scheduler in chosen:
     for column, count in zip(row[1:], counts, strict=True):
         image = picture(scheduler, count)
         if image is not None:
-            column.image(enlarge(image, 160) if image.shape[1] < 160 else image, caption=f"{count} steps")
+            column.image(
+                enlarge(image, 160) if image.shape[1] < 160 else image, caption=f"{count} steps",
+                alt=alt_text("the final picture", first.prompt, f"{names.get(scheduler, scheduler)} scheduler",
+                             f"{count} steps", f"seed {seed}"),
+            )  # fmt: skip
             images.append(image.astype(np.float32))
             shown.append((names.get(scheduler, scheduler), count, image))
     if len(images) >= 2:

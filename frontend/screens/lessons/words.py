@@ -139,6 +139,8 @@ st.markdown(
 st.image(
     enlarge(diverging(vectors), width=768, height=4 * vectors.shape[0]),
     caption=f"{vectors.shape[0]} × {vectors.shape[1]} text embeddings (rows: positions; columns: numbers)",
+    alt=f"The text embedding matrix as colours: {vectors.shape[0]} rows (positions) of {vectors.shape[1]} numbers, "
+    "red for positive numbers, blue for negative, white near zero",
 )
 st.markdown("**How long each position's vector is** (its length, the square root of the sum of its squares):")
 lengths = pd.DataFrame({"position": range(len(encoding.token_norms)), "length": list(encoding.token_norms)})

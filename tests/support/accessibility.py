@@ -1,0 +1,113 @@
+"""axe-core in a real page, offline: its rules for WCAG 2.0 and 2.1, levels A and AA, on the page and its frames.
+
+axe-core comes inside `axe-playwright-python` (its `axe.min.js`): it is put into the
+page and into every frame (the player and the other components are iframes of the
+same server), then run from the top page, which asks each frame for its own results.
+Nothing is fetched: the rules' help addresses are text in the results, never opened.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Page
+
+WCAG_TAGS = ("wcag2a", "wcag2aa", "wcag21a", "wcag21aa")
+BLOCKING = ("serious", "critical")  # the impacts a page must never have
+
+
+def axe_script() -> str:
+    """axe-core's script as the package ships it (its version is in its first line)."""
+    from axe_playwright_python.base import AXE_SCRIPT  # only the accessibility tests need it
+
+    return AXE_SCRIPT
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One rule broken on one page state: how badly (axe's impact), on how many elements, and where."""
+
+    state: str  # the page and what it showed, e.g. "lesson 3 with its player"
+    rule: str  # axe's rule id, e.g. "color-contrast"
+    impact: str  # minor, moderate, serious or critical
+    count: int  # how many elements break it
+    help: str  # axe's one-line description of the rule
+    targets: tuple[str, ...]  # the first few elements' selectors (frames first, then the element)
+
+
+def _inject(page: Page) -> None:
+    """Axe into the page and each of its frames (a frame drawn since the last audit gets it too)."""
+    script = axe_script()
+    for frame in page.frames:
+        if frame.is_detached():
+            continue
+        try:
+            if not frame.evaluate("() => typeof window.axe === 'object'"):
+                frame.evaluate(script)
+        except Exception:
+            continue
+
+
+def audit(page: Page, state: str) -> list[Finding]:
+    """Axe's WCAG 2.0/2.1 A and AA rules on `page` as it stands, frames included: one Finding per broken rule."""
+    _inject(page)
+    options = {"runOnly": {"type": "tag", "values": list(WCAG_TAGS)}, "resultTypes": ["violations"]}
+    results = page.evaluate("options => axe.run(document, options)", options)
+    findings = []
+    for violation in results["violations"]:
+        nodes = violation["nodes"]
+        targets = tuple(" >> ".join(map(str, node["target"])) for node in nodes[:3])
+        impact = violation.get("impact") or "minor"
+        findings.append(Finding(state, violation["id"], impact, len(nodes), violation["help"], targets))
+    return findings
+
+
+def blocking(findings: list[Finding]) -> list[Finding]:
+    return [finding for finding in findings if finding.impact in BLOCKING]
+
+
+def write_report(findings: list[Finding], states: list[str], path: Path) -> None:
+    """Every finding, and every state audited (so a state with none is seen to have been checked), as JSON."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    by_impact = Counter(finding.impact for finding in findings)
+    report = {
+        "axe_core": axe_script().split("\n", 1)[0].strip("/*! ").strip(),
+        "tags": list(WCAG_TAGS),
+        "states": states,
+        "by_impact": dict(by_impact),
+        "findings": [asdict(finding) for finding in findings],
+    }
+    path.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+
+
+def focus_shows(page_or_frame: object) -> dict[str, str]:
+    """The focused element's name and how its focus is drawn (outline and box shadow), in its own document."""
+    return page_or_frame.evaluate(  # type: ignore[attr-defined]
+        """() => {
+          const element = document.activeElement;
+          if (!element || element === document.body) return {name: "", outline: "none", shadow: "none"};
+          const drawn = node => {
+            const style = getComputedStyle(node);
+            return style.outlineStyle === "none" || parseFloat(style.outlineWidth) === 0
+              ? "none" : `${style.outlineWidth} ${style.outlineStyle} ${style.outlineColor}`;
+          };
+          // A text box's or a picker's ring is drawn around it, on the box that holds it (:focus-within).
+          let outline = drawn(element);
+          for (let node = element.parentElement, up = 0; outline === "none" && node && up < 4; up += 1) {
+            outline = drawn(node);
+            node = node.parentElement;
+          }
+          const name = element.getAttribute("aria-label") || element.innerText || element.value || element.tagName;
+          return {name: name.trim().split("\\n")[0], outline, shadow: getComputedStyle(element).boxShadow};
+        }"""
+    )
+
+
+def focus_visible(shown: dict[str, str]) -> bool:
+    """Whether focus is drawn at all: an outline, or a box shadow (Streamlit's widgets draw theirs so)."""
+    return shown["outline"] != "none" or shown["shadow"] not in ("", "none")
