@@ -13,6 +13,7 @@ import pandas as pd
 import streamlit as st
 
 from frontend.client import get_client, student_id
+from frontend.drawing.look import alt_text
 from frontend.drawing.views import enlarge, guarded, plain, said
 from frontend.material.examples import examples
 from frontend.stream.load import load
@@ -119,7 +120,9 @@ columns = st.columns(6)
 for n, picture in enumerate(training.pictures):
     copies = f" (×{picture.copies_in_training})" if picture.copies_in_training > 1 else ""
     columns[n % 6].image(
-        enlarge(decode_image(picture.image), 128), caption=f"#{picture.index}: {plain(picture.caption)}{copies}"
+        enlarge(decode_image(picture.image), 128),
+        caption=f"#{picture.index}: {plain(picture.caption)}{copies}",
+        alt=alt_text(f"training picture number {picture.index}", picture.caption),
     )
 most = max(training.pictures, key=lambda p: p.copies_in_training, default=None)
 if most is not None and most.copies_in_training > 1:
@@ -144,7 +147,7 @@ if training.checkpoints:
             picture = decode_image(kept.image)
             right[step] += follows(picture, row)
             when = f"finished ({step:,} steps)" if step in finished else f"after {step:,} steps"
-            column.image(enlarge(picture, 96), caption=when)
+            column.image(enlarge(picture, 96), caption=when, alt=alt_text(f"the model's picture {when}", row))
     first, last = steps[0], steps[-1]
     run_steps = [s for s in steps if s not in finished]
     end = "the finished model, the one you use" if last in finished else f"{last:,} steps"
@@ -175,7 +178,11 @@ if pairs:
         if run is None or run.image is None:
             continue
         runs[name] = run
-        column.image(enlarge(run.image, 160), caption=plain(item.request.prompt))
+        column.image(
+            enlarge(run.image, 160),
+            caption=plain(item.request.prompt),
+            alt=alt_text("the final picture of a pair never seen in training", item.request.prompt),
+        )
         seen = judged(run.image)
         column.markdown(f"The judge sees {seen}." if seen else "The judge finds no shape in it.")
 
@@ -218,7 +225,7 @@ if learned is not None and dog is not None:
     if dog_run is not None and dog_run.image is not None:
         runs["dog"] = dog_run
         left, right = st.columns([1, 3])
-        left.image(enlarge(dog_run.image, 160), caption="a dog")
+        left.image(enlarge(dog_run.image, 160), caption="a dog", alt=alt_text("the final picture", "a dog"))
         seen = judged(dog_run.image)
         painted = "Asked for “a dog”, " + (
             "a word it never learned, it painted a picture anyway" if not dog.known else "it painted a picture"
@@ -247,11 +254,18 @@ if go:
 if "copy-check-answer" in st.session_state:
     found = pb.NearestTrainingResponse.FromString(st.session_state["copy-check-answer"])
     columns = st.columns(1 + len(found.neighbours))
-    columns[0].image(enlarge(decode_image(found.picture), 128), caption="your picture")
+    columns[0].image(
+        enlarge(decode_image(found.picture), 128), caption="your picture", alt=alt_text("your finished picture")
+    )
     for column, n in zip(columns[1:], found.neighbours, strict=True):
         column.image(
             enlarge(decode_image(n.picture.image), 128),
             caption=f"#{n.picture.index}: {plain(n.picture.caption)}; {n.pixel_distance:.1f} levels",
+            alt=alt_text(
+                f"training picture number {n.picture.index}, near yours",
+                n.picture.caption,
+                f"{n.pixel_distance:.1f} levels a pixel away",
+            ),
         )
     near = found.neighbours[0]
     st.markdown(
