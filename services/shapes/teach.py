@@ -21,7 +21,7 @@ The recipe, in the order a student would read it:
 Keys and values were enough; nothing more of the UNet needed to learn. Measured
 on this project's 2-core CPU (torch 1 thread, the machine busy with other work),
 12 children's hearts (tests/unit/test_teach.py's `wobbly_heart`), seed 0, 256 + 256
-pictures, batch 32, one-cycle learning rate; the 32 hidden prompts and judges of
+pictures, batch 32, one-cycle rate, noise levels drawn as train.py draws them; the judges of
 tests/bench/test_bench_teach.py, and the 48 old-shape prompts of the CI (before
 teaching: colour 100%, shape 93.8%, position 100%):
 
@@ -34,9 +34,15 @@ teaching: colour 100%, shape 93.8%, position 100%):
 | **keys, values (2e-3), 250: the default** | 100% | 96.9% | 100 / 97.9 / 100 |
 | all attention (1e-3), 250 | 100% | 100% | not measured |
 
-A step (batch 32) takes about 0.3 s on one quiet core; the benchmark's table
-(docs/benchmarks.md) has the whole flow's time at 1 and 2 threads. The
-taught word is the word's row and the 14 key and value matrices: 90,176 numbers.
+The benchmark (tests/bench/test_bench_teach.py, with this recipe as it stands:
+noise levels drawn one from each band, sample sheets every 25 steps) measured
+250 steps in 89.6 s at 1 thread (90.5 s to the first picture of the taught
+word); colour and place right in 93.8% of the 32 prompts, like the drawings in
+96.9%, old shapes 100 / 100 / 100. At 2 threads on the same busy machine the
+same 250 steps took 600 s: with other work on the two cores, torch's two threads
+wait for each other at every small operation (30 steps: 8.8-19.9 s at 1 thread,
+45-90 s at 2). Teach with 1 thread. The taught word is the word's row and the
+14 key and value matrices: 90,176 numbers, 363 KB as bytes.
 """
 
 from __future__ import annotations
@@ -65,7 +71,7 @@ from services.shapes.train import TrainConfig
 
 __all__ = ["Drawing", "TaughtWord", "TeachConfig", "TeachProgress", "apply", "check_word", "silhouette", "teach"]
 
-DEFAULT_STEPS = 250  # the measured recipe (see above): a usable word in about 2 minutes on 2 busy CPU cores
+DEFAULT_STEPS = 250  # the measured recipe (see above): a usable word in 90 s at 1 thread on a busy 2-core CPU
 MAX_DRAWINGS = 32
 MAX_STEPS = 1000
 MAX_LETTERS = 20
