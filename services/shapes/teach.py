@@ -139,7 +139,7 @@ class TaughtWord:
         return cls(header["word"], list(header["token_ids"]), tensors, header["steps"], header["details"])
 
     def digest(self) -> str:
-        """A short content hash (sha256, hex), for cache keys: another word, or other weights, another digest."""
+        """A short content hash (sha256, hex), for cache keys: another word or other weights, another digest."""
         return hashlib.sha256(self.to_bytes()).hexdigest()[:16]
 
 
@@ -233,8 +233,8 @@ def _encoded(model: DiffusionModel, pictures: np.ndarray) -> torch.Tensor:
 def _sampling_view(model: DiffusionModel, text_encoder: torch.nn.Module, unet: torch.nn.Module) -> DiffusionModel:
     """The model as it is now, with the copies in training in place of its own (for the sample sheets)."""
     view = copy.copy(model)
-    view.text_encoder, view.unet = text_encoder, unet
-    view.__dict__.pop("_input_norms", None)
+    view.text_encoder, view.unet, view.dtype = text_encoder, unet, torch.float32  # the copies learn in float32
+    view.decode = lambda latents: model.decode(latents.to(model.dtype))  # type: ignore[method-assign]
     view._kept_encodings = view._encode  # the encoder changes while it learns: nothing kept
     return view
 
