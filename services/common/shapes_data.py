@@ -40,7 +40,7 @@ from services.common.shapes_world import (
 # How often a training caption has no position word (the shape goes anywhere).
 _ANYWHERE_SHARE = 0.2
 # Drawn this many times larger, then shrunk: smooth edges, as a camera would see them.
-_SUPERSAMPLE = 4
+SUPERSAMPLE = 4
 # A star's inner corners sit at this fraction of its outer radius.
 _STAR_INNER = 0.45
 
@@ -133,7 +133,7 @@ def _outline(shape: str, cx: float, cy: float, width: float) -> list[tuple[float
 
 def draw(spec: ShapeSpec, size: int = 64) -> Image.Image:
     """Draw the picture a caption describes: an RGB image `size` pixels square."""
-    big = size * _SUPERSAMPLE
+    big = size * SUPERSAMPLE
     picture = Image.new("RGB", (big, big), BACKGROUND)
     pen = ImageDraw.Draw(picture)
     cx, cy = spec.centre[0] * big, spec.centre[1] * big

@@ -38,6 +38,7 @@ from tqdm import tqdm
 from transformers import CLIPTextModel
 
 from services.inference.diffusion.models import CLASSROOM_FILE
+from services.inference.diffusion.teach import CAPTION_DROPOUT, weighted_noise_loss
 from services.inference.diffusion.tiny import SD1_SCHEDULER_CONFIG, clip_text_config, clip_tokenizer, save_pipeline
 from services.shapes import data
 from services.shapes.localise import keep_cross_attention, localisation_loss, shape_masks, word_positions
@@ -62,7 +63,7 @@ class TrainConfig:
     unet_steps: int = 3000  # UNet + text encoder steps at unet_batch
     unet_batch: int = 64
     unet_lr: float = 1e-3
-    caption_dropout: float = 0.1  # share of captions replaced by "" (for classifier-free guidance)
+    caption_dropout: float = CAPTION_DROPOUT  # share of captions replaced by "" (for classifier-free guidance)
     ema_decay: float = 0.998  # the saved weights are this moving average of the trained ones
     eval_every: int = 250  # steps between quick accuracy checks (0: never)
     attention_weight: float = 0.0  # weight of the cross-attention localisation loss (localise.py; 0: off)
@@ -244,8 +245,7 @@ def train_denoiser(
             noise = torch.randn(clean.shape, generator=generator)
             noisy = noise_schedule.add_noise(clean, noise, t)
             prediction = unet(noisy, t, text_encoder(tokens)[0]).sample
-            weight = 1.0 / alphas_cumprod[t]  # = 1 + 1/SNR: noise loss plus clean-latent loss
-            loss = (weight[:, None, None, None] * (prediction - noise) ** 2).mean() / weight.mean()
+            loss = weighted_noise_loss(prediction, noise, alphas_cumprod[t])  # 1/alpha-bar: noise plus clean latent
             if localising:
                 assert masks is not None
                 words = positions[index].masked_fill(dropped[:, None], -1)  # a dropped caption has no words

@@ -27,9 +27,14 @@ import torch
 from services.common import shapes_data
 from services.common.shapes_judge import judge
 from services.common.shapes_world import PALETTE, POSITIONS
+from services.inference.diffusion.teach import DEFAULT_STEPS, TeachConfig, TeachProgress, apply, teach
+from services.inference.diffusion.teach_data import (
+    known_silhouettes,
+    mean_silhouette,
+    picture_silhouette,
+    silhouette_iou,
+)
 from services.shapes.evaluate import accuracy, judge_prompts, load, render
-from services.shapes.teach import DEFAULT_STEPS, TeachConfig, TeachProgress, apply, teach
-from services.shapes.teach_data import known_silhouettes, mean_silhouette, picture_silhouette, silhouette_iou
 from tests.bench.test_bench_stream import machine
 from tests.unit.test_teach import class_drawings
 

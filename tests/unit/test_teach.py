@@ -12,9 +12,23 @@ from PIL import Image, ImageDraw
 
 from services.common.shapes_judge import judge
 from services.common.shapes_world import PALETTE, POSITIONS
+from services.inference.diffusion.teach import (
+    ROWS,
+    Drawing,
+    TaughtWord,
+    TeachConfig,
+    apply,
+    check_word,
+    silhouette,
+    teach,
+)
+from services.inference.diffusion.teach_data import (
+    known_silhouettes,
+    mean_silhouette,
+    silhouette_iou,
+    training_pictures,
+)
 from services.shapes.evaluate import load
-from services.shapes.teach import ROWS, Drawing, TaughtWord, TeachConfig, apply, check_word, silhouette, teach
-from services.shapes.teach_data import known_silhouettes, mean_silhouette, silhouette_iou, training_pictures
 
 # A short run: few pictures, small batches, samples only at the end.
 QUICK = TeachConfig(pictures=48, prior_pictures=48, batch=16, sample_every=0, sample_colours=("red", "blue"))

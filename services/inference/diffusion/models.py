@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import functools
 import hashlib
 import json
@@ -220,6 +221,19 @@ class DiffusionModel:
         # Fast tokenizers are not safe to share between threads.
         self._tokenizer_lock = threading.Lock()
         self.known_ids = self._known_ids(self.card.vocabulary)
+        self._kept_encodings = functools.lru_cache(maxsize=ENCODINGS_KEPT)(self._encode)
+
+    def with_parts(self, text_encoder: torch.nn.Module, unet: torch.nn.Module) -> DiffusionModel:
+        """A copy with another text encoder and UNet (a class's own, lesson 10); everything else is shared."""
+        other = copy.copy(self)
+        other.text_encoder, other.unet = text_encoder, unet
+        other.cross_attention = CrossAttentionProbe(unet)
+        other.forget_encodings()
+        return other
+
+    def forget_encodings(self) -> None:
+        """Drop the kept prompt encodings and input norms (its text encoder changed)."""
+        self.__dict__.pop("_input_norms", None)
         self._kept_encodings = functools.lru_cache(maxsize=ENCODINGS_KEPT)(self._encode)
 
     @classmethod

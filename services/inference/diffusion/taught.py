@@ -15,7 +15,6 @@ import copy
 import threading
 from collections import OrderedDict
 
-from services.inference.diffusion.attention import CrossAttentionProbe
 from services.inference.diffusion.models import DiffusionModel
 from services.inference.diffusion.teach import TaughtWord, apply
 
@@ -24,13 +23,11 @@ KEPT = 16  # class models kept in memory at once
 
 def with_word(model: DiffusionModel, taught: TaughtWord) -> DiffusionModel:
     """A copy of `model` that knows `taught`'s word; the original is untouched."""
-    variant = copy.copy(model)  # shares the tokenizer, the VAE, the preview decoder, the card
-    variant.text_encoder = copy.deepcopy(model.text_encoder)
-    variant.unet = copy.deepcopy(model.unet)
-    apply(variant, taught)  # its weights, the pieces it knows, no kept encodings of the original's
+    # Shares the tokenizer, the VAE, the preview decoder, the card; its own text encoder, UNet and probe.
+    variant = model.with_parts(copy.deepcopy(model.text_encoder), copy.deepcopy(model.unet))
+    apply(variant, taught)  # its weights, and the word's pieces counted as learned
     for module in (variant.text_encoder, variant.unet):
         module.eval().requires_grad_(False)
-    variant.cross_attention = CrossAttentionProbe(variant.unet)
     variant.revision = f"{model.revision}+{taught.digest()}"
     return variant
 

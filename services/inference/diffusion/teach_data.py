@@ -23,7 +23,7 @@ from PIL import Image
 from scipy import ndimage
 
 from services.common import shapes_data
-from services.common.shapes_data import _SUPERSAMPLE, BACKGROUND, IMAGE_SIZE, PALETTE, SHAPES, SIZES
+from services.common.shapes_data import BACKGROUND, IMAGE_SIZE, PALETTE, SHAPES, SIZES, SUPERSAMPLE
 from services.common.shapes_judge import foreground
 
 # Gaps in a child's outline are closed before filling: the smallest of these (shares of the
@@ -114,7 +114,7 @@ def training_pictures(
 
 def _paint(shape: np.ndarray, spec: shapes_data.ShapeSpec) -> np.ndarray:
     """One picture as `shapes_data.draw` paints one: drawn larger, then shrunk, so edges are smooth."""
-    big = IMAGE_SIZE * _SUPERSAMPLE
+    big = IMAGE_SIZE * SUPERSAMPLE
     width = max(1, round(SIZES[spec.size] * big))
     alpha = np.zeros((big, big), dtype=np.float32)
     left = round(spec.centre[0] * big - width / 2)
