@@ -163,7 +163,8 @@ if state.phase == TAUGHT and state.taught_word:
             )  # fmt: skip
             st.caption(PREVIEW_NOTE)
     st.markdown(
-        f"Your class's model is the one every page uses for your class now. Try “{plain(word)}” with other "
+        f"Every page now paints your class's prompts that use “{plain(word)}” with your class's own model "
+        "(prompts without it are painted by Shapes itself, as before). Try it with other "
         "colours and places in the **Playground**; in lesson **7. Which word paints where**, type a prompt "
         f"with “{plain(word)}” to see where the word paints; in lesson **8. When does the picture decide?**, "
         f"switch from “{plain(word)}” to another shape part-way and see what stays."
