@@ -68,6 +68,9 @@ class InferenceSettings(TlsClientSettings):
     log_level: str = Field("INFO", description="Logging level: DEBUG, INFO, WARNING or ERROR.")
     # CPU threads torch may use; results match bit for bit only at equal counts.
     torch_threads: int | None = Field(None, description="torch intra-op threads (default: torch's choice).")
+    # A class's training (lesson 10) runs on a thread of its own, with its own count: on a small shared CPU,
+    # two threads waited on each other at every one of its many small operations (docs/benchmarks.md).
+    teach_threads: int = Field(1, ge=0, description="torch threads of a class's training (0: as generation).")
 
     # The trajectory cache. Empty: no cache (every request is computed).
     redis_url: str = Field("redis://localhost:6379/0", description="Redis for finished trajectories; empty: none.")

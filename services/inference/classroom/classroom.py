@@ -135,7 +135,7 @@ class Classroom:
         self.together = Together(
             store, self.catalog, [(e.entry, e.request) for e in self.entries], self.blocklist, records
         )
-        self.teaching = Teaching(model, self.scheduler, records, self.scheduler.standard_work / settings.default_steps)
+        self.teaching = Teaching(model, self.scheduler, records, settings)  # lesson 10: a class's own word
 
     def _check_catalog(self) -> list[CatalogEntry]:
         entries = []

@@ -20,6 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import torch
+
 log = logging.getLogger(__name__)
 
 # What `run` is given: the progress callback and the should-stop question; it returns the taught word.
@@ -38,8 +40,11 @@ class Ended:
 class TrainingJob:
     """One class's training, advanced by the worker one turn at a time (see the module's docstring)."""
 
-    def __init__(self, classroom: str, price: float, run: Run, emit: Callable[[object], None]) -> None:
+    def __init__(
+        self, classroom: str, price: float, run: Run, emit: Callable[[object], None], threads: int = 0
+    ) -> None:
         self.classroom = classroom
+        self.threads = threads  # torch threads of the training's own thread (0: torch's count)
         self.price = price  # what one of its steps costs, in the units of `GenerationSpec.step_work`
         self._run, self._emit = run, emit
         self._turn = threading.Semaphore(0)  # the worker gives the training a turn
@@ -72,6 +77,8 @@ class TrainingJob:
         return self.cancelled.is_set()
 
     def _main(self) -> None:
+        if self.threads:
+            torch.set_num_threads(self.threads)  # this thread's own count; the worker keeps its own
         self._should_stop_first()
         ended = Ended(None, failed=True)
         try:

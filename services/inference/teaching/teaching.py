@@ -43,6 +43,7 @@ from services.inference.diffusion.teach import (
 )
 from services.inference.diffusion.training import Ended, TrainingJob
 from services.inference.refusals import Refusal, RequestError
+from services.inference.settings import InferenceSettings
 from services.inference.teaching import drawings as sheets
 from services.inference.teaching.progress import WordState, samples_sheet
 from services.inference.together.shared import Change, ClassRecords, Snapshot
@@ -86,10 +87,11 @@ class Teaching:
     """The classes' drawings, their trainings and their taught words, for one model."""
 
     def __init__(
-        self, model: DiffusionModel, scheduler: BatchScheduler, records: ClassRecords, standard_step: float
+        self, model: DiffusionModel, scheduler: BatchScheduler, records: ClassRecords, settings: InferenceSettings
     ) -> None:
         self.model, self.scheduler, self.records = model, scheduler, records
-        self.standard_step = standard_step  # what one step of a standard picture costs (`GenerationSpec.step_work`)
+        self.standard_step = scheduler.standard_work / settings.default_steps  # one step of a standard picture
+        self.threads = settings.teach_threads
         self.teachable = model.card.family == SHAPES_FAMILY
         self._known: dict[str, tuple[float, WordState]] = {}  # class -> (read at, its word state)
         self._reports: set[asyncio.Task[None]] = set()
@@ -217,6 +219,7 @@ class Teaching:
             TRAINING_STEP_PRICE * self.standard_step,
             run,
             lambda event: loop.call_soon_threadsafe(events.put_nowait, event),
+            threads=self.threads,
         )
         if not self.scheduler.train(job):
             return
