@@ -32,6 +32,41 @@ def current_step_rule(step: int) -> alt.LayerChart:
 SpecDict = dict[str, Any]
 
 
+def number(value: float) -> str:
+    """A value as a sentence says it: three significant figures."""
+    return f"{value:.3g}"
+
+
+def lines_in_words(records: list[dict[str, Any]], y_title: str, step: int) -> str:
+    """What a chart over the steps shows, in words (its text alternative): each line's start, end and highest point."""
+    parts = []
+    for series in dict.fromkeys(record["series"] for record in records):
+        points = sorted((r["step"], r["value"]) for r in records if r["series"] == series and r["value"] is not None)
+        if not points:
+            continue
+        (first_step, first), (last_step, last) = points[0], points[-1]
+        top_step, top = max(points, key=lambda point: point[1])
+        parts.append(
+            f"{series}: {number(first)} at step {first_step}, {number(last)} at step {last_step}, "
+            f"highest {number(top)} at step {top_step}"
+        )
+    return f"Line chart of {y_title} at each step, step {step} marked. " + "; ".join(parts) + "."
+
+
+def positions_in_words(what: str, values: Any) -> str:
+    """A chart over a prompt's positions in words: how many, the first and last values, the highest and lowest."""
+    numbers = [float(value) for value in values]
+    if not numbers:
+        return f"{what}: no positions."
+    high = max(range(len(numbers)), key=numbers.__getitem__)
+    low = min(range(len(numbers)), key=numbers.__getitem__)
+    return (
+        f"{what} at positions 0 to {len(numbers) - 1}: {number(numbers[0])} at position 0, "
+        f"{number(numbers[-1])} at the last; highest {number(numbers[high])} at position {high}, "
+        f"lowest {number(numbers[low])} at position {low}."
+    )
+
+
 def per_step(data: pd.DataFrame, step: int, y_title: str, colours: tuple[str, ...] | None = None) -> SpecDict:
     """Lines over the steps, one per series, with the current step marked: a Vega-Lite spec for `st.vega_lite_chart`.
 
@@ -69,6 +104,7 @@ def _per_step_spec(rows: str, step: int, y_title: str, colours: tuple[str, ...] 
             tooltip=[alt.Tooltip("series:N", title="line"), "step:Q", alt.Tooltip("value:Q", format=".4f")],
         )
     )
-    spec = (lines + current_step_rule(step)).to_dict()
+    # Its words travel with it: Vega gives the chart's box role="graphics-document" and this as its aria-label.
+    spec = (lines + current_step_rule(step)).properties(description=lines_in_words(records, y_title, step)).to_dict()
     spec.pop("config", None)  # Altair's default theme (a fixed size); the page sizes the chart, as st.altair_chart does
     return spec

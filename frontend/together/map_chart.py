@@ -73,7 +73,12 @@ def class_map_chart(class_map: pb.ClassMap) -> alt.LayerChart:
         .mark_point(filled=True)
         .encode(size=alt.Size("point:N", scale=alt.Scale(domain=["noise", "picture"], range=[30, 160]), legend=None))
     )
-    return (lines + ends).properties(height=420)
+    paths = f"{len(class_map.paths)} shared picture{'s' * (len(class_map.paths) != 1)}"
+    words = (
+        f"Class map: the paths of {paths} from their starting noise to their picture, one colour per prompt: "
+        + "; ".join(prompts)
+    )
+    return (lines + ends).properties(height=420, description=words)
 
 
 def draw_class_map(class_map: pb.ClassMap) -> None:

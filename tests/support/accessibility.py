@@ -111,3 +111,32 @@ def focus_shows(page_or_frame: object) -> dict[str, str]:
 def focus_visible(shown: dict[str, str]) -> bool:
     """Whether focus is drawn at all: an outline, or a box shadow (Streamlit's widgets draw theirs so)."""
     return shown["outline"] != "none" or shown["shadow"] not in ("", "none")
+
+
+def unnamed_pictures(page: Page) -> list[str]:
+    """Pictures, in the page and its frames, whose text alternative is missing or under three words (their sources)."""
+    found: list[str] = []
+    for frame in page.frames:
+        if frame.is_detached():
+            continue
+        try:
+            found += frame.evaluate(
+                """() => [...document.querySelectorAll("img")]
+                  .filter(i => i.getClientRects().length)
+                  .filter(i => (i.getAttribute("alt") || "").trim().split(/\\s+/).length < 3)
+                  .map(i => (i.getAttribute("alt") || "(no alt)") + " " + i.src.slice(0, 60))"""
+            )
+        except Exception:  # a frame replaced while it was being reached: gone, not checked
+            continue
+    return found
+
+
+def unnamed_charts(page: Page) -> int:
+    """How many Vega-Lite charts shown have no words (the aria-label Vega gives the chart from its description)."""
+    return page.evaluate(
+        """() => [...document.querySelectorAll('[data-testid="stVegaLiteChart"]')]
+          .filter(chart => chart.getClientRects().length)
+          .map(chart => chart.getAttribute("aria-label") || "")  // Vega names the chart's own box
+          .filter(words => !words.trim())
+          .length"""
+    )

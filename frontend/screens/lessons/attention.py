@@ -215,6 +215,10 @@ st.altair_chart(
         x=alt.X("token:N", sort=list(table["token"]), title=None, axis=alt.Axis(labelAngle=0)),
         y=alt.Y("share:Q", title="share of the attention", axis=alt.Axis(format="%")),
         tooltip=["token", alt.Tooltip("share:Q", format=".1%")],
+    )
+    .properties(
+        description="Bar chart of each token's share of the attention: "
+        + "; ".join(f"{token} {share:.1%}" for token, share in zip(table["token"], table["share"], strict=True))
     ),
     width="stretch",
 )

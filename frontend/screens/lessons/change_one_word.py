@@ -136,4 +136,8 @@ st.markdown(
     "**Both paths in two dimensions** (PCA of all their latents; each point is a step, the circled points are "
     f"step {step}):"
 )
-st.altair_chart(paths + now, width="stretch")
+paths_in_words = (
+    f"Two paths, one per prompt ({legend[0]} and {legend[1]}), each point a step of its latent, on the two "
+    f"directions along which all their latents vary most (PCA); step {step} circled on both."
+)
+st.altair_chart((paths + now).properties(description=paths_in_words), width="stretch")

@@ -150,6 +150,10 @@ if changes:
             x=alt.X("scheduler:N", sort=None, title=None, axis=alt.Axis(labelAngle=0)),
             y=alt.Y("change:Q", title="mean pixel difference"),
             tooltip=["scheduler", alt.Tooltip("change:Q", format=".1f")],
+        )
+        .properties(
+            description=f"Bar chart of the mean pixel difference between {counts[-2]} and {counts[-1]} steps: "
+            + "; ".join(f"{name} {value:.1f}" for name, value in changes.items())
         ),
         width="stretch",
     )

@@ -6,6 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from frontend.client import get_client, student_id
+from frontend.drawing.charts import positions_in_words
 from frontend.drawing.views import diverging, enlarge, guarded, plain
 from frontend.material.labels import SHAPES_FAMILY, unlearned_sentence, unlearned_words
 from services.common.api import pb
@@ -151,7 +152,8 @@ st.altair_chart(
         x=alt.X("position:O", title="position"),
         y=alt.Y("length:Q", title="vector length"),
         tooltip=["position", "length"],
-    ),
+    )
+    .properties(description=positions_in_words("Bar chart of each position's vector length", lengths["length"])),
     width="stretch",
 )
 
@@ -178,7 +180,8 @@ if second is not None:
             x=alt.X("position:Q", title="position"),
             y=alt.Y("similarity:Q", title="cosine similarity"),
             tooltip=["position", "similarity"],
-        ),
+        )
+        .properties(description=positions_in_words("Line chart of the cosine similarity", alike["similarity"])),
         width="stretch",
     )
     other_tokens = second.tokens.tokens
