@@ -127,12 +127,12 @@ class Audits:
 
     def __init__(self) -> None:
         self.findings: list[Finding] = []
-        self.states: list[str] = []
+        self.states: dict[str, str] = {}  # state: the page's title (what a browser's tab and a screen reader say)
         self.unnamed: dict[str, list[str]] = {}  # state: pictures without words (or charts, counted)
 
     def check(self, page: Page, state: str) -> None:
         page.screenshot(path=str(ARTIFACTS / f"{len(self.states):02d}.png"), full_page=True)
-        self.states.append(state)
+        self.states[state] = page.title()
         self.findings.extend(audit(page, state))
         # Beyond axe's "has an alt": every picture's words say what it is (three words or more), every chart has some.
         unnamed = unnamed_pictures(page) + [

@@ -71,8 +71,8 @@ def blocking(findings: list[Finding]) -> list[Finding]:
     return [finding for finding in findings if finding.impact in BLOCKING]
 
 
-def write_report(findings: list[Finding], states: list[str], path: Path) -> None:
-    """Every finding, and every state audited (so a state with none is seen to have been checked), as JSON."""
+def write_report(findings: list[Finding], states: dict[str, str], path: Path) -> None:
+    """Every finding, and every state audited with its page's title (a state with none is seen checked), as JSON."""
     path.parent.mkdir(parents=True, exist_ok=True)
     by_impact = Counter(finding.impact for finding in findings)
     report = {
