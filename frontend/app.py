@@ -3,12 +3,14 @@
 import streamlit as st
 
 from frontend.access.signin import keep_my_name, name_heartbeat, sign_in_page, signed_in
+from frontend.drawing.look import page_look
 from frontend.drawing.views import preload_lesson_libraries
 from frontend.settings import FrontendSettings
 from frontend.together.student_side import class_banner
 
 # An emoji, not a Material icon: the browser would fetch that one from fonts.gstatic.com (a third party).
 st.set_page_config(page_title="Diffusion Classroom", page_icon="🎨", layout="wide")
+page_look()  # contrast, focus rings, calm motion: on every page, the sign-in page too
 preload_lesson_libraries()  # the first lesson a student opens does not wait for them
 
 pages = [
@@ -39,6 +41,7 @@ elif settings.class_code:
 if settings.teacher_code:
     pages.append(teacher)
 page = st.navigation(pages)
+st.set_page_config(page_title=f"{page.title} · Diffusion Classroom")  # each page its own title (WCAG 2.4.2)
 if signed_in(settings):
     class_banner(on_follow_page=page.url_path == "follow")  # when the teacher leads, go along; a quick check
 page.run()

@@ -23,7 +23,6 @@ import grpc
 import streamlit as st
 
 from frontend.client import ClassroomClient, StudentError, get_client, student_id
-from frontend.drawing.look import page_look
 from frontend.drawing.views import plain, said
 from frontend.stream.load import load
 from frontend.together.menu import led_title
@@ -95,7 +94,6 @@ def follow_view(present: pb.PresentState) -> tuple[object, ...]:
 
 def class_banner(on_follow_page: bool) -> None:
     """On every page, above it: go along when the teacher starts leading, a banner while they do, the quick check."""
-    page_look()  # readable captions and a focus that shows, on every page (frontend/drawing/look.py)
     st.session_state["follow-page-drawing"] = True  # this run draws the page anyway: no rerun for it
     _banner(on_follow_page)
 

@@ -224,6 +224,9 @@ def test_every_page_and_state_has_no_serious_or_critical_axe_finding(browser: Br
         assert person.hosts == {urlsplit(stack.url).netloc}, f"requests went to {person.hosts}"
         person.context.close()
     assert len(audits.states) == 25
+    # Each page says which it is in its title (WCAG 2.4.2): "3. From noise to image · Diffusion Classroom".
+    titles = set(audits.states.values())
+    assert len(titles) >= 15 and all(t.endswith(" · Diffusion Classroom") for t in titles), titles
     assert audits.unnamed == {}, audits.unnamed
     bad = blocking(audits.findings)
     assert bad == [], "\n".join(f"{f.state}: {f.rule} ({f.impact}) ×{f.count}: {f.targets}" for f in bad)
