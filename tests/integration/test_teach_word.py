@@ -133,6 +133,17 @@ def test_a_class_teaches_its_model_a_word_that_is_its_alone(clients):
     maps = tensor_from_proto(mapped.frames[-1].cross_attention.maps)
     assert maps.shape[0] == len(pieces) and np.isfinite(maps).all() and maps[pieces.index("heart")].sum() > 0
 
+    # Lesson 8 with the word: a run never switched and one switched at step 3 name the same two prompts, so one
+    # model paints both (the class's), and they share their first 3 steps exactly.
+    def switched_at(k: int) -> pb.GenerateRequest:
+        message = request("a red circle on the left", seed=7, num_inference_steps=6, include=["latent"])
+        message.branch.at_step, message.branch.prompt = k, "a red heart on the left"
+        return message
+
+    original, branched = (collect(owls.generate(switched_at(k), "owl-1")) for k in (6, 3))
+    same = [np.array_equal(a, b) for a, b in zip(original.latents(), branched.latents(), strict=True)]
+    assert same == [True] * 3 + [False] * 3, same
+
     circle = request("a blue circle", seed=5, num_inference_steps=10)
     assert (
         collect(owls.generate(circle, "owl-1")).status.trajectory_key

@@ -148,6 +148,10 @@ if go:
     branched.CopyFrom(request)
     branched.branch.at_step = k
     branched.branch.prompt = after
+    # The original names the same two prompts, switching after its last step (never): the service then paints
+    # both with one model, also when one prompt uses a word the class taught its own model (lesson 10).
+    request.branch.at_step = steps_total
+    request.branch.prompt = after
     plain_run = guarded(lambda: load(request, probes=PROBES, planned="the original run"))
     branch_run = guarded(lambda: load(branched, probes=PROBES, planned="the switched run"))
     if plain_run is not None and branch_run is not None:
