@@ -36,7 +36,7 @@ from services.inference.diffusion.teach_data import (
 )
 from services.shapes.evaluate import accuracy, judge_prompts, load, render
 from tests.bench.test_bench_stream import machine
-from tests.unit.test_teach import class_drawings
+from tests.support.drawings import class_drawings
 
 STEPS = int(os.environ.get("BENCH_TEACH_STEPS", str(DEFAULT_STEPS)))
 THREADS = [int(n) for n in os.environ.get("BENCH_TEACH_THREADS", "1,2").split(",")]

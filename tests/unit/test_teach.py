@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import random
 
 import numpy as np
@@ -29,44 +28,22 @@ from services.inference.diffusion.teach_data import (
     training_pictures,
 )
 from services.shapes.evaluate import load
+from tests.support.drawings import class_drawings, heart_point
 
 # A short run: few pictures, small batches, samples only at the end.
 QUICK = TeachConfig(pictures=48, prior_pictures=48, batch=16, sample_every=0, sample_colours=("red", "blue"))
 
 
-def heart_point(t: float) -> tuple[float, float]:
-    """The classic heart curve, about 32 units wide, y pointing down (as on a canvas)."""
-    x = 16 * math.sin(t) ** 3
-    y = 13 * math.cos(t) - 5 * math.cos(2 * t) - 2 * math.cos(3 * t) - math.cos(4 * t)
-    return x, -y
-
-
-def wobbly_heart(rng: random.Random, canvas: int = 256) -> Drawing:
-    """A heart as a child draws one: an outline with a pen, wobbly, jittered, not always closed, anywhere, any size."""
-    scale = rng.uniform(0.35, 0.8) * canvas / 34
-    cx, cy = rng.uniform(0.35, 0.65) * canvas, rng.uniform(0.35, 0.65) * canvas
-    waves = [(rng.uniform(0, 0.05), k + 2, rng.uniform(0, 2 * math.pi)) for k in range(3)]
-    start, gap = rng.uniform(0, 2 * math.pi), rng.uniform(0, 0.15)  # where the pen starts, and how short it stops
-    points = []
-    for i in range(80):
-        t = start + (2 * math.pi - gap) * i / 79
-        wobble = 1 + sum(a * math.sin(k * t + p) for a, k, p in waves)
-        x, y = heart_point(t)
-        points.append((cx + scale * wobble * x + rng.gauss(0, 1), cy + scale * wobble * y + rng.gauss(0, 1)))
-    image = Image.new("1", (canvas, canvas), 0)
-    ImageDraw.Draw(image).line(points, fill=1, width=rng.randint(4, 8), joint="curve")
-    return Drawing(np.asarray(image, dtype=bool))
-
-
-def class_drawings(count: int = 12, seed: int = 0) -> list[Drawing]:
-    rng = random.Random(seed)
-    return [wobbly_heart(rng) for _ in range(count)]
-
-
 @pytest.fixture(scope="module")
 def shapes():
+    """Shapes, trained on here with one torch thread; the count is put back after the module.
+
+    Tests that compare with diffusers' pipeline bit for bit need the same count on both sides.
+    """
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    return load()
+    yield load()
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
