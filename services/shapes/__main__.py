@@ -38,6 +38,8 @@ def main(argv: list[str] | None = None) -> None:
         from services.shapes import checkpoints
 
         out = args.out or checkpoints.CHECKPOINTS_DIR
+        if args.finished and args.finished_steps <= max(checkpoints.DEFAULT_STEPS):
+            parser.error("--finished needs --finished-steps: the finished model's steps in all, past the run's")
         finished = checkpoints.paint_finished(args.finished, Path(tempfile.mkdtemp())) if args.finished else None
         kept = checkpoints.keep(args.progress, out, checkpoints.DEFAULT_PROMPTS, checkpoints.DEFAULT_STEPS,
                                 args.made_by, finished, args.finished_steps)  # fmt: skip

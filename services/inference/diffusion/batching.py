@@ -116,7 +116,8 @@ class BatchScheduler(WorkQueue):
         self._thread.join(timeout)
         for job in list(self._training.values()):  # a class's training ends with its worker
             job.cancel()
-            job.step()
+            if job.started:  # one never started has nothing to end (and its setup must not run here)
+                job.step()
 
     def _group_of(self, spec: GenerationSpec) -> Group:
         factor = self.model.vae_downsample_factor

@@ -58,6 +58,10 @@ class TrainingJob:
         """Stop at the next step (the worker gives it one last turn to end in)."""
         self.cancelled.set()
 
+    @property
+    def started(self) -> bool:
+        return self._thread is not None
+
     def step(self) -> None:
         """Worker thread: let the training run until it asks again (one step), and wait for it."""
         if self.ended.is_set():
@@ -77,6 +81,7 @@ class TrainingJob:
         return self.cancelled.is_set()
 
     def _main(self) -> None:
+        threads = torch.get_num_threads()
         if self.threads:
             torch.set_num_threads(self.threads)  # this thread's own count; the worker keeps its own
         self._should_stop_first()
@@ -87,6 +92,7 @@ class TrainingJob:
         except Exception:
             log.exception("teaching a word failed for a class")
         finally:
+            torch.set_num_threads(threads)  # threads started later take the count last set: put it back
             self.ended.set()
             self._emit(ended)
             self._turn_over.release()  # the worker's last turn is over

@@ -66,8 +66,10 @@ def read_png(data: bytes) -> bytes:
             pixels = np.asarray(grey, dtype=np.float32)
     except Image.DecompressionBombError as error:  # a header claiming a huge picture: refused before decoding
         raise ValueError(TOO_LARGE) from error
-    except ValueError:
-        raise
+    except ValueError as error:
+        if str(error) in (NOT_A_DRAWING, TOO_LARGE):
+            raise
+        raise ValueError(NOT_A_DRAWING) from error  # the decoder's own words are not a student's
     except Exception as error:  # any decoder failure: not a picture we read
         raise ValueError(NOT_A_DRAWING) from error
     lightness = pixels[..., 0] * (pixels[..., 1] / 255) + 255 * (1 - pixels[..., 1] / 255)

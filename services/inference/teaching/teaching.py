@@ -58,7 +58,8 @@ MAX_STEPS = 600
 TRAINING_STEP_PRICE = 20.0
 STALE_S = 90.0  # a training whose replica has not reported for this long has stopped with it
 WRITE_EVERY_S = 0.5  # progress is written to the class's record at most this often
-KNOWN_FOR_S = 2.0  # how long a replica trusts what it read of a class's taught word
+KNOWN_FOR_S = 2.0  # how long a replica trusts what it read of a class's taught word and drawings
+CLASSES_KEPT = 512  # classes whose word and drawings a replica keeps read (then it forgets them all)
 SHAPES_FAMILY = "shapes"
 
 
@@ -94,6 +95,7 @@ class Teaching:
         self.threads = settings.teach_threads
         self.teachable = model.card.family == SHAPES_FAMILY
         self._known: dict[str, tuple[float, WordState]] = {}  # class -> (read at, its word state)
+        self._drawings: dict[str, tuple[float, list[sheets.ClassDrawing]]] = {}  # class -> (read at, its drawings)
         self._reports: set[asyncio.Task[None]] = set()
 
     def _check_teachable(self) -> None:
@@ -125,12 +127,13 @@ class Teaching:
             return Change((drawing.drawing_id, mine + 1, len(kept)), sheets.dump_set(kept))
 
         result, _ = await self.records.change(who.classroom, DRAWINGS, decide, away="refuse", notify=False)
+        self._drawings.pop(who.classroom, None)
         return result
 
     async def state(self, classroom: str, student: str = "") -> pb.TeachingState:
         """The class's teaching as a student's (or the teacher's) page shows it."""
         word = await self.word_state(classroom, fresh=True)
-        kept = sheets.load_set((await self.records.read(classroom, DRAWINGS)).value)
+        kept = await self._drawn(classroom)
         message = word.to_proto(self.teachable)
         message.drawings = len(kept)
         message.yours = sum(d.student == student for d in kept) if student else 0
@@ -143,13 +146,26 @@ class Teaching:
             return known[1]
         snapshot = await self.records.read(classroom, WORD)
         state = WordState.from_payload(snapshot.value).checked(time.time(), STALE_S)
+        if len(self._known) > CLASSES_KEPT:
+            self._known.clear()  # read again when asked
         self._known[classroom] = (time.monotonic(), state)
         return state
 
     # -- the teacher -----------------------------------------------------------------
 
     async def drawings(self, classroom: str) -> list[sheets.ClassDrawing]:
-        return sheets.load_set((await self.records.read(classroom, DRAWINGS)).value)
+        kept = sheets.load_set((await self.records.read(classroom, DRAWINGS)).value)
+        if len(self._drawings) > CLASSES_KEPT:
+            self._drawings.clear()  # read again when asked
+        self._drawings[classroom] = (time.monotonic(), kept)
+        return kept
+
+    async def _drawn(self, classroom: str) -> list[sheets.ClassDrawing]:
+        """The class's drawings as a page's poll counts them: read again at most every KNOWN_FOR_S."""
+        known = self._drawings.get(classroom)
+        if known is not None and time.monotonic() - known[0] < KNOWN_FOR_S:
+            return known[1]
+        return await self.drawings(classroom)
 
     async def remove(self, classroom: str, drawing_id: str) -> bool:
         def decide(snapshot: Snapshot) -> Change[bool]:
@@ -158,6 +174,7 @@ class Teaching:
             return Change(len(left) < len(kept), sheets.dump_set(left) if len(left) < len(kept) else None)
 
         removed, _ = await self.records.change(classroom, DRAWINGS, decide, away="refuse", notify=False)
+        self._drawings.pop(classroom, None)
         return removed
 
     async def teach(self, classroom: str, word: str, steps: int) -> AsyncIterator[pb.TeachingState]:
@@ -176,6 +193,8 @@ class Teaching:
             await asyncio.sleep(WRITE_EVERY_S)
 
     async def _start(self, classroom: str, word: str, steps: int) -> None:
+        if self.scheduler.training(classroom) is not None:
+            return  # it trains here already (its record read as stale while it was paused): follow it
         try:
             check_word(self.model, word)
         except ValueError as error:
@@ -231,13 +250,20 @@ class Teaching:
     async def _report(
         self, classroom: str, word: str, job: TrainingJob, events: asyncio.Queue[Any], drawn: int
     ) -> None:
-        """Write the training's progress into the class's record, and its word when it is done."""
+        """Write the training's progress into the class's record, and its word when it is done.
+
+        While no step comes (the teacher paused the class), the record's heartbeat is still written
+        every STALE_S / 3, so no replica reads the training as stopped, and a stop is still heard.
+        """
         started = time.monotonic()
-        progress: dict[str, Any] = {"losses": []}
+        progress: dict[str, Any] = {"losses": [], "word": word}
         written = 0.0
         ended: Ended | None = None
         while ended is None:
-            event = await events.get()
+            try:
+                event = await asyncio.wait_for(events.get(), STALE_S / 3)
+            except TimeoutError:
+                event = None  # a heartbeat
             if isinstance(event, TeachProgress):
                 progress.update(step=event.step, total=event.total, losses=[*progress["losses"], float(event.loss)])
                 if event.samples:
@@ -247,9 +273,7 @@ class Teaching:
                 if time.monotonic() - written < WRITE_EVERY_S and not events.empty():
                     continue
             elif isinstance(event, Ended):
-                ended = event
-                if ended.taught is not None and not ended.stopped:
-                    await self._keep_word(classroom, ended.taught)
+                ended = await self._end(classroom, event)
             written = time.monotonic()
             progress.update(seconds=written - started, beat=time.time())
             try:
@@ -257,8 +281,22 @@ class Teaching:
             except Exception:
                 log.exception("could not write a class's training progress")
                 stop = False
-            if stop:
-                job.cancel()  # the teacher stopped it through another replica
+            if stop and ended is None:
+                self.scheduler.stop_training(classroom)  # the teacher stopped it through another replica
+
+    async def _end(self, classroom: str, ended: Ended) -> Ended:
+        """The training's end as the class gets it: its word kept, unless the teacher stopped or forgot it meanwhile."""
+        if ended.taught is None or ended.stopped:
+            return ended
+        state = WordState.from_payload((await self.records.read(classroom, WORD)).value)
+        if not state.training or state.stop:
+            return Ended(None, stopped=True)  # stopped or forgotten through another replica as it ended
+        try:
+            await self._keep_word(classroom, ended.taught)
+        except Exception:
+            log.exception("could not keep a class's taught word")
+            return Ended(None, failed=True)
+        return ended
 
     async def _write(self, classroom: str, progress: dict[str, Any], ended: Ended | None, drawn: int) -> bool:
         """Write progress (and the end) into the class's word record; whether the teacher asked it to stop."""
@@ -300,6 +338,9 @@ class Teaching:
 
         def decide(snapshot: Snapshot) -> Change[bool]:
             state = WordState.from_payload(snapshot.value)
+            if state.checked(time.time(), STALE_S).training:  # it ends as stopped, knowing no word
+                forgot = dataclasses.replace(state, stop=True, taught_word="", taught_digest="", token_ids=[])
+                return Change(True, forgot.payload())
             changed = bool(state.taught_word or state.word)
             return Change(changed, WordState().payload() if changed else None)
 
@@ -311,6 +352,7 @@ class Teaching:
             )
             changed = changed or gone
         self._known.pop(classroom, None)
+        self._drawings.pop(classroom, None)
         return changed
 
     # -- generation --------------------------------------------------------------------
