@@ -217,3 +217,16 @@ def test_a_word_taught_through_a_is_the_class_s_on_b_and_after_a_restart(replica
     plain_again = collect(replicas.client(0, "plain-7").generate(fresh, "s-p2"))
     assert taught_again.status.source == pb.TRAJECTORY_SOURCE_COMPUTED
     assert (taught_again.image != plain_again.image).any()  # the class's model was built again from Redis
+
+    # Forgotten through B while A trains again: A's training ends as stopped, and no replica keeps a word.
+    a = replicas.client(0, "hearts-7")
+    training = a.teach_word(TEACHER_CODE, "heart", 400)
+    assert next(training).phase == pb.TEACHING_PHASE_TRAINING
+    assert after.reset_word(TEACHER_CODE)
+    ended = list(training)[-1]
+    assert ended.phase == pb.TEACHING_PHASE_STOPPED and ended.taught_word == "", ended
+    assert a.teaching().taught_word == "" and after.teaching().taught_word == ""
+    forgotten = collect(a.generate(request("a blue heart on the right", seed=13, num_inference_steps=8), "s-h4"))
+    plain_too = collect(replicas.client(1, "plain-7").generate(request("a blue heart on the right", seed=13,
+                                                                       num_inference_steps=8), "s-p3"))  # fmt: skip
+    assert forgotten.status.trajectory_key == plain_too.status.trajectory_key
