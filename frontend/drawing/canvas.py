@@ -56,6 +56,8 @@ def drawing_canvas(
         handed = _new_drawing(st.session_state.get(key), key)
     except ValueError as error:
         on_refused(str(error))
+        # The canvas hears it was refused (it keeps the drawing and lets Hand in be pressed again).
+        st.session_state[answer_key] = ("refused", st.session_state.get(_seen_key(key), ""))
     if handed is not None:
         st.session_state[answer_key] = ("accepted" if on_hand_in(handed) else "refused", handed.nonce)
     verdict, nonce = st.session_state.get(answer_key, ("", ""))

@@ -166,10 +166,10 @@ def live_training(state: pb.TeachingState, *, key: str, student: str = "", name:
 
 
 class TeachRun:
-    """One press of Teach: the TeachWord stream, read to its end on a thread of its own.
+    """One press of Teach: the TeachWord stream's first answer (the training started, or why not), on a thread.
 
-    Leaving the stream would not stop the training; reading it keeps the first answer (a
-    refusal comes at once) and the last state. The pages show GetTeaching's state, not this.
+    The stream is left after its first state: leaving it does not stop the training, and the
+    pages show GetTeaching's state, so no press keeps a stream (or a thread) open.
     """
 
     def __init__(self, client: ClassroomClient, code: str, word: str, steps: int) -> None:
@@ -185,7 +185,7 @@ class TeachRun:
         try:
             for state in client.teach_word(code, word, steps):
                 self.last = state
-                self._answered.set()
+                break
         except StudentError as error:
             self.error = str(error)
         finally:
@@ -212,6 +212,10 @@ def _teach() -> None:
     steps = int(st.session_state.get("teach-steps") or 0)
     if not word:
         _said("Type the new word first (one plain word, such as heart).", error=True)
+        return
+    earlier = st.session_state.get("teach-run")
+    if isinstance(earlier, TeachRun) and earlier.reading():
+        _said("Teach was pressed already: waiting for the image server's answer.")
         return
     run = TeachRun(get_client(), _code(), word, steps)
     st.session_state["teach-run"] = run
