@@ -21,8 +21,8 @@ def heart_point(t: float) -> tuple[float, float]:
     return x, -y
 
 
-def wobbly_heart(rng: random.Random, canvas: int = CANVAS) -> Drawing:
-    """A heart as a child draws one: an outline with a pen, wobbly, jittered, not always closed, anywhere, any size."""
+def heart_outline(rng: random.Random, canvas: int = CANVAS) -> list[tuple[float, float]]:
+    """The pen's path of a child's heart: wobbly, jittered, not always closed, anywhere, any size."""
     scale = rng.uniform(0.35, 0.8) * canvas / 34
     cx, cy = rng.uniform(0.35, 0.65) * canvas, rng.uniform(0.35, 0.65) * canvas
     waves = [(rng.uniform(0, 0.05), k + 2, rng.uniform(0, 2 * math.pi)) for k in range(3)]
@@ -33,6 +33,12 @@ def wobbly_heart(rng: random.Random, canvas: int = CANVAS) -> Drawing:
         wobble = 1 + sum(a * math.sin(k * t + p) for a, k, p in waves)
         x, y = heart_point(t)
         points.append((cx + scale * wobble * x + rng.gauss(0, 1), cy + scale * wobble * y + rng.gauss(0, 1)))
+    return points
+
+
+def wobbly_heart(rng: random.Random, canvas: int = CANVAS) -> Drawing:
+    """A heart as a child draws one: its outline drawn with a pen 4 to 8 pixels wide."""
+    points = heart_outline(rng, canvas)
     image = Image.new("1", (canvas, canvas), 0)
     ImageDraw.Draw(image).line(points, fill=1, width=rng.randint(4, 8), joint="curve")
     return Drawing(np.asarray(image, dtype=bool))
