@@ -21,6 +21,7 @@ import streamlit as st
 from frontend.client import ClassroomClient, StudentError, get_client
 from frontend.drawing.views import guarded, plain, said
 from services.common.api import pb
+from services.common.teaching import MIN_DRAWINGS, PER_CLASS, PER_STUDENT
 
 TRAINING_POLL_S = 1.5  # while the model trains: the step, the loss and the pictures change
 WAITING_POLL_S = 5.0  # drawings come in, and the teacher may start the training
@@ -83,8 +84,8 @@ def state_sentence(state: pb.TeachingState, student: bool = True) -> str:
         )
     if state.phase == TAUGHT:
         return (
-            f"Your class's model has learned {_quoted(state.taught_word or state.word)}, in {state.step} "
-            f"training steps ({state.seconds:.0f} s)."
+            f"Your class's model was trained on {_quoted(state.taught_word or state.word)} for {state.step} "
+            f"steps ({state.seconds:.0f} s). Its pictures below show what it made of the word."
         )
     if state.phase in (STOPPED, FAILED):
         what = (
@@ -103,13 +104,17 @@ def state_sentence(state: pb.TeachingState, student: bool = True) -> str:
         if student
         else "Name the word and press Teach: the training shows here, and on every student's page."
     )
-    return f"Nothing taught yet. The class has handed in {drawings}{yours}. {then}"
+    need = (
+        f" Teaching needs at least {MIN_DRAWINGS}; a student hands in at most {PER_STUDENT}, the class at most "
+        f"{PER_CLASS}."
+    )
+    return f"Nothing taught yet. The class has handed in {drawings}{yours}.{need} {then}"
 
 
 def show_training(state: pb.TeachingState, student: bool = True) -> None:
     """The training as it stands: phase, sentence, progress, the loss curve and the latest pictures."""
     st.markdown(f"**Now: {PHASE_NAMES.get(state.phase, 'unknown')}.** {state_sentence(state, student)}")
-    if state.message:
+    if state.message and state.phase == FAILED:  # the other phases' sentences say it already
         st.markdown(said(state.message))
     if state.phase == TRAINING and state.total_steps:
         st.progress(min(1.0, state.step / state.total_steps), text=f"step {state.step} of {state.total_steps}")
@@ -127,10 +132,13 @@ def show_training(state: pb.TeachingState, student: bool = True) -> None:
     if state.samples_png:
         prompts = "; ".join(plain(prompt) for prompt in state.samples_prompts)
         said_prompts = "; ".join(plain(prompt, "text") for prompt in state.samples_prompts)
+        whose = (
+            "The stopped training's pictures (not used)" if state.phase in (STOPPED, FAILED) else "The model's pictures"
+        )
         st.image(
             state.samples_png,
-            caption=f"The model's pictures at step {state.samples_step}, left to right: {prompts}",
-            alt=f"The model's pictures while it learns, at step {state.samples_step}, left to right: {said_prompts}",
+            caption=f"{whose} at step {state.samples_step}, left to right: {prompts}",
+            alt=f"{whose} at training step {state.samples_step}, left to right: {said_prompts}",
         )
 
 
@@ -260,7 +268,8 @@ def _class_drawings() -> None:
         column.image(drawing.png, width=96, alt=f"a drawing by {who}" if who else "a drawing")
         column.text(who or "(no name)")  # as typed, never as markdown
         column.button(
-            "Remove", key=f"teach-remove-{drawing.drawing_id}", on_click=_remove,
+            f"Remove {plain(drawing.student_name) or 'this'}'s drawing", key=f"teach-remove-{drawing.drawing_id}",
+            on_click=_remove,
             args=(drawing.drawing_id, drawing.student_name), help="Takes this drawing out of the class's set.",
         )  # fmt: skip
 
@@ -284,10 +293,10 @@ def teach_a_word(live: bool = True) -> None:
     st.fragment(run_every=WAITING_POLL_S)(_class_drawings)()  # students hand in; none come in while it trains
     with st.form("teach-form", border=True):
         word_column, steps_column = st.columns([2, 1])
-        word_column.text_input("The new word", key="teach-word", max_chars=32, placeholder="heart",
+        word_column.text_input("The new word", key="teach-word", max_chars=32, placeholder="e.g. heart",
                                help="One plain word, letters only, that the model does not know yet.")  # fmt: skip
         steps_column.number_input("Training steps", key="teach-steps", min_value=1, value=None, step=10,
-                                  placeholder="the server's choice")  # fmt: skip
+                                  placeholder="250 (about 2 to 4 minutes)")  # fmt: skip
         st.form_submit_button("Teach", type="primary", on_click=_teach)
     stop_column, forget_column = st.columns([1, 3])
     stop_column.button("Stop", key="teach-stop", on_click=_stop, disabled=state.phase != TRAINING,

@@ -91,7 +91,7 @@ def client_of(service: ServerThread, class_name: str) -> ClassroomClient:
 
 
 def open_lesson(page: Page) -> None:
-    page.get_by_role("link", name=LESSON).click()
+    page.get_by_test_id("stSidebarNavItems").get_by_role("link", name=LESSON).click()  # the menu's link
     expect(page.get_by_role("heading", name=LESSON)).to_be_visible(timeout=WAIT_MS)
 
 

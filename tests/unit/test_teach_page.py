@@ -208,8 +208,8 @@ def test_taught_offers_the_word_in_a_prompt_and_says_what_was_learned(fake):
     at = lesson()
     said = words(at)
     assert "Now: taught." in said
-    assert "Your class's model has learned “heart”, in 120 training steps (95 s)." in said
-    assert "Shapes learned “heart” from 12 drawings." in said
+    assert "Your class's model was trained on “heart” for 120 steps (95 s)." in said
+    assert "Shapes learned “heart” from 12 drawings." not in said  # the page's own sentence says it
     assert at.text_input(key="teach-prompt").value == "a blue heart on the right"
     assert "lesson **7. Which word paints where**" in said and "**Playground**" in said
     assert canvases(at) == 1  # more drawings may come for a next training
@@ -228,8 +228,21 @@ def test_failed_and_stopped_say_so_with_the_service_reason(fake, phase, sentence
     at = lesson()
     said = words(at)
     assert sentence in said and "The class's model is plain Shapes: it knows no new word." in said
-    assert "The server ran out of memory." in said
+    # The service's own sentence when it adds to the page's: why it failed (a stop says it all already).
+    assert ("The server ran out of memory." in said) == (phase == pb.TEACHING_PHASE_FAILED)
     assert not at.text_input
+
+
+def test_stopped_with_a_word_kept_still_offers_it_and_labels_the_stopped_run_s_pictures(fake):
+    fake.state = pb.TeachingState(phase=pb.TEACHING_PHASE_STOPPED, word="heart", taught_word="heart", step=12,
+                                  total_steps=120, losses=LOSSES[:12], samples_png=png(), samples_step=10,
+                                  samples_prompts=["a red heart"], teachable=True)  # fmt: skip
+    at = lesson()
+    said = words(at)
+    assert "The class's model knows “heart”." in said
+    assert at.text_input(key="teach-prompt").value == "a blue heart on the right"
+    captions = [caption for image in at.get("image") for caption in image.captions]
+    assert any("The stopped training's pictures (not used) at step 10" in c for c in captions), captions
 
 
 def test_a_model_that_cannot_be_taught_says_so_and_offers_no_canvas(fake):
@@ -256,7 +269,11 @@ def test_names_and_words_people_typed_are_shown_as_typed(fake):
     assert "“\\*\\*y\\*\\*”" in said  # escaped wherever markdown reads it: shown as typed
     assert "“**y**”" not in said
     assert at.text_input(key="teach-prompt").value == "a blue **y** on the right"
-    assert [b.label for b in at.button if b.label == "Remove"] == ["Remove", "Remove"]
+    # Each Remove names whose drawing it takes out, as typed (markdown escaped).
+    assert [b.label for b in at.button if b.label.startswith("Remove ")] == [
+        "Remove \\<b\\>x\\</b\\>'s drawing",
+        "Remove \\*\\*x\\*\\*'s drawing",
+    ]
 
 
 def test_teach_starts_the_training_without_holding_the_page(fake):

@@ -24,7 +24,7 @@ from frontend.stream.store import lesson_store
 from frontend.stream.tabs import stop_when_tab_closes
 from frontend.stream.waiting import follow
 from frontend.stream.wire import TrajectoryView
-from frontend.together.teach_side import TAUGHT, TRAINING, live_training, teach_a_word
+from frontend.together.teach_side import TRAINING, live_training, teach_a_word
 from services.common.api import pb
 from services.common.include_mask import Probe
 from services.common.shapes_world import SHAPES
@@ -108,7 +108,7 @@ st.subheader("The training, live")
 live_training(state, key="teach-student", student=student_id(), name=name)
 
 # 3. Prompt the new word
-if state.phase == TAUGHT and state.taught_word:
+if state.taught_word and state.phase != TRAINING:  # taught, or stopped with the word it had kept
     word = state.taught_word
     st.subheader(f"Try “{plain(word)}”")
     info = guarded(client.model_info)

@@ -21,8 +21,6 @@ from PIL import Image
 MAX_SIDE = 256  # the canvas is 256 x 256
 MAX_BYTES = 64 * 2**10
 MIN_INK, MAX_INK = 0.004, 0.7  # the share of the picture that is ink: a dot or a flood is not a shape
-PER_STUDENT = 3
-PER_CLASS = 32
 
 NOT_A_DRAWING = "This drawing could not be read. Draw on the canvas and press Hand in again."
 TOO_LARGE = f"This drawing is too large: a drawing may be at most {MAX_SIDE} x {MAX_SIDE} pixels."

@@ -28,6 +28,7 @@ from google.rpc import code_pb2
 
 from services.common.api import pb
 from services.common.shapes_data import caption_of
+from services.common.teaching import MIN_DRAWINGS
 from services.inference.diffusion.batching import BatchScheduler
 from services.inference.diffusion.jobs import Requester
 from services.inference.diffusion.models import DiffusionModel
@@ -51,7 +52,6 @@ from services.inference.together.shared import Change, ClassRecords, Snapshot
 log = logging.getLogger(__name__)
 
 DRAWINGS, WORD, TAUGHT = "drawings", "word", "taught"  # the class's records (see shared.py)
-MIN_DRAWINGS = 4
 MAX_STEPS = 600
 # A training step's price, in steps of one standard picture: measured on Shapes at one torch thread, a step of
 # 32 pictures with its share of sample sheets took 0.49 s, a guided step of one picture 0.025 s (about 20 times).
