@@ -22,6 +22,7 @@ from frontend.stream.load import load
 from frontend.stream.wire import TrajectoryView
 from services.common.api import pb
 from services.common.include_mask import Probe
+from services.common.shapes_world import SHAPES
 
 PROBES = [Probe.LATENT, Probe.PREDICTED_X0, Probe.LATENT_PREVIEW, Probe.PREDICTED_X0_PREVIEW]
 
@@ -170,8 +171,17 @@ if go:
             from services.common.shapes_judge import judge
 
             kept = judge(plain_run.image), judge(branch_run.image)
-            if kept[0].found and kept[1].found:
+            # The judge names only the shapes Shapes was made with: a prompt asking for another (a word the
+            # class taught its model, lesson 10) gets its colour and place said, not a shape it cannot tell.
+            named = all(any(shape in text.lower().split() for shape in SHAPES) for text in (before, after))
+            if kept[0].found and kept[1].found and named:
                 st.markdown(
                     f"The judge sees a {kept[0].colour} {kept[0].shape} {kept[0].position} in the original and a "
                     f"{kept[1].colour} {kept[1].shape} {kept[1].position} in the switched run."
+                )
+            elif kept[0].found and kept[1].found:
+                st.markdown(
+                    f"The judge sees {kept[0].colour} {kept[0].position} in the original and {kept[1].colour} "
+                    f"{kept[1].position} in the switched run. It tells only {', '.join(SHAPES[:-1])} and "
+                    f"{SHAPES[-1]} apart, so it names no shape here."
                 )
