@@ -57,9 +57,18 @@ def cut_long_prompt(limit: int) -> None:
 
 
 @st.cache_data(max_entries=1024, show_spinner=False)
-def never_learned(prompt: str, revision: str, _student: str) -> list[str]:
-    """The prompt's words the model never learned, kept per prompt and model: a rerun costs no Tokenize call."""
+def never_learned(prompt: str, revision: str, taught: str, _student: str) -> list[str]:
+    """The prompt's words the model never learned, kept per prompt, model and the class's own word (lesson 10)."""
     return unlearned_words(get_client().tokenize(prompt, _student))
+
+
+@st.cache_data(ttl=10, max_entries=64, show_spinner=False)
+def class_word(_class: str, _student: str) -> str:
+    """The word this class taught its own model (lesson 10), or "": asked again at most every 10 s."""
+    try:
+        return get_client().teaching(_student).taught_word
+    except StudentError:
+        return ""
 
 
 def use_example(key: str) -> None:
@@ -91,7 +100,8 @@ st.session_state.setdefault(PROMPT_KEY, examples[0])
 # No max_chars: the browser would refuse a long paste whole and leave the box as it was.
 prompt = st.text_area("Prompt", key=PROMPT_KEY, help=f"At most {limits.max_prompt_chars:,} characters.")
 try:
-    unknown = never_learned(prompt, info.model_revision, student_id()) if prompt.strip() else []
+    taught = class_word(get_client().class_name, student_id()) if info.model_family == SHAPES_FAMILY else ""
+    unknown = never_learned(prompt, info.model_revision, taught, student_id()) if prompt.strip() else []
 except StudentError:
     unknown = None  # the warning is a help, never a reason to stop the page
 model_name = info.model_display_name or "This model"
@@ -100,7 +110,11 @@ if unknown:
 elif unknown is not None and info.model_family == SHAPES_FAMILY:
     # Where the warning would be: the student sees the words were checked, and the page below does
     # not jump as the warning comes and goes.
-    st.success(f"{model_name} learned every word of this prompt.", icon=":material/check_circle:")
+    if taught and taught in prompt.lower().split():
+        st.success(f"Your class's own model learned every word of this prompt (“{plain(taught)}” is the word your "
+                   f"class taught it).", icon=":material/check_circle:")  # fmt: skip
+    else:
+        st.success(f"{model_name} learned every word of this prompt.", icon=":material/check_circle:")
 st.selectbox(
     "Or start from an example it knows every word of",
     examples,
