@@ -28,7 +28,7 @@ from google.rpc import code_pb2
 
 from services.common.api import pb
 from services.common.shapes_data import caption_of
-from services.common.teaching import MIN_DRAWINGS
+from services.common.teaching import MIN_DRAWINGS, PER_CLASS, PER_STUDENT
 from services.inference.diffusion.batching import BatchScheduler
 from services.inference.diffusion.jobs import Requester
 from services.inference.diffusion.models import DiffusionModel
@@ -118,10 +118,10 @@ class Teaching:
         def decide(snapshot: Snapshot) -> Change[tuple[str, int, int]]:
             kept = sheets.load_set(snapshot.value)
             mine = sum(d.student == who.student for d in kept)
-            if mine >= sheets.PER_STUDENT:
+            if mine >= PER_STUDENT:
                 raise DrawingsFull(f"You have handed in {mine} drawings, the most one student may. "
                                    "Your teacher can remove one if you want to draw again.")  # fmt: skip
-            if len(kept) >= sheets.PER_CLASS:
+            if len(kept) >= PER_CLASS:
                 raise DrawingsFull(f"The class has handed in {len(kept)} drawings, as many as the model takes.")
             kept.append(drawing)
             return Change((drawing.drawing_id, mine + 1, len(kept)), sheets.dump_set(kept))
