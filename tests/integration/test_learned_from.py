@@ -140,3 +140,24 @@ def test_a_model_with_random_weights_says_it_has_no_training_pictures(server):
         assert all(t.input_norm > 0 and t.known for t in tiny.tokenize("a dog").tokens[:4])
     finally:
         tiny.close()
+
+
+def test_how_it_learned_the_same_prompts_go_from_blobs_to_shapes(client):
+    """The checkpoints of a run of Shapes' recipe: the finished model paints what the captions say, the first not."""
+    page = client.training_samples()
+    steps = sorted({c.step for c in page.checkpoints})
+    captions = list(dict.fromkeys(c.caption for c in page.checkpoints))
+    assert len(captions) == 4 and len(steps) >= 4 and len(page.checkpoints) == len(captions) * len(steps)
+    assert {c.step for c in page.checkpoints if c.finished} == {steps[-1]}  # the last column: the model in use
+    assert "re-run" in page.checkpoints_run and "same starting noise" in page.checkpoints_run
+
+    def right_at(step: int) -> int:
+        right = 0
+        for kept in (c for c in page.checkpoints if c.step == step):
+            verdict, words = judge(decode_image(kept.image)), kept.caption.split()
+            placed = kept.caption.endswith(verdict.position)
+            right += verdict.found and verdict.colour in words and verdict.shape in words and placed
+        return right
+
+    assert right_at(steps[-1]) >= 3
+    assert right_at(steps[0]) < right_at(steps[-1])
