@@ -203,7 +203,7 @@ def test_a_class_teaches_heart_and_a_student_paints_it(people, service):
     shot(watcher, "training", watcher.get_by_test_id("stVegaLiteChart"))
     expect(watcher.get_by_text(re.compile(r"The loss (fell|rose|stayed|was)"))).to_be_visible(timeout=WAIT_MS)
     expect(watcher.get_by_text("Now: taught.").first).to_be_visible(timeout=TRAINING_MS)
-    expect(watcher.get_by_text(f"Your class's model has learned “heart”, in {STEPS} training steps")).to_be_visible()
+    expect(watcher.get_by_text(f"Your class's model was trained on “heart” for {STEPS} steps")).to_be_visible()
     expect(watcher.get_by_text(re.compile(r"The loss \w+ from [\d.]+ to [\d.]+ over 40 steps"))).to_be_visible()
     shot(watcher, "taught", watcher.get_by_text(re.compile("The model's pictures at step")))
 
