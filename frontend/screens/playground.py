@@ -10,13 +10,13 @@ from frontend.client import StudentError, get_client, student_id
 from frontend.drawing.look import alt_text
 from frontend.drawing.views import PREVIEW_NOTE, enlarge, guarded, plain
 from frontend.material.labels import SHAPES_FAMILY, example_prompts, unlearned_sentence, unlearned_words
-from frontend.player import LATENT_PANEL, guess_panel, guess_picture, live_picture, play_trajectory
+from frontend.material.live import follow_live
+from frontend.player import play_trajectory
 from frontend.stream.load import request_with
-from frontend.stream.progress import Phase, show
+from frontend.stream.progress import Phase
 from frontend.stream.reader import StreamReader
 from frontend.stream.store import lesson_store
 from frontend.stream.tabs import stop_when_tab_closes
-from frontend.stream.waiting import follow
 from frontend.stream.wire import TrajectoryView
 from frontend.together.student_side import share_to_class
 from services.common.api import pb
@@ -176,22 +176,8 @@ if generation is not None:
     status, stop_slot = st.empty(), st.empty()
     if not generation.state.snapshot().final:
         stop_slot.button("Stop", on_click=stop)
-        left, right = st.columns(2)
-        left_image, right_image = left.empty(), right.empty()
-
-        def draw(run: TrajectoryView) -> None:
-            step = run.steps[-1] if run.steps else None
-            if step is not None and step.latent_preview is not None:
-                live_picture(left_image, enlarge(step.latent_preview, 320), LATENT_PANEL)
-                live_picture(right_image, enlarge(guess_picture(step), 320), guess_panel(run))
-
-        ended = follow(generation, status, show_done=True, on_step=draw)
-        stop_slot.empty()
-        left_image.empty()
-        right_image.empty()
-    else:
-        ended = generation.state.snapshot()
-        show(status, ended)
+    ended = follow_live(generation, status, 320)
+    stop_slot.empty()
     if ended.phase == Phase.DONE and generation.trajectory.image is not None:
         st.session_state.result = generation.trajectory
 

@@ -16,14 +16,13 @@ import streamlit as st
 from frontend.client import StudentError, get_client, student_id
 from frontend.drawing.canvas import HandedIn, drawing_canvas
 from frontend.drawing.views import PREVIEW_NOTE, enlarge, guarded, plain, said
-from frontend.player import LATENT_PANEL, guess_panel, guess_picture, live_picture, play_trajectory
+from frontend.material.live import follow_live
+from frontend.player import play_trajectory
 from frontend.stream.load import request_with
-from frontend.stream.progress import Phase, show
+from frontend.stream.progress import Phase
 from frontend.stream.reader import StreamReader
 from frontend.stream.store import lesson_store
 from frontend.stream.tabs import stop_when_tab_closes
-from frontend.stream.waiting import follow
-from frontend.stream.wire import TrajectoryView
 from frontend.together.teach_side import TRAINING, live_training, teach_a_word
 from services.common.api import pb
 from services.common.include_mask import Probe
@@ -135,23 +134,7 @@ if state.taught_word and state.phase != TRAINING:  # taught, or stopped with the
         stop_when_tab_closes(st.session_state["teach-generation"])
     generation: StreamReader | None = st.session_state.get("teach-generation")
     if generation is not None:
-        status = st.empty()
-        if not generation.state.snapshot().final:
-            left, right = st.columns(2)
-            left_image, right_image = left.empty(), right.empty()
-
-            def draw(run: TrajectoryView) -> None:
-                step = run.steps[-1] if run.steps else None
-                if step is not None and step.latent_preview is not None:
-                    live_picture(left_image, enlarge(step.latent_preview, 256), LATENT_PANEL)
-                    live_picture(right_image, enlarge(guess_picture(step), 256), guess_panel(run))
-
-            ended = follow(generation, status, show_done=True, on_step=draw)
-            left_image.empty()
-            right_image.empty()
-        else:
-            ended = generation.state.snapshot()
-            show(status, ended)
+        ended = follow_live(generation, st.empty(), 256)
         run = generation.trajectory
         if ended.phase == Phase.DONE and run.image is not None:
             look, final = st.columns([3, 1])
