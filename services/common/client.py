@@ -82,6 +82,9 @@ class ClientSettings(TlsClientSettings):
         return self
 
 
+MAX_RECONNECT_BACKOFF_MS = 5_000
+
+
 class ClassroomClient:
     """The calls the lessons and the precompute job make, typed, over one shared channel."""
 
@@ -95,6 +98,8 @@ class ClassroomClient:
                 ("grpc.service_config", _SERVICE_CONFIG),
                 ("grpc.enable_retries", 1),
                 ("grpc.max_receive_message_length", 64 * 2**20),
+                # A restarted service is reached within seconds (gRPC's own backoff grows to 2 minutes).
+                ("grpc.max_reconnect_backoff_ms", MAX_RECONNECT_BACKOFF_MS),
             ],
         )
         self.stub = pb_grpc.DiffusionServiceStub(self.channel)

@@ -62,6 +62,14 @@ class Replicas:
         log.close()  # the child holds its own copy
         self.processes[index] = process
         wait_until_serving(address, timeout=timeout, process=process)
+        # Clients of one address and options share gRPC's connection to it, and the clients still open
+        # on the killed replica left that connection waiting to try again: wait until a client reaches it.
+        client = self.client(index)
+        try:
+            if not client.wait_until_serving(timeout, poll_s=0.2):
+                raise TimeoutError(f"no client reached replica {index} at {address}")
+        finally:
+            client.close()
         return address
 
     def running(self, index: int) -> bool:
