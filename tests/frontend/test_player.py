@@ -262,28 +262,37 @@ def test_a_cold_lesson_shows_progress_then_plays_without_a_rerun(browser_page, s
     expect(page.get_by_text(f"latent at step {last}").first).to_be_visible()
     settle(page, "player-4-keys")
 
-    # Another example, not computed yet: while it computes, the ready one is offered, one click away.
-    page.evaluate(COUNT_PICKERS)
-    picker = page.get_by_test_id("stSelectbox").first
-    picker.click()
-    other = page.get_by_role("option").nth(1)
-    other_name = other.inner_text().split(" · ")[0]
-    assert "not ready" in other.inner_text()
-    other.click()
-    expect(page.get_by_text("These are ready at once")).to_be_visible()
-    page.screenshot(path=str(ARTIFACTS / "player-5-ready-meanwhile.png"))
-    offered = page.get_by_role("button", name=re.compile(r"\(seed \d+\)$"))
-    expect(offered).to_have_count(1)  # the one computed so far
-    ready = offered.inner_text()
-    # While the other example computes, each of its steps redraws this button: on a loaded CPU a
-    # pointer click's wait for a still element can lose that race for minutes, where a person's click
-    # lands at once. The click event itself, sent to the button as it stands, is what a person sends.
-    offered.dispatch_event("click")
-    expect(page.get_by_text("These are ready at once")).to_have_count(0)
-    settle(page, "player-6-back-to-the-ready-one")
-    expect(picker_box(page)).to_have_value(f"{ready} · ready")
-    # The other one went on computing meanwhile: opened again, it is ready, with no wait to show.
-    page.wait_for_timeout(6_000)
+    # Another example, not computed yet: while it waits, the ready one is offered, one click away. The
+    # teacher holds the class meanwhile, so the offer stays on screen however fast this machine computes.
+    teacher = client_for(stack.grpc)
+    teacher.set_paused(TEACHER_CODE, True)
+    try:
+        page.evaluate(COUNT_PICKERS)
+        picker = page.get_by_test_id("stSelectbox").first
+        picker.click()
+        other = page.get_by_role("option").nth(1)
+        other_name = other.inner_text().split(" · ")[0]
+        assert "not ready" in other.inner_text()
+        other.click()
+        expect(page.get_by_text("These are ready at once")).to_be_visible()
+        wait_for(lambda: len(teacher.classroom(TEACHER_CODE).jobs) == 1, page)  # the other one, held
+        page.screenshot(path=str(ARTIFACTS / "player-5-ready-meanwhile.png"))
+        offered = page.get_by_role("button", name=re.compile(r"\(seed \d+\)$"))
+        expect(offered).to_have_count(1)  # the one computed so far
+        ready = offered.inner_text()
+        # While the other example waits, the page redraws its status: on a loaded CPU a pointer click's
+        # wait for a still element can lose that race for minutes, where a person's click lands at
+        # once. The click event itself, sent to the button as it stands, is what a person sends.
+        offered.dispatch_event("click")
+        expect(page.get_by_text("These are ready at once")).to_have_count(0)
+        settle(page, "player-6-back-to-the-ready-one")
+        expect(picker_box(page)).to_have_value(f"{ready} · ready")
+    finally:
+        teacher.set_paused(TEACHER_CODE, False)
+    # The other one went on meanwhile: computed once the class goes on, opened again it is ready, no wait.
+    wait_for(lambda: not teacher.classroom(TEACHER_CODE).jobs, page, timeout_ms=120_000)
+    teacher.close()
+    page.wait_for_timeout(2_000)  # the front end stores the picture its stream ended with
     page.evaluate(WATCH_STATUSES, STATUS)
     picker.click()
     page.get_by_role("option", name=re.compile(re.escape(other_name))).click()
