@@ -15,6 +15,7 @@ import pytest
 
 from services.common.api import ADDRESS_METADATA, LESSON_METADATA, RESUME_METADATA, STUDENT_METADATA, pb, unbatch
 from services.common.client import ClassroomClient, ClientSettings, StudentError
+from services.inference.trajectories.lease import lease_key
 from tests.frontend.conftest import LESSON_CATALOG
 from tests.integration.helpers import collect, request
 from tests.support.redis_server import RedisServer
@@ -41,10 +42,18 @@ def wait_for(condition: Callable[[], bool], what: str, timeout: float = 60) -> N
         time.sleep(0.01)
 
 
-def idle(server: ServerThread) -> Callable[[], bool]:
+def idle(server: ServerThread, redis_server: RedisServer) -> Callable[[], bool]:
+    """Nothing runs, and no claim is left in Redis.
+
+    A claim the service is still giving up after a cancel would make the same request, sent
+    again, follow that claim (a join) instead of computing it.
+    """
+    claims = redis_server.client()
+
     def no_work() -> bool:
         stats = server.call(server.classroom.scheduler.stats)
-        return stats.active_generations == 0 and stats.queued_generations == 0
+        idle_here = stats.active_generations == 0 and stats.queued_generations == 0
+        return idle_here and not claims.keys(lease_key("*"))
 
     return no_work
 
@@ -83,7 +92,7 @@ def test_refused_requests_do_not_make_a_crowd(limited):
 
 
 def test_a_resume_ticket_runs_its_request_again_once(limited):
-    server, _ = limited
+    server, redis_server = limited
     channel, stub = stub_for(server.address)
     mine = ((STUDENT_METADATA, "resumer"),)
     long = picture("a very long walk", steps=150, seed=11)
@@ -97,12 +106,12 @@ def test_a_resume_ticket_runs_its_request_again_once(limited):
     call, status = start()  # the student's one token
     ticket = status.resume_ticket
     call.cancel()
-    wait_for(idle(server), "the cancelled picture did not leave")
+    wait_for(idle(server, redis_server), "the cancelled picture did not leave")
     # The stream was lost (a restart, a cut network): the ticket sends it again, not charged.
     call, again = start(ticket)
     assert again.source == pb.TRAJECTORY_SOURCE_COMPUTED
     call.cancel()
-    wait_for(idle(server), "the resumed picture did not leave")
+    wait_for(idle(server, redis_server), "the resumed picture did not leave")
     # Once only: the same ticket, or the one the resumed stream gave, is charged like any request.
     for used in (ticket, again.resume_ticket):
         error = refused(lambda used=used: start(used))
@@ -111,7 +120,7 @@ def test_a_resume_ticket_runs_its_request_again_once(limited):
 
 
 def test_a_resume_ticket_refused_for_another_reason_still_works(limited):
-    server, _ = limited
+    server, redis_server = limited
     channel, stub = stub_for(server.address)
     here = (ADDRESS_METADATA, "10.0.0.9")
     mine = ((STUDENT_METADATA, "patient"), here)
@@ -119,7 +128,7 @@ def test_a_resume_ticket_refused_for_another_reason_still_works(limited):
     call = stub.Generate(long, metadata=mine)  # the student's one token
     ticket = next(unbatch(call)).status.resume_ticket
     call.cancel()
-    wait_for(idle(server), "the cancelled picture did not leave")
+    wait_for(idle(server, redis_server), "the cancelled picture did not leave")
     server.call(lambda: server.classroom.pause(True))  # what is asked for waits
     others = []
     for name in ("one", "two", "three"):  # classmates at the same computer take its three places
@@ -131,11 +140,11 @@ def test_a_resume_ticket_refused_for_another_reason_still_works(limited):
     for other in others:
         other.cancel()
     server.call(lambda: server.classroom.pause(False))
-    wait_for(idle(server), "the classmates' pictures did not leave")
+    wait_for(idle(server, redis_server), "the classmates' pictures did not leave")
     call = stub.Generate(long, metadata=(*mine, (RESUME_METADATA, ticket)))
     assert next(unbatch(call)).status.source == pb.TRAJECTORY_SOURCE_COMPUTED  # still free: it bought nothing before
     call.cancel()
-    wait_for(idle(server), "the resumed picture did not leave")
+    wait_for(idle(server, redis_server), "the resumed picture did not leave")
     channel.close()
 
 
