@@ -106,6 +106,7 @@ def test_a_class_teaches_its_model_a_word_that_is_its_alone(clients):
     assert final.phase == pb.TEACHING_PHASE_TAUGHT, final.message
     assert final.taught_word == "heart" and final.step == final.total_steps == STEPS
     assert len(final.losses) == STEPS and all(loss > 0 for loss in final.losses)
+    assert len(final.new_word_losses) == len(final.known_losses) == STEPS  # each step's two halves, kept apart
     sheet = Image.open(io.BytesIO(final.samples_png))
     assert sheet.height == 64 and len(final.samples_prompts) >= 1 and "heart" in final.samples_prompts[0]
     assert f"from 5 drawings in {STEPS} steps" in final.message

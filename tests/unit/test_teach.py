@@ -189,6 +189,11 @@ def test_progress_reports_every_step_with_a_falling_loss_and_pictures_at_the_end
     assert [r.step for r in reports] == list(range(1, 25)) and {r.total for r in reports} == {24}
     losses = [r.loss for r in reports]
     assert np.mean(losses[-8:]) < np.mean(losses[:8])  # it learns the new word from the start
+    # Its two halves: the drawings' loss is what falls; the known shapes' stays where the model had it.
+    new, known = [r.new_word_loss for r in reports], [r.known_loss for r in reports]
+    assert np.mean(new[-8:]) < 0.8 * np.mean(new[:8])
+    assert np.mean(known[-8:]) < 1.25 * np.mean(known[:8])
+    assert np.mean(new[:8]) > np.mean(known[:8])  # a word it never saw starts far worse than the shapes it knew
     assert all(r.samples is None for r in reports[:-1])
     samples = reports[-1].samples
     assert samples is not None and len(samples) == 2

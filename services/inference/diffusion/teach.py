@@ -107,6 +107,8 @@ class TeachProgress:
     loss: float  # this step's loss
     samples: list[np.ndarray] | None  # [64, 64, 3] uint8 pictures of "a <colour> <word>", or None
     seconds: float = 0.0  # since teaching started (painting and encoding included)
+    new_word_loss: float = 0.0  # the loss on the batch's half of the class's drawings
+    known_loss: float = 0.0  # on its half of the four known shapes: rising, the model would be forgetting them
 
 
 @dataclass
@@ -313,8 +315,8 @@ class _Learner:
         self.noise_schedule = DDPMScheduler.from_config(model.scheduler_config)
         self.alphas_cumprod = self.noise_schedule.alphas_cumprod.to(model.device)
 
-    def step(self, clean: torch.Tensor, text: torch.Tensor, generator: torch.Generator) -> float:
-        """One step of Shapes' own training (train.py): noise added at random levels, the noise predicted, weighted."""
+    def step(self, clean: torch.Tensor, text: torch.Tensor, generator: torch.Generator) -> tuple[float, float, float]:
+        """One step of Shapes' own training (train.py); the loss of the batch, of its drawn half, of its known half."""
         # One noise level from each of len(clean) equal bands of 0..999 (shuffled): every step sees the whole
         # range, so the loss the class watches falls smoothly instead of jumping with the levels drawn.
         bands = (torch.arange(len(clean)) + torch.rand(len(clean), generator=generator)) / len(clean)
@@ -329,7 +331,10 @@ class _Learner:
         torch.nn.utils.clip_grad_norm_([*self.learning, self.table], 1.0)
         self.optimiser.step()
         self.schedule.step()
-        return loss.item()
+        with torch.no_grad():  # halves as `_TrainingSet.batch` orders them: the drawings, then the known shapes
+            new, known = (weighted_noise_loss(prediction[h], noise[h], self.alphas_cumprod[t[h]]).item()
+                          for h in (slice(None, len(clean) // 2), slice(len(clean) // 2, None)))  # fmt: skip
+        return loss.item(), new, known
 
     def taught(self) -> dict[str, torch.Tensor]:
         """5. What was learned: the word's rows, and the UNet weights that learned."""
@@ -375,12 +380,12 @@ def teach(
     for step in range(1, steps + 1):
         if should_stop():
             break
-        loss = learner.step(*pictures.batch(config.batch, config.caption_dropout, generator), generator)
+        loss, new, known = learner.step(*pictures.batch(config.batch, config.caption_dropout, generator), generator)
         done = step
         samples = None
         if step == steps or (config.sample_every and step % config.sample_every == 0):
             samples = _samples(view, word, config)
-        on_progress(TeachProgress(step, steps, loss, samples, time.perf_counter() - started))
+        on_progress(TeachProgress(step, steps, loss, samples, time.perf_counter() - started, new, known))
 
     # 5. The taught word: a few tensors, kept apart from Shapes.
     details = {"trains": config.trains, "seed": str(seed), "drawings": str(len(drawings))}

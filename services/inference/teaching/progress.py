@@ -30,6 +30,8 @@ class WordState:
     step: int = 0
     total: int = 0
     losses: list[float] = field(default_factory=list)
+    new_word_losses: list[float] = field(default_factory=list)  # the half of each step's batch that was drawn
+    known_losses: list[float] = field(default_factory=list)  # the half that showed the four known shapes
     samples_png: bytes = b""
     samples_step: int = 0
     samples_prompts: list[str] = field(default_factory=list)
@@ -93,6 +95,8 @@ class WordState:
             step=self.step,
             total_steps=self.total,
             losses=self.losses,
+            new_word_losses=self.new_word_losses,
+            known_losses=self.known_losses,
             samples_png=self.samples_png,
             samples_step=self.samples_step,
             samples_prompts=self.samples_prompts,
