@@ -22,6 +22,9 @@ class FrontendSettings(ClientSettings):
     class_code_file: Path | None = Field(None, description="A file holding the class code (the secrets folder).")
     # Names this class to the service, when several classes share one server (each its own front end).
     class_name: str = Field("", description="This class's name, for per-class queue shares; empty: none.")
+    # Lessons 9 and 10 are about Shapes, the small model trained for this classroom: on a server whose
+    # model is another (Stable Diffusion on a GPU), compose runs Shapes beside it, and they ask it there.
+    shapes_addr: str = Field("", description="A service running Shapes, for lessons 9 and 10; empty: the main one.")
     # Opens the teacher's page (the inference service must have the same code).
     teacher_code: str | None = Field(None, description="The teacher code; unset: no teacher page.")
     # Made at the first start like the class code, but said only in the log; CLASSROOM_TEACHER_CODE still wins.

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import streamlit as st
 
-from frontend.client import get_client
+from frontend.client import client_for
 from frontend.drawing.views import guarded
 from frontend.stream.load import expected_seconds, load, ready
 from frontend.stream.wire import TrajectoryView
@@ -20,6 +20,7 @@ class Example:
     labels: dict[str, str]
     request_bytes: bytes
     cached: bool
+    server: str = ""  # the service whose catalog lists it: "" for the main one (`frontend.client.client_for`)
 
     @property
     def request(self) -> pb.GenerateRequest:
@@ -31,7 +32,7 @@ class Example:
     @property
     def ready(self) -> bool:
         """Opening it needs no model work: it is in the service's cache, or this front end holds it."""
-        return self.cached or ready(self.request)
+        return self.cached or ready(self.request, client=client_for(self.server))
 
     def readiness(self) -> str:
         """A few words for a picker: ready, or how long it would take."""
@@ -46,15 +47,16 @@ class Example:
 
 # Fresh enough: what this front end computed itself is marked ready at once (`frontend/stream/load.py`, ready).
 @st.cache_data(ttl=30, show_spinner=False)
-def examples(collection: str) -> list[Example]:
-    """The entries of one catalog collection (an empty list if the catalog lacks it)."""
-    listing = get_client().lessons(collection)
+def examples(collection: str, server: str = "") -> list[Example]:
+    """The entries of one catalog collection (an empty list if the catalog lacks it); `server`: see `Example`."""
+    listing = client_for(server).lessons(collection)
     return [
         Example(
             id=entry.id,
             labels=dict(entry.labels),
             request_bytes=entry.request.SerializeToString(deterministic=True),
             cached=entry.cache_state in (pb.CACHE_STATE_LESSON, pb.CACHE_STATE_AD_HOC),
+            server=server,
         )
         for entry in listing.entries
     ]
@@ -87,7 +89,8 @@ def open_prompt_example(key: str, guidance: str = "7") -> tuple[Example, Traject
     if not example.ready:
         with meanwhile.container():
             offer_ready(items, key, describe)
-    run = guarded(lambda: load(example.request, lesson_entry=example.id, cold=not example.ready))
+    run = guarded(lambda: load(example.request, lesson_entry=example.id, cold=not example.ready,
+                               client=client_for(example.server)))  # fmt: skip
     meanwhile.empty()
     if run is None:
         st.stop()

@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 
 import streamlit as st
 
-from frontend.client import StudentError, get_client
+from frontend.client import ClassroomClient, StudentError, client_for, get_client
 from frontend.stream.progress import Phase
 from frontend.stream.reader import FAILED_SENTENCE, StreamReader
 from frontend.stream.store import lesson_store
@@ -31,23 +31,25 @@ LESSON_PROBES = [
 
 @st.cache_data(ttl=60, show_spinner=False)
 def _server_on_request_defaults(address: str) -> list[str]:
-    return sorted(ON_REQUEST_PROBES.intersection(get_client().model_info().default_include_paths))
+    return sorted(ON_REQUEST_PROBES.intersection(client_for(address).model_info().default_include_paths))
 
 
-def server_defaults() -> frozenset[str]:
+def server_defaults(client: ClassroomClient | None = None) -> frozenset[str]:
     """The probes computed on request that the server gives by default (on Shapes: each step's guess decoded).
 
     The service decides (`probes.default_probes`); its lesson examples carry the same, so a
-    lesson opened with them finds its precomputed trajectory.
+    lesson opened with them finds its precomputed trajectory. `client`: the main service's when None.
     """
     try:
-        client = get_client()
+        client = client or get_client()
         return frozenset(_server_on_request_defaults(client.settings.inference_addr))  # per server
     except StudentError:  # the service cannot answer now: the request goes without, and says so in its pictures
         return frozenset()
 
 
-def request_with(request: pb.GenerateRequest, probes: Sequence[str] | None = None) -> pb.GenerateRequest:
+def request_with(
+    request: pb.GenerateRequest, probes: Sequence[str] | None = None, client: ClassroomClient | None = None
+) -> pb.GenerateRequest:
     """The request as the lessons send it: the probes they draw, those computed on request it names, the server's.
 
     A catalog entry's request names the costly probes (cross-attention maps, decoded guesses)
@@ -58,14 +60,24 @@ def request_with(request: pb.GenerateRequest, probes: Sequence[str] | None = Non
     message.CopyFrom(request)
     del message.include.paths[:]
     wanted = probes or LESSON_PROBES
-    on_request = (ON_REQUEST_PROBES.intersection(request.include.paths) | server_defaults()) - set(wanted)
+    on_request = (ON_REQUEST_PROBES.intersection(request.include.paths) | server_defaults(client)) - set(wanted)
     message.include.paths.extend([*wanted, *sorted(on_request)])
     return message
 
 
-def ready(request: pb.GenerateRequest, probes: Sequence[str] | None = None) -> bool:
+def store_key(message: pb.GenerateRequest, client: ClassroomClient | None = None) -> bytes:
+    """The request's name in this process's store: a service beside the main one paints with another model."""
+    key = message.SerializeToString(deterministic=True)
+    if client is None or client is get_client():
+        return key
+    return client.settings.inference_addr.encode() + b"\0" + key
+
+
+def ready(
+    request: pb.GenerateRequest, probes: Sequence[str] | None = None, client: ClassroomClient | None = None
+) -> bool:
     """Whether this process already holds the trajectory (opening it needs no model work)."""
-    return lesson_store().finished(request_with(request, probes).SerializeToString(deterministic=True)) is not None
+    return lesson_store().finished(store_key(request_with(request, probes, client), client)) is not None
 
 
 def expected_seconds(request: pb.GenerateRequest) -> float | None:
@@ -81,16 +93,18 @@ def load(
     *,
     planned: str = "this example",
     cold: bool = False,
+    client: ClassroomClient | None = None,
 ) -> TrajectoryView:
     """A whole trajectory (from the cache when it was precomputed), kept for every session.
 
     While it takes more than a moment, the page shows what is happening where this is
     called, with the steps as they come (at once when it is known to be `cold`: not
     cached anywhere). `lesson_entry` names the catalog entry being opened: computed, it
-    is kept as the lesson's. Raises StudentError when it cannot be had.
+    is kept as the lesson's. `client`: the service to ask (the main one when None; lessons 9
+    and 10 ask Shapes'). Raises StudentError when it cannot be had.
     """
-    message = request_with(request, probes)
-    key = message.SerializeToString(deterministic=True)
+    message = request_with(request, probes, client)
+    key = store_key(message, client)
     store = lesson_store()
     finished = store.finished(key)
     if finished is not None:
@@ -98,7 +112,7 @@ def load(
 
     def start(on_end: Callable[[StreamReader], None]) -> StreamReader:
         return StreamReader(message, lesson_entry=lesson_entry, expected_step_s=store.pace.expect(message),
-                            on_end=on_end)  # fmt: skip
+                            on_end=on_end, client=client)  # fmt: skip
 
     reader = store.reader(key, start)
     slot = st.empty()

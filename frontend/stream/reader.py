@@ -15,7 +15,7 @@ import grpc
 import streamlit as st
 
 from frontend.access.transport import browser_address
-from frontend.client import RECONNECT_DELAYS_S, StudentError, get_client, student_id
+from frontend.client import RECONNECT_DELAYS_S, ClassroomClient, StudentError, get_client, student_id
 from frontend.stream.progress import StreamState
 from frontend.stream.wire import TrajectoryView
 from services.common.api import pb
@@ -43,11 +43,12 @@ class StreamReader:
         lesson_entry: str = "",
         expected_step_s: float | None = None,
         on_end: Callable[[StreamReader], None] | None = None,
+        client: ClassroomClient | None = None,
     ) -> None:
         self.request = request
         self.trajectory = TrajectoryView()
         self.state = StreamState(total_steps=request.num_inference_steps, expected_step_s=expected_step_s)
-        self._client = get_client()
+        self._client = client or get_client()  # the main service's, unless a page asks one beside it
         self._who = {"student": student_id(), "name": _name(), "address": browser_address()}
         self._lesson_entry = lesson_entry
         self._on_end = on_end

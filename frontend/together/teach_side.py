@@ -18,7 +18,7 @@ from collections.abc import Sequence
 
 import streamlit as st
 
-from frontend.client import ClassroomClient, StudentError, get_client
+from frontend.client import ClassroomClient, StudentError, shapes_client
 from frontend.drawing.views import guarded, plain, said
 from services.common.api import pb
 from services.common.teaching import MIN_DRAWINGS, PER_CLASS, PER_STUDENT
@@ -43,11 +43,21 @@ PHASE_NAMES = {
 }
 
 
+NEW_WORD_LINE = "the class's drawings"
+KNOWN_LINE = "the four shapes it knew"
+
+
 def _number(value: float) -> str:
     return f"{value:.3g}"
 
 
-def loss_summary(losses: Sequence[float]) -> str:
+def _ends(losses: Sequence[float]) -> tuple[float, float, int]:
+    """The start and end of a noisy loss curve: averages of its first and last tenth (at most 10 steps)."""
+    each = max(1, min(10, len(losses) // 10))
+    return sum(losses[:each]) / each, sum(losses[-each:]) / each, each
+
+
+def loss_summary(losses: Sequence[float], what: str = "The loss") -> str:
     """One sentence saying what the loss curve shows, from its numbers (for everyone, screen readers too).
 
     The loss of one step is noisy (each step trains on a few random pictures), so with enough
@@ -57,15 +67,32 @@ def loss_summary(losses: Sequence[float]) -> str:
     if count == 0:
         return "No training steps yet, so there is no loss to show."
     if count == 1:
-        return f"The loss was {_number(losses[0])} after the first step."
-    each = max(1, min(10, count // 10))
-    start, end = sum(losses[:each]) / each, sum(losses[-each:]) / each
+        return f"{what} was {_number(losses[0])} after the first step."
+    start, end, each = _ends(losses)
     first, last = _number(start), _number(end)
     averaged = f" (averages of the first {each} and the last {each} steps)" if each > 1 else ""
     if first == last:
-        return f"The loss stayed at about {first} over {count} steps{averaged}."
+        return f"{what} stayed at about {first} over {count} steps{averaged}."
     verb = "fell" if end < start else "rose"
-    return f"The loss {verb} from {first} to {last} over {count} steps{averaged}."
+    return f"{what} {verb} from {first} to {last} over {count} steps{averaged}."
+
+
+FORGETTING = 1.1  # the known shapes' loss this much above where it started: the model is forgetting them
+
+
+def halves_summary(new_word: Sequence[float], known: Sequence[float]) -> str:
+    """What the two halves of the training show: the new word learned, the old shapes kept (or not)."""
+    said_new = loss_summary(new_word, "On the class's drawings, the loss")
+    said_known = loss_summary(known, "On the four shapes it already knew, the loss")
+    if len(known) < 2:
+        return f"{said_new} {said_known}"
+    start, end, _ = _ends(known)
+    verdict = (
+        "It is getting worse at the shapes it knew: it is starting to forget them."
+        if end > FORGETTING * start
+        else "It has not got worse at the shapes it knew: practising them alongside keeps them."
+    )
+    return f"{said_new} {said_known} {verdict}"
 
 
 def _quoted(word: str) -> str:
@@ -123,12 +150,21 @@ def show_training(state: pb.TeachingState, student: bool = True) -> None:
         import pandas as pd  # the lesson pages' libraries, loaded in the background at start-up
 
         st.markdown(
-            "**The loss**: how wrong the model's guesses of the noise are on the training pictures, "
-            "at each step (lower is better)."
+            "**The loss**: how wrong the model's guesses of the noise are on the training pictures, at each "
+            "step (lower is better). A model that guessed no noise at all would score about 1; a perfect "
+            "guess scores 0. Each step practises on the class's drawings and, as much, on the four shapes it "
+            "already knew, so that it does not forget them: the chart shows the two apart."
         )
-        st.line_chart(pd.DataFrame({"step": range(1, len(losses) + 1), "loss": losses}), x="step", y="loss",
-                      height=220)  # fmt: skip
-        st.caption(loss_summary(losses))
+        steps = range(1, len(losses) + 1)
+        halves = len(state.new_word_losses) == len(losses) == len(state.known_losses)
+        if halves:
+            table = pd.DataFrame({"step": steps, NEW_WORD_LINE: list(state.new_word_losses),
+                                  KNOWN_LINE: list(state.known_losses)})  # fmt: skip
+            st.line_chart(table, x="step", y=[NEW_WORD_LINE, KNOWN_LINE], y_label="loss", height=220)
+            st.caption(halves_summary(state.new_word_losses, state.known_losses))
+        else:  # a record from before the halves were kept
+            st.line_chart(pd.DataFrame({"step": steps, "loss": losses}), x="step", y="loss", height=220)
+            st.caption(loss_summary(losses))
     if state.samples_png:
         prompts = "; ".join(plain(prompt) for prompt in state.samples_prompts)
         said_prompts = "; ".join(plain(prompt, "text") for prompt in state.samples_prompts)
@@ -157,15 +193,16 @@ def live_training(state: pb.TeachingState, *, key: str, student: str = "", name:
     whole page runs again: what it offers (the canvas, the prompt box) depends on them.
     """
     st.session_state[f"{key}-view"] = _view(state)
+    as_student = bool(student) and not st.session_state.get("teacher_code")  # the teacher reads the teacher's
 
     def read_again() -> None:
-        fresh = guarded(lambda: get_client().teaching(student, name))
+        fresh = guarded(lambda: shapes_client().teaching(student, name))
         if fresh is None:
             return
         if _view(fresh) != st.session_state.get(f"{key}-view"):
             st.session_state[f"{key}-view"] = _view(fresh)
             st.rerun()
-        show_training(fresh, student=bool(student))
+        show_training(fresh, student=as_student)
 
     st.fragment(run_every=_poll_s(state))(read_again)()
 
@@ -225,7 +262,7 @@ def _teach() -> None:
     if isinstance(earlier, TeachRun) and earlier.reading():
         _said("Teach was pressed already: waiting for the image server's answer.")
         return
-    run = TeachRun(get_client(), _code(), word, steps)
+    run = TeachRun(shapes_client(), _code(), word, steps)
     st.session_state["teach-run"] = run
     if not run.first_answer(FIRST_ANSWER_S):
         _said(f"Asked to teach {_quoted(word)}: the training starts when the model is free; it shows below.")
@@ -236,31 +273,35 @@ def _teach() -> None:
 
 
 def _stop() -> None:
-    stopped = guarded(lambda: get_client().stop_teaching(_code()))
+    stopped = guarded(lambda: shapes_client().stop_teaching(_code()))
     if stopped is not None:
         _said("Stopped the training." if stopped else "Nothing was training.")
 
 
 def _forget() -> None:
     drawings_too = bool(st.session_state.get("teach-forget-drawings"))
-    changed = guarded(lambda: get_client().reset_word(_code(), drawings_too))
+    changed = guarded(lambda: shapes_client().reset_word(_code(), drawings_too))
     if changed is not None:
         gone = " and its drawings are gone" if drawings_too else ""
         _said(f"The class's model is plain Shapes again{gone}." if changed else "There was nothing to forget.")
 
 
 def _remove(drawing_id: str, name: str) -> None:
-    removed = guarded(lambda: get_client().remove_drawing(_code(), drawing_id))
-    if removed is not None:
+    removed = guarded(lambda: shapes_client().remove_drawing(_code(), drawing_id))
+    if removed is not None:  # said beside the drawings: a click there runs only their fragment again
         whose = plain(name) if name else "a student"
-        _said(f"Removed a drawing by {whose}." if removed else "That drawing was already gone.")
+        sentence = f"Removed a drawing by {whose}." if removed else "That drawing was already gone."
+        st.session_state["teach-removed"] = sentence
 
 
 def _class_drawings() -> None:
-    drawings = guarded(lambda: get_client().drawings(_code()))
+    drawings = guarded(lambda: shapes_client().drawings(_code()))
     if drawings is None:
         return
     st.markdown(f"**The class's drawings: {len(drawings)}.** Remove any that is not the shape before you teach.")
+    removed = st.session_state.pop("teach-removed", None)
+    if removed is not None:
+        st.success(removed, icon=":material/check_circle:")
     columns = st.columns(DRAWING_COLUMNS)
     for number, drawing in enumerate(drawings):
         column = columns[number % DRAWING_COLUMNS]
@@ -284,7 +325,7 @@ def teach_a_word(live: bool = True) -> None:
             st.error(said(sentence), icon=":material/error:")
         else:
             st.success(sentence, icon=":material/check_circle:")
-    state = guarded(lambda: get_client().teaching())
+    state = guarded(lambda: shapes_client().teaching())
     if state is None:
         return
     if not state.teachable:

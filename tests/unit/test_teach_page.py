@@ -19,7 +19,7 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from frontend.client import StudentError
-from frontend.together.teach_side import loss_summary
+from frontend.together.teach_side import halves_summary, loss_summary
 from services.common.api import pb
 from tests.support.frontend import page_file
 
@@ -41,6 +41,7 @@ class FakeClient:
     submitted: ClassVar[list[tuple[bytes, str, str]]] = []
     taught: ClassVar[list[tuple[str, str, int]]] = []
     acted: ClassVar[list[tuple[str, object]]] = []
+    asked: ClassVar[list[str]] = []  # the address of each service asked for the class's teaching
     refusal = ""
     taught_event = threading.Event()
 
@@ -49,6 +50,7 @@ class FakeClient:
         self.class_name = class_name
 
     def teaching(self, student: str = "", name: str = "") -> pb.TeachingState:
+        FakeClient.asked.append(self.settings.inference_addr)
         return self.state
 
     def model_info(self) -> pb.GetModelInfoResponse:
@@ -90,16 +92,18 @@ class FakeClient:
 
 @pytest.fixture
 def fake(monkeypatch) -> Iterator[type[FakeClient]]:
-    from frontend.client import get_client
+    from frontend.client import _client_at, get_client
 
     monkeypatch.setattr("frontend.client.ClassroomClient", FakeClient)
+    monkeypatch.delenv("CLASSROOM_SHAPES_ADDR", raising=False)
     FakeClient.state = pb.TeachingState(phase=pb.TEACHING_PHASE_DRAWING, drawings=3, yours=1, teachable=True)
     FakeClient.drawings_in, FakeClient.submitted, FakeClient.taught, FakeClient.acted = [], [], [], []
+    FakeClient.asked = []
     FakeClient.taught_event.clear()
     FakeClient.refusal = ""
-    get_client.clear()
+    get_client.clear(), _client_at.clear()
     yield FakeClient
-    get_client.clear()
+    get_client.clear(), _client_at.clear()
 
 
 def lesson(teacher: bool = False) -> AppTest:
@@ -181,6 +185,19 @@ def test_a_refused_hand_in_says_why_and_keeps_the_drawing(fake):
     assert not fake.submitted
 
 
+def test_the_halves_sentence_says_whether_the_old_shapes_got_worse():
+    falling, level, rising = [0.02] * 10 + [0.01] * 10, [0.008] * 20, [0.008] * 10 + [0.0095] * 10
+    kept = halves_summary(falling, level)
+    assert kept.startswith("On the class's drawings, the loss fell from 0.02 to 0.01 over 20 steps")
+    assert "On the four shapes it already knew, the loss stayed at about 0.008 over 20 steps" in kept
+    assert kept.endswith("It has not got worse at the shapes it knew: practising them alongside keeps them.")
+    forgetting = halves_summary(falling, rising)
+    assert "the loss rose from 0.008 to 0.0095" in forgetting and "it is starting to forget them" in forgetting
+    # A rise within a tenth of where it started is noise, not forgetting; the sentence still says it rose.
+    slight = halves_summary(falling, [0.008] * 10 + [0.0085] * 10)
+    assert "rose from 0.008 to 0.0085" in slight and "It has not got worse" in slight
+
+
 def test_training_shows_the_step_the_loss_and_the_pictures_and_closes_hand_ins(fake):
     fake.state = pb.TeachingState(
         phase=pb.TEACHING_PHASE_TRAINING, word="heart", drawings=12, yours=2, step=40, total_steps=120,
@@ -193,11 +210,30 @@ def test_training_shows_the_step_the_loss_and_the_pictures_and_closes_hand_ins(f
     assert "The model is learning “heart”: step **40 of 120**, 42 s so far. The class's set has 12 drawings." in said
     assert loss_summary(LOSSES) in said and "The loss fell from 0.375 to 0.12 over 40 steps" in said
     assert len(at.get("vega_lite_chart")) + len(at.get("arrow_vega_lite_chart")) == 1, "the loss curve"
+    assert "A model that guessed no noise at all would score about 1" in said  # the loss's scale
     captions = [caption for image in at.get("image") for caption in image.captions]
     assert any(
         "The model's pictures at step 30, left to right: a red heart on the left; a blue heart" in c for c in captions
     ), captions
     assert canvases(at) == 0 and "handing in is closed" in said
+
+
+def test_the_two_halves_are_charted_apart_and_said(fake):
+    known = [0.3] * 40
+    fake.state = pb.TeachingState(
+        phase=pb.TEACHING_PHASE_TRAINING, word="heart", drawings=12, step=40, total_steps=120, teachable=True,
+        losses=LOSSES, new_word_losses=LOSSES, known_losses=known,
+    )  # fmt: skip
+    said = words(lesson())
+    assert halves_summary(LOSSES, known) in said and "It has not got worse at the shapes it knew" in said
+    assert loss_summary(LOSSES) not in said  # one sentence per chart: the halves'
+
+
+def test_the_teacher_on_the_lesson_page_reads_the_teacher_s_sentence(fake):
+    fake.state = pb.TeachingState(phase=pb.TEACHING_PHASE_DRAWING, drawings=3, yours=0, teachable=True)
+    said = words(lesson(teacher=True))
+    assert "Name the word and press Teach" in said and "When your teacher names the word" not in said
+    assert "When your teacher names the word" in words(lesson())
 
 
 def test_taught_offers_the_word_in_a_prompt_and_says_what_was_learned(fake):
@@ -311,3 +347,21 @@ def test_the_teacher_removes_a_drawing_stops_and_forgets(fake):
     at.button(key="teach-forget").click().run()
     assert ("reset", True) in fake.acted
     assert "The class's model is plain Shapes again and its drawings are gone." in [s.value for s in at.success]
+
+
+def test_beside_another_model_the_lesson_asks_shapes_there_and_says_so(fake, monkeypatch):
+    """A GPU server: Stable Diffusion is the main model, Shapes runs beside it (CLASSROOM_SHAPES_ADDR)."""
+    monkeypatch.setenv("CLASSROOM_SHAPES_ADDR", "shapes:50051")
+    fake.state = pb.TeachingState(phase=pb.TEACHING_PHASE_TAUGHT, word="heart", taught_word="heart", step=250,
+                                  total_steps=250, teachable=True)  # fmt: skip
+    at = lesson()
+    said = words(at)
+    assert set(fake.asked) == {"shapes:50051"}, fake.asked  # never the main service: its model is not Shapes
+    assert "This lesson runs on Shapes" in said
+    assert "Only Shapes knows “heart”" in said and "Every page now paints" not in said
+    # Without one beside, the server's own model is Shapes: the other pages paint the word too.
+    monkeypatch.delenv("CLASSROOM_SHAPES_ADDR")
+    fake.asked.clear()
+    said = words(lesson())
+    assert "This lesson runs on Shapes" not in said and "Every page now paints" in said
+    assert fake.asked and "shapes:50051" not in fake.asked

@@ -12,10 +12,11 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from frontend.client import get_client, student_id
+from frontend.client import client_for, shapes_client, student_id
 from frontend.drawing.look import alt_text
 from frontend.drawing.views import enlarge, guarded, plain, said
 from frontend.material.examples import examples
+from frontend.material.shapes_beside import say_shapes_beside
 from frontend.stream.load import load
 from frontend.stream.wire import TrajectoryView
 from services.common.api import pb
@@ -46,11 +47,12 @@ def training_page(server: str, offset: int, _student: str = "", _name: str = "")
     The student who asks first is named (not part of the cache's key): the service checks they are still in the
     class and counts the call in their allowance.
     """
-    return get_client().training_samples(offset, PAGE, _student, _name)
+    return client_for(server).training_samples(offset, PAGE, _student, _name)
 
 
 st.title("9. What it learned from")
-client = get_client()
+say_shapes_beside()
+client = shapes_client()  # Shapes: the server's model, or the one beside it (frontend/client.py)
 info = guarded(client.model_info)
 start = st.session_state.get("training-page", 1) - 1  # pages are numbered from 1
 name = st.session_state.get("display_name", "")
@@ -162,7 +164,7 @@ if training.checkpoints:
 
 # 2. What it never saw
 st.subheader("What it never saw")
-items = {item.label("prompt"): item for item in examples("never-seen")}
+items = {item.label("prompt"): item for item in examples("never-seen", client.settings.inference_addr)}
 runs: dict[str, TrajectoryView] = {}
 pairs = list(info.held_out_pairs)
 if pairs:
@@ -174,7 +176,7 @@ if pairs:
     )
     columns = st.columns(max(1, len([k for k in items if k != "dog"])))
     for column, (name, item) in zip(columns, [(k, v) for k, v in items.items() if k != "dog"], strict=False):
-        run = guarded(lambda item=item: load(item.request, lesson_entry=item.id))
+        run = guarded(lambda item=item: load(item.request, lesson_entry=item.id, client=client))
         if run is None or run.image is None:
             continue
         runs[name] = run
@@ -221,7 +223,7 @@ if learned is not None and dog is not None:
         )
     )
     dog_item = items.get("dog")
-    dog_run = guarded(lambda: load(dog_item.request, lesson_entry=dog_item.id)) if dog_item else None
+    dog_run = guarded(lambda: load(dog_item.request, lesson_entry=dog_item.id, client=client)) if dog_item else None
     if dog_run is not None and dog_run.image is not None:
         runs["dog"] = dog_run
         left, right = st.columns([1, 3])
@@ -247,7 +249,7 @@ with st.form("copy-check"):
     go = st.form_submit_button("Paint and compare", type="primary")
 if go:
     request = pb.GenerateRequest(prompt=prompt, seed=int(seed), width=info.default_width, height=info.default_height)
-    mine = guarded(lambda: load(request, planned="your picture"))
+    mine = guarded(lambda: load(request, planned="your picture", client=client))
     found = guarded(lambda: client.nearest_training(mine.key, 4, student_id(), name)) if mine is not None else None
     if found is not None and found.available and found.neighbours:
         st.session_state["copy-check-answer"] = found.SerializeToString()

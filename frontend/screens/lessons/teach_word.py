@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import streamlit as st
 
-from frontend.client import StudentError, get_client, student_id
+from frontend.client import StudentError, get_client, shapes_client, student_id
 from frontend.drawing.canvas import HandedIn, drawing_canvas
 from frontend.drawing.views import PREVIEW_NOTE, enlarge, guarded, plain, said
 from frontend.material.live import follow_live
+from frontend.material.shapes_beside import say_shapes_beside
 from frontend.player import play_trajectory
 from frontend.stream.load import request_with
 from frontend.stream.progress import Phase
@@ -54,7 +55,8 @@ def handed_in_sentence(yours: int, class_drawings: int) -> str:
 
 
 st.title("10. Teach it a new word")
-client = get_client()
+say_shapes_beside()
+client = shapes_client()  # Shapes: the server's model, or the one beside it (frontend/client.py)
 name = st.session_state.get("display_name", "")
 st.markdown(ABOUT.format(shapes=", ".join(SHAPES[:-1]) + f" and {SHAPES[-1]}"))
 state = guarded(lambda: client.teaching(student_id(), name))
@@ -124,12 +126,12 @@ if state.taught_word and state.phase != TRAINING:  # taught, or stopped with the
             guidance_scale=info.default_guidance_scale, width=info.default_width, height=info.default_height,
             scheduler=info.default_scheduler,
         )  # fmt: skip
-        request = request_with(request, [Probe.LATENT_PREVIEW, Probe.PREDICTED_X0_PREVIEW])
+        request = request_with(request, [Probe.LATENT_PREVIEW, Probe.PREDICTED_X0_PREVIEW], client)
         previous = st.session_state.get("teach-generation")
         if previous is not None:
             previous.stop()  # a new picture replaces one still coming
         st.session_state["teach-generation"] = StreamReader(
-            request, expected_step_s=lesson_store().pace.expect(request)
+            request, expected_step_s=lesson_store().pace.expect(request), client=client
         )
         stop_when_tab_closes(st.session_state["teach-generation"])
     generation: StreamReader | None = st.session_state.get("teach-generation")
@@ -145,10 +147,16 @@ if state.taught_word and state.phase != TRAINING:  # taught, or stopped with the
                 alt=f"the decoded image of “{plain(run.request.prompt, 'text')}”, seed {run.request.seed}",
             )  # fmt: skip
             st.caption(PREVIEW_NOTE)
-    st.markdown(
-        f"Every page now paints your class's prompts that use “{plain(word)}” with your class's own model "
-        "(prompts without it are painted by Shapes itself, as before). Try it with other "
-        "colours and places in the **Playground**; in lesson **7. Which word paints where**, type a prompt "
-        f"with “{plain(word)}” to see where the word paints; in lesson **8. When does the picture decide?**, "
-        f"switch from “{plain(word)}” to another shape part-way and see what stays."
-    )
+    if client is get_client():  # the other pages paint with this model too
+        st.markdown(
+            f"Every page now paints your class's prompts that use “{plain(word)}” with your class's own model "
+            "(prompts without it are painted by Shapes itself, as before). Try it with other "
+            "colours and places in the **Playground**; in lesson **7. Which word paints where**, type a prompt "
+            f"with “{plain(word)}” to see where the word paints; in lesson **8. When does the picture decide?**, "
+            f"switch from “{plain(word)}” to another shape part-way and see what stays."
+        )
+    else:
+        st.markdown(
+            f"Only Shapes knows “{plain(word)}”, and only your class's copy of it: try other colours and places "
+            "here. The other lessons and the Playground use this server's own model, which was not taught the word."
+        )

@@ -135,6 +135,8 @@ class Teaching:
         word = await self.word_state(classroom, fresh=True)
         kept = await self._drawn(classroom)
         message = word.to_proto(self.teachable)
+        if not self.teachable:  # Shapes beside this model learned it (frontend CLASSROOM_SHAPES_ADDR): not this one
+            message.taught_word = ""
         message.drawings = len(kept)
         message.yours = sum(d.student == student for d in kept) if student else 0
         return message
@@ -216,7 +218,8 @@ class Teaching:
             if state.training:
                 return Change(False)  # started meanwhile (another replica): follow it
             started = dataclasses.replace(state, phase=pb.TEACHING_PHASE_TRAINING, word=word, step=0,
-                                          total=steps, losses=[], samples_png=b"", samples_step=0,
+                                          total=steps, losses=[], new_word_losses=[],
+                                          known_losses=[], samples_png=b"", samples_step=0,
                                           samples_prompts=[], message="", seconds=0.0, beat=time.time(),
                                           stop=False)  # fmt: skip
             return Change(True, started.payload())
@@ -256,7 +259,7 @@ class Teaching:
         every STALE_S / 3, so no replica reads the training as stopped, and a stop is still heard.
         """
         started = time.monotonic()
-        progress: dict[str, Any] = {"losses": [], "word": word}
+        progress: dict[str, Any] = {"losses": [], "new_word_losses": [], "known_losses": [], "word": word}
         written = 0.0
         ended: Ended | None = None
         while ended is None:
@@ -265,7 +268,10 @@ class Teaching:
             except TimeoutError:
                 event = None  # a heartbeat
             if isinstance(event, TeachProgress):
-                progress.update(step=event.step, total=event.total, losses=[*progress["losses"], float(event.loss)])
+                progress.update(step=event.step, total=event.total)
+                for name, value in (("losses", event.loss), ("new_word_losses", event.new_word_loss),
+                                    ("known_losses", event.known_loss)):  # fmt: skip
+                    progress[name] = [*progress[name], float(value)]
                 if event.samples:
                     prompts = [caption_of(colour, word) for colour in TeachConfig().sample_colours]
                     progress.update(samples_png=samples_sheet(event.samples), samples_step=event.step,
