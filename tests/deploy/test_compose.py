@@ -28,7 +28,7 @@ def test_compose_file_validates_offline():
 
 def test_the_services_start_in_dependency_order_on_health(compose):
     services = compose["services"]
-    assert set(services) == {"secrets", "redis", "inference", "frontend", "precompute", "proxy"}
+    assert set(services) == {"secrets", "redis", "inference", "shapes", "frontend", "precompute", "proxy"}
     for name, service in services.items():
         for needed, condition in service.get("depends_on", {}).items():
             if needed == "secrets":  # a one-shot job: the others wait for it to finish
@@ -38,6 +38,7 @@ def test_the_services_start_in_dependency_order_on_health(compose):
             assert "healthcheck" in services[needed], f"{name} waits on {needed}, which has no health check"
     assert set(services["redis"]["depends_on"]) == {"secrets"}
     assert set(services["inference"]["depends_on"]) == {"redis"}
+    assert set(services["shapes"]["depends_on"]) == {"redis"}
     assert set(services["frontend"]["depends_on"]) == {"inference"}
     assert set(services["precompute"]["depends_on"]) == {"inference"}
     assert set(services["proxy"]["depends_on"]) == {"frontend"}
@@ -71,8 +72,21 @@ def test_frontend_on_8501_with_a_health_check(compose):
     assert frontend["environment"]["CLASSROOM_INFERENCE_ADDR"] == "inference:50051"
 
 
+def test_shapes_runs_beside_the_gpu_s_model_for_lessons_9_and_10(compose):
+    services = compose["services"]
+    shapes = services["shapes"]
+    assert shapes["environment"]["CLASSROOM_MODEL"] == "shapes" and shapes["environment"]["CLASSROOM_DEVICE"] == "cpu"
+    assert "deploy" not in shapes and "ports" not in shapes  # no GPU, and reached on the compose network only
+    assert shapes["environment"]["CLASSROOM_REDIS_URL"] == services["inference"]["environment"]["CLASSROOM_REDIS_URL"]
+    assert shapes["healthcheck"]["test"] == services["inference"]["healthcheck"]["test"]
+    assert services["frontend"]["environment"]["CLASSROOM_SHAPES_ADDR"] == "shapes:50051"
+
+
 def test_cpu_override_drops_the_gpu_and_runs_the_shapes_model():
     override = yaml.load((ROOT / "deploy" / "compose.cpu.yml").read_text(), Loader=_ResetLoader)
+    # The main service is Shapes: lessons 9 and 10 ask it, and none starts beside it.
+    assert override["services"]["shapes"] == {"scale": 0}
+    assert override["services"]["frontend"]["environment"]["CLASSROOM_SHAPES_ADDR"] == ""
     assert override["services"]["inference"]["deploy"] == "!reset"
     environment = override["services"]["inference"]["environment"]
     assert environment["CLASSROOM_DEVICE"] == "cpu"
@@ -114,29 +128,35 @@ def test_each_service_mounts_only_the_secrets_it_reads(compose):
     assert sorted(job["volumes"]) == sorted(f"{volume}:/secrets/{folder}" for volume, folder in SECRET_VOLUMES.items())
     readers = {reader.folder: set(reader.files) for reader in READERS}
     mounted = {}
-    for name in ("redis", "inference", "frontend", "precompute"):
+    for name in ("redis", "inference", "shapes", "frontend", "precompute"):
         volumes = [v for v in services[name]["volumes"] if v.split(":")[0] in SECRET_VOLUMES]
         assert len(volumes) == 1 and volumes[0].endswith(":/secrets:ro"), (name, volumes)
         mounted[name] = SECRET_VOLUMES[volumes[0].split(":")[0]]
         for variable, value in services[name].get("environment", {}).items():
             if variable.endswith("_FILE"):  # every secret a service is told to read is in its folder
                 assert value.removeprefix("/secrets/") in readers[mounted[name]], (name, variable)
-    assert mounted == {"redis": "redis", "inference": "service", "precompute": "service", "frontend": "frontend"}
+    assert mounted == {"redis": "redis", "inference": "service", "shapes": "service", "precompute": "service",
+                       "frontend": "frontend"}  # fmt: skip
     assert "redis_password" not in readers["frontend"] and "cache_secret" not in readers["frontend"]
     frontend = services["frontend"]["environment"]
     assert frontend["CLASSROOM_CLASS_CODE_FILE"] == "/secrets/class_code"
     assert frontend["CLASSROOM_CLASS_CODE"] == "${CLASSROOM_CLASS_CODE:-}"  # an explicit code still wins
-    for name in ("inference", "frontend"):  # the teacher code: made at the first start, each reader its own copy
+    for name in (
+        "inference",
+        "shapes",
+        "frontend",
+    ):  # the teacher code: made at the first start, each reader its own copy
         assert services[name]["environment"]["CLASSROOM_TEACHER_CODE_FILE"] == "/secrets/teacher_code"
         assert services[name]["environment"]["CLASSROOM_TEACHER_CODE"] == "${CLASSROOM_TEACHER_CODE:-}"
     assert "teacher_code" in readers["service"] and "teacher_code" in readers["frontend"]
-    for name in ("inference", "precompute"):
+    for name in ("inference", "shapes", "precompute"):
         assert services[name]["environment"]["CLASSROOM_REDIS_PASSWORD_FILE"] == "/secrets/redis_password"
         assert services[name]["environment"]["CLASSROOM_CACHE_SECRET_FILE"] == "/secrets/cache_secret"
-    for name in ("inference", "frontend", "precompute"):
+    for name in ("inference", "shapes", "frontend", "precompute"):
         assert services[name]["environment"]["CLASSROOM_API_TOKEN_FILE"] == "/secrets/api_token"
-    # The service listens on the compose network, which it may only do with the token.
+    # The services listen on the compose network, which they may only do with the token.
     assert services["inference"]["environment"]["CLASSROOM_HOST"] == "0.0.0.0"
+    assert services["shapes"]["environment"]["CLASSROOM_HOST"] == "0.0.0.0"
 
 
 def test_redis_runs_as_its_own_user_with_the_password_off_its_command_line(compose):

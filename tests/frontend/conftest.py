@@ -31,17 +31,18 @@ def catalog_server(settings: InferenceSettings, catalog: Path, entries: int | No
 
 def point_the_front_end_at(address: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """Point the front end at `address`, with its shared caches emptied before and after (a generator of one)."""
-    from frontend.client import get_client
+    from frontend.client import _client_at, get_client
     from frontend.material.examples import examples
     from frontend.stream.store import lesson_store
 
     monkeypatch.setenv("CLASSROOM_INFERENCE_ADDR", address)
-    for cached in (get_client, examples, lesson_store):
+    monkeypatch.delenv("CLASSROOM_SHAPES_ADDR", raising=False)
+    for cached in (get_client, _client_at, examples, lesson_store):
         cached.clear()
     try:
         yield address
     finally:
-        for cached in (get_client, examples, lesson_store):
+        for cached in (get_client, _client_at, examples, lesson_store):
             cached.clear()
 
 

@@ -2,7 +2,8 @@
 
 What the page says is checked against the service and the training program: the pictures are the
 first the program drew, the vector lengths are Tokenize's, and a red circle on the left finds a
-red circle on the left among its nearest training pictures.
+red circle on the left among its nearest training pictures. On a server whose own model is another
+(here the tiny one), lessons 9 and 10 ask Shapes running beside it.
 """
 
 from __future__ import annotations
@@ -72,3 +73,22 @@ def test_lesson_9_shows_its_training_pictures_a_word_it_never_learned_and_a_copy
     assert "The nearest, “a red circle on the left”" in said
     questions = [m.value for m in at.markdown if "Carlini et al. 2023" in m.value]
     assert questions and "Who should decide the rules" in said
+
+
+def test_beside_another_model_lessons_9_and_10_ask_shapes_there(frontend_env, shapes_server, monkeypatch):
+    """The front end's own service runs the tiny model (as a GPU server runs Stable Diffusion); Shapes runs beside."""
+    lesson_10 = AppTest.from_file(str(page_file("lessons/teach_word")), default_timeout=120).run()
+    assert not lesson_10.exception, [e.value for e in lesson_10.exception]
+    assert any("cannot be taught a new word on this server" in i.value for i in lesson_10.info)  # the tiny model
+
+    monkeypatch.setenv("CLASSROOM_SHAPES_ADDR", shapes_server.address)
+    lesson_9 = AppTest.from_file(str(page_file("lessons/learned_from")), default_timeout=180).run()
+    assert not lesson_9.exception and not lesson_9.error, [e.value for e in [*lesson_9.exception, *lesson_9.error]]
+    text = " ".join(m.value for m in lesson_9.markdown)
+    assert "learned from **40,000 pictures**" in text and "The judge sees an orange star at the top." in text
+    assert any("This lesson runs on Shapes" in c.value for c in lesson_9.caption)
+    lesson_10 = AppTest.from_file(str(page_file("lessons/teach_word")), default_timeout=120).run()
+    assert not lesson_10.exception, [e.value for e in lesson_10.exception]
+    assert not lesson_10.info or not any("cannot be taught" in i.value for i in lesson_10.info)
+    assert "Draw the new shape" in [h.value for h in lesson_10.subheader]  # Shapes' canvas, beside the tiny model
+    assert any("This lesson runs on Shapes" in c.value for c in lesson_10.caption)
