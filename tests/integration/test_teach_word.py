@@ -72,16 +72,21 @@ def test_drawings_are_checked_and_bounded(clients):
     for seed in range(3):
         answer = owls.submit_drawing(heart_png(seed), "s1", name="Sam")
         assert (answer.yours, answer.class_drawings) == (seed + 1, seed + 1)
+        if seed == 0:  # the same drawing again (a reload, a second tab): kept once, under its first id
+            again = owls.submit_drawing(heart_png(0), "s1", name="Sam")
+            assert (again.drawing_id, again.yours, again.class_drawings) == (answer.drawing_id, 1, 1)
     assert "3 drawings" in refused(lambda: owls.submit_drawing(heart_png(9), "s1"), grpc.StatusCode.RESOURCE_EXHAUSTED)
     assert owls.teaching("s1").yours == 3 and owls.teaching("s2").yours == 0
+    # Two students may draw alike: the same drawing from another student is theirs.
+    assert owls.submit_drawing(heart_png(0), "s2", name="Kim").yours == 1
 
     # What is kept is the drawing redrawn in black and white, with its ink where the student drew it.
     kept = owls.drawings(TEACHER)
-    assert [d.student_name for d in kept] == ["Sam"] * 3
+    assert [d.student_name for d in kept] == ["Sam"] * 3 + ["Kim"]
     assert (ink_of(kept[0].png) == ink_of(heart_png(0))).mean() > 0.99
     assert owls.remove_drawing(TEACHER, kept[0].drawing_id)
     assert not owls.remove_drawing(TEACHER, kept[0].drawing_id)
-    assert len(owls.drawings(TEACHER)) == 2
+    assert len(owls.drawings(TEACHER)) == 3
     # Another class sees none of them; a wrong teacher code sees nothing at all.
     assert clients("foxes-check").drawings(TEACHER) == []
     refused(lambda: owls.drawings("not-the-code"), grpc.StatusCode.PERMISSION_DENIED)

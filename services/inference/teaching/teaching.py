@@ -24,8 +24,6 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from google.rpc import code_pb2
-
 from services.common.api import pb
 from services.common.shapes_data import caption_of
 from services.common.teaching import MIN_DRAWINGS, PER_CLASS, PER_STUDENT
@@ -43,10 +41,11 @@ from services.inference.diffusion.teach import (
     teach,
 )
 from services.inference.diffusion.training import Ended, TrainingJob
-from services.inference.refusals import Refusal, RequestError
+from services.inference.refusals import RequestError
 from services.inference.settings import InferenceSettings
 from services.inference.teaching import drawings as sheets
 from services.inference.teaching.progress import WordState, samples_sheet
+from services.inference.teaching.refusals import DrawingsFull, NotTeachable, TrainingNow
 from services.inference.together.shared import Change, ClassRecords, Snapshot
 
 log = logging.getLogger(__name__)
@@ -61,27 +60,6 @@ WRITE_EVERY_S = 0.5  # progress is written to the class's record at most this of
 KNOWN_FOR_S = 2.0  # how long a replica trusts what it read of a class's taught word and drawings
 CLASSES_KEPT = 512  # classes whose word and drawings a replica keeps read (then it forgets them all)
 SHAPES_FAMILY = "shapes"
-
-
-class NotTeachable(Refusal):
-    code = code_pb2.FAILED_PRECONDITION
-
-    def __init__(self) -> None:
-        super().__init__(
-            "This server's model can't be taught a new word here: lesson 10 needs the Shapes model, "
-            "small enough to train while the class watches."
-        )
-
-
-class DrawingsFull(Refusal):
-    code = code_pb2.RESOURCE_EXHAUSTED
-
-
-class TrainingNow(Refusal):
-    code = code_pb2.FAILED_PRECONDITION
-
-    def __init__(self) -> None:
-        super().__init__("The class's model is learning its new word right now. Wait until it is done.")
 
 
 class Teaching:
@@ -118,6 +96,9 @@ class Teaching:
         def decide(snapshot: Snapshot) -> Change[tuple[str, int, int]]:
             kept = sheets.load_set(snapshot.value)
             mine = sum(d.student == who.student for d in kept)
+            same = next((d for d in kept if d.student == who.student and d.png == clean), None)
+            if same is not None:  # handed in again (a reload, a second tab): kept once
+                return Change((same.drawing_id, mine, len(kept)))
             if mine >= PER_STUDENT:
                 raise DrawingsFull(f"You have handed in {mine} drawings, the most one student may. "
                                    "Your teacher can remove one if you want to draw again.")  # fmt: skip
