@@ -287,6 +287,23 @@ class DiffusionModel:
         special = {self.tokenizer.bos_token_id, self.tokenizer.eos_token_id, self.tokenizer.pad_token_id}
         return frozenset(i for ids in pieces for i in ids) | frozenset(i for i in special if i is not None)
 
+    def piece_ids(self, texts: list[str]) -> list[list[int]]:
+        """Each text's piece ids, without the start and end tokens (the tokenizer is shared: one caller at a time)."""
+        with self._tokenizer_lock:
+            return [list(ids) for ids in self.tokenizer(texts, add_special_tokens=False).input_ids]
+
+    def piece_texts(self, ids: list[int]) -> list[str]:
+        """Each piece id as text ("heart", "ear")."""
+        with self._tokenizer_lock:
+            return [self.tokenizer.decode([i]).strip() for i in ids]
+
+    def caption_ids(self, captions: list[str]) -> torch.Tensor:
+        """Captions as the text encoder reads them: [len(captions), max_length] ids, padded, cut at the window."""
+        with self._tokenizer_lock:
+            return self.tokenizer(
+                captions, padding="max_length", max_length=self.max_length, truncation=True, return_tensors="pt"
+            ).input_ids
+
     def learned(self, ids: list[int]) -> list[bool]:
         """For each token id, whether the model learned it in training (always, for a model without a list)."""
         return [True] * len(ids) if self.known_ids is None else [i in self.known_ids for i in ids]

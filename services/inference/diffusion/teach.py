@@ -161,9 +161,8 @@ def check_word(model: DiffusionModel, word: str) -> list[int]:
         raise ValueError(f"'{word[:MAX_LETTERS]}…' is too long: a new word has at most {MAX_LETTERS} letters.")
     if not (word.isascii() and word.isalpha()):
         raise ValueError(f"'{word}' must be one word of letters a to z only: no spaces, digits or signs.")
-    with model._tokenizer_lock:
-        ids = model.tokenizer(word.lower(), add_special_tokens=False).input_ids
-        shared = [model.tokenizer.decode([i]).strip() for i in ids if i in (model.known_ids or ())]
+    (ids,) = model.piece_ids([word.lower()])
+    shared = model.piece_texts([i for i in ids if i in (model.known_ids or ())])
     if len(ids) > MAX_PIECES:
         raise ValueError(f"'{word}' is cut into {len(ids)} pieces; choose a shorter or more common word.")
     if shared:
@@ -277,12 +276,7 @@ def _training_set(model: DiffusionModel, drawings: Sequence[Drawing], word: str,
     known_pictures = ((known_pixels.transpose(0, 2, 3, 1) + 1.0) * 127.5 + 0.5).clip(0, 255).astype(np.uint8)
     # 3. Every picture encoded once; every caption tokenized once.
     latents = _encoded(model, np.concatenate([new_pictures, known_pictures]))
-    with model._tokenizer_lock:
-        captions = [*new_captions, *known_captions, ""]
-        tokens = model.tokenizer(
-            captions, padding="max_length", max_length=model.max_length, truncation=True, return_tensors="pt"
-        ).input_ids
-    tokens = tokens.to(model.device)
+    tokens = model.caption_ids([*new_captions, *known_captions, ""]).to(model.device)
     return _TrainingSet(latents, tokens[:-1], tokens[-1], len(new_captions))
 
 
@@ -294,8 +288,7 @@ class _Learner:
         self.text_encoder = copy.deepcopy(model.text_encoder).float().train().requires_grad_(False)
         self.unet = copy.deepcopy(model.unet).float().train()
         self.table = self.text_encoder.get_input_embeddings().weight
-        with model._tokenizer_lock:
-            shape_ids = [i for s in SHAPES for i in model.tokenizer(s, add_special_tokens=False).input_ids]
+        shape_ids = [i for ids in model.piece_ids(list(SHAPES)) for i in ids]
         with torch.no_grad():  # the word starts as "a shape": the mean of the known shape words' rows
             self.table[ids] = self.table[shape_ids].mean(dim=0)
         self.table.requires_grad_(True)

@@ -373,8 +373,7 @@ class Teaching:
         return state.taught_digest
 
     def _piece_ids(self, texts: list[str]) -> set[int]:
-        with self.model._tokenizer_lock:
-            return {i for ids in self.model.tokenizer(texts, add_special_tokens=False).input_ids for i in ids}
+        return {i for ids in self.model.piece_ids(texts) for i in ids}
 
     async def close(self) -> None:
         for task in list(self._reports):
