@@ -89,6 +89,7 @@ def test_every_pod_gets_only_its_own_secrets_and_redis_requires_its_password(man
     assert settings["CLASSROOM_HOST"] == "0.0.0.0"  # allowed only because the token is there
     pods = {
         "inference": find(manifests, "Deployment", "inference")["spec"]["template"]["spec"],
+        "shapes": find(manifests, "Deployment", "shapes")["spec"]["template"]["spec"],
         "frontend": find(manifests, "Deployment", "frontend")["spec"]["template"]["spec"],
         "precompute": find(manifests, "Job", "precompute")["spec"]["template"]["spec"],
         "redis": find(manifests, "StatefulSet", "redis")["spec"]["template"]["spec"],
@@ -97,6 +98,7 @@ def test_every_pod_gets_only_its_own_secrets_and_redis_requires_its_password(man
     readers = {reader.folder: set(reader.files) for reader in READERS}
     wanted = {
         "inference": readers["service"],
+        "shapes": readers["service"],
         "precompute": readers["service"] - {"teacher_code"},  # the job never opens the teacher's calls
         "frontend": readers["frontend"],
         "redis": readers["redis"],
@@ -127,7 +129,8 @@ def test_the_front_end_trusts_forwarded_addresses_only_from_the_pod_network(mani
 
 
 def test_pods_run_locked_down_and_talk_only_to_what_they_need(manifests):
-    for kind, name in (("Deployment", "inference"), ("Deployment", "frontend"), ("Job", "precompute")):
+    for kind, name in (("Deployment", "inference"), ("Deployment", "shapes"), ("Deployment", "frontend"),
+                       ("Job", "precompute")):  # fmt: skip
         container = find(manifests, kind, name)["spec"]["template"]["spec"]["containers"][0]
         context = container["securityContext"]
         assert context["runAsNonRoot"] and context["readOnlyRootFilesystem"], name
@@ -143,7 +146,8 @@ def test_pods_run_locked_down_and_talk_only_to_what_they_need(manifests):
                 for rule in policies[policy]["ingress"] for peer in rule.get("from", [])}  # fmt: skip
 
     assert allowed_from("inference") == {"frontend", "precompute"}
-    assert allowed_from("redis") == {"inference", "precompute"}
+    assert allowed_from("shapes") == {"frontend"}
+    assert allowed_from("redis") == {"inference", "shapes", "precompute"}
     settings = find(manifests, "ConfigMap", "classroom-settings")["data"]
     assert settings["CLASSROOM_BLOCKLIST"] == "/app/services/inference/blocklist.txt"
     assert find(manifests, "Ingress", "frontend")["spec"]["tls"][0]["secretName"] == "classroom-tls"
@@ -180,3 +184,14 @@ def test_redis_keeps_the_class_on_disk(manifests):
     mounts = redis["template"]["spec"]["containers"][0]["volumeMounts"]
     assert {"name": claim["metadata"]["name"], "mountPath": "/data"} in mounts
     assert "Sentinel" in (ROOT / "docs" / "deploy.md").read_text()
+
+
+def test_shapes_runs_beside_the_gpu_pods_for_lessons_9_and_10(manifests):
+    settings = find(manifests, "ConfigMap", "classroom-settings")["data"]
+    assert settings["CLASSROOM_SHAPES_ADDR"] == "shapes:50051"
+    pod = find(manifests, "Deployment", "shapes")["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert {e["name"]: e["value"] for e in container["env"]} == {"CLASSROOM_MODEL": "shapes", "CLASSROOM_DEVICE": "cpu"}
+    assert "nvidia.com/gpu" not in container["resources"].get("limits", {})  # no GPU taken from the class
+    assert container["envFrom"] == [{"configMapRef": {"name": "classroom-settings"}}]  # the same Redis, same class
+    assert find(manifests, "Service", "shapes")["spec"]["ports"][0]["port"] == 50051
