@@ -4,7 +4,8 @@
 #
 # The model is `auto` unless CLASSROOM_MODEL says otherwise: Stable Diffusion
 # 1.5 on a CUDA GPU (downloaded once), else the shipped Shapes model (offline,
-# under two seconds a picture on a CPU). Ports: CLASSROOM_GRPC_PORT (50051),
+# under two seconds a picture on a CPU); beside any model but Shapes, a Shapes service
+# runs for lessons 9 and 10 (CLASSROOM_SHAPES_PORT, 50052). Ports: CLASSROOM_GRPC_PORT (50051),
 # CLASSROOM_FRONTEND_PORT (8501), CLASSROOM_REDIS_PORT (6379, for the Redis
 # started here). An external Redis is used when CLASSROOM_REDIS_URL is set. The Redis data and the
 # secrets live in CLASSROOM_RUN_DIR (.run), kept across starts, each secret in a 0700 folder.
@@ -61,9 +62,24 @@ fi
 env "${service_teacher[@]}" CLASSROOM_GRPC_PORT="$GRPC_PORT" "$PY" -m services.inference serve &
 pids+=($!)
 
+# Lessons 9 and 10 are about Shapes: beside another model (Stable Diffusion on a GPU) a Shapes
+# service runs on the CPU, on CLASSROOM_SHAPES_PORT (the gRPC port + 1), in the same class (the same
+# Redis and secrets). Not for the test models, nor when CLASSROOM_SHAPES_ADDR names one already.
+MODEL=${CLASSROOM_MODEL:-auto}
+frontend_shapes=()
+if [ -z "${CLASSROOM_SHAPES_ADDR+set}" ] && [[ ! "$MODEL" =~ ^(shapes|tiny|simulated-h100)$ ]] &&
+  { [ "$MODEL" != auto ] || "$PY" -c 'import sys, torch; sys.exit(not torch.cuda.is_available())'; }; then
+  SHAPES_PORT=${CLASSROOM_SHAPES_PORT:-$((GRPC_PORT + 1))}
+  env "${service_teacher[@]}" CLASSROOM_MODEL=shapes CLASSROOM_DEVICE=cpu CLASSROOM_GRPC_PORT="$SHAPES_PORT" \
+    CLASSROOM_METRICS_PORT=0 "$PY" -m services.inference serve &
+  pids+=($!)
+  frontend_shapes=("CLASSROOM_SHAPES_ADDR=localhost:$SHAPES_PORT")
+  echo "Lessons 9 and 10: Shapes, on localhost:$SHAPES_PORT beside $MODEL"
+fi
+
 # frontend.start says the class code (and a teacher code it was not given), then runs Streamlit. The
 # teacher's page opens only here, on this machine (http://localhost), since nothing here serves HTTPS.
-env "${frontend_teacher[@]}" CLASSROOM_INFERENCE_ADDR="${CLASSROOM_INFERENCE_ADDR:-localhost:$GRPC_PORT}" \
+env "${frontend_teacher[@]}" "${frontend_shapes[@]}" CLASSROOM_INFERENCE_ADDR="${CLASSROOM_INFERENCE_ADDR:-localhost:$GRPC_PORT}" \
   "$PY" -m frontend.start \
   --server.port "$FRONTEND_PORT" &
 pids+=($!)

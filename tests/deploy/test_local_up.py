@@ -1,4 +1,8 @@
-"""`make up` (deploy/local-up.sh) as a teacher starts it: codes made and said, Redis behind a password."""
+"""`make up` (deploy/local-up.sh) as a teacher starts it: codes made and said, Redis behind a password.
+
+Its model here is a folder other than Shapes (the tiny model's, as a GPU's Stable Diffusion would be):
+so Shapes starts beside it for lessons 9 and 10, in the same class.
+"""
 
 import os
 import subprocess
@@ -10,14 +14,14 @@ import redis
 
 from tests.frontend.conftest import ROOT
 from tests.support.frontend import stop
-from tests.support.servers import free_port
+from tests.support.servers import client_for, free_port, wait_until_serving
 
 
 def test_make_up_makes_the_codes_and_starts_redis_with_a_password(tiny_dir, tmp_path):
-    ports = {name: str(free_port()) for name in ("GRPC", "FRONTEND", "REDIS")}
+    ports = {name: str(free_port()) for name in ("GRPC", "FRONTEND", "REDIS", "SHAPES")}
     env = os.environ | {
-        "CLASSROOM_MODEL": "tiny",
-        "CLASSROOM_TINY_DIR": str(tiny_dir),
+        "CLASSROOM_MODEL": str(tiny_dir),  # a model folder that is not Shapes
+        "CLASSROOM_SHAPES_PORT": ports["SHAPES"],
         "CLASSROOM_GRPC_PORT": ports["GRPC"],
         "CLASSROOM_FRONTEND_PORT": ports["FRONTEND"],
         "CLASSROOM_REDIS_PORT": ports["REDIS"],
@@ -26,7 +30,7 @@ def test_make_up_makes_the_codes_and_starts_redis_with_a_password(tiny_dir, tmp_
     }
     for name in ("CLASSROOM_REDIS_URL", "CLASSROOM_INFERENCE_ADDR", "CLASSROOM_CLASS_CODE", "CLASSROOM_CLASS_CODE_FILE",
                  "CLASSROOM_REDIS_PASSWORD_FILE", "CLASSROOM_CACHE_SECRET_FILE", "CLASSROOM_TEACHER_CODE",
-                 "CLASSROOM_TEACHER_CODE_FILE"):  # fmt: skip
+                 "CLASSROOM_TEACHER_CODE_FILE", "CLASSROOM_SHAPES_ADDR"):  # fmt: skip
         env.pop(name, None)
     log_path = tmp_path / "stack.log"
     with log_path.open("w") as log:
@@ -67,6 +71,19 @@ def test_make_up_makes_the_codes_and_starts_redis_with_a_password(tiny_dir, tmp_
             key = b"CLASSROOM_BLOCKLIST="
             lists = {v.removeprefix(key).decode() for e in environments for v in e if v.startswith(key)}
             assert len(lists) == 1 and (ROOT / lists.pop()).is_file()
+            # Shapes beside the model, for lessons 9 and 10: the front end is told where, and it is Shapes.
+            assert (
+                f"Lessons 9 and 10: Shapes, on localhost:{ports['SHAPES']} beside {tiny_dir}\n" in log_path.read_text()
+            )
+            key = b"CLASSROOM_SHAPES_ADDR="
+            told = {v.removeprefix(key).decode() for e in environments for v in e if v.startswith(key)}
+            assert told == {f"localhost:{ports['SHAPES']}"}
+            wait_until_serving(f"127.0.0.1:{ports['SHAPES']}", timeout=120)
+            shapes = client_for(f"127.0.0.1:{ports['SHAPES']}")
+            try:
+                assert shapes.model_info().model_id == "shapes"
+            finally:
+                shapes.close()
         finally:
             stop(process)
 
