@@ -5,8 +5,9 @@ with its own copy: the same tokenizer, autoencoder and scheduler as the model it
 (shared, not copied), a text encoder and UNet copied once and given the taught tensors.
 Every other prompt of the class is painted by the model itself, so lessons' pictures stay
 shared by every class. Copies are built once per digest (about 20 MB each for Shapes) and
-the least recently used are dropped beyond `KEPT`; one dropped is built again from the
-class's stored word when asked for.
+the least recently used are dropped beyond `KEPT`, except those a queued or running picture
+holds (`hold`, `let_go`: the scheduler's, from a picture's queueing to its end); one dropped
+is built again from the class's stored word when asked for.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ class TaughtModels:
     def __init__(self, model: DiffusionModel, kept: int = KEPT) -> None:
         self.model, self.kept = model, kept
         self._models: OrderedDict[str, DiffusionModel] = OrderedDict()
+        self._held: dict[str, int] = {}  # digest -> pictures queued or running with it
         self._lock = threading.Lock()  # the worker reads, the event loop's threads add
 
     def has(self, digest: str) -> bool:
@@ -51,9 +53,31 @@ class TaughtModels:
             variant = with_word(self.model, taught)
             with self._lock:
                 self._models[digest] = variant
-                while len(self._models) > self.kept:
-                    self._models.popitem(last=False)
+                self._drop_beyond_kept()
         return digest
+
+    def _drop_beyond_kept(self) -> None:
+        """The least recently used beyond `kept`, never the newest nor one a picture holds (then more stay a while)."""
+        free = [digest for digest in list(self._models)[:-1] if not self._held.get(digest)]
+        for digest in free[: max(0, len(self._models) - self.kept)]:
+            del self._models[digest]
+
+    def hold(self, digest: str) -> None:
+        """A picture painted by this class model is queued: it stays built until `let_go`."""
+        if digest:
+            with self._lock:
+                self._held[digest] = self._held.get(digest, 0) + 1
+
+    def let_go(self, digest: str) -> None:
+        """That picture ended (done, cancelled or failed)."""
+        if digest:
+            with self._lock:
+                left = self._held.get(digest, 0) - 1
+                if left > 0:
+                    self._held[digest] = left
+                else:
+                    self._held.pop(digest, None)
+                    self._drop_beyond_kept()
 
     def model_for(self, digest: str) -> DiffusionModel | None:
         """The model that paints a spec with this `taught` digest ("": the model itself); None if not built."""
