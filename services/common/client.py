@@ -286,6 +286,11 @@ class ClassroomClient:
                                        show_map=show_map, lesson=lesson)  # fmt: skip
         return self._call(self.teacher_stub.SetPresent, request, teacher_code).state
 
+    def set_class_language(self, teacher_code: str, language: str) -> pb.ClassState:
+        """The class's default language (a code of services.common.i18n.LANGUAGES); the state as it now is."""
+        request = pb.SetClassLanguageRequest(class_name=self.class_name, language=language)
+        return self._call(self.teacher_stub.SetClassLanguage, request, teacher_code).state
+
     def submissions(self, teacher_code: str) -> pb.ListSubmissionsResponse:
         request = pb.ListSubmissionsRequest(class_name=self.class_name)
         return self._call(self.teacher_stub.ListSubmissions, request, teacher_code)

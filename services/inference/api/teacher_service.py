@@ -129,6 +129,12 @@ class TeacherService(Attached, pb_grpc.TeacherServiceServicer):
         )
         return pb.SetPresentResponse(state=state)
 
+    async def SetClassLanguage(
+        self, request: pb.SetClassLanguageRequest, context: grpc.aio.ServicerContext
+    ) -> pb.SetClassLanguageResponse:
+        together, name = await self._for_class(context, request.class_name)
+        return pb.SetClassLanguageResponse(state=await together.set_language(name, request.language))
+
     async def ListSubmissions(
         self, request: pb.ListSubmissionsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListSubmissionsResponse:

@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from services.common.api import pb
+from services.common.i18n import LANGUAGES, SOURCE_LANGUAGE, known_language
 from services.inference.moderation import Blocklist
 from services.inference.refusals import AlreadyAnswered, GalleryUnavailable, NoQuickCheck, NotShareable, RequestError
 from services.inference.together.classmap import project
@@ -144,7 +145,7 @@ class Together:
     async def state(self, classroom: str, for_teacher: bool = False) -> pb.ClassState:
         snapshot = await self.records.read(classroom, LIVE, marks=True)
         stored = _stored(snapshot)
-        state = pb.ClassState(version=max(1, snapshot.version), present=stored.present)
+        state = pb.ClassState(version=max(1, snapshot.version), present=stored.present, language=stored.language)
         check = _check(stored, snapshot.marks)
         if check is not None:
             state.quick_check.CopyFrom(check.message(for_teacher))
@@ -210,6 +211,22 @@ class Together:
             if leading:  # one lead keeps its id while the teacher moves through it
                 shown.lead_id = stored.present.lead_id if stored.present.leading else secrets.token_hex(8)
             stored.present.CopyFrom(shown)
+            return Change(None, value=stored.SerializeToString())
+
+        await self.records.change(classroom, LIVE, decide, away="refuse")
+        return await self.state(classroom, for_teacher=True)
+
+    # -- the class's language -----------------------------------------------------------
+
+    async def set_language(self, classroom: str, language: str) -> pb.ClassState:
+        """The teacher sets the language every student's page speaks unless the student picked another."""
+        if not known_language(language):
+            raise RequestError([("language", "Choose one of the languages this classroom speaks: "
+                                 + ", ".join(LANGUAGES) + ".")])  # fmt: skip
+
+        def decide(snapshot: Snapshot) -> Change[None]:
+            stored = _stored(snapshot)
+            stored.language = "" if language == SOURCE_LANGUAGE else language
             return Change(None, value=stored.SerializeToString())
 
         await self.records.change(classroom, LIVE, decide, away="refuse")

@@ -1,0 +1,44 @@
+"""The languages Diffusion Classroom speaks, and the one hook through which shared code translates.
+
+The catalogs themselves (gettext .po files) live with the front end, in
+`frontend/locales`, and `frontend/access/language.py` reads them. Code in `services.common`
+that writes sentences a student reads (the client's error sentences, `errors.py`)
+marks them with `_` from here: the front end installs its translator at start
+(`use_translator`), and anywhere else (the service, a script) the English stays.
+The service checks a class's language against `LANGUAGES`, never against files.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+# Each language shipped: its code (the catalog's folder) and its name as its speakers write it.
+LANGUAGES: dict[str, str] = {"en": "English", "es": "Español", "fr": "Français"}
+SOURCE_LANGUAGE = "en"  # the msgids are the English text
+
+
+def _english(message: str) -> str:
+    return message
+
+
+_translate: Callable[[str], str] = _english
+
+
+def use_translator(translate: Callable[[str], str]) -> None:
+    """Translate this process's shared sentences with `translate` (the front end's, bound to each session)."""
+    global _translate
+    _translate = translate
+
+
+def _(message: str) -> str:
+    """`message` (English) in the reader's language, where a translator is installed; else as it is."""
+    return _translate(message)
+
+
+def N_(message: str) -> str:  # gettext's name for "marked here, translated where shown"
+    """Mark a sentence for the catalogs where it is defined; `_` translates it where it is shown."""
+    return message
+
+
+def known_language(code: str) -> bool:
+    return code in LANGUAGES
