@@ -20,6 +20,7 @@ import streamlit as st
 
 from frontend.access.browser_id import browser_id, remember_browser
 from frontend.access.guard import record_try, wait_before_trying
+from frontend.access.language import N_, _
 from frontend.access.transport import browser_address
 from frontend.client import StudentError, get_client
 from frontend.drawing.views import said
@@ -27,8 +28,8 @@ from frontend.settings import FrontendSettings
 from services.common.api import SIGNED_OUT
 from services.common.text import NAME_LIMIT, name_problem
 
-WRONG_CODE = "That class code is not right. Ask your teacher for it."
-TOO_MANY_TRIES = "Too many wrong codes. Please wait {seconds} seconds, then try again."
+WRONG_CODE = N_("That class code is not right. Ask your teacher for it.")
+TOO_MANY_TRIES = N_("Too many wrong codes. Please wait {seconds} seconds, then try again.")
 RENEW_EVERY_S = 15.0  # the service forgets a name not renewed for a minute
 # The service is away (restarting, loading): the name is claimed at the next renewal instead.
 _AWAY = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
@@ -81,27 +82,28 @@ def name_heartbeat() -> None:
 def sign_in_page() -> None:
     """Ask for the class code and a display name; on success the app reruns with the lessons."""
     settings = FrontendSettings()
-    st.title("Diffusion Classroom")
+    st.title(_("Diffusion Classroom"))
     remember_browser()  # before the form: the cookie is in the browser by the time the student signs in
     if because := st.session_state.pop("signed_out_because", None):
         st.warning(said(because))  # may quote the name, as typed
-    st.markdown("Welcome! Type the class code your teacher gave you, and a name for yourself.")
+    st.markdown(_("Welcome! Type the class code your teacher gave you, and a name for yourself."))
     with st.form("sign-in"):
-        code = st.text_input("Class code", type="password")
+        code = st.text_input(_("Class code"), type="password")
         # No max_chars: the browser would refuse a longer paste whole and leave the box empty, with no word why.
         # Its purpose said to the browser (WCAG 1.3.5): a nickname it may offer again, never a code.
-        name = st.text_input("Your name", placeholder=f"At most {NAME_LIMIT} characters", autocomplete="nickname")
-        submitted = st.form_submit_button("Start", type="primary")
+        most = _("At most {count} characters").format(count=NAME_LIMIT)
+        name = st.text_input(_("Your name"), placeholder=most, autocomplete="nickname")
+        submitted = st.form_submit_button(_("Start"), type="primary")
     if not submitted:
         return
     wait = wait_before_trying("class")
     if wait > 0:
-        st.error(TOO_MANY_TRIES.format(seconds=math.ceil(wait)))
+        st.error(_(TOO_MANY_TRIES).format(seconds=math.ceil(wait)))
         return
     right = hmac.compare_digest(code.strip().encode(), (settings.class_code or "").encode())
     record_try("class", right)
     if not right:
-        st.error(WRONG_CODE)
+        st.error(_(WRONG_CODE))
         return
     if problem := name_problem(name):
         st.error(problem)

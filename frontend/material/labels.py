@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable
 
+from frontend.access.language import ngettext
 from frontend.drawing.views import plain
 from services.common.api import pb
 
@@ -109,5 +110,9 @@ def unlearned_sentence(words: list[str], model_name: str) -> str:
     if not words:
         return ""
     quoted = ", ".join(f"“{plain(word)}”" for word in words)
-    why = "it, so it means" if len(words) == 1 else "them, so they mean"
-    return f"{model_name} never learned {quoted}: no training caption had {why} nothing to it."
+    sentence = ngettext(
+        "{model} never learned {words}: no training caption had it, so it means nothing to it.",
+        "{model} never learned {words}: no training caption had them, so they mean nothing to it.",
+        len(words),
+    )
+    return sentence.format(model=model_name, words=quoted)

@@ -6,6 +6,7 @@ import numpy as np
 import streamlit as st
 from PIL import Image
 
+from frontend.access.language import N_, _, number
 from frontend.client import StudentError, get_client, student_id
 from frontend.drawing.look import alt_text
 from frontend.drawing.views import PREVIEW_NOTE, enlarge, guarded, plain
@@ -22,7 +23,7 @@ from frontend.together.student_side import share_to_class
 from services.common.api import pb
 from services.common.include_mask import Probe
 
-SAFETY_NOTE = "The safety filter flagged this picture, so it is shown blurred. Try a different prompt."
+SAFETY_NOTE = N_("The safety filter flagged this picture, so it is shown blurred. Try a different prompt.")
 PROMPT_KEY = "playground-prompt"
 HEADING_CHARS = 48  # the heading names the prompt in short; the whole prompt is written under it
 
@@ -84,7 +85,7 @@ def stop() -> None:
         generation.stop()
 
 
-st.title("Playground")
+st.title(_("Playground"))
 info = guarded(get_client().model_info)
 if info is None:
     st.stop()
@@ -98,61 +99,70 @@ st.session_state.setdefault(PROMPT_KEY, examples[0])
 # it), and a click on Generate straight after typing still counts (a form's submit button lost that click
 # to the rerun of a box outside the form, in Chromium).
 # No max_chars: the browser would refuse a long paste whole and leave the box as it was.
-prompt = st.text_area("Prompt", key=PROMPT_KEY, help=f"At most {limits.max_prompt_chars:,} characters.")
+prompt = st.text_area(
+    _("Prompt"), key=PROMPT_KEY, help=_("At most {count} characters.").format(count=number(limits.max_prompt_chars))
+)
 try:
     taught = class_word(get_client().class_name, student_id()) if info.model_family == SHAPES_FAMILY else ""
     unknown = never_learned(prompt, info.model_revision, taught, student_id()) if prompt.strip() else []
 except StudentError:
     unknown = None  # the warning is a help, never a reason to stop the page
-model_name = info.model_display_name or "This model"
+model_name = info.model_display_name or _("This model")
 if unknown:
     st.warning(unlearned_sentence(unknown, model_name), icon=":material/help:")
 elif unknown is not None and info.model_family == SHAPES_FAMILY:
     # Where the warning would be: the student sees the words were checked, and the page below does
     # not jump as the warning comes and goes.
     if taught and taught in prompt.lower().split():
-        st.success(f"Your class's own model learned every word of this prompt (“{plain(taught)}” is the word your "
-                   f"class taught it).", icon=":material/check_circle:")  # fmt: skip
+        st.success(_("Your class's own model learned every word of this prompt (“{word}” is the word your "
+                     "class taught it).").format(word=plain(taught)), icon=":material/check_circle:")  # fmt: skip
     else:
-        st.success(f"{model_name} learned every word of this prompt.", icon=":material/check_circle:")
+        st.success(
+            _("{model} learned every word of this prompt.").format(model=model_name), icon=":material/check_circle:"
+        )
 st.selectbox(
-    "Or start from an example it knows every word of",
+    _("Or start from an example it knows every word of"),
     examples,
     index=None,
     key="playground-example",
-    placeholder="Pick an example prompt",
+    placeholder=_("Pick an example prompt"),
     on_change=use_example,
     args=("playground-example",),
 )
 
 with st.container(border=True):
-    negative = st.text_input("Negative prompt (optional)", "")
+    negative = st.text_input(_("Negative prompt (optional)"), "")
     a, b, c = st.columns(3)
-    steps = a.slider("Steps", limits.min_steps, limits.max_steps, min(info.default_steps, limits.max_steps))
+    steps = a.slider(_("Steps"), limits.min_steps, limits.max_steps, min(info.default_steps, limits.max_steps))
     guidance = b.slider(
-        "Guidance scale", 0.0, float(limits.max_guidance_scale), float(info.default_guidance_scale), 0.5
+        _("Guidance scale"), 0.0, float(limits.max_guidance_scale), float(info.default_guidance_scale), 0.5
     )
     display = {s.name: s.display_name for s in info.schedulers}
     names = list(display)
-    scheduler = c.selectbox("Scheduler", names, index=names.index(info.default_scheduler), format_func=display.get)
+    scheduler = c.selectbox(_("Scheduler"), names, index=names.index(info.default_scheduler), format_func=display.get)
     d, e, f = st.columns(3)
-    width = d.selectbox("Width", sizes, index=sizes.index(info.default_width) if info.default_width in sizes else 0)
-    height = e.selectbox("Height", sizes, index=sizes.index(info.default_height) if info.default_height in sizes else 0)
-    seed = f.number_input("Seed (empty: a random one)", 0, int(limits.max_seed), value=None, step=1)
-    submitted = st.button("Generate", type="primary", on_click=cut_long_prompt, args=(limits.max_prompt_chars,))
+    width = d.selectbox(_("Width"), sizes, index=sizes.index(info.default_width) if info.default_width in sizes else 0)
+    height = e.selectbox(
+        _("Height"), sizes, index=sizes.index(info.default_height) if info.default_height in sizes else 0
+    )
+    seed = f.number_input(_("Seed (empty: a random one)"), 0, int(limits.max_seed), value=None, step=1)
+    submitted = st.button(_("Generate"), type="primary", on_click=cut_long_prompt, args=(limits.max_prompt_chars,))
 
 native = info.default_width
 st.caption(
-    f"Not offered: pictures larger than {limits.max_size} × {limits.max_size} pixels, or more than "
-    f"{limits.max_steps} steps. {model_name} learned to paint "
-    f"{native} × {native} pictures; much bigger ones come out as broken patterns, and take far longer."
+    _(
+        "Not offered: pictures larger than {size} × {size} pixels, or more than {steps} steps. {model} learned to "
+        "paint {native} × {native} pictures; much bigger ones come out as broken patterns, and take far longer."
+    ).format(size=limits.max_size, steps=limits.max_steps, model=model_name, native=native)
 )
 
 cut_from = st.session_state.pop("playground-cut", None)
 if cut_from is not None:
     st.warning(
-        f"Your prompt had {cut_from:,} characters; prompts may have at most {limits.max_prompt_chars:,}, so only "
-        f"the first {limits.max_prompt_chars:,} are used (the box now holds them).",
+        _(
+            "Your prompt had {count} characters; prompts may have at most {limit}, so only the first {limit} are "
+            "used (the box now holds them)."
+        ).format(count=number(cut_from), limit=number(limits.max_prompt_chars)),
         icon=":material/content_cut:",
     )
 
@@ -175,7 +185,7 @@ generation: StreamReader | None = st.session_state.get("playground-generation")
 if generation is not None:
     status, stop_slot = st.empty(), st.empty()
     if not generation.state.snapshot().final:
-        stop_slot.button("Stop", on_click=stop)
+        stop_slot.button(_("Stop"), on_click=stop)
     ended = follow_live(generation, status, 320)
     stop_slot.empty()
     if ended.phase == Phase.DONE and generation.trajectory.image is not None:
@@ -183,28 +193,35 @@ if generation is not None:
 
 run = st.session_state.get("result")
 if run is not None and run.image is not None:
-    st.subheader(f"“{plain(short(run.request.prompt))}”, seed {run.request.seed}")
+    st.subheader(_("“{prompt}”, seed {seed}").format(prompt=plain(short(run.request.prompt)), seed=run.request.seed))
     if len(" ".join(run.request.prompt.split())) > HEADING_CHARS:
-        st.caption(f"The whole prompt: {plain(run.request.prompt)}")
+        st.caption(_("The whole prompt: {prompt}").format(prompt=plain(run.request.prompt)))
     tokens = run.prompt_tokens
     if tokens is not None and tokens.truncated:
         st.warning(
-            f"Only {tokens.max_length - 2} pieces of your prompt fit the text encoder's window of "
-            f"{tokens.max_length} tokens. The model never saw the rest: **{plain(tokens.truncated_text)}** "
-            f"({len(tokens.truncated_tokens)} pieces cut off; Stable Diffusion's own pipeline cuts them too, and "
-            "says so only in its log).",
+            _(
+                "Only {fit} pieces of your prompt fit the text encoder's window of {window} tokens. The model never "
+                "saw the rest: **{rest}** ({cut} pieces cut off; Stable Diffusion's own pipeline cuts them too, and "
+                "says so only in its log)."
+            ).format(
+                fit=tokens.max_length - 2,
+                window=tokens.max_length,
+                rest=plain(tokens.truncated_text),
+                cut=len(tokens.truncated_tokens),
+            ),
             icon=":material/content_cut:",
         )
     look, final = st.columns([3, 1])
     with look:
-        st.markdown("**Look back at any step**: play it, or step with the arrow keys.")
+        st.markdown(_("**Look back at any step**: play it, or step with the arrow keys."))
         play_trajectory(run, key="playground-player", width=200)
-    final.image(run.image, caption="the decoded image", width=256, alt=alt_text(
-        "the decoded image", run.request.prompt, f"seed {run.request.seed}", f"{len(run.steps)} steps"))  # fmt: skip
+    final.image(run.image, caption=_("the decoded image"), width=256, alt=alt_text(
+        _("the decoded image"), run.request.prompt, _("seed {seed}").format(seed=run.request.seed),
+        _("{count} steps").format(count=len(run.steps))))  # fmt: skip
     if run.flagged:
-        st.warning(SAFETY_NOTE, icon=":material/visibility_off:")
+        st.warning(_(SAFETY_NOTE), icon=":material/visibility_off:")
     st.caption(PREVIEW_NOTE)
     d, e = st.columns(2)
-    d.download_button("Download the image (PNG)", png(run.image), "diffusion-classroom.png", "image/png")
-    e.download_button("Download the denoising (GIF)", gif(run), "diffusion-classroom.gif", "image/gif")
+    d.download_button(_("Download the image (PNG)"), png(run.image), "diffusion-classroom.png", "image/png")
+    e.download_button(_("Download the denoising (GIF)"), gif(run), "diffusion-classroom.gif", "image/gif")
     share_to_class(run, key="playground-share")  # to the class gallery (the teacher approves it first)

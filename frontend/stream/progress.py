@@ -16,6 +16,7 @@ from enum import StrEnum
 import grpc
 import streamlit as st
 
+from frontend.access.language import N_, _, ngettext, number
 from frontend.drawing.views import said
 from services.common.api import pb
 
@@ -39,7 +40,8 @@ NEXT: dict[Phase, frozenset[Phase]] = {
     **{phase: frozenset() for phase in FINAL},
 }
 
-CLEARED_SENTENCE = "Your teacher cleared the queue, so this picture was not made. You can ask for it again."
+CLEARED_SENTENCE = N_("Your teacher cleared the queue, so this picture was not made. You can ask for it again.")
+YOUR_PICTURE = N_("your picture")
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,7 @@ class Snapshot:
     total_steps: int = 0
     seconds_per_step: float | None = None  # measured on this stream, else the expected pace
     message: str = ""  # the sentence of a failure, a clear or a reconnect
+    message_args: tuple[tuple[str, object], ...] = ()  # the reconnect's numbers: `message` is then a msgid
     seconds: float = 0.0  # since the stream was sent
     resumes: Phase = Phase.WAITING  # where a pause goes back to
 
@@ -111,11 +114,15 @@ class StreamState:
             if kind == "status":
                 # The first event, or the first after a reconnect: the stream starts over.
                 self._first_frame = None
-                self._go(Phase.WAITING, source=response.status.source, steps_done=0, position=0, message="")
+                self._go(
+                    Phase.WAITING, source=response.status.source, steps_done=0, position=0, message="", message_args=()
+                )
             elif kind == "queue":
                 self._go(Phase.WAITING, position=response.queue.position)
             elif kind == "header":
-                self._go(Phase.RUNNING, total_steps=response.header.total_steps, position=0, message="")
+                self._go(
+                    Phase.RUNNING, total_steps=response.header.total_steps, position=0, message="", message_args=()
+                )
             elif kind == "frame":
                 done = response.frame.step_index + 1
                 self._go(Phase.RUNNING, steps_done=done, position=0, seconds_per_step=self._pace(done))
@@ -133,21 +140,23 @@ class StreamState:
         return (now - since) / (done - first)
 
     def reconnecting(self, attempt: int, pause: float, attempts: int) -> None:
-        message = (
-            f"The image server went away (it may be restarting). Reconnecting in {pause:.0f} s "
-            f"(attempt {attempt} of {attempts})…"
+        # Made in the stream's reading thread (no session, so no language): `status_line` translates it.
+        message = N_(
+            "The image server went away (it may be restarting). Reconnecting in {seconds} s "
+            "(attempt {attempt} of {attempts})…"
         )
+        numbers = (("seconds", f"{pause:.0f}"), ("attempt", attempt), ("attempts", attempts))
         with self._lock:
-            self._go(Phase.WAITING, message=message, position=0)
+            self._go(Phase.WAITING, message=message, message_args=numbers, position=0)
 
     def failed(self, message: str, code: grpc.StatusCode | None = None) -> None:
         with self._lock:
             if code == grpc.StatusCode.ABORTED:
-                self._go(Phase.CLEARED, message=message or CLEARED_SENTENCE)
+                self._go(Phase.CLEARED, message=message or CLEARED_SENTENCE, message_args=())
             elif self._stop_asked or code == grpc.StatusCode.CANCELLED:
-                self._go(Phase.STOPPED, message="")
+                self._go(Phase.STOPPED, message="", message_args=())
             else:
-                self._go(Phase.FAILED, message=message)
+                self._go(Phase.FAILED, message=message, message_args=())
 
     def ended(self) -> None:
         """The stream closed without an error."""
@@ -158,7 +167,7 @@ class StreamState:
         """The student asked to stop: it shows at once; the stream is cancelled by its owner."""
         with self._lock:
             self._stop_asked = True
-            self._go(Phase.STOPPED, message="")
+            self._go(Phase.STOPPED, message="", message_args=())
 
     def paused(self, paused: bool) -> None:
         """What the class's pause switch says now."""
@@ -171,46 +180,72 @@ class StreamState:
 
 
 def _seconds(seconds: float) -> str:
-    return f"about {max(1, round(seconds))} s"
+    return _("about {seconds} s").format(seconds=max(1, round(seconds)))
 
 
-def status_line(state: Snapshot, planned: str = "your picture") -> str:
-    """What one stream is doing, in one sentence a student understands; `planned` names the run ("this example")."""
-    steps = f"step {state.steps_done} of {state.total_steps}" if state.total_steps else "its first step"
+def status_line(state: Snapshot, planned: str = YOUR_PICTURE) -> str:
+    """What one stream is doing, in one sentence a student understands; `planned` names the run ("this example").
+
+    `planned` is English, marked with `N_` where it is written: it is translated here.
+    """
+    planned = _(planned)
+    if state.total_steps:
+        steps = _("step {done} of {total}").format(done=state.steps_done, total=state.total_steps)
+    else:
+        steps = _("its first step")
     left = state.seconds_left()
     if state.phase == Phase.WAITING:
         if state.message:
-            return state.message
+            said_now = _(state.message)  # a reconnect (its numbers apart), or a sentence of ours
+            return said_now.format(**dict(state.message_args)) if state.message_args else said_now
         if state.source == pb.TRAJECTORY_SOURCE_CACHE:
-            return "Reading from the cache…"
-        then = f"; then {state.total_steps} steps, {_seconds(left)}" if left is not None else ""
+            return _("Reading from the cache…")
+        then = ""
+        if left is not None:
+            then = _("; then {steps} steps, {seconds}").format(steps=state.total_steps, seconds=_seconds(left))
         if state.position == 1:
-            return f"You are next: the model starts on {planned} as soon as a place is free{then}."
+            return _("You are next: the model starts on {planned} as soon as a place is free{then}.").format(
+                planned=planned, then=then
+            )
         if state.position > 1:
             ahead = state.position - 1
-            return f"Waiting for the model: {ahead} picture{'s' if ahead > 1 else ''} ahead of yours{then}."
+            waiting = ngettext(
+                "Waiting for the model: {count} picture ahead of yours{then}.",
+                "Waiting for the model: {count} pictures ahead of yours{then}.",
+                ahead,
+            )
+            return waiting.format(count=ahead, then=then)
         if left is not None:
-            return f"Starting: {state.total_steps} steps to compute, {_seconds(left)}."
-        return "Asking the image server…"
+            return _("Starting: {steps} steps to compute, {seconds}.").format(
+                steps=state.total_steps, seconds=_seconds(left)
+            )
+        return _("Asking the image server…")
     if state.phase == Phase.RUNNING:
         if state.source == pb.TRAJECTORY_SOURCE_CACHE:
-            return f"Reading from the cache: {steps}."
-        time_left = f", {_seconds(left)} left" if left is not None else ""
+            return _("Reading from the cache: {steps}.").format(steps=steps)
+        time_left = _(", {seconds} left").format(seconds=_seconds(left)) if left is not None else ""
         if state.source == pb.TRAJECTORY_SOURCE_JOINED:
-            return f"A classmate asked for exactly this a moment ago: following their run, {steps}{time_left}."
-        return f"The model is computing {steps}{time_left}."
+            return _("A classmate asked for exactly this a moment ago: following their run, {steps}{left}.").format(
+                steps=steps, left=time_left
+            )
+        return _("The model is computing {steps}{left}.").format(steps=steps, left=time_left)
     if state.phase == Phase.PAUSED:
-        where = steps if state.resumes == Phase.RUNNING else f"{planned} has not started"
-        return f"Your teacher has paused the class's pictures ({where}). It goes on when they resume."
+        not_yet = _("{planned} has not started").format(planned=planned)
+        where = steps if state.resumes == Phase.RUNNING else not_yet
+        return _("Your teacher has paused the class's pictures ({where}). It goes on when they resume.").format(
+            where=where
+        )
     if state.phase == Phase.DONE:
-        cached = " (from the cache)" if state.source == pb.TRAJECTORY_SOURCE_CACHE else ""
-        return f"Done: {state.total_steps} steps in {state.seconds:.1f} s{cached}."
+        done = _("Done: {steps} steps in {seconds} s.")
+        if state.source == pb.TRAJECTORY_SOURCE_CACHE:
+            done = _("Done: {steps} steps in {seconds} s (from the cache).")
+        return done.format(steps=state.total_steps, seconds=number(state.seconds, digits=1))
     if state.phase == Phase.STOPPED:
-        return "You stopped the generation."
-    return state.message  # failed or cleared: the service's own sentence
+        return _("You stopped the generation.")
+    return _(state.message)  # failed or cleared: the service's own sentence (ours translated)
 
 
-def show(slot: st.delta_generator.DeltaGenerator, state: Snapshot, *, planned: str = "your picture") -> None:
+def show(slot: st.delta_generator.DeltaGenerator, state: Snapshot, *, planned: str = YOUR_PICTURE) -> None:
     """Replace the stream's slot with its one status (a progress bar while it runs)."""
     line = said(status_line(state, planned))  # a failure is the service's sentence, which may quote a prompt
     if state.phase == Phase.RUNNING:

@@ -11,10 +11,11 @@ from collections.abc import Callable
 
 import streamlit as st
 
+from frontend.access.language import _
 from frontend.client import StudentError, get_client
 from frontend.drawing.views import enlarge, inline_picture
 from frontend.settings import FrontendSettings
-from frontend.stream.progress import Phase, Snapshot, show
+from frontend.stream.progress import YOUR_PICTURE, Phase, Snapshot, show
 from frontend.stream.reader import StreamReader
 from frontend.stream.wire import TrajectoryView, guess_picture
 
@@ -43,7 +44,7 @@ def follow(
     reader: StreamReader,
     slot: st.delta_generator.DeltaGenerator,
     *,
-    planned: str = "your picture",
+    planned: str = YOUR_PICTURE,
     show_done: bool = False,
     show_steps: bool = False,
     on_step: Callable[[TrajectoryView], None] | None = None,
@@ -103,4 +104,6 @@ def _draw(
     box = slot.container()
     show(box, state, planned=planned)
     # Inline: redrawn twice a second, an st.image's media file would be deleted while the browser fetches it.
-    inline_picture(box.empty(), enlarge(guess, 160), f"the model's guess so far (step {len(steps)})")
+    inline_picture(
+        box.empty(), enlarge(guess, 160), _("the model's guess so far (step {step})").format(step=len(steps))
+    )

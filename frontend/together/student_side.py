@@ -22,6 +22,7 @@ import time
 import grpc
 import streamlit as st
 
+from frontend.access.language import N_, _, ngettext
 from frontend.client import ClassroomClient, StudentError, get_client, student_id
 from frontend.drawing.views import plain, said
 from frontend.stream.load import load
@@ -116,9 +117,9 @@ def _banner(on_follow_page: bool) -> None:
             st.switch_page(FOLLOW_PAGE)
     if present.leading and not is_teacher() and not on_follow_page:
         left, right = st.columns([4, 1])
-        leading = f"Your teacher is leading the class: {plain(led_title(present))}."
+        leading = _("Your teacher is leading the class: {lesson}.").format(lesson=plain(led_title(present)))
         left.info(leading, icon=":material/co_present:")
-        right.button("Back to the teacher", key="banner-back", on_click=back_to_the_teacher, type="primary")
+        right.button(_("Back to the teacher"), key="banner-back", on_click=back_to_the_teacher, type="primary")
     if state.HasField("quick_check") and not is_teacher():
         quick_check(state.quick_check)
 
@@ -138,27 +139,30 @@ def _answer(question_id: str, choice: int) -> None:
 def choice_label(check: pb.QuickCheck, index: int) -> str:
     """An answer's letter and the teacher's words for it, as markdown (a button's label, a sentence)."""
     choice = check.choices[index]
-    return f"{LETTERS[index]}: {plain(choice.text)}" if choice.text else f"Picture {LETTERS[index]}"
+    if choice.text:
+        return f"{LETTERS[index]}: {plain(choice.text)}"
+    return _("Picture {letter}").format(letter=LETTERS[index])
 
 
 def quick_check(check: pb.QuickCheck) -> None:
     """The teacher's question with its answers as buttons; after the reveal, the right answer and the tally."""
     mine = st.session_state.get("quick-check-answers", {}).get(check.id)
     with st.container(border=True):
-        st.markdown(f"**Quick check:** {plain(check.question)}")
+        st.markdown(_("**Quick check:** {question}").format(question=plain(check.question)))
         columns = st.columns(len(check.choices))
         for index, (column, choice) in enumerate(zip(columns, check.choices, strict=True)):
             if choice.entry_id:
                 try:
                     run = load(choice.request, lesson_entry=choice.entry_id, planned="picture")
                     # Its prompt may be the answer: the alt names the picture as the caption does, no more.
-                    column.image(run.image, caption=f"Picture {LETTERS[index]}", width=128,
-                                 alt=f"Picture {LETTERS[index]}, one of the answers")  # fmt: skip
+                    picture = _("Picture {letter}").format(letter=LETTERS[index])
+                    alt = _("Picture {letter}, one of the answers").format(letter=LETTERS[index])
+                    column.image(run.image, caption=picture, width=128, alt=alt)
                 except StudentError as error:
                     column.caption(said(str(error)))
             chosen = mine == index
             column.button(
-                choice_label(check, index) + (" (your answer)" if chosen else ""), key=f"qc-{check.id}-{index}",
+                choice_label(check, index) + (_(" (your answer)") if chosen else ""), key=f"qc-{check.id}-{index}",
                 on_click=_answer, args=(check.id, index), disabled=mine is not None or check.revealed,
                 type="primary" if chosen else "secondary",
                 wrap=True,  # in a column a long answer was cut to "A: [click](http://example.c…"; now it wraps
@@ -168,14 +172,20 @@ def quick_check(check: pb.QuickCheck) -> None:
         if check.revealed:
             right = check.answer
             counts = ", ".join(f"{LETTERS[i]}: {n}" for i, n in enumerate(check.tally))
-            verdict = "" if mine is None else (" You got it!" if mine == right else " Not this time.")
-            st.success(f"The answer is {choice_label(check, right)}.{verdict} Answers: {counts}.")
+            verdict = "" if mine is None else (_(" You got it!") if mine == right else _(" Not this time."))
+            st.success(_("The answer is {answer}.{verdict} Answers: {counts}.").format(
+                answer=choice_label(check, right), verdict=verdict, counts=counts))  # fmt: skip
         elif mine is not None:
-            st.caption(f"Answered. {check.answered} answer(s) so far; your teacher will show the right one.")
+            answered = ngettext(
+                "Answered. {count} answer so far; your teacher will show the right one.",
+                "Answered. {count} answers so far; your teacher will show the right one.",
+                check.answered,
+            )
+            st.caption(answered.format(count=check.answered))
 
 
-SHARED = "Shared with the class: your teacher will look at it before it appears in the gallery."
-SHARED_STRAIGHT = "Shared with the class: it is in the gallery now."
+SHARED = N_("Shared with the class: your teacher will look at it before it appears in the gallery.")
+SHARED_STRAIGHT = N_("Shared with the class: it is in the gallery now.")
 
 
 def share_to_class(run: object, key: str) -> None:
@@ -183,10 +193,10 @@ def share_to_class(run: object, key: str) -> None:
     trajectory_key = getattr(run, "key", "")
     if not trajectory_key or getattr(run, "flagged", False):
         return
-    if st.button("Share with the class", key=key, icon=":material/ios_share:"):
+    if st.button(_("Share with the class"), key=key, icon=":material/ios_share:"):
         try:
             item = get_client().share_to_gallery(trajectory_key, student_id(), st.session_state.get("display_name", ""))
         except StudentError as error:
             st.error(said(str(error)), icon=":material/error:")
             return
-        st.success(SHARED if item.status == pb.SUBMISSION_STATUS_PENDING else SHARED_STRAIGHT)
+        st.success(_(SHARED if item.status == pb.SUBMISSION_STATUS_PENDING else SHARED_STRAIGHT))

@@ -1,7 +1,9 @@
 """Failures as sentences a student can act on: the service's own sentence where it wrote one, else ours.
 
 The client (`client.py`) turns every failed call into a `StudentError` through
-`student_error`; the pages show its message as it is.
+`student_error`; the pages show its message as it is. Our own sentences are
+translated where they are made (`services.common.i18n`: the front end's catalogs);
+the service's own sentences arrive in English.
 """
 
 from __future__ import annotations
@@ -11,14 +13,16 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from services.common.api import ERROR_DOMAIN
+from services.common.i18n import N_, _
 
 _MESSAGES = {
-    grpc.StatusCode.UNAVAILABLE: "The image server cannot be reached right now. It may be starting up: "
-    "wait a minute, then try again.",
-    grpc.StatusCode.RESOURCE_EXHAUSTED: "The class queue is full right now. Wait a minute, then try again.",
-    grpc.StatusCode.CANCELLED: "The generation was stopped.",
-    grpc.StatusCode.DEADLINE_EXCEEDED: "The image server took too long to answer. Try again in a moment.",
-    grpc.StatusCode.UNAUTHENTICATED: "This page is not allowed to use the image server. Tell your teacher.",
+    grpc.StatusCode.UNAVAILABLE: N_(
+        "The image server cannot be reached right now. It may be starting up: wait a minute, then try again."
+    ),
+    grpc.StatusCode.RESOURCE_EXHAUSTED: N_("The class queue is full right now. Wait a minute, then try again."),
+    grpc.StatusCode.CANCELLED: N_("The generation was stopped."),
+    grpc.StatusCode.DEADLINE_EXCEEDED: N_("The image server took too long to answer. Try again in a moment."),
+    grpc.StatusCode.UNAUTHENTICATED: N_("This page is not allowed to use the image server. Tell your teacher."),
 }
 # Codes whose status message the service writes for people to read.
 _OWN_SENTENCES = (
@@ -30,7 +34,7 @@ _OWN_SENTENCES = (
     grpc.StatusCode.NOT_FOUND,
     grpc.StatusCode.FAILED_PRECONDITION,
 )
-_FALLBACK = "Something went wrong on the image server. Try again; if it keeps happening, tell your teacher."
+_FALLBACK = N_("Something went wrong on the image server. Try again; if it keeps happening, tell your teacher.")
 
 
 class StudentError(Exception):
@@ -62,4 +66,4 @@ def student_error(error: grpc.RpcError) -> StudentError:
     reason = error_reason(error)
     if (code in _OWN_SENTENCES or reason) and details:  # a reason: the service wrote the sentence for students
         return StudentError(details, code, reason)
-    return StudentError(_MESSAGES.get(code, _FALLBACK), code, reason)
+    return StudentError(_(_MESSAGES.get(code, _FALLBACK)), code, reason)
