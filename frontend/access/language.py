@@ -135,8 +135,8 @@ def date(when: dt.date, language: str | None = None) -> str:
 
 
 def clock(when: dt.datetime | dt.time, language: str | None = None) -> str:
-    """A time of day in the language's short form (6:30 PM / 18:30)."""
-    return format_time(when, format="short", locale=locale(language))
+    """A time of day to the second, as the language writes it (6:30:15 PM / 18:30:15)."""
+    return format_time(when, format="medium", locale=locale(language))
 
 
 # -- the picker ---------------------------------------------------------------------------------

@@ -169,3 +169,20 @@ def test_a_language_the_classroom_does_not_ship_is_refused(class_server):
     assert "Choose one of the languages this classroom speaks" in str(refused.value)
     with pytest.raises(StudentError):
         get_client().set_class_language("not-the-code", "es")  # only the teacher sets it
+
+
+def test_the_teacher_sets_the_class_language_on_the_teacher_page(class_server):
+    from frontend.client import get_client
+
+    at = AppTest.from_file(str(page_file("teacher")), default_timeout=120)
+    at.session_state["teacher_code"] = CODE
+    at.run()
+    assert_clean(at)
+    (picker,) = [box for box in at.selectbox if box.key == "teacher-class-language"]
+    assert picker.label == "The class's language" and picker.value == "en"
+    picker.set_value("es").run()
+    assert_clean(at)
+    assert get_client().class_state().language == "es"  # kept by the service, for every student's page
+    _class_language_heard("es")
+    student = AppTest.from_file(APP, default_timeout=120).run()
+    assert "Aquí puedes ver cómo lo hace, paso a paso" in text_of(student)

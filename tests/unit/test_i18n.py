@@ -30,7 +30,6 @@ TRANSLATED = [code for code in LANGUAGES if code != SOURCE_LANGUAGE]
 NOT_YET_CONVERTED = {
     "screens/follow.py",
     "screens/model.py",
-    "screens/teacher.py",
     "together/teacher_side.py",
     "together/teach_side.py",
     "together/map_chart.py",
