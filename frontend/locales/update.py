@@ -9,6 +9,7 @@ no longer in the code is dropped from them). Then translate the new msgstr entri
 
 from __future__ import annotations
 
+import ast
 import io
 import sys
 from pathlib import Path
@@ -25,6 +26,8 @@ from services.common.i18n import LANGUAGES, SOURCE_LANGUAGE  # noqa: E402
 
 SOURCES = ("frontend", "services/common/errors.py")  # where sentences a student or teacher reads are marked
 KEYWORDS = {"_": None, "N_": None, "ngettext": (1, 2)}
+# Sentences another test reads as plain string constants (so they cannot be wrapped in N_): shown through `_`.
+SHOWN_CONSTANTS = {"frontend/screens/model.py": ("SHAPES_SCHEDULE",)}  # test_measured_claims checks its numbers
 TEMPLATE = LOCALES / f"{DOMAIN}.pot"
 
 
@@ -42,6 +45,10 @@ def extracted() -> Catalog:
     for path in source_files():
         for line, message, comments, _context in extract_from_file("python", str(path), keywords=KEYWORDS):
             template.add(message, locations=[(str(path.relative_to(ROOT)), line)], auto_comments=comments)
+    for source, names in SHOWN_CONSTANTS.items():
+        for node in ast.parse((ROOT / source).read_text()).body:
+            if isinstance(node, ast.Assign) and isinstance(target := node.targets[0], ast.Name) and target.id in names:
+                template.add(ast.literal_eval(node.value), locations=[(source, node.lineno)])
     return template
 
 

@@ -100,6 +100,10 @@ def test_the_welcome_playground_and_gallery_speak_the_language(class_server, lan
     assert_clean(at)
     for sentence in GALLERY[language]:
         assert sentence in text_of(at)
+    at = in_language(str(page_file("model")), language)
+    assert_clean(at)
+    model = {"es": ("El modelo: Tiny", "Sus números"), "fr": ("Le modèle\u00a0: Tiny", "Ses nombres")}[language]
+    assert model[0] in text_of(at) and model[1] in [h.value for h in at.subheader]
 
 
 @pytest.mark.parametrize("language", ["es", "fr"])
