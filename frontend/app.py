@@ -43,7 +43,8 @@ elif settings.class_code:
     name_heartbeat()
 if settings.teacher_code:
     pages.append(teacher)
-page = st.navigation(pages)
+# Every page listed: with the language picker in the sidebar, Streamlit would otherwise fold the menu after 10.
+page = st.navigation(pages, expanded=True)
 st.set_page_config(page_title=f"{page.title} · {_('Diffusion Classroom')}")  # each page its own title (WCAG 2.4.2)
 if signed_in(settings):
     class_banner(on_follow_page=page.url_path == "follow")  # when the teacher leads, go along; a quick check

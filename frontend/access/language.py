@@ -165,7 +165,8 @@ def language_picker() -> None:
         st.session_state["language_picker"] = shown  # follows the class's language until the student picks
     # Beside its own word, the English one: a student who landed on a language they cannot read finds it.
     label = "🌐 " + _("Language") + ("" if shown == SOURCE_LANGUAGE else f" · {ENGLISH_LABEL}")
-    st.sidebar.selectbox(
+    # Radio buttons, not a select box: every choice in view, and no second "Open" button on every page.
+    st.sidebar.radio(
         label,
         codes,
         format_func=LANGUAGES.__getitem__,

@@ -42,6 +42,7 @@ def text_of(at: AppTest) -> str:
     parts = [m.value for m in at.markdown] + [c.value for c in at.caption] + [i.value for i in at.info]
     parts += [s.value for s in at.success] + [w.value for w in at.warning] + [t.value for t in at.title]
     parts += [e.value for e in at.error] + [b.label for b in at.button] + [s.label for s in at.selectbox]
+    parts += [r.label for r in at.radio]
     parts += [t.label for t in at.text_input] + [t.label for t in at.text_area] + [n.label for n in at.number_input]
     parts += [s.label for s in at.slider]
     parts += [link.proto.label for link in at.get("page_link")]
@@ -147,7 +148,7 @@ def test_the_class_language_is_the_default_and_the_students_own_pick_wins(class_
     at = AppTest.from_file(APP, default_timeout=120).run()
     assert_clean(at)
     assert "Ici, tu peux le regarder faire, étape par étape" in text_of(at)
-    (picker,) = [box for box in at.sidebar.selectbox if box.key == "language_picker"]
+    (picker,) = [box for box in at.sidebar.radio if box.key == "language_picker"]
     assert picker.value == "fr"  # the picker shows the class's language until the student picks
 
     picker.set_value("es").run()  # the student's own pick wins over the class's
@@ -157,7 +158,7 @@ def test_the_class_language_is_the_default_and_the_students_own_pick_wins(class_
     reloaded.query_params["lang"] = "es"
     assert "Aquí puedes ver cómo lo hace, paso a paso" in text_of(reloaded.run())
 
-    picker = next(box for box in at.sidebar.selectbox if box.key == "language_picker")
+    picker = next(box for box in at.sidebar.radio if box.key == "language_picker")
     picker.set_value("en").run()  # English picked over the class's French: English
     assert "with the **real** model's numbers" in text_of(at)
 

@@ -34,8 +34,7 @@ def test_picking_espanol_speaks_spanish_and_a_reload_keeps_it(page: Page, stack:
     page.goto(stack.url)
     expect(page.get_by_text("with the real model's numbers, not an illustration")).to_be_visible()
     sidebar = page.get_by_test_id("stSidebar")
-    sidebar.get_by_test_id("stSelectbox").first.click()
-    page.get_by_role("option", name="Español").click()
+    sidebar.get_by_text("Español", exact=True).click()
     expect(page.get_by_text("con los números del modelo real, no con una ilustración")).to_be_visible()
     expect(sidebar.get_by_text("Idioma · Language")).to_be_visible()
     expect(page.get_by_text("Laboratorio").first).to_be_visible()  # the menu speaks it too
