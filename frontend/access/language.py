@@ -90,9 +90,9 @@ def _(message: str) -> str:
     return translate(message, current_language())
 
 
-def ngettext(singular: str, plural: str, n: int) -> str:
-    """The sentence for `n` things, in this session's language (its own plural rules)."""
-    language = current_language()
+def ngettext(singular: str, plural: str, n: int, language: str | None = None) -> str:
+    """The sentence for `n` things, in `language` or this session's (with the language's own plural rules)."""
+    language = language or current_language()
     forms = _table(language).get((singular, plural)) if language != SOURCE_LANGUAGE else None
     if isinstance(forms, tuple):
         return forms[min(_plural_rule(language)(n), len(forms) - 1)]

@@ -20,7 +20,7 @@ import pytest
 from babel.messages.catalog import Catalog
 from babel.messages.pofile import read_po
 
-from frontend.access.language import LOCALES, catalog_path, date, number, percent, translate
+from frontend.access.language import LOCALES, catalog_path, date, ngettext, number, percent, translate
 from services.common.i18n import LANGUAGES, SOURCE_LANGUAGE
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -130,6 +130,18 @@ def test_numbers_and_dates_are_written_as_each_language_writes_them():
     assert [percent(0.25, language=code) for code in ("en", "es", "fr")] == ["25%", "25\xa0%", "25\xa0%"]
     when = dt.date(2026, 12, 2)
     assert [date(when, language=code) for code in ("en", "es", "fr")] == ["Dec 2, 2026", "2 dic 2026", "2 déc. 2026"]
+
+
+def test_a_count_takes_the_languages_own_plural():
+    one, many = (
+        "Waiting for the model: {count} picture ahead of yours{then}.",
+        "Waiting for the model: {count} pictures ahead of yours{then}.",
+    )
+    assert ngettext(one, many, 1, "es").startswith("Esperando al modelo: {count} imagen ")
+    assert ngettext(one, many, 2, "es").startswith("Esperando al modelo: {count} imágenes ")
+    assert "{count} image avant" in ngettext(one, many, 0, "fr")  # French: zero takes the singular
+    assert "{count} images avant" in ngettext(one, many, 2, "fr")
+    assert ngettext(one, many, 0, "en") == many
 
 
 def _words(node: ast.expr) -> str | None:
