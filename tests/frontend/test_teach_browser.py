@@ -201,10 +201,17 @@ def test_a_class_teaches_heart_and_a_student_paints_it(people, service):
     expect(watcher.get_by_text(re.compile(rf"step [1-9]\d* of {STEPS}")).first).to_be_visible(timeout=TRAINING_MS)
     expect(watcher.get_by_test_id("stVegaLiteChart")).to_have_count(1, timeout=WAIT_MS)
     shot(watcher, "training", watcher.get_by_test_id("stVegaLiteChart"))
-    expect(watcher.get_by_text(re.compile(r"The loss (fell|rose|stayed|was)"))).to_be_visible(timeout=WAIT_MS)
+    # One chart, two lines (the class's drawings, the four shapes it knew), and what each did.
+    expect(watcher.get_by_text(re.compile(r"On the class's drawings, the loss (fell|rose|stayed|was)"))).to_be_visible(
+        timeout=WAIT_MS
+    )
     expect(watcher.get_by_text("Now: taught.").first).to_be_visible(timeout=TRAINING_MS)
     expect(watcher.get_by_text(f"Your class's model was trained on “heart” for {STEPS} steps")).to_be_visible()
-    expect(watcher.get_by_text(re.compile(r"The loss \w+ from [\d.]+ to [\d.]+ over 40 steps"))).to_be_visible()
+    ended = watcher.get_by_text(
+        re.compile(r"On the class's drawings, the loss \w+ from [\d.]+ to [\d.]+ over 40 steps")
+    )
+    expect(ended).to_be_visible()
+    expect(ended).to_contain_text(re.compile(r"It (has not got worse|is getting worse) at the shapes it knew"))
     shot(watcher, "taught", watcher.get_by_text(re.compile("The model's pictures at step")))
 
     # The word in a prompt: the box offers it, the student asks for their own, and gets the picture.
