@@ -171,3 +171,17 @@ def test_a_class_teaches_its_model_a_word_that_is_its_alone(clients):
     assert owls.teaching("owl-1").taught_word == ""
     again = collect(owls.generate(red_heart, "owl-2"))
     assert again.status.trajectory_key == before.status.trajectory_key
+
+
+def test_a_server_s_one_unnamed_class_paints_the_word_it_taught(clients):
+    """`make up` names no class: its students are the server's one class, "", and its word is theirs too."""
+    unnamed = clients("")
+    for student in range(4):
+        unnamed.submit_drawing(heart_png(300 + student), f"u-{student}", name=f"U{student}")
+    red_heart = request("a red heart on the left", seed=5, num_inference_steps=10)
+    before = collect(unnamed.generate(red_heart, "u-0"))
+    assert list(unnamed.teach_word(TEACHER, "heart", STEPS))[-1].phase == pb.TEACHING_PHASE_TAUGHT
+    assert next(t for t in unnamed.tokenize("a red heart", "u-1").tokens if t.text == "heart").known
+    after = collect(unnamed.generate(red_heart, "u-1"))
+    assert after.status.trajectory_key != before.status.trajectory_key  # painted by the class's own model
+    assert unnamed.reset_word(TEACHER, drawings_too=True)

@@ -359,7 +359,7 @@ class Teaching:
 
     async def _taught_for(self, who: Requester, texts: list[str]) -> str:
         """The digest of the class's word if these texts use it (its model built here), else ""."""
-        if not who.classroom or not self.teachable:
+        if not self.teachable:  # (a server's one unnamed class, "", teaches and paints its word like any)
             return ""
         state = await self.word_state(who.classroom)
         if not state.taught_digest or not set(state.token_ids) & self._piece_ids(texts):
