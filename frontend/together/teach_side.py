@@ -21,7 +21,7 @@ import streamlit as st
 from frontend.client import ClassroomClient, StudentError, shapes_client
 from frontend.drawing.views import guarded, plain, said
 from services.common.api import pb
-from services.common.teaching import MIN_DRAWINGS, PER_CLASS, PER_STUDENT
+from services.common.teaching import DEFAULT_STEPS, MIN_DRAWINGS, PER_CLASS, PER_STUDENT
 
 TRAINING_POLL_S = 1.5  # while the model trains: the step, the loss and the pictures change
 WAITING_POLL_S = 5.0  # drawings come in, and the teacher may start the training
@@ -87,11 +87,15 @@ def halves_summary(new_word: Sequence[float], known: Sequence[float]) -> str:
     if len(known) < 2:
         return f"{said_new} {said_known}"
     start, end, _ = _ends(known)
-    verdict = (
-        "It is getting worse at the shapes it knew: it is starting to forget them."
-        if end > FORGETTING * start
-        else "It has not got worse at the shapes it knew: practising them alongside keeps them."
-    )
+    if end > FORGETTING * start:
+        verdict = "It is getting worse at the shapes it knew: it is starting to forget them."
+    elif end > start:
+        verdict = (
+            "That rise is less than a tenth, about as much as the loss moves from step to step: it has not got "
+            "worse at the shapes it knew, since practising them alongside keeps them."
+        )
+    else:
+        verdict = "It has not got worse at the shapes it knew: practising them alongside keeps them."
     return f"{said_new} {said_known} {verdict}"
 
 
@@ -113,10 +117,16 @@ def state_sentence(state: pb.TeachingState, student: bool = True) -> str:
         return (
             f"Your class's model was trained on {_quoted(state.taught_word or state.word)} for {state.step} "
             f"steps ({state.seconds:.0f} s). Its pictures below show what it made of the word."
+            + (
+                f" That is fewer than the {DEFAULT_STEPS} steps the recipe was measured with: its pictures may "
+                "not look like the drawings yet."
+                if state.step < DEFAULT_STEPS
+                else ""
+            )
         )
     if state.phase in (STOPPED, FAILED):
         what = (
-            f"Your teacher stopped the training of {word}"
+            (f"Your teacher stopped the training of {word}" if student else f"You stopped the training of {word}")
             if state.phase == STOPPED
             else f"The training of {word} failed"
         )
@@ -152,8 +162,10 @@ def show_training(state: pb.TeachingState, student: bool = True) -> None:
         st.markdown(
             "**The loss**: how wrong the model's guesses of the noise are on the training pictures, at each "
             "step (lower is better). A model that guessed no noise at all would score about 1; a perfect "
-            "guess scores 0. Each step practises on the class's drawings and, as much, on the four shapes it "
-            "already knew, so that it does not forget them: the chart shows the two apart."
+            "guess scores 0. It starts far below 1 because Shapes already takes noise out of pictures well; "
+            "what changes is how well it does on the new shape. Each step practises on the class's drawings "
+            "and, as much, on the four shapes it already knew, so that it does not forget them: the chart "
+            "shows the two apart."
         )
         steps = range(1, len(losses) + 1)
         halves = len(state.new_word_losses) == len(losses) == len(state.known_losses)
@@ -173,8 +185,8 @@ def show_training(state: pb.TeachingState, student: bool = True) -> None:
         )
         st.image(
             state.samples_png,
-            caption=f"{whose} at step {state.samples_step}, left to right: {prompts}",
-            alt=f"{whose} at training step {state.samples_step}, left to right: {said_prompts}",
+            caption=f"{whose} at step {state.samples_step}, asked for (left to right): {prompts}",
+            alt=f"{whose} at training step {state.samples_step}, asked for (left to right): {said_prompts}",
         )
 
 
@@ -309,7 +321,8 @@ def _class_drawings() -> None:
         column.image(drawing.png, width=96, alt=f"a drawing by {who}" if who else "a drawing")
         column.text(who or "(no name)")  # as typed, never as markdown
         column.button(
-            f"Remove {plain(drawing.student_name) or 'this'}'s drawing", key=f"teach-remove-{drawing.drawing_id}",
+            f"Remove {plain(drawing.student_name)}'s drawing" if drawing.student_name else "Remove this drawing",
+            key=f"teach-remove-{drawing.drawing_id}",
             on_click=_remove,
             args=(drawing.drawing_id, drawing.student_name), help="Takes this drawing out of the class's set.",
         )  # fmt: skip

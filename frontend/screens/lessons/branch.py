@@ -157,9 +157,9 @@ if go:
     branch_run = guarded(lambda: load(branched, probes=PROBES, planned="the switched run"))
     if plain_run is not None and branch_run is not None:
         left, right = st.columns(2)
-        left.image(plain_run.image, caption=f"{before}", width="stretch",
+        left.image(plain_run.image, caption=plain(before), width="stretch",
                    alt=alt_text("the original run's final picture", before, "never switched"))  # fmt: skip
-        right.image(branch_run.image, caption=f"switched to “{after}” at step {k}", width="stretch",
+        right.image(branch_run.image, caption=f"switched to “{plain(after)}” at step {k}", width="stretch",
                     alt=alt_text("the final picture", before, f"switched to “{after}” at step {k}"))  # fmt: skip
         same = sum(
             a is not None and b is not None and np.array_equal(a, b)

@@ -106,8 +106,9 @@ each = "each one" if first.pictures == size else f"each of the first {first.pict
 st.markdown(
     f"{info.model_display_name} learned from **{size:,} pictures**, each drawn by a short program with its exact "
     "caption. The program drew them from a seed, so they can be drawn again exactly: these are the very "
-    f"pictures, in the order it saw them. It practised {first.steps:,} times on {first.batch_size} pictures at "
-    f"a time, so it saw {each} about {first.steps * first.batch_size / first.pictures:.1f} times."
+    f"pictures, in the order the program drew them. It practised {first.steps:,} times on {first.batch_size} "
+    f"pictures at a time, each time picked at random from them, so it saw {each} about "
+    f"{first.steps * first.batch_size / first.pictures:.1f} times: some more, a few never."
 )
 for run in training.runs[1:]:
     st.markdown(

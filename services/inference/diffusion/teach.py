@@ -62,14 +62,15 @@ from diffusers import DDPMScheduler
 
 from services.common import shapes_data
 from services.common.shapes_world import SHAPES
+from services.common.teaching import DEFAULT_STEPS  # the measured recipe (see above)
 from services.inference.diffusion.denoise import Generation, denoise
 from services.inference.diffusion.models import DiffusionModel
 from services.inference.diffusion.spec import GenerationSpec
 from services.inference.diffusion.teach_data import Drawing, silhouette, training_pictures
 
-__all__ = ["Drawing", "TaughtWord", "TeachConfig", "TeachProgress", "apply", "check_word", "silhouette", "teach"]
+__all__ = ["DEFAULT_STEPS", "Drawing", "TaughtWord", "TeachConfig", "TeachProgress", "apply", "check_word",
+           "silhouette", "teach"]  # fmt: skip
 
-DEFAULT_STEPS = 250  # the measured recipe (see above): a usable word in 90 s at 1 thread on a busy 2-core CPU
 MAX_DRAWINGS = 32
 CAPTION_DROPOUT = 0.1  # Shapes' own training's share of captions dropped (train.py): guidance needs it
 MAX_STEPS = 1000
