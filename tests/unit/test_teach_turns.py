@@ -8,6 +8,7 @@ its next turn, and a failing one ends with a failure while the generations go on
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import threading
 
 import pytest
@@ -129,3 +130,33 @@ async def test_a_stopped_training_ends_at_its_next_turn_and_a_failed_one_says_so
     finally:
         scheduler.close(5)
     assert "train 1000" not in log.entries
+
+
+async def test_a_class_model_is_held_while_its_pictures_are_queued_and_let_go_when_they_end(monkeypatch):
+    """The scheduler holds a class's model from a picture's queueing to its end, so the LRU cannot drop it."""
+    monkeypatch.setattr("services.inference.diffusion.taught.with_word", lambda model, word: model)
+
+    class Word:
+        def digest(self) -> str:
+            return "owls-word"
+
+    scheduler = scheduler_for(Log())
+    try:
+        scheduler.pause(True)  # the pictures wait in the queue
+        scheduler.taught.kept = 2
+        scheduler.taught.add(Word())
+        held = scheduler.submit(dataclasses.replace(spec(steps=2), taught="owls-word"), Requester("s1"))
+        again = scheduler.submit(dataclasses.replace(spec(steps=2), taught="owls-word", seed=2), Requester("s2"))
+        for digest in ("a", "b", "c", "d") * 5:  # more classes' words than are kept
+            scheduler.taught.add(type("W", (), {"digest": lambda self, d=digest * 3: d})())
+        assert scheduler.taught.has("owls-word")
+        scheduler.cancel(held)
+        assert scheduler.taught.has("owls-word")  # the other picture still needs it
+        scheduler.pause(False)
+        while not isinstance(await asyncio.wait_for(again.events.get(), 60), FinalEvent):
+            pass
+        for digest in ("e", "f"):  # let go: the next words push it out
+            scheduler.taught.add(type("W", (), {"digest": lambda self, d=digest * 3: d})())
+        assert not scheduler.taught.has("owls-word")
+    finally:
+        scheduler.close(5)

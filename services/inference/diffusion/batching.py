@@ -29,7 +29,7 @@ import torch
 
 from services.inference.diffusion.denoise import Generation, finish_together, predict_noise
 from services.inference.diffusion.events import ErrorEvent, Event, StepEvent, Stopwatch
-from services.inference.diffusion.jobs import MODEL_FAILURE, Job, Outcome, Running
+from services.inference.diffusion.jobs import MODEL_FAILURE, Job, Outcome, Requester, Running
 from services.inference.diffusion.models import DiffusionModel
 from services.inference.diffusion.spec import GenerationSpec
 from services.inference.diffusion.taught import TaughtModels
@@ -124,6 +124,19 @@ class BatchScheduler(WorkQueue):
         return spec.height // factor, spec.width // factor, spec.taught
 
     # -- a class teaching its model a word (lesson 10) ------------------------------
+
+    def submit(self, spec: GenerationSpec, requester: Requester) -> Job:
+        """As `WorkQueue.submit`; a picture of a class's own model holds that model until it ends."""
+        self.taught.hold(spec.taught)  # before it is queued: the worker may start (and end) it at once
+        try:
+            return super().submit(spec, requester)
+        except BaseException:
+            self.taught.let_go(spec.taught)
+            raise
+
+    def _release(self, job: Job, outcome: Outcome) -> None:
+        super()._release(job, outcome)
+        self.taught.let_go(job.spec.taught)
 
     def train(self, job: TrainingJob) -> bool:
         """Take a class's training into the turns; False if that class is training already."""
