@@ -339,4 +339,4 @@ def test_the_menu_titles_are_the_apps():
 
     app = (Path(__file__).resolve().parents[2] / "frontend" / "app.py").read_text()
     for lesson in LESSONS:
-        assert f'st.Page("screens/lessons/{lesson.page}.py", title="{lesson.title}"' in app, lesson
+        assert f'st.Page("screens/lessons/{lesson.page}.py", title=_("{lesson.title}")' in app, lesson

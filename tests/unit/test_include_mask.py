@@ -22,7 +22,7 @@ def test_every_probe_but_the_headers_embeddings_fills_a_field_of_each_step():
 
 def test_a_lesson_asks_for_the_same_paths_in_the_same_order_as_before(monkeypatch):
     """The request's bytes are the front end's key for a lesson's trajectory: named, they must not change."""
-    monkeypatch.setattr(load, "server_defaults", lambda: frozenset({"decoded_x0_preview"}))
+    monkeypatch.setattr(load, "server_defaults", lambda client=None: frozenset({"decoded_x0_preview"}))
     request = pb.GenerateRequest(prompt="a red circle on the left", seed=3)
     request.include.paths.extend(["cross_attention", "embeddings"])  # a catalog entry's costly probe is kept
     sent = load.request_with(request)
