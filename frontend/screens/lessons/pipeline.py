@@ -3,6 +3,7 @@
 import pandas as pd
 import streamlit as st
 
+from frontend.access.language import _, ngettext, number
 from frontend.client import get_client
 from frontend.drawing.look import alt_text
 from frontend.drawing.views import PREVIEW_NOTE, enlarge, guarded, plain
@@ -11,11 +12,13 @@ from frontend.material.labels import scheduler_names
 from frontend.player import decoder_of, guess_panel, guess_picture
 from services.common.api import pb
 
-st.title("1. The whole pipeline")
+st.title(_("1. The whole pipeline"))
 st.markdown(
-    "A text-to-image model works in three stages. Your prompt becomes numbers, a loop turns random "
-    "noise into a small *latent* picture guided by those numbers, and a decoder turns the latent into "
-    "the image you see."
+    _(
+        "A text-to-image model works in three stages. Your prompt becomes numbers, a loop turns random "
+        "noise into a small *latent* picture guided by those numbers, and a decoder turns the latent into "
+        "the image you see."
+    )
 )
 
 info = guarded(get_client().model_info)
@@ -33,8 +36,10 @@ scheduler = names.get(request.scheduler or info.default_scheduler, request.sched
 pieces = [t.text for t in run.prompt_tokens.tokens if t.kind == pb.TOKEN_KIND_PROMPT]
 vectors = f"{info.text_max_length}×{info.text_hidden_size}"
 latent_shape = f"{info.latent_channels}×{latent_h}×{latent_w}"
-g = request.guidance_scale
-unconditional = "the negative prompt" if request.negative_prompt else "the empty prompt"
+g = number(request.guidance_scale)
+negative = bool(request.negative_prompt)  # the second pass of the UNet reads the negative prompt, else the empty one
+scaling = f"{info.vae_scaling_factor:g}"  # the model's constant, every digit (0.18215)
+scaling = number(info.vae_scaling_factor, digits=len(scaling.partition(".")[2]) if "e" not in scaling else None)
 
 
 def _dot(text: str) -> str:
@@ -42,7 +47,50 @@ def _dot(text: str) -> str:
     return text.replace("\\", "\\\\").replace('"', '\\"')
 
 
-# The diagram is drawn by graphviz in the browser, from this description: every number in it is this run's.
+def _label(text: str) -> str:
+    """A translated sentence as a graphviz label: quotes escaped, each line break as graphviz writes it."""
+    return _dot(text).replace("\n", "\\n")
+
+
+# The labels of the diagram, in the student's language; every number in them is this run's.
+labels = {
+    "text_stage": _("① Text encoder"),
+    "tokenizer": ngettext(
+        "tokenizer\n{count} piece → {ids} token ids", "tokenizer\n{count} pieces → {ids} token ids", len(pieces)
+    ).format(count=len(pieces), ids=info.text_max_length),
+    "encoder": ngettext(
+        "text encoder\n{count} transformer layer", "text encoder\n{count} transformer layers", info.text_encoder_layers
+    ).format(count=info.text_encoder_layers),
+    "loop_stage": ngettext("② Denoising loop: {count} step", "② Denoising loop: {count} steps", run.total_steps).format(
+        count=run.total_steps
+    ),
+    "noise": _("noise from seed {seed}\n{shape}").format(seed=request.seed, shape=latent_shape),
+    "unet": (
+        _("UNet, twice a step\nwith the prompt: c\nwith the negative prompt: u")
+        if negative
+        else _("UNet, twice a step\nwith the prompt: c\nwith the empty prompt: u")
+    ),
+    "guidance": _("guidance\nu + {g}·(c − u)").format(g=g),
+    "step": _("scheduler ({name})\none step to a cleaner latent").format(name=scheduler),
+    "decoder_stage": _("③ VAE decoder"),
+    "decoder": _("VAE decoder\n{latent} → {width}×{height}×3").format(
+        latent=latent_shape, width=request.width, height=request.height
+    ),
+    "image": _("the image\n{width}×{height}").format(width=request.width, height=request.height),
+    "ids": _("{count} ids").format(count=info.text_max_length),
+    "vectors": (
+        _("2 × {vectors} vectors:\nprompt, negative prompt")
+        if negative
+        else _("2 × {vectors} vectors:\nprompt, empty prompt")
+    ).format(vectors=vectors),
+    "latent": _("latent {shape}").format(shape=latent_shape),
+    "guided": _("guided noise"),
+    "next": _("latent, next step"),
+    "last": _("last latent"),
+}
+label = {name: _label(text) for name, text in labels.items()}
+
+# The diagram is drawn by graphviz in the browser, from this description.
 diagram = f"""
 digraph pipeline {{
   rankdir=TB; newrank=true; bgcolor="transparent"; nodesep=0.35; ranksep=0.45;
@@ -50,97 +98,137 @@ digraph pipeline {{
   edge [fontname="sans-serif", fontsize=11, color="#555555"];
   prompt [label="“{_dot(request.prompt)}”", shape=note, fillcolor="#ffffff"];
   subgraph cluster_text {{
-    label="① Text encoder"; fontname="sans-serif bold"; fontsize=14; labeljust=l;
+    label="{label["text_stage"]}"; fontname="sans-serif bold"; fontsize=14; labeljust=l;
     style="rounded,filled"; fillcolor="#eff6ff"; color="#93c5fd";
-    tokenizer [label="tokenizer\\n{len(pieces)} pieces → {info.text_max_length} token ids", fillcolor="#dbeafe"];
-    encoder [label="text encoder\\n{info.text_encoder_layers} transformer layers", fillcolor="#dbeafe"];
+    tokenizer [label="{label["tokenizer"]}", fillcolor="#dbeafe"];
+    encoder [label="{label["encoder"]}", fillcolor="#dbeafe"];
   }}
   subgraph cluster_loop {{
-    label="② Denoising loop: {run.total_steps} steps"; fontname="sans-serif bold"; fontsize=14; labeljust=l;
+    label="{label["loop_stage"]}"; fontname="sans-serif bold"; fontsize=14; labeljust=l;
     style="rounded,filled"; fillcolor="#fffbeb"; color="#fcd34d";
-    noise [label="noise from seed {request.seed}\\n{latent_shape}", fillcolor="#fef3c7"];
-    unet [label="UNet, twice a step\\nwith the prompt: c\\nwith {unconditional}: u", fillcolor="#fef3c7"];
-    guidance [label="guidance\\nu + {g:g}·(c − u)", fillcolor="#fef3c7"];
-    step [label="scheduler ({_dot(scheduler)})\\none step to a cleaner latent", fillcolor="#fef3c7"];
+    noise [label="{label["noise"]}", fillcolor="#fef3c7"];
+    unet [label="{label["unet"]}", fillcolor="#fef3c7"];
+    guidance [label="{label["guidance"]}", fillcolor="#fef3c7"];
+    step [label="{label["step"]}", fillcolor="#fef3c7"];
   }}
   subgraph cluster_decoder {{
-    label="③ VAE decoder"; fontname="sans-serif bold"; fontsize=14; labeljust=l;
+    label="{label["decoder_stage"]}"; fontname="sans-serif bold"; fontsize=14; labeljust=l;
     style="rounded,filled"; fillcolor="#f0fdf4"; color="#86efac";
-    decoder [label="VAE decoder\\n{latent_shape} → {request.width}×{request.height}×3", fillcolor="#dcfce7"];
+    decoder [label="{label["decoder"]}", fillcolor="#dcfce7"];
   }}
-  image [label="the image\\n{request.width}×{request.height}", shape=note, fillcolor="#ffffff"];
+  image [label="{label["image"]}", shape=note, fillcolor="#ffffff"];
   // One row per stage, so the diagram stays readable at the page's width.
   {{ rank=same; prompt; tokenizer; encoder; }}
   {{ rank=same; noise; unet; guidance; step; }}
   {{ rank=same; decoder; image; }}
   prompt -> tokenizer;
-  tokenizer -> encoder [label="{info.text_max_length} ids"];
-  encoder -> unet [label="2 × {vectors} vectors:\\nprompt, {unconditional.removeprefix("the ")}"];
-  noise -> unet [label="latent {latent_shape}"];
+  tokenizer -> encoder [label="{label["ids"]}"];
+  encoder -> unet [label="{label["vectors"]}"];
+  noise -> unet [label="{label["latent"]}"];
   unet -> guidance [label="c, u"];
-  guidance -> step [label="guided noise"];
-  step -> unet [label="latent, next step", style=dashed, constraint=false];
-  step -> decoder [label="last latent"];
+  guidance -> step [label="{label["guided"]}"];
+  step -> unet [label="{label["next"]}", style=dashed, constraint=false];
+  step -> decoder [label="{label["last"]}"];
   decoder -> image;
 }}
 """
 st.graphviz_chart(diagram, width="stretch")
-st.caption("Open each stage below for this run's real numbers.")
+st.caption(_("Open each stage below for this run's real numbers."))
 
-text_tab, loop_tab, decoder_tab = st.tabs(["① Text encoder", "② Denoising loop", "③ VAE decoder"])
+text_tab, loop_tab, decoder_tab = st.tabs([_("① Text encoder"), _("② Denoising loop"), _("③ VAE decoder")])
 with text_tab:
+    text_sentence = (
+        _(
+            "**{prompt}**: CLIP's tokenizer splits it into {count} pieces; with a start token, an end token and "
+            "padding, the window always holds **{window} tokens**. The text encoder ({layers} transformer layers) "
+            "turns them into {window} vectors of **{size} numbers** each: a {vectors} matrix. The negative prompt "
+            "goes through the same encoder, so **two** {vectors} matrices reach the UNet at every step of the loop: "
+            "the prompt's and the negative prompt's."
+        )
+        if negative
+        else _(
+            "**{prompt}**: CLIP's tokenizer splits it into {count} pieces; with a start token, an end token and "
+            "padding, the window always holds **{window} tokens**. The text encoder ({layers} transformer layers) "
+            "turns them into {window} vectors of **{size} numbers** each: a {vectors} matrix. The empty prompt "
+            "goes through the same encoder, so **two** {vectors} matrices reach the UNet at every step of the loop: "
+            "the prompt's and the empty prompt's."
+        )
+    )
     st.markdown(
-        f"**{plain(request.prompt)}**: CLIP's tokenizer splits it into {len(pieces)} pieces; with a start token, an "
-        f"end token and padding, the window always holds **{info.text_max_length} tokens**. The text encoder "
-        f"({info.text_encoder_layers} transformer layers) turns them into {info.text_max_length} vectors of "
-        f"**{info.text_hidden_size} numbers** each: a {vectors} matrix. {unconditional.capitalize()} goes through "
-        f"the same encoder, so **two** {vectors} matrices reach the UNet at every step of the loop: the prompt's "
-        f"and {unconditional}'s."
+        text_sentence.format(
+            prompt=plain(request.prompt),
+            count=len(pieces),
+            window=info.text_max_length,
+            layers=info.text_encoder_layers,
+            size=info.text_hidden_size,
+            vectors=vectors,
+        )
     )
     end = next(t.position for t in run.prompt_tokens.tokens if t.kind == pb.TOKEN_KIND_END)
+    position, piece, token_id = _("position"), _("piece"), _("token id")
     st.dataframe(
         pd.DataFrame(
-            [{"position": t.position, "piece": t.piece, "token id": t.id} for t in run.prompt_tokens.tokens[: end + 1]]
+            [{position: t.position, piece: t.piece, token_id: t.id} for t in run.prompt_tokens.tokens[: end + 1]]
         ),
         hide_index=True,
     )
-    st.caption(f"Positions {end + 1} to {info.text_max_length - 1}: padding, the end token repeated.")
+    st.caption(
+        _("Positions {first} to {last}: padding, the end token repeated.").format(
+            first=end + 1, last=info.text_max_length - 1
+        )
+    )
 
 with loop_tab:
-    st.markdown(
-        f"{run.total_steps} steps with the **{plain(scheduler)}** scheduler, guidance g = {g:g}, seed {request.seed}. "
-        "At each one the **UNet** looks at the noisy latent, the noise level and the text vectors (through "
-        "cross-attention) and predicts the noise in the latent, once with the prompt (c) and once with "
-        f"{unconditional} (u); **guidance** mixes the two, and the **scheduler** uses the result to take one step "
-        "toward a cleaner latent."
+    loop_sentence = (
+        _(
+            "{steps} steps with the **{scheduler}** scheduler, guidance g = {g}, seed {seed}. At each one the "
+            "**UNet** looks at the noisy latent, the noise level and the text vectors (through cross-attention) and "
+            "predicts the noise in the latent, once with the prompt (c) and once with the negative prompt (u); "
+            "**guidance** mixes the two, and the **scheduler** uses the result to take one step toward a cleaner "
+            "latent."
+        )
+        if negative
+        else _(
+            "{steps} steps with the **{scheduler}** scheduler, guidance g = {g}, seed {seed}. At each one the "
+            "**UNet** looks at the noisy latent, the noise level and the text vectors (through cross-attention) and "
+            "predicts the noise in the latent, once with the prompt (c) and once with the empty prompt (u); "
+            "**guidance** mixes the two, and the **scheduler** uses the result to take one step toward a cleaner "
+            "latent."
+        )
     )
+    st.markdown(loop_sentence.format(steps=run.total_steps, scheduler=plain(scheduler), g=g, seed=request.seed))
     # A few steps spread over the run, on one row: the latent as it clears.
     shown = sorted({round(i * (len(run.steps) - 1) / 4) for i in range(5)})
     columns = st.columns(len(shown) + 1)
-    sketch = "the noisy latent as a rough colour sketch"
-    columns[0].image(enlarge(run.initial_preview, 96), caption="start: noise",
-                     alt=alt_text(sketch, request.prompt, "the starting noise"))  # fmt: skip
+    sketch = _("the noisy latent as a rough colour sketch")
+    columns[0].image(enlarge(run.initial_preview, 96), caption=_("start: noise"),
+                     alt=alt_text(sketch, request.prompt, _("the starting noise")))  # fmt: skip
     for column, index in zip(columns[1:], shown, strict=True):
-        column.image(enlarge(run.steps[index].latent_preview, 96), caption=f"step {index + 1}",
-                     alt=alt_text(sketch, request.prompt, f"step {index + 1} of {len(run.steps)}"))  # fmt: skip
-    st.caption(PREVIEW_NOTE)
+        at_step = _("step {step} of {total}").format(step=index + 1, total=len(run.steps))
+        column.image(enlarge(run.steps[index].latent_preview, 96), caption=_("step {step}").format(step=index + 1),
+                     alt=alt_text(sketch, request.prompt, at_step))  # fmt: skip
+    st.caption(_(PREVIEW_NOTE))
     if decoder_of(run):  # the model's guess at the same steps, decoded: a picture at every step
+        panel = _(guess_panel(run))
         columns = st.columns(len(shown) + 1)
-        columns[0].markdown(f"**{guess_panel(run)}**")
+        columns[0].markdown(f"**{panel}**")
         for column, index in zip(columns[1:], shown, strict=True):
             column.image(
                 enlarge(guess_picture(run.steps[index]), 96),
-                caption=f"step {index + 1}",
-                alt=alt_text(guess_panel(run), request.prompt, f"step {index + 1} of {len(run.steps)}"),
+                caption=_("step {step}").format(step=index + 1),
+                alt=alt_text(
+                    panel, request.prompt, _("step {step} of {total}").format(step=index + 1, total=len(run.steps))
+                ),
             )
+    step_column, level_column, seconds_column = _("step"), _("noise level t"), _("seconds")
     st.dataframe(
         pd.DataFrame(
             [
                 {
-                    "step": s.index + 1,
-                    "noise level t": s.timestep,
+                    step_column: s.index + 1,
+                    level_column: s.timestep,
                     **({"σ": s.sigma} if s.sigma is not None else {}),
-                    "seconds": round(s.seconds, 4),
+                    seconds_column: round(s.seconds, 4),
                 }
                 for s in run.steps
             ]
@@ -153,23 +241,52 @@ with decoder_tab:
     left, right = st.columns([1, 3])
     left.image(
         run.image,
-        caption=f"{request.width}×{request.height} image",
-        alt=alt_text("the final image", request.prompt, f"{request.width} × {request.height} pixels"),
+        caption=_("{width}×{height} image").format(width=request.width, height=request.height),
+        alt=alt_text(
+            _("the final image"),
+            request.prompt,
+            _("{width} × {height} pixels").format(width=request.width, height=request.height),
+        ),
     )
     right.markdown(
-        f"The final latent is {latent_shape} = **{latent_numbers:,}** numbers; the image is "
-        f"{request.width}×{request.height}×3 = **{image_numbers:,}**: the loop works on "
-        f"**{image_numbers // latent_numbers}× fewer** numbers than the picture has. The decoder first divides the "
-        f"latent by the VAE scaling factor ({info.vae_scaling_factor:g}), then turns it into pixels."
+        _(
+            "The final latent is {latent} = **{latent_numbers}** numbers; the image is {width}×{height}×3 = "
+            "**{image_numbers}**: the loop works on **{times}× fewer** numbers than the picture has. The decoder "
+            "first divides the latent by the VAE scaling factor ({scaling}), then turns it into pixels."
+        ).format(
+            latent=latent_shape,
+            latent_numbers=number(latent_numbers),
+            width=request.width,
+            height=request.height,
+            image_numbers=number(image_numbers),
+            times=number(image_numbers // latent_numbers),
+            scaling=scaling,
+        )
     )
 
-with st.expander("What flows between the stages"):
+with st.expander(_("What flows between the stages")):
+    flows = (
+        _(
+            "- Text encoder → UNet: two {vectors} matrices, the prompt's and the negative prompt's, the same at "
+            "every step.\n"
+            "- Scheduler → UNet → scheduler: the latent, {latent}, once per step.\n"
+            "- Loop → VAE decoder: the last latent, divided by the VAE scaling factor ({scaling})."
+        )
+        if negative
+        else _(
+            "- Text encoder → UNet: two {vectors} matrices, the prompt's and the empty prompt's, the same at "
+            "every step.\n"
+            "- Scheduler → UNet → scheduler: the latent, {latent}, once per step.\n"
+            "- Loop → VAE decoder: the last latent, divided by the VAE scaling factor ({scaling})."
+        )
+    )
+    took = (
+        _("This run took {seconds} s of model time and was served from the lesson cache.")
+        if run.cached
+        else _("This run took {seconds} s of model time.")
+    )
     st.markdown(
-        f"- Text encoder → UNet: two {vectors} matrices, the prompt's and {unconditional}'s, the same at every "
-        "step.\n"
-        f"- Scheduler → UNet → scheduler: the latent, {info.latent_channels}×{latent_h}×{latent_w}, once per step.\n"
-        f"- Loop → VAE decoder: the last latent, divided by the VAE scaling factor "
-        f"({info.vae_scaling_factor:g}).\n"
-        f"- This run took {run.total_seconds:.1f} s of model time"
-        + (" and was served from the lesson cache." if run.cached else ".")
+        flows.format(vectors=vectors, latent=latent_shape, scaling=scaling)
+        + "\n- "
+        + took.format(seconds=number(run.total_seconds, digits=1))
     )
