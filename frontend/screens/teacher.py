@@ -232,9 +232,12 @@ def _live(room: pb.GetClassroomResponse) -> None:
 @st.fragment(run_every=3)
 def live_view() -> None:
     """The buttons and the numbers, refreshed together every few seconds without rerunning the page."""
-    said = st.session_state.pop("teacher_said", None)
+    said = st.session_state.get("teacher_said")
     if said:
+        # Forgotten only once the toast is sent: a click that stops this run before then (Streamlit stops a run at
+        # its next element) leaves it to the next run, so a teacher's confirmation is never lost.
         st.toast(said)
+        del st.session_state["teacher_said"]
     fresh = guarded(lambda: client.classroom(code, show_prompts))
     if fresh is not None:
         _controls(fresh)
