@@ -51,7 +51,8 @@ pattern => {
   new MutationObserver(() => {
     const status = window.firstStatus;
     if (status.clicked === null) return;
-    const texts = [...document.querySelectorAll("p")].map(p => p.innerText.trim());
+    // Every line of the page, whatever element holds it (a running status is a progress bar's label).
+    const texts = document.body.innerText.split("\\n").map(t => t.trim());
     if (status.shown === null && texts.some(t => re.test(t))) status.shown = performance.now();
     // The model's guess, drawn inline beside the status as the steps come (its caption a figcaption).
     const captions = [...document.querySelectorAll("figcaption")].map(c => c.innerText.trim());
