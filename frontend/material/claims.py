@@ -11,6 +11,7 @@ import itertools
 
 import numpy as np
 
+from frontend.access.language import N_, _, ngettext, number, percent
 from frontend.stream.wire import TrajectoryView
 from services.common.api import pb
 
@@ -67,26 +68,50 @@ def spacing(timesteps: list[float], train_steps: int) -> str:
 
 
 def _t(value: float) -> str:
-    return f"{value:g}" if abs(value - round(value)) < 1e-3 else f"{value:.1f}"
+    return number(round(value)) if abs(value - round(value)) < 1e-3 else number(value, digits=1)
 
 
 def noise_levels_sentence(timesteps: list[float], train_steps: int) -> str:
     """Which of the trained noise levels the run visits, as the run's own timesteps show."""
     count = len(timesteps)
     whole = sum(abs(t - round(t)) < 1e-3 for t in timesteps)
-    shown = ", ".join(_t(t) for t in timesteps[:6]) + (" and so on" if count > 6 else "")
-    head = (
-        f"The model was trained on {train_steps:,} noise levels, t = 0 to {train_steps - 1}. This run visits "
-        f"{count} noise levels, from t = {_t(timesteps[0])} down to t = {_t(timesteps[-1])} ({shown}). "
+    shown = ", ".join(_t(t) for t in timesteps[:6])
+    if count > 6:
+        shown = _("{levels} and so on").format(levels=shown)
+    head = ngettext(
+        "The model was trained on {trained} noise levels, t = 0 to {last}. This run visits {count} noise level, "
+        "from t = {start} down to t = {end} ({shown}).",
+        "The model was trained on {trained} noise levels, t = 0 to {last}. This run visits {count} noise levels, "
+        "from t = {start} down to t = {end} ({shown}).",
+        count,
+    ).format(
+        trained=number(train_steps),
+        last=train_steps - 1,
+        count=count,
+        start=_t(timesteps[0]),
+        end=_t(timesteps[-1]),
+        shown=shown,
     )
     name = spacing(timesteps, train_steps)
-    called = f' (the scheduler\'s "{name}" spacing)' if name else ""
     if whole == count:
-        return head + f"All {count} are trained levels: whole numbers{called}."
-    return (
-        head + f"Only {whole} of them are trained levels: the others fall between two (t is a fraction){called}, "
-        "where the scheduler reads the noise schedule in between."
-    )
+        tail = (
+            _('All {count} are trained levels: whole numbers (the scheduler\'s "{name}" spacing).')
+            if name
+            else _("All {count} are trained levels: whole numbers.")
+        )
+    else:
+        tail = (
+            _(
+                "Only {count} of them are trained levels: the others fall between two (t is a fraction) (the "
+                'scheduler\'s "{name}" spacing), where the scheduler reads the noise schedule in between.'
+            )
+            if name
+            else _(
+                "Only {count} of them are trained levels: the others fall between two (t is a fraction), where the "
+                "scheduler reads the noise schedule in between."
+            )
+        )
+    return head + " " + tail.format(count=whole, name=name)
 
 
 def mean_difference(a: np.ndarray, b: np.ndarray) -> float:
@@ -101,13 +126,16 @@ def mean_saturation(picture: np.ndarray) -> float:
     return float(np.where(high > 0, (high - low) / np.maximum(high, 1e-12), 0.0).mean())
 
 
+NEXT_TO_NOTHING, A_LITTLE, CLEARLY = N_("next to nothing"), N_("a little"), N_("clearly")
+
+
 def difference_words(levels: float) -> str:
     """How big a mean difference of `levels` (of 255) is, in words."""
     if levels < 2:
-        return "next to nothing"
+        return _(NEXT_TO_NOTHING)
     if levels < 10:
-        return "a little"
-    return "clearly"
+        return _(A_LITTLE)
+    return _(CLEARLY)
 
 
 def high_guidance_sentence(low: tuple[float, np.ndarray], high: tuple[float, np.ndarray]) -> str:
@@ -116,13 +144,30 @@ def high_guidance_sentence(low: tuple[float, np.ndarray], high: tuple[float, np.
     levels = mean_difference(a, b)
     s_low, s_high = mean_saturation(a), mean_saturation(b)
     if abs(s_high - s_low) < 0.01:
-        colours = f"their colours are about as saturated ({s_low:.0%} and {s_high:.0%})"
+        sentence = _(
+            "On this model, with this prompt and seed, the pictures at g = {low} and g = {high} differ by {levels} "
+            "of 255 brightness levels per pixel on average ({how}), and their colours are about as saturated "
+            "({low_saturation} and {high_saturation})."
+        )
+    elif s_high > s_low:
+        sentence = _(
+            "On this model, with this prompt and seed, the pictures at g = {low} and g = {high} differ by {levels} "
+            "of 255 brightness levels per pixel on average ({how}), and g = {high}'s colours are more saturated "
+            "({high_saturation} against {low_saturation})."
+        )
     else:
-        more = "more" if s_high > s_low else "less"
-        colours = f"g = {g_high:g}'s colours are {more} saturated ({s_high:.0%} against {s_low:.0%})"
-    return (
-        f"On this model, with this prompt and seed, the pictures at g = {g_low:g} and g = {g_high:g} differ by "
-        f"{levels:.1f} of 255 brightness levels per pixel on average ({difference_words(levels)}), and {colours}."
+        sentence = _(
+            "On this model, with this prompt and seed, the pictures at g = {low} and g = {high} differ by {levels} "
+            "of 255 brightness levels per pixel on average ({how}), and g = {high}'s colours are less saturated "
+            "({high_saturation} against {low_saturation})."
+        )
+    return sentence.format(
+        low=number(g_low),
+        high=number(g_high),
+        levels=number(levels, digits=1),
+        how=difference_words(levels),
+        low_saturation=percent(s_low),
+        high_saturation=percent(s_high),
     )
 
 
@@ -139,16 +184,28 @@ def parting_sentence(distances: list[float], decoded: list[float] | None) -> str
     total = len(distances) - 1
     top = max(distances)
     peak = distances.index(top)
-    sentence = (
-        f"On this run the two latents are {distances[0]:.2f} apart at step 0, {distances[1]:.2f} after step 1 and "
-        f"{distances[-1]:.2f} at the end; they are furthest apart at step {peak} ({top:.2f}) and reach half of that "
-        f"at step {half_way_step(distances)} of {total}."
+    sentence = _(
+        "On this run the two latents are {start} apart at step 0, {first} after step 1 and {end} at the end; they "
+        "are furthest apart at step {peak} ({top}) and reach half of that at step {half} of {total}."
+    ).format(
+        start=number(distances[0], digits=2),
+        first=number(distances[1], digits=2),
+        end=number(distances[-1], digits=2),
+        peak=peak,
+        top=number(top, digits=2),
+        half=half_way_step(distances),
+        total=total,
     )
     if decoded:  # the guesses' pictures, from step 1 (there is no guess before it)
         most = max(decoded)
-        sentence += (
-            f" The two decoded guesses differ by {decoded[0]:.1f} of 255 brightness levels per pixel at step 1, "
-            f"by {most:.1f} at most (step {1 + decoded.index(most)}) and by {decoded[-1]:.1f} at the end."
+        sentence += " " + _(
+            "The two decoded guesses differ by {first} of 255 brightness levels per pixel at step 1, by {most} at "
+            "most (step {step}) and by {end} at the end."
+        ).format(
+            first=number(decoded[0], digits=1),
+            most=number(most, digits=1),
+            step=1 + decoded.index(most),
+            end=number(decoded[-1], digits=1),
         )
     return sentence
 
@@ -164,10 +221,12 @@ def settling_sentence(guess_changes: list[float], first_step: int = 2) -> str:
     quiet = first_step + last_big + 1
     total = first_step + len(guess_changes) - 1
     if quiet > total:
-        return f"On this run the guess's numbers change most at step {peak}, and still a lot at the last step."
+        return _(
+            "On this run the guess's numbers change most at step {peak}, and still a lot at the last step."
+        ).format(peak=peak)
     # The chart measures the guess's latent numbers: say so, since the decoded picture can still change visibly.
-    return (
-        f"On this run the guess's numbers change most at step {peak}; from step {quiet} of {total} on, every step "
+    return _(
+        "On this run the guess's numbers change most at step {peak}; from step {quiet} of {total} on, every step "
         "changes them by less than a tenth of that (a small change in the latent can still reshape the decoded "
         "picture: watch the player)."
-    )
+    ).format(peak=peak, quiet=quiet, total=total)
