@@ -39,7 +39,6 @@ NOT_YET_CONVERTED = {
     "screens/lessons/change_one_word.py",
     "screens/lessons/guidance.py",
     "screens/lessons/learned_from.py",
-    "screens/lessons/noise_to_image.py",
     "screens/lessons/seeds_schedulers.py",
     "screens/lessons/teach_word.py",
     "screens/lessons/words.py",
