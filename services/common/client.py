@@ -59,6 +59,8 @@ _SERVICE_CONFIG = json.dumps(
 # Pauses before sending a stream again after the service went away mid-stream (about 30 s in all:
 # long enough for a restart that finds the model in its cache).
 RECONNECT_DELAYS_S = (1.0, 2.0, 4.0, 8.0, 15.0)
+# A restarted service is reached within seconds (gRPC's own reconnect backoff grows to 2 minutes).
+MAX_RECONNECT_BACKOFF_MS = 5_000
 
 
 class ClientSettings(TlsClientSettings):
@@ -82,9 +84,6 @@ class ClientSettings(TlsClientSettings):
         return self
 
 
-MAX_RECONNECT_BACKOFF_MS = 5_000
-
-
 class ClassroomClient:
     """The calls the lessons and the precompute job make, typed, over one shared channel."""
 
@@ -98,7 +97,6 @@ class ClassroomClient:
                 ("grpc.service_config", _SERVICE_CONFIG),
                 ("grpc.enable_retries", 1),
                 ("grpc.max_receive_message_length", 64 * 2**20),
-                # A restarted service is reached within seconds (gRPC's own backoff grows to 2 minutes).
                 ("grpc.max_reconnect_backoff_ms", MAX_RECONNECT_BACKOFF_MS),
             ],
         )
