@@ -27,6 +27,7 @@ import time
 
 import torch
 
+from services.inference.diffusion.batched_step import steps_together, together
 from services.inference.diffusion.denoise import Generation, finish_together, predict_noise
 from services.inference.diffusion.events import ErrorEvent, Event, StepEvent, Stopwatch
 from services.inference.diffusion.jobs import MODEL_FAILURE, Job, Outcome, Requester, Running
@@ -292,9 +293,12 @@ class BatchScheduler(WorkQueue):
         of frames on the server's thread) overlaps the device's work instead of
         following it. Each frame thus reaches its reader one step later.
         """
+        generations = [r.generation for r in batch]
         try:
             with torch.inference_mode():
-                pairs, unet = predict_noise(batch[0].generation.model, [r.generation for r in batch])
+                pairs, unet = predict_noise(generations[0].model, generations)
+                # Guidance, the scheduler's step, x0 and the copies, as tensor work for the batch at once.
+                steps_together(generations, together(pairs))
         except Exception:
             log.exception("UNet call failed for a batch of %d", len(batch))
             self._finish(batch, failed=True)

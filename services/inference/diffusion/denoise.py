@@ -10,14 +10,14 @@ that guidance `u + g * (c - u)` is applied at every g (step 4b).
     2. A fresh scheduler, and the timesteps it visits      `Generation.start`
     3. The starting noise from the seed                    `Generation.start`
     4. Every step: a. the UNet on both branches            `predict_noise` (one call for a batch)
-                   b. guidance  c. the scheduler's step    `guided_step`
-                   d. the guess of x0  e. its decode
+                   b. guidance  c. the scheduler's step    `guided_step` (for a batch at once:
+                   d. the guess of x0  e. its decode        `batched_step.steps_together`, bit for bit)
     5. The VAE decodes the last latent                     `finish_together`
     6. The safety checker                                  `finish_together`
 
 `denoise` is the loop itself (4, until done) for callers that run generations
 outside the service: the Shapes evaluation, the benchmarks, the GPU suite. The
-service's worker runs the same two calls, step by step, in `batching.py`.
+service's worker runs the same calls, step by step, in `batching.py`.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from diffusers.utils.torch_utils import randn_tensor
 
 from services.common.include_mask import Probe
 from services.inference.diffusion.attention import AttentionMaps, eager
+from services.inference.diffusion.batched_step import Rows, model_inputs, steps_together
 from services.inference.diffusion.events import (
     AttentionCopy,
     EncodedPrompt,
@@ -65,6 +66,7 @@ class Generation:
         self.wants_attention = Probe.CROSS_ATTENTION in spec.include
         self.wants_decoded_x0 = Probe.DECODED_X0_PREVIEW in spec.include
         self.attention: AttentionMaps | None = None  # this step's maps, left here by `predict_noise`
+        self.rows: Rows | None = None  # this step's rows of its batch's joint step (batched_step.py), when it joined
 
     @property
     def done(self) -> bool:
@@ -129,7 +131,14 @@ class Generation:
         return self.spec.branched_at(self.step_index)
 
     def finish_step(self, noise_pair: torch.Tensor, unet: Stopwatch, batch_size: int) -> StepEvent:
-        """4b-4e, once the UNet has run (`predict_noise`): see `guided_step`."""
+        """4b-4e, once the UNet has run (`predict_noise`): see `guided_step`.
+
+        When its batch's step was done together (`batched_step.steps_together`), this step's
+        rows are waiting and are taken as they are; otherwise it steps alone.
+        """
+        rows, self.rows = self.rows, None
+        if rows is not None and rows.step_index == self.step_index:
+            return rows.take(self, unet, batch_size)
         return guided_step(self, noise_pair, unet, batch_size)
 
     def finish(self, queue_seconds: float, total_seconds: float) -> FinalEvent:
@@ -138,23 +147,24 @@ class Generation:
 
 
 def predict_noise(model: DiffusionModel, generations: list[Generation]) -> tuple[list[torch.Tensor], Stopwatch]:
+    """4a. The UNet on both branches of every generation in a batch, in one call: each generation's pair of rows."""
+    noise, stopwatch = predict_noise_together(model, generations)
+    return list(noise.split(2)), stopwatch
+
+
+def predict_noise_together(model: DiffusionModel, generations: list[Generation]) -> tuple[torch.Tensor, Stopwatch]:
     """4a. The UNet on both branches of every generation in a batch, in one call.
 
     Each generation brings its latent twice (unconditional, conditional), its own
-    timestep and its two texts; they are stacked, run through the UNet once, and
-    each gets its own pair of noise predictions back, with the call's stopwatch
-    (on a GPU the call is only queued when this returns). Generations that asked
-    for cross-attention maps get those of their conditional branch
-    (`Generation.attention`), recorded beside the same call.
+    timestep and its two texts; they are stacked (`batched_step.model_inputs`), run through
+    the UNet once, and the whole output comes back, two rows for each generation in
+    batch order, with the call's stopwatch (on a GPU the call is only queued when this
+    returns). Generations that asked for cross-attention maps get those of their
+    conditional branch (`Generation.attention`), recorded beside the same call.
     """
-    inputs = [g.model_input() for g in generations]
-    latents = torch.cat([latent for latent, _, _ in inputs])
-    timesteps = torch.cat([t.reshape(1).float().expand(latent.shape[0]) for latent, t, _ in inputs])
-    embeddings = torch.cat([text for _, _, text in inputs])
-    sizes = [latent.shape[0] for latent, _, _ in inputs]
+    latents, timesteps, embeddings = model_inputs(generations)
     # The conditional branch is the last row of each generation's pair.
-    ends = np.cumsum(sizes)
-    watched = [(int(end) - 1, g) for end, g in zip(ends, generations, strict=True) if g.wants_attention]
+    watched = [(2 * i + 1, g) for i, g in enumerate(generations) if g.wants_attention]
     stopwatch = Stopwatch(model.device)
     if not watched:
         noise = model.unet(latents, timesteps.to(latents.device), encoder_hidden_states=embeddings, return_dict=False)
@@ -168,7 +178,7 @@ def predict_noise(model: DiffusionModel, generations: list[Generation]) -> tuple
             )
             for (_, generation), maps in zip(watched, recording.results(), strict=True):
                 generation.attention = maps
-    return list(noise[0].split(sizes)), stopwatch.stop()
+    return noise[0], stopwatch.stop()
 
 
 @torch.inference_mode()
@@ -283,7 +293,9 @@ def denoise(model: DiffusionModel, generations: list[Generation]) -> Iterator[li
     """
     while not generations[0].done:
         with torch.inference_mode():
-            pairs, unet = predict_noise(model, generations)
+            noise, unet = predict_noise_together(model, generations)
+            steps_together(generations, noise)
+            pairs = noise.split(2)
             events = [
                 generation.finish_step(pair, unet, batch_size=2 * len(generations))
                 for generation, pair in zip(generations, pairs, strict=True)

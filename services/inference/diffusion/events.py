@@ -153,6 +153,25 @@ class HostCopy:
             # One conversion that is also a copy of its own: later steps must not change what was sent.
             self._host = tensor[0].to(dtype, copy=True)
 
+    @classmethod
+    def rows(cls, batch: torch.Tensor, dtype: torch.dtype = torch.float16) -> list[HostCopy]:
+        """A copy of each sample of a batch, as `HostCopy(batch[i:i + 1])` makes it, converted and moved in one go."""
+        ready: torch.cuda.Event | None = None
+        if batch.device.type == "cuda":
+            converted = batch.to(dtype)
+            host = torch.empty(converted.shape, dtype=dtype, pin_memory=True)
+            host.copy_(converted, non_blocking=True)
+            ready = torch.cuda.Event()
+            ready.record()
+        else:
+            host = batch.to(dtype, copy=True)
+        copies = []
+        for sample in host.unbind(0):
+            copy = cls.__new__(cls)
+            copy._host, copy._ready = sample, ready
+            copies.append(copy)
+        return copies
+
     def wait(self) -> None:
         """Until the copy is on the host (the device's work queued before it is done too)."""
         if self._ready is not None:
