@@ -41,7 +41,6 @@ NOT_YET_CONVERTED = {
     "screens/lessons/learned_from.py",
     "screens/lessons/seeds_schedulers.py",
     "screens/lessons/teach_word.py",
-    "screens/lessons/words.py",
 }
 
 # Not yet converted, with words the walk below cannot see (they are shown through helpers, charts or the player).
