@@ -36,7 +36,6 @@ NOT_YET_CONVERTED = {
     "material/shapes_beside.py",
     "screens/lessons/attention.py",
     "screens/lessons/branch.py",
-    "screens/lessons/change_one_word.py",
     "screens/lessons/learned_from.py",
     "screens/lessons/seeds_schedulers.py",
     "screens/lessons/teach_word.py",
