@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 
 import streamlit as st
 
+from frontend.access.language import N_
 from frontend.client import ClassroomClient, StudentError, client_for, get_client
 from frontend.stream.progress import Phase
 from frontend.stream.reader import FAILED_SENTENCE, StreamReader
@@ -19,6 +20,7 @@ from frontend.stream.wire import TrajectoryView
 from services.common.api import pb
 from services.common.include_mask import ON_REQUEST_PROBES, Probe
 
+THIS_EXAMPLE = N_("this example")  # what a lesson's status calls its run (translated where shown)
 # What the lesson pages ask for: every cheap probe but the text embeddings (lesson 2 asks for those itself).
 LESSON_PROBES = [
     Probe.LATENT,
@@ -91,7 +93,7 @@ def load(
     probes: Sequence[str] | None = None,
     lesson_entry: str = "",
     *,
-    planned: str = "this example",
+    planned: str = THIS_EXAMPLE,
     cold: bool = False,
     client: ClassroomClient | None = None,
 ) -> TrajectoryView:

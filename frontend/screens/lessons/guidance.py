@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from frontend.access.language import _, number
+from frontend.access.language import N_, _, number
 from frontend.client import get_client
 from frontend.drawing.charts import per_step
 from frontend.drawing.look import alt_text
@@ -127,7 +127,7 @@ if go:
     request.prompt = prompt
     request.guidance_scale = scale
     request.negative_prompt = negative
-    mine = guarded(lambda: load(request, planned=_("your picture")))  # its status says what is happening
+    mine = guarded(lambda: load(request, planned=N_("your picture")))  # its status says what is happening
     if mine is not None:  # kept, so the row still shows it when the student moves the step
         st.session_state.guidance_mine = request.SerializeToString()
 elif "guidance_mine" in st.session_state:
