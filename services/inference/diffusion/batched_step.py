@@ -67,13 +67,20 @@ def together(rows: Sequence[torch.Tensor]) -> torch.Tensor:
     return torch.cat(list(rows))
 
 
-def _stack(values: list[Any]) -> Any:
-    """One piece of sample state for a joint step, from every generation's own."""
+def _stack(values: list[Any], kept: bool = False) -> Any:
+    """One piece of sample state for a joint step, from every generation's own.
+
+    The tensors a scheduler keeps in a list (past predictions, derivatives) are only ever
+    replaced, so the last joint step's own stack serves again (`together`); a tensor kept
+    alone is stacked afresh, as PNDM's first steps add into theirs in place.
+    """
     first = values[0]
     if isinstance(first, list):
-        return [_stack([value[i] for value in values]) for i in range(len(first))]
+        return [_stack([value[i] for value in values], kept=True) for i in range(len(first))]
     if isinstance(first, torch.Tensor):
-        return torch.cat(values) if len(values) > 1 else first.clone()  # a fresh stack: PNDM adds into some in place
+        if kept:
+            return together(values)
+        return torch.cat(values) if len(values) > 1 else first.clone()
     return first  # None, or PNDM's 0 before its first step: the same for all
 
 
