@@ -128,3 +128,42 @@ def test_the_old_shapes_keep_their_words_in_the_class_s_model(taught_class):
         verdict = judge(picture)
         right += (verdict.colour, verdict.shape) == (spec.colour, spec.shape)
     assert right >= 7, f"{right} of 8 old prompts painted right"
+
+
+# Two prompts per shape Shapes knew, every colour once, none a held-out pair (services/common/shapes_world.py).
+OLD_WORDS = [("red", "circle"), ("green", "circle"), ("orange", "square"), ("blue", "square"),
+             ("yellow", "triangle"), ("pink", "triangle"), ("purple", "star"), ("black", "star")]  # fmt: skip
+
+
+def on_shape(model, pairs: list[tuple[str, str]]) -> tuple[dict[str, int], list[float]]:
+    """Per shape word, how many of its pictures hold its attention on the shape (as the neighbours measure it).
+
+    On the shape: the share of the word's map (last 5 steps) inside the judged shape's box is at
+    least twice the box's share of the picture. Also each picture's ratio of the two (0 if no shape).
+    """
+    prompts = [shapes_data.caption_of(colour, shape, list(POSITIONS)[i % len(POSITIONS)])
+               for i, (colour, shape) in enumerate(pairs)]  # fmt: skip
+    counts = {shape: 0 for _, shape in pairs}
+    ratios: list[float] = []
+    for (_, shape), prompt, (picture, maps) in zip(pairs, prompts, paint(model, prompts, attention=True), strict=True):
+        verdict = judge(picture)
+        assert maps is not None
+        pieces = [p.strip() for p in model.tokenize(prompt).texts[: maps.shape[0]]]
+        attention = np.kron(maps[pieces.index(shape)], np.ones((8, 8)))
+        left, top, right, bottom = verdict.box
+        inside = attention[top:bottom, left:right].sum() / attention.sum()
+        share = max(1, (bottom - top) * (right - left)) / attention.size
+        ratio = inside / share if verdict.found else 0.0
+        ratios.append(round(float(ratio), 2))
+        counts[shape] += int(ratio >= 2.0)
+    return counts, ratios
+
+
+def test_in_the_class_s_model_the_old_shape_words_still_look_at_their_shape(taught_class):
+    """Circle, square, triangle and star: each word's attention still sits on the shape it paints, after teaching."""
+    _, shapes, model, _ = taught_class
+    before, before_ratios = on_shape(shapes, OLD_WORDS)
+    after, after_ratios = on_shape(model, OLD_WORDS)
+    print(f"old words on their shape: plain Shapes {before} {before_ratios}, the class's {after} {after_ratios}")
+    assert all(after[shape] >= 2 for shape in after), (after, after_ratios)
+    assert sum(after.values()) >= sum(before.values()) - 1, (before, after)
