@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import torch
@@ -34,9 +34,34 @@ from services.inference.diffusion.events import HostCopy, StepEvent, Stopwatch
 from services.inference.diffusion.schedulers import SCHEDULERS, predicted_x0
 
 if TYPE_CHECKING:
-    from services.inference.diffusion.denoise import Generation
+    from services.inference.diffusion.models import DiffusionModel
+    from services.inference.diffusion.spec import GenerationSpec
 
 log = logging.getLogger(__name__)
+
+
+class Generation(Protocol):
+    """What a joint step reads and writes of each generation (`denoise.Generation`, which imports this module)."""
+
+    model: DiffusionModel
+    spec: GenerationSpec
+    scheduler: Any
+    timesteps: torch.Tensor
+    timestep_values: list[float]
+    sigma_values: list[float | None]
+    step_index: int
+    latents: torch.Tensor
+    embeddings: torch.Tensor
+    branch_embeddings: torch.Tensor
+    extra_step_kwargs: dict[str, Any]
+    denoising: list[Stopwatch]
+    wants_attention: bool
+    wants_decoded_x0: bool
+    rows: Rows | None
+
+    @property
+    def branched(self) -> bool: ...
+
 
 # What a scheduler keeps between steps about its own sample (DPM-Solver++'s last predictions,
 # LMS's derivatives, PNDM's past noises and held sample): stacked for a joint step, split after.
