@@ -1,15 +1,29 @@
-"""The Playground: any prompt and settings, streamed step by step, with a stop button and downloads."""
+"""The Playground: any prompt and settings, streamed step by step, with a stop button and downloads.
+
+A prompt with the word the class taught Shapes (lesson 10) is painted by the class's own Shapes
+model: the server's own where that is Shapes, else the Shapes service running beside it
+(CLASSROOM_SHAPES_ADDR), and the page says so; every other prompt goes to the server's own model.
+"""
 
 import io
+import re
 
 import numpy as np
 import streamlit as st
 from PIL import Image
 
 from frontend.access.language import N_, _, number
-from frontend.client import StudentError, get_client, student_id
+from frontend.client import (
+    ClassroomClient,
+    StudentError,
+    client_for,
+    get_client,
+    shapes_beside,
+    shapes_client,
+    student_id,
+)
 from frontend.drawing.look import alt_text
-from frontend.drawing.views import PREVIEW_NOTE, enlarge, guarded, plain
+from frontend.drawing.views import PREVIEW_NOTE, enlarge, guarded, plain, said
 from frontend.material.labels import SHAPES_FAMILY, example_prompts, unlearned_sentence, unlearned_words
 from frontend.material.live import follow_live
 from frontend.player import play_trajectory
@@ -19,7 +33,7 @@ from frontend.stream.reader import StreamReader
 from frontend.stream.store import lesson_store
 from frontend.stream.tabs import stop_when_tab_closes
 from frontend.stream.wire import TrajectoryView
-from frontend.together.student_side import share_to_class
+from frontend.together.student_side import SHARED, SHARED_STRAIGHT, share_to_class
 from services.common.api import pb
 from services.common.include_mask import Probe
 
@@ -58,18 +72,46 @@ def cut_long_prompt(limit: int) -> None:
 
 
 @st.cache_data(max_entries=1024, show_spinner=False)
-def never_learned(prompt: str, revision: str, taught: str, _student: str) -> list[str]:
-    """The prompt's words the model never learned, kept per prompt, model and the class's own word (lesson 10)."""
-    return unlearned_words(get_client().tokenize(prompt, _student))
+def never_learned(prompt: str, address: str, revision: str, taught: str, _student: str) -> list[str]:
+    """The prompt's words the model at `address` never learned, kept per prompt, model and the class's own word."""
+    return unlearned_words(client_for(address).tokenize(prompt, _student))
 
 
 @st.cache_data(ttl=10, max_entries=64, show_spinner=False)
-def class_word(_class: str, _student: str) -> str:
-    """The word this class taught its own model (lesson 10), or "": asked again at most every 10 s."""
+def class_word(address: str, classroom: str, _student: str) -> str:
+    """The word this class taught its Shapes model at `address` (lesson 10), or "": asked again at most every 10 s."""
     try:
-        return get_client().teaching(_student).taught_word
+        return client_for(address).teaching(_student).taught_word
     except StudentError:
         return ""
+
+
+def uses_word(prompt: str, word: str) -> bool:
+    """Whether the prompt has `word` as one of its words (runs of letters: "heart," is "heart")."""
+    return bool(word) and word.lower() in re.findall(r"[a-z]+", prompt.lower())
+
+
+def class_shapes(info: pb.GetModelInfoResponse) -> ClassroomClient | None:
+    """The service that paints the class's taught word: the server's own if it runs Shapes, else Shapes beside it."""
+    if info.model_family == SHAPES_FAMILY:
+        return get_client()
+    return shapes_client() if shapes_beside() else None
+
+
+def share_beside(run: TrajectoryView, client: ClassroomClient, key: str) -> None:
+    """`share_to_class` for a picture painted beside the main model: shared by the service that kept it.
+
+    Both services keep the class's gallery in the same Redis, so the class sees it in its gallery.
+    """
+    if not run.key or run.flagged:
+        return
+    if st.button(_("Share with the class"), key=key, icon=":material/ios_share:"):
+        try:
+            item = client.share_to_gallery(run.key, student_id(), st.session_state.get("display_name", ""))
+        except StudentError as error:
+            st.error(said(str(error)), icon=":material/error:")
+            return
+        st.success(_(SHARED if item.status == pb.SUBMISSION_STATUS_PENDING else SHARED_STRAIGHT))
 
 
 def use_example(key: str) -> None:
@@ -90,8 +132,6 @@ info = guarded(get_client().model_info)
 if info is None:
     st.stop()
 limits = info.limits
-# Only what the model can paint: sizes up to GetModelInfo's limit (Shapes: 128 px), in steps of 64.
-sizes = [s for s in range(max(limits.min_size, 64), limits.max_size + 1, 64)]
 examples = example_prompts(info)
 st.session_state.setdefault(PROMPT_KEY, examples[0])
 
@@ -102,24 +142,42 @@ st.session_state.setdefault(PROMPT_KEY, examples[0])
 prompt = st.text_area(
     _("Prompt"), key=PROMPT_KEY, help=_("At most {count} characters.").format(count=number(limits.max_prompt_chars))
 )
+# Who paints this prompt, and with what model: `paints` is its GetModelInfo (the form below offers
+# what that model can paint). Only the class's Shapes model knows the class's word (lesson 10).
+painter, paints, taught = get_client(), info, ""
 try:
-    taught = class_word(get_client().class_name, student_id()) if info.model_family == SHAPES_FAMILY else ""
-    unknown = never_learned(prompt, info.model_revision, taught, student_id()) if prompt.strip() else []
+    shapes = class_shapes(info)
+    if shapes is not None:
+        taught = class_word(shapes.settings.inference_addr, shapes.class_name, student_id())
+        if shapes is not painter and uses_word(prompt, taught):
+            painter, paints = shapes, shapes.model_info()
+    checked = painter.settings.inference_addr, paints.model_revision, taught, student_id()
+    unknown = never_learned(prompt, *checked) if prompt.strip() else []
 except StudentError:
     unknown = None  # the warning is a help, never a reason to stop the page
-model_name = info.model_display_name or _("This model")
+main_name = info.model_display_name or _("This model")
+model_name = paints.model_display_name or _("This model")
+beside_word = taught if painter is not get_client() else ""  # the class's word, painted by Shapes beside
 if unknown:
     st.warning(unlearned_sentence(unknown, model_name), icon=":material/help:")
-elif unknown is not None and info.model_family == SHAPES_FAMILY:
+elif unknown is not None and paints.model_family == SHAPES_FAMILY:
     # Where the warning would be: the student sees the words were checked, and the page below does
     # not jump as the warning comes and goes.
-    if taught and taught in prompt.lower().split():
+    if uses_word(prompt, taught):
         st.success(_("Your class's own model learned every word of this prompt (“{word}” is the word your "
                      "class taught it).").format(word=plain(taught)), icon=":material/check_circle:")  # fmt: skip
     else:
         st.success(
             _("{model} learned every word of this prompt.").format(model=model_name), icon=":material/check_circle:"
         )
+if beside_word:
+    st.info(
+        _(
+            "This prompt has “{word}”, the word your class taught its own Shapes model, so that model paints it: "
+            "Shapes runs beside {model}, which paints every prompt without “{word}”."
+        ).format(word=plain(beside_word), model=main_name),
+        icon=":material/school:",
+    )
 st.selectbox(
     _("Or start from an example it knows every word of"),
     examples,
@@ -130,30 +188,35 @@ st.selectbox(
     args=("playground-example",),
 )
 
+# Only what the painting model can paint: sizes up to GetModelInfo's limit (Shapes: 128 px), in steps of 64.
+form = paints.limits
+sizes = [s for s in range(max(form.min_size, 64), form.max_size + 1, 64)]
 with st.container(border=True):
     negative = st.text_input(_("Negative prompt (optional)"), "")
     a, b, c = st.columns(3)
-    steps = a.slider(_("Steps"), limits.min_steps, limits.max_steps, min(info.default_steps, limits.max_steps))
+    steps = a.slider(_("Steps"), form.min_steps, form.max_steps, min(paints.default_steps, form.max_steps))
     guidance = b.slider(
-        _("Guidance scale"), 0.0, float(limits.max_guidance_scale), float(info.default_guidance_scale), 0.5
+        _("Guidance scale"), 0.0, float(form.max_guidance_scale), float(paints.default_guidance_scale), 0.5
     )
-    display = {s.name: s.display_name for s in info.schedulers}
+    display = {s.name: s.display_name for s in paints.schedulers}
     names = list(display)
-    scheduler = c.selectbox(_("Scheduler"), names, index=names.index(info.default_scheduler), format_func=display.get)
+    scheduler = c.selectbox(_("Scheduler"), names, index=names.index(paints.default_scheduler), format_func=display.get)
     d, e, f = st.columns(3)
-    width = d.selectbox(_("Width"), sizes, index=sizes.index(info.default_width) if info.default_width in sizes else 0)
-    height = e.selectbox(
-        _("Height"), sizes, index=sizes.index(info.default_height) if info.default_height in sizes else 0
+    width = d.selectbox(
+        _("Width"), sizes, index=sizes.index(paints.default_width) if paints.default_width in sizes else 0
     )
-    seed = f.number_input(_("Seed (empty: a random one)"), 0, int(limits.max_seed), value=None, step=1)
+    height = e.selectbox(
+        _("Height"), sizes, index=sizes.index(paints.default_height) if paints.default_height in sizes else 0
+    )
+    seed = f.number_input(_("Seed (empty: a random one)"), 0, int(form.max_seed), value=None, step=1)
     submitted = st.button(_("Generate"), type="primary", on_click=cut_long_prompt, args=(limits.max_prompt_chars,))
 
-native = info.default_width
+native = paints.default_width
 st.caption(
     _(
         "Not offered: pictures larger than {size} × {size} pixels, or more than {steps} steps. {model} learned to "
         "paint {native} × {native} pictures; much bigger ones come out as broken patterns, and take far longer."
-    ).format(size=limits.max_size, steps=limits.max_steps, model=model_name, native=native)
+    ).format(size=form.max_size, steps=form.max_steps, model=model_name, native=native)
 )
 
 cut_from = st.session_state.pop("playground-cut", None)
@@ -176,8 +239,10 @@ if submitted:
     request = request_with(request, [Probe.LATENT_PREVIEW, Probe.PREDICTED_X0_PREVIEW])  # and the decoded guess
     stop()  # a new picture replaces one still coming; the last finished one stays until it is done
     st.session_state["playground-generation"] = StreamReader(
-        request, expected_step_s=lesson_store().pace.expect(request)
+        request, expected_step_s=lesson_store().pace.expect(request), client=painter
     )
+    # Who paints it, said under the picture: the class's word and the service beside ("" for the main one).
+    st.session_state["playground-beside"] = (beside_word, painter.settings.inference_addr if beside_word else "")
     stop_when_tab_closes(st.session_state["playground-generation"])  # a closed tab gives its place back
 
 # The stream's one status: waiting, running, paused, done, stopped, failed or cleared.
@@ -190,12 +255,21 @@ if generation is not None:
     stop_slot.empty()
     if ended.phase == Phase.DONE and generation.trajectory.image is not None:
         st.session_state.result = generation.trajectory
+        st.session_state["playground-result-beside"] = st.session_state.get("playground-beside", ("", ""))
 
 run = st.session_state.get("result")
 if run is not None and run.image is not None:
     st.subheader(_("“{prompt}”, seed {seed}").format(prompt=plain(short(run.request.prompt)), seed=run.request.seed))
     if len(" ".join(run.request.prompt.split())) > HEADING_CHARS:
         st.caption(_("The whole prompt: {prompt}").format(prompt=plain(run.request.prompt)))
+    painted_word, painted_by = st.session_state.get("playground-result-beside", ("", ""))
+    if painted_word:
+        st.caption(
+            _(
+                "This picture was painted by your class's own Shapes model, the one that learned “{word}”: it runs "
+                "beside {model}, which paints the Playground's other prompts."
+            ).format(word=plain(painted_word), model=main_name),
+        )
     tokens = run.prompt_tokens
     if tokens is not None and tokens.truncated:
         st.warning(
@@ -224,4 +298,7 @@ if run is not None and run.image is not None:
     d, e = st.columns(2)
     d.download_button(_("Download the image (PNG)"), png(run.image), "diffusion-classroom.png", "image/png")
     e.download_button(_("Download the denoising (GIF)"), gif(run), "diffusion-classroom.gif", "image/gif")
-    share_to_class(run, key="playground-share")  # to the class gallery (the teacher approves it first)
+    if painted_by:
+        share_beside(run, client_for(painted_by), key="playground-share")  # the service beside keeps it, and shares it
+    else:
+        share_to_class(run, key="playground-share")  # to the class gallery (the teacher approves it first)
