@@ -5,6 +5,7 @@ GPU server runs Stable Diffusion), and Shapes runs beside it (CLASSROOM_SHAPES_A
 one Redis. The class teaches Shapes "heart" (lesson 10); in the Playground, "a blue heart on the
 right" is painted by the class's Shapes model (its trajectory is the one the Shapes service gives
 this class, not another class's) and the page says so; an ordinary prompt is the main model's.
+Where Shapes is the server's own model, it paints the word itself, and nothing is said of another.
 """
 
 from __future__ import annotations
@@ -130,3 +131,25 @@ def test_the_class_s_word_is_painted_by_its_shapes_model_and_other_prompts_by_th
         assert collect(teacher.generate(run.request, "main-check")).status.trajectory_key == run.key
     finally:
         teacher.close()
+
+
+def test_where_shapes_is_the_server_s_own_model_it_paints_the_class_s_word_itself(servers, monkeypatch):
+    """No Shapes beside: the server's own Shapes paints the class's word, and nothing is said about another model."""
+    _, shapes = servers
+    for _ in point_the_front_end_at(shapes.address, monkeypatch):
+        monkeypatch.setenv("CLASSROOM_CLASS_NAME", CLASS)
+        at = AppTest.from_file(str(page_file("playground")), default_timeout=180).run()
+        at.text_area[0].input("a blue heart on the right").run()
+        assert [s.value for s in at.success] == [
+            "Your class's own model learned every word of this prompt (“heart” is the word your class taught it)."
+        ]
+        assert not at.info
+        generate(at, "a blue heart on the right", seed=3)
+        assert [s.value for s in at.subheader] == ["“a blue heart on the right”, seed 3"]
+        assert not any(c.value.startswith(BESIDE) for c in at.caption)
+        run = at.session_state["result"]
+        owls = client_of(shapes)
+        try:
+            assert collect(owls.generate(run.request, "owl-check")).status.trajectory_key == run.key
+        finally:
+            owls.close()
