@@ -5,7 +5,9 @@ page). One browser: a student's context goes through the sign-in, the welcome pa
 nine lessons (each with its player drawn, where it has one), the Playground with a
 picture made, the class gallery, Follow along and The model; a teacher's context opens
 the teacher's page, leads the class (the student's Follow along and present-mode banner)
-and asks a quick check (the student's page with it open, answered and revealed).
+and asks a quick check (the student's page with it open, answered and revealed). Lesson 10
+is audited through a teaching: a drawing on the canvas, handed in, the teacher's grid of the
+class's drawings, the training running and the word taught (the model's pictures shown).
 
 axe-core runs offline (from `axe-playwright-python`), WCAG 2.0 and 2.1, A and AA. No page
 may have a finding of impact serious or critical; the others are written to
@@ -24,6 +26,7 @@ import pytest
 from playwright.sync_api import Browser, Frame, Page, expect
 
 from tests.frontend.test_browser import Stack, running_stack
+from tests.frontend.test_teach_browser import CANVAS_FRAME, draw_heart
 from tests.support.accessibility import (
     Finding,
     audit,
@@ -42,6 +45,9 @@ ARTIFACTS = ROOT / "test-artifacts" / "accessibility"
 CLASS_CODE, TEACHER_CODE = "blue-7", "owl-42"
 WAIT_MS = 120_000  # cold lessons compute on a shared CPU
 PLAYER = 'iframe[title="frontend.player.trajectory_player"]'
+LESSON_10 = "10. Teach it a new word"
+TRAINING_STEPS = 40  # enough steps that the training is still running when its page is audited
+TRAINING_MS = 600_000  # painting the training pictures, then the steps, on two shared cores
 # The nine lessons: the menu's title, and whether the page draws the trajectory player as it opens.
 LESSONS = [
     ("1. The whole pipeline", False),
@@ -126,7 +132,8 @@ def player_frame(page: Page) -> Frame:
 class Audits:
     """The findings of every state audited, in order."""
 
-    def __init__(self) -> None:
+    def __init__(self, report: str = "axe.json") -> None:
+        self.report = ARTIFACTS / report
         self.findings: list[Finding] = []
         self.states: dict[str, str] = {}  # state: the page's title (what a browser's tab and a screen reader say)
         self.unnamed: dict[str, list[str]] = {}  # state: pictures without words (or charts, counted)
@@ -141,7 +148,7 @@ class Audits:
         ]
         if unnamed:
             self.unnamed[state] = unnamed
-        write_report(self.findings, self.states, ARTIFACTS / "axe.json")  # as it goes: a failure keeps what was seen
+        write_report(self.findings, self.states, self.report)  # as it goes: a failure keeps what was seen
 
 
 def test_every_page_and_state_has_no_serious_or_critical_axe_finding(browser: Browser, stack: Stack):
@@ -355,3 +362,72 @@ def test_the_player_pickers_and_the_teachers_buttons_work_from_the_keyboard(brow
 
 def step_of(player: Frame) -> int:
     return int(player.locator("body").get_attribute("data-step"))
+
+
+def hand_in(page: Page, seed: int, class_drawings: int) -> None:
+    """A heart drawn with the mouse on lesson 10's canvas and handed in; the class then has `class_drawings`."""
+    draw_heart(page, seed)
+    page.frame_locator(CANVAS_FRAME).get_by_role("button", name="Hand in").click()
+    expect(page.get_by_text(re.compile(rf"the class has {class_drawings}\.$")).first).to_be_visible(timeout=WAIT_MS)
+    expect(page.frame_locator(CANVAS_FRAME).locator("body")).to_have_attribute("data-strokes", "0")
+
+
+def test_lesson_10_drawing_training_and_taught_have_no_serious_or_critical_axe_finding(browser: Browser, stack: Stack):
+    """Lesson 10 through a teaching: a drawing on the canvas, the teacher's drawings, the training, the word taught."""
+    audits = Audits(report="axe-lesson-10.json")
+    student = Person(browser, stack)
+    page = student.page
+    student.sign_in("Ana")
+    student.open(LESSON_10)
+    expect(page.get_by_role("heading", name=LESSON_10)).to_be_visible()
+    draw_heart(page, seed=1)
+    audits.check(page, "lesson 10, a drawing on the canvas")
+    page.frame_locator(CANVAS_FRAME).get_by_role("button", name="Hand in").click()
+    expect(page.get_by_text("You have 1 drawing in; the class has 1.").first).to_be_visible(timeout=WAIT_MS)
+    settle(page)
+    audits.check(page, "lesson 10, a drawing handed in")
+    for count in (2, 3):  # a student hands in at most 3; teaching needs 4
+        hand_in(page, seed=count, class_drawings=count)
+    other = Person(browser, stack)
+    other.sign_in("Bo")
+    other.open(LESSON_10)
+    hand_in(other.page, seed=4, class_drawings=4)
+    other.context.close()
+
+    teacher = Person(browser, stack)
+    teacher.sign_in("Mr Okafor")
+    desk = teacher.page
+    teacher.open("Teacher")
+    desk.get_by_label("Teacher code").fill(TEACHER_CODE)
+    desk.get_by_role("button", name="Open").click()
+    expect(desk.get_by_text("The class's drawings: 4.")).to_be_visible(timeout=WAIT_MS)
+    settle(desk)
+    audits.check(desk, "teacher's page, the class's drawings (lesson 10)")
+    desk.get_by_role("textbox", name="The new word").fill("heart")
+    desk.get_by_label("Training steps").fill(str(TRAINING_STEPS))
+    desk.get_by_role("button", name="Teach", exact=True).click()
+    expect(desk.get_by_text(re.compile("(Teaching|Asked to teach) “heart”"))).to_be_visible(timeout=WAIT_MS)
+
+    # The student's page while it trains: the step, the loss chart and its sentence (read again every moment).
+    expect(page.get_by_text("Now: training.").first).to_be_visible(timeout=TRAINING_MS)
+    expect(page.get_by_text(re.compile(rf"step [1-9]\d* of {TRAINING_STEPS}")).first).to_be_visible(timeout=TRAINING_MS)
+    expect(page.get_by_test_id("stVegaLiteChart")).to_have_count(1, timeout=WAIT_MS)
+    audits.check(page, "lesson 10, training running")
+    # Taught: the word, the loss over every step, the model's pictures (the sample sheet) and the prompt box.
+    expect(page.get_by_text("Now: taught.").first).to_be_visible(timeout=TRAINING_MS)
+    expect(page.get_by_text(re.compile("The model's pictures at step"))).to_be_visible(timeout=WAIT_MS)
+    expect(page.get_by_label("Prompt", exact=True)).to_have_value("a blue heart on the right", timeout=WAIT_MS)
+    settle(page)
+    audits.check(page, "lesson 10, taught (the model's pictures shown)")
+    teacher.open(LESSON_10)  # the teacher's controls above the same training
+    expect(desk.get_by_text("Now: taught.").first).to_be_visible(timeout=WAIT_MS)
+    settle(desk)
+    audits.check(desk, "lesson 10 on the teacher's side, taught")
+
+    for person in (student, teacher):
+        assert person.hosts == {urlsplit(stack.url).netloc}, f"requests went to {person.hosts}"
+        person.context.close()
+    assert len(audits.states) == 6
+    assert audits.unnamed == {}, audits.unnamed
+    bad = blocking(audits.findings)
+    assert bad == [], "\n".join(f"{f.state}: {f.rule} ({f.impact}) ×{f.count}: {f.targets}" for f in bad)
