@@ -1,7 +1,7 @@
 """Bring the catalogs up to date with the code: `.venv/bin/python frontend/locales/update.py`.
 
-Reads every sentence marked with `_`, `N_` or `ngettext` in `frontend/` and in the
-shared sentences of `services/common` (`SOURCES`), writes them to `messages.pot`,
+Reads every sentence marked with `_`, `N_` or `ngettext` in `frontend/`, in the
+shared sentences of `services/common` and in the service's refusals (`SOURCES`), writes them to `messages.pot`,
 and adds each new one, untranslated, to every language's `messages.po` (a sentence
 no longer in the code is dropped from them). Then translate the new msgstr entries:
 `tests/unit/test_i18n.py` fails while one is empty.
@@ -24,7 +24,15 @@ sys.path.insert(0, str(ROOT))  # run as a script from anywhere: the catalogs are
 from frontend.access.language import DOMAIN, LOCALES, catalog_path  # noqa: E402
 from services.common.i18n import LANGUAGES, SOURCE_LANGUAGE  # noqa: E402
 
-SOURCES = ("frontend", "services/common/errors.py")  # where sentences a student or teacher reads are marked
+# Where sentences a student or teacher reads are marked: the front end, the client's error sentences,
+# and the sentences the service writes (it sends their templates; `student_error` translates them).
+SOURCES = (
+    "frontend",
+    "services/common/errors.py",
+    "services/common/text.py",
+    "services/inference/refusals.py",
+    "services/inference/teaching/refusals.py",
+)
 KEYWORDS = {"_": None, "N_": None, "ngettext": (1, 2)}
 # Sentences another test reads as plain string constants (so they cannot be wrapped in N_): shown through `_`.
 SHOWN_CONSTANTS = {"frontend/screens/model.py": ("SHAPES_SCHEDULE",)}  # test_measured_claims checks its numbers

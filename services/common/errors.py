@@ -2,11 +2,15 @@
 
 The client (`client.py`) turns every failed call into a `StudentError` through
 `student_error`; the pages show its message as it is. Our own sentences are
-translated where they are made (`services.common.i18n`: the front end's catalogs);
-the service's own sentences arrive in English.
+translated where they are made (`services.common.i18n`: the front end's catalogs).
+The service's own sentences arrive in English, with the templates they were
+written from and their arguments in the ErrorInfo's metadata
+(`services.inference.refusals`): the client writes them again in the reader's language.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 import grpc
 from google.rpc import error_details_pb2
@@ -34,6 +38,7 @@ _OWN_SENTENCES = (
     grpc.StatusCode.NOT_FOUND,
     grpc.StatusCode.FAILED_PRECONDITION,
 )
+_TEMPLATE = "template"  # the metadata's key of the service's first template (services.inference.refusals.TEMPLATE)
 _FALLBACK = N_("Something went wrong on the image server. Try again; if it keeps happening, tell your teacher.")
 
 
@@ -46,24 +51,51 @@ class StudentError(Exception):
         self.reason = reason  # the service's ErrorInfo reason, when it gave one (e.g. MODEL_LOADING)
 
 
-def error_reason(error: grpc.RpcError) -> str:
-    """The ErrorInfo reason the service attached to a failed call, or ""."""
+def error_info(error: grpc.RpcError) -> error_details_pb2.ErrorInfo | None:
+    """The ErrorInfo the service attached to a failed call, if it did."""
     try:
         status = rpc_status.from_call(error)  # type: ignore[arg-type]
     except (ValueError, AttributeError):
-        return ""
+        return None
     for detail in status.details if status is not None else ():
         info = error_details_pb2.ErrorInfo()
         if detail.Is(info.DESCRIPTOR) and detail.Unpack(info) and info.domain == ERROR_DOMAIN:
-            return info.reason
-    return ""
+            return info
+    return None
+
+
+def error_reason(error: grpc.RpcError) -> str:
+    """The ErrorInfo reason the service attached to a failed call, or ""."""
+    info = error_info(error)
+    return info.reason if info is not None else ""
+
+
+def rewritten(metadata: Mapping[str, str], english: str) -> str:
+    """The service's sentence in the reader's language, from its templates and arguments; else `english`.
+
+    The metadata holds the templates as "template", "template.1", ... and every other key is an argument.
+    """
+    templates = [metadata[key] for key in _template_keys(metadata)]
+    arguments = {key: value for key, value in metadata.items() if key.partition(".")[0] != _TEMPLATE}
+    try:
+        return " ".join(_(template).format(**arguments) for template in templates) if templates else english
+    except (KeyError, IndexError, ValueError, AttributeError):  # a template this client reads otherwise
+        return english
+
+
+def _template_keys(metadata: Mapping[str, str]) -> list[str]:
+    keys = []
+    while (key := f"{_TEMPLATE}.{len(keys)}" if keys else _TEMPLATE) in metadata:
+        keys.append(key)
+    return keys
 
 
 def student_error(error: grpc.RpcError) -> StudentError:
     """The sentence to show for a failed call; the service's own sentence where it wrote one for students."""
     code = error.code()
     details = error.details() or ""
-    reason = error_reason(error)
+    info = error_info(error)
+    reason = info.reason if info is not None else ""
     if (code in _OWN_SENTENCES or reason) and details:  # a reason: the service wrote the sentence for students
-        return StudentError(details, code, reason)
+        return StudentError(rewritten(info.metadata, details) if info is not None else details, code, reason)
     return StudentError(_(_MESSAGES.get(code, _FALLBACK)), code, reason)

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import unicodedata
 
+from services.common.i18n import N_, Sentence
+
 NAME_LIMIT = 40  # characters in a display name
 
 
@@ -92,13 +94,16 @@ def fold_name(name: str) -> str:
     return " ".join(text.split())  # leading, trailing and repeated spaces (NFKC made every space a plain one)
 
 
-def name_problem(name: str) -> str | None:
-    """Why a display name cannot be used, as a sentence; None when it can."""
+def name_problem(name: str) -> Sentence | None:
+    """Why a display name cannot be used, as a sentence (the reader's language where a translator is installed).
+
+    None when it can. The service sends the sentence's template beside it (`services.inference.refusals`).
+    """
     name = name.strip()
     if not fold_name(name):
-        return "Please type the name your teacher will see."
+        return Sentence(N_("Please type the name your teacher will see."))
     if len(name) > NAME_LIMIT:
-        return f"A name may be at most {NAME_LIMIT} characters long."
+        return Sentence(N_("A name may be at most {limit} characters long."), limit=NAME_LIMIT)
     if hidden_characters(name) or _BLANK_LETTERS.intersection(name):
-        return "A name may not have invisible or control characters."
+        return Sentence(N_("A name may not have invisible or control characters."))
     return None

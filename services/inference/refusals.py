@@ -3,6 +3,9 @@
 "Why was I refused?" is answered here. Each refusal is an exception with the
 sentence a student reads, the gRPC status code, and the machine-readable
 details a client may act on (when to try again, which field was wrong, why).
+Each sentence is a `Sentence` (its template marked with `N_`, and its arguments):
+the ErrorInfo's metadata carries the templates (`template`, `template.1`, ...) and
+the arguments, so the client writes it in the reader's language (`student_error`).
 Every gRPC handler is registered through `answering_refusals`, so a handler just
 raises one and the call ends with its status.
 """
@@ -22,12 +25,25 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from services.common.api import ERROR_DOMAIN, MODEL_LOADING, SIGNED_OUT
+from services.common.i18n import N_, Sentence
 
-BLOCKED_MESSAGE = "This prompt can't be used in class. Please try a different one."
-STUDENT_BUSY_MESSAGE = "You already have a picture being made. Wait for it to finish (or stop it), then try again."
-LOADING_MESSAGE = "The model is still loading. Please try again in a minute."
-NO_TEACHER_CODE = "This server has no teacher code set (CLASSROOM_TEACHER_CODE), so the teacher's page is off."
-WRONG_TEACHER_CODE = "The teacher code is missing or wrong."
+BLOCKED_MESSAGE = N_("This prompt can't be used in class. Please try a different one.")
+STUDENT_BUSY_MESSAGE = N_("You already have a picture being made. Wait for it to finish (or stop it), then try again.")
+LOADING_MESSAGE = N_("The model is still loading. Please try again in a minute.")
+NO_TEACHER_CODE = N_("This server has no teacher code set (CLASSROOM_TEACHER_CODE), so the teacher's page is off.")
+WRONG_TEACHER_CODE = N_("The teacher code is missing or wrong.")
+TEMPLATE = "template"  # the ErrorInfo metadata's key of the first template; the next are "template.1", ...
+
+
+def templates_metadata(sentences: list[str]) -> dict[str, str]:
+    """The templates and arguments of `sentences` as ErrorInfo metadata; {} unless every one is a `Sentence`."""
+    metadata: dict[str, str] = {}
+    for index, sentence in enumerate(sentences):
+        if not isinstance(sentence, Sentence) or any(metadata.get(k, v) != v for k, v in sentence.args.items()):
+            return {}  # written another way, or two arguments of one name: the English alone
+        metadata |= sentence.args
+        metadata[f"{TEMPLATE}.{index}" if index else TEMPLATE] = sentence.template
+    return metadata
 
 
 class Refusal(Exception):
@@ -40,6 +56,7 @@ class Refusal(Exception):
         super().__init__(sentence)
         self.sentence = sentence
         self.retry_after_s = retry_after_s
+        self.sentences: list[str] = [sentence]  # the sentences it is made of, in order
 
     def details(self) -> list[Message]:
         found: list[Message] = []
@@ -47,8 +64,9 @@ class Refusal(Exception):
             retry = error_details_pb2.RetryInfo()
             retry.retry_delay.FromSeconds(max(1, math.ceil(self.retry_after_s)))
             found.append(retry)
-        if self.reason:
-            found.append(error_details_pb2.ErrorInfo(reason=self.reason, domain=ERROR_DOMAIN))
+        metadata = templates_metadata(self.sentences)
+        if self.reason or metadata:
+            found.append(error_details_pb2.ErrorInfo(reason=self.reason, domain=ERROR_DOMAIN, metadata=metadata))
         return found
 
     def status(self) -> grpc.Status:
@@ -102,7 +120,7 @@ class ModelLoading(Refusal):
     reason = MODEL_LOADING
 
     def __init__(self) -> None:
-        super().__init__(LOADING_MESSAGE)
+        super().__init__(Sentence(LOADING_MESSAGE))
 
 
 class RequestError(Refusal, ValueError):
@@ -113,6 +131,7 @@ class RequestError(Refusal, ValueError):
     def __init__(self, violations: list[tuple[str, str]]) -> None:
         super().__init__(" ".join(sentence for _, sentence in violations))
         self.violations = violations
+        self.sentences = [sentence for _, sentence in violations]
 
     def details(self) -> list[Message]:
         violations = [
@@ -126,7 +145,7 @@ class BlockedPrompt(RequestError):
     """The prompt has a word or phrase from the class's blocklist."""
 
     def __init__(self) -> None:
-        super().__init__([("prompt", BLOCKED_MESSAGE)])
+        super().__init__([("prompt", Sentence(BLOCKED_MESSAGE))])
 
 
 class StudentBusy(Refusal):
@@ -135,7 +154,7 @@ class StudentBusy(Refusal):
     code = code_pb2.RESOURCE_EXHAUSTED
 
     def __init__(self) -> None:
-        super().__init__(STUDENT_BUSY_MESSAGE)
+        super().__init__(Sentence(STUDENT_BUSY_MESSAGE))
 
 
 class AddressBusy(Refusal):
@@ -144,11 +163,21 @@ class AddressBusy(Refusal):
     code = code_pb2.RESOURCE_EXHAUSTED
 
     def __init__(self, held: int) -> None:
-        super().__init__(
-            f"This computer's network address already has {held} pictures being made or waiting, as many as one "
+        super().__init__(Sentence(N_(
+            "This computer's network address already has {held} pictures being made or waiting, as many as one "
             "address may. Wait for one to finish, then try again. If your whole class reaches the server through "
             "one address, tell your teacher: CLASSROOM_MAX_PER_ADDRESS must be 0."
-        )
+        ), held=held))  # fmt: skip
+
+
+_CLASS_FULL = (  # by waiting == 1
+    N_("Your class already has {waiting} pictures waiting, as many as one class may."),
+    N_("Your class already has 1 picture waiting, as many as one class may."),
+)
+_QUEUE_FULL = (
+    N_("The class queue is full right now ({waiting} pictures are waiting)."),
+    N_("The class queue is full right now (1 picture is waiting)."),
+)
 
 
 class QueueFull(Refusal):
@@ -157,29 +186,24 @@ class QueueFull(Refusal):
     code = code_pb2.RESOURCE_EXHAUSTED
 
     def __init__(self, waiting: int, retry_after_s: float, classroom: str | None = None) -> None:
-        minutes = max(1, round(retry_after_s / 60))
-        pictures = "1 picture" if waiting == 1 else f"{waiting} pictures"
-        sentence = (
-            f"Your class already has {pictures} waiting, as many as one class may. "
-            if classroom is not None
-            else f"The class queue is full right now ({pictures} {'is' if waiting == 1 else 'are'} waiting). "
-        ) + f"Please try again in about {minutes} minute(s)."
-        super().__init__(sentence, retry_after_s)
-        self.waiting, self.classroom = waiting, classroom
+        full = _CLASS_FULL if classroom is not None else _QUEUE_FULL
+        sentences = _later(max(1, round(retry_after_s / 60)), Sentence(full[waiting == 1], waiting=waiting))
+        super().__init__(" ".join(sentences), retry_after_s)
+        self.waiting, self.classroom, self.sentences = waiting, classroom, sentences
+
+
+def _later(minutes: int, first: Sentence) -> list[str]:
+    return [first, Sentence(N_("Please try again in about {minutes} minute(s)."), minutes=minutes)]
 
 
 class WorkFull(QueueFull):
     """Nothing waits, but the pictures running have as much work left as the server takes on (`max_queue_work`)."""
 
     def __init__(self, pictures: float, retry_after_s: float) -> None:
-        minutes = max(1, round(retry_after_s / 60))
-        Refusal.__init__(
-            self,
-            f"The server is busy with large pictures right now (about {max(1, round(pictures))} standard pictures "
-            f"of work left). Please try again in about {minutes} minute(s).",
-            retry_after_s,
-        )
-        self.waiting, self.classroom = 0, None
+        busy = N_("The server is busy with large pictures right now (about {pictures} standard pictures of work left).")
+        sentences = _later(max(1, round(retry_after_s / 60)), Sentence(busy, pictures=max(1, round(pictures))))
+        Refusal.__init__(self, " ".join(sentences), retry_after_s)
+        self.waiting, self.classroom, self.sentences = 0, None, sentences
 
 
 class RateLimited(Refusal):
@@ -189,17 +213,20 @@ class RateLimited(Refusal):
 
     def __init__(self, retry_after_s: float) -> None:
         seconds = max(1, math.ceil(retry_after_s))
-        super().__init__(
-            "You are making pictures faster than the class allows. "
-            f"Please try again in {seconds} second{'' if seconds == 1 else 's'}.",
-            retry_after_s,
-        )
+        later = N_("Please try again in 1 second.") if seconds == 1 else N_("Please try again in {seconds} seconds.")
+        fast = Sentence(N_("You are making pictures faster than the class allows."))
+        sentences = [fast, Sentence(later, seconds=seconds)]
+        super().__init__(" ".join(sentences), retry_after_s)
+        self.sentences = sentences
 
 
 class TeacherOnly(Refusal):
     """A teacher's call without the right teacher code (or on a server with none)."""
 
     code = code_pb2.PERMISSION_DENIED
+
+    def __init__(self, sentence: str) -> None:  # NO_TEACHER_CODE or WRONG_TEACHER_CODE
+        super().__init__(Sentence(sentence))
 
 
 class NameTaken(Refusal):
@@ -208,10 +235,10 @@ class NameTaken(Refusal):
     code = code_pb2.ALREADY_EXISTS
 
     def __init__(self, name: str) -> None:
-        super().__init__(
-            f"Someone in this class is already signed in as {name!r} on another computer or browser. "
+        super().__init__(Sentence(N_(
+            "Someone in this class is already signed in as {name} on another computer or browser. "
             "Please choose another name (if it is you, close that tab and wait a minute, then sign in again)."
-        )
+        ), name=repr(name)))  # fmt: skip
 
 
 class TooManyNames(Refusal):
@@ -220,11 +247,11 @@ class TooManyNames(Refusal):
     code = code_pb2.RESOURCE_EXHAUSTED
 
     def __init__(self, held: int) -> None:
-        super().__init__(
-            f"This computer's network address is already signed in to the class under {held} names, "
+        super().__init__(Sentence(N_(
+            "This computer's network address is already signed in to the class under {held} names, "
             "as many as one address may. Close one of those tabs, wait a minute, then try again. If your whole "
             "class reaches the server through one address, tell your teacher: CLASSROOM_MAX_PER_ADDRESS must be 0."
-        )
+        ), held=held))  # fmt: skip
 
 
 class NameRemoved(Refusal):
@@ -234,7 +261,8 @@ class NameRemoved(Refusal):
     reason = SIGNED_OUT
 
     def __init__(self, name: str) -> None:
-        super().__init__(f"Your teacher removed the name {name!r} from the class. Ask your teacher about it.")
+        removed = N_("Your teacher removed the name {name} from the class. Ask your teacher about it.")
+        super().__init__(Sentence(removed, name=repr(name)))
 
 
 class BrowserRemoved(Refusal):
@@ -244,17 +272,17 @@ class BrowserRemoved(Refusal):
     reason = SIGNED_OUT
 
     def __init__(self) -> None:
-        super().__init__(
+        super().__init__(Sentence(N_(
             "Your teacher removed you from the class on this browser, so it cannot sign in under another name. "
             "Ask your teacher to let you back in."
-        )
+        )))  # fmt: skip
 
 
 class BlockedName(RequestError):
     """The display name has a word or phrase from the class's blocklist."""
 
     def __init__(self) -> None:
-        super().__init__([("name", "This name can't be used in class. Please choose another one.")])
+        super().__init__([("name", Sentence(N_("This name can't be used in class. Please choose another one.")))])
 
 
 class SignedInElsewhere(Refusal):
@@ -264,7 +292,8 @@ class SignedInElsewhere(Refusal):
     reason = SIGNED_OUT
 
     def __init__(self, name: str) -> None:
-        super().__init__(f"You signed in as {name!r} in another tab or window, so this one was signed out.")
+        signed_out = N_("You signed in as {name} in another tab or window, so this one was signed out.")
+        super().__init__(Sentence(signed_out, name=repr(name)))
 
 
 class TrajectoryFailed(Refusal):
@@ -288,9 +317,8 @@ class NotShareable(Refusal):
     code = code_pb2.NOT_FOUND
 
     def __init__(self, sentence: str = "") -> None:
-        super().__init__(
-            sentence or "This picture can't be shared: it is not kept on the image server any more. Make it again."
-        )
+        gone = N_("This picture can't be shared: it is not kept on the image server any more. Make it again.")
+        super().__init__(sentence or Sentence(gone))
 
 
 class GalleryFull(Refusal):
@@ -299,11 +327,10 @@ class GalleryFull(Refusal):
     code = code_pb2.RESOURCE_EXHAUSTED
 
     def __init__(self, limit: int, per_student: bool = False) -> None:
-        super().__init__(
-            f"You have already shared {limit} pictures, as many as one student may."
-            if per_student
-            else f"The class gallery is full ({limit} pictures). Ask your teacher to clear it."
-        )
+        mine = N_("You have already shared {limit} pictures, as many as one student may.")
+        super().__init__(Sentence(mine if per_student else N_(
+            "The class gallery is full ({limit} pictures). Ask your teacher to clear it."
+        ), limit=limit))  # fmt: skip
 
 
 class GalleryUnavailable(Refusal):
@@ -312,14 +339,16 @@ class GalleryUnavailable(Refusal):
     code = code_pb2.FAILED_PRECONDITION
 
     def __init__(self) -> None:
-        super().__init__("The class gallery is not available right now (its store cannot be reached). Try later.")
+        super().__init__(
+            Sentence(N_("The class gallery is not available right now (its store cannot be reached). Try later."))
+        )
 
 
 class NotInGallery(Refusal):
     code = code_pb2.NOT_FOUND
 
     def __init__(self) -> None:
-        super().__init__("That picture is not in the class gallery (any more).")
+        super().__init__(Sentence(N_("That picture is not in the class gallery (any more).")))
 
 
 class NoQuickCheck(Refusal):
@@ -328,14 +357,14 @@ class NoQuickCheck(Refusal):
     code = code_pb2.FAILED_PRECONDITION
 
     def __init__(self) -> None:
-        super().__init__("This question is closed, so your answer was not counted.")
+        super().__init__(Sentence(N_("This question is closed, so your answer was not counted.")))
 
 
 class AlreadyAnswered(Refusal):
     code = code_pb2.ALREADY_EXISTS
 
     def __init__(self) -> None:
-        super().__init__("You have already answered this question: one answer each.")
+        super().__init__(Sentence(N_("You have already answered this question: one answer each.")))
 
 
 class LimitsUnavailable(Refusal):
@@ -344,11 +373,10 @@ class LimitsUnavailable(Refusal):
     code = code_pb2.FAILED_PRECONDITION
 
     def __init__(self, retry_after_s: float = 30.0) -> None:
-        super().__init__(
+        super().__init__(Sentence(N_(
             "New pictures are paused for a moment: the server cannot check the class's picture limits right now. "
-            "Lessons still open. Try again in a minute.",
-            retry_after_s,
-        )
+            "Lessons still open. Try again in a minute."
+        )), retry_after_s)  # fmt: skip
 
 
 class ClassStateUnavailable(Refusal):
@@ -357,8 +385,7 @@ class ClassStateUnavailable(Refusal):
     code = code_pb2.FAILED_PRECONDITION  # as LimitsUnavailable: the service is up, one store is not
 
     def __init__(self, retry_after_s: float = 10.0) -> None:
-        super().__init__(
+        super().__init__(Sentence(N_(
             "The class's shared screen and questions are not available for a moment (their store cannot be "
-            "reached). Lessons still open. Try again in a minute.",
-            retry_after_s,
-        )
+            "reached). Lessons still open. Try again in a minute."
+        )), retry_after_s)  # fmt: skip

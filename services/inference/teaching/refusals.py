@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from google.rpc import code_pb2
 
+from services.common.i18n import N_, Sentence
 from services.inference.refusals import Refusal
 
 
@@ -12,8 +13,12 @@ class NotTeachable(Refusal):
 
     def __init__(self) -> None:
         super().__init__(
-            "This server's model can't be taught a new word here: lesson 10 needs the Shapes model, "
-            "small enough to train while the class watches."
+            Sentence(
+                N_(
+                    "This server's model can't be taught a new word here: lesson 10 needs the Shapes model, "
+                    "small enough to train while the class watches."
+                )
+            )
         )
 
 
@@ -25,4 +30,4 @@ class TrainingNow(Refusal):
     code = code_pb2.FAILED_PRECONDITION
 
     def __init__(self) -> None:
-        super().__init__("The class's model is learning its new word right now. Wait until it is done.")
+        super().__init__(Sentence(N_("The class's model is learning its new word right now. Wait until it is done.")))

@@ -1,0 +1,117 @@
+"""The service's refusals reach the student in the reader's language.
+
+A refusal sends its English sentence (as older clients and logs read it) and, in its
+ErrorInfo's metadata, the template it was written from and the arguments;
+`student_error` writes the sentence again with the front end's catalogs. Spanish is
+switched on as the front end does it (`services.common.i18n.use_translator`), for one
+language instead of a session's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import grpc
+import pytest
+from google.protobuf import any_pb2
+from google.rpc import error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+from frontend.access.language import translate
+from services.common import i18n
+from services.common.errors import student_error
+from services.common.text import name_problem
+from services.inference.refusals import AddressBusy, NameTaken, QueueFull, RateLimited, Refusal, RequestError
+from services.inference.teaching.refusals import TrainingNow
+
+
+class RefusedCall(grpc.RpcError):
+    """A failed call as the client sees it, carrying the status the service aborted with."""
+
+    def __init__(self, refusal: Refusal) -> None:
+        self.status = refusal.status()
+
+    def code(self) -> grpc.StatusCode:
+        return self.status.code
+
+    def details(self) -> str:
+        return self.status.details
+
+    def trailing_metadata(self) -> tuple:
+        return self.status.trailing_metadata
+
+
+@pytest.fixture
+def spanish() -> Iterator[None]:
+    i18n.use_translator(lambda message: translate(message, "es"))
+    try:
+        yield
+    finally:
+        i18n.use_translator(lambda message: message)
+
+
+def info(refusal: Refusal) -> error_details_pb2.ErrorInfo:
+    (found,) = [detail for detail in refusal.details() if isinstance(detail, error_details_pb2.ErrorInfo)]
+    return found
+
+
+def test_a_refusal_sends_its_template_and_arguments_beside_the_english_sentence():
+    refusal = AddressBusy(3)
+    assert refusal.sentence.startswith("This computer's network address already has 3 pictures being made")
+    metadata = dict(info(refusal).metadata)
+    assert metadata["held"] == "3"
+    assert metadata["template"].startswith("This computer's network address already has {held} pictures")
+    queue = dict(info(QueueFull(waiting=12, retry_after_s=90)).metadata)
+    assert queue == {
+        "template": "The class queue is full right now ({waiting} pictures are waiting).",
+        "template.1": "Please try again in about {minutes} minute(s).",
+        "waiting": "12",
+        "minutes": "2",
+    }
+
+
+def test_a_refusal_with_a_sentence_written_another_way_sends_no_template():
+    assert not [
+        d
+        for d in RequestError([("prompt", "Type a prompt first.")]).details()
+        if isinstance(d, error_details_pb2.ErrorInfo)
+    ]
+
+
+def test_student_error_writes_the_services_sentence_in_spanish(spanish: None):
+    assert str(student_error(RefusedCall(AddressBusy(3)))).startswith(
+        "La dirección de red de este ordenador ya tiene 3 imágenes en marcha o en espera"
+    )
+    assert str(student_error(RefusedCall(RateLimited(1)))) == (
+        "Estás creando imágenes más rápido de lo que permite la clase. Vuelve a intentarlo dentro de 1 segundo."
+    )
+    named = student_error(RefusedCall(NameTaken("Ana {0}")))  # the student's name stays as typed, braces and all
+    assert str(named).startswith("Alguien de esta clase ya ha entrado como 'Ana {0}' en otro ordenador")
+    assert str(student_error(RefusedCall(TrainingNow()))).startswith("El modelo de la clase está aprendiendo")
+    assert str(student_error(RefusedCall(RequestError([("prompt", "Type a prompt first.")])))) == "Type a prompt first."
+
+
+def test_student_error_keeps_the_english_sentence_in_english():
+    for refusal in (AddressBusy(3), RateLimited(2.5), NameTaken("Ana"), QueueFull(1, 30, classroom="c")):
+        assert str(student_error(RefusedCall(refusal))) == refusal.sentence
+    assert RateLimited(2.5).sentence == (
+        "You are making pictures faster than the class allows. Please try again in 3 seconds."
+    )
+
+
+def test_a_template_the_client_cannot_fill_falls_back_to_the_english(spanish: None):
+    refusal = AddressBusy(3)
+    broken = info(refusal)
+    del broken.metadata["held"]  # a template naming an argument the service did not send
+    packed = any_pb2.Any()
+    packed.Pack(broken)
+    call = RefusedCall(refusal)
+    call.status = rpc_status.to_status(status_pb2.Status(code=refusal.code, message=refusal.sentence, details=[packed]))
+    assert str(student_error(call)) == refusal.sentence
+
+
+def test_the_display_name_checks_speak_the_readers_language_and_keep_their_template(spanish: None):
+    problem = name_problem("x" * 41)
+    assert problem == "Un nombre puede tener como máximo 40 caracteres."
+    assert problem is not None and problem.template == "A name may be at most {limit} characters long."
+    assert problem.args == {"limit": "40"}
