@@ -57,6 +57,7 @@ PAGES = [
 ]  # fmt: skip
 PLAYER = 'iframe[title="frontend.player.trajectory_player"]'
 WAIT_S = 60.0
+STEPS = 50  # the player's memory is read after a run of this many steps
 # [the document's title starts with `title`, a first picture is drawn, something scrolls sideways]
 LOOK = """
 title => {
@@ -172,12 +173,16 @@ def click_open(page: Page, cdp: CDPSession, marker: str, link: str, title: str) 
 
 def player_memory(page: Page, cdp: CDPSession, marker: str) -> tuple[int, float, float]:
     """The Playground makes a 50-step picture; the player plays it to the end: (steps, JS heap MB, renderers MB)."""
-    thumb = page.get_by_role("slider", name="Steps")
-    thumb.focus()
-    for _ in range(100):
-        if int(thumb.get_attribute("aria-valuenow")) == 50:
+    # Streamlit's slider thumb carries no aria-valuenow: the number it shows above the thumb is read instead.
+    slider = page.get_by_test_id("stSlider").filter(has=page.get_by_text("Steps", exact=True))
+    shown = slider.get_by_test_id("stSliderThumbValue")
+    slider.get_by_role("slider").focus()
+    for _ in range(200):
+        now = int(shown.inner_text().strip())
+        if now == STEPS:
             break
-        page.keyboard.press("ArrowRight" if int(thumb.get_attribute("aria-valuenow")) < 50 else "ArrowLeft")
+        page.keyboard.press("ArrowRight" if now < STEPS else "ArrowLeft")
+    expect(shown).to_have_text(str(STEPS))
     settled(page)
     page.get_by_label("Prompt", exact=True).fill("a red circle at the top")
     page.get_by_role("button", name="Generate").click()
