@@ -5,6 +5,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from frontend.access.language import _, ngettext, number
 from frontend.client import get_client
 from frontend.drawing.look import alt_text
 from frontend.drawing.views import enlarge, guarded, plain
@@ -15,19 +16,24 @@ from services.common.include_mask import Probe
 from services.common.shapes_judge import judge
 from services.common.shapes_world import PALETTE
 
-st.title("6. Seeds and schedulers")
+st.title(_("6. Seeds and schedulers"))
 
-st.subheader("The seed picks the starting noise")
+st.subheader(_("The seed picks the starting noise"))
 gallery = examples("seed-gallery")
 if gallery:
-    st.markdown(f"**{plain(gallery[0].request.prompt)}**: the same prompt and settings, a different seed each time.")
+    st.markdown(
+        _("**{prompt}**: the same prompt and settings, a different seed each time.").format(
+            prompt=plain(gallery[0].request.prompt)
+        )
+    )
     columns = st.columns(min(6, len(gallery)))
     for index, item in enumerate(gallery):
         run = guarded(lambda item=item: load(item.request, probes=[Probe.LATENT_PREVIEW], lesson_entry=item.id))
         if run is not None:
             columns[index % len(columns)].image(
-                run.image, caption=f"seed {item.label('seed')}",
-                alt=alt_text("the final picture", item.request.prompt, f"seed {item.label('seed')}"),
+                run.image, caption=_("seed {seed}").format(seed=item.label("seed")),
+                alt=alt_text(_("the final picture"), item.request.prompt,
+                             _("seed {seed}").format(seed=item.label("seed"))),
             )  # fmt: skip
 
 
@@ -40,10 +46,12 @@ def collection_description(collection: str) -> str:
 
 def listed(words: list[str]) -> str:
     """Words joined for a sentence: A; A and B; A, B and C."""
-    return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} and {words[-1]}"
+    if len(words) == 1:
+        return words[0]
+    return _("{first} and {last}").format(first=", ".join(words[:-1]), last=words[-1])
 
 
-st.subheader("The scheduler picks the path")
+st.subheader(_("The scheduler picks the path"))
 comparison = examples("scheduler-comparison")
 if not comparison:
     st.stop()
@@ -55,11 +63,17 @@ ancestral = [s.display_name for s in about.values() if s.ancestral]
 if deterministic and ancestral:
     # What each method does by construction; what it does to the pictures is measured below the chart.
     st.markdown(
-        f"Schedulers are different numerical methods for the same denoising problem. {listed(deterministic)} "
-        "are deterministic: each step follows from the last, so one seed and one step count always give the same "
-        f"picture. {listed(ancestral)} {'is' if len(ancestral) == 1 else 'are'} **ancestral**: each step adds "
-        "fresh noise, so every step count takes a different noisy path. The chart below measures what that does "
-        "on this model."
+        ngettext(
+            "Schedulers are different numerical methods for the same denoising problem. {deterministic} are "
+            "deterministic: each step follows from the last, so one seed and one step count always give the same "
+            "picture. {ancestral} is **ancestral**: each step adds fresh noise, so every step count takes a "
+            "different noisy path. The chart below measures what that does on this model.",
+            "Schedulers are different numerical methods for the same denoising problem. {deterministic} are "
+            "deterministic: each step follows from the last, so one seed and one step count always give the same "
+            "picture. {ancestral} are **ancestral**: each step adds fresh noise, so every step count takes a "
+            "different noisy path. The chart below measures what that does on this model.",
+            len(ancestral),
+        ).format(deterministic=listed(deterministic), ancestral=listed(ancestral))
     )
 description = guarded(lambda: collection_description("scheduler-comparison"))
 if description:
@@ -68,17 +82,22 @@ precomputed_seeds = [int(seed) for seed in values(comparison, "seed")]
 step_counts = values(comparison, "steps")
 seed_column, steps_column, schedulers_column = st.columns([1, 2, 3])
 seed = seed_column.number_input(
-    "Seed",
+    _("Seed"),
     min_value=0,
     max_value=info.limits.max_seed if info is not None and info.limits.max_seed else None,
     value=precomputed_seeds[0],
-    help=f"Precomputed: {', '.join(map(str, precomputed_seeds))}. Any other seed is computed when you pick it.",
+    help=_("Precomputed: {seeds}. Any other seed is computed when you pick it.").format(
+        seeds=", ".join(map(str, precomputed_seeds))
+    ),
 )
 counts = sorted(
-    steps_column.multiselect("Steps", step_counts, default=step_counts, format_func=lambda n: f"{n} steps"), key=int
+    steps_column.multiselect(
+        _("Steps"), step_counts, default=step_counts, format_func=lambda n: _("{count} steps").format(count=n)
+    ),
+    key=int,
 )
 chosen = schedulers_column.multiselect(
-    "Schedulers",
+    _("Schedulers"),
     values(comparison, "scheduler"),
     default=values(comparison, "scheduler"),
     format_func=lambda n: names.get(n, n),
@@ -86,9 +105,13 @@ chosen = schedulers_column.multiselect(
 if seed not in precomputed_seeds:
     count = len(counts) * len(chosen)
     st.caption(
-        f"Seed {seed} is not precomputed: the model computes {count} picture{'s' if count != 1 else ''} now, for "
-        "the lesson (they do not count against your own pictures). Pick fewer schedulers or step counts to see "
-        "them sooner."
+        ngettext(
+            "Seed {seed} is not precomputed: the model computes {count} picture now, for the lesson (they do not "
+            "count against your own pictures). Pick fewer schedulers or step counts to see them sooner.",
+            "Seed {seed} is not precomputed: the model computes {count} pictures now, for the lesson (they do not "
+            "count against your own pictures). Pick fewer schedulers or step counts to see them sooner.",
+            count,
+        ).format(seed=seed, count=number(count))
     )
 SETTLED_LEVELS = 1  # a mean change below one level (of 255) per pixel is invisible
 refused = False  # once the service says no to a new seed's picture (busy, or your limit), ask no more this time
@@ -114,8 +137,9 @@ def picture(scheduler: str, count: str) -> np.ndarray | None:
 
 first = comparison[0].request
 st.markdown(
-    f"**{plain(first.prompt)}**, seed {seed}, guidance {first.guidance_scale:g}: one row per scheduler, one "
-    "column per step count."
+    _("**{prompt}**, seed {seed}, guidance {guidance}: one row per scheduler, one column per step count.").format(
+        prompt=plain(first.prompt), seed=seed, guidance=number(first.guidance_scale)
+    )
 )
 changes = {}
 shown: list[tuple[str, str, np.ndarray]] = []  # (scheduler, step count, picture), for the judge below
@@ -129,9 +153,11 @@ for scheduler in chosen:
         image = picture(scheduler, count)
         if image is not None:
             column.image(
-                enlarge(image, 160) if image.shape[1] < 160 else image, caption=f"{count} steps",
-                alt=alt_text("the final picture", first.prompt, f"{names.get(scheduler, scheduler)} scheduler",
-                             f"{count} steps", f"seed {seed}"),
+                enlarge(image, 160) if image.shape[1] < 160 else image,
+                caption=_("{count} steps").format(count=count),
+                alt=alt_text(_("the final picture"), first.prompt,
+                             _("{scheduler} scheduler").format(scheduler=names.get(scheduler, scheduler)),
+                             _("{count} steps").format(count=count), _("seed {seed}").format(seed=seed)),
             )  # fmt: skip
             images.append(image.astype(np.float32))
             shown.append((names.get(scheduler, scheduler), count, image))
@@ -139,32 +165,47 @@ for scheduler in chosen:
         changes[names.get(scheduler, scheduler)] = float(np.abs(images[-1] - images[-2]).mean())
 if changes:
     st.markdown(
-        f"**How much the picture changes between {counts[-2]} and {counts[-1]} steps** (mean pixel difference, "
-        "0 to 255):"
+        _(
+            "**How much the picture changes between {fewer} and {more} steps** (mean pixel difference, 0 to 255):"
+        ).format(fewer=counts[-2], more=counts[-1])
     )
     change = pd.DataFrame({"scheduler": list(changes), "change": list(changes.values())})
+    SCHEDULER, CHANGE = _("scheduler"), _("mean pixel difference")
     st.altair_chart(
         alt.Chart(change)
         .mark_bar()
         .encode(
             x=alt.X("scheduler:N", sort=None, title=None, axis=alt.Axis(labelAngle=0)),
-            y=alt.Y("change:Q", title="mean pixel difference"),
-            tooltip=["scheduler", alt.Tooltip("change:Q", format=".1f")],
+            y=alt.Y("change:Q", title=CHANGE),
+            tooltip=[alt.Tooltip("scheduler:N", title=SCHEDULER), alt.Tooltip("change:Q", title=CHANGE, format=".1f")],
         )
         .properties(
-            description=f"Bar chart of the mean pixel difference between {counts[-2]} and {counts[-1]} steps: "
-            + "; ".join(f"{name} {value:.1f}" for name, value in changes.items())
+            description=_("Bar chart of the mean pixel difference between {fewer} and {more} steps: {values}").format(
+                fewer=counts[-2],
+                more=counts[-1],
+                values="; ".join(f"{name} {number(value, 1)}" for name, value in changes.items()),
+            )
         ),
         width="stretch",
     )
     # Measured on the pictures above, whatever the model: which changed most and least, which settled.
     most, least = max(changes, key=changes.get), min(changes, key=changes.get)
-    sentence = f"On these pictures, **{most}** changed most ({changes[most]:.1f} levels per pixel)"
     if len(changes) > 1:
-        sentence += f" and {least} least ({changes[least]:.1f})"
+        sentence = _(
+            "On these pictures, **{most}** changed most ({most_change} levels per pixel) and {least} least "
+            "({least_change})"
+        ).format(most=most, most_change=number(changes[most], 1), least=least, least_change=number(changes[least], 1))
+    else:
+        sentence = _("On these pictures, **{most}** changed most ({most_change} levels per pixel)").format(
+            most=most, most_change=number(changes[most], 1)
+        )
     settled = [name for name, value in changes.items() if value < SETTLED_LEVELS]
     if settled:
-        sentence += f"; {listed(settled)} changed by less than {SETTLED_LEVELS} level, a change no eye can see"
+        sentence += ngettext(
+            "; {names} changed by less than {levels} level, a change no eye can see",
+            "; {names} changed by less than {levels} levels, a change no eye can see",
+            SETTLED_LEVELS,
+        ).format(names=listed(settled), levels=number(SETTLED_LEVELS))
     st.markdown(sentence + ".")
 
 # On Shapes a picture can be judged against its prompt: a step count too small for a method shows as a wrong colour.
@@ -172,7 +213,13 @@ colour = next((word for word in first.prompt.split() if word in PALETTE), None)
 if info is not None and info.model_family == "shapes" and colour and shown:
     wrong = [(name, count, judge(image).colour) for name, count, image in shown if judge(image).colour != colour]
     right = len(shown) - len(wrong)
-    sentence = f"The pixel judge sees the prompt's colour ({colour}) in {right} of {len(shown)} pictures"
+    sentence = _("The pixel judge sees the prompt's colour ({colour}) in {right} of {total} pictures").format(
+        colour=colour, right=number(right), total=number(len(shown))
+    )
     if wrong:
-        sentence += ": not in " + listed([f"{name} at {count} steps ({seen})" for name, count, seen in wrong])
+        misses = [
+            _("{scheduler} at {count} steps ({seen})").format(scheduler=name, count=count, seen=seen)
+            for name, count, seen in wrong
+        ]
+        sentence += _(": not in {pictures}").format(pictures=listed(misses))
     st.markdown(sentence + ".")
