@@ -36,7 +36,6 @@ NOT_YET_CONVERTED = {
     "screens/lessons/attention.py",
     "screens/lessons/branch.py",
     "screens/lessons/learned_from.py",
-    "screens/lessons/seeds_schedulers.py",
     "screens/lessons/teach_word.py",
 }
 
