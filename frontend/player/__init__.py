@@ -10,6 +10,9 @@ For everyone: reachable with Tab, its focus drawn; each picture's text alternati
 which view it is, of which prompt (`prompt`), at which step; what the student does
 (a step, play, pause) is said in a live region, never each step while it plays; with
 the system's reduced motion asked for, it plays at one step a second unless told faster.
+
+Its words come from the catalogs: Python translates them (`_words`) and sends them with
+the pictures; the page's own English is only what shows before the first render.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import numpy as np
 import streamlit as st
 import streamlit.components.v1 as components
 
+from frontend.access.language import N_, _, current_language, ngettext, number
 from frontend.drawing.views import data_url
 from frontend.drawing.views import inline_picture as live_picture  # the Playground's live previews
 from frontend.stream.wire import DECODERS, guess_picture
@@ -33,14 +37,14 @@ if TYPE_CHECKING:  # the player draws what the trajectory module reads; it never
 
 _COMPONENT = components.declare_component("trajectory_player", path=str(Path(__file__).parent / "web"))
 
-NO_GUESS = "no guess yet: the first step makes it"
+NO_GUESS = N_("no guess yet: the first step makes it")
 # What each picture is, said honestly: a decoder's picture of the guess, or the linear approximation.
 # "the latent the loop carries": x_t itself, or x = x_t·√(1+σ²) for the sigma-form schedulers (lesson 3 says which).
-LATENT_PANEL = "the noisy latent the loop carries: a rough colour sketch of its numbers"
-GUESS_PREVIEW_PANEL = "the model's guess of the clean picture: a rough colour sketch, not decoded"
+LATENT_PANEL = N_("the noisy latent the loop carries: a rough colour sketch of its numbers")
+GUESS_PREVIEW_PANEL = N_("the model's guess of the clean picture: a rough colour sketch, not decoded")
 DECODED_PANELS = {
-    "vae": "the model's guess, decoded by its VAE",
-    "taesd": "the model's guess, decoded by TAESD (a small stand-in for the VAE)",
+    "vae": N_("the model's guess, decoded by its VAE"),
+    "taesd": N_("the model's guess, decoded by TAESD (a small stand-in for the VAE)"),
 }
 assert set(DECODED_PANELS) == DECODERS
 
@@ -55,6 +59,46 @@ class PlayerFrame:
     sigma: float | None = None
     note: str = ""  # a sentence under the pictures, about this step
     missing: str = ""  # what an empty panel says
+
+
+SPEEDS = (1, 2, 4, 8, 16)  # steps a second, the speed menu's choices (web/index.html lists the same)
+
+
+def _words(steps: int, panels: Sequence[str], prompt: str) -> dict[str, object]:
+    """Every word the player's page shows or says, in this session's language ({...}: filled in by the page)."""
+    if prompt:
+        about = ngettext(
+            "Trajectory player for the prompt “{prompt}”, {steps} step: {panels}",
+            "Trajectory player for the prompt “{prompt}”, {steps} steps: {panels}", steps,
+        ).format(prompt=prompt, steps=number(steps), panels="; ".join(panels))  # fmt: skip
+    else:
+        about = ngettext(
+            "Trajectory player, {steps} step: {panels}", "Trajectory player, {steps} steps: {panels}", steps
+        ).format(steps=number(steps), panels="; ".join(panels))
+    return {
+        "lang": current_language(),
+        "title": _("Trajectory player"),
+        "about": about,
+        "back": _("One step back"),
+        "back_title": _("One step back (left arrow)"),
+        "forward": _("One step on"),
+        "forward_title": _("One step on (right arrow)"),
+        "play_title": _("Play or pause (space)"),
+        "play": _("Play"),
+        "pause": _("Pause"),
+        "step": _("Step"),
+        "speed": _("Speed"),
+        "speeds": [ngettext("{n} step/s", "{n} steps/s", n).format(n=number(n)) for n in SPEEDS],
+        "keys": _("Space: play or pause. Left and right arrows: one step. Tab to the player, or click it, first."),
+        "alt": _("{caption}, {step}"),
+        "alt_prompt": _("{caption} for the prompt “{prompt}”"),
+        "alt_prompt_step": _("{caption} for the prompt “{prompt}”, {step}"),
+        "step_noise": _("{step}, noise level {facts}"),
+        "noise": _("noise level {facts}"),
+        "ended": _("Played to the end: {step}"),
+        "paused": _("Paused: {step}"),
+        "playing": _("Playing from {step}, {speed}"),
+    }
 
 
 __all__ = [
@@ -96,11 +140,14 @@ def play(
     ]
     sent_stills = [{"caption": caption, "picture": data_url(picture)} for caption, picture in stills]
     prompt = " ".join(prompt.split())  # an attribute and a sentence, set as text: never read as HTML
-    digest = hashlib.sha256(repr((list(panels), sent_frames, sent_stills, start, width, prompt)).encode()).hexdigest()
+    words = _words(len(frames) - 1, panels, prompt)
+    digest = hashlib.sha256(
+        repr((list(panels), sent_frames, sent_stills, start, width, prompt, words)).encode()
+    ).hexdigest()
     digest = digest[:16]
     value = _COMPONENT(
         id=digest, panels=list(panels), frames=sent_frames, stills=sent_stills, start=start, report=report,
-        width=width, speed=speed, prompt=prompt,
+        width=width, speed=speed, prompt=prompt, words=words,
         key=f"{key}-{digest}",  # another trajectory is another player: it starts at `start`, sending nothing
         default=start,
     )  # fmt: skip
@@ -117,7 +164,7 @@ def decoder_of(run: TrajectoryView) -> str:
 
 def guess_panel(run: TrajectoryView) -> str:
     """The caption of `guess_picture`'s pictures for this run."""
-    return DECODED_PANELS.get(decoder_of(run), GUESS_PREVIEW_PANEL)
+    return _(DECODED_PANELS.get(decoder_of(run), GUESS_PREVIEW_PANEL))
 
 
 def trajectory_frames(run: TrajectoryView) -> list[PlayerFrame]:
@@ -126,21 +173,22 @@ def trajectory_frames(run: TrajectoryView) -> list[PlayerFrame]:
     total = len(run.steps)
     frames = [
         PlayerFrame(
-            "the starting noise (step 0 of " + str(total) + ")",
+            _("the starting noise (step 0 of {total})").format(total=number(total)),
             (run.initial_preview, None, None) if decoded else (run.initial_preview, None),
-            missing=NO_GUESS,
+            missing=_(NO_GUESS),
         )
     ]
-    for number, step in enumerate(run.steps, start=1):
+    for index, step in enumerate(run.steps, start=1):
         pictures = (step.latent_preview, step.x0_preview, guess_picture(step)) if decoded else (
             step.latent_preview, step.x0_preview)  # fmt: skip
-        frames.append(PlayerFrame(f"step {number} of {total}", pictures, step.timestep, step.sigma))
+        label = _("step {step} of {total}").format(step=number(index), total=number(total))
+        frames.append(PlayerFrame(label, pictures, step.timestep, step.sigma))
     return frames
 
 
 def trajectory_panels(run: TrajectoryView) -> list[str]:
     """The captions of `trajectory_frames`' pictures: what each one is, approximation or decode."""
-    panels = [LATENT_PANEL, GUESS_PREVIEW_PANEL]
+    panels = [_(LATENT_PANEL), _(GUESS_PREVIEW_PANEL)]
     if decoder_of(run):
         panels.append(guess_panel(run))
     return panels
@@ -154,11 +202,17 @@ def decode_note(run: TrajectoryView) -> str:
         return ""
     decode_ms = 1000 * sum(step.decode_seconds for step in timed) / len(timed)
     step_ms = 1000 * sum(step.seconds for step in timed) / len(timed)
-    who = "its VAE" if decoder == "vae" else "TAESD"
-    return (
-        f"Every step's guess is decoded into a picture by {who}: {decode_ms:.1f} ms of the {step_ms:.0f} ms each "
-        "step took on the server that made this run."
-    )
+    if decoder == "vae":
+        sentence = _(
+            "Every step's guess is decoded into a picture by its VAE: {decode_ms} ms of the {step_ms} ms each "
+            "step took on the server that made this run."
+        )
+    else:
+        sentence = _(
+            "Every step's guess is decoded into a picture by TAESD: {decode_ms} ms of the {step_ms} ms each "
+            "step took on the server that made this run."
+        )
+    return sentence.format(decode_ms=number(decode_ms, 1), step_ms=number(step_ms, 0))
 
 
 def play_trajectory(

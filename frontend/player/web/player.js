@@ -69,10 +69,39 @@
     return node;
   }
 
+  // A sentence of Python's (args.words, in the reader's language) with its {names} filled in, in one pass.
+  function say(key, values) {
+    const template = String((args && args.words && args.words[key]) || "");
+    return template.replace(/\{(\w+)\}/g, function (whole, name) {
+      return values && values[name] !== undefined ? String(values[name]) : whole;
+    });
+  }
+
   // A picture's text alternative: which view, of which prompt, at which step (a still: no step).
   function altText(caption, label) {
-    const prompt = args && args.prompt ? " for the prompt “" + args.prompt + "”" : "";
-    return caption + prompt + (label ? ", " + label : "");
+    const values = { caption: caption, prompt: args ? args.prompt : "", step: label };
+    if (args && args.prompt) return say(label ? "alt_prompt_step" : "alt_prompt", values);
+    return label ? say("alt", values) : caption;
+  }
+
+  // The page's own words (its English shows only until the first render) in the reader's language.
+  function label() {
+    const words = args.words || {};
+    if (!words.title) return;
+    document.title = words.title;
+    backButton.setAttribute("aria-label", words.back);
+    backButton.title = words.back_title;
+    forwardButton.setAttribute("aria-label", words.forward);
+    forwardButton.title = words.forward_title;
+    playButton.title = words.play_title;
+    scrub.setAttribute("aria-label", words.step);
+    speedSelect.setAttribute("aria-label", words.speed);
+    document.getElementById("speed-label").textContent = words.speed;
+    Array.from(speedSelect.options).forEach(function (option, index) {
+      if (words.speeds && words.speeds[index]) option.textContent = words.speeds[index];
+    });
+    document.getElementById("keys").textContent = words.keys;
+    document.documentElement.lang = words.lang || document.documentElement.lang;
   }
 
   // What a screen reader says next (a live region): said once, when the student acts, never at every step played.
@@ -82,7 +111,7 @@
 
   function stepWords() {
     const frame = args.frames[step];
-    return frame.label + (facts(frame).length ? ", noise level " + facts(frame).join(", ") : "");
+    return facts(frame).length ? say("step_noise", { step: frame.label, facts: facts(frame).join(", ") }) : frame.label;
   }
 
   function facts(frame) {
@@ -121,9 +150,8 @@
     });
     document.documentElement.style.setProperty("--picture-width", (args.width || 256) + "px");
     scrub.max = String(args.frames.length - 1);
-    const about = args.prompt ? " for the prompt “" + args.prompt + "”" : "";
-    player.setAttribute("aria-label", "Trajectory player" + about + ", " + (args.frames.length - 1) + " steps: " +
-      args.panels.join("; "));
+    label();
+    player.setAttribute("aria-label", say("about"));
   }
 
   function draw() {
@@ -151,13 +179,13 @@
     where.replaceChildren();
     where.appendChild(text("strong", frame.label));
     const shown = facts(frame);
-    if (shown.length) where.appendChild(document.createTextNode(" · noise level " + shown.join(", ")));
+    if (shown.length) where.appendChild(document.createTextNode(" · " + say("noise", { facts: shown.join(", ") })));
     note.textContent = frame.note || "";
     scrub.value = String(step);
     scrub.setAttribute("aria-valuetext", frame.label);
     document.body.dataset.step = String(step);
     document.body.dataset.playing = timer === null ? "false" : "true";
-    playButton.textContent = timer === null ? "Play" : "Pause";
+    playButton.textContent = say(timer === null ? "play" : "pause");
     fitHeight();
   }
 
@@ -175,7 +203,7 @@
     clearInterval(timer);
     timer = null;
     draw();
-    announce((step >= args.frames.length - 1 ? "Played to the end: " : "Paused: ") + stepWords());
+    announce(say(step >= args.frames.length - 1 ? "ended" : "paused", { step: stepWords() }));
     report();
   }
 
@@ -192,7 +220,7 @@
       draw();
     }, 1000 / Number(speedSelect.value));
     draw();
-    announce("Playing from " + args.frames[step].label + ", " + speedSelect.selectedOptions[0].textContent);
+    announce(say("playing", { step: args.frames[step].label, speed: speedSelect.selectedOptions[0].textContent }));
   }
 
   function toggle() {
