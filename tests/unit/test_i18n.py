@@ -46,7 +46,6 @@ BEYOND_THE_WALK = {
     "drawing/look.py",
     "material/live.py",
     "material/measures.py",
-    "player/__init__.py",
 }
 
 # Calls that put words on the page (on st, a column, a slot, the sidebar...), and their arguments that are words.
