@@ -18,11 +18,12 @@ import streamlit as st
 from PIL import Image
 from streamlit.delta_generator import DeltaGenerator
 
+from frontend.access.language import N_, _, number
 from frontend.client import StudentError
 
 T = TypeVar("T")
 
-PREVIEW_NOTE = "Preview: a quick linear colour map of the latent, not the VAE's decode."
+PREVIEW_NOTE = N_("Preview: a quick linear colour map of the latent, not the VAE's decode.")  # shown as _(PREVIEW_NOTE)
 
 
 def enlarge(rgb: np.ndarray, width: int = 256, height: int | None = None) -> np.ndarray:
@@ -52,8 +53,11 @@ def show_channels(latent: np.ndarray, caption: str, width: int = 128) -> None:
     columns = st.columns(latent.shape[0])
     for channel, column in enumerate(columns):
         column.image(
-            enlarge(grey(latent[channel], limit), width), caption=f"{caption}: channel {channel}",
-            alt=f"{caption}: the latent's channel {channel} in grey (light: high numbers, dark: low)",
+            enlarge(grey(latent[channel], limit), width),
+            caption=_("{caption}: channel {channel}").format(caption=caption, channel=number(channel)),
+            alt=_("{caption}: the latent's channel {channel} in grey (light: high numbers, dark: low)").format(
+                caption=caption, channel=number(channel)
+            ),
         )  # fmt: skip
 
 
