@@ -30,9 +30,6 @@ TRANSLATED = [code for code in LANGUAGES if code != SOURCE_LANGUAGE]
 NOT_YET_CONVERTED = {
     "together/teach_side.py",
     "together/map_chart.py",
-    "drawing/views.py",
-    "material/examples.py",
-    "material/shapes_beside.py",
     "screens/lessons/attention.py",
     "screens/lessons/branch.py",
     "screens/lessons/learned_from.py",
