@@ -115,6 +115,13 @@ def _encode(picture: np.ndarray) -> str:
 _ENCODED = _Encoded()
 
 
+# An inline picture's markup: no words of its own (its caption is the caller's).
+_FIGURE = (
+    '<figure style="margin:0"><img src="{source}" alt="{text}" style="max-width:100%">'
+    '<figcaption class="classroom-caption" style="font-size:0.875rem">{text}</figcaption></figure>'
+)
+
+
 def inline_picture(slot: DeltaGenerator, picture: np.ndarray, caption: str) -> None:
     """A picture that changes with a step or a stream, drawn inline in the page.
 
@@ -123,12 +130,8 @@ def inline_picture(slot: DeltaGenerator, picture: np.ndarray, caption: str) -> N
     under load: a stream's status redrawn every half second, a step scrubbed). Inline,
     the picture travels with the page's update.
     """
-    text = plain(caption, "html")
-    slot.markdown(
-        f'<figure style="margin:0"><img src="{data_url(picture)}" alt="{text}" style="max-width:100%">'
-        f'<figcaption class="classroom-caption" style="font-size:0.875rem">{text}</figcaption></figure>',
-        unsafe_allow_html=True,
-    )
+    text = plain(caption, "html")  # the caller's words (translated there), as the picture's caption and alt
+    slot.markdown(_FIGURE.format(source=data_url(picture), text=text), unsafe_allow_html=True)
 
 
 # Every character markdown (GitHub's, with Streamlit's math and :colour[...] directives) reads as syntax.
