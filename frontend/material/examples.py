@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import streamlit as st
 
+from frontend.access.language import _, ngettext, number
 from frontend.client import client_for
 from frontend.drawing.views import guarded
 from frontend.stream.load import expected_seconds, load, ready
@@ -37,12 +38,16 @@ class Example:
     def readiness(self) -> str:
         """A few words for a picker: ready, or how long it would take."""
         if self.ready:
-            return "ready"
+            return _("ready")
         seconds = expected_seconds(self.request)
         steps = self.request.num_inference_steps
         if seconds is None:
-            return f"not ready: {steps} steps to compute" if steps else "not ready: computed when opened"
-        return f"not ready: about {max(1, round(seconds))} s to compute"
+            if steps:
+                return ngettext(
+                    "not ready: {count} step to compute", "not ready: {count} steps to compute", steps
+                ).format(count=number(steps))
+            return _("not ready: computed when opened")
+        return _("not ready: about {seconds} s to compute").format(seconds=number(max(1, round(seconds))))
 
 
 # Fresh enough: what this front end computed itself is marked ready at once (`frontend/stream/load.py`, ready).
@@ -78,13 +83,13 @@ def open_prompt_example(key: str, guidance: str = "7") -> tuple[Example, Traject
     """
     items = where(examples("prompt-pairs"), guidance_scale=guidance)
     if not items:
-        st.info("No lesson examples are set up on this server; try the Playground instead.")
+        st.info(_("No lesson examples are set up on this server; try the Playground instead."))
         st.stop()
 
     def describe(item: Example) -> str:
-        return f"{item.request.prompt} (seed {item.label('seed')})"
+        return _("{prompt} (seed {seed})").format(prompt=item.request.prompt, seed=item.label("seed"))
 
-    example = pick_example("Example", items, key, describe)
+    example = pick_example(_("Example"), items, key, describe)
     meanwhile = st.empty()
     if not example.ready:
         with meanwhile.container():
@@ -122,7 +127,7 @@ def offer_ready(items: list[Example], key: str, describe: Callable[[Example], st
     ready_now = [item for item in items if item.ready][:most]
     if not ready_now:
         return
-    st.caption("This example is computed for you now. These are ready at once:")
+    st.caption(_("This example is computed for you now. These are ready at once:"))
     for item in ready_now:
         st.button(
             describe(item), key=f"{key}-ready-{item.id}", on_click=choose, args=(key, item.id), type="tertiary",

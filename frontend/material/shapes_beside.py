@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import streamlit as st
 
+from frontend.access.language import N_, _
 from frontend.client import shapes_beside
 
-BESIDE = (
+BESIDE = N_(
     "This lesson runs on Shapes, the small model made for this classroom, which runs beside this server's own "
     "model: every picture on this page is Shapes' picture."
 )
@@ -15,4 +16,4 @@ BESIDE = (
 def say_shapes_beside() -> None:
     """Under the title: which model paints this page's pictures, when it is not the one the other lessons use."""
     if shapes_beside():
-        st.caption(BESIDE, help="The other lessons and the Playground use the server's own model.")
+        st.caption(_(BESIDE), help=_("The other lessons and the Playground use the server's own model."))
