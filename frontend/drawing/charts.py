@@ -1,4 +1,8 @@
-"""Charts over the steps of a run, with the step the student is looking at marked on each."""
+"""Charts over the steps of a run, with the step the student is looking at marked on each.
+
+Their words (axis titles, the step's label, the text alternatives) are in the session's
+language; a cached spec is kept per language.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,9 @@ from typing import Any
 import altair as alt
 import pandas as pd
 
+from frontend.access.language import N_, current_language, translate
+from frontend.access.language import number as written
+
 # Two colours told apart by everyone, colour-blind students included (orange and violet),
 # matching Streamlit's markdown colours of the same names for labels beside the chart.
 PAIR_COLOURS = ("#e66101", "#5e3c99")
@@ -17,9 +24,10 @@ MARKDOWN_COLOURS = ("orange", "violet")
 CURRENT_STEP_COLOUR = "#d62728"
 
 
-def current_step_rule(step: int) -> alt.LayerChart:
+def current_step_rule(step: int, language: str | None = None) -> alt.LayerChart:
     """A dashed vertical line at the current step, labelled, to lay over a chart whose x is "step"."""
-    mark = alt.InlineData(values=[{"step": step, "label": f"step {step}"}])
+    label = translate(N_("step {step}"), language or current_language()).format(step=written(step, language=language))
+    mark = alt.InlineData(values=[{"step": step, "label": label}])
     rule = alt.Chart(mark).mark_rule(color=CURRENT_STEP_COLOUR, strokeDash=[4, 3], strokeWidth=2).encode(x="step:Q")
     label = (
         alt.Chart(mark)
@@ -32,13 +40,17 @@ def current_step_rule(step: int) -> alt.LayerChart:
 SpecDict = dict[str, Any]
 
 
-def number(value: float) -> str:
-    """A value as a sentence says it: three significant figures."""
-    return f"{value:.3g}"
+def number(value: float, language: str | None = None) -> str:
+    """A value as a sentence says it: three significant figures, written as the language writes numbers."""
+    text = f"{value:.3g}"
+    if "e" in text or "n" in text:  # a power of ten, inf, nan: as Python writes it
+        return text
+    return written(float(text), len(text.partition(".")[2]), language)
 
 
-def lines_in_words(records: list[dict[str, Any]], y_title: str, step: int) -> str:
+def lines_in_words(records: list[dict[str, Any]], y_title: str, step: int, language: str | None = None) -> str:
     """What a chart over the steps shows, in words (its text alternative): each line's start, end and highest point."""
+    language = language or current_language()
     parts = []
     for series in dict.fromkeys(record["series"] for record in records):
         points = sorted((r["step"], r["value"]) for r in records if r["series"] == series and r["value"] is not None)
@@ -46,25 +58,41 @@ def lines_in_words(records: list[dict[str, Any]], y_title: str, step: int) -> st
             continue
         (first_step, first), (last_step, last) = points[0], points[-1]
         top_step, top = max(points, key=lambda point: point[1])
-        parts.append(
-            f"{series}: {number(first)} at step {first_step}, {number(last)} at step {last_step}, "
-            f"highest {number(top)} at step {top_step}"
+        line = N_(
+            "{series}: {first} at step {first_step}, {last} at step {last_step}, highest {top} at step {top_step}"
         )
-    return f"Line chart of {y_title} at each step, step {step} marked. " + "; ".join(parts) + "."
+        parts.append(
+            translate(line, language).format(
+                series=series, first=number(first, language), first_step=written(first_step, language=language),
+                last=number(last, language), last_step=written(last_step, language=language),
+                top=number(top, language), top_step=written(top_step, language=language),
+            )
+        )  # fmt: skip
+    chart = translate(N_("Line chart of {y_title} at each step, step {step} marked. {lines}."), language)
+    return chart.format(y_title=y_title, step=written(step, language=language), lines="; ".join(parts))
 
 
 def positions_in_words(what: str, values: Any) -> str:
     """A chart over a prompt's positions in words: how many, the first and last values, the highest and lowest."""
+    language = current_language()
     numbers = [float(value) for value in values]
     if not numbers:
-        return f"{what}: no positions."
+        return translate(N_("{what}: no positions."), language).format(what=what)
     high = max(range(len(numbers)), key=numbers.__getitem__)
     low = min(range(len(numbers)), key=numbers.__getitem__)
-    return (
-        f"{what} at positions 0 to {len(numbers) - 1}: {number(numbers[0])} at position 0, "
-        f"{number(numbers[-1])} at the last; highest {number(numbers[high])} at position {high}, "
-        f"lowest {number(numbers[low])} at position {low}."
+    sentence = translate(
+        N_(
+            "{what} at positions 0 to {last_position}: {first} at position 0, {last} at the last; "
+            "highest {high} at position {high_position}, lowest {low} at position {low_position}."
+        ),
+        language,
     )
+    return sentence.format(
+        what=what, last_position=written(len(numbers) - 1, language=language), first=number(numbers[0], language),
+        last=number(numbers[-1], language), high=number(numbers[high], language),
+        high_position=written(high, language=language), low=number(numbers[low], language),
+        low_position=written(low, language=language),
+    )  # fmt: skip
 
 
 def per_step(data: pd.DataFrame, step: int, y_title: str, colours: tuple[str, ...] | None = None) -> SpecDict:
@@ -78,11 +106,12 @@ def per_step(data: pd.DataFrame, step: int, y_title: str, colours: tuple[str, ..
     every spec against the Vega-Lite schema, which took a third of a lesson's script
     run, and a class opening one lesson asks for the same chart thirty times.
     """
-    return copy.deepcopy(_per_step_spec(data.to_json(orient="records"), step, y_title, colours))
+    spec = _per_step_spec(data.to_json(orient="records"), step, y_title, colours, current_language())
+    return copy.deepcopy(spec)
 
 
 @functools.lru_cache(maxsize=256)
-def _per_step_spec(rows: str, step: int, y_title: str, colours: tuple[str, ...] | None) -> SpecDict:
+def _per_step_spec(rows: str, step: int, y_title: str, colours: tuple[str, ...] | None, language: str) -> SpecDict:
     # The rows inline (they are also the cache's key): a data frame would go through Altair's global
     # data transformer, which st.altair_chart switches for its own charts while other sessions draw theirs.
     records = json.loads(rows)
@@ -93,7 +122,7 @@ def _per_step_spec(rows: str, step: int, y_title: str, colours: tuple[str, ...] 
         alt.Chart(alt.InlineData(values=records))
         .mark_line(point=True)
         .encode(
-            x=alt.X("step:Q", title="step", axis=alt.Axis(tickMinStep=1)),
+            x=alt.X("step:Q", title=translate(N_("step"), language), axis=alt.Axis(tickMinStep=1)),
             y=alt.Y("value:Q", title=y_title),
             color=alt.Color(
                 "series:N",
@@ -101,10 +130,15 @@ def _per_step_spec(rows: str, step: int, y_title: str, colours: tuple[str, ...] 
                 sort=series,
                 legend=alt.Legend(orient="bottom", direction="vertical", title=None, labelLimit=0),
             ),
-            tooltip=[alt.Tooltip("series:N", title="line"), "step:Q", alt.Tooltip("value:Q", format=".4f")],
+            tooltip=[
+                alt.Tooltip("series:N", title=translate(N_("line"), language)),
+                "step:Q",
+                alt.Tooltip("value:Q", format=".4f"),
+            ],
         )
     )
     # Its words travel with it: Vega gives the chart's box role="graphics-document" and this as its aria-label.
-    spec = (lines + current_step_rule(step)).properties(description=lines_in_words(records, y_title, step)).to_dict()
+    described = lines_in_words(records, y_title, step, language)
+    spec = (lines + current_step_rule(step, language)).properties(description=described).to_dict()
     spec.pop("config", None)  # Altair's default theme (a fixed size); the page sizes the chart, as st.altair_chart does
     return spec
