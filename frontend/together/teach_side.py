@@ -19,6 +19,7 @@ from collections.abc import Sequence
 import streamlit as st
 
 from frontend.client import ClassroomClient, StudentError, shapes_client
+from frontend.drawing.charts import per_step
 from frontend.drawing.views import guarded, plain, said
 from services.common.api import pb
 from services.common.teaching import DEFAULT_STEPS, MIN_DRAWINGS, PER_CLASS, PER_STUDENT
@@ -148,6 +149,11 @@ def state_sentence(state: pb.TeachingState, student: bool = True) -> str:
     return f"Nothing taught yet. The class has handed in {drawings}{yours}.{need} {then}"
 
 
+def _loss_chart(long: object, step: int) -> None:
+    """The loss over the steps as the lessons draw lines (named for screen readers; no unnamed hover layer)."""
+    st.vega_lite_chart(per_step(long, step, "loss"), width="stretch", height=220)  # type: ignore[arg-type]
+
+
 def show_training(state: pb.TeachingState, student: bool = True) -> None:
     """The training as it stands: phase, sentence, progress, the loss curve and the latest pictures."""
     st.markdown(f"**Now: {PHASE_NAMES.get(state.phase, 'unknown')}.** {state_sentence(state, student)}")
@@ -172,10 +178,10 @@ def show_training(state: pb.TeachingState, student: bool = True) -> None:
         if halves:
             table = pd.DataFrame({"step": steps, NEW_WORD_LINE: list(state.new_word_losses),
                                   KNOWN_LINE: list(state.known_losses)})  # fmt: skip
-            st.line_chart(table, x="step", y=[NEW_WORD_LINE, KNOWN_LINE], y_label="loss", height=220)
+            _loss_chart(table.melt(id_vars="step", var_name="series", value_name="value"), len(losses))
             st.caption(halves_summary(state.new_word_losses, state.known_losses))
         else:  # a record from before the halves were kept
-            st.line_chart(pd.DataFrame({"step": steps, "loss": losses}), x="step", y="loss", height=220)
+            _loss_chart(pd.DataFrame({"step": steps, "series": "loss", "value": losses}), len(losses))
             st.caption(loss_summary(losses))
     if state.samples_png:
         prompts = "; ".join(plain(prompt) for prompt in state.samples_prompts)
