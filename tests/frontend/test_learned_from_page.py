@@ -36,7 +36,10 @@ def test_lesson_9_shows_its_training_pictures_a_word_it_never_learned_and_a_copy
     assert not at.exception, [e.value for e in at.exception]
     assert not at.error, [e.value for e in at.error]
     text = " ".join(m.value for m in at.markdown)
-    assert "learned from **40,000 pictures**" in text and "so it saw each one about 4.8 times: some more, a few never" in text
+    assert (
+        "learned from **40,000 pictures**" in text
+        and "so it saw each one about 4.8 times: some more, a few never" in text
+    )
     assert "in the order the program drew them" in text and "picked at random" in text
     # The later run, as the service says what it trained (not a sentence of the page's own).
     assert "Then it practised 500 more times on the first 20,000 pictures. Only the part that decides where" in text
