@@ -2,10 +2,10 @@
 
 import streamlit as st
 
-from frontend.access.language import _, hear_class_language, language_picker
 from frontend.access.signin import keep_my_name, name_heartbeat, sign_in_page, signed_in
 from frontend.drawing.look import page_look
 from frontend.drawing.views import preload_lesson_libraries
+from frontend.language import _, hear_class_language, language_picker
 from frontend.settings import FrontendSettings
 from frontend.together.student_side import class_banner, class_state
 

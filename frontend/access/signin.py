@@ -20,10 +20,10 @@ import streamlit as st
 
 from frontend.access.browser_id import browser_id, remember_browser
 from frontend.access.guard import record_try, wait_before_trying
-from frontend.access.language import N_, _
 from frontend.access.transport import browser_address
 from frontend.client import StudentError, get_client
 from frontend.drawing.views import said
+from frontend.language import N_, _
 from frontend.settings import FrontendSettings
 from services.common.api import SIGNED_OUT
 from services.common.text import NAME_LIMIT, name_problem

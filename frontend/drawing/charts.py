@@ -14,8 +14,8 @@ from typing import Any
 import altair as alt
 import pandas as pd
 
-from frontend.access.language import N_, current_language, translate
-from frontend.access.language import number as written
+from frontend.language import N_, current_language, translate
+from frontend.language import number as written
 
 # Two colours told apart by everyone, colour-blind students included (orange and violet),
 # matching Streamlit's markdown colours of the same names for labels beside the chart.

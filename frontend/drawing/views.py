@@ -18,8 +18,8 @@ import streamlit as st
 from PIL import Image
 from streamlit.delta_generator import DeltaGenerator
 
-from frontend.access.language import N_, _, number
 from frontend.client import StudentError
+from frontend.language import N_, _, number
 
 T = TypeVar("T")
 

@@ -21,7 +21,7 @@ from babel.messages.pofile import read_po, write_po
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))  # run as a script from anywhere: the catalogs are data, not a package
 
-from frontend.access.language import DOMAIN, LOCALES, catalog_path  # noqa: E402
+from frontend.language import DOMAIN, LOCALES, catalog_path  # noqa: E402
 from services.common.i18n import LANGUAGES, SOURCE_LANGUAGE  # noqa: E402
 
 # Where sentences a student or teacher reads are marked: the front end, the client's error sentences,

@@ -11,7 +11,7 @@ import itertools
 
 import numpy as np
 
-from frontend.access.language import N_, _, ngettext, number, percent
+from frontend.language import N_, _, ngettext, number, percent
 from frontend.stream.wire import TrajectoryView
 from services.common.api import pb
 

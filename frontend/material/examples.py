@@ -7,9 +7,9 @@ from dataclasses import dataclass
 
 import streamlit as st
 
-from frontend.access.language import _, ngettext, number
 from frontend.client import client_for
 from frontend.drawing.views import guarded
+from frontend.language import _, ngettext, number
 from frontend.stream.load import expected_seconds, load, ready
 from frontend.stream.wire import TrajectoryView
 from services.common.api import pb

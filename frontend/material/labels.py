@@ -5,8 +5,8 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable
 
-from frontend.access.language import ngettext
 from frontend.drawing.views import plain
+from frontend.language import ngettext
 from services.common.api import pb
 
 Marked = list[tuple[str, bool]]  # each word of a prompt, and whether the other prompt lacks it

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from frontend.access.language import N_, _
 from frontend.client import shapes_beside
+from frontend.language import N_, _
 
 BESIDE = N_(
     "This lesson runs on Shapes, the small model made for this classroom, which runs beside this server's own "

@@ -27,9 +27,9 @@ import numpy as np
 import streamlit as st
 import streamlit.components.v1 as components
 
-from frontend.access.language import N_, _, current_language, ngettext, number
 from frontend.drawing.views import data_url
 from frontend.drawing.views import inline_picture as live_picture  # the Playground's live previews
+from frontend.language import N_, _, current_language, ngettext, number
 from frontend.stream.wire import DECODERS, guess_picture
 
 if TYPE_CHECKING:  # the player draws what the trajectory module reads; it never reads a stream itself

@@ -9,9 +9,9 @@ where the teacher is.
 
 import streamlit as st
 
-from frontend.access.language import _
 from frontend.client import get_client
 from frontend.drawing.views import guarded, plain
+from frontend.language import _
 from frontend.player import play_trajectory
 from frontend.stream.load import load
 from frontend.together.map_chart import draw_class_map

@@ -2,10 +2,10 @@
 
 import streamlit as st
 
-from frontend.access.language import _, number
 from frontend.client import StudentError, get_client
 from frontend.drawing.look import alt_text
 from frontend.drawing.views import guarded, plain
+from frontend.language import _, number
 from frontend.material.labels import scheduler_names
 from frontend.player import play_trajectory
 from frontend.stream.load import load

@@ -2,9 +2,9 @@
 
 import streamlit as st
 
-from frontend.access.language import N_, _
 from frontend.client import get_client
 from frontend.drawing.views import guarded
+from frontend.language import N_, _
 
 st.title(_("Diffusion Classroom"))
 st.markdown(

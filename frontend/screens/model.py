@@ -3,9 +3,9 @@
 import pandas as pd
 import streamlit as st
 
-from frontend.access.language import N_, _, number
 from frontend.client import get_client
 from frontend.drawing.views import guarded
+from frontend.language import N_, _, number
 
 # The table's rows (English; `_` translates them where the table is drawn).
 ROWS = (

@@ -12,7 +12,6 @@ import numpy as np
 import streamlit as st
 from PIL import Image
 
-from frontend.access.language import N_, _, number
 from frontend.client import (
     ClassroomClient,
     StudentError,
@@ -24,6 +23,7 @@ from frontend.client import (
 )
 from frontend.drawing.look import alt_text
 from frontend.drawing.views import PREVIEW_NOTE, enlarge, guarded, plain, said
+from frontend.language import N_, _, number
 from frontend.material.labels import SHAPES_FAMILY, example_prompts, unlearned_sentence, unlearned_words
 from frontend.material.live import follow_live
 from frontend.player import play_trajectory

@@ -14,11 +14,11 @@ import streamlit as st
 
 from frontend.access.browser_id import remember_browser
 from frontend.access.guard import record_try, wait_before_trying
-from frontend.access.language import N_, _, clock, number
 from frontend.access.signin import TOO_MANY_TRIES
 from frontend.access.transport import require_private_connection
 from frontend.client import get_client
 from frontend.drawing.views import guarded, plain, said
+from frontend.language import N_, _, clock, number
 from frontend.settings import FrontendSettings
 from frontend.together.student_side import class_state
 from frontend.together.teach_side import teach_a_word

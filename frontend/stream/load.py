@@ -10,8 +10,8 @@ from collections.abc import Callable, Sequence
 
 import streamlit as st
 
-from frontend.access.language import N_
 from frontend.client import ClassroomClient, StudentError, client_for, get_client
+from frontend.language import N_
 from frontend.stream.progress import Phase
 from frontend.stream.reader import FAILED_SENTENCE, StreamReader
 from frontend.stream.store import lesson_store

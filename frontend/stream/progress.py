@@ -16,8 +16,8 @@ from enum import StrEnum
 import grpc
 import streamlit as st
 
-from frontend.access.language import N_, _, ngettext, number
 from frontend.drawing.views import said
+from frontend.language import N_, _, ngettext, number
 from services.common.api import pb
 
 

@@ -11,9 +11,9 @@ from collections.abc import Callable
 
 import streamlit as st
 
-from frontend.access.language import _
 from frontend.client import StudentError, get_client
 from frontend.drawing.views import enlarge, inline_picture
+from frontend.language import _
 from frontend.settings import FrontendSettings
 from frontend.stream.progress import YOUR_PICTURE, Phase, Snapshot, show
 from frontend.stream.reader import StreamReader

@@ -6,8 +6,8 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from frontend.access.language import N_, _, ngettext, number, percent
 from frontend.drawing.views import plain
+from frontend.language import N_, _, ngettext, number, percent
 from services.common.api import pb
 
 MAP_NOTE = N_(  # shown as _(MAP_NOTE)

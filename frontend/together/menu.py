@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from frontend.access.language import N_, _
+from frontend.language import N_, _
 from services.common.api import pb
 
 

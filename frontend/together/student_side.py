@@ -22,9 +22,9 @@ import time
 import grpc
 import streamlit as st
 
-from frontend.access.language import N_, _, ngettext
 from frontend.client import ClassroomClient, StudentError, get_client, student_id
 from frontend.drawing.views import plain, said
+from frontend.language import N_, _, ngettext
 from frontend.stream.load import load
 from frontend.together.menu import led_title
 from services.common.api import pb

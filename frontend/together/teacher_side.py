@@ -13,10 +13,10 @@ from typing import TypeVar
 import grpc
 import streamlit as st
 
-from frontend.access.language import N_, _, number, percent
 from frontend.client import StudentError, get_client
 from frontend.drawing.look import alt_text
 from frontend.drawing.views import guarded, plain, said
+from frontend.language import N_, _, number, percent
 from frontend.player import play_trajectory
 from frontend.stream.load import load, ready
 from frontend.together.map_chart import draw_class_map

@@ -1,7 +1,7 @@
 """The languages Diffusion Classroom speaks, and the one hook through which shared code translates.
 
 The catalogs themselves (gettext .po files) live with the front end, in
-`frontend/locales`, and `frontend/access/language.py` reads them. Code in `services.common`
+`frontend/locales`, and `frontend/language.py` reads them. Code in `services.common`
 that writes sentences a student reads (the client's error sentences, `errors.py`)
 marks them with `_` from here: the front end installs its translator at start
 (`use_translator`), and anywhere else (the service, a script) the English stays.

@@ -20,7 +20,7 @@ import pytest
 from babel.messages.catalog import Catalog
 from babel.messages.pofile import read_po
 
-from frontend.access.language import LOCALES, catalog_path, date, ngettext, number, percent, translate
+from frontend.language import LOCALES, catalog_path, date, ngettext, number, percent, translate
 from services.common.i18n import LANGUAGES, SOURCE_LANGUAGE
 
 ROOT = Path(__file__).resolve().parents[2]

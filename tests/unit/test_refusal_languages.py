@@ -17,7 +17,7 @@ from google.protobuf import any_pb2
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from frontend.access.language import translate
+from frontend.language import translate
 from services.common import i18n
 from services.common.errors import student_error
 from services.common.text import name_problem

@@ -5,11 +5,11 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from frontend.access.language import _
 from frontend.client import get_client
 from frontend.drawing.charts import CURRENT_STEP_COLOUR, MARKDOWN_COLOURS, PAIR_COLOURS, per_step
 from frontend.drawing.look import alt_text
 from frontend.drawing.views import PREVIEW_NOTE, guarded
+from frontend.language import _
 from frontend.material.claims import mean_difference, parting_sentence, rms_distances, sigma_form, x_t_latents
 from frontend.material.examples import examples, values, where
 from frontend.material.labels import bracketed, differing_words, highlighted

@@ -4,11 +4,11 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from frontend.access.language import N_, _, number
 from frontend.client import get_client
 from frontend.drawing.charts import per_step
 from frontend.drawing.look import alt_text
 from frontend.drawing.views import diverging, enlarge, grey, guarded, plain
+from frontend.language import N_, _, number
 from frontend.material.claims import high_guidance_sentence, mean_difference
 from frontend.material.examples import examples, open_prompt_example, where
 from frontend.player import PlayerFrame, guess_panel, guess_picture, play

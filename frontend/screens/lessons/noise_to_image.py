@@ -3,11 +3,11 @@
 import pandas as pd
 import streamlit as st
 
-from frontend.access.language import _, number
 from frontend.client import get_client
 from frontend.drawing.charts import per_step
 from frontend.drawing.look import alt_text
 from frontend.drawing.views import PREVIEW_NOTE, guarded, show_channels
+from frontend.language import _, number
 from frontend.material.claims import (
     latent_sigmas,
     noise_levels_sentence,

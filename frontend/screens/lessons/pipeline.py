@@ -3,10 +3,10 @@
 import pandas as pd
 import streamlit as st
 
-from frontend.access.language import _, ngettext, number
 from frontend.client import get_client
 from frontend.drawing.look import alt_text
 from frontend.drawing.views import PREVIEW_NOTE, enlarge, guarded, plain
+from frontend.language import _, ngettext, number
 from frontend.material.examples import open_prompt_example
 from frontend.material.labels import scheduler_names
 from frontend.player import decoder_of, guess_panel, guess_picture

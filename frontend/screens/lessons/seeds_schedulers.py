@@ -5,10 +5,10 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from frontend.access.language import _, ngettext, number
 from frontend.client import get_client
 from frontend.drawing.look import alt_text
 from frontend.drawing.views import enlarge, guarded, plain
+from frontend.language import _, ngettext, number
 from frontend.material.examples import examples, values, where
 from frontend.material.labels import scheduler_names
 from frontend.stream.load import load

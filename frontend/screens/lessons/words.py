@@ -5,10 +5,10 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from frontend.access.language import N_, _, ngettext, number
 from frontend.client import get_client, student_id
 from frontend.drawing.charts import positions_in_words
 from frontend.drawing.views import diverging, enlarge, guarded, plain
+from frontend.language import N_, _, ngettext, number
 from frontend.material.labels import SHAPES_FAMILY, unlearned_sentence, unlearned_words
 from services.common.api import pb
 from services.common.codecs import tensor_from_proto

@@ -33,7 +33,7 @@ from services.common import i18n
 from services.common.i18n import LANGUAGES, SOURCE_LANGUAGE
 from services.common.i18n import N_ as N_  # pages mark sentences with it, from here
 
-LOCALES = Path(__file__).parents[1] / "locales"
+LOCALES = Path(__file__).parent / "locales"
 DOMAIN = "messages"
 PICKED = "language"  # session state: the student's own pick (a code of LANGUAGES)
 CLASS_DEFAULT = "class_language"  # session state: the class's language, as last heard
