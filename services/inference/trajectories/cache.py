@@ -3,20 +3,14 @@
 The cache is an optimisation, never a dependency: when Redis cannot be reached
 every operation quietly does nothing, the service generates uncached, and the
 next attempt after a short pause finds Redis again without a restart.
-
-A finished trajectory is megabytes (every probe of every step): building its record,
-serialising and signing it run on the store's own thread, never on the event loop, so
-that every other reader's frames keep going while a class's pictures are stored.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hmac
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -72,8 +66,6 @@ class TrajectoryStore:
         self.available = self._client is not None
         self.status = "" if url else "No cache is configured (CLASSROOM_REDIS_URL is empty)."
         self._retry_at = 0.0
-        # Packs finished trajectories (`_packed`) in the order they finish, beside the frame encoders.
-        self._packer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="trajectory-packer")
 
     @property
     def configured(self) -> bool:
@@ -196,37 +188,20 @@ class TrajectoryStore:
             return record, namespace
         return None
 
-    async def save(
-        self,
-        record: store_pb.TrajectoryRecord | Callable[[], store_pb.TrajectoryRecord],
-        namespace: Namespace,
-    ) -> bool:
-        """Store a finished trajectory; ad-hoc entries expire, lesson entries never do.
-
-        `record` may be a function that makes it (`Trajectory.record`): it is then made on the
-        store's thread too, with the packing and the signature, off the event loop.
-        """
+    async def save(self, record: store_pb.TrajectoryRecord, namespace: Namespace) -> bool:
+        """Store a finished trajectory; ad-hoc entries expire, lesson entries never do."""
         if not self._usable():
             return False
-        loop = asyncio.get_running_loop()
-        key, value = await loop.run_in_executor(self._packer, self._packed, record, namespace)
+        key = redis_key(namespace, record_id(record))
         ttl = self.ad_hoc_ttl_s if namespace is Namespace.AD_HOC else None
         try:
-            await self._client.set(key, value, ex=ttl)
+            await self._client.set(key, pack(record, self.secret), ex=ttl)
             self._succeeded()
         except RedisError as error:
             self._failed(error)
             return False
         self.stats.writes += 1
         return True
-
-    def _packed(
-        self, record: store_pb.TrajectoryRecord | Callable[[], store_pb.TrajectoryRecord], namespace: Namespace
-    ) -> tuple[str, bytes]:
-        """The key and the stored form (`pack`: serialised and signed) of a record: CPU work for a thread."""
-        if callable(record):
-            record = record()
-        return redis_key(namespace, record_id(record)), pack(record, self.secret)
 
     async def states(self, trajectories: list[str]) -> list[int]:
         """The CacheState of each trajectory, in one round trip."""

@@ -266,7 +266,7 @@ class TrajectoryHub:
             # Readers already have the final image; their streams end once it is stored (and no
             # longer claimed), so that a finished stream means a cached trajectory (when Redis is there).
             namespace = Namespace.LESSON if trajectory.lesson_entry else Namespace.AD_HOC
-            if await self.store.save(trajectory.snapshot(), namespace):  # (made and packed off the event loop)
+            if await self.store.save(trajectory.record(), namespace):
                 trajectory.stored_in = namespace
             await self._let_go(trajectory)
             trajectory.finish()

@@ -9,7 +9,7 @@ reader never holds up the model.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 from services.common.api import pb, store_pb
 from services.common.trajectories import Namespace, canonical_request
@@ -194,12 +194,10 @@ class Trajectory:
         return frames.batch_wire(prefix + [self._wire(i, include) for i in range(start, end)])
 
     def record(self) -> store_pb.TrajectoryRecord:
-        return self.snapshot()()
-
-    def snapshot(self) -> Callable[[], store_pb.TrajectoryRecord]:
-        """`record` as the trajectory stands now, to be made later (on the cache's thread: megabytes to copy)."""
-        request, model_id, revision = self.request, self.model_id, self.revision
-        events, lesson_entry = list(self.events), self.lesson_entry
-        return lambda: store_pb.TrajectoryRecord(
-            request=request, model_id=model_id, model_revision=revision, events=events, lesson_entry_id=lesson_entry
+        return store_pb.TrajectoryRecord(
+            request=self.request,
+            model_id=self.model_id,
+            model_revision=self.revision,
+            events=self.events,
+            lesson_entry_id=self.lesson_entry,
         )
