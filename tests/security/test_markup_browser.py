@@ -150,6 +150,8 @@ def test_the_students_pages_show_the_hostile_text_as_typed(browser, frontend_url
     page.get_by_role("button", name="Start").click()
     # The welcome page, with the quick check above it: the question, its answers as buttons.
     expect(page.get_by_text("Quick check:")).to_be_visible()
+    # Its answers are drawn after the question (in columns): every one on screen before the page is read.
+    expect(page.get_by_role("button").filter(has_text="F:")).to_have_count(1)  # the sixth of its six answers
     assert_plain(page, outside, [text for _, text in SHOWN])
     page.get_by_role("button").filter(has_text="A:").first.click()
     expect(page.get_by_text("Answered.")).to_be_visible()
