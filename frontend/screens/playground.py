@@ -22,7 +22,7 @@ from frontend.client import (
     student_id,
 )
 from frontend.drawing.look import alt_text
-from frontend.drawing.views import PREVIEW_NOTE, enlarge, guarded, plain, said
+from frontend.drawing.views import PREVIEW_NOTE, enlarge, guarded, plain
 from frontend.language import N_, _, number
 from frontend.material.labels import SHAPES_FAMILY, example_prompts, unlearned_sentence, unlearned_words
 from frontend.material.live import follow_live
@@ -33,7 +33,7 @@ from frontend.stream.reader import StreamReader
 from frontend.stream.store import lesson_store
 from frontend.stream.tabs import stop_when_tab_closes
 from frontend.stream.wire import TrajectoryView
-from frontend.together.student_side import SHARED, SHARED_STRAIGHT, share_to_class
+from frontend.together.student_side import share_to_class
 from services.common.api import pb
 from services.common.include_mask import Probe
 
@@ -96,22 +96,6 @@ def class_shapes(info: pb.GetModelInfoResponse) -> ClassroomClient | None:
     if info.model_family == SHAPES_FAMILY:
         return get_client()
     return shapes_client() if shapes_beside() else None
-
-
-def share_beside(run: TrajectoryView, client: ClassroomClient, key: str) -> None:
-    """`share_to_class` for a picture painted beside the main model: shared by the service that kept it.
-
-    Both services keep the class's gallery in the same Redis, so the class sees it in its gallery.
-    """
-    if not run.key or run.flagged:
-        return
-    if st.button(_("Share with the class"), key=key, icon=":material/ios_share:"):
-        try:
-            item = client.share_to_gallery(run.key, student_id(), st.session_state.get("display_name", ""))
-        except StudentError as error:
-            st.error(said(str(error)), icon=":material/error:")
-            return
-        st.success(_(SHARED if item.status == pb.SUBMISSION_STATUS_PENDING else SHARED_STRAIGHT))
 
 
 def use_example(key: str) -> None:
@@ -298,7 +282,5 @@ if run is not None and run.image is not None:
     d, e = st.columns(2)
     d.download_button(_("Download the image (PNG)"), png(run.image), "diffusion-classroom.png", "image/png")
     e.download_button(_("Download the denoising (GIF)"), gif(run), "diffusion-classroom.gif", "image/gif")
-    if painted_by:
-        share_beside(run, client_for(painted_by), key="playground-share")  # the service beside keeps it, and shares it
-    else:
-        share_to_class(run, key="playground-share")  # to the class gallery (the teacher approves it first)
+    # To the class gallery (the teacher approves it first), through the service that kept the picture.
+    share_to_class(run, key="playground-share", client=client_for(painted_by) if painted_by else None)

@@ -188,14 +188,18 @@ SHARED = N_("Shared with the class: your teacher will look at it before it appea
 SHARED_STRAIGHT = N_("Shared with the class: it is in the gallery now.")
 
 
-def share_to_class(run: object, key: str) -> None:
-    """A button that shares a finished picture (a TrajectoryView) to the class gallery, by the service's key for it."""
+def share_to_class(run: object, key: str, client: ClassroomClient | None = None) -> None:
+    """A button that shares a finished picture (a TrajectoryView) to the class gallery, by the service's key for it.
+
+    `client`: the service that kept the picture (Shapes beside the main model shares through the same Redis).
+    """
     trajectory_key = getattr(run, "key", "")
     if not trajectory_key or getattr(run, "flagged", False):
         return
     if st.button(_("Share with the class"), key=key, icon=":material/ios_share:"):
         try:
-            item = get_client().share_to_gallery(trajectory_key, student_id(), st.session_state.get("display_name", ""))
+            sharing = client or get_client()
+            item = sharing.share_to_gallery(trajectory_key, student_id(), st.session_state.get("display_name", ""))
         except StudentError as error:
             st.error(said(str(error)), icon=":material/error:")
             return
