@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import shutil
 import subprocess
 import threading
@@ -42,7 +43,7 @@ CHROMIUM_ARGS = [
 # compute uncached lesson examples as they go: the next click must not come before they finish),
 # and how many charts it draws (Vega-Lite, graphviz).
 LESSONS = [
-    ("1. The whole pipeline", "What flows between the stages", (0, 1)),
+    ("1. The whole pipeline", "What flows between the stages", (0, 0)),  # its diagram is an SVG drawn on the server
     ("2. Words to numbers", "How alike the two prompts", (2, 0)),
     ("3. From noise to image", "the VAE's decode of the last latent: the real image", (1, 0)),
     ("4. Guidance", "Try it yourself", (1, 0)),
@@ -193,6 +194,12 @@ def test_a_student_goes_through_the_app(page: Page, stack: Stack, seen: Seen):
         expect(page.get_by_text(section).first).to_be_visible()
         settle(page, f"{index}-lesson", seen, stack, charts)
         if title == "1. The whole pipeline":
+            # The pipeline's diagram, painted from the server's SVG: drawn with a size, named for a screen reader.
+            diagram = page.get_by_role("img", name=re.compile("^Diagram of the pipeline"))
+            expect(diagram).to_be_visible()
+            box = diagram.bounding_box()
+            assert box and box["width"] > 300 and box["height"] > 150, f"the pipeline's diagram drawn at {box}"
+            expect(diagram.locator("text", has_text="② Denoising loop")).to_be_visible()
             # The loop's box opens on the latent clearing: the noise and five steps, on one row; under it the
             # model's guess at the same five steps, decoded by Shapes' VAE (a picture at every step).
             page.get_by_role("tab", name="② Denoising loop").click()

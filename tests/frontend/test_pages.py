@@ -61,10 +61,15 @@ def test_pipeline_names_the_three_stages_with_live_numbers(frontend_env):
     assert_clean(at)
     text = text_of(at)
     assert [t.label for t in at.tabs] == ["① Text encoder", "② Denoising loop", "③ VAE decoder"]
-    # The diagram names the three stages and carries the run's own numbers.
-    (diagram,) = at.get("graphviz_chart")
+    # The diagram, an SVG drawn on the server (nothing laid out in the browser), names the three stages and carries
+    # the run's own numbers, in its words and in its text alternative.
+    (diagram,) = [m.value for m in at.markdown if m.value.startswith("<svg")]
+    assert 'role="img"' in diagram and not at.get("graphviz_chart")
+    alternative = diagram.split('aria-label="')[1].split('"')[0]
     for stage in ("① Text encoder", "② Denoising loop: 4 steps", "③ VAE decoder", "77×32 vectors", "4×8×8"):
-        assert stage in diagram.proto.spec
+        assert stage in diagram
+    for words in ("Diagram of the pipeline", "① Text encoder", "② Denoising loop: 4 steps", "③ VAE decoder", "4×8×8"):
+        assert words in alternative
     assert "window always holds **77 tokens**" in text and "vectors of **32 numbers**" in text
     # The loop's thumbnails: the starting noise and five steps spread over the run, on one row; under it the
     # model's guess at the same steps, decoded (the tiny model's VAE is small enough to decode every step).

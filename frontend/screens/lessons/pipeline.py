@@ -1,9 +1,12 @@
 """Lesson 1: the whole pipeline, text encoder -> denoising loop -> VAE decoder, on one live run."""
 
+import textwrap
+
 import pandas as pd
 import streamlit as st
 
 from frontend.client import get_client
+from frontend.drawing.diagram import Arrow, Box, Row, show
 from frontend.drawing.look import alt_text
 from frontend.drawing.views import PREVIEW_NOTE, enlarge, guarded, plain
 from frontend.language import _, ngettext, number
@@ -42,28 +45,15 @@ scaling = f"{info.vae_scaling_factor:g}"  # the model's constant, every digit (0
 scaling = number(info.vae_scaling_factor, digits=len(scaling.partition(".")[2]) if "e" not in scaling else None)
 
 
-def _dot(text: str) -> str:
-    """Text safe inside a quoted graphviz label."""
-    return text.replace("\\", "\\\\").replace('"', '\\"')
-
-
-def _label(text: str) -> str:
-    """A translated sentence as a graphviz label: quotes escaped, each line break as graphviz writes it."""
-    return _dot(text).replace("\n", "\\n")
-
-
 # The labels of the diagram, in the student's language; every number in them is this run's.
 labels = {
-    "text_stage": _("① Text encoder"),
+    "prompt": "\n".join(textwrap.wrap(f"“{plain(request.prompt, 'text')}”", 32)),  # a long prompt on a few lines
     "tokenizer": ngettext(
         "tokenizer\n{count} piece → {ids} token ids", "tokenizer\n{count} pieces → {ids} token ids", len(pieces)
     ).format(count=len(pieces), ids=info.text_max_length),
     "encoder": ngettext(
         "text encoder\n{count} transformer layer", "text encoder\n{count} transformer layers", info.text_encoder_layers
     ).format(count=info.text_encoder_layers),
-    "loop_stage": ngettext("② Denoising loop: {count} step", "② Denoising loop: {count} steps", run.total_steps).format(
-        count=run.total_steps
-    ),
     "noise": _("noise from seed {seed}\n{shape}").format(seed=request.seed, shape=latent_shape),
     "unet": (
         _("UNet, twice a step\nwith the prompt: c\nwith the negative prompt: u")
@@ -72,67 +62,67 @@ labels = {
     ),
     "guidance": _("guidance\nu + {g}·(c − u)").format(g=g),
     "step": _("scheduler ({name})\none step to a cleaner latent").format(name=scheduler),
-    "decoder_stage": _("③ VAE decoder"),
     "decoder": _("VAE decoder\n{latent} → {width}×{height}×3").format(
         latent=latent_shape, width=request.width, height=request.height
     ),
     "image": _("the image\n{width}×{height}").format(width=request.width, height=request.height),
-    "ids": _("{count} ids").format(count=info.text_max_length),
-    "vectors": (
-        _("2 × {vectors} vectors:\nprompt, negative prompt")
-        if negative
-        else _("2 × {vectors} vectors:\nprompt, empty prompt")
-    ).format(vectors=vectors),
-    "latent": _("latent {shape}").format(shape=latent_shape),
-    "guided": _("guided noise"),
-    "next": _("latent, next step"),
-    "last": _("last latent"),
 }
-label = {name: _label(text) for name, text in labels.items()}
 
-# The diagram is drawn by graphviz in the browser, from this description.
-diagram = f"""
-digraph pipeline {{
-  rankdir=TB; newrank=true; bgcolor="transparent"; nodesep=0.35; ranksep=0.45;
-  node [shape=box, style="rounded,filled", fontname="sans-serif", fontsize=13, margin="0.15,0.08"];
-  edge [fontname="sans-serif", fontsize=11, color="#555555"];
-  prompt [label="“{_dot(request.prompt)}”", shape=note, fillcolor="#ffffff"];
-  subgraph cluster_text {{
-    label="{label["text_stage"]}"; fontname="sans-serif bold"; fontsize=14; labeljust=l;
-    style="rounded,filled"; fillcolor="#eff6ff"; color="#93c5fd";
-    tokenizer [label="{label["tokenizer"]}", fillcolor="#dbeafe"];
-    encoder [label="{label["encoder"]}", fillcolor="#dbeafe"];
-  }}
-  subgraph cluster_loop {{
-    label="{label["loop_stage"]}"; fontname="sans-serif bold"; fontsize=14; labeljust=l;
-    style="rounded,filled"; fillcolor="#fffbeb"; color="#fcd34d";
-    noise [label="{label["noise"]}", fillcolor="#fef3c7"];
-    unet [label="{label["unet"]}", fillcolor="#fef3c7"];
-    guidance [label="{label["guidance"]}", fillcolor="#fef3c7"];
-    step [label="{label["step"]}", fillcolor="#fef3c7"];
-  }}
-  subgraph cluster_decoder {{
-    label="{label["decoder_stage"]}"; fontname="sans-serif bold"; fontsize=14; labeljust=l;
-    style="rounded,filled"; fillcolor="#f0fdf4"; color="#86efac";
-    decoder [label="{label["decoder"]}", fillcolor="#dcfce7"];
-  }}
-  image [label="{label["image"]}", shape=note, fillcolor="#ffffff"];
-  // One row per stage, so the diagram stays readable at the page's width.
-  {{ rank=same; prompt; tokenizer; encoder; }}
-  {{ rank=same; noise; unet; guidance; step; }}
-  {{ rank=same; decoder; image; }}
-  prompt -> tokenizer;
-  tokenizer -> encoder [label="{label["ids"]}"];
-  encoder -> unet [label="{label["vectors"]}"];
-  noise -> unet [label="{label["latent"]}"];
-  unet -> guidance [label="c, u"];
-  guidance -> step [label="{label["guided"]}"];
-  step -> unet [label="{label["next"]}", style=dashed, constraint=false];
-  step -> decoder [label="{label["last"]}"];
-  decoder -> image;
-}}
-"""
-st.graphviz_chart(diagram, width="stretch")
+
+NOTES = ("prompt", "image")  # what goes in and what comes out: drawn as notes, beside the stages' bands
+
+
+def boxes(fill: str, *names: str) -> tuple[Box, ...]:
+    """One stage's boxes of the diagram, with their labels."""
+    return tuple(Box(name, labels[name], "#ffffff" if name in NOTES else fill, name in NOTES) for name in names)
+
+
+# One row per stage, so the diagram stays readable at the page's width; drawn here, painted by the browser.
+stages = [
+    Row(_("① Text encoder"), boxes("#dbeafe", "prompt", "tokenizer", "encoder"), "#eff6ff", "#60a5fa"),
+    Row(
+        ngettext("② Denoising loop: {count} step", "② Denoising loop: {count} steps", run.total_steps).format(
+            count=run.total_steps
+        ),
+        boxes("#fef3c7", "noise", "unet", "guidance", "step"),
+        "#fffbeb",
+        "#f59e0b",
+    ),
+    Row(_("③ VAE decoder"), boxes("#dcfce7", "decoder", "image"), "#f0fdf4", "#22c55e"),
+]
+arrows = [
+    Arrow("prompt", "tokenizer"),
+    Arrow("tokenizer", "encoder", _("{count} ids").format(count=info.text_max_length)),
+    Arrow(
+        "encoder",
+        "unet",
+        (
+            _("2 × {vectors} vectors:\nprompt, negative prompt")
+            if negative
+            else _("2 × {vectors} vectors:\nprompt, empty prompt")
+        ).format(vectors=vectors),
+    ),
+    Arrow("noise", "unet", _("latent {shape}").format(shape=latent_shape)),
+    Arrow("unet", "guidance", "c, u"),
+    Arrow("guidance", "step", _("guided noise")),
+    Arrow("step", "unet", _("latent, next step"), back=True),
+    Arrow("step", "decoder", _("last latent")),
+    Arrow("decoder", "image"),
+]
+# Its text alternative: what it is, then each stage's boxes in the order the data goes through them.
+described = " ".join(
+    f"{stage.title}. {'; '.join(' '.join(box.text.split()) for box in stage.boxes)}." for stage in stages
+)
+show(
+    stages,
+    arrows,
+    _(
+        "Diagram of the pipeline, top to bottom, with this run's numbers. The scheduler's latent goes back to the "
+        "UNet for each next step; the last latent goes to the VAE decoder."
+    )
+    + " "
+    + described,
+)
 st.caption(_("Open each stage below for this run's real numbers."))
 
 text_tab, loop_tab, decoder_tab = st.tabs([_("① Text encoder"), _("② Denoising loop"), _("③ VAE decoder")])
