@@ -117,6 +117,11 @@ class InferenceSettings(TlsClientSettings):
         description="torch.compile of the UNet: 'auto' (on a CUDA GPU; off on a CPU), 'off', 'default', "
         "'reduce-overhead' or 'max-autotune'.",
     )
+    # "eager" traces the UNet as inductor would and runs it as it is: to tell a tracing problem from a
+    # code generation one, and for tests on a CPU, where inductor's C++ build takes minutes.
+    unet_compile_backend: Literal["inductor", "eager"] = Field(
+        "inductor", description="torch.compile's backend: 'inductor', or 'eager' (traced, not compiled: tests)."
+    )
     # Fewer buckets start sooner the first time; a batch between two buckets is padded up to the larger.
     unet_compile_buckets: str = Field(
         "",

@@ -138,11 +138,18 @@ def test_a_compile_notes_its_buckets_and_the_caches_counts_in_its_folder(tmp_pat
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "elsewhere"))
     monkeypatch.setenv("TRITON_CACHE_DIR", str(tmp_path / "triton"))
     model = small_model()
-    settings = InferenceSettings(model="tiny", max_batch_size=2, unet_compile="default", compile_cache_dir=tmp_path)
-    report = accelerate(model, settings, backend="eager")  # traced as inductor would be, nothing generated
+    settings = InferenceSettings(
+        model="tiny",
+        max_batch_size=2,
+        unet_compile="default",
+        unet_compile_backend="eager",  # traced as inductor would be, nothing generated
+        compile_cache_dir=tmp_path,
+    )
+    report = accelerate(model, settings)
     torch._dynamo.reset()
     folder = tmp_path / os.path.basename(report.compile_cache)
     assert folder.parent == tmp_path and os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(folder)
     assert report.buckets == (1, 2) and not report.compiled_before
     assert read_starts(folder)[0]["buckets"] == [1, 2] and set(report.cache_counts) >= {"graph_hits", "graph_misses"}
     assert "from a cold cache" in report.describe()
+    assert json.loads((folder / MANIFEST).read_text())["key"]["backend"] == "eager"

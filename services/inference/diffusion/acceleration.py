@@ -267,9 +267,12 @@ def compile_unet(
 
 
 def accelerate(
-    model: DiffusionModel, settings: InferenceSettings, backend: str | Callable[..., Any] = "inductor"
+    model: DiffusionModel, settings: InferenceSettings, backend: str | Callable[..., Any] | None = None
 ) -> Acceleration:
-    """Apply the speed settings to a loaded model and decide the largest batch; before the service says SERVING."""
+    """Apply the speed settings to a loaded model and decide the largest batch; before the service says SERVING.
+
+    `backend` is torch.compile's (a test's own function too); unset, `CLASSROOM_UNET_COMPILE_BACKEND`'s.
+    """
     report = Acceleration(attention=attention_kinds(model.unet), max_batch_size=settings.max_batch_size)
     if settings.unet_channels_last:
         model.unet.to(memory_format=torch.channels_last)
@@ -285,7 +288,7 @@ def accelerate(
     mode = compile_mode(settings.unet_compile, model.device)
     if mode != "off":
         try:
-            _compile(model, settings, report, mode, backend)
+            _compile(model, settings, report, mode, backend or settings.unet_compile_backend)
         except Exception as error:
             if settings.unet_compile != "auto":
                 raise
