@@ -1,16 +1,25 @@
 #!/bin/sh
 # On the GPU machine, in the repository root, with `.gpu` and `proto/gen` carried
 # (see tests/bench/gpu_bundle.sh): install the wheels beside the image's PyTorch,
-# then run the whole GPU suite, its figures into $OUT (or ./gpu-suite-out).
+# then run the whole GPU suite (about 9 minutes on one H100 or H200), its figures
+# into $OUT (or ./gpu-suite-out).
 # Extra arguments go to the suite (e.g. --parts speed --budget-s 300).
+# On a CPU, for a check of the script itself: PY=.venv/bin/python sh tests/bench/gpu_run.sh --smoke
+# (without `.gpu` the packages are PY's own; without --smoke the suite stops at once: no CUDA).
 set -u
+PY=${PY:-python3}
 out=${OUT:-gpu-suite-out}
 mkdir -p "$out"
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .gpu/wheels/*.whl || exit 1
-cp -r .gpu/site/clip /tmp/site/
-export PYTHONPATH="/tmp/site:$PWD:$PWD/proto/gen" PATH="$PWD/.gpu/redis/bin:$PATH"
+if [ -d .gpu/wheels ]; then
+  "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .gpu/wheels/*.whl || exit 1
+  cp -r .gpu/site/clip /tmp/site/
+  export PYTHONPATH="/tmp/site:$PWD:$PWD/proto/gen" PATH="$PWD/.gpu/redis/bin:$PATH"
+else
+  echo "gpu_run.sh: no .gpu/ here (tests/bench/gpu_bundle.sh makes it): $PY's own packages"
+  export PYTHONPATH="$PWD:$PWD/proto/gen"
+fi
 # The suite forks a child per part: checking for CUDA through NVML keeps the parent from initialising it.
 export HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false PYTORCH_NVML_BASED_CUDA_CHECK=1
-nvidia-smi > "$out/nvidia-smi.txt" 2>&1
-python3 -c 'import torch, diffusers, transformers, grpc; print("torch", torch.__version__, "diffusers", diffusers.__version__, "transformers", transformers.__version__, "grpc", grpc.__version__, "cuda", torch.cuda.is_available())'
-exec python3 -m tests.bench.gpu_suite --out "$out" "$@"
+nvidia-smi > "$out/nvidia-smi.txt" 2>&1 || echo "gpu_run.sh: no nvidia-smi here"
+"$PY" -c 'import torch, diffusers, transformers, grpc; print("torch", torch.__version__, "diffusers", diffusers.__version__, "transformers", transformers.__version__, "grpc", grpc.__version__, "cuda", torch.cuda.is_available())' || exit 1
+exec "$PY" -m tests.bench.gpu_suite --out "$out" "$@"

@@ -1,15 +1,19 @@
 """The GPU suite: every figure of the SD 1.5-shaped benchmarks in one run, within a hard time budget.
 
-    python -m tests.bench.gpu_suite --out DIR [--smoke] [--budget-s 520] [--parts batching,speed]
+    python -m tests.bench.gpu_suite --out DIR [--smoke] [--budget-s 540] [--parts batching,speed]
                                     [--students-on 1,8,32] [--students-off 1,32]
 
 Parts, in this order (see docs/benchmarks.md, "The GPU suite"): the models
-(built from configs), the device with its FLOP bound and SDPA check, a class
-batching on and off, the stream against diffusers' pipeline, the probes' host
-copies with a profile of the GPU's idle time and the VAE decode batched, a
-class's generations starting (as before and now), the speed options each alone
-and together with their difference from the pipeline,
-the GPU tests, and the class load test.
+(built from configs), the device with its FLOP bound and SDPA check, the
+batched step against each generation's own bit for bit (`exactness.py`), the
+service started with its UNet compiled from a cold and then a warm compile
+cache with classes through it (`compile_start.py`), the stream against
+diffusers' pipeline in alternating pairs with the ratio's interval, the
+probes' host copies and the joint step's guidance, scheduler and copies with a
+profile of the GPU's idle time and the VAE decode batched, a class batching on
+and off, the GPU tests, the speed options with their difference from the
+pipeline, a class's generations starting (as before and now), and the class
+load test. The GPU plan leaves out the class load test (`--parts` runs it).
 
 Each part runs in a child process of its own session with its own deadline: a
 part that fails, runs out of memory or hangs is killed (with the services it
@@ -17,7 +21,8 @@ started) and the others' figures stand. The figures go to DIR/figures.json and
 DIR/summary.md as each part ends; children's output goes to DIR/suite.log.
 
 Its modules: `plan.py` (what a run measures, and what each part reads),
-`model_parts.py` (the parts that run the model in this process),
+`model_parts.py` (the parts that run the model in this process), `exactness.py`
+and `compile_start.py` (a part each),
 `service_parts.py` (those that go through the service or its tests),
 `run.py` (each part in a child, within its deadline), `report.py` (summary.md).
 

@@ -10,8 +10,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from services.inference.diffusion.acceleration import accelerate, attention_kinds, compile_unet
-from services.inference.diffusion.denoise import Generation, denoise, predict_noise
+from services.inference.diffusion.acceleration import accelerate, attention_kinds
+from services.inference.diffusion.batched_step import steps_together
+from services.inference.diffusion.denoise import Generation, denoise, predict_noise, predict_noise_together
 from services.inference.diffusion.events import HostCopy, sync
 from services.inference.diffusion.models import DiffusionModel
 from services.inference.diffusion.spec import GenerationSpec
@@ -131,36 +132,58 @@ def _gpu_busy(profile: Any, wall_s: float) -> dict[str, Any]:
     }
 
 
+def _finish_steps(generations: list[Generation], together: bool) -> tuple[float, float, int]:
+    """One step after a UNet call: (the UNet's seconds, guidance + scheduler + copies seconds, generations joined).
+
+    Together: `batched_step.steps_together` once for the batch, each generation then
+    taking its rows (as `denoise` runs a step); alone: each generation's own step.
+    """
+    model = generations[0].model
+    noise, unet = predict_noise_together(model, generations)
+    sync(model.device)
+    started = time.perf_counter()
+    if together:
+        steps_together(generations, noise)
+    joined = sum(generation.rows is not None for generation in generations)
+    for generation, pair in zip(generations, noise.split(2), strict=True):
+        generation.finish_step(pair, unet, batch_size=2 * len(generations))
+    sync(model.device)
+    return unet.seconds, time.perf_counter() - started, joined
+
+
 def part_probes(ctx: Context) -> dict[str, Any]:
-    """Host copies of the probes per step against the UNet step; the GPU's idle time; the VAE decode batched."""
+    """Host copies of the probes, guidance + scheduler + copies together and alone; the GPU's idle time; the VAE."""
     model = load_model(ctx)
     figures: dict[str, Any] = {"classes": []}
     for students in ctx.plan.probe_students:
-        generations = started_generations(model, class_specs(ctx, students, steps=8))
-        unet_s, copy_s, step_s = [], [], []
+        generations = started_generations(model, class_specs(ctx, students, steps=16))
+        unet_s, copy_s, step_s, alone_s, joined = [], [], [], [], []
         with torch.inference_mode():
             for _ in range(6):
-                pairs, seconds = predict_noise(model, generations)
-                sync(model.device)  # the copies alone are timed below
-                unet_s.append(seconds.seconds)
+                pairs, _ = predict_noise(model, generations)
+                sync(model.device)  # the copies alone are timed here
                 started = time.perf_counter()
                 copies = [HostCopy(t.unsqueeze(0)) for t in _probe_tensors(generations, pairs)]
                 for copy in copies:
                     copy.numpy()
                 copy_s.append(time.perf_counter() - started)
-                started = time.perf_counter()
-                for generation, pair in zip(generations, pairs, strict=True):
-                    generation.finish_step(pair, seconds, batch_size=2 * students)
-                sync(model.device)
-                step_s.append(time.perf_counter() - started)
+                # A step as the worker runs it (batched_step.py), then one as it ran before, one generation at a time.
+                unet, seconds, count = _finish_steps(generations, together=True)
+                unet_s.append(unet)
+                step_s.append(seconds)
+                joined.append(count)
+                alone_s.append(_finish_steps(generations, together=False)[1])
         row: dict[str, Any] = {
             "students": students,
             "unet_step_s": statistics.median(unet_s[1:]),
             "probe_copies_s": statistics.median(copy_s[1:]),
             "finish_steps_s": statistics.median(step_s[1:]),
+            "finish_steps_alone_s": statistics.median(alone_s[1:]),
+            "joined": min(joined),
             "copied_bytes_per_step": 5 * students * generations[0].latents[0].numel() * 2,
         }
         row["copies_over_unet"] = row["probe_copies_s"] / row["unet_step_s"]
+        row["together_gain"] = row["finish_steps_alone_s"] / row["finish_steps_s"]
         figures["classes"].append(row)
         ctx.save(figures)
 
@@ -266,15 +289,19 @@ def part_speed(ctx: Context) -> dict[str, Any]:
         "tolerance": {"max_levels": IMAGE_MAX_LEVELS, "mean_levels": IMAGE_MEAN_LEVELS},
     }
     for name, channels_last, mode in plan.speed_variants:
-        if ctx.left() < 20:
+        if ctx.left() < (20 if mode == "off" else 60):  # a cold compile takes about 45 s on an H100
             figures.setdefault("not_reached", []).append(name)
             continue
-        model = load_model(ctx, unet_channels_last=channels_last, max_batch_size=plan.speed_students)
-        accelerate(model, ctx.settings(unet_channels_last=channels_last, max_batch_size=plan.speed_students))
-        compile_s = 0.0
-        if mode != "off":
-            # Only the class's own bucket here; the service compiles every bucket up to its batch at start-up.
-            model.unet, compile_s = compile_unet(model, mode, (plan.speed_students,), backend=plan.compile_backend)
+        # Only the class's own bucket, as the service compiles it (into the compile cache compile_start used:
+        # a bucket it compiled with the same mode is loaded from there).
+        options = {
+            "unet_channels_last": channels_last,
+            "max_batch_size": plan.speed_students,
+            "unet_compile": mode,
+            "unet_compile_buckets": str(plan.speed_students),
+        }
+        model = load_model(ctx, **options)
+        report = accelerate(model, ctx.settings(**options), backend=plan.compile_backend)
         _run_class(model, class_specs(ctx, plan.speed_students, offset=900, steps=2))  # warm-up, the class's shape
         denoising, whole, images = _run_class(model, specs)
         difference = np.abs(images[0].astype(int) - reference.astype(int))
@@ -282,7 +309,9 @@ def part_speed(ctx: Context) -> dict[str, Any]:
             "name": name,
             "channels_last": channels_last,
             "compile": mode,
-            "compile_s": compile_s,
+            "compile_s": report.compile_seconds,
+            "compiled_before": report.compiled_before,
+            "cache_counts": report.cache_counts,
             "denoising_s": denoising,
             "whole_s": whole,
             "guided_steps_per_s": len(specs) * plan.steps / denoising,

@@ -83,17 +83,38 @@ def summary(figures: dict[str, Any]) -> str:
             f"{_f(stream.get('stream_median_s'), '.3f')} s, stream/pipeline **{_f(stream.get('ratio'), '.3f')}** "
             f"({stream.get('steps')} steps, {stream.get('size')} px)",
         ]
+        if interval := stream.get("ratio_ci95"):
+            medians = stream["median_ratio_ci95"]
+            lines += [
+                "",
+                f"{stream['pairs']} alternating pairs: geometric mean ratio "
+                f"{stream['geometric_mean_ratio']:.3f}, 95 % interval {interval[0]:.3f} to {interval[1]:.3f} "
+                f"(ratio of medians, bootstrap: {medians[0]:.3f} to {medians[1]:.3f}); against "
+                f"{stream['target']}: **{stream['resolves_target']}**",
+            ]
+    lines += _exactness(figures.get("exactness")) + _compile_start(figures.get("compile_start"))
     if probes := figures.get("probes"):
         lines += ["", "## Probes copied to the host, per step", ""]
         lines += _table(
-            ["students", "UNet step ms", "probe copies ms", "copies / UNet", "guidance+scheduler+copies ms", "bytes"],
+            [
+                "students",
+                "UNet step ms",
+                "probe copies ms",
+                "copies / UNet",
+                "guidance+scheduler+copies ms, together (joined)",
+                "the same, one at a time",
+                "gain",
+                "bytes",
+            ],
             [
                 [
                     str(r["students"]),
                     _f(r["unet_step_s"] * 1e3, ".1f"),
                     _f(r["probe_copies_s"] * 1e3, ".2f"),
                     _f(r["copies_over_unet"], ".1%"),
-                    _f(r["finish_steps_s"] * 1e3, ".1f"),
+                    f"{_f(r['finish_steps_s'] * 1e3, '.1f')} ({r.get('joined', '-')})",
+                    _f(r.get("finish_steps_alone_s", math.nan) * 1e3, ".1f"),
+                    _f(r.get("together_gain"), ".2f"),
                     str(r["copied_bytes_per_step"]),
                 ]
                 for r in probes.get("classes", [])
@@ -141,7 +162,7 @@ def summary(figures: dict[str, Any]) -> str:
         lines += _table(
             [
                 "option",
-                "compile s (one bucket)",
+                "compile s (one bucket; cache)",
                 "guided steps/s",
                 "gain",
                 "image difference max / mean",
@@ -150,7 +171,8 @@ def summary(figures: dict[str, Any]) -> str:
             [
                 [
                     v["name"],
-                    _f(v["compile_s"], ".0f"),
+                    f"{_f(v['compile_s'], '.0f')}"
+                    + (f" ({'warm' if v.get('compiled_before') else 'cold'})" if v["compile"] != "off" else ""),
                     _f(v["guided_steps_per_s"], ".1f"),
                     _f(v.get("gain"), ".2f"),
                     f"{v['image_max_difference']} / {v['image_mean_difference']:.3f}",
@@ -165,3 +187,76 @@ def summary(figures: dict[str, Any]) -> str:
         if part.get("error"):
             lines += ["", f"## {name}: {part['status']}", "", "```", part["error"], "```"]
     return "\n".join(lines) + "\n"
+
+
+def _exactness(exactness: dict[str, Any] | None) -> list[str]:
+    if not exactness:
+        return []
+    lines = [
+        "",
+        f"## The batched step against each generation's own, bit for bit ({exactness['device']}, "
+        f"{exactness['dtype']}, a class of {exactness['students']})",
+        "",
+        f"All bit-equal: **{exactness.get('bit_equal', '-')}** ({exactness.get('rows_compared', '-')} rows)",
+        "",
+    ]
+    return lines + _table(
+        ["scheduler", "rows", "joined", "mismatched", "largest difference", "final latents equal"],
+        [
+            [
+                r["scheduler"] + (" (ancestral: alone)" if r["ancestral"] else ""),
+                str(r["rows"]),
+                str(r["joined_rows"]),
+                str(r["mismatched_rows"]),
+                _f(r["largest_difference"], ".3g"),
+                str(r["final_latents_equal"]),
+            ]
+            for r in exactness["schedulers"]
+        ],
+    )
+
+
+def _compile_start(start: dict[str, Any] | None) -> list[str]:
+    if not start:
+        return []
+    buckets = ", ".join(map(str, start["buckets"]))
+    lines = [
+        "",
+        f"## The service started compiled (buckets {buckets} of {start['default_buckets']} by default at "
+        f"{start['max_batch']}; backend {start['backend']})",
+        "",
+    ]
+    lines += _table(
+        ["cache", "seconds to SERVING", "compile s", "s a bucket", "graphs loaded / compiled", "est. s, all buckets"],
+        [
+            [
+                s["cache"],
+                _f(s["seconds_to_serving"], ".1f"),
+                _f(s.get("compile_s"), ".1f"),
+                _f(s.get("compile_s_per_bucket"), ".1f"),
+                _counts(s.get("cache_counts", {})),
+                _f(s.get("estimated_s_all_default_buckets"), ".0f"),
+            ]
+            for s in start["starts"]
+        ],
+    )
+    lines += ["", f"Warm start within 90 s: **{start.get('warm_start_within_90_s', '-')}**"]
+    if start["rows"]:
+        lines += ["", "Classes through the compiled service:", ""]
+        lines += _table(
+            ["students", "guided steps/s", "of bound", "image p50 / p99 s"],
+            [
+                [
+                    str(r["students"]),
+                    _f(r["guided_steps_per_s"], ".1f"),
+                    _f(r.get("fraction_of_bound"), ".1%"),
+                    f"{_f(r['ttlf_p50'])} / {_f(r['ttlf_p99'])}",
+                ]
+                for r in start["rows"]
+            ],
+        )
+    return lines
+
+
+def _counts(counts: dict[str, int]) -> str:
+    return f"{counts.get('graph_hits', '-')} / {counts.get('graph_misses', '-')}"
