@@ -1,7 +1,7 @@
 """The GPU suite: every figure of the SD 1.5-shaped benchmarks in one run, within a hard time budget.
 
     python -m tests.bench.gpu_suite --out DIR [--smoke] [--budget-s 540] [--parts batching,speed]
-                                    [--students-on 1,8,32] [--students-off 1,32]
+                                    [--students-on 1,8,32] [--students-off 1,32] [--compile-buckets 8,32,64]
 
 Parts, in this order (see docs/benchmarks.md, "The GPU suite"): the models
 (built from configs), the device with its FLOP bound and SDPA check, the

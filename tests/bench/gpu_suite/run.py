@@ -103,6 +103,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", type=Path, help="models and scratch (default: a temporary folder)")
     parser.add_argument("--students-on", help="class sizes with batching on, e.g. 1,8,32 (default: the plan's)")
     parser.add_argument("--students-off", help="class sizes with batching off, e.g. 1,32 (default: the plan's)")
+    parser.add_argument(
+        "--compile-buckets", help="compile_start's buckets, e.g. 8,32,64; '' for the service's default (all)"
+    )
     args = parser.parse_args(argv)
     # Children are forked: the parent must never initialise CUDA (this check does not).
     os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
@@ -120,6 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     for flag, name in ((args.students_on, "students_on"), (args.students_off, "students_off")):
         if flag:
             plan = replace(plan, **{name: tuple(int(n) for n in flag.split(","))})
+    if args.compile_buckets is not None:
+        plan = replace(plan, compile_buckets=args.compile_buckets)
     budget = args.budget_s or (SMOKE_BUDGET_S if args.smoke else GPU_BUDGET_S)
     parts = args.parts.split(",") if args.parts else list(plan.parts)
     if unknown := set(parts) - set(PART_ORDER):
