@@ -88,8 +88,8 @@ class Acceleration:
         if self.compile_cache:
             counts = self.cache_counts
             compiled += (
-                f" from {'a warm' if self.compiled_before else 'a cold'} cache ({counts.get('graph_hits', 0)} graphs "
-                f"loaded, {counts.get('graph_misses', 0)} compiled, in {self.compile_cache})"
+                f" from {'a warm' if self.compiled_before else 'a cold'} cache (graphs: {counts.get('graph_hits', 0)} "
+                f"loaded, {counts.get('graph_misses', 0)} compiled; in {self.compile_cache})"
             )
         if self.compile_error:
             compiled += f" (compiling failed: {self.compile_error})"
