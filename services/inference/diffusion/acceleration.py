@@ -295,7 +295,7 @@ def accelerate(
             # `auto` is a default, not a demand: the class is served uncompiled rather than not at all.
             log.exception("compiling the UNet failed; it runs uncompiled")
             torch._dynamo.reset()
-            report.compile_mode, report.buckets = "off", ()
+            report.compile_mode, report.buckets, report.compile_cache = "off", (), ""
             report.compile_error = f"{type(error).__name__}: {error}"[:300]
     log.info("UNet: %s", report.describe())
     return report
