@@ -208,7 +208,8 @@ def filter_event(event: pb.GenerateResponse, include: frozenset[str]) -> pb.Gene
     return filtered
 
 
-def _varint(value: int) -> bytes:
+def varint(value: int) -> bytes:
+    """An unsigned integer as protobuf writes it (a length, a tag)."""
     out = bytearray()
     while value > 0x7F:
         out.append(value & 0x7F | 0x80)
@@ -217,12 +218,13 @@ def _varint(value: int) -> bytes:
     return bytes(out)
 
 
-def _length_delimited_tag(field: FieldDescriptor) -> bytes:
-    return _varint(field.number << 3 | 2)
+def length_delimited_tag(field: FieldDescriptor) -> bytes:
+    """The tag protobuf writes before a bytes, string or message field's length."""
+    return varint(field.number << 3 | 2)
 
 
-_BATCH_TAG = _length_delimited_tag(pb.GenerateResponse.DESCRIPTOR.fields_by_name["batch"])
-_EVENTS_TAG = _length_delimited_tag(pb.EventBatch.DESCRIPTOR.fields_by_name["events"])
+_BATCH_TAG = length_delimited_tag(pb.GenerateResponse.DESCRIPTOR.fields_by_name["batch"])
+_EVENTS_TAG = length_delimited_tag(pb.EventBatch.DESCRIPTOR.fields_by_name["events"])
 
 
 def batch_wire(events: list[bytes]) -> bytes:
@@ -235,7 +237,7 @@ def batch_wire(events: list[bytes]) -> bytes:
         return events[0]
     parts = [b"", b""]  # the batch's tag and length, filled in below: the bytes are joined once
     for event in events:
-        parts += (_EVENTS_TAG, _varint(len(event)), event)
+        parts += (_EVENTS_TAG, varint(len(event)), event)
     inner = sum(len(part) for part in parts)
-    parts[0], parts[1] = _BATCH_TAG, _varint(inner)
+    parts[0], parts[1] = _BATCH_TAG, varint(inner)
     return b"".join(parts)

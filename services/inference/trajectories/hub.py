@@ -17,7 +17,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 
-from services.common.api import pb
+from services.common.api import pb, store_pb
 from services.common.trajectories import Namespace, trajectory_id
 from services.inference.diffusion.batching import BatchScheduler
 from services.inference.diffusion.events import ErrorEvent, FinalEvent, QueueEvent
@@ -27,7 +27,7 @@ from services.inference.diffusion.probes import computed_probes
 from services.inference.diffusion.spec import GenerationSpec
 from services.inference.metrics import Metrics
 from services.inference.trajectories import frames, relay
-from services.inference.trajectories.cache import TrajectoryStore
+from services.inference.trajectories.cache import RecordParts, TrajectoryStore
 from services.inference.trajectories.lease import Lease
 from services.inference.trajectories.log import Trajectory
 
@@ -222,7 +222,8 @@ class TrajectoryHub:
     def release(self, trajectory: Trajectory) -> None:
         """A reader is done; when the last reader of unfinished work leaves, the work stops."""
         trajectory.readers -= 1
-        if trajectory.readers or trajectory.finished or trajectory.complete:  # (complete: all but said so)
+        # (complete: all but said so; storing: its picture is made, and is stored for the next reader)
+        if trajectory.readers or trajectory.finished or trajectory.complete or trajectory.storing:
             return
         if trajectory.job is not None:
             # (Its publisher then tells the other replicas, whose readers, if any, take it over.)
@@ -237,10 +238,11 @@ class TrajectoryHub:
         self._ended(trajectory)
 
     async def _pump(self, trajectory: Trajectory, job: Job) -> None:
-        """Encode the worker's events off the event loop and append them to the log."""
+        """Encode the worker's events off the event loop and append them to the log; store the finished trajectory."""
         loop = asyncio.get_running_loop()
         model = self.model
         index = 0  # of the event; a taken-over trajectory already holds the first ones (the owner's)
+        final: pb.GenerateResponse | None = None  # the picture, held back until the trajectory is stored
         try:
             while True:
                 event = await job.events.get()
@@ -254,7 +256,11 @@ class TrajectoryHub:
                     trajectory.queued(pb.QueueStatus(position=event.position, waiting=event.waiting))
                     continue
                 if index >= len(trajectory.events):
-                    trajectory.append(await loop.run_in_executor(self.encoder, frames.encode, event, model))
+                    message = await loop.run_in_executor(self.encoder, frames.encode, event, model)
+                    if isinstance(event, FinalEvent) and not event.flagged:
+                        final = message
+                    else:
+                        trajectory.append(message)
                 index += 1
                 if isinstance(event, FinalEvent):
                     break
@@ -263,13 +269,16 @@ class TrajectoryHub:
                 await self._let_go(trajectory)
                 trajectory.finish()
                 return
-            # Readers already have the final image; their streams end once it is stored (and no
-            # longer claimed), so that a finished stream means a cached trajectory (when Redis is there).
-            namespace = Namespace.LESSON if trajectory.lesson_entry else Namespace.AD_HOC
-            if await self.store.save(trajectory.record(), namespace):
-                trajectory.stored_in = namespace
+            # The picture is stored before any reader has it: a reader who has the picture (a lesson's
+            # precompute, a student about to share it) finds it in the cache. Its stream ends once it is
+            # also no longer claimed. From here on it is stored whoever still reads it (`release`).
+            trajectory.storing = True
+            tried = await self._store(trajectory, final)
+            if final is not None:
+                trajectory.append(final)
             await self._let_go(trajectory)
-            trajectory.finish()
+            await self._store(trajectory, None, tried)  # a lesson asked for it meanwhile: kept as a lesson's too
+            trajectory.finish()  # (no wait since the last look at its lesson entry: `_keep_as_lesson` takes over)
             self._remember(trajectory)
         except Exception:
             # Encoding or storing failed (a CUDA error surfacing in a host copy, say): every
@@ -280,6 +289,22 @@ class TrajectoryHub:
         finally:
             if trajectory.job is job:  # (not when it goes on as another job: `_stopped_for_its_requester`)
                 self._ended(trajectory)
+
+    async def _store(
+        self, trajectory: Trajectory, final: pb.GenerateResponse | None, tried: Namespace | None = None
+    ) -> Namespace | None:
+        """Store a finished trajectory (`final`: its picture, not yet in the log) in the namespace it belongs in.
+
+        A lesson's is kept for good; a lesson that asks for it while it is stored as an ordinary
+        picture (the store waits on a thread and on Redis) has it stored again, as the lesson's.
+        Returns the namespace tried last; given it back as `tried`, only a lesson's mark made since
+        stores it again. Without anything to store it returns at once, without waiting.
+        """
+        while (namespace := Namespace.LESSON if trajectory.lesson_entry else Namespace.AD_HOC) is not tried:
+            tried = namespace
+            if await self.store.save(trajectory.snapshot(final), namespace):
+                trajectory.stored_in = namespace
+        return tried
 
     def stop_jobs_of(self, chosen: Callable[[Requester], bool], sentence: str) -> int:
         """Stop every generation whose requester is `chosen`, for that requester's own reason (`sentence`).
@@ -327,8 +352,8 @@ class TrajectoryHub:
         """Mark a trajectory as a lesson's; a finished one not yet in the lesson namespace is moved there."""
         trajectory.lesson_entry = trajectory.lesson_entry or lesson_entry
         if not trajectory.finished or trajectory.error is not None or trajectory.stored_in is Namespace.LESSON:
-            return  # a running trajectory is stored as a lesson's when it finishes
-        record = trajectory.record()
+            return  # a running (or storing) trajectory is stored as a lesson's by its pump (`_store`)
+        record: store_pb.TrajectoryRecord | RecordParts = trajectory.snapshot()
         if trajectory.job is None and trajectory.relay is not None:
             # Followed from another replica: what is kept is what its owner stored (signed and checked
             # on the way back), never the events relayed to this replica.

@@ -18,6 +18,7 @@ from services.inference.diffusion.models import DiffusionModel
 from services.inference.diffusion.probes import computed_probes
 from services.inference.refusals import TrajectoryFailed
 from services.inference.trajectories import frames
+from services.inference.trajectories.cache import RecordParts
 
 # A batch of events a reader is behind on stays under this many bytes (unless one event alone is larger).
 MAX_BATCH_BYTES = 2**20
@@ -48,6 +49,8 @@ class Trajectory:
         self.readers = 0
         self.lesson_entry = ""  # set when a lesson asked for it: then it is kept for good
         self.stored_in: Namespace | None = None
+        # Its picture is made and being stored (before readers see it): it ends so, whoever still reads it.
+        self.storing = False
         self.job: Job | None = None
         self.pump: asyncio.Task[None] | None = None
         # Across replicas (relay.py): the task writing this computation's events to Redis for the
@@ -194,10 +197,9 @@ class Trajectory:
         return frames.batch_wire(prefix + [self._wire(i, include) for i in range(start, end)])
 
     def record(self) -> store_pb.TrajectoryRecord:
-        return store_pb.TrajectoryRecord(
-            request=self.request,
-            model_id=self.model_id,
-            model_revision=self.revision,
-            events=self.events,
-            lesson_entry_id=self.lesson_entry,
-        )
+        return self.snapshot().record()
+
+    def snapshot(self, final: pb.GenerateResponse | None = None) -> RecordParts:
+        """Its record as it stands now (and `final`: its picture, not yet in the log), to be packed off the loop."""
+        events = (*self.events, final) if final is not None else tuple(self.events)
+        return RecordParts(self.request, self.model_id, self.revision, events, self.lesson_entry)
