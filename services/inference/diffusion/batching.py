@@ -291,9 +291,14 @@ class BatchScheduler(WorkQueue):
         once this UNet call is queued behind their copies: waiting for those copies
         then leaves the GPU busy, and the Python of the next step (and the encoding
         of frames on the server's thread) overlaps the device's work instead of
-        following it. Each frame thus reaches its reader one step later.
+        following it. Each frame thus reaches its reader one step later. On the CPU
+        the UNet call is the work itself (or, simulated, a sleep), and every copy is
+        done: the frames go before it, so that they are encoded and sent while it
+        runs, not while this thread does the step's own work after it.
         """
         generations = [r.generation for r in batch]
+        if generations[0].model.device.type == "cpu":
+            self._send_frames()
         try:
             with torch.inference_mode():
                 pairs, unet = predict_noise(generations[0].model, generations)
