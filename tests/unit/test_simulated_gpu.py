@@ -3,6 +3,7 @@
 import asyncio
 import threading
 
+import numpy as np
 import pytest
 import torch
 
@@ -10,6 +11,7 @@ from services.inference.diffusion.batching import BatchScheduler
 from services.inference.diffusion.denoise import Generation, denoise, finish_together, predict_noise
 from services.inference.diffusion.events import FinalEvent
 from services.inference.diffusion.jobs import Requester
+from services.inference.diffusion.models import DiffusionModel
 from services.inference.diffusion.simulated import H100, SIMULATED_H100, SimulatedModel, load_model
 from services.inference.diffusion.spec import GenerationSpec
 from services.inference.metrics import Metrics
@@ -123,3 +125,26 @@ async def test_the_worker_thread_sleeps_not_the_event_loop():
     assert len(callers) == 2 and set(callers) == {"diffusion-runner"}
     assert threading.current_thread().name not in callers
     assert events[-1].image.shape == (512, 512, 3)
+
+
+def test_its_decode_paints_the_pictures_the_decoder_makes_to_the_pixel():
+    model = SimulatedModel(SIMULATED_H100, H100, sleep=Sleeps())
+    latents = torch.randn(3, 4, 64, 64, generator=torch.Generator().manual_seed(5)) * 4  # some beyond [-1, 1]
+    fast, whole = model.decode(latents), DiffusionModel.decode(model, latents)
+    assert len(fast) == len(whole) == 3
+    for mine, theirs in zip(fast, whole, strict=True):
+        assert mine.shape == (512, 512, 3) and mine.dtype == np.uint8
+        assert np.array_equal(mine, theirs)
+    assert len({picture.tobytes() for picture in fast}) == 3 and 0 < fast[0].mean() < 255
+
+
+def test_its_text_vectors_are_drawn_from_the_token_and_its_place_and_kept():
+    encoder = SimulatedModel(SIMULATED_H100, H100, sleep=Sleeps()).text_encoder
+    ids = torch.tensor([[49406, 320, 736, 2445, 49407, 49407, 49407]])
+    for _ in range(2):  # drawn, then kept: the same vectors
+        (vectors,) = encoder(ids)
+        assert vectors.shape == (1, 7, 768)
+        for position, token in enumerate(ids[0].tolist()):
+            drawn = torch.randn(768, generator=torch.Generator().manual_seed(token * 131 + position))
+            assert torch.equal(vectors[0, position], drawn)
+    assert not torch.equal(vectors[0, 4], vectors[0, 5])  # the same token elsewhere is another vector
