@@ -16,6 +16,7 @@ import streamlit as st
 from frontend.client import StudentError, get_client, shapes_client, student_id
 from frontend.drawing.canvas import HandedIn, drawing_canvas
 from frontend.drawing.views import PREVIEW_NOTE, enlarge, guarded, plain, said
+from frontend.language import N_, _, ngettext, number
 from frontend.material.live import follow_live
 from frontend.material.shapes_beside import say_shapes_beside
 from frontend.player import play_trajectory
@@ -30,7 +31,7 @@ from services.common.include_mask import Probe
 from services.common.shapes_world import SHAPES
 
 PROMPT_KEY = "teach-prompt"
-ABOUT = (
+ABOUT = N_(
     "A word means something to the model only because training tied it to pictures. Shapes, the small model "
     "made for this classroom, knows just four shapes: {shapes}. It knows them because thousands of its "
     "training pictures came with captions like “a red circle on the left”.\n\n"
@@ -44,47 +45,53 @@ ABOUT = (
     "are mixed in while it practises, so it does not forget them. Only your class's copy of the model learns "
     "the word: other classes on this server do not get it."
 )
-DRAW_HOW = (
+DRAW_HOW = N_(
     "Draw the outline of the new shape, big, in the middle. The model fills it in and paints it in its own "
     "colours, so draw only the shape: no colour, no words, no background."
 )
 
 
 def handed_in_sentence(yours: int, class_drawings: int) -> str:
-    return f"You have {yours} drawing{'s' if yours != 1 else ''} in; the class has {class_drawings}."
+    return ngettext(
+        "You have {yours} drawing in; the class has {count}.", "You have {yours} drawings in; the class has {count}.",
+        yours,
+    ).format(yours=number(yours), count=number(class_drawings))  # fmt: skip
 
 
-st.title("10. Teach it a new word")
+st.title(_("10. Teach it a new word"))
 say_shapes_beside()
 client = shapes_client()  # Shapes: the server's model, or the one beside it (frontend/client.py)
 name = st.session_state.get("display_name", "")
-st.markdown(ABOUT.format(shapes=", ".join(SHAPES[:-1]) + f" and {SHAPES[-1]}"))
+# The shapes' names are the prompts' own (English) words: they stay as they are in every language.
+st.markdown(_(ABOUT).format(shapes=_("{shapes} and {last}").format(shapes=", ".join(SHAPES[:-1]), last=SHAPES[-1])))
 state = guarded(lambda: client.teaching(student_id(), name))
 if state is None:
     st.stop()
 if state.taught_word:
-    st.markdown(f"Your class has taught it one more word already: “{plain(state.taught_word)}”.")
+    st.markdown(_("Your class has taught it one more word already: “{word}”.").format(word=plain(state.taught_word)))
 if not state.teachable:
     info = guarded(client.model_info)
-    model = info.model_display_name if info is not None and info.model_display_name else "This server's model"
+    named = info is not None and info.model_display_name
     st.info(
-        f"{plain(model)} cannot be taught a new word on this server. "
-        + (said(state.message) if state.message else "Teaching a word here is built for Shapes, the small model "
-           "trained for this classroom."),
+        (_("{model} cannot be taught a new word on this server.").format(model=plain(info.model_display_name))
+         if named else _("This server's model cannot be taught a new word on this server."))
+        + " "
+        + (said(state.message) if state.message else _("Teaching a word here is built for Shapes, the small model "
+           "trained for this classroom.")),
         icon=":material/block:",
     )  # fmt: skip
     st.stop()
 
 if st.session_state.get("teacher_code"):  # the teacher, with the code at hand: the controls are here too
-    with st.expander("Your controls (teacher)", expanded=True):
+    with st.expander(_("Your controls (teacher)"), expanded=True):
         teach_a_word(live=False)  # the training shows below, as every student sees it
 
 # 1. Draw
-st.subheader("Draw the new shape")
+st.subheader(_("Draw the new shape"))
 if state.phase == TRAINING:
-    st.info("The model is training on the class's drawings now: handing in is closed until it is done.")
+    st.info(_("The model is training on the class's drawings now: handing in is closed until it is done."))
 else:
-    st.markdown(DRAW_HOW)
+    st.markdown(_(DRAW_HOW))
     canvas_column, note_column = st.columns([1, 1])
 
     def hand_in(drawing: HandedIn) -> bool:
@@ -94,7 +101,7 @@ else:
             note_column.error(said(str(error)), icon=":material/error:")
             return False
         # Said once, as it happens: the live view below keeps the class's count up to date.
-        note_column.success(f"Handed in. {handed_in_sentence(reply.yours, reply.class_drawings)}",
+        note_column.success(_("Handed in.") + " " + handed_in_sentence(reply.yours, reply.class_drawings),
                             icon=":material/check_circle:")  # fmt: skip
         return True
 
@@ -105,22 +112,22 @@ else:
         )  # fmt: skip
 
 # 2. The training, live
-st.subheader("The training, live")
+st.subheader(_("The training, live"))
 live_training(state, key="teach-student", student=student_id(), name=name)
 
 # 3. Prompt the new word
 if state.taught_word and state.phase != TRAINING:  # taught, or stopped with the word it had kept
     word = state.taught_word
-    st.subheader(f"Try “{plain(word)}”")
+    st.subheader(_("Try “{word}”").format(word=plain(word)))
     info = guarded(client.model_info)
     if info is None:
         st.stop()
     if st.session_state.get("teach-prompt-word") != word:  # a new word: the box starts from it
         st.session_state[PROMPT_KEY] = f"a blue {word} on the right"
         st.session_state["teach-prompt-word"] = word
-    prompt = st.text_input("Prompt", key=PROMPT_KEY, max_chars=info.limits.max_prompt_chars)
-    seed = st.number_input("Seed", min_value=0, max_value=int(info.limits.max_seed) or None, value=1, step=1)
-    if st.button("Make the picture", type="primary", key="teach-make"):
+    prompt = st.text_input(_("Prompt"), key=PROMPT_KEY, max_chars=info.limits.max_prompt_chars)
+    seed = st.number_input(_("Seed"), min_value=0, max_value=int(info.limits.max_seed) or None, value=1, step=1)
+    if st.button(_("Make the picture"), type="primary", key="teach-make"):
         request = pb.GenerateRequest(
             prompt=prompt, seed=int(seed), num_inference_steps=info.default_steps,
             guidance_scale=info.default_guidance_scale, width=info.default_width, height=info.default_height,
@@ -143,20 +150,29 @@ if state.taught_word and state.phase != TRAINING:  # taught, or stopped with the
             with look:
                 play_trajectory(run, key="teach-player", width=160)
             final.image(
-                enlarge(run.image, 256), caption=f"“{plain(run.request.prompt)}”, seed {run.request.seed}",
-                alt=f"the decoded image of “{plain(run.request.prompt, 'text')}”, seed {run.request.seed}",
+                enlarge(run.image, 256),
+                caption=_("“{prompt}”, seed {seed}").format(prompt=plain(run.request.prompt), seed=run.request.seed),
+                alt=_("the decoded image of “{prompt}”, seed {seed}").format(
+                    prompt=plain(run.request.prompt, "text"), seed=run.request.seed
+                ),
             )  # fmt: skip
-            st.caption(PREVIEW_NOTE)
+            st.caption(_(PREVIEW_NOTE))
     if client is get_client():  # the other pages paint with this model too
         st.markdown(
-            f"Every page now paints your class's prompts that use “{plain(word)}” with your class's own model "
-            "(prompts without it are painted by Shapes itself, as before). Try it with other "
-            "colours and places in the **Playground**; in lesson **7. Which word paints where**, type a prompt "
-            f"with “{plain(word)}” to see where the word paints; in lesson **8. When does the picture decide?**, "
-            f"switch from “{plain(word)}” to another shape part-way and see what stays."
-        )
+            _(
+                "Every page now paints your class's prompts that use “{word}” with your class's own model "
+                "(prompts without it are painted by Shapes itself, as before). Try it with other colours and places "
+                "in the **{playground}**; in lesson **{lesson7}**, type a prompt with “{word}” to see where the word "
+                "paints; in lesson **{lesson8}**, switch from “{word}” to another shape part-way and see what stays."
+            ).format(
+                word=plain(word), playground=_("Playground"), lesson7=_("7. Which word paints where"),
+                lesson8=_("8. When does the picture decide?"),
+            )
+        )  # fmt: skip
     else:
         st.markdown(
-            f"Only Shapes knows “{plain(word)}”, and only your class's copy of it: try other colours and places "
-            "here. The other lessons and the Playground use this server's own model, which was not taught the word."
+            _(
+                "Only Shapes knows “{word}”, and only your class's copy of it: try other colours and places here. "
+                "The other lessons and the Playground use this server's own model, which was not taught the word."
+            ).format(word=plain(word))
         )
