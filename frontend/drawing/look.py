@@ -5,12 +5,14 @@ selected pill's words in its primary red on pink: below WCAG's 4.5:1 on white (m
 axe-core: 3.88:1 and 4.47:1). The rules here draw captions at 80% of the text's own colour
 (7.2:1 on white, 10:1 on the dark theme's background), darken a selected pill's words on
 the light theme, and draw every focus as a ring. They travel as one `<style>` element, which
-Streamlit puts where it takes no room on the page. Pictures' words are `alt_text`'s.
+Streamlit puts where it takes no room on the page. Pictures' words are `alt_text`'s, in the reader's language.
 """
 
 from __future__ import annotations
 
 import streamlit as st
+
+from frontend.language import _
 
 # Streamlit's own reds for text: on the light theme 6.2:1 on a selected pill's pink; on the dark one, light.
 LIGHT_RED, DARK_RED = "#9e303b", "#f2919a"
@@ -51,5 +53,5 @@ def alt_text(what: str, prompt: str = "", *details: str) -> str:
     An image's `alt` is an attribute, never read as markdown: the prompt goes in as typed.
     """
     words = " ".join(prompt.split())
-    head = f"{what} for the prompt “{words}”" if words else what
+    head = _("{what} for the prompt “{prompt}”").format(what=what, prompt=words) if words else what
     return ", ".join([head, *(detail for detail in details if detail)])

@@ -3,7 +3,8 @@
 A lesson's sentence about the model (where a word's attention goes, when a switched
 prompt can no longer change the picture) is made here from the run it describes, so it
 holds for the model on screen, Shapes or Stable Diffusion. The tests compute the same
-measures from the same trajectories and check the sentences' numbers.
+measures from the same trajectories and check the sentences' numbers. Each sentence is one
+whole template of the catalogs, its numbers and lists written as the reader's language writes them.
 """
 
 from __future__ import annotations
@@ -12,6 +13,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+
+from frontend import language
+from frontend.language import N_, _, ngettext
 
 # -- lesson 8: when does the picture decide? ------------------------------------------
 
@@ -59,13 +63,29 @@ def settling(judged: Mapping[int, object], total: int) -> list[Settling]:
     ]
 
 
-def _join(words: Sequence[str]) -> str:
+# The judge's properties as a sentence names them (its first letter is raised where it opens one).
+_PROPERTY = {"colour": N_("the colour"), "shape": N_("the shape"), "position": N_("the position")}
+
+
+def _opening(sentence: str) -> str:
+    return sentence[:1].upper() + sentence[1:]
+
+
+def _seen(value: str) -> str:
+    return _("no shape") if value == "no shape" else value  # the judge's words are the prompts' own, kept as such
+
+
+def _join(words: Sequence[str], *, either: bool = False) -> str:
+    """Words as a list in the reader's language: "a, b and c" (or "a, b or c")."""
     words = list(words)
-    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
+    if len(words) == 1:
+        return words[0]
+    template = _("{items} or {last}") if either else _("{items} and {last}")
+    return template.format(items=", ".join(words[:-1]), last=words[-1])
 
 
 def _steps(steps: Sequence[int]) -> str:
-    return _join([str(k) for k in steps]).replace(" and ", " or ")
+    return _join([str(k) for k in steps], either=True)
 
 
 def settling_sentences(properties: list[Settling], total: int) -> list[str]:
@@ -75,38 +95,59 @@ def settling_sentences(properties: list[Settling], total: int) -> list[str]:
         steps = sorted(p.seen)
         if not steps:
             continue
+        name = _(_PROPERTY.get(p.name, p.name))
         if p.original == p.new:
-            sentences.append(f"The {p.name} is the same in both prompts' pictures ({p.original}): nothing to decide.")
+            sentences.append(
+                _opening(
+                    _("{property} is the same in both prompts' pictures ({value}): nothing to decide.").format(
+                        property=name, value=_seen(p.original)
+                    )
+                )
+            )
             continue
         settled = p.settled_from
         latest = steps[-1]
         if settled is not None:
             before = [k for k in steps if k < settled]
-            text = (
-                f"The {p.name} is the original's ({p.original}) when the switch comes at step {settled} of "
-                f"{total} or later"
+            facts = {"property": name, "original": _seen(p.original), "step": settled, "total": total}
+            seen = list(dict.fromkeys(p.seen[k] for k in before))
+            if not before:
+                text = _(
+                    "{property} is the original's ({original}) when the switch comes at step {step} of {total} or "
+                    "later."
+                )
+            elif seen == [p.new]:
+                text = _(
+                    "{property} is the original's ({original}) when the switch comes at step {step} of {total} or "
+                    "later; switched at step {steps}, it is the new prompt's ({new})."
+                )
+            else:
+                text = _(
+                    "{property} is the original's ({original}) when the switch comes at step {step} of {total} or "
+                    "later; switched at step {steps}, it is in turn {values}."
+                )
+            sentences.append(
+                _opening(
+                    text.format(**facts, steps=_steps(before), new=_seen(p.new), values=_join([_seen(v) for v in seen]))
+                )
             )
-            if before:
-                text += f"; switched at step {_steps(before)}, it is {_values(p, before)}"
-            sentences.append(text + ".")
         elif p.seen[latest] == p.new:
             sentences.append(
-                f"The {p.name} still follows the new prompt ({p.new}) when the switch comes at step {latest} of "
-                f"{total}, the latest switch here."
+                _opening(
+                    _(
+                        "{property} still follows the new prompt ({new}) when the switch comes at step {step} of "
+                        "{total}, the latest switch here."
+                    ).format(property=name, new=_seen(p.new), step=latest, total=total)
+                )
             )
         else:
             sentences.append(
-                f"Switched at step {latest} of {total}, the latest switch here, the {p.name} is "
-                f"{p.seen[latest]}: neither prompt's."
+                _(
+                    "Switched at step {step} of {total}, the latest switch here, {property} is {value}: neither "
+                    "prompt's."
+                ).format(step=latest, total=total, property=name, value=_seen(p.seen[latest]))
             )
     return sentences
-
-
-def _values(p: Settling, steps: Sequence[int]) -> str:
-    seen = list(dict.fromkeys(p.seen[k] for k in steps))
-    if seen == [p.new]:
-        return f"the new prompt's ({p.new})"
-    return "in turn " + _join(seen)
 
 
 def nearer_sentence(distances: Mapping[int, tuple[float, float]], total: int) -> str:
@@ -114,15 +155,20 @@ def nearer_sentence(distances: Mapping[int, tuple[float, float]], total: int) ->
     steps = sorted(k for k in distances if 0 < k < total)
     new = [k for k in steps if distances[k][1] < distances[k][0]]
     old = [k for k in steps if distances[k][1] >= distances[k][0]]
-    parts = []
+    if new and old:
+        return _(
+            "In pixels: switched at step {new}, the picture is nearer the new prompt's own (switched at 0); "
+            "switched at step {old}, it is nearer the original (never switched)."
+        ).format(new=_steps(new), old=_steps(old))
     if new:
-        parts.append(f"switched at step {_steps(new)}, the picture is nearer the new prompt's own (switched at 0)")
+        return _(
+            "In pixels: switched at step {steps}, the picture is nearer the new prompt's own (switched at 0)."
+        ).format(steps=_steps(new))
     if old:
-        parts.append(f"switched at step {_steps(old)}, it is nearer the original (never switched)")
-    if not parts:
-        return ""
-    text = "; ".join(parts)
-    return f"In pixels: {text}."
+        return _("In pixels: switched at step {steps}, it is nearer the original (never switched).").format(
+            steps=_steps(old)
+        )
+    return ""
 
 
 # -- lesson 7: which word paints where -------------------------------------------------
@@ -140,9 +186,10 @@ class Shares:
     padding_count: int
 
     def largest(self) -> str:
-        named = {"the start token": self.start, "the prompt's words": self.words, "the end token": self.end,
-                 "the padding": self.padding}  # fmt: skip
-        return max(named, key=named.__getitem__)
+        """Which kind gets the most, in the reader's language."""
+        named = {N_("the start token"): self.start, N_("the prompt's words"): self.words,
+                 N_("the end token"): self.end, N_("the padding"): self.padding}  # fmt: skip
+        return _(max(named, key=named.__getitem__))
 
 
 def shares(maps: np.ndarray, padding_count: int) -> Shares:
@@ -163,15 +210,24 @@ def shares(maps: np.ndarray, padding_count: int) -> Shares:
 
 def percent(share: float) -> str:
     """A share as a student reads it: whole percent, or "under 1%" rather than a misleading 0%."""
-    return "under 1%" if 0 < share < 0.005 else f"{share:.0%}"
+    if 0 < share < 0.005:
+        return _("under {percent}").format(percent=language.percent(0.01))
+    whole = int(f"{share * 100:.0f}")  # rounded as f"{share:.0%}" rounds it
+    return language.percent(whole / 100)
 
 
 def shares_sentence(s: Shares) -> str:
-    return (
-        f"On this run, the start token gets {percent(s.start)} of the attention, the prompt's {s.word_count} "
-        f"piece{'s' * (s.word_count != 1)} {percent(s.words)} together, the end token {percent(s.end)}, and the "
-        f"{s.padding_count} padding positions after it {percent(s.padding)}. The most goes to {s.largest()}."
-    )
+    """Where the attention goes on this run, kind by kind, in the reader's language."""
+    return ngettext(
+        "On this run, the start token gets {start} of the attention, the prompt's {count} piece {words} together, "
+        "the end token {end}, and the {padding_count} padding positions after it {padding}.",
+        "On this run, the start token gets {start} of the attention, the prompt's {count} pieces {words} together, "
+        "the end token {end}, and the {padding_count} padding positions after it {padding}.",
+        s.word_count,
+    ).format(
+        start=percent(s.start), count=s.word_count, words=percent(s.words), end=percent(s.end),
+        padding_count=s.padding_count, padding=percent(s.padding),
+    ) + " " + _("The most goes to {largest}.").format(largest=s.largest())  # fmt: skip
 
 
 def half_mass_area(heat: np.ndarray) -> float:

@@ -30,12 +30,7 @@ TRANSLATED = [code for code in LANGUAGES if code != SOURCE_LANGUAGE]
 NOT_YET_CONVERTED: set[str] = set()
 
 # Not yet converted, with words the walk below cannot see (they are shown through helpers, charts or the player).
-BEYOND_THE_WALK = {
-    "drawing/canvas.py",
-    "drawing/look.py",
-    "material/live.py",
-    "material/measures.py",
-}
+BEYOND_THE_WALK: set[str] = set()
 
 # Calls that put words on the page (on st, a column, a slot, the sidebar...), and their arguments that are words.
 SHOWN = {

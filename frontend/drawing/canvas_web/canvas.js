@@ -22,6 +22,14 @@
   let sent = null; // the nonce of the drawing handed in last
   let answered = null; // the last nonce Python answered for
   let lineWidth = 6;
+  // The canvas's words: English until the first render brings Python's, in the reader's language (args.words).
+  let words = {
+    lang: "en", nothing: "Nothing drawn yet.", drawn: { one: "{count} line drawn.", other: "{count} lines drawn." },
+    took_back: "Took back the last line. {counted}", took_back_all: "Took back the last line. Nothing drawn now.",
+    cleared: "Cleared. Nothing drawn now.", handing_in: "Handing in…",
+    handed_in: "Handed in. Draw another one if you like.",
+    not_handed_in: "Not handed in: the page says why. Your drawing is still here.",
+  };
 
   // --- Talking to Streamlit (its component protocol, version 1) ---
 
@@ -75,7 +83,32 @@
 
   function counted() {
     const n = strokes.length;
-    return n === 0 ? "Nothing drawn yet." : n + (n === 1 ? " line drawn." : " lines drawn.");
+    if (n === 0) return words.nothing;
+    let form = "other";
+    try {
+      form = new Intl.PluralRules(words.lang).select(n);
+    } catch (error) {
+      form = n === 1 ? "one" : "other";
+    }
+    const template = words.drawn[form] || words.drawn.other;
+    return template.replace("{count}", new Intl.NumberFormat(words.lang).format(n));
+  }
+
+  // Python's words for the page's own labels and sentences (the first render, and a change of language).
+  function hear(heard) {
+    if (!heard || !heard.lang) return;
+    const changed = heard.lang !== words.lang;
+    words = heard;
+    if (!changed) return;
+    document.documentElement.lang = heard.lang;
+    document.title = heard.title;
+    canvas.setAttribute("aria-label", heard.area);
+    document.getElementById("about").textContent = heard.about;
+    undoButton.textContent = heard.undo;
+    clearButton.textContent = heard.clear;
+    handInButton.textContent = heard.hand_in;
+    status.textContent = counted();
+    fitHeight();
   }
 
   function point(event) {
@@ -119,13 +152,13 @@
   undoButton.addEventListener("click", function () {
     strokes.pop();
     paint();
-    say(strokes.length ? "Took back the last line. " + counted() : "Took back the last line. Nothing drawn now.");
+    say(strokes.length ? words.took_back.replace("{counted}", counted()) : words.took_back_all);
   });
 
   clearButton.addEventListener("click", function () {
     strokes = [];
     paint();
-    say("Cleared. Nothing drawn now.");
+    say(words.cleared);
   });
 
   handInButton.addEventListener("click", function () {
@@ -133,7 +166,7 @@
     paint();
     sent = Date.now().toString(36) + "-" + Math.random().toString(36).slice(2, 10);
     handInButton.disabled = true;
-    say("Handing in…");
+    say(words.handing_in);
     send("streamlit:setComponentValue", {
       value: { png: canvas.toDataURL("image/png"), nonce: sent },
       dataType: "json",
@@ -155,6 +188,7 @@
       if (theme.font) root.setProperty("--font", theme.font);
     }
     const args = message.args || {};
+    hear(args.words);
     if (args.line_width && args.line_width !== lineWidth) {
       lineWidth = args.line_width;
       paint();
@@ -164,11 +198,11 @@
       answered = sent;
       strokes = [];
       paint();
-      say("Handed in. Draw another one if you like.");
+      say(words.handed_in);
     } else if (args.refused === sent) {
       answered = sent;
       paint();
-      say("Not handed in: the page says why. Your drawing is still here.");
+      say(words.not_handed_in);
     }
   });
 

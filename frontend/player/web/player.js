@@ -114,10 +114,22 @@
     return facts(frame).length ? say("step_noise", { step: frame.label, facts: facts(frame).join(", ") }) : frame.label;
   }
 
+  // A number as the reader's language writes it (args.words.lang: 0.570 / 0,570), no thousands separator.
+  function written(value, options) {
+    const lang = (args && args.words && args.words.lang) || "en";
+    try {
+      return new Intl.NumberFormat(lang, Object.assign({ useGrouping: false }, options)).format(value);
+    } catch (error) {
+      return new Intl.NumberFormat("en", Object.assign({ useGrouping: false }, options)).format(value);
+    }
+  }
+
   function facts(frame) {
     const found = [];
-    if (frame.t !== null && frame.t !== undefined) found.push("t = " + Number(frame.t.toPrecision(4)));
-    if (frame.sigma !== null && frame.sigma !== undefined) found.push("σ = " + frame.sigma.toFixed(3));
+    if (frame.t !== null && frame.t !== undefined) found.push("t = " + written(frame.t, { maximumSignificantDigits: 4 }));
+    if (frame.sigma !== null && frame.sigma !== undefined) {
+      found.push("σ = " + written(frame.sigma, { minimumFractionDigits: 3, maximumFractionDigits: 3 }));
+    }
     return found;
   }
 
