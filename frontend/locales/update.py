@@ -30,8 +30,15 @@ SOURCES = (
     "frontend",
     "services/common/errors.py",
     "services/common/text.py",
+    "services/inference/api/diffusion_service.py",
+    "services/inference/api/register.py",
+    "services/inference/classroom/sentences.py",
+    "services/inference/classroom/validation.py",
     "services/inference/refusals.py",
     "services/inference/teaching/refusals.py",
+    "services/inference/teaching/teaching.py",
+    "services/inference/together/quickcheck.py",
+    "services/inference/together/together.py",
 )
 KEYWORDS = {"_": None, "N_": None, "ngettext": (1, 2)}
 # Sentences another test reads as plain string constants (so they cannot be wrapped in N_): shown through `_`.

@@ -296,6 +296,11 @@ class SignedInElsewhere(Refusal):
         super().__init__(Sentence(signed_out, name=repr(name)))
 
 
+# A failed generation's sentences (diffusion/jobs.py's MODEL_FAILURE and QUEUE_CLEARED, in the same English).
+MODEL_FAILURE = Sentence(N_("Something went wrong inside the model while generating. Please try again."))
+QUEUE_CLEARED = Sentence(N_("Your teacher cleared the queue, so this picture was not made. You can ask for it again."))
+
+
 class TrajectoryFailed(Refusal):
     """The generation behind a stream failed, or was stopped on purpose; the sentence is for the student."""
 

@@ -32,10 +32,11 @@ def bad_request_fields(error: grpc.RpcError) -> dict[str, str]:
     status = rpc_status.from_call(error)
     assert status is not None, "no rich status attached"
     fields = {}
-    for detail in status.details:
+    for detail in status.details:  # BadRequest, and an ErrorInfo with the sentences' templates
         bad_request = error_details_pb2.BadRequest()
-        assert detail.Unpack(bad_request)
-        fields |= {v.field: v.description for v in bad_request.field_violations}
+        if detail.Unpack(bad_request):
+            fields |= {v.field: v.description for v in bad_request.field_violations}
+    assert fields, "no BadRequest detail"
     return fields
 
 

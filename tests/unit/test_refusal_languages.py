@@ -115,3 +115,18 @@ def test_the_display_name_checks_speak_the_readers_language_and_keep_their_templ
     assert problem == "Un nombre puede tener como máximo 40 caracteres."
     assert problem is not None and problem.template == "A name may be at most {limit} characters long."
     assert problem.args == {"limit": "40"}
+
+
+def test_the_request_checks_and_the_gallerys_refusals_arrive_in_spanish(spanish: None):
+    from services.inference.refusals import NotShareable
+    from services.inference.together.quickcheck import teachers_own
+    from services.inference.together.together import FLAGGED
+
+    assert str(student_error(RefusedCall(NotShareable(FLAGGED)))) == (
+        "El filtro de seguridad marcó esta imagen, así que no se puede compartir."
+    )
+    with pytest.raises(RequestError) as caught:
+        teachers_own("Which is a seed?", ["a number"], answer=3)
+    assert str(student_error(RefusedCall(caught.value))) == (
+        "Escribe de 2 a 6 respuestas. Marca cuál es la respuesta correcta."
+    )

@@ -24,6 +24,7 @@ from services.common.api import (
     STUDENT_METADATA,
     pb,
 )
+from services.common.i18n import N_, Sentence
 from services.inference.api.attached import Attached
 from services.inference.api.replies import stats_message
 from services.inference.diffusion.events import EncodedPrompt
@@ -145,7 +146,9 @@ class DiffusionService(Attached):
         """Who asks, checked by the Classroom, and the class's shared room; `student`: a student's own act."""
         classroom = self.ready()
         if student and not text_metadata(context, STUDENT_METADATA):
-            raise RequestError([("student", "Sharing, answering and drawing need the student's id (x-student-id).")])
+            raise RequestError(
+                [("student", Sentence(N_("Sharing, answering and drawing need the student's id (x-student-id).")))]
+            )
         return self.together(), await classroom.in_class(requester(context))
 
     async def WatchClass(

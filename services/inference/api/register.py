@@ -10,6 +10,7 @@ import grpc
 from google.protobuf.message import DecodeError, Message
 
 from services.common.api import pb
+from services.common.i18n import N_, Sentence
 from services.inference.refusals import Handler, RequestError, answering_refusals
 
 # Every legal request is a few kilobytes (prompts are at most `max_prompt_chars`, 1,000 by default);
@@ -17,15 +18,19 @@ from services.inference.refusals import Handler, RequestError, answering_refusal
 # server's max receive size), without one: a limit so high only a broken client reaches it.
 MAX_REQUEST_BYTES = 256 * 2**10
 RECEIVE_LIMIT = 64 * 2**20
-UNREADABLE = "The image server could not read this request (it is not a valid message). Reload the page and try again."
+UNREADABLE = Sentence(
+    N_("The image server could not read this request (it is not a valid message). Reload the page and try again.")
+)
 
 
 def read_request(message_type: type[Message], data: bytes) -> Message:
     """The request in `data`, or a RequestError with a sentence when it is too large or not a message."""
     if len(data) > MAX_REQUEST_BYTES:
         size = len(data) / 2**20
-        raise RequestError([("request", f"This request is too large ({size:.1f} MB; a request may be at most "
-                                        f"{MAX_REQUEST_BYTES // 2**10} KB). Make the prompt shorter.")])  # fmt: skip
+        too_large = N_(
+            "This request is too large ({size} MB; a request may be at most {limit} KB). Make the prompt shorter."
+        )
+        raise RequestError([("request", Sentence(too_large, size=f"{size:.1f}", limit=MAX_REQUEST_BYTES // 2**10))])
     try:
         return message_type.FromString(data)
     except DecodeError:

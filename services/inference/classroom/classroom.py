@@ -30,6 +30,7 @@ from services.inference.classroom.lessons import CatalogEntry, LessonRender, Pre
 from services.inference.classroom.ratelimit import RateLimiter
 from services.inference.classroom.reports import Blocked, LessonListing, ServerStats, device_memory, model_info
 from services.inference.classroom.roster import RosterEntry, SharedRoster
+from services.inference.classroom.sentences import BAD_BROWSER, BAD_SESSION, NO_NAME, STUDENT_REMOVED
 from services.inference.classroom.tickets import ResumeTickets
 from services.inference.classroom.turns import StudentTurns
 from services.inference.classroom.validation import (
@@ -66,7 +67,6 @@ PRECOMPUTE = Requester(f"{INTERNAL_PREFIX}precompute", name="lesson precompute")
 # this many grids (of the catalog's largest collection) and refills one grid a minute.
 GRID_PREFIX = f"{INTERNAL_PREFIX}grid:"
 GRIDS_AT_ONCE = 2
-STUDENT_REMOVED = "Your teacher removed your name from the class, so this picture was stopped."
 
 
 class Classroom:
@@ -313,11 +313,11 @@ class Classroom:
         """A front-end session signs in with a name, or renews it; seconds within which to renew."""
         who = check_requester(who)
         if not who.name:
-            raise RequestError([("name", "Please type a name to sign in with.")])
+            raise RequestError([("name", NO_NAME)])
         if not session or len(session) > 128 or hidden_characters(session):
-            raise RequestError([("session", "The session id is missing, too long, or has control characters.")])
+            raise RequestError([("session", BAD_SESSION)])
         if len(browser) > 128 or hidden_characters(browser):
-            raise RequestError([("browser", "The browser id is too long or has control characters.")])
+            raise RequestError([("browser", BAD_BROWSER)])
         await self.roster.join(who.classroom, who.name, session, who.address, browser)
         return self.roster.live_s / 3
 

@@ -8,8 +8,10 @@ import random
 from dataclasses import dataclass
 
 from services.common.api import pb
+from services.common.i18n import N_, Sentence
 from services.common.include_mask import ON_REQUEST_PROBES, Probe
 from services.common.text import hidden_characters, name_problem
+from services.inference.classroom.sentences import SIZE_SENTENCES, TEXT_SENTENCES
 from services.inference.diffusion.jobs import Requester
 from services.inference.diffusion.probes import DEFAULT_PROBES, PROBES
 from services.inference.diffusion.schedulers import SCHEDULERS
@@ -20,8 +22,6 @@ from services.inference.settings import InferenceSettings
 
 MAX_SEED = 2**32 - 1
 SIZE_MULTIPLE = 8
-
-
 MAX_INCLUDE_PATHS = 16
 _ECHO_LIMIT = 40  # characters of a wrong value repeated back in an error
 
@@ -32,18 +32,13 @@ def _echo(value: str) -> str:
     return repr(shown + ("..." if len(value) > _ECHO_LIMIT else ""))
 
 
-def _check_text(field: str, text: str, limit: int, label: str) -> list[tuple[str, str]]:
+def _check_text(field: str, text: str, limit: int) -> list[tuple[str, str]]:
+    too_long, invisible = TEXT_SENTENCES[field]
     if len(text) > limit:
-        return [(field, f"The {label} is {len(text)} characters long; the limit is {limit}. Please shorten it.")]
+        return [(field, Sentence(too_long, length=len(text), limit=limit))]
     hidden = hidden_characters(text, allow_newlines=True)
     if hidden:
-        return [
-            (
-                field,
-                f"The {label} has invisible or control characters ({', '.join(hidden[:3])}). "
-                "Please type it again without them.",
-            )
-        ]
+        return [(field, Sentence(invisible, characters=", ".join(hidden[:3])))]
     return []
 
 
@@ -58,9 +53,9 @@ def check_name(name: str) -> str:
 
 def check_prompt(prompt: str, settings: InferenceSettings, *, required: bool = True) -> None:
     """Check a prompt on its own (Tokenize and EncodePrompt accept the empty prompt)."""
-    violations = _check_text("prompt", prompt, settings.max_prompt_chars, "prompt")
+    violations = _check_text("prompt", prompt, settings.max_prompt_chars)
     if required and not prompt.strip():
-        violations.append(("prompt", "Please type a prompt: it is empty."))
+        violations.append(("prompt", Sentence(N_("Please type a prompt: it is empty."))))
     if violations:
         raise RequestError(violations)
 
@@ -132,13 +127,10 @@ def _size(field: str, value: int, default: int, limits: Limits, out: list[tuple[
         return default
     lo, hi = limits.min_size, limits.max_size
     if value % SIZE_MULTIPLE or not lo <= value <= hi:
-        sentence = f"The {field} must be a multiple of {SIZE_MULTIPLE} between {lo} and {hi} pixels"
-        if value > hi:
-            sentence += (
-                f": this model learned to paint {limits.native_size}-pixel pictures, "
-                "and much bigger ones come out as broken patterns"
-            )
-        out.append((field, f"{sentence}; you asked for {value}."))
+        within, too_big = SIZE_SENTENCES[field]
+        sentence = too_big if value > hi else within
+        args = {"multiple": SIZE_MULTIPLE, "smallest": lo, "largest": hi, "native": limits.native_size}
+        out.append((field, Sentence(sentence, **args, **{field: value})))
     return value
 
 
@@ -160,15 +152,19 @@ def check_generate(
         check_prompt(request.prompt, settings)
     except RequestError as error:
         out += error.violations
-    out += _check_text("negative_prompt", request.negative_prompt, settings.max_prompt_chars, "negative prompt")
+    out += _check_text("negative_prompt", request.negative_prompt, settings.max_prompt_chars)
 
     steps = request.num_inference_steps or settings.default_steps
     if not limits.min_steps <= steps <= limits.max_steps:
         out.append(
             (
                 "num_inference_steps",
-                f"Steps must be between {limits.min_steps} and {limits.max_steps} on this model; "
-                f"you asked for {steps}.",
+                Sentence(
+                    N_("Steps must be between {fewest} and {most} on this model; you asked for {steps}."),
+                    fewest=limits.min_steps,
+                    most=limits.max_steps,
+                    steps=steps,
+                ),
             )
         )
 
@@ -177,8 +173,11 @@ def check_generate(
         out.append(
             (
                 "guidance_scale",
-                f"The guidance scale must be a number from 0 to {settings.max_guidance_scale:g}; "
-                f"you asked for {guidance:g}.",
+                Sentence(
+                    N_("The guidance scale must be a number from 0 to {largest_scale}; you asked for {scale}."),
+                    largest_scale=f"{settings.max_guidance_scale:g}",
+                    scale=f"{guidance:g}",
+                ),
             )
         )
 
@@ -188,27 +187,32 @@ def check_generate(
     scheduler = request.scheduler or settings.default_scheduler
     if scheduler not in SCHEDULERS:
         offered = ", ".join(limits.schedulers)
-        out.append(("scheduler", f"There is no scheduler called {_echo(scheduler)}. Choose one of: {offered}."))
+        no_such = N_("There is no scheduler called {name}. Choose one of: {offered}.")
+        out.append(("scheduler", Sentence(no_such, name=_echo(scheduler), offered=offered)))
     elif scheduler not in limits.schedulers:
         out.append(("scheduler", dict(limits.schedulers_left_out)[scheduler]))
 
     if request.HasField("seed"):
         seed = request.seed
         if not 0 <= seed <= MAX_SEED:
-            out.append(("seed", f"The seed must be a whole number from 0 to {MAX_SEED}; you asked for {seed}."))
+            seed_range = N_("The seed must be a whole number from 0 to {max_seed}; you asked for {seed}.")
+            out.append(("seed", Sentence(seed_range, max_seed=MAX_SEED, seed=seed)))
     else:
         seed = random.SystemRandom().randint(0, MAX_SEED)
 
     include = frozenset(request.include.paths) or default_include  # the server's (probes.default_probes)
     unknown = sorted(include - PROBES.keys())
     if len(request.include.paths) > MAX_INCLUDE_PATHS:
-        out.append(("include", f"The include mask may name at most {MAX_INCLUDE_PATHS} paths."))
+        out.append(("include", Sentence(N_("The include mask may name at most {most} paths."), most=MAX_INCLUDE_PATHS)))
     elif unknown:
         out.append(
             (
                 "include",
-                f"The include mask names {', '.join(map(_echo, unknown[:3]))}, which a step does not have. "
-                f"Choose from: {', '.join(PROBES)}.",
+                Sentence(
+                    N_("The include mask names {names}, which a step does not have. Choose from: {offered}."),
+                    names=", ".join(map(_echo, unknown[:3])),
+                    offered=", ".join(PROBES),
+                ),
             )
         )
 
@@ -293,21 +297,34 @@ def _check_branch(
     branch = request.branch
     if not 0 <= branch.at_step <= steps:
         out.append(
-            ("branch.at_step", f"A branch must start at a step from 0 to {steps}; you asked for {branch.at_step}.")
+            (
+                "branch.at_step",
+                Sentence(
+                    N_("A branch must start at a step from 0 to {steps}; you asked for {at_step}."),
+                    steps=steps,
+                    at_step=branch.at_step,
+                ),
+            )
         )
     prompt = branch.prompt if branch.HasField("prompt") else request.prompt
     negative = branch.negative_prompt if branch.HasField("negative_prompt") else request.negative_prompt
-    out += _check_text("branch.prompt", prompt, settings.max_prompt_chars, "branch's prompt")
+    out += _check_text("branch.prompt", prompt, settings.max_prompt_chars)
     if not prompt.strip():
-        out.append(("branch.prompt", "Please type the prompt the branch changes to: it is empty."))
-    out += _check_text("branch.negative_prompt", negative, settings.max_prompt_chars, "branch's negative prompt")
+        out.append(("branch.prompt", Sentence(N_("Please type the prompt the branch changes to: it is empty."))))
+    out += _check_text("branch.negative_prompt", negative, settings.max_prompt_chars)
     scale = branch.guidance_scale if branch.HasField("guidance_scale") else guidance
     if not (math.isfinite(scale) and 0.0 <= scale <= settings.max_guidance_scale):
         out.append(
             (
                 "branch.guidance_scale",
-                f"The branch's guidance scale must be a number from 0 to {settings.max_guidance_scale:g}; "
-                f"you asked for {scale:g}.",
+                Sentence(
+                    N_(
+                        "The branch's guidance scale must be a number from 0 to {largest_scale}; "
+                        "you asked for {branch_scale}."
+                    ),
+                    largest_scale=f"{settings.max_guidance_scale:g}",
+                    branch_scale=f"{scale:g}",
+                ),
             )
         )
     return BranchSpec(branch.at_step, prompt, negative, float(scale))
@@ -321,9 +338,11 @@ STUDENT_ID_LIMIT = 128
 def check_requester(who: Requester) -> Requester:
     """Who a caller says asks, checked: no internal identity, a plain name (raises RequestError)."""
     if who.student.startswith(INTERNAL_PREFIX):
-        raise RequestError([("student", "That identity belongs to the server itself and cannot be used.")])
+        raise RequestError(
+            [("student", Sentence(N_("That identity belongs to the server itself and cannot be used.")))]
+        )
     if len(who.student) > STUDENT_ID_LIMIT or hidden_characters(who.student):
-        raise RequestError([("student", "The student id is too long or has control characters.")])
+        raise RequestError([("student", Sentence(N_("The student id is too long or has control characters.")))])
     if len(who.address) > STUDENT_ID_LIMIT or hidden_characters(who.address):
-        raise RequestError([("address", "The browser address is too long or has control characters.")])
+        raise RequestError([("address", Sentence(N_("The browser address is too long or has control characters.")))])
     return dataclasses.replace(who, name=check_name(who.name), classroom=check_name(who.classroom))

@@ -25,6 +25,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from services.common.api import pb
+from services.common.i18n import N_, Sentence
 from services.common.shapes_data import caption_of
 from services.common.teaching import MIN_DRAWINGS, PER_CLASS, PER_STUDENT
 from services.inference.diffusion.batching import BatchScheduler
@@ -100,10 +101,14 @@ class Teaching:
             if same is not None:  # handed in again (a reload, a second tab): kept once
                 return Change((same.drawing_id, mine, len(kept)))
             if mine >= PER_STUDENT:
-                raise DrawingsFull(f"You have handed in {mine} drawings, the most one student may. "
-                                   "Your teacher can remove one if you want to draw again.")  # fmt: skip
+                most = N_(
+                    "You have handed in {count} drawings, the most one student may. "
+                    "Your teacher can remove one if you want to draw again."
+                )
+                raise DrawingsFull(Sentence(most, count=mine))
             if len(kept) >= PER_CLASS:
-                raise DrawingsFull(f"The class has handed in {len(kept)} drawings, as many as the model takes.")
+                full = N_("The class has handed in {count} drawings, as many as the model takes.")
+                raise DrawingsFull(Sentence(full, count=len(kept)))
             kept.append(drawing)
             return Change((drawing.drawing_id, mine + 1, len(kept)), sheets.dump_set(kept))
 
@@ -185,13 +190,14 @@ class Teaching:
         word = word.strip().lower()
         steps = steps or DEFAULT_STEPS  # the recipe's own (teach.py)
         if not 1 <= steps <= MAX_STEPS:
-            raise RequestError([("steps", f"Training may take 1 to {MAX_STEPS} steps.")])
+            raise RequestError([("steps", Sentence(N_("Training may take 1 to {most} steps."), most=MAX_STEPS))])
         drawn = await self.drawings(classroom)
         if len(drawn) < MIN_DRAWINGS:
-            sentence = (
-                f"The class has handed in {len(drawn)} drawings; teaching needs at least {MIN_DRAWINGS}. "
+            too_few = N_(
+                "The class has handed in {count} drawings; teaching needs at least {fewest}. "
                 "Ask more students to draw the shape."
             )
+            sentence = Sentence(too_few, count=len(drawn), fewest=MIN_DRAWINGS)
             raise RequestError([("drawings", sentence)])
 
         def decide(snapshot: Snapshot) -> Change[bool]:

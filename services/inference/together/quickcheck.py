@@ -11,6 +11,7 @@ import secrets
 from dataclasses import dataclass, field
 
 from services.common.api import pb
+from services.common.i18n import N_, Sentence
 from services.common.text import hidden_characters
 from services.inference.refusals import AlreadyAnswered, NoQuickCheck, RequestError
 
@@ -34,7 +35,9 @@ class QuickCheck:
         if question_id != self.id or self.revealed:
             raise NoQuickCheck()
         if not 0 <= choice < len(self.choices):
-            raise RequestError([("choice", f"Choose one of the {len(self.choices)} answers.")])
+            raise RequestError(
+                [("choice", Sentence(N_("Choose one of the {count} answers."), count=len(self.choices)))]
+            )
         if student in self.answers:
             raise AlreadyAnswered()
         if len(self.answers) >= MAX_ANSWERS:
@@ -64,13 +67,16 @@ def teachers_own(question: str, choices: list[str], answer: int) -> QuickCheck:
     words = [" ".join(choice.split()) for choice in choices]
     problems: list[tuple[str, str]] = []
     if not question or len(question) > QUESTION_CHARS or hidden_characters(question):
-        problems.append(("question", f"Type a question of at most {QUESTION_CHARS} characters, in plain text."))
+        plain = N_("Type a question of at most {limit} characters, in plain text.")
+        problems.append(("question", Sentence(plain, limit=QUESTION_CHARS)))
     if not MIN_CHOICES <= len(words) <= MAX_CHOICES:
-        problems.append(("choices", f"Give {MIN_CHOICES} to {MAX_CHOICES} answers."))
+        between = N_("Give {fewest} to {most} answers.")
+        problems.append(("choices", Sentence(between, fewest=MIN_CHOICES, most=MAX_CHOICES)))
     if any(not w or len(w) > CHOICE_CHARS or hidden_characters(w) for w in words):
-        problems.append(("choices", f"Each answer needs words, at most {CHOICE_CHARS} characters of plain text."))
+        words_needed = N_("Each answer needs words, at most {characters} characters of plain text.")
+        problems.append(("choices", Sentence(words_needed, characters=CHOICE_CHARS)))
     if not 0 <= answer < len(words):
-        problems.append(("answer", "Mark which answer is right."))
+        problems.append(("answer", Sentence(N_("Mark which answer is right."))))
     if problems:
         raise RequestError(problems)
     return QuickCheck(question, [pb.QuickCheckChoice(text=w) for w in words], answer)

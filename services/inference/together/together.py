@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from services.common.api import pb
-from services.common.i18n import LANGUAGES, SOURCE_LANGUAGE, known_language
+from services.common.i18n import LANGUAGES, N_, SOURCE_LANGUAGE, Sentence, known_language
 from services.inference.moderation import Blocklist
 from services.inference.refusals import AlreadyAnswered, GalleryUnavailable, NoQuickCheck, NotShareable, RequestError
 from services.inference.together.classmap import project
@@ -34,8 +34,8 @@ from services.lessons.catalog import Catalog, Entry
 log = logging.getLogger(__name__)
 
 LIVE = "live"  # the record of present mode and the open quick check (see shared.py)
-FLAGGED = "This picture was flagged by the safety filter, so it can't be shared."
-BLOCKED = "This picture's prompt can't be used in class, so it can't be shared."
+FLAGGED = Sentence(N_("This picture was flagged by the safety filter, so it can't be shared."))
+BLOCKED = Sentence(N_("This picture's prompt can't be used in class, so it can't be shared."))
 
 
 @dataclass(frozen=True)
@@ -196,7 +196,7 @@ class Together:
         if leading:
             found = self._entries.get(example_id)
             if found is None:
-                raise RequestError([("example_id", "Choose one of this server's lesson examples.")])
+                raise RequestError([("example_id", Sentence(N_("Choose one of this server's lesson examples.")))])
             entry, request = found
             collection = self._collections[entry.collection]
             steps = request.num_inference_steps
@@ -221,8 +221,8 @@ class Together:
     async def set_language(self, classroom: str, language: str) -> pb.ClassState:
         """The teacher sets the language every student's page speaks unless the student picked another."""
         if not known_language(language):
-            raise RequestError([("language", "Choose one of the languages this classroom speaks: "
-                                 + ", ".join(LANGUAGES) + ".")])  # fmt: skip
+            spoken = N_("Choose one of the languages this classroom speaks: {codes}.")
+            raise RequestError([("language", Sentence(spoken, codes=", ".join(LANGUAGES)))])
 
         def decide(snapshot: Snapshot) -> Change[None]:
             stored = _stored(snapshot)
@@ -240,7 +240,7 @@ class Together:
         if lesson_question_id:
             known = self.questions.get(lesson_question_id)
             if known is None:
-                raise RequestError([("lesson_question_id", "That lesson has no such question.")])
+                raise RequestError([("lesson_question_id", Sentence(N_("That lesson has no such question.")))])
             check = QuickCheck(known.question, list(known.choices), known.answer)
         else:
             check = teachers_own(question, choices, answer)
@@ -313,7 +313,7 @@ class Together:
     async def review(self, classroom: str, item_id: str, status: int) -> pb.GalleryItem:
         """The teacher approves or hides one shared picture: those are the two choices (pending is the student's)."""
         if status not in (APPROVED, HIDDEN):
-            raise RequestError([("status", "Approve or hide: those are the two choices.")])
+            raise RequestError([("status", Sentence(N_("Approve or hide: those are the two choices.")))])
         return await self._gallery.review(classroom, item_id, status)
 
     async def set_approval(self, classroom: str, required: bool) -> bool:
