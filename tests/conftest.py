@@ -64,6 +64,7 @@ def settings(tiny_dir: Path, redis_server: RedisServer) -> InferenceSettings:
         rate_limit_per_minute=0,  # the suite is one busy "student"; tests/integration/test_safety.py turns it on
         text_rate_limit_per_minute=0,
         cache_secret=CACHE_SECRET,
+        unet_compile="off",  # the suite compares with diffusers' eager pipeline bit for bit, on a GPU too
     )
 
 

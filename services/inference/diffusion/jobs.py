@@ -11,9 +11,7 @@ from dataclasses import dataclass, field
 from services.inference.diffusion.denoise import Generation
 from services.inference.diffusion.events import Event
 from services.inference.diffusion.spec import GenerationSpec
-
-MODEL_FAILURE = "Something went wrong inside the model while generating. Please try again."
-QUEUE_CLEARED = "Your teacher cleared the queue, so this picture was not made. You can ask for it again."
+from services.inference.refusals import MODEL_FAILURE, QUEUE_CLEARED  # noqa: F401  (re-exported: sentences the student reads in their language)
 
 
 @dataclass(frozen=True)
