@@ -1,12 +1,9 @@
-"""tests/bench/gpu_run.sh on the CPU: the stage's new parts run in its smoke mode, and without one it stops at once.
+"""tests/bench/gpu_run.sh without a GPU stops at once, and the stream's interval says when it resolves the target.
 
-The GPU run happens once, with no chance to fix the script there: this runs the
-script itself (not only the suite's module, as test_gpu_suite_smoke.py does) on
-the tiny model, with the parts the compiled UNet and the batched step added, and
-checks what they report.
+The script's smoke run on the CPU, every part with the tiny model, is
+test_gpu_suite_smoke.py's (one run of the script for both).
 """
 
-import json
 import os
 import subprocess
 import sys
@@ -15,10 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.bench.gpu_suite import SMOKE_PLAN
 from tests.bench.gpu_suite.service_parts import ratio_interval
-
-pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -27,46 +21,6 @@ def gpu_run(out: Path, *arguments: str, timeout: float) -> subprocess.CompletedP
     env = os.environ | {"PY": sys.executable, "OUT": str(out), "OMP_NUM_THREADS": "1"}
     command = ["sh", "tests/bench/gpu_run.sh", *arguments]
     return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
-
-
-@pytest.fixture(scope="module")
-def figures(tmp_path_factory):
-    out = tmp_path_factory.mktemp("gpu-run")
-    work = tmp_path_factory.mktemp("gpu-run-work")
-    parts = "exactness,compile_start,stream,probes"
-    run = gpu_run(out, "--smoke", "--parts", parts, "--work", str(work), timeout=600)
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    return json.loads((out / "figures.json").read_text()) | {"summary.md": (out / "summary.md").read_text()}
-
-
-def test_the_batched_step_is_every_generations_own_bit_for_bit(figures):
-    exactness = figures["exactness"]
-    assert exactness["bit_equal"] and exactness["students"] == SMOKE_PLAN.exactness_students
-    rows = {row["scheduler"]: row for row in exactness["schedulers"]}
-    assert rows["dpm_solver_pp"]["joined_rows"] == rows["dpm_solver_pp"]["rows"] > 0
-    assert rows["euler_ancestral"]["joined_rows"] == 0  # ancestral generations step alone
-
-
-def test_the_compiled_service_starts_cold_then_warm_and_serves_a_class(figures):
-    start = figures["compile_start"]
-    cold, warm = start["starts"]
-    assert (cold["cache"], warm["cache"]) == ("cold", "warm")
-    assert cold["compiled_before"] is False and warm["compiled_before"] is True  # the same folder, found again
-    assert len({note["folder"] for note in start["notes"]}) == 1
-    assert cold["seconds_to_serving"] > cold["compile_s"] > 0 and warm["estimated_s_all_default_buckets"] > 0
-    assert [row["students"] for row in start["rows"]] == list(SMOKE_PLAN.compile_students)
-    assert all(row["guided_steps_per_s"] > 0 for row in start["rows"])
-
-
-def test_the_stream_ratio_has_an_interval_and_the_probes_time_the_joint_step(figures):
-    stream = figures["stream"]
-    assert stream["pairs"] == SMOKE_PLAN.stream_repetitions
-    low, high = stream["ratio_ci95"]
-    assert low <= stream["geometric_mean_ratio"] <= high
-    for row in figures["probes"]["classes"]:
-        assert row["joined"] == row["students"] and row["finish_steps_s"] > 0 and row["finish_steps_alone_s"] > 0
-    for heading in ("## The batched step", "## The service started compiled", "alternating pairs"):
-        assert heading in figures["summary.md"]
 
 
 def test_an_interval_resolves_the_target_only_when_it_lies_on_one_side():

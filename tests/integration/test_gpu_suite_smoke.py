@@ -1,8 +1,9 @@
 """The GPU suite runs on the CPU with the tiny model and reports every section (its smoke test).
 
 The suite is what a GPU session runs once, with no chance to fix it there: this
-runs the same script, parts and reports at small sizes, and checks that each
-part ended well and reported figures that make sense. No time is checked here.
+runs the same script (tests/bench/gpu_run.sh, once, with --smoke), parts and
+reports at small sizes, and checks that each part ended well and reported
+figures that make sense. No time is checked here.
 """
 
 import json
@@ -10,10 +11,13 @@ import math
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from tests.bench.gpu_suite import PART_ORDER, SMOKE_PLAN, summary
+
+ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.slow
 
@@ -21,11 +25,12 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def figures(tmp_path_factory):
     out = tmp_path_factory.mktemp("gpu-suite")
-    env = os.environ | {"HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "tests.bench.gpu_suite", "--smoke", "--out", str(out),
-               "--work", str(tmp_path_factory.mktemp("gpu-suite-work"))]  # fmt: skip
-    run = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
-    assert (out / "figures.json").exists(), run.stdout + run.stderr
+    work = tmp_path_factory.mktemp("gpu-suite-work")
+    env = os.environ | {"PY": sys.executable, "OUT": str(out), "OMP_NUM_THREADS": "1"}
+    command = ["sh", "tests/bench/gpu_run.sh", "--smoke", "--work", str(work)]  # every part of the smoke plan
+    run = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert (out / "figures.json").exists(), run.stdout[-3000:] + run.stderr[-3000:]
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     result = json.loads((out / "figures.json").read_text())
     result["summary.md"] = (out / "summary.md").read_text()
     return result
@@ -97,3 +102,33 @@ def test_the_summary_has_every_section(figures):
                     "## A class of", "## Speed options"):  # fmt: skip
         assert heading in text
     assert summary(figures).startswith("# GPU suite (smoke)")
+
+
+def test_the_batched_step_is_every_generations_own_bit_for_bit(figures):
+    exactness = figures["exactness"]
+    assert exactness["bit_equal"] and exactness["students"] == SMOKE_PLAN.exactness_students
+    rows = {row["scheduler"]: row for row in exactness["schedulers"]}
+    assert rows["dpm_solver_pp"]["joined_rows"] == rows["dpm_solver_pp"]["rows"] > 0
+    assert rows["euler_ancestral"]["joined_rows"] == 0  # ancestral generations step alone
+
+
+def test_the_compiled_service_starts_cold_then_warm_and_serves_a_class(figures):
+    start = figures["compile_start"]
+    cold, warm = start["starts"]
+    assert (cold["cache"], warm["cache"]) == ("cold", "warm")
+    assert cold["compiled_before"] is False and warm["compiled_before"] is True  # the same folder, found again
+    assert len({note["folder"] for note in start["notes"]}) == 1
+    assert cold["seconds_to_serving"] > cold["compile_s"] > 0 and warm["estimated_s_all_default_buckets"] > 0
+    assert [row["students"] for row in start["rows"]] == list(SMOKE_PLAN.compile_students)
+    assert all(row["guided_steps_per_s"] > 0 for row in start["rows"])
+
+
+def test_the_stream_ratio_has_an_interval_and_the_probes_time_the_joint_step(figures):
+    stream = figures["stream"]
+    assert stream["pairs"] == SMOKE_PLAN.stream_repetitions
+    low, high = stream["ratio_ci95"]
+    assert low <= stream["geometric_mean_ratio"] <= high
+    for row in figures["probes"]["classes"]:
+        assert row["joined"] == row["students"] and row["finish_steps_s"] > 0 and row["finish_steps_alone_s"] > 0
+    for heading in ("## The batched step", "## The service started compiled", "alternating pairs"):
+        assert heading in figures["summary.md"]
