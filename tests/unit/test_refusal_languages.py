@@ -130,3 +130,86 @@ def test_the_request_checks_and_the_gallerys_refusals_arrive_in_spanish(spanish:
     assert str(student_error(RefusedCall(caught.value))) == (
         "Escribe de 2 a 6 respuestas. Marca cuál es la respuesta correcta."
     )
+
+
+@pytest.fixture
+def french() -> Iterator[None]:
+    i18n.use_translator(lambda message: translate(message, "fr"))
+    try:
+        yield
+    finally:
+        i18n.use_translator(lambda message: message)
+
+
+def too_much_work() -> RequestError:
+    """Shapes' costliest request (20 standard pictures, with the attention maps) against a ceiling of 8."""
+    from services.common.api import pb
+    from services.inference.classroom.validation import Limits, check_generate
+    from services.inference.diffusion.probes import default_probes
+    from services.inference.settings import InferenceSettings
+
+    settings = InferenceSettings(model="shapes", max_request_work=8.0)
+    shapes_default = default_probes(True)
+    costly = pb.GenerateRequest(prompt="a red circle", num_inference_steps=100, width=128, height=128)
+    costly.include.paths.extend([*shapes_default, "cross_attention"])
+    limits = Limits.for_model(settings, 64, max_steps=100)
+    with pytest.raises(RequestError) as caught:
+        check_generate(costly, settings, 64, limits=limits, default_include=shapes_default)
+    return caught.value
+
+
+def test_the_too_much_work_refusal_is_whole_sentences_each_with_its_numbers():
+    metadata = dict(info(too_much_work()).metadata)
+    assert metadata["template"].startswith("This picture is too much work for one request: it would take as long as")
+    assert metadata["template.1"] == "It fits if you use at most {most_steps} steps at this size."
+    assert metadata["template.2"] == "It fits if you make it at most {side} x {side} pixels at {steps} steps."
+    assert metadata["template.3"] == "It is less work if you leave out the attention maps."
+    assert "template.4" not in metadata
+    arguments = {key: value for key, value in metadata.items() if not key.startswith("template")}
+    assert arguments == {
+        "price": "20",
+        "standard_steps": "25",
+        "native": "64",
+        "ceiling": "8",
+        "most_steps": "40",
+        "side": "80",
+        "steps": "100",
+    }
+
+
+def test_the_too_much_work_refusal_arrives_whole_in_spanish(spanish: None):
+    assert str(student_error(RefusedCall(too_much_work()))) == (
+        "Esta imagen es demasiado trabajo para una sola petición: tardaría lo mismo que 20 imágenes normales "
+        "(25 pasos a 64 x 64 píxeles), y una petición puede costar como máximo 8. "
+        "Cabe en el límite si usas como máximo 40 pasos con este tamaño. "
+        "Cabe en el límite si la haces de como máximo 80 x 80 píxeles con 100 pasos. "
+        "Es menos trabajo si quitas los mapas de atención."
+    )
+
+
+def test_the_costly_probes_are_named_in_french_one_or_both(french: None):
+    from services.common.include_mask import Probe
+    from services.inference.classroom.sentences import LEAVE_OUT
+
+    assert set(LEAVE_OUT) == {frozenset({Probe.CROSS_ATTENTION}), frozenset({Probe.DECODED_X0_PREVIEW}),
+                              frozenset({Probe.CROSS_ATTENTION, Probe.DECODED_X0_PREVIEW})}  # fmt: skip
+    both = LEAVE_OUT[frozenset({Probe.CROSS_ATTENTION, Probe.DECODED_X0_PREVIEW})]
+    assert translate(both, "fr") == (
+        "C'est moins de travail si tu enlèves les cartes d'attention et l'image décodée à chaque étape."
+    )
+    assert str(student_error(RefusedCall(too_much_work()))).endswith(
+        "Elle tient dans la limite si tu la fais d'au plus 80 x 80 pixels avec 100 étapes. "
+        "C'est moins de travail si tu enlèves les cartes d'attention."
+    )
+
+
+def test_a_drawing_refused_arrives_in_french(french: None):
+    from services.inference.teaching import drawings
+
+    with pytest.raises(drawings.NotADrawing) as caught:
+        drawings.read_png(bytes(drawings.MAX_BYTES + 1))
+    sent = RequestError([("png", caught.value.sentence)])  # as Teaching.submit sends it
+    assert (caught.value.sentence.template, caught.value.sentence.args) == (drawings.TOO_LARGE, {"side": "256"})
+    assert str(student_error(RefusedCall(sent))) == (
+        "Ce dessin est trop grand\u00a0: un dessin peut faire au plus 256 x 256 pixels."
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from services.common.i18n import N_, Sentence
+from services.common.include_mask import Probe
 
 STUDENT_REMOVED = Sentence(N_("Your teacher removed your name from the class, so this picture was stopped."))
 NO_NAME = Sentence(N_("Please type a name to sign in with."))
@@ -57,5 +58,21 @@ SIZE_SENTENCES: dict[str, tuple[str, str]] = {
             "to paint {native}-pixel pictures, and much bigger ones come out as broken patterns; "
             "you asked for {height}."
         ),
+    ),
+}
+
+# One request's work above the ceiling (`_check_work`): the refusal, then each way out as a whole sentence of its own.
+TOO_MUCH_WORK = N_(
+    "This picture is too much work for one request: it would take as long as {price} standard pictures "
+    "({standard_steps} steps at {native} x {native} pixels), and one request may take at most {ceiling}."
+)
+FEWER_STEPS = N_("It fits if you use at most {most_steps} steps at this size.")
+SMALLER = N_("It fits if you make it at most {side} x {side} pixels at {steps} steps.")
+# The costly probes a request added beyond the model's default ones, by which it added.
+LEAVE_OUT: dict[frozenset[str], str] = {
+    frozenset({Probe.CROSS_ATTENTION}): N_("It is less work if you leave out the attention maps."),
+    frozenset({Probe.DECODED_X0_PREVIEW}): N_("It is less work if you leave out the decoded picture at every step."),
+    frozenset({Probe.CROSS_ATTENTION, Probe.DECODED_X0_PREVIEW}): N_(
+        "It is less work if you leave out the attention maps and the decoded picture at every step."
     ),
 }

@@ -9,9 +9,16 @@ from dataclasses import dataclass
 
 from services.common.api import pb
 from services.common.i18n import N_, Sentence
-from services.common.include_mask import ON_REQUEST_PROBES, Probe
+from services.common.include_mask import ON_REQUEST_PROBES
 from services.common.text import hidden_characters, name_problem
-from services.inference.classroom.sentences import SIZE_SENTENCES, TEXT_SENTENCES
+from services.inference.classroom.sentences import (
+    FEWER_STEPS,
+    LEAVE_OUT,
+    SIZE_SENTENCES,
+    SMALLER,
+    TEXT_SENTENCES,
+    TOO_MUCH_WORK,
+)
 from services.inference.diffusion.jobs import Requester
 from services.inference.diffusion.probes import DEFAULT_PROBES, PROBES
 from services.inference.diffusion.schedulers import SCHEDULERS
@@ -241,12 +248,6 @@ def check_generate(
     )
 
 
-_PROBE_NAMES: dict[str, str] = {
-    Probe.CROSS_ATTENTION: "the attention maps",
-    Probe.DECODED_X0_PREVIEW: "the decoded picture at every step",
-}
-
-
 def _check_work(
     steps: int,
     width: int,
@@ -260,7 +261,8 @@ def _check_work(
 
     Within the limits on steps and size a request can still hold the GPU for many
     classmates' pictures (Shapes: 100 steps at 128 px with both costly probes is 20).
-    The sentence names what to lower, and by how much.
+    The refusal says by how much, then names what to lower and to what, each a sentence of its own
+    (a template with its numbers, so every language orders its own words).
     """
     standard = standard_work(settings, limits.native_size, default_include)
     price = work_of(steps, width, height, include) / standard
@@ -268,26 +270,26 @@ def _check_work(
     if price <= ceiling:
         return
     budget = ceiling * standard / work_of(1, 1, 1, include)  # steps x pixels that fit, with these probes
-    native = limits.native_size
-    sentence = (
-        f"This picture is too much work for one request: it would take as long as {price:.0f} standard pictures "
-        f"({settings.default_steps} steps at {native} x {native} pixels), and one request may take at most "
-        f"{ceiling:g}."
-    )
-    lower = []
-    fewest_steps = math.floor(budget / (width * height))
-    if fewest_steps >= limits.min_steps:
-        lower.append(f"use at most {fewest_steps} steps at this size")
+    sentences = [
+        Sentence(
+            TOO_MUCH_WORK,
+            price=f"{price:.0f}",
+            standard_steps=settings.default_steps,
+            native=limits.native_size,
+            ceiling=f"{ceiling:g}",
+        )
+    ]
+    most_steps = math.floor(budget / (width * height))
+    if most_steps >= limits.min_steps:
+        sentences.append(Sentence(FEWER_STEPS, most_steps=most_steps))
     side = math.isqrt(math.floor(budget / steps))
     side -= side % SIZE_MULTIPLE
     if limits.min_size <= side < max(width, height):
-        lower.append(f"make it at most {side} x {side} pixels at {steps} steps")
-    extras = sorted(include & ON_REQUEST_PROBES - default_include)
+        sentences.append(Sentence(SMALLER, side=side, steps=steps))
+    extras = frozenset(include & ON_REQUEST_PROBES - default_include)
     if extras:
-        lower.append("leave out " + " and ".join(_PROBE_NAMES[probe] for probe in extras))
-    if lower:
-        sentence += " Please " + ", or ".join(lower) + "."
-    raise RequestError([("num_inference_steps", sentence)])
+        sentences.append(Sentence(LEAVE_OUT[extras]))
+    raise RequestError([("num_inference_steps", sentence) for sentence in sentences])
 
 
 def _check_branch(

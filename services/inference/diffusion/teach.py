@@ -61,6 +61,7 @@ import torch
 from diffusers import DDPMScheduler
 
 from services.common import shapes_data
+from services.common.i18n import N_, Sentence
 from services.common.shapes_world import SHAPES
 from services.common.teaching import DEFAULT_STEPS  # the measured recipe (see above)
 from services.inference.diffusion.denoise import Generation, denoise
@@ -155,22 +156,26 @@ def _metadata(blob: bytes) -> dict[str, str]:
 
 
 def check_word(model: DiffusionModel, word: str) -> list[int]:
-    """The word's CLIP token ids, or a ValueError whose message a student can read."""
+    """The word's CLIP token ids, or a ValueError whose message (a `Sentence`, sent as its template) says why not."""
     if not word or not word.strip():
-        raise ValueError("Type the new word first.")
+        raise ValueError(Sentence(N_("Type the new word first.")))
     if len(word) > MAX_LETTERS:
-        raise ValueError(f"'{word[:MAX_LETTERS]}…' is too long: a new word has at most {MAX_LETTERS} letters.")
+        too_long = N_("'{word}…' is too long: a new word has at most {letters} letters.")
+        raise ValueError(Sentence(too_long, word=word[:MAX_LETTERS], letters=MAX_LETTERS))
     if not (word.isascii() and word.isalpha()):
-        raise ValueError(f"'{word}' must be one word of letters a to z only: no spaces, digits or signs.")
+        letters = N_("'{word}' must be one word of letters a to z only: no spaces, digits or signs.")
+        raise ValueError(Sentence(letters, word=word))
     (ids,) = model.piece_ids([word.lower()])
     shared = model.piece_texts([i for i in ids if i in (model.known_ids or ())])
     if len(ids) > MAX_PIECES:
-        raise ValueError(f"'{word}' is cut into {len(ids)} pieces; choose a shorter or more common word.")
+        pieces = N_("'{word}' is cut into {pieces} pieces; choose a shorter or more common word.")
+        raise ValueError(Sentence(pieces, word=word, pieces=len(ids)))
     if shared:
-        raise ValueError(
-            f"'{word}' shares the piece '{shared[0]}' with words Shapes already knows "
-            f"({', '.join(model.card.vocabulary[:6])}, …): teaching it would change them too. Choose another word."
+        shares = N_(
+            "'{word}' shares the piece '{piece}' with words Shapes already knows ({known}, …): "
+            "teaching it would change them too. Choose another word."
         )
+        raise ValueError(Sentence(shares, word=word, piece=shared[0], known=", ".join(model.card.vocabulary[:6])))
     return list(ids)
 
 

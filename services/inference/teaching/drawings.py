@@ -18,14 +18,25 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+from services.common.i18n import N_, Sentence
+
 MAX_SIDE = 256  # the canvas is 256 x 256
 MAX_BYTES = 64 * 2**10
 MIN_INK, MAX_INK = 0.004, 0.7  # the share of the picture that is ink: a dot or a flood is not a shape
 
-NOT_A_DRAWING = "This drawing could not be read. Draw on the canvas and press Hand in again."
-TOO_LARGE = f"This drawing is too large: a drawing may be at most {MAX_SIDE} x {MAX_SIDE} pixels."
-TOO_LITTLE_INK = "This drawing is almost empty. Draw the shape with a line all the way round, then hand it in."
-TOO_MUCH_INK = "This drawing is almost all ink. Clear the canvas and draw just the shape's outline."
+# Each refusal's sentence, a template (the service sends it with its arguments; the student reads it in their language).
+NOT_A_DRAWING = N_("This drawing could not be read. Draw on the canvas and press Hand in again.")
+TOO_LARGE = N_("This drawing is too large: a drawing may be at most {side} x {side} pixels.")
+TOO_LITTLE_INK = N_("This drawing is almost empty. Draw the shape with a line all the way round, then hand it in.")
+TOO_MUCH_INK = N_("This drawing is almost all ink. Clear the canvas and draw just the shape's outline.")
+
+
+class NotADrawing(ValueError):
+    """A drawing refused, with its sentence for the student (`sentence`, a `Sentence`)."""
+
+    def __init__(self, template: str) -> None:
+        self.sentence = Sentence(template, side=MAX_SIDE) if template == TOO_LARGE else Sentence(template)
+        super().__init__(self.sentence)
 
 
 @dataclass(frozen=True)
@@ -51,32 +62,30 @@ class ClassDrawing:
 
 
 def read_png(data: bytes) -> bytes:
-    """The drawing as a clean one-bit PNG (ink black); ValueError with a sentence for the student if it is not one."""
+    """The drawing as a clean one-bit PNG (ink black); NotADrawing, with the student's sentence, if it is not one."""
     if not data or len(data) > MAX_BYTES:
-        raise ValueError(TOO_LARGE if data else NOT_A_DRAWING)
+        raise NotADrawing(TOO_LARGE if data else NOT_A_DRAWING)
     try:
         with Image.open(io.BytesIO(data)) as image:
             if image.format != "PNG":
-                raise ValueError(NOT_A_DRAWING)
+                raise NotADrawing(NOT_A_DRAWING)
             if image.width > MAX_SIDE or image.height > MAX_SIDE or image.width < 16 or image.height < 16:
-                raise ValueError(TOO_LARGE if image.width > MAX_SIDE or image.height > MAX_SIDE else NOT_A_DRAWING)
+                raise NotADrawing(TOO_LARGE if image.width > MAX_SIDE or image.height > MAX_SIDE else NOT_A_DRAWING)
             grey = image.convert("LA")  # a transparent canvas counts as paper
             pixels = np.asarray(grey, dtype=np.float32)
     except Image.DecompressionBombError as error:  # a header claiming a huge picture: refused before decoding
-        raise ValueError(TOO_LARGE) from error
-    except ValueError as error:
-        if str(error) in (NOT_A_DRAWING, TOO_LARGE):
-            raise
-        raise ValueError(NOT_A_DRAWING) from error  # the decoder's own words are not a student's
-    except Exception as error:  # any decoder failure: not a picture we read
-        raise ValueError(NOT_A_DRAWING) from error
+        raise NotADrawing(TOO_LARGE) from error
+    except NotADrawing:
+        raise
+    except Exception as error:  # any decoder failure (its own words are not a student's): not a picture we read
+        raise NotADrawing(NOT_A_DRAWING) from error
     lightness = pixels[..., 0] * (pixels[..., 1] / 255) + 255 * (1 - pixels[..., 1] / 255)
     ink = lightness < 128
     share = float(ink.mean())
     if share < MIN_INK:
-        raise ValueError(TOO_LITTLE_INK)
+        raise NotADrawing(TOO_LITTLE_INK)
     if share > MAX_INK:
-        raise ValueError(TOO_MUCH_INK)
+        raise NotADrawing(TOO_MUCH_INK)
     out = io.BytesIO()
     Image.fromarray(~ink).convert("1").save(out, format="PNG", optimize=True)
     return out.getvalue()

@@ -88,8 +88,8 @@ class Teaching:
         self._check_teachable()
         try:
             clean = sheets.read_png(png)
-        except ValueError as error:
-            raise RequestError([("png", str(error))]) from error
+        except sheets.NotADrawing as error:
+            raise RequestError([("png", error.sentence)]) from error
         if (await self.word_state(who.classroom)).training:
             raise TrainingNow()
         drawing = sheets.new_drawing(who.student, who.name, clean)
@@ -185,8 +185,9 @@ class Teaching:
             return  # it trains here already (its record read as stale while it was paused): follow it
         try:
             check_word(self.model, word)
-        except ValueError as error:
-            raise RequestError([("word", str(error))]) from error
+        except ValueError as error:  # a `Sentence`: sent as its template, read in the teacher's language
+            said = error.args[0] if error.args and isinstance(error.args[0], Sentence) else str(error)
+            raise RequestError([("word", said)]) from error
         word = word.strip().lower()
         steps = steps or DEFAULT_STEPS  # the recipe's own (teach.py)
         if not 1 <= steps <= MAX_STEPS:
