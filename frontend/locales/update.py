@@ -1,7 +1,8 @@
 """Bring the catalogs up to date with the code: `.venv/bin/python frontend/locales/update.py`.
 
 Reads every sentence marked with `_`, `N_` or `ngettext` in `frontend/`, in the
-shared sentences of `services/common` and in the service's refusals (`SOURCES`), writes them to `messages.pot`,
+shared sentences of `services/common` and in the service's refusals (`SOURCES`), and
+the sentences of the model cards shipped (`MODEL_CARDS`), writes them to `messages.pot`,
 and adds each new one, untranslated, to every language's `messages.po` (a sentence
 no longer in the code is dropped from them). Then translate the new msgstr entries:
 `tests/unit/test_i18n.py` fails while one is empty.
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import ast
 import io
+import json
 import sys
 from pathlib import Path
 
@@ -42,6 +44,8 @@ SOURCES = (
     "services/inference/together/quickcheck.py",
     "services/inference/together/together.py",
 )
+# Model cards shipped with the service: their sentences for a scheduler they leave out are sent as templates too.
+MODEL_CARDS = ("services/shapes/model/classroom.json",)
 KEYWORDS = {"_": None, "N_": None, "ngettext": (1, 2)}
 # Sentences another test reads as plain string constants (so they cannot be wrapped in N_): shown through `_`.
 SHOWN_CONSTANTS = {"frontend/screens/model.py": ("SHAPES_SCHEDULE",)}  # test_measured_claims checks its numbers
@@ -66,6 +70,9 @@ def extracted() -> Catalog:
         for node in ast.parse((ROOT / source).read_text()).body:
             if isinstance(node, ast.Assign) and isinstance(target := node.targets[0], ast.Name) and target.id in names:
                 template.add(ast.literal_eval(node.value), locations=[(source, node.lineno)])
+    for card in MODEL_CARDS:
+        for reason in json.loads((ROOT / card).read_text()).get("schedulers_left_out", {}).values():
+            template.add(reason, locations=[(card, 1)])
     return template
 
 

@@ -213,3 +213,38 @@ def test_a_drawing_refused_arrives_in_french(french: None):
     assert str(student_error(RefusedCall(sent))) == (
         "Ce dessin est trop grand\u00a0: un dessin peut faire au plus 256 x 256 pixels."
     )
+
+
+def test_a_scheduler_shapes_card_leaves_out_is_refused_in_spanish_and_french():
+    """The card's sentence (English data in its classroom.json) is sent as its own template; the catalogs hold it."""
+    from pathlib import Path
+
+    from services.common.api import pb
+    from services.inference.classroom.validation import Limits, check_generate
+    from services.inference.diffusion.models import ModelCard
+    from services.inference.settings import InferenceSettings
+
+    card = ModelCard.read(Path(__file__).resolve().parents[2] / "services" / "shapes" / "model")
+    settings = InferenceSettings(model="shapes")
+    limits = Limits.for_model(settings, 64, card.max_steps, card.schedulers_left_out)
+    with pytest.raises(RequestError) as caught:
+        check_generate(pb.GenerateRequest(prompt="a red circle", scheduler="lms"), settings, 64, limits=limits)
+    assert caught.value.sentence == dict(card.schedulers_left_out)["lms"]  # the English as the card writes it
+    for code, start, end in (
+        (
+            "es",
+            "LMS no se ofrece en Shapes: con guidance 7,5, la suposición guiada de este modelo oscila",
+            "DDIM, Euler, Euler Ancestral y DPM-Solver++ sí la siguen.",
+        ),
+        (
+            "fr",
+            "LMS n'est pas proposé sur Shapes\u00a0: avec le guidage à 7,5, la supposition guidée de ce modèle",
+            "DDIM, Euler, Euler Ancestral et DPM-Solver++, eux, la suivent.",
+        ),
+    ):
+        i18n.use_translator(lambda message, code=code: translate(message, code))
+        try:
+            said = str(student_error(RefusedCall(caught.value)))
+        finally:
+            i18n.use_translator(lambda message: message)
+        assert said.startswith(start) and said.endswith(end)

@@ -197,7 +197,7 @@ def check_generate(
         no_such = N_("There is no scheduler called {name}. Choose one of: {offered}.")
         out.append(("scheduler", Sentence(no_such, name=_echo(scheduler), offered=offered)))
     elif scheduler not in limits.schedulers:
-        out.append(("scheduler", dict(limits.schedulers_left_out)[scheduler]))
+        out.append(("scheduler", _card_sentence(dict(limits.schedulers_left_out)[scheduler])))
 
     if request.HasField("seed"):
         seed = request.seed
@@ -246,6 +246,16 @@ def check_generate(
         include=include,
         branch=branch,
     )
+
+
+def _card_sentence(text: str) -> str:
+    """A model card's sentence (English, from its `classroom.json`), sent as its own template.
+
+    The catalogs hold the sentences of the cards shipped (`frontend/locales/update.py`,
+    `MODEL_CARDS`), so the student reads them in their language; another card's arrive in
+    English. A sentence with braces could not be a template: it is sent as plain text.
+    """
+    return text if "{" in text or "}" in text else Sentence(text)
 
 
 def _check_work(
