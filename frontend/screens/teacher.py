@@ -235,9 +235,14 @@ def live_view() -> None:
     said = st.session_state.get("teacher_said")
     if said:
         # Forgotten only once the toast is sent: a click that stops this run before then (Streamlit stops a run at
-        # its next element) leaves it to the next run, so a teacher's confirmation is never lost.
+        # its next element) leaves it to the next run.
         st.toast(said)
         del st.session_state["teacher_said"]
+        st.session_state.teacher_last_said = said
+    if last := st.session_state.get("teacher_last_said"):
+        # A toast leaves after a few seconds, and one sent just before the next run starts may never be drawn:
+        # the last confirmation also stays on the dashboard, redrawn by every run, until the next one replaces it.
+        st.caption(last)
     fresh = guarded(lambda: client.classroom(code, show_prompts))
     if fresh is not None:
         _controls(fresh)
