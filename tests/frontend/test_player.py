@@ -192,6 +192,16 @@ def wait_for(condition, page: Page, timeout_ms: int = 30_000) -> None:
     raise AssertionError("the condition never held")
 
 
+def marked_ready(tab: Page, url: str, name: str) -> bool:
+    """Whether the lesson at `url`, opened afresh in `tab`, offers the example `name` as ready."""
+    tab.goto(url)
+    settle(tab, "player-7-a-fresh-tab")
+    picker_box(tab).click()
+    said = tab.get_by_role("option", name=re.compile(re.escape(name))).inner_text()
+    tab.keyboard.press("Escape")
+    return said.endswith("· ready")
+
+
 def player_frame(page: Page) -> Frame:
     expect(page.locator(PLAYER)).to_be_visible()
     frame = page.locator(PLAYER).element_handle().content_frame()
@@ -294,7 +304,11 @@ def test_a_cold_lesson_shows_progress_then_plays_without_a_rerun(browser_page, s
     # The other one went on meanwhile: computed once the class goes on, opened again it is ready, no wait.
     wait_for(lambda: not teacher.classroom(TEACHER_CODE).jobs, page, timeout_ms=120_000)
     teacher.close()
-    page.wait_for_timeout(2_000)  # the front end stores the picture its stream ended with
+    # The front end keeps the trajectory once its stream has ended (after the service has stored it): a fresh tab
+    # on the same lesson, opened again until its picker marks the example ready, says when that has happened.
+    other_tab = page.context.browser.new_page(viewport={"width": 1400, "height": 1000})
+    wait_for(lambda: marked_ready(other_tab, page.url, other_name), page, timeout_ms=120_000)
+    other_tab.close()
     page.evaluate(WATCH_STATUSES, STATUS)
     picker.click()
     page.get_by_role("option", name=re.compile(re.escape(other_name))).click()
