@@ -212,7 +212,7 @@ def test_a_class_teaches_heart_and_a_student_paints_it(people, service):
     )
     expect(ended).to_be_visible()
     expect(ended).to_contain_text(re.compile(r"It (has not got worse|is getting worse) at the shapes it knew"))
-    shot(watcher, "taught", watcher.get_by_text(re.compile(rf"The model's pictures at step {STEPS}\b")))
+    shot(watcher, "taught", watcher.get_by_text(re.compile(rf"The model's pictures at step {STEPS}\b")).first)
 
     # The word in a prompt: the box offers it, the student asks for their own, and gets the picture.
     box = watcher.get_by_label("Prompt", exact=True)
