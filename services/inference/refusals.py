@@ -46,6 +46,19 @@ def templates_metadata(sentences: list[str]) -> dict[str, str]:
     return metadata
 
 
+def sentences_of(error: BaseException) -> list[str]:
+    """What a student reads of `error`, sentence by sentence, each a `Sentence` where it was written as one.
+
+    A Refusal's own sentences, or an exception raised with one `Sentence` (a check's ValueError);
+    else its English text (or, without any, its type's name) as one plain sentence.
+    """
+    if isinstance(error, Refusal):
+        return list(error.sentences)
+    if error.args and isinstance(error.args[0], Sentence):
+        return [error.args[0]]
+    return [str(error) or type(error).__name__]
+
+
 class Refusal(Exception):
     """A request the classroom will not serve."""
 
@@ -302,10 +315,11 @@ QUEUE_CLEARED = Sentence(N_("Your teacher cleared the queue, so this picture was
 
 
 class TrajectoryFailed(Refusal):
-    """The generation behind a stream failed, or was stopped on purpose; the sentence is for the student."""
+    """The generation behind a stream failed, or was stopped on purpose; its sentences are for the student."""
 
-    def __init__(self, sentence: str, aborted: bool = False) -> None:
-        super().__init__(sentence)
+    def __init__(self, sentences: list[str], aborted: bool = False) -> None:
+        super().__init__(" ".join(sentences))
+        self.sentences = list(sentences)  # each sent as its template, as the trajectory kept it
         self.aborted = aborted
 
     @property

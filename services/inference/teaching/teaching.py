@@ -42,7 +42,7 @@ from services.inference.diffusion.teach import (
     teach,
 )
 from services.inference.diffusion.training import Ended, TrainingJob
-from services.inference.refusals import RequestError
+from services.inference.refusals import RequestError, sentences_of
 from services.inference.settings import InferenceSettings
 from services.inference.teaching import drawings as sheets
 from services.inference.teaching.progress import WordState, samples_sheet
@@ -186,8 +186,7 @@ class Teaching:
         try:
             check_word(self.model, word)
         except ValueError as error:  # a `Sentence`: sent as its template, read in the teacher's language
-            said = error.args[0] if error.args and isinstance(error.args[0], Sentence) else str(error)
-            raise RequestError([("word", said)]) from error
+            raise RequestError([("word", said) for said in sentences_of(error)]) from error
         word = word.strip().lower()
         steps = steps or DEFAULT_STEPS  # the recipe's own (teach.py)
         if not 1 <= steps <= MAX_STEPS:

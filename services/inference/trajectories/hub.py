@@ -26,6 +26,7 @@ from services.inference.diffusion.models import DiffusionModel
 from services.inference.diffusion.probes import computed_probes
 from services.inference.diffusion.spec import GenerationSpec
 from services.inference.metrics import Metrics
+from services.inference.refusals import sentences_of
 from services.inference.trajectories import frames, relay
 from services.inference.trajectories.cache import RecordParts, TrajectoryStore
 from services.inference.trajectories.lease import Lease
@@ -152,7 +153,7 @@ class TrajectoryHub:
         except Exception as refusal:
             # Requests that joined during the cache lookup try again on their own (see `open`).
             self._live.pop(trajectory.key, None)
-            trajectory.finish(error=str(refusal) or type(refusal).__name__)
+            trajectory.finish(error=sentences_of(refusal))
             if claimed:  # readers on other replicas start it on their own terms at once
                 await relay.give_up(self.store, trajectory, self.lease, relay.End.REFUSED)
             raise
@@ -208,7 +209,7 @@ class TrajectoryHub:
             # claim goes back at once, so that readers elsewhere need not wait for the lease to run out.
             self._ended(trajectory)
             if not trajectory.finished:
-                trajectory.finish(error=str(refusal) or type(refusal).__name__)
+                trajectory.finish(error=sentences_of(refusal))
             if handover.claimed:
                 await relay.give_up(self.store, trajectory, self.lease, relay.End.REFUSED)
             if not isinstance(refusal, Exception):
@@ -333,7 +334,7 @@ class TrajectoryHub:
                 await self._start(trajectory, job.spec, requester, lesson=True)
                 return
             except Exception as refusal:  # (the queue filled meanwhile, say): everyone hears that, not the sentence
-                trajectory.finish(error=str(refusal) or type(refusal).__name__)
+                trajectory.finish(error=sentences_of(refusal))
                 return
         if trajectory.publisher is not None:
             trajectory.publisher.cancel()

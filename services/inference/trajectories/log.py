@@ -38,7 +38,10 @@ class Trajectory:
         self.model_id, self.revision = model.model_id, revision or model.revision
         self.events: list[pb.GenerateResponse] = []
         self.finished = False
-        self.error: str | None = None
+        self.error: str | None = None  # why it failed, in English as one text (None: it did not)
+        # The same, sentence by sentence as the student reads it: each a `Sentence` where it was written as
+        # one, so that its readers' clients write it in their language (TrajectoryFailed sends the templates).
+        self.sentences: list[str] = []
         self.aborted = False  # the error is a deliberate stop (the teacher cleared the queue)
         # Set once the trajectory is loaded, started or refused (`refused` tells which).
         self.settled = asyncio.Event()
@@ -80,8 +83,11 @@ class Trajectory:
         self.ended.set()
         self._wake()
 
-    def finish(self, error: str | None = None, aborted: bool = False) -> None:
-        self.finished, self.error, self.aborted = True, error, aborted
+    def finish(self, error: str | list[str] | None = None, aborted: bool = False) -> None:
+        """It ends: done, or failed with `error`, one sentence or several (a refusal's: `sentences_of`)."""
+        said = [] if error is None else [error] if isinstance(error, str) else list(error)
+        self.finished, self.sentences, self.aborted = True, said, aborted
+        self.error = None if error is None else " ".join(said)
         self.settled.set()
         self.ended.set()
         self._wake()
@@ -99,7 +105,7 @@ class Trajectory:
                 break
             await grew.wait()
         if self.error is not None:
-            raise TrajectoryFailed(self.error, self.aborted)
+            raise TrajectoryFailed(self.sentences, self.aborted)
 
     def queued(self, status: pb.QueueStatus) -> None:
         self.queue = status
@@ -181,7 +187,7 @@ class Trajectory:
                 if index < len(self.events):
                     continue  # the last events (the final image) came while the message above was sent
                 if self.error is not None:
-                    raise TrajectoryFailed(self.error, self.aborted)
+                    raise TrajectoryFailed(self.sentences, self.aborted)
                 return
             reminder_due = False
             if self.events or self.queue is None:

@@ -11,7 +11,9 @@ now by the follower, whose owner died or gave it up: then the follower's replica
 computes it from step 0, and its readers get the events they do not have yet.
 
 Stream entries: {i, e}: event number i (0 is the header) as its wire bytes; {q}:
-the queue place while it waits for the GPU; {end, ...}: how it ended (`End`). Each
+the queue place while it waits for the GPU; {end, ...}: how it ended (`End`); a failure
+also says its sentences, each with its template and arguments (`sentences`, JSON), so
+that readers elsewhere are told in their language too, and its English (`error`). Each
 entry also holds {s}: the cache secret's signature over the trajectory's key and the
 entry's fields (`TrajectoryStore.sign`), so that nobody with only the Redis password
 can feed a follower events: an entry that fails its check is never read, and the
@@ -24,6 +26,7 @@ import asyncio
 import contextlib
 import enum
 import functools
+import json
 import logging
 import time
 from collections.abc import Mapping
@@ -32,6 +35,7 @@ from dataclasses import dataclass
 import redis.asyncio as redis
 
 from services.common.api import pb
+from services.common.i18n import Sentence
 from services.common.trajectories import Namespace
 from services.inference.trajectories.cache import TrajectoryStore
 from services.inference.trajectories.lease import RELEASE, RENEW, Lease, lease_key, live_key, watch_key
@@ -45,7 +49,7 @@ KEEP_AFTER_END_MS = 30_000
 # has what its readers were sent.
 KEEP_WHILE_RUNNING = 10
 _INDEX, _EVENT, _QUEUE, _END, _ERROR, _ABORTED, _NAMESPACE = b"i", b"e", b"q", b"end", b"error", b"aborted", b"ns"
-_SIGNATURE = b"s"
+_SIGNATURE, _SENTENCES = b"s", b"sentences"
 # The error of work stopped here for this replica's own reasons (its readers left, its requester was
 # removed): readers elsewhere take it over (End.CANCELLED) instead of hearing it.
 STOPPED_HERE = "cancelled"
@@ -100,7 +104,31 @@ def _end_fields(trajectory: Trajectory) -> dict[bytes, bytes | str]:
         return {_END: End.DONE, _NAMESPACE: trajectory.stored_in or ""}
     if trajectory.error == STOPPED_HERE:
         return {_END: End.CANCELLED}
-    return {_END: End.FAILED, _ERROR: trajectory.error, _ABORTED: "1" if trajectory.aborted else "0"}
+    return {
+        _END: End.FAILED,
+        _ERROR: trajectory.error.encode(errors="replace"),  # (a stray surrogate cannot be sent as UTF-8)
+        _SENTENCES: _sentences_json(trajectory.sentences),
+        _ABORTED: "1" if trajectory.aborted else "0",
+    }
+
+
+def _sentences_json(sentences: list[str]) -> str:
+    """Each sentence as {template, args}, or {text} where it is not a `Sentence`; JSON, so ASCII whatever it says."""
+    said = [{"template": s.template, "args": s.args} if isinstance(s, Sentence) else {"text": s} for s in sentences]
+    return json.dumps(said)
+
+
+def _failure(end: Mapping[bytes, bytes]) -> list[str]:
+    """A failed end's sentences, rebuilt; from `error` alone where it says no more (an older replica wrote it)."""
+    english = [end[_ERROR].decode(errors="replace")]
+    if _SENTENCES not in end:
+        return english
+    try:
+        said = json.loads(end[_SENTENCES])
+        return [Sentence(s["template"], **s["args"]) if "template" in s else str(s["text"]) for s in said] or english
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError):
+        log.warning("a failed trajectory's sentences could not be read back; its readers get the English")
+        return english
 
 
 async def publish(
@@ -232,7 +260,7 @@ async def follow(store: TrajectoryStore, trajectory: Trajectory, lease: Lease) -
         if end is not None:
             kind = End(end[_END].decode())
             if kind is End.FAILED:
-                trajectory.finish(error=end[_ERROR].decode(errors="replace"), aborted=end.get(_ABORTED) == b"1")
+                trajectory.finish(error=_failure(end), aborted=end.get(_ABORTED) == b"1")
                 return None
             if kind is End.DONE and trajectory.events and trajectory.events[-1].WhichOneof("event") == "final":
                 namespace = end.get(_NAMESPACE, b"").decode()
