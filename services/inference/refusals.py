@@ -1,13 +1,10 @@
 """Every way the classroom says no, in one place: the student's sentence and how gRPC carries it.
 
-"Why was I refused?" is answered here. Each refusal is an exception with the
-sentence a student reads, the gRPC status code, and the machine-readable
-details a client may act on (when to try again, which field was wrong, why).
-Each sentence is a `Sentence` (its template marked with `N_`, and its arguments):
-the ErrorInfo's metadata carries the templates (`template`, `template.1`, ...) and
-the arguments, so the client writes it in the reader's language (`student_error`).
-Every gRPC handler is registered through `answering_refusals`, so a handler just
-raises one and the call ends with its status.
+"Why was I refused?" is answered here. Each refusal is an exception with the sentence a student reads, the gRPC
+status code, and the details a client may act on (when to try again, which field was wrong, why). Each sentence
+is a `Sentence` (its template marked with `N_`, and its arguments): the ErrorInfo's metadata carries the templates
+(`template`, `template.1`, ...) and the arguments, so the client writes it in the reader's language
+(`student_error`). Every gRPC handler is registered through `answering_refusals`: a handler just raises one.
 """
 
 from __future__ import annotations
@@ -47,11 +44,7 @@ def templates_metadata(sentences: list[str]) -> dict[str, str]:
 
 
 def sentences_of(error: BaseException) -> list[str]:
-    """What a student reads of `error`, sentence by sentence, each a `Sentence` where it was written as one.
-
-    A Refusal's own sentences, or an exception raised with one `Sentence` (a check's ValueError);
-    else its English text (or, without any, its type's name) as one plain sentence.
-    """
+    """What a student reads of `error`: a Refusal's sentences, an exception's one `Sentence`, else its English."""
     if isinstance(error, Refusal):
         return list(error.sentences)
     if error.args and isinstance(error.args[0], Sentence):
@@ -319,15 +312,11 @@ class TrajectoryFailed(Refusal):
 
     def __init__(self, sentences: list[str], aborted: bool = False) -> None:
         super().__init__(" ".join(sentences))
-        self.sentences = list(sentences)  # each sent as its template, as the trajectory kept it
-        self.aborted = aborted
+        self.sentences, self.aborted = list(sentences), aborted  # each sent as its template, as the trajectory kept it
 
     @property
     def code(self) -> int:  # type: ignore[override]
         return code_pb2.ABORTED if self.aborted else code_pb2.INTERNAL
-
-
-# -- teaching together: the gallery and quick checks ---------------------------
 
 
 class NotShareable(Refusal):
