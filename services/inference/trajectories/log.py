@@ -38,10 +38,9 @@ class Trajectory:
         self.model_id, self.revision = model.model_id, revision or model.revision
         self.events: list[pb.GenerateResponse] = []
         self.finished = False
-        self.error: str | None = None  # why it failed, in English as one text (None: it did not)
-        # The same, sentence by sentence as the student reads it: each a `Sentence` where it was written as
-        # one, so that its readers' clients write it in their language (TrajectoryFailed sends the templates).
-        self.sentences: list[str] = []
+        # Why it failed, sentence by sentence as the student reads it (None: it did not): each a `Sentence` where
+        # it was written as one, so that its readers' clients write it in their language (TrajectoryFailed).
+        self.sentences: list[str] | None = None
         self.aborted = False  # the error is a deliberate stop (the teacher cleared the queue)
         # Set once the trajectory is loaded, started or refused (`refused` tells which).
         self.settled = asyncio.Event()
@@ -85,12 +84,16 @@ class Trajectory:
 
     def finish(self, error: str | list[str] | None = None, aborted: bool = False) -> None:
         """It ends: done, or failed with `error`, one sentence or several (a refusal's: `sentences_of`)."""
-        said = [] if error is None else [error] if isinstance(error, str) else list(error)
-        self.finished, self.sentences, self.aborted = True, said, aborted
-        self.error = None if error is None else " ".join(said)
+        self.finished, self.aborted = True, aborted
+        self.sentences = None if error is None else [error] if isinstance(error, str) else list(error)
         self.settled.set()
         self.ended.set()
         self._wake()
+
+    @property
+    def error(self) -> str | None:
+        """Why it failed, in English as one text; None if it did not."""
+        return None if self.sentences is None else " ".join(self.sentences)
 
     @property
     def refused(self) -> bool:
@@ -104,7 +107,7 @@ class Trajectory:
             if self.finished:
                 break
             await grew.wait()
-        if self.error is not None:
+        if self.sentences is not None:
             raise TrajectoryFailed(self.sentences, self.aborted)
 
     def queued(self, status: pb.QueueStatus) -> None:
@@ -186,7 +189,7 @@ class Trajectory:
             if self.finished:
                 if index < len(self.events):
                     continue  # the last events (the final image) came while the message above was sent
-                if self.error is not None:
+                if self.sentences is not None:
                     raise TrajectoryFailed(self.sentences, self.aborted)
                 return
             reminder_due = False

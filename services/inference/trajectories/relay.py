@@ -100,14 +100,15 @@ def _parts(fields: Mapping[bytes, bytes | str]) -> list[bytes]:
 
 
 def _end_fields(trajectory: Trajectory) -> dict[bytes, bytes | str]:
-    if trajectory.error is None:
+    sentences = trajectory.sentences
+    if sentences is None:
         return {_END: End.DONE, _NAMESPACE: trajectory.stored_in or ""}
     if trajectory.error == STOPPED_HERE:
         return {_END: End.CANCELLED}
     return {
         _END: End.FAILED,
-        _ERROR: trajectory.error.encode(errors="replace"),  # (a stray surrogate cannot be sent as UTF-8)
-        _SENTENCES: _sentences_json(trajectory.sentences),
+        _ERROR: str(trajectory.error).encode(errors="replace"),  # its English (a stray surrogate cannot be UTF-8)
+        _SENTENCES: _sentences_json(sentences),
         _ABORTED: "1" if trajectory.aborted else "0",
     }
 
