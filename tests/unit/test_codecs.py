@@ -48,6 +48,17 @@ def test_latent_to_rgb_applies_the_published_factors():
     assert rgb[1, 2].tolist() == [0, 0, 0]  # channel 3 has only negative factors
 
 
+def test_latent_to_rgb_is_the_linear_map_clipped_and_rounded():
+    latents = (np.random.default_rng(2).standard_normal((3, 4, 16, 24)) * 2).astype(np.float16)
+    for latent in latents:
+        exact = np.einsum("chw,cr->hwr", latent.astype(np.float64), LATENT_RGB_FACTORS.astype(np.float64))
+        expected = np.round((np.clip(exact, -1, 1) + 1) * 127.5)
+        rgb = latent_to_rgb(latent).astype(np.float64)
+        assert rgb.shape == (16, 24, 3)
+        assert np.abs(rgb - expected).max() <= 1  # float32 rounding may land a half-way value on its neighbour
+        assert (rgb == expected).mean() > 0.99
+
+
 def test_latent_to_rgb_rejects_other_shapes():
     with pytest.raises(ValueError, match=r"\[4, h, w\]"):
         latent_to_rgb(np.zeros((3, 8, 8)))

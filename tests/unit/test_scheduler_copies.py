@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
 from services.inference.diffusion.models import SHAPES_DIR
-from services.inference.diffusion.schedulers import SCHEDULERS, make_scheduler, new_scheduler
+from services.inference.diffusion.schedulers import SCHEDULERS, _prototype, make_scheduler, new_scheduler
 
 CONFIG = json.loads((SHAPES_DIR / "scheduler" / "scheduler_config.json").read_text())
 
@@ -34,6 +35,22 @@ def test_each_generation_has_its_own_and_the_first_is_never_changed():
     assert second.num_inference_steps is None and second.model_outputs[0] is None
     second.set_timesteps(40)
     assert len(first.timesteps) == 10 and len(second.timesteps) == 40
+
+
+@pytest.mark.parametrize("name", sorted(SCHEDULERS))
+def test_a_copy_shares_no_changeable_state_with_the_first(name):
+    first, copied = _prototype(name, json.dumps(CONFIG, sort_keys=True)), new_scheduler(name, CONFIG)
+    assert first.__dict__.keys() == copied.__dict__.keys()
+    for key, value in first.__dict__.items():
+        mine = copied.__dict__[key]
+        if not isinstance(value, (bool, int, float, str, type(None))):
+            assert mine is not value, key  # changed in place by a step: each generation has its own
+        if isinstance(value, torch.Tensor):
+            assert torch.equal(mine, value) and mine.dtype == value.dtype, key
+        elif isinstance(value, np.ndarray):
+            np.testing.assert_array_equal(mine, value)
+        else:
+            assert mine == value, key
 
 
 def test_another_config_gets_its_own():

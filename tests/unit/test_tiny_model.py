@@ -54,3 +54,12 @@ def test_tokens_show_pieces_padding_and_what_was_cut(model):
     assert len(long.ids) == 77 and long.ids[-1] == 49407 and long.end_position == 76
     assert long.truncated_texts == ["horse"] * 5 + ["in", "a", "meadow"]
     assert long.truncated_text == "horse horse horse horse horse in a meadow"
+
+
+def test_each_tokens_text_is_the_tokenizers_own_decoding_whatever_was_decoded_before(model):
+    prompts = ["a café 🎨 of zebras", "zebras zebras " * 40 + "at dusk", "", "naïve émoji ✨✨ ok"]
+    for _ in range(2):  # the second time each token's text was kept from the first
+        for prompt in prompts:
+            tokens = model.tokenize(prompt)
+            assert tokens.texts == model.tokenizer.batch_decode([[i] for i in tokens.ids])
+            assert tokens.truncated_texts == model.tokenizer.batch_decode([[i] for i in tokens.truncated_ids])

@@ -318,6 +318,17 @@ class DiffusionModel:
             self._input_norms = table
         return tuple(float(table[i]) if i < len(table) else 0.0 for i in ids) if len(table) else ()
 
+    def _token_texts(self, ids: list[int]) -> list[str]:
+        """Each token alone as text (`decode([id])`); call with the tokenizer's lock held.
+
+        A token's text depends on its id alone, so each is decoded once: decoding a window of
+        77 (mostly padding) took half of a prompt's tokenizing, at every generation's start.
+        """
+        texts: dict[int, str] = self.__dict__.setdefault("_texts_of_ids", {})
+        new = sorted(set(ids) - texts.keys())
+        texts.update(zip(new, self.tokenizer.batch_decode([[i] for i in new]), strict=True))
+        return [texts[i] for i in ids]
+
     def tokenize(self, prompt: str) -> PromptTokens:
         """The prompt's tokens exactly as the pipeline feeds them, plus what was cut off."""
         with self._tokenizer_lock:
@@ -325,9 +336,9 @@ class DiffusionModel:
             whole = self.tokenizer(prompt, truncation=False).input_ids
             cut = whole[self.max_length - 1 : -1]  # prompt pieces beyond the window's end token
             pieces = self.tokenizer.convert_ids_to_tokens(window)
-            texts = self.tokenizer.batch_decode([[i] for i in window])
+            texts = self._token_texts(window)
             cut_pieces = self.tokenizer.convert_ids_to_tokens(cut)
-            cut_texts = self.tokenizer.batch_decode([[i] for i in cut])
+            cut_texts = self._token_texts(cut)
             cut_text = self.tokenizer.decode(cut).strip()
         prompt_count = len(whole) - 2
         return PromptTokens(
