@@ -164,7 +164,9 @@ def language_picker() -> None:
     if st.session_state.get("language_picker") != shown:
         st.session_state["language_picker"] = shown  # follows the class's language until the student picks
     # Beside its own word, the English one: a student who landed on a language they cannot read finds it.
-    label = "🌐 " + _("Language") + ("" if shown == SOURCE_LANGUAGE else f" · {ENGLISH_LABEL}")
+    # Words only: a globe emoji was a missing-glyph box where no emoji font is installed, and an icon's name
+    # (Streamlit's `:material/language:`) would be read out as the group's label by a screen reader.
+    label = _("Language") + ("" if shown == SOURCE_LANGUAGE else f" · {ENGLISH_LABEL}")
     # Radio buttons, not a select box: every choice in view, and no second "Open" button on every page.
     st.sidebar.radio(
         label,

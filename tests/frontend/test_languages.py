@@ -150,6 +150,9 @@ def test_the_class_language_is_the_default_and_the_students_own_pick_wins(class_
     assert "Ici, tu peux le regarder faire, étape par étape" in text_of(at)
     (picker,) = [box for box in at.sidebar.radio if box.key == "language_picker"]
     assert picker.value == "fr"  # the picker shows the class's language until the student picks
+    # Words only (a screen reader reads the label as it is written; no emoji that may draw as a box):
+    # the language's own word, and English's for a student who cannot read it.
+    assert picker.label == "Langue · Language"
 
     picker.set_value("es").run()  # the student's own pick wins over the class's
     assert "Aquí puedes ver cómo lo hace, paso a paso" in text_of(at)
