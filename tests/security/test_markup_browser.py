@@ -106,12 +106,6 @@ def browser(frontend_url: str) -> Iterator[Browser]:
         yield browser
 
 
-@pytest.fixture(scope="module")
-def browser_names() -> set[str]:
-    """The names a browser of this module signed in with (the student test's own)."""
-    return set()
-
-
 def person(browser: Browser, url: str, outside: list[str]) -> tuple[BrowserContext, Page]:
     context = browser.new_context(viewport={"width": 1300, "height": 1000})
     context.on("request", lambda sent: outside.append(sent.url) if _outside(sent.url) else None)
@@ -173,14 +167,13 @@ def confirmed(page: Page, sentence: str, timeout_ms: float = 60_000) -> None:
     assert [html for html in toasts if MARKUP_IN_TOAST.search(html)] == []
 
 
-def test_the_students_pages_show_the_hostile_text_as_typed(browser, frontend_url, outside, browser_names):
+def test_the_students_pages_show_the_hostile_text_as_typed(browser, frontend_url, outside):
     context, page = person(browser, frontend_url, outside)
     page.get_by_label("Class code").fill(CLASS_CODE)
     page.get_by_label("Your name").fill(STUDENT)
     page.get_by_role("button", name="Start").click()
     # The welcome page, with the quick check above it: the question, its answers as buttons.
     expect(page.get_by_text("Quick check:")).to_be_visible()
-    browser_names.add(STUDENT)
     # Its answers are drawn after the question (in columns): every one on screen before the page is read.
     expect(page.get_by_role("button").filter(has_text="F:")).to_have_count(1)  # the sixth of its six answers
     assert_plain(page, outside, [text for _, text in SHOWN])
@@ -203,13 +196,11 @@ def test_the_students_pages_show_the_hostile_text_as_typed(browser, frontend_url
     context.close()
 
 
-def test_the_teachers_page_shows_names_prompts_and_answers_as_typed(
-    browser, class_address, frontend_url, outside, browser_names
-):
-    if STUDENT not in browser_names:  # run on its own: the student's name joins as the student test's browser would
-        client = client_for(class_address)
-        client.join_class(STUDENT, "session-of-the-browser")
-        client.close()
+def test_the_teachers_page_shows_names_prompts_and_answers_as_typed(browser, class_address, frontend_url, outside):
+    client = client_for(class_address)
+    if STUDENT not in {student.name for student in client.classroom(TEACHER_CODE).students}:
+        client.join_class(STUDENT, "session-of-the-browser")  # run on its own: as the student test's browser would
+    client.close()
     context, page = person(browser, frontend_url, outside)
     page.get_by_label("Class code").fill(CLASS_CODE)
     page.get_by_label("Your name").fill("Ms Lee")
