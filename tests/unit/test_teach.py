@@ -12,10 +12,12 @@ from PIL import Image, ImageDraw
 from services.common.shapes_judge import judge
 from services.common.shapes_world import PALETTE, POSITIONS
 from services.inference.diffusion.teach import (
+    MAX_STEPS,
     ROWS,
     Drawing,
     TaughtWord,
     TeachConfig,
+    _warmup_share,
     apply,
     check_word,
     silhouette,
@@ -199,3 +201,26 @@ def test_progress_reports_every_step_with_a_falling_loss_and_pictures_at_the_end
     assert samples is not None and len(samples) == 2
     assert all(s.shape == (64, 64, 3) and s.dtype == np.uint8 for s in samples)
     assert [r.seconds for r in reports] == sorted(r.seconds for r in reports)
+
+
+def test_every_step_count_a_teacher_may_ask_for_has_a_learning_rate_schedule():
+    """20 steps at a 5 % warm-up is a warm-up of exactly one step, which OneCycleLR divided by (zero): teaching failed.
+
+    Every count from 1 to MAX_STEPS builds the schedule the training uses; a few are run to
+    their end, which is a rate near nothing. Counts whose warm-up is not exactly one step keep
+    their schedule as it was.
+    """
+    config = TeachConfig()
+    for steps in range(1, MAX_STEPS + 1):
+        total = max(2, steps)
+        optimiser = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=config.unet_lr)
+        share = _warmup_share(config.warmup, total)
+        schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, config.unet_lr, total_steps=total, pct_start=share)
+        assert share == config.warmup or steps == 20, steps
+        if steps in (1, 19, 20, 21, 250):
+            rates = [schedule.get_last_lr()[0]]
+            for _ in range(total - 1):
+                optimiser.step()
+                schedule.step()
+                rates.append(schedule.get_last_lr()[0])
+            assert max(rates) <= config.unet_lr * (1 + 1e-9) and rates[-1] < config.unet_lr / 100, steps
