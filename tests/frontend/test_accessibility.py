@@ -1,13 +1,16 @@
 """WCAG 2.1 AA in a real Chromium: axe-core on every page and state a student and the teacher reach, and the keyboard.
 
 The stack as `make up` starts it, with a class code (so the sign-in page is the first
-page). One browser: a student's context goes through the sign-in, the welcome page, the
-nine lessons (each with its player drawn, where it has one), the Playground with a
-picture made, the class gallery, Follow along and The model; a teacher's context opens
-the teacher's page, leads the class (the student's Follow along and present-mode banner)
-and asks a quick check (the student's page with it open, answered and revealed). Lesson 10
-is audited through a teaching: a drawing on the canvas, handed in, the teacher's grid of the
-class's drawings, the training running and the word taught (the model's pictures shown).
+page). One browser: a student's context, 1366 by 768 (a school Chromebook's screen), goes
+through the sign-in, the welcome page, the ten lessons (each with its player drawn, where
+it has one), the Playground with a picture made, the class gallery, Follow along and The
+model; on the welcome page, each lesson and the Playground nothing scrolls sideways (WCAG
+1.4.10: neither the document, the app's view, its main area nor the player's frame); a
+teacher's context opens the teacher's page, leads the class (the student's Follow along and
+present-mode banner) and asks a quick check (the student's page with it open, answered and
+revealed). Lesson 10 through a teaching (a drawing on the canvas, handed in, the teacher's
+grid of the class's drawings, the training running and the word taught) is audited where
+a class teaches it in tests/frontend/test_teach_browser.py, by the same `Audits`.
 
 axe-core runs offline (from `axe-playwright-python`), WCAG 2.0 and 2.1, A and AA. No page
 may have a finding of impact serious or critical; the others are written to
@@ -26,28 +29,19 @@ import pytest
 from playwright.sync_api import Browser, Frame, Page, expect
 
 from tests.frontend.test_browser import Stack, running_stack
-from tests.frontend.test_teach_browser import CANVAS_FRAME, draw_heart
 from tests.support.accessibility import (
-    Finding,
-    audit,
-    blocking,
+    WAIT_MS,
+    Audits,
     focus_shows,
     focus_visible,
-    unnamed_charts,
-    unnamed_pictures,
-    write_report,
+    settle,
+    sideways,
 )
 from tests.support.frontend import launched_chromium
 
-from .conftest import ROOT
-
-ARTIFACTS = ROOT / "test-artifacts" / "accessibility"
 CLASS_CODE, TEACHER_CODE = "blue-7", "owl-42"
-WAIT_MS = 120_000  # cold lessons compute on a shared CPU
 PLAYER = 'iframe[title="frontend.player.trajectory_player"]'
-LESSON_10 = "10. Teach it a new word"
-TRAINING_STEPS = 40  # enough steps that the training is still running when its page is audited
-TRAINING_MS = 600_000  # painting the training pictures, then the steps, on two shared cores
+CHROMEBOOK = (1366, 768)  # a school Chromebook's screen: the walk's student reads every page at this size
 # The nine lessons: the menu's title, and whether the page draws the trajectory player as it opens.
 LESSONS = [
     ("1. The whole pipeline", False),
@@ -73,7 +67,6 @@ def stack(tmp_path_factory) -> Iterator[Stack]:
 
 @pytest.fixture(scope="module")
 def browser(stack: Stack) -> Iterator[Browser]:
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with launched_chromium() as browser:
         yield browser
 
@@ -81,9 +74,12 @@ def browser(stack: Stack) -> Iterator[Browser]:
 class Person:
     """A browser context of its own (its own cookies), signed in to the class, with the hosts it asked."""
 
-    def __init__(self, browser: Browser, stack: Stack, reduced_motion: bool = False) -> None:
+    def __init__(
+        self, browser: Browser, stack: Stack, reduced_motion: bool = False, viewport: tuple[int, int] = (1400, 1000)
+    ) -> None:
         self.context = browser.new_context(
-            viewport={"width": 1400, "height": 1000}, reduced_motion="reduce" if reduced_motion else "no-preference"
+            viewport={"width": viewport[0], "height": viewport[1]},
+            reduced_motion="reduce" if reduced_motion else "no-preference",
         )
         self.page = self.context.new_page()
         self.page.set_default_timeout(WAIT_MS)
@@ -111,15 +107,6 @@ class Person:
         settle(self.page)
 
 
-def settle(page: Page) -> None:
-    """Wait until the page's script has finished running (its own state says so), and no exception is shown."""
-    page.wait_for_timeout(300)
-    expect(page.get_by_test_id("stApp")).to_have_attribute("data-test-script-state", "notRunning", timeout=WAIT_MS)
-    expect(page.locator('[data-testid="stStatusWidget"]')).to_have_count(0, timeout=WAIT_MS)
-    exceptions = page.locator('[data-testid="stException"]')
-    assert exceptions.count() == 0, exceptions.first.inner_text()
-
-
 def player_frame(page: Page) -> Frame:
     """The (first) trajectory player, once it has drawn a step."""
     expect(page.locator(PLAYER).first).to_be_visible(timeout=WAIT_MS)
@@ -129,35 +116,14 @@ def player_frame(page: Page) -> Frame:
     return frame
 
 
-class Audits:
-    """The findings of every state audited, in order."""
-
-    def __init__(self, report: str = "axe.json") -> None:
-        self.report = ARTIFACTS / report
-        self.findings: list[Finding] = []
-        self.states: dict[str, str] = {}  # state: the page's title (what a browser's tab and a screen reader say)
-        self.unnamed: dict[str, list[str]] = {}  # state: pictures without words (or charts, counted)
-
-    def check(self, page: Page, state: str) -> None:
-        page.screenshot(path=str(ARTIFACTS / f"{len(self.states):02d}.png"), full_page=True)
-        self.states[state] = page.title()
-        self.findings.extend(audit(page, state))
-        # Beyond axe's "has an alt": every picture's words say what it is (three words or more), every chart has some.
-        unnamed = unnamed_pictures(page) + [
-            f"{count} chart(s) without words" for count in [unnamed_charts(page)] if count
-        ]
-        if unnamed:
-            self.unnamed[state] = unnamed
-        write_report(self.findings, self.states, self.report)  # as it goes: a failure keeps what was seen
-
-
 def test_every_page_and_state_has_no_serious_or_critical_axe_finding(browser: Browser, stack: Stack):
     audits = Audits()
-    student = Person(browser, stack)
+    student = Person(browser, stack, viewport=CHROMEBOOK)
     page = student.page
     audits.check(page, "sign-in")
     student.sign_in("Ana")
     audits.check(page, "welcome")
+    wide = {"welcome": sideways(page)}
 
     for title, has_player in LESSONS:
         student.open(title)
@@ -166,6 +132,7 @@ def test_every_page_and_state_has_no_serious_or_critical_axe_finding(browser: Br
             player_frame(page)
         settle(page)
         audits.check(page, title + (" with its player" if has_player else ""))
+        wide[title] = sideways(page)
 
     student.open("Playground")
     page.get_by_label("Prompt", exact=True).fill("a yellow star at the top")
@@ -174,6 +141,7 @@ def test_every_page_and_state_has_no_serious_or_critical_axe_finding(browser: Br
     player_frame(page)
     settle(page)
     audits.check(page, "Playground with a picture made")
+    wide["Playground"] = sideways(page)
     page.get_by_role("button", name="Share with the class").click()
     expect(page.get_by_text("Shared with the class").first).to_be_visible()
     settle(page)
@@ -232,12 +200,12 @@ def test_every_page_and_state_has_no_serious_or_critical_axe_finding(browser: Br
         assert person.hosts == {urlsplit(stack.url).netloc}, f"requests went to {person.hosts}"
         person.context.close()
     assert len(audits.states) == 26
+    assert {title: found for title, found in wide.items() if found} == {}, "scrolls sideways at 1366 px"
+    assert len(wide) == 12  # the welcome page, the ten lessons and the Playground
     # Each page says which it is in its title (WCAG 2.4.2): "3. From noise to image · Diffusion Classroom".
     titles = set(audits.states.values())
     assert len(titles) >= 15 and all(t.endswith(" · Diffusion Classroom") for t in titles), titles
-    assert audits.unnamed == {}, audits.unnamed
-    bad = blocking(audits.findings)
-    assert bad == [], "\n".join(f"{f.state}: {f.rule} ({f.impact}) ×{f.count}: {f.targets}" for f in bad)
+    audits.passed()
 
 
 def focused_in(frame: Frame) -> str:
@@ -362,75 +330,3 @@ def test_the_player_pickers_and_the_teachers_buttons_work_from_the_keyboard(brow
 
 def step_of(player: Frame) -> int:
     return int(player.locator("body").get_attribute("data-step"))
-
-
-def hand_in(page: Page, seed: int, class_drawings: int) -> None:
-    """A heart drawn with the mouse on lesson 10's canvas and handed in; the class then has `class_drawings`."""
-    draw_heart(page, seed)
-    page.frame_locator(CANVAS_FRAME).get_by_role("button", name="Hand in").click()
-    expect(page.get_by_text(re.compile(rf"the class has {class_drawings}\.$")).first).to_be_visible(timeout=WAIT_MS)
-    expect(page.frame_locator(CANVAS_FRAME).locator("body")).to_have_attribute("data-strokes", "0")
-
-
-def test_lesson_10_drawing_training_and_taught_have_no_serious_or_critical_axe_finding(browser: Browser, stack: Stack):
-    """Lesson 10 through a teaching: a drawing on the canvas, the teacher's drawings, the training, the word taught."""
-    audits = Audits(report="axe-lesson-10.json")
-    student = Person(browser, stack)
-    page = student.page
-    student.sign_in("Noor")
-    student.open(LESSON_10)
-    expect(page.get_by_role("heading", name=LESSON_10)).to_be_visible()
-    draw_heart(page, seed=1)
-    audits.check(page, "lesson 10, a drawing on the canvas")
-    page.frame_locator(CANVAS_FRAME).get_by_role("button", name="Hand in").click()
-    expect(page.get_by_text("You have 1 drawing in; the class has 1.").first).to_be_visible(timeout=WAIT_MS)
-    settle(page)
-    audits.check(page, "lesson 10, a drawing handed in")
-    for count in (2, 3):  # a student hands in at most 3; teaching needs 4
-        hand_in(page, seed=count, class_drawings=count)
-    other = Person(browser, stack)
-    other.sign_in("Kai")  # names of their own: an earlier test's tab may still hold its names
-    other.open(LESSON_10)
-    hand_in(other.page, seed=4, class_drawings=4)
-    other.context.close()
-
-    teacher = Person(browser, stack)
-    teacher.sign_in("Ms Rivera")
-    desk = teacher.page
-    teacher.open("Teacher")
-    desk.get_by_label("Teacher code").fill(TEACHER_CODE)
-    desk.get_by_role("button", name="Open").click()
-    expect(desk.get_by_text("The class's drawings: 4.")).to_be_visible(timeout=WAIT_MS)
-    settle(desk)
-    audits.check(desk, "teacher's page, the class's drawings (lesson 10)")
-    desk.get_by_role("textbox", name="The new word").fill("heart")
-    desk.get_by_label("Training steps").fill(str(TRAINING_STEPS))
-    desk.get_by_role("button", name="Teach", exact=True).click()
-    expect(desk.get_by_text(re.compile("(Teaching|Asked to teach) “heart”"))).to_be_visible(timeout=WAIT_MS)
-
-    # The student's page while it trains: the step, the loss chart and its sentence (read again every moment).
-    expect(page.get_by_text("Now: training.").first).to_be_visible(timeout=TRAINING_MS)
-    expect(page.get_by_text(re.compile(rf"step [1-9]\d* of {TRAINING_STEPS}")).first).to_be_visible(timeout=TRAINING_MS)
-    expect(page.get_by_test_id("stVegaLiteChart")).to_have_count(1, timeout=WAIT_MS)
-    audits.check(page, "lesson 10, training running")
-    # Taught: the word, the loss over every step, the model's pictures (the sample sheet) and the prompt box.
-    expect(page.get_by_text("Now: taught.").first).to_be_visible(timeout=TRAINING_MS)
-    # The sheet of the last step (a slow machine may also show one from the middle of the training, and a rerun
-    # may briefly hold the old sheet beside its redrawn copy).
-    last_sheet = page.get_by_text(re.compile(rf"The model's pictures at step {TRAINING_STEPS}\b")).first
-    expect(last_sheet).to_be_visible(timeout=WAIT_MS)
-    expect(page.get_by_label("Prompt", exact=True)).to_have_value("a blue heart on the right", timeout=WAIT_MS)
-    settle(page)
-    audits.check(page, "lesson 10, taught (the model's pictures shown)")
-    teacher.open(LESSON_10)  # the teacher's controls above the same training
-    expect(desk.get_by_text("Now: taught.").first).to_be_visible(timeout=WAIT_MS)
-    settle(desk)
-    audits.check(desk, "lesson 10 on the teacher's side, taught")
-
-    for person in (student, teacher):
-        assert person.hosts == {urlsplit(stack.url).netloc}, f"requests went to {person.hosts}"
-        person.context.close()
-    assert len(audits.states) == 6
-    assert audits.unnamed == {}, audits.unnamed
-    bad = blocking(audits.findings)
-    assert bad == [], "\n".join(f"{f.state}: {f.rule} ({f.impact}) ×{f.count}: {f.targets}" for f in bad)

@@ -7,6 +7,12 @@ makes them) and hand in; the teacher's page lists the five drawings and teaches 
 a small step count; a student's page shows the training (the step, the loss chart and its
 sentence), then the word taught, and paints "a red heart on the left". A second class on the
 same server has no word: its "a red heart" is plain Shapes' trajectory, not the owls'.
+
+Along the way, axe-core audits lesson 10's states for WCAG 2.1 AA (tests/support/accessibility.py,
+as test_accessibility.py audits every other page): a drawing on the canvas and handed in, the
+teacher's grid of the class's drawings, the training running, the word taught with the model's
+pictures, and the teacher's side of the lesson. Every request a browser makes goes to the school's
+own server.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from __future__ import annotations
 import random
 import re
 from collections.abc import Callable, Iterator
+from urllib.parse import urlsplit
 
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Locator, Page, expect
@@ -23,6 +30,7 @@ from services.common.client import ClassroomClient, ClientSettings
 from tests.frontend.test_browser import ARTIFACTS
 from tests.frontend.test_together_browser import person
 from tests.integration.helpers import collect, request
+from tests.support.accessibility import Audits, settle
 from tests.support.drawings import CANVAS, heart_outline
 from tests.support.frontend import launched_chromium, running_frontend
 from tests.support.servers import ServerThread, running_server
@@ -71,10 +79,14 @@ def people(browser: Browser, frontend_url: str) -> Iterator[Callable[[str], Page
     """People, each a browser context of their own, signed in to the class; closed after the test."""
     contexts: list[BrowserContext] = []
     errors: list[str] = []
+    hosts: set[str] = set()
 
     def make(name: str) -> Page:
         context = browser.new_context(viewport={"width": 1300, "height": 1000})
         contexts.append(context)
+        context.on(
+            "request", lambda asked: hosts.add(urlsplit(asked.url).netloc) if asked.url.startswith("http") else None
+        )
         page = person(context, frontend_url, name)
         page.on("pageerror", lambda error: errors.append(f"{name}: {error}"))
         page.on("console", lambda said: errors.append(f"{name}: {said.text}") if said.type == "error" else None)
@@ -84,6 +96,7 @@ def people(browser: Browser, frontend_url: str) -> Iterator[Callable[[str], Page
     for context in contexts:
         context.close()
     assert errors == []
+    assert hosts == {urlsplit(frontend_url).netloc}, f"requests went to {hosts}"
 
 
 def client_of(service: ServerThread, class_name: str) -> ClassroomClient:
@@ -145,6 +158,7 @@ def touch_heart(page: Page, seed: int, kind: str) -> None:
 
 
 def test_a_class_teaches_heart_and_a_student_paints_it(people, service):
+    audits = Audits(report="axe-lesson-10.json")
     students = []
     for number, name in enumerate(("Ana", "Bo", "Cy", "Dee", "Eli"), start=1):
         student = people(name)
@@ -166,6 +180,7 @@ def test_a_class_teaches_heart_and_a_student_paints_it(people, service):
             draw_heart(student, seed=number)
         if number == 1:
             shot(student, "drawn", student.locator(CANVAS_FRAME))
+            audits.check(student, "lesson 10, a drawing on the canvas")
         if number == 5:  # with the keyboard: from the canvas, Tab reaches Undo, Clear and Hand in
             frame.locator("#canvas").focus()
             for _ in range(3):
@@ -177,6 +192,9 @@ def test_a_class_teaches_heart_and_a_student_paints_it(people, service):
         expect(student.get_by_text(f"You have 1 drawing in; the class has {number}.")).to_be_visible(timeout=WAIT_MS)
         # Taken: the canvas is cleared for the next drawing.
         expect(frame.locator("body")).to_have_attribute("data-strokes", "0")
+        if number == 1:
+            settle(student)
+            audits.check(student, "lesson 10, a drawing handed in")
         students.append(student)
     watcher = students[0]
     for student in students[1:]:
@@ -191,6 +209,8 @@ def test_a_class_teaches_heart_and_a_student_paints_it(people, service):
     for name in ("Ana", "Bo", "Cy", "Dee", "Eli"):
         expect(teacher.get_by_text(name, exact=True)).to_be_visible()
     shot(teacher, "teacher", teacher.get_by_role("heading", name="Teach it a new word (lesson 10)"))
+    settle(teacher)
+    audits.check(teacher, "teacher's page, the class's drawings (lesson 10)")
     teacher.get_by_role("textbox", name="The new word").fill("heart")
     teacher.get_by_label("Training steps").fill(str(STEPS))
     teacher.get_by_role("button", name="Teach", exact=True).click()
@@ -201,6 +221,7 @@ def test_a_class_teaches_heart_and_a_student_paints_it(people, service):
     expect(watcher.get_by_text(re.compile(rf"step [1-9]\d* of {STEPS}")).first).to_be_visible(timeout=TRAINING_MS)
     expect(watcher.get_by_test_id("stVegaLiteChart")).to_have_count(1, timeout=WAIT_MS)
     shot(watcher, "training", watcher.get_by_test_id("stVegaLiteChart"))
+    audits.check(watcher, "lesson 10, training running")
     # One chart, two lines (the class's drawings, the four shapes it knew), and what each did.
     expect(watcher.get_by_text(re.compile(r"On the class's drawings, the loss (fell|rose|stayed|was)"))).to_be_visible(
         timeout=WAIT_MS
@@ -213,6 +234,15 @@ def test_a_class_teaches_heart_and_a_student_paints_it(people, service):
     expect(ended).to_be_visible()
     expect(ended).to_contain_text(re.compile(r"It (has not got worse|is getting worse) at the shapes it knew"))
     shot(watcher, "taught", watcher.get_by_text(re.compile(rf"The model's pictures at step {STEPS}\b")).first)
+    expect(watcher.get_by_label("Prompt", exact=True)).to_have_value("a blue heart on the right", timeout=WAIT_MS)
+    settle(watcher)
+    audits.check(watcher, "lesson 10, taught (the model's pictures shown)")
+    open_lesson(teacher)  # the teacher's controls above the same training
+    expect(teacher.get_by_text("Now: taught.").first).to_be_visible(timeout=WAIT_MS)
+    settle(teacher)
+    audits.check(teacher, "lesson 10 on the teacher's side, taught")
+    assert len(audits.states) == 6
+    audits.passed()
 
     # The word in a prompt: the box offers it, the student asks for their own, and gets the picture.
     box = watcher.get_by_label("Prompt", exact=True)

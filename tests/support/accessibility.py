@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from playwright.sync_api import Page
 
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "accessibility"
+WAIT_MS = 120_000  # a page computes on a shared CPU
 WCAG_TAGS = ("wcag2a", "wcag2aa", "wcag21a", "wcag21aa")
 BLOCKING = ("serious", "critical")  # the impacts a page must never have
 
@@ -140,3 +142,71 @@ def unnamed_charts(page: Page) -> int:
           .filter(words => !words.trim())
           .length"""
     )
+
+
+def sideways(page: Page) -> list[str]:
+    """What scrolls sideways in the page (WCAG 1.4.10, reflow): the document, the app's view, its main area, a player.
+
+    A school Chromebook's screen is 1366 pixels wide; at that width no page may need
+    horizontal scrolling, nor the trajectory player inside its own frame.
+    """
+    return page.evaluate(
+        """() => {
+          const wide = el => el && el.scrollWidth > el.clientWidth + 1;
+          const found = [];
+          if (document.scrollingElement.scrollWidth > window.innerWidth) found.push("the document");
+          if (wide(document.querySelector('[data-testid="stAppViewContainer"]'))) found.push("the app's view");
+          if (wide(document.querySelector('[data-testid="stMain"]'))) found.push("the main area");
+          for (const frame of document.querySelectorAll('iframe[title="frontend.player.trajectory_player"]')) {
+            try {
+              const inner = frame.contentDocument.scrollingElement;
+              if (inner.scrollWidth > inner.clientWidth + 1) found.push("the player's frame");
+            } catch (e) {}
+          }
+          return found;
+        }"""
+    )
+
+
+def settle(page: Page) -> None:
+    """Wait until the page's script has finished running (its own state says so), and no exception is shown."""
+    from playwright.sync_api import expect
+
+    page.wait_for_timeout(300)
+    expect(page.get_by_test_id("stApp")).to_have_attribute("data-test-script-state", "notRunning", timeout=WAIT_MS)
+    expect(page.locator('[data-testid="stStatusWidget"]')).to_have_count(0, timeout=WAIT_MS)
+    exceptions = page.locator('[data-testid="stException"]')
+    assert exceptions.count() == 0, exceptions.first.inner_text()
+
+
+class Audits:
+    """The findings of every state audited, in order, written to test-artifacts/accessibility/`report` as they come.
+
+    Each state is photographed beside the report (`<report's name>-NN.png`), audited by
+    axe, and read for pictures and charts without words: beyond axe's "has an alt",
+    every picture's words say what it is (three words or more) and every chart has some.
+    """
+
+    def __init__(self, report: str = "axe.json") -> None:
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        self.report = ARTIFACTS / report
+        self.findings: list[Finding] = []
+        self.states: dict[str, str] = {}  # state: the page's title (what a browser's tab and a screen reader say)
+        self.unnamed: dict[str, list[str]] = {}  # state: pictures without words (or charts, counted)
+
+    def check(self, page: Page, state: str) -> None:
+        page.screenshot(path=str(ARTIFACTS / f"{self.report.stem}-{len(self.states):02d}.png"), full_page=True)
+        self.states[state] = page.title()
+        self.findings.extend(audit(page, state))
+        unnamed = unnamed_pictures(page) + [
+            f"{count} chart(s) without words" for count in [unnamed_charts(page)] if count
+        ]
+        if unnamed:
+            self.unnamed[state] = unnamed
+        write_report(self.findings, self.states, self.report)  # as it goes: a failure keeps what was seen
+
+    def passed(self) -> None:
+        """Assert that no state had pictures or charts without words, nor a serious or critical finding."""
+        assert self.unnamed == {}, self.unnamed
+        bad = blocking(self.findings)
+        assert bad == [], "\n".join(f"{f.state}: {f.rule} ({f.impact}) x{f.count}: {f.targets}" for f in bad)
