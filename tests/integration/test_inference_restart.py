@@ -58,7 +58,7 @@ def test_a_stream_survives_the_service_being_killed_and_restarted(service):
 
     def student():
         # No seed: the service draws one, and the resumed request must be the same one.
-        long = request("a slow river at dusk", num_inference_steps=60, width=256, height=256,
+        long = request("a slow river at dusk", num_inference_steps=30, width=128, height=128,
                        include=["latent_preview"])  # fmt: skip
         try:
             for response in client.generate(
@@ -82,7 +82,7 @@ def test_a_stream_survives_the_service_being_killed_and_restarted(service):
     # The student's only token went to the first attempt: resumed, the same request is not charged again.
     assert not failure, failure
     assert reconnects and reconnects[0][0] == 1  # the student was told, then it reconnected
-    assert trajectory.total_steps == 60 and [s.index for s in trajectory.steps] == list(range(60))
+    assert trajectory.total_steps == 30 and [s.index for s in trajectory.steps] == list(range(30))
     assert trajectory.image is not None and trajectory.source == pb.TRAJECTORY_SOURCE_COMPUTED
     # What was cached before the crash is still served, from Redis, with no model work.
     after = collect(stub.Generate(lesson))
