@@ -50,13 +50,24 @@ def stacked_alone(generations: list[Generation]) -> torch.Tensor:
     return torch.cat([g.model_input()[0] for g in generations])
 
 
+@pytest.mark.parametrize("inference", [False, True], ids=["autograd", "inference mode"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
 @pytest.mark.parametrize("scheduler", sorted(SCHEDULERS))
-def test_every_row_of_the_joint_step_is_the_generations_own(scheduler, dtype):
+def test_every_row_of_the_joint_step_is_the_generations_own(scheduler, dtype, inference):
+    """Also in inference mode, as the service steps: there the joint step's stacks are views of the last one's."""
     model = SimulatedModel(SIMULATED_H100, H100, sleep=lambda seconds: None)
     model.dtype = dtype
     joint, alone = started(model, scheduler), started(model, scheduler)
     draw = torch.Generator().manual_seed(0)
+    with torch.inference_mode(inference):
+        _step_through(joint, alone, scheduler, dtype, draw)
+    assert all(g.done for g in joint)
+    for generation, other in zip(joint, alone, strict=True):
+        assert torch.equal(generation.latents, other.latents)
+
+
+def _step_through(joint: list[Generation], alone: list[Generation], scheduler: str, dtype: torch.dtype,
+                  draw: torch.Generator) -> None:  # fmt: skip
     for step in range(12):
         running = [i for i, (_, _, _, joins) in enumerate(CLASS) if step >= joins and not joint[i].done]
         if not running:
@@ -88,15 +99,22 @@ def test_every_row_of_the_joint_step_is_the_generations_own(scheduler, dtype):
                 strict=True,
             ):
                 np.testing.assert_array_equal(copy.numpy(), wanted.numpy())
-    assert all(g.done for g in joint)
-    for generation, other in zip(joint, alone, strict=True):
-        assert torch.equal(generation.latents, other.latents)
 
 
-def test_a_batchs_own_rows_are_that_batch_uncopied():
-    batch = torch.randn(6, 4)  # a tensor of its own (not a view), as the UNet and the scheduler return
-    assert together(list(batch.split(2))) is batch
-    assert together(list(batch.split(1))) is batch
-    reordered = together([batch[2:4], batch[0:2], batch[4:6]])
-    assert reordered is not batch and torch.equal(reordered, torch.cat([batch[2:4], batch[0:2], batch[4:6]]))
-    assert torch.equal(together([batch[0:2], batch[2:4]]), batch[:4])  # some of them: a copy
+@pytest.mark.parametrize("inference", [False, True], ids=["autograd", "inference mode"])
+def test_a_batchs_own_rows_are_that_batch_uncopied(inference: bool):
+    """In inference mode (the service's steps) a view has no `_base`: the rows' own addresses say they are the batch."""
+    with torch.inference_mode(inference):
+        batch = torch.randn(6, 4)  # a tensor of its own (not a view), as the UNet and the scheduler return
+        for rows in (list(batch.split(2)), list(batch.split(1)), [batch[0:2], batch[2:4]]):
+            joined = together(rows)
+            assert joined.data_ptr() == batch.data_ptr() and joined.is_contiguous()
+            assert torch.equal(joined, batch[: len(joined)])
+        reordered = together([batch[2:4], batch[0:2], batch[4:6]])
+        assert reordered.data_ptr() != batch.data_ptr()
+        assert torch.equal(reordered, torch.cat([batch[2:4], batch[0:2], batch[4:6]]))
+        other = torch.randn(2, 4)
+        assert torch.equal(together([batch[0:2], other]), torch.cat([batch[0:2], other]))  # two tensors: a copy
+        gap = together([batch[0:2], batch[4:6]])  # rows 2 and 3 left out: a copy, not what lies between
+        assert torch.equal(gap, torch.cat([batch[0:2], batch[4:6]]))
+        assert torch.equal(together([batch[4:6]]), batch[4:6])

@@ -76,20 +76,37 @@ def place(generation: Generation) -> tuple[str, int, int]:
 
 
 def together(rows: Sequence[torch.Tensor]) -> torch.Tensor:
-    """The rows (of a few samples each) stacked along the batch: a batch's own rows, all in order, are that batch."""
+    """The rows (of a few samples each) stacked along the batch: rows that lie one after another in memory, uncopied.
+
+    A batch's own rows (its `split`), all or some of them in order, lie end to end in its
+    memory: the stack is then a view of that memory, not a copy. Views made in inference
+    mode, as the service's steps are, have no `_base` to compare: the rows' addresses say it.
+    Anything else (rows of different tensors, or out of order) is copied by `torch.cat`.
+    """
     first = rows[0]
-    base = first._base
-    if (
-        base is not None
-        and base.shape[0] == first.shape[0] * len(rows)
-        and base.shape[1:] == first.shape[1:]
-        and base.dtype == first.dtype
-        and base.is_contiguous()
-    ):
-        start, stride = base.data_ptr(), first.numel() * first.element_size()
-        if all(row._base is base and row.data_ptr() == start + i * stride for i, row in enumerate(rows)):
-            return base
+    if first.is_contiguous():
+        size = first.numel() * first.element_size()
+        start, storage = first.data_ptr(), first.untyped_storage()
+        within = start - storage.data_ptr() + size * len(rows) <= storage.nbytes()
+        if within and all(
+            row.data_ptr() == start + i * size
+            and row.shape == first.shape
+            and row.dtype == first.dtype
+            and row.is_contiguous()
+            and row.untyped_storage().data_ptr() == storage.data_ptr()
+            for i, row in enumerate(rows)
+        ):
+            shape = (first.shape[0] * len(rows), *first.shape[1:])
+            return first.as_strided(shape, _contiguous_strides(shape), first.storage_offset())
     return torch.cat(list(rows))
+
+
+def _contiguous_strides(shape: tuple[int, ...]) -> tuple[int, ...]:
+    strides, step = [], 1
+    for size in reversed(shape):
+        strides.append(step)
+        step *= size
+    return tuple(reversed(strides))
 
 
 def _stack(values: list[Any], kept: bool = False) -> Any:
