@@ -38,7 +38,8 @@ from tqdm import tqdm
 from transformers import CLIPTextModel
 
 from services.inference.diffusion.models import CLASSROOM_FILE
-from services.inference.diffusion.teach import CAPTION_DROPOUT, weighted_noise_loss
+from services.inference.diffusion.recipe import one_cycle, weighted_noise_loss
+from services.inference.diffusion.teach import CAPTION_DROPOUT
 from services.inference.diffusion.tiny import SD1_SCHEDULER_CONFIG, clip_text_config, clip_tokenizer, save_pipeline
 from services.shapes import data
 from services.shapes.localise import keep_cross_attention, localisation_loss, shape_masks, word_positions
@@ -223,9 +224,7 @@ def train_denoiser(
         ],
         lr=config.unet_lr,
     )
-    schedule = torch.optim.lr_scheduler.OneCycleLR(
-        optimiser, config.unet_lr, total_steps=config.unet_steps, pct_start=0.05
-    )
+    schedule = one_cycle(optimiser, config.unet_lr, config.unet_steps, warmup=0.05)
     ema_unet, ema_text = _Ema(unet, config.ema_decay), _Ema(text_encoder, config.ema_decay)
     localising = config.attention_weight > 0
     if localising and masks is None:

@@ -11,13 +11,13 @@ from PIL import Image, ImageDraw
 
 from services.common.shapes_judge import judge
 from services.common.shapes_world import PALETTE, POSITIONS
+from services.inference.diffusion.recipe import one_cycle
 from services.inference.diffusion.teach import (
     MAX_STEPS,
     ROWS,
     Drawing,
     TaughtWord,
     TeachConfig,
-    _warmup_share,
     apply,
     check_word,
     silhouette,
@@ -208,19 +208,28 @@ def test_every_step_count_a_teacher_may_ask_for_has_a_learning_rate_schedule():
 
     Every count from 1 to MAX_STEPS builds the schedule the training uses; a few are run to
     their end, which is a rate near nothing. Counts whose warm-up is not exactly one step keep
-    their schedule as it was.
+    their schedule as it was (the same rates as OneCycleLR's own, step by step).
     """
     config = TeachConfig()
+
+    def optimiser() -> torch.optim.Optimizer:
+        return torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=config.unet_lr)
+
+    def rates(schedule: torch.optim.lr_scheduler.LRScheduler, steps: int) -> list[float]:
+        seen = [schedule.get_last_lr()[0]]
+        for _ in range(steps - 1):
+            schedule.optimizer.step()
+            schedule.step()
+            seen.append(schedule.get_last_lr()[0])
+        return seen
+
     for steps in range(1, MAX_STEPS + 1):
-        total = max(2, steps)
-        optimiser = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=config.unet_lr)
-        share = _warmup_share(config.warmup, total)
-        schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, config.unet_lr, total_steps=total, pct_start=share)
-        assert share == config.warmup or steps == 20, steps
+        schedule = one_cycle(optimiser(), config.unet_lr, steps, config.warmup)
         if steps in (1, 19, 20, 21, 250):
-            rates = [schedule.get_last_lr()[0]]
-            for _ in range(total - 1):
-                optimiser.step()
-                schedule.step()
-                rates.append(schedule.get_last_lr()[0])
-            assert max(rates) <= config.unet_lr * (1 + 1e-9) and rates[-1] < config.unet_lr / 100, steps
+            seen = rates(schedule, max(2, steps))
+            assert max(seen) <= config.unet_lr * (1 + 1e-9) and seen[-1] < config.unet_lr / 100, steps
+            if steps != 20:
+                own = torch.optim.lr_scheduler.OneCycleLR(
+                    optimiser(), config.unet_lr, total_steps=max(2, steps), pct_start=config.warmup
+                )
+                assert seen == rates(own, max(2, steps)), steps

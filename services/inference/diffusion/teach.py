@@ -66,6 +66,7 @@ from services.common.shapes_world import SHAPES
 from services.common.teaching import DEFAULT_STEPS  # the measured recipe (see above)
 from services.inference.diffusion.denoise import Generation, denoise
 from services.inference.diffusion.models import DiffusionModel
+from services.inference.diffusion.recipe import one_cycle, weighted_noise_loss
 from services.inference.diffusion.spec import GenerationSpec
 from services.inference.diffusion.teach_data import Drawing, silhouette, training_pictures
 
@@ -308,13 +309,7 @@ class _Learner:
                   {"params": [self.table], "lr": config.rows_lr, "weight_decay": 0.0}]  # fmt: skip
         self.optimiser = torch.optim.AdamW(groups)
         # As Shapes' training: a short warm-up, then the rate falls to nothing (the last steps settle).
-        total = max(2, steps)
-        self.schedule = torch.optim.lr_scheduler.OneCycleLR(
-            self.optimiser,
-            [config.unet_lr, config.rows_lr],
-            total_steps=total,
-            pct_start=_warmup_share(config.warmup, total),
-        )
+        self.schedule = one_cycle(self.optimiser, [config.unet_lr, config.rows_lr], steps, config.warmup)
         self.noise_schedule = DDPMScheduler.from_config(model.scheduler_config)
         self.alphas_cumprod = self.noise_schedule.alphas_cumprod.to(model.device)
 
@@ -393,19 +388,3 @@ def teach(
     # 5. The taught word: a few tensors, kept apart from Shapes.
     details = {"trains": config.trains, "seed": str(seed), "drawings": str(len(drawings))}
     return TaughtWord(word, ids, learner.taught(), steps=done, details=details)
-
-
-def _warmup_share(warmup: float, total: int) -> float:
-    """`warmup` as OneCycleLR takes it: a warm-up of exactly one step is none (OneCycleLR would divide by zero).
-
-    OneCycleLR's warm-up ends at step warmup x total - 1, and its first step divides by that
-    length: 0 when the warm-up is one step (20 steps at 5 %). A hair less starts the rate at
-    its peak, as every count with a warm-up under one step does; other counts are untouched.
-    """
-    return warmup * (1 - 1e-6) if abs(warmup * total - 1) < 1e-9 else warmup
-
-
-def weighted_noise_loss(prediction: torch.Tensor, noise: torch.Tensor, alphas_cumprod_t: torch.Tensor) -> torch.Tensor:
-    """Shapes' training loss (train.py): the noise error weighted by 1/alpha-bar_t (as predicting v), normalised."""
-    weight = 1.0 / alphas_cumprod_t
-    return (weight[:, None, None, None] * (prediction - noise) ** 2).mean() / weight.mean()
