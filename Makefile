@@ -45,7 +45,8 @@ $(GEN)/.stamp: $(PROTO_FILES) $(STAMP)
 	touch $@
 
 # Two workers, each taking whole files (their servers and browsers stay per file): much of a
-# browser or server test waits, so two share the CPU well (a 2-core machine: 12 minutes, not 19).
+# browser or server test waits, so two share the CPU well. On a 2-core machine the suite takes
+# 18.5 to 19.5 minutes; three workers were no faster there (the CPU was busy all the run).
 TEST_WORKERS ?= 2
 
 test: install  ## Install everything, check the architecture rules, then run the whole test suite.
