@@ -37,7 +37,7 @@ from tests.support.accessibility import (
     settle,
     sideways,
 )
-from tests.support.frontend import launched_chromium
+from tests.support.frontend import launched_chromium, record_hosts
 
 CLASS_CODE, TEACHER_CODE = "blue-7", "owl-42"
 PLAYER = 'iframe[title="frontend.player.trajectory_player"]'
@@ -84,14 +84,9 @@ class Person:
         self.page = self.context.new_page()
         self.page.set_default_timeout(WAIT_MS)
         self.hosts: set[str] = set()
-        self.page.on("request", lambda request: self._record(request.url))
+        record_hosts(self.page, self.hosts)
         self.page.goto(stack.url)
         expect(self.page.get_by_text("Type the class code your teacher gave you")).to_be_visible(timeout=WAIT_MS)
-
-    def _record(self, url: str) -> None:
-        parts = urlsplit(url)
-        if parts.scheme not in ("data", "blob", "about"):
-            self.hosts.add(parts.netloc)
 
     def sign_in(self, name: str) -> None:
         self.page.get_by_label("Class code").fill(CLASS_CODE)

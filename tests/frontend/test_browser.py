@@ -45,7 +45,7 @@ from tests.frontend.test_measured_claims import (
     shapes_run,
     shapes_runs,
 )
-from tests.support.frontend import stop, wait_for_frontend
+from tests.support.frontend import record_hosts, stop, wait_for_frontend
 from tests.support.servers import client_for, free_port, wait_until_serving
 
 ARTIFACTS = ROOT / "test-artifacts" / "e2e"
@@ -153,19 +153,13 @@ def page(stack, seen) -> Iterator[Page]:
     with chromium_page() as page:
         page.on("console", lambda message: record_console(seen, message.type, message.text, message.location))
         page.on("pageerror", lambda error: seen.errors.append(f"uncaught: {error}"))
-        page.on("request", lambda request: record_host(seen, request.url))
+        record_hosts(page, seen.hosts)
         yield page
 
 
 def record_console(seen: Seen, kind: str, text: str, location: dict) -> None:
     if kind == "error":
         seen.errors.append(f"console: {text} at {location.get('url', '')}")
-
-
-def record_host(seen: Seen, url: str) -> None:
-    parts = urlsplit(url)
-    if parts.scheme not in ("data", "blob"):  # made in the page itself, fetched from nowhere
-        seen.hosts.add(parts.netloc)
 
 
 def settle(page: Page, name: str, seen: Seen, stack: Stack, charts: tuple[int, int] | None = None) -> None:

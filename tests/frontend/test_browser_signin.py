@@ -15,9 +15,9 @@ from tests.frontend.test_browser import (
     Seen,
     Stack,
     record_console,
-    record_host,
     running_stack,
 )
+from tests.support.frontend import record_hosts
 
 expect.set_options(timeout=120_000)
 CLASS_CODE = "blue-7"
@@ -41,7 +41,7 @@ def watched(class_stack) -> Iterator[tuple[Page, Seen]]:
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.on("console", lambda message: record_console(seen, message.type, message.text, message.location))
         page.on("pageerror", lambda error: seen.errors.append(f"uncaught: {error}"))
-        page.on("request", lambda request: record_host(seen, request.url))
+        record_hosts(page, seen.hosts)
         yield page, seen
         browser.close()
 

@@ -32,7 +32,7 @@ from tests.frontend.test_together_browser import person
 from tests.integration.helpers import collect, request
 from tests.support.accessibility import Audits, settle
 from tests.support.drawings import CANVAS, heart_outline
-from tests.support.frontend import launched_chromium, running_frontend
+from tests.support.frontend import launched_chromium, record_hosts, running_frontend
 from tests.support.servers import ServerThread, running_server
 
 CLASS_CODE, TEACHER_CODE, TOKEN, CLASS = "owl-42", "heron-7", "the class's api token", "owls"
@@ -84,9 +84,7 @@ def people(browser: Browser, frontend_url: str) -> Iterator[Callable[[str], Page
     def make(name: str) -> Page:
         context = browser.new_context(viewport={"width": 1300, "height": 1000})
         contexts.append(context)
-        context.on(
-            "request", lambda asked: hosts.add(urlsplit(asked.url).netloc) if asked.url.startswith("http") else None
-        )
+        record_hosts(context, hosts)
         page = person(context, frontend_url, name)
         page.on("pageerror", lambda error: errors.append(f"{name}: {error}"))
         page.on("console", lambda said: errors.append(f"{name}: {said.text}") if said.type == "error" else None)

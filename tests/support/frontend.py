@@ -13,14 +13,26 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from tests.support.servers import free_port
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Browser
+    from playwright.sync_api import Browser, BrowserContext, Page
 
 ROOT = Path(__file__).resolve().parents[2]
 SCREENS = ROOT / "frontend" / "screens"
+
+
+def record_hosts(target: Page | BrowserContext, hosts: set[str]) -> None:
+    """Add to `hosts` every host a page (or every page of a context) asks for something; made in the page: none."""
+
+    def record(url: str) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("data", "blob", "about"):
+            hosts.add(parts.netloc)
+
+    target.on("request", lambda request: record(request.url))
 
 
 def page_file(name: str) -> Path:

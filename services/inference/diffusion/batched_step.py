@@ -88,25 +88,18 @@ def together(rows: Sequence[torch.Tensor]) -> torch.Tensor:
         size = first.numel() * first.element_size()
         start, storage = first.data_ptr(), first.untyped_storage()
         within = start - storage.data_ptr() + size * len(rows) <= storage.nbytes()
+        # Addresses inside the first row's own memory can only be that memory's (no storage overlaps another).
         if within and all(
             row.data_ptr() == start + i * size
             and row.shape == first.shape
             and row.dtype == first.dtype
             and row.is_contiguous()
-            and row.untyped_storage().data_ptr() == storage.data_ptr()
             for i, row in enumerate(rows)
         ):
             shape = (first.shape[0] * len(rows), *first.shape[1:])
-            return first.as_strided(shape, _contiguous_strides(shape), first.storage_offset())
+            strides = (first.numel() // first.shape[0], *first.stride()[1:])
+            return first.as_strided(shape, strides, first.storage_offset())
     return torch.cat(list(rows))
-
-
-def _contiguous_strides(shape: tuple[int, ...]) -> tuple[int, ...]:
-    strides, step = [], 1
-    for size in reversed(shape):
-        strides.append(step)
-        step *= size
-    return tuple(reversed(strides))
 
 
 def _stack(values: list[Any], kept: bool = False) -> Any:
