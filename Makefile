@@ -7,7 +7,7 @@ PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 GEN := proto/gen
 PROTO_FILES := $(wildcard proto/diffusion_classroom/v1/*.proto)
-APT_PACKAGES := redis-server chromium docker-compose openssl caddy
+APT_PACKAGES := redis-server chromium docker-compose openssl caddy libjemalloc2
 
 export PYTHONUNBUFFERED := 1
 # Tests and benchmarks never reach a model hub (`make up` may: it downloads real weights).

@@ -13,7 +13,8 @@ ENV PYTHONUNBUFFERED=1 \
 WORKDIR /app
 # A C compiler: Triton builds its kernel launchers with it when the UNet is compiled on the GPU
 # (CLASSROOM_UNET_COMPILE=auto); without one the service would serve the UNet uncompiled.
-RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev && rm -rf /var/lib/apt/lists/*
+# jemalloc: the service starts itself with it, keeping the pages each step's tensors free (services/inference/allocator.py).
+RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev libjemalloc2 && rm -rf /var/lib/apt/lists/*
 COPY requirements/ requirements/
 RUN pip install -r requirements/torch.txt && pip install -r requirements/inference.txt
 

@@ -7,6 +7,7 @@ import asyncio
 import logging
 from pathlib import Path
 
+from services.inference import allocator
 from services.inference.settings import InferenceSettings
 
 
@@ -81,6 +82,9 @@ def main(argv: list[str] | None = None) -> None:
         return
     if args.command == "health":
         raise SystemExit(0 if _is_serving(settings, args.timeout) else 1)
+    if argv is None:  # the command line's own process: it may start again with jemalloc (allocator.py)
+        allocator.reexec(settings.allocator)
+    logging.getLogger("services.inference").info(allocator.describe(settings.allocator))
     if settings.torch_threads:
         import torch
 

@@ -71,6 +71,10 @@ class InferenceSettings(TlsClientSettings):
     # A class's training (lesson 10) runs on a thread of its own, with its own count: on a small shared CPU,
     # two threads waited on each other at every one of its many small operations (docs/benchmarks.md).
     teach_threads: int = Field(1, ge=0, description="torch threads of a class's training (0: as generation).")
+    # jemalloc keeps the pages a step's tensors free for the next step (allocator.py); "system": glibc's.
+    allocator: Literal["jemalloc", "system"] = Field(
+        "jemalloc", description="'jemalloc' (when the machine has libjemalloc2) or 'system' (glibc's malloc)."
+    )
 
     # The trajectory cache. Empty: no cache (every request is computed).
     redis_url: str = Field("redis://localhost:6379/0", description="Redis for finished trajectories; empty: none.")

@@ -112,6 +112,7 @@ def measure(replicas: Replicas, students: int) -> dict:
         "first_frame_s": max((p.first_frame_s or 0.0) for p in done) if done else math.nan,
         "cpu_cores": (cpu_after - cpu_before) / seconds,
         "load": os.getloadavg()[0],
+        "rss_mb": process.memory_info().rss / 2**20,
     }
 
 
@@ -138,16 +139,17 @@ def test_the_service_loop_against_its_sleeps(service):
     lines = [
         f"\n## The service's own loop on the simulated GPU ({SIMULATED_H100}: "
         f"{H100.fixed_ms:g} ms + {H100.per_row_ms:g} ms a row)",
-        f"machine: {machine()}; batch up to {BATCH}; {ROUNDS} rounds a class, {STEPS} steps, 512 px, guided, previews",
+        f"machine: {machine()}; allocator: {os.environ.get('CLASSROOM_ALLOCATOR', 'jemalloc')}; "
+        f"batch up to {BATCH}; {ROUNDS} rounds a class, {STEPS} steps, 512 px, guided, previews",
         "| students | pictures | guided steps/s | allowed ideal | ratio | UNet sleep share of the round "
-        "| generations a call | slowest first frame s | service CPU cores | load avg |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| generations a call | slowest first frame s | service CPU cores | load avg | service memory MB |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         lines.append(
             f"| {row['students']} | {row['pictures']} | {row['achieved']:.1f} | {row['allowed']:.1f} "
             f"| {row['ratio']:.2f} | {row['ran_share']:.2f} | {row['batch']:.1f} | {row['first_frame_s']:.2f} "
-            f"| {row['cpu_cores']:.2f} | {row['load']:.1f} |"
+            f"| {row['cpu_cores']:.2f} | {row['load']:.1f} | {row['rss_mb']:.0f} |"
         )
     print("\n".join(lines))
     for row in rows:

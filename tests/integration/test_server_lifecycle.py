@@ -4,6 +4,7 @@ import signal
 import subprocess
 import threading
 import time
+from pathlib import Path
 
 import grpc
 import pytest
@@ -12,6 +13,7 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoRe
 
 from services.common.api import MODEL_LOADING, SERVICE_NAME, pb, unbatch
 from services.common.errors import error_reason, student_error
+from services.inference.allocator import jemalloc_library
 from tests.integration.helpers import collect, request
 from tests.support.servers import (
     health_status,
@@ -106,6 +108,9 @@ def test_sigterm_drains_open_streams_then_exits(tiny_dir):
     process, address = start_inference_process(env, stderr=subprocess.PIPE)
     try:
         wait_until_serving(address, process=process)
+        # The command line's process started itself again with jemalloc preloaded (allocator.py): same process.
+        assert jemalloc_library() is not None, "make install puts libjemalloc2 on the machine"
+        assert "libjemalloc" in Path(f"/proc/{process.pid}/maps").read_text()
         channel, stub = stub_for(address)
         call = stub.Generate(request(seed=4, num_inference_steps=30, width=256, height=256))
         responses = unbatch(call)
@@ -125,3 +130,4 @@ def test_sigterm_drains_open_streams_then_exits(tiny_dir):
             process.kill()
         log = process.stderr.read()
     assert "draining" in log
+    assert "memory allocator: jemalloc (dirty_decay_ms:-1" in log
