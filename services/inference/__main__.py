@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.command == "health":
         raise SystemExit(0 if _is_serving(settings, args.timeout) else 1)
     if argv is None:  # the command line's own process: it may start again with jemalloc (allocator.py)
-        allocator.reexec(settings.allocator)
+        allocator.reexec(settings.allocator, settings.jemalloc_library)
     logging.getLogger("services.inference").info(allocator.describe(settings.allocator))
     if settings.torch_threads:
         import torch

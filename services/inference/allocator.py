@@ -61,14 +61,15 @@ def environment(environ: Mapping[str, str], library: str) -> dict[str, str]:
     }
 
 
-def reexec(choice: str) -> None:
-    """Start this process again with jemalloc preloaded, when asked for and not done already; else return.
+def reexec(choice: str, library: Path | None = None) -> None:
+    """Start this process again with jemalloc (`library`, else the system's) preloaded; else return.
 
     Called by `serve` before it imports torch or opens a port: nothing is lost by starting again.
+    Nothing happens when asked for glibc's, when jemalloc is preloaded already, or when there is none.
     """
     if choice != "jemalloc" or not sys.platform.startswith("linux") or preloaded(os.environ):
         return
-    library = jemalloc_library()
+    library = str(library) if library is not None and library.is_file() else jemalloc_library()
     if library is None:
         return
     sys.stdout.flush()

@@ -75,6 +75,9 @@ class InferenceSettings(TlsClientSettings):
     allocator: Literal["jemalloc", "system"] = Field(
         "jemalloc", description="'jemalloc' (when the machine has libjemalloc2) or 'system' (glibc's malloc)."
     )
+    jemalloc_library: Path | None = Field(
+        None, description="The libjemalloc.so.2 to preload (default: the system's, where Debian and others put it)."
+    )
 
     # The trajectory cache. Empty: no cache (every request is computed).
     redis_url: str = Field("redis://localhost:6379/0", description="Redis for finished trajectories; empty: none.")

@@ -14,6 +14,8 @@ if [ -d .gpu/wheels ]; then
   "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .gpu/wheels/*.whl || exit 1
   cp -r .gpu/site/clip /tmp/site/
   export PYTHONPATH="/tmp/site:$PWD:$PWD/proto/gen" PATH="$PWD/.gpu/redis/bin:$PATH"
+  # The service preloads jemalloc as the image does (services/inference/allocator.py): the bundle's, beside Redis.
+  export CLASSROOM_JEMALLOC_LIBRARY="$PWD/.gpu/redis/lib/libjemalloc.so.2"
 else
   echo "gpu_run.sh: no .gpu/ here (tests/bench/gpu_bundle.sh makes it): $PY's own packages"
   export PYTHONPATH="$PWD:$PWD/proto/gen"

@@ -37,3 +37,13 @@ def test_system_or_already_preloaded_never_starts_again(monkeypatch):
     allocator.reexec("jemalloc")
     assert len(started) == 1 and started[0][2]["LD_PRELOAD"] == "/usr/lib/libjemalloc.so.2"
     assert "glibc's (CLASSROOM_ALLOCATOR=system)" in allocator.describe("system")
+
+
+def test_a_library_named_in_the_settings_is_preloaded(monkeypatch, tmp_path: Path):
+    started = []
+    monkeypatch.setattr(allocator.os, "execve", lambda *args: started.append(args))
+    monkeypatch.delenv("LD_PRELOAD", raising=False)
+    named = tmp_path / "libjemalloc.so.2"
+    named.write_bytes(b"")
+    allocator.reexec("jemalloc", named)
+    assert started[0][2]["LD_PRELOAD"] == str(named)
