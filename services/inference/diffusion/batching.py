@@ -30,7 +30,7 @@ import torch
 from services.inference.diffusion.batched_step import steps_together, together
 from services.inference.diffusion.denoise import Generation, finish_together, predict_noise
 from services.inference.diffusion.events import ErrorEvent, Event, StepEvent, Stopwatch
-from services.inference.diffusion.jobs import MODEL_FAILURE, Job, Outcome, Requester, Running
+from services.inference.diffusion.jobs import MODEL_FAILURE, Job, Outcome, Requester, Running, emit_all
 from services.inference.diffusion.models import DiffusionModel
 from services.inference.diffusion.spec import GenerationSpec
 from services.inference.diffusion.taught import TaughtModels
@@ -330,13 +330,12 @@ class BatchScheduler(WorkQueue):
     def _send_frames(self) -> None:
         """Send the held frames, once their copies are on the host (a stopped job's are dropped)."""
         unsent, self._unsent = self._unsent, []
-        for job, event in unsent:
+        for _, event in unsent:
             event.copied()
             if event.unet is not self._last_unet:  # one UNet call, whatever the size of its batch
                 self._last_unet = event.unet
                 self.metrics.step_seconds.observe(event.unet_seconds)
-            if not job.cancelled.is_set():
-                job.emit(event)
+        emit_all([(job, event) for job, event in unsent if not job.cancelled.is_set()])
 
     def _finish(self, ended: list[Running], failed: bool = False) -> None:
         """Generations that ended at this step (of one latent size): their images, through one decoder call."""

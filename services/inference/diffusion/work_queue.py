@@ -24,7 +24,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-from services.inference.diffusion.events import ErrorEvent, QueueEvent
+from services.inference.diffusion.events import ErrorEvent, Event, QueueEvent
 from services.inference.diffusion.jobs import (
     QUEUE_CLEARED,
     Job,
@@ -33,6 +33,7 @@ from services.inference.diffusion.jobs import (
     Requester,
     Running,
     SchedulerStats,
+    emit_all,
 )
 from services.inference.diffusion.models import DiffusionModel
 from services.inference.diffusion.spec import GenerationSpec
@@ -226,10 +227,12 @@ class WorkQueue:
             self._lock.notify()  # a paused worker lets go of a running one's tensors now
 
     def _announce_positions(self) -> None:
+        moved: list[tuple[Job, Event]] = []
         for index, job in enumerate(self._waiting, start=1):
             if job.position != index:
                 job.position = index
-                job.emit(QueueEvent(position=index, waiting=len(self._waiting)))
+                moved.append((job, QueueEvent(position=index, waiting=len(self._waiting))))
+        emit_all(moved)
         self.metrics.queue_length.set(len(self._waiting))
 
     def _release(self, job: Job, outcome: Outcome) -> None:
