@@ -3,9 +3,9 @@
 Why: every denoising step makes fresh tensors (the batch's guidance, the scheduler's
 step, the float16 copies for the wire), tens of megabytes at a class of 64. With
 glibc's allocator each of them came from pages the kernel had to map and zero again:
-protobuf's Python runtime calls `malloc_trim(0)` after every 10,000 message arenas it
-frees, which hands every free page of every glibc arena back to the system, and a
-class's stream frees that many every second or two. On the simulated GPU (2-core
+protobuf's Python runtime calls `malloc_trim(0)` after every 10,000 blocks of message
+memory it frees, which hands every free page of every glibc arena back to the system,
+and a class's stream frees that many every second or two. On the simulated GPU (2-core
 EPYC, 64 students) the worker thread took 440,000 page faults in 34 s, a third of its
 CPU time in the kernel (docs/benchmarks.md, "Page faults: protobuf's malloc_trim").
 
