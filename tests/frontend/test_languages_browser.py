@@ -14,6 +14,7 @@ from playwright.sync_api import Page, expect, sync_playwright
 
 from tests.frontend.test_browser import ARTIFACTS, CHROMIUM_ARGS, Stack, running_stack
 from tests.frontend.test_player import PLAYER
+from tests.support.accessibility import settle
 
 expect.set_options(timeout=120_000)
 
@@ -38,6 +39,7 @@ def page(stack) -> Iterator[Page]:
 def test_picking_espanol_speaks_spanish_and_a_reload_keeps_it(page: Page, stack: Stack):
     page.goto(stack.url)
     expect(page.get_by_text("with the real model's numbers, not an illustration")).to_be_visible()
+    settle(page)  # the first run over: a pick made while it runs was once never heard (radio checked, page English)
     sidebar = page.get_by_test_id("stSidebar")
     sidebar.get_by_text("Español", exact=True).click()
     expect(page.get_by_text("con los números del modelo real, no con una ilustración")).to_be_visible()
@@ -53,6 +55,7 @@ def test_picking_espanol_speaks_spanish_and_a_reload_keeps_it(page: Page, stack:
 def test_the_player_writes_its_noise_levels_the_french_way(page: Page, stack: Stack):
     page.goto(stack.url)
     expect(page.get_by_text("with the real model's numbers, not an illustration")).to_be_visible()
+    settle(page)
     page.get_by_test_id("stSidebar").get_by_text("Français", exact=True).click()
     page.get_by_test_id("stSidebarNavItems").get_by_role("link", name=re.compile("Du bruit à l'image")).click()
     expect(page.locator(PLAYER)).to_be_visible()
