@@ -20,13 +20,10 @@ libjemalloc (Debian's libjemalloc2) keeps it too, and says so in the log.
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-
-log = logging.getLogger(__name__)
 
 # Debian and Ubuntu (the images, CI), then the usual other places.
 JEMALLOC_PATHS = (

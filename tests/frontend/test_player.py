@@ -48,7 +48,7 @@ pattern => {
   const re = new RegExp(pattern);
   window.firstStatus = {
     clicked: null, shown: null, steps: [], firstStep: null, decoded: null,
-    slotBeforeGuess: null, barAtFirstStep: null, linesAtFirstStep: [],
+    slotBeforeGuess: null, linesAtFirstStep: [],
   };
   document.addEventListener("click", () => { window.firstStatus.clicked = performance.now(); }, true);
   new MutationObserver(() => {
@@ -58,18 +58,16 @@ pattern => {
     const texts = document.body.innerText.split("\\n").map(t => t.trim());
     if (status.shown === null && texts.some(t => re.test(t))) status.shown = performance.now();
     // The model's guess, drawn inline beside the status as the steps come (its caption a figcaption).
-    const captions = [...document.querySelectorAll("figcaption")].map(c => c.innerText.trim());
-    const guesses = captions.filter(t => t.startsWith("the model's guess so far"));
-    for (const t of guesses) if (!status.steps.includes(t)) status.steps.push(t);
+    const guesses = [...document.querySelectorAll("figcaption")]
+      .filter(c => c.innerText.trim().startsWith("the model's guess so far"));
+    for (const c of guesses) if (!status.steps.includes(c.innerText.trim())) status.steps.push(c.innerText.trim());
     if (status.firstStep === null && guesses.length) {
       status.firstStep = performance.now();
       // A guess is drawn only after a running status in the same box: a progress bar, whose code the
       // browser may still be loading (the first bar of a session), so its words can come a moment later.
-      const caption = [...document.querySelectorAll("figcaption")].find(c => guesses.includes(c.innerText.trim()));
-      const holder = caption.closest('[data-testid="stElementContainer"]');
+      const holder = guesses[0].closest('[data-testid="stElementContainer"]');
       const before = holder && holder.previousElementSibling;
       status.slotBeforeGuess = before !== null && before.matches('[data-testid="stElementContainer"]');
-      status.barAtFirstStep = document.querySelector('[data-testid="stProgress"]') !== null;
       status.linesAtFirstStep = texts.filter(t => /step \\d+ of \\d+|cache|classmate/.test(t)).slice(0, 3);
     }
     const decoded = document.body.innerText.includes("the VAE's decode of the last latent");
