@@ -14,11 +14,11 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from services.common.api import pb
+from services.common.api import pb, store_pb
 from services.common.codecs import encode_image, tensor_to_proto
 from services.common.trajectories import Namespace, pack, record_id, redis_key
 from services.inference.trajectories import cache
-from services.inference.trajectories.cache import RecordParts, TrajectoryStore
+from services.inference.trajectories.cache import RecordParts, SignedSoFar, TrajectoryStore
 from services.inference.trajectories.log import Trajectory
 
 MODEL = SimpleNamespace(model_id="tiny", revision="r1")
@@ -141,3 +141,69 @@ def test_without_redis_nothing_is_packed(monkeypatch):
 
     monkeypatch.setattr(cache.RecordParts, "packed", never)
     assert asyncio.run(store.save(finished_trajectory("a paper hat").snapshot(), Namespace.AD_HOC)) is False
+
+
+def signed_as_it_came(trajectory: Trajectory, count: int, secret: bytes = SECRET) -> SignedSoFar:
+    """A running signature over the trajectory's first `count` events, added one at a time as the hub adds them."""
+    signing = SignedSoFar(secret, trajectory.request, trajectory.model_id, trajectory.revision)
+    for event in trajectory.events[:count]:
+        signing.add(event)
+    return signing
+
+
+class CountingHmac:
+    """Every byte a signature reads, counted (the running signature's copy is one of these)."""
+
+    read = 0
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+
+    def update(self, data: bytes) -> None:
+        CountingHmac.read += len(data)
+        self.inner.update(data)
+
+    def digest(self) -> bytes:
+        return self.inner.digest()
+
+    def copy(self) -> CountingHmac:
+        return CountingHmac(self.inner.copy())
+
+
+@pytest.mark.parametrize("lesson_entry", ["", "change-one-word/owl/a"])
+def test_a_trajectory_signed_as_it_came_is_packed_byte_for_byte_as_the_record(lesson_entry, monkeypatch):
+    trajectory = finished_trajectory("a paper fox", lesson_entry)
+    final = trajectory.events.pop()
+    trajectory.signed_so_far = signed_as_it_came(trajectory, len(trajectory.events))
+    trajectory.signed_so_far.add(final)  # the picture is signed when made, before the log has it
+    expected = pack(trajectory.snapshot(final).record(), SECRET)
+    monkeypatch.setattr(trajectory.signed_so_far, "_signature", CountingHmac(trajectory.signed_so_far._signature))
+    CountingHmac.read = 0
+    assert trajectory.snapshot(final).packed(SECRET) == expected
+    # Only the record's last field (the lesson entry) was left to sign: not one event was read again.
+    assert CountingHmac.read == len(store_pb.TrajectoryRecord(lesson_entry_id=lesson_entry).SerializeToString())
+    trajectory.append(final)
+    assert trajectory.snapshot().packed(SECRET) == pack(trajectory.record(), SECRET)
+
+
+@pytest.mark.parametrize("signed", [0, 1, 3])
+def test_the_events_not_yet_signed_are_signed_at_the_end(signed):
+    trajectory = finished_trajectory("a paper owl")
+    trajectory.signed_so_far = signed_as_it_came(trajectory, signed)
+    assert trajectory.snapshot().packed(SECRET) == pack(trajectory.record(), SECRET)
+
+
+def test_a_running_signature_that_does_not_fit_the_record_is_not_used():
+    trajectory = finished_trajectory("a paper swan")
+    # Signed under another secret: the record is signed whole under the store's.
+    trajectory.signed_so_far = signed_as_it_came(trajectory, 3, secret=b"another secret")
+    assert trajectory.snapshot().packed(SECRET) == pack(trajectory.record(), SECRET)
+    # It signed an event the log never took (a stream stopped between encoding and appending).
+    trajectory.signed_so_far = signed_as_it_came(trajectory, 2)
+    trajectory.signed_so_far.add(pb.GenerateResponse(frame=pb.StepFrame(step_index=99)))
+    assert trajectory.snapshot().packed(SECRET) == pack(trajectory.record(), SECRET)
+    # It signed another request's events (the same events, another head).
+    other = finished_trajectory("a paper crane")
+    other.events = trajectory.events
+    trajectory.signed_so_far = signed_as_it_came(other, len(other.events))
+    assert trajectory.snapshot().packed(SECRET) == pack(trajectory.record(), SECRET)

@@ -16,10 +16,11 @@ import asyncio
 import hashlib
 import hmac
 import logging
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 import redis.asyncio as redis
@@ -53,6 +54,53 @@ _PAYLOAD_TAG = length_delimited_tag(store_pb.StoredTrajectory.DESCRIPTOR.fields_
 PACKERS = 2  # threads that pack and write finished trajectories
 
 
+def _head(request: pb.GenerateRequest, model_id: str, revision: str) -> bytes:
+    """A record's fields 1-3, as `pack` writes them before the events."""
+    head = store_pb.TrajectoryRecord(request=request, model_id=model_id, model_revision=revision)
+    return head.SerializeToString(deterministic=True)
+
+
+def _event_parts(event: pb.GenerateResponse) -> tuple[bytes, bytes, bytes]:
+    """One event as a record's field 4 element: its tag, its length and its bytes."""
+    data = event.SerializeToString(deterministic=True)
+    return _EVENT_TAG, varint(len(data)), data
+
+
+class SignedSoFar:
+    """A trajectory's signature (`pack`'s HMAC) over the events it has so far, made as each one comes.
+
+    Signing a finished trajectory reads its megabytes at once, when a class's pictures all
+    end together; signed event by event (on the frame encoders' threads, while the model
+    works on the next step) only the picture is left to sign at the end (`RecordParts.packed`).
+    Events are added in order by one thread at a time; `RecordParts.packed` reads a copy.
+    """
+
+    def __init__(self, secret: bytes, request: pb.GenerateRequest, model_id: str, revision: str) -> None:
+        self.secret = secret
+        self.head = (request, model_id, revision)
+        self._signature = hmac.new(secret, _head(request, model_id, revision), digestmod=hashlib.sha256)
+        self._events: list[pb.GenerateResponse] = []  # those signed, the very objects
+        self._lock = threading.Lock()
+
+    def add(self, event: pb.GenerateResponse) -> None:
+        parts = _event_parts(event)
+        with self._lock:
+            for part in parts:
+                self._signature.update(part)
+            self._events.append(event)
+
+    def covering(
+        self, secret: bytes, head: tuple[pb.GenerateRequest, str, str], events: tuple[pb.GenerateResponse, ...]
+    ) -> tuple[int, hmac.HMAC] | None:
+        """(how many of `events` it signed, a copy of its signature) when it signed their start; else None."""
+        with self._lock:
+            signed, signature = len(self._events), self._signature.copy()
+            same = signed <= len(events) and all(a is b for a, b in zip(self._events, events, strict=False))
+        if secret != self.secret or head != self.head or not same:
+            return None
+        return signed, signature
+
+
 @dataclass(frozen=True)
 class RecordParts:
     """A finished trajectory's record (`store_pb.TrajectoryRecord`) as its parts, to be stored off the event loop."""
@@ -62,6 +110,7 @@ class RecordParts:
     revision: str
     events: tuple[pb.GenerateResponse, ...]
     lesson_entry: str = ""
+    signed_so_far: SignedSoFar | None = field(default=None, compare=False)  # its first events, signed as they came
 
     def record(self) -> store_pb.TrajectoryRecord:
         return store_pb.TrajectoryRecord(
@@ -84,15 +133,20 @@ class RecordParts:
         the interpreter's lock while it reads megabytes) and joined once, inside the stored
         message's own fields. Never copying megabytes into new message objects, this costs
         a few milliseconds where `pack` costs 10 to 25 (tests/unit/test_trajectory_store_packing.py).
+        The events `signed_so_far` already signed (the same objects, under the same secret) are
+        not read again for the signature: only the rest, usually the picture.
         """
-        head = store_pb.TrajectoryRecord(request=self.request, model_id=self.model_id, model_revision=self.revision)
-        parts = [head.SerializeToString(deterministic=True)]
+        parts = [_head(self.request, self.model_id, self.revision)]
         for event in self.events:
-            data = event.SerializeToString(deterministic=True)
-            parts += (_EVENT_TAG, varint(len(data)), data)
+            parts += _event_parts(event)
         parts.append(store_pb.TrajectoryRecord(lesson_entry_id=self.lesson_entry).SerializeToString())
-        signature = hmac.new(secret, digestmod=hashlib.sha256)
-        for part in parts:
+        head = (self.request, self.model_id, self.revision)
+        covered = None if self.signed_so_far is None else self.signed_so_far.covering(secret, head, self.events)
+        if covered is None:
+            signature, unsigned = hmac.new(secret, digestmod=hashlib.sha256), parts
+        else:
+            signature, unsigned = covered[1], parts[1 + 3 * covered[0] :]
+        for part in unsigned:
             signature.update(part)
         stored = store_pb.StoredTrajectory(format_version=FORMAT_VERSION).SerializeToString()
         signed = store_pb.StoredTrajectory(hmac_sha256=signature.digest()).SerializeToString()

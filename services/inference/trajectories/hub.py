@@ -20,7 +20,7 @@ from concurrent.futures import Executor
 from services.common.api import pb, store_pb
 from services.common.trajectories import Namespace, trajectory_id
 from services.inference.diffusion.batching import BatchScheduler
-from services.inference.diffusion.events import ErrorEvent, FinalEvent, QueueEvent
+from services.inference.diffusion.events import ErrorEvent, FinalEvent, HeaderEvent, QueueEvent, StepEvent
 from services.inference.diffusion.jobs import MODEL_FAILURE, Job, Requester
 from services.inference.diffusion.models import DiffusionModel
 from services.inference.diffusion.probes import computed_probes
@@ -28,11 +28,21 @@ from services.inference.diffusion.spec import GenerationSpec
 from services.inference.metrics import Metrics
 from services.inference.refusals import sentences_of
 from services.inference.trajectories import frames, relay
-from services.inference.trajectories.cache import RecordParts, TrajectoryStore
+from services.inference.trajectories.cache import RecordParts, SignedSoFar, TrajectoryStore
 from services.inference.trajectories.lease import Lease
 from services.inference.trajectories.log import Trajectory
 
 log = logging.getLogger(__name__)
+
+
+def _encoded(
+    event: HeaderEvent | StepEvent | FinalEvent, model: DiffusionModel, signing: SignedSoFar | None
+) -> pb.GenerateResponse:
+    """The event's stream message (`frames.encode`), signed for the store as it is made: the encoders' work."""
+    message = frames.encode(event, model)
+    if signing is not None:
+        signing.add(message)
+    return message
 
 
 @dataclasses.dataclass
@@ -244,6 +254,10 @@ class TrajectoryHub:
         model = self.model
         index = 0  # of the event; a taken-over trajectory already holds the first ones (the owner's)
         final: pb.GenerateResponse | None = None  # the picture, held back until the trajectory is stored
+        if self.store.configured and not trajectory.events:
+            trajectory.signed_so_far = SignedSoFar(
+                self.store.secret, trajectory.request, trajectory.model_id, trajectory.revision
+            )
         try:
             while True:
                 event = await job.events.get()
@@ -257,7 +271,7 @@ class TrajectoryHub:
                     trajectory.queued(pb.QueueStatus(position=event.position, waiting=event.waiting))
                     continue
                 if index >= len(trajectory.events):
-                    message = await loop.run_in_executor(self.encoder, frames.encode, event, model)
+                    message = await loop.run_in_executor(self.encoder, _encoded, event, model, trajectory.signed_so_far)
                     if isinstance(event, FinalEvent) and not event.flagged:
                         final = message
                     else:

@@ -18,7 +18,7 @@ from services.inference.diffusion.models import DiffusionModel
 from services.inference.diffusion.probes import computed_probes
 from services.inference.refusals import TrajectoryFailed
 from services.inference.trajectories import frames
-from services.inference.trajectories.cache import RecordParts
+from services.inference.trajectories.cache import RecordParts, SignedSoFar
 
 # A batch of events a reader is behind on stays under this many bytes (unless one event alone is larger).
 MAX_BATCH_BYTES = 2**20
@@ -51,6 +51,8 @@ class Trajectory:
         self.readers = 0
         self.lesson_entry = ""  # set when a lesson asked for it: then it is kept for good
         self.stored_in: Namespace | None = None
+        # Its events signed as they come, when it is computed here from its first event (`hub._pump`).
+        self.signed_so_far: SignedSoFar | None = None
         # Its picture is made and being stored (before readers see it): it ends so, whoever still reads it.
         self.storing = False
         self.job: Job | None = None
@@ -211,4 +213,4 @@ class Trajectory:
     def snapshot(self, final: pb.GenerateResponse | None = None) -> RecordParts:
         """Its record as it stands now (and `final`: its picture, not yet in the log), to be packed off the loop."""
         events = (*self.events, final) if final is not None else tuple(self.events)
-        return RecordParts(self.request, self.model_id, self.revision, events, self.lesson_entry)
+        return RecordParts(self.request, self.model_id, self.revision, events, self.lesson_entry, self.signed_so_far)
