@@ -1,6 +1,7 @@
 """The simulated GPU: SD 1.5's shapes through the real loop; each UNet call asks for a + b x rows of sleep."""
 
 import asyncio
+import dataclasses
 import threading
 
 import numpy as np
@@ -125,6 +126,39 @@ async def test_the_worker_thread_sleeps_not_the_event_loop():
     assert len(callers) == 2 and set(callers) == {"diffusion-runner"}
     assert threading.current_thread().name not in callers
     assert events[-1].image.shape == (512, 512, 3)
+
+
+async def test_a_request_that_comes_while_the_batch_starts_joins_its_first_step():
+    """A request that comes while the ones before it start runs in their first UNet call, not a call later.
+
+    A class asks at once, but its requests reach the worker one by one over a few hundred milliseconds.
+    """
+    sleeps = Sleeps()
+    model = SimulatedModel(SIMULATED_H100, H100, sleep=sleeps)
+    starting, submitted = threading.Event(), threading.Event()
+    encode = model.encode
+
+    def slow_first_start(prompt: str):
+        if prompt == "a red circle":  # the first student's start: the second asks meanwhile
+            starting.set()
+            assert submitted.wait(30)
+        return encode(prompt)
+
+    model.encode = slow_first_start
+    scheduler = BatchScheduler(model, max_batch_size=4, max_queue=8, metrics=Metrics())
+    try:
+        first = scheduler.submit(spec(steps=3), Requester("s1"))
+        assert await asyncio.to_thread(starting.wait, 30)
+        second = scheduler.submit(dataclasses.replace(spec(steps=3), prompt="a blue square"), Requester("s2"))
+        submitted.set()
+        for job in (first, second):
+            events = []
+            while not isinstance(events[-1:] and events[-1], FinalEvent):
+                events.append(await asyncio.wait_for(job.events.get(), 60))
+    finally:
+        scheduler.close(5)
+    # Three steps, each one call of both students (4 rows): never a call for the first alone.
+    assert sleeps.asked == pytest.approx([H100.unet_seconds(4)] * 3)
 
 
 def test_its_decode_paints_the_pictures_the_decoder_makes_to_the_pixel():

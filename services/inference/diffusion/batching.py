@@ -29,7 +29,7 @@ import torch
 
 from services.inference.diffusion.batched_step import steps_together, together
 from services.inference.diffusion.denoise import Generation, finish_together, predict_noise
-from services.inference.diffusion.events import ErrorEvent, Event, StepEvent, Stopwatch
+from services.inference.diffusion.events import ErrorEvent, Event, HeaderEvent, StepEvent, Stopwatch
 from services.inference.diffusion.jobs import MODEL_FAILURE, Job, Outcome, Requester, Running, emit_all
 from services.inference.diffusion.models import DiffusionModel
 from services.inference.diffusion.spec import GenerationSpec
@@ -228,8 +228,17 @@ class BatchScheduler(WorkQueue):
                 if self._closing:
                     break
                 admitted = self._admit()
-            for job in admitted:
-                self._start(job)
+            headers: list[tuple[Job, Event]] = []
+            while admitted:
+                headers += [(job, header) for job in admitted if (header := self._start(job)) is not None]
+                # Those that came while these started join the same step: a class asking at once reaches
+                # this thread over a few hundred milliseconds, and starting it takes a few milliseconds a
+                # student; left for the next turn, they would wait out a whole UNet call and end a call later.
+                with self._lock:
+                    admitted = self._admit()
+            # The headers go once every start is made: encoding and sending them (the event loop's and the
+            # encoders' work) then runs beside the UNet call, not between the starts on this thread.
+            emit_all(headers)
             self._drop_cancelled()
             if self._running or self._training:
                 turn = self._next_group()
@@ -239,7 +248,8 @@ class BatchScheduler(WorkQueue):
                     self._step(turn)
         self._send_frames()  # the service stops: what was computed still goes out
 
-    def _start(self, job: Job) -> None:
+    def _start(self, job: Job) -> HeaderEvent | None:
+        """Start a generation (prompt encoded, scheduler and noise made): its header to send, or None if it failed."""
         group = self._group_of(job.spec)
         self.metrics.queue_seconds.observe(time.perf_counter() - job.submitted_at)
         try:
@@ -247,17 +257,18 @@ class BatchScheduler(WorkQueue):
             if model is None:
                 raise LookupError(f"no class model {job.spec.taught} here")
             generation = Generation(model, job.spec)
-            job.emit(generation.start())
+            header = generation.start()
         except Exception:
             log.exception("could not start generation: %s", job.spec)
             job.emit(ErrorEvent(MODEL_FAILURE))
             with self._lock:
                 self._release(job, Outcome.FAILED)
-            return
+            return None
         with self._lock:
             self._running.append(Running(job, generation, time.perf_counter(), group))
             self._stats.generations_started += 1
         self.metrics.running.set(len(self._running))
+        return header
 
     def _drop_cancelled(self) -> None:
         """Cancelled generations leave between steps; their tensors go with them (held frames are dropped)."""
