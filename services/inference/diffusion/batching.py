@@ -235,7 +235,7 @@ class BatchScheduler(WorkQueue):
                 # this thread over a few hundred milliseconds, and starting it takes a few milliseconds a
                 # student; left for the next turn, they would wait out a whole UNet call and end a call later.
                 with self._lock:
-                    admitted = self._admit()
+                    admitted = [] if self._paused or self._closing else self._admit()
             # The headers go once every start is made: encoding and sending them (the event loop's and the
             # encoders' work) then runs beside the UNet call, not between the starts on this thread.
             emit_all(headers)
