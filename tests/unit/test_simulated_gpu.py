@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 import torch
 
+from services.inference.diffusion import batching
+from services.inference.diffusion import denoise as denoise_module
 from services.inference.diffusion.batching import BatchScheduler
 from services.inference.diffusion.denoise import Generation, denoise, finish_together, predict_noise
 from services.inference.diffusion.events import FinalEvent
@@ -159,6 +161,46 @@ async def test_a_request_that_comes_while_the_batch_starts_joins_its_first_step(
         scheduler.close(5)
     # Three steps, each one call of both students (4 rows): never a call for the first alone.
     assert sleeps.asked == pytest.approx([H100.unet_seconds(4)] * 3)
+
+
+async def test_each_step_s_frames_go_once_the_next_call_s_inputs_are_made(monkeypatch):
+    """On the CPU a step's frames are sent just before the next UNet call: after its inputs, not beside them.
+
+    The encoders and the event loop then work on them while the call runs (here: sleeps), not while
+    the worker stacks the batch's inputs.
+    """
+    order: list[str] = []
+    model = SimulatedModel(SIMULATED_H100, H100, sleep=lambda seconds: order.append("call"))
+    inputs, emit_all = denoise_module.model_inputs, batching.emit_all
+
+    def made(generations):
+        order.append("inputs")
+        return inputs(generations)
+
+    def sent(events):
+        if events:  # (with nothing held, nothing is sent)
+            order.append("send " + ", ".join(type(event).__name__ for _, event in events))
+        emit_all(events)
+
+    monkeypatch.setattr(denoise_module, "model_inputs", made)
+    monkeypatch.setattr(batching, "emit_all", sent)
+    scheduler = BatchScheduler(model, max_batch_size=4, max_queue=8, metrics=Metrics())
+    try:
+        job = scheduler.submit(spec(steps=3), Requester("s1"))
+        events = []
+        while not isinstance(events[-1:] and events[-1], FinalEvent):
+            events.append(await asyncio.wait_for(job.events.get(), 60))
+    finally:
+        scheduler.close(5)
+    assert order == [
+        "send HeaderEvent",
+        *("inputs", "call"),
+        *("inputs", "send StepEvent", "call"),
+        *("inputs", "send StepEvent", "call"),
+        "send StepEvent",  # the last step's frame, before the picture
+    ]
+    kinds = [type(event).__name__ for event in events if type(event).__name__ != "QueueEvent"]
+    assert kinds == ["HeaderEvent", *["StepEvent"] * 3, "FinalEvent"]
 
 
 def test_its_decode_paints_the_pictures_the_decoder_makes_to_the_pixel():

@@ -304,15 +304,15 @@ class BatchScheduler(WorkQueue):
         of frames on the server's thread) overlaps the device's work instead of
         following it. Each frame thus reaches its reader one step later. On the CPU
         the UNet call is the work itself (or, simulated, a sleep), and every copy is
-        done: the frames go before it, so that they are encoded and sent while it
-        runs, not while this thread does the step's own work after it.
+        done: the frames go once its inputs are made, just before it, so that they are
+        encoded and sent while it runs, not while this thread makes the inputs or does
+        the step's own work after it.
         """
         generations = [r.generation for r in batch]
-        if generations[0].model.device.type == "cpu":
-            self._send_frames()
+        on_cpu = generations[0].model.device.type == "cpu"
         try:
             with torch.inference_mode():
-                pairs, unet = predict_noise(generations[0].model, generations)
+                pairs, unet = predict_noise(generations[0].model, generations, self._send_frames if on_cpu else None)
                 # Guidance, the scheduler's step, x0 and the copies, as tensor work for the batch at once.
                 steps_together(generations, together(pairs))
         except Exception:

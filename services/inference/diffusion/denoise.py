@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
@@ -146,13 +146,17 @@ class Generation:
         return finish_together([self], [queue_seconds], [total_seconds])[0]
 
 
-def predict_noise(model: DiffusionModel, generations: list[Generation]) -> tuple[list[torch.Tensor], Stopwatch]:
+def predict_noise(
+    model: DiffusionModel, generations: list[Generation], inputs_made: Callable[[], None] | None = None
+) -> tuple[list[torch.Tensor], Stopwatch]:
     """4a. The UNet on both branches of every generation in a batch, in one call: each generation's pair of rows."""
-    noise, stopwatch = predict_noise_together(model, generations)
+    noise, stopwatch = predict_noise_together(model, generations, inputs_made)
     return list(noise.split(2)), stopwatch
 
 
-def predict_noise_together(model: DiffusionModel, generations: list[Generation]) -> tuple[torch.Tensor, Stopwatch]:
+def predict_noise_together(
+    model: DiffusionModel, generations: list[Generation], inputs_made: Callable[[], None] | None = None
+) -> tuple[torch.Tensor, Stopwatch]:
     """4a. The UNet on both branches of every generation in a batch, in one call.
 
     Each generation brings its latent twice (unconditional, conditional), its own
@@ -163,6 +167,8 @@ def predict_noise_together(model: DiffusionModel, generations: list[Generation])
     conditional branch (`Generation.attention`), recorded beside the same call.
     """
     latents, timesteps, embeddings = model_inputs(generations)
+    if inputs_made is not None:  # (the batching worker sends the last step's frames here: see `BatchScheduler._step`)
+        inputs_made()
     # The conditional branch is the last row of each generation's pair.
     watched = [(2 * i + 1, g) for i, g in enumerate(generations) if g.wants_attention]
     stopwatch = Stopwatch(model.device)
