@@ -39,6 +39,7 @@ class GatedStore:
         self.saving = asyncio.Event()
         self.saves: list[tuple[Namespace, str, bool, int]] = []  # namespace, lesson entry, picture in the log, events
         self.configured = True
+        self.secret = b"storing test"  # (each event is signed for the store as it is encoded)
 
     async def load(self, key: str) -> None:
         return None

@@ -254,11 +254,11 @@ class TrajectoryHub:
         model = self.model
         index = 0  # of the event; a taken-over trajectory already holds the first ones (the owner's)
         final: pb.GenerateResponse | None = None  # the picture, held back until the trajectory is stored
-        if self.store.configured and not trajectory.events:
-            trajectory.signed_so_far = SignedSoFar(
-                self.store.secret, trajectory.request, trajectory.model_id, trajectory.revision
-            )
         try:
+            if self.store.configured and not trajectory.events:
+                trajectory.signed_so_far = SignedSoFar(
+                    self.store.secret, trajectory.request, trajectory.model_id, trajectory.revision
+                )
             while True:
                 event = await job.events.get()
                 if isinstance(event, ErrorEvent):
