@@ -43,12 +43,12 @@ class UnetCalls:
         self.on_call = None  # called with the call's generations before it runs (from the worker thread)
 
     def wrap(self, predict):
-        def recorded(model, generations):
+        def recorded(model, generations, *rest):
             if self.on_call is not None:
                 self.on_call(generations)
             with self.lock:
                 self.calls.append([(g.spec.prompt, g.spec.width, g.spec.height) for g in generations])
-            return predict(model, generations)
+            return predict(model, generations, *rest)
 
         return recorded
 
