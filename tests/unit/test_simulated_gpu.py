@@ -12,8 +12,8 @@ from services.inference.diffusion import batching
 from services.inference.diffusion import denoise as denoise_module
 from services.inference.diffusion.batching import BatchScheduler
 from services.inference.diffusion.denoise import Generation, denoise, finish_together, predict_noise
-from services.inference.diffusion.events import FinalEvent
-from services.inference.diffusion.jobs import Requester
+from services.inference.diffusion.events import Event, FinalEvent
+from services.inference.diffusion.jobs import Job, Requester
 from services.inference.diffusion.models import DiffusionModel
 from services.inference.diffusion.simulated import H100, SIMULATED_H100, SimulatedModel, load_model
 from services.inference.diffusion.spec import GenerationSpec
@@ -43,6 +43,14 @@ def spec(seed: int = 1, steps: int = 3, include: frozenset[str] = frozenset()) -
         scheduler="dpm_solver_pp",
         include=include,
     )
+
+
+async def to_the_picture(job: Job) -> list[Event]:
+    """A job's events as the worker sends them, up to and with its picture."""
+    events: list[Event] = []
+    while not isinstance(events[-1:] and events[-1], FinalEvent):
+        events.append(await asyncio.wait_for(job.events.get(), 60))
+    return events
 
 
 @pytest.fixture(autouse=True)
@@ -120,9 +128,7 @@ async def test_the_worker_thread_sleeps_not_the_event_loop():
     scheduler = BatchScheduler(model, max_batch_size=4, max_queue=8, metrics=Metrics())
     try:
         job = scheduler.submit(spec(steps=2), Requester("s1"))
-        events = []
-        while not isinstance(events[-1:] and events[-1], FinalEvent):
-            events.append(await asyncio.wait_for(job.events.get(), 60))
+        events = await to_the_picture(job)
     finally:
         scheduler.close(5)
     assert len(callers) == 2 and set(callers) == {"diffusion-runner"}
@@ -154,9 +160,7 @@ async def test_a_request_that_comes_while_the_batch_starts_joins_its_first_step(
         second = scheduler.submit(dataclasses.replace(spec(steps=3), prompt="a blue square"), Requester("s2"))
         submitted.set()
         for job in (first, second):
-            events = []
-            while not isinstance(events[-1:] and events[-1], FinalEvent):
-                events.append(await asyncio.wait_for(job.events.get(), 60))
+            await to_the_picture(job)
     finally:
         scheduler.close(5)
     # Three steps, each one call of both students (4 rows): never a call for the first alone.
@@ -187,9 +191,7 @@ async def test_each_step_s_frames_go_once_the_next_call_s_inputs_are_made(monkey
     scheduler = BatchScheduler(model, max_batch_size=4, max_queue=8, metrics=Metrics())
     try:
         job = scheduler.submit(spec(steps=3), Requester("s1"))
-        events = []
-        while not isinstance(events[-1:] and events[-1], FinalEvent):
-            events.append(await asyncio.wait_for(job.events.get(), 60))
+        events = await to_the_picture(job)
     finally:
         scheduler.close(5)
     assert order == [
