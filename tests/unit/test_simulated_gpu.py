@@ -53,6 +53,15 @@ async def to_the_picture(job: Job) -> list[Event]:
     return events
 
 
+async def one_picture(model: SimulatedModel, steps: int) -> list[Event]:
+    """One student's picture through the service's batch scheduler: its events, to the picture."""
+    scheduler = BatchScheduler(model, max_batch_size=4, max_queue=8, metrics=Metrics())
+    try:
+        return await to_the_picture(scheduler.submit(spec(steps=steps), Requester("s1")))
+    finally:
+        scheduler.close(5)
+
+
 @pytest.fixture(autouse=True)
 def threads_kept():
     """Loading the preset sets torch's threads for its process; later tests in this one must not inherit it.
@@ -125,12 +134,7 @@ async def test_the_worker_thread_sleeps_not_the_event_loop():
     """The service's worker thread makes the UNet call, so the sleep never holds up a stream on the event loop."""
     callers: list[str] = []
     model = SimulatedModel(SIMULATED_H100, H100, sleep=lambda seconds: callers.append(threading.current_thread().name))
-    scheduler = BatchScheduler(model, max_batch_size=4, max_queue=8, metrics=Metrics())
-    try:
-        job = scheduler.submit(spec(steps=2), Requester("s1"))
-        events = await to_the_picture(job)
-    finally:
-        scheduler.close(5)
+    events = await one_picture(model, steps=2)
     assert len(callers) == 2 and set(callers) == {"diffusion-runner"}
     assert threading.current_thread().name not in callers
     assert events[-1].image.shape == (512, 512, 3)
@@ -188,12 +192,7 @@ async def test_each_step_s_frames_go_once_the_next_call_s_inputs_are_made(monkey
 
     monkeypatch.setattr(denoise_module, "model_inputs", made)
     monkeypatch.setattr(batching, "emit_all", sent)
-    scheduler = BatchScheduler(model, max_batch_size=4, max_queue=8, metrics=Metrics())
-    try:
-        job = scheduler.submit(spec(steps=3), Requester("s1"))
-        events = await to_the_picture(job)
-    finally:
-        scheduler.close(5)
+    events = await one_picture(model, steps=3)
     assert order == [
         "send HeaderEvent",
         *("inputs", "call"),
