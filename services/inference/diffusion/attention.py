@@ -27,6 +27,8 @@ import torch
 import torch.nn.functional as F
 from diffusers.models.attention_processor import Attention
 
+from services.inference.diffusion.to_device import on_device
+
 
 @dataclass(frozen=True)
 class ResolutionMaps:
@@ -152,7 +154,7 @@ class CrossAttentionProbe:
     @contextmanager
     def recording(self, rows: list[int], latent_size: tuple[int, int], device: torch.device) -> Iterator[_Recording]:
         """Record the maps of these rows of the next UNet call(s); read them with `.results()` inside."""
-        self.active = _Recording(torch.tensor(rows, device=device, dtype=torch.long), latent_size)
+        self.active = _Recording(on_device(rows, torch.long, device), latent_size)
         try:
             yield self.active
         finally:

@@ -32,6 +32,7 @@ import torch
 
 from services.inference.diffusion.events import HostCopy, StepEvent, Stopwatch
 from services.inference.diffusion.schedulers import SCHEDULERS, predicted_x0
+from services.inference.diffusion.to_device import on_device
 
 if TYPE_CHECKING:
     from services.inference.diffusion.models import DiffusionModel
@@ -148,10 +149,10 @@ def model_inputs(generations: list[Generation]) -> tuple[torch.Tensor, torch.Ten
             order[i] = offset + position
         offset += len(members)
     stacked = scaled[0] if len(scaled) == 1 else torch.cat(scaled)
-    pairs = torch.tensor(np.repeat(order, 2), device=stacked.device)
+    pairs = on_device(np.repeat(order, 2), torch.long, stacked.device)
     latents = stacked.index_select(0, pairs)
     values = [g.timestep_values[g.step_index] for g in generations]
-    timesteps = torch.tensor(values, dtype=torch.float32).repeat_interleave(2)
+    timesteps = on_device(np.repeat(values, 2), torch.float32, stacked.device)
     return latents, timesteps, _texts([g.branch_embeddings if g.branched else g.embeddings for g in generations])
 
 
@@ -242,12 +243,12 @@ def _step_joined(generations: list[Generation], noise: torch.Tensor, rows: list[
     stopwatch = Stopwatch(generations[0].model.device)
     pairs = noise.view(batch, 2, *noise.shape[1:])
     if len(rows) < batch:
-        pairs = pairs.index_select(0, torch.tensor(rows, device=noise.device))
+        pairs = pairs.index_select(0, on_device(rows, torch.long, noise.device))
     unconditional, conditional = pairs[:, 0], pairs[:, 1]
 
     # 4b. Guidance, each generation at its own scale: a float32 column, as a plain number is multiplied.
     scales = [g.spec.reads_at(g.step_index)[2] for g in generations]
-    column = torch.tensor(scales, dtype=torch.float32).view(-1, *[1] * (noise.dim() - 1)).to(noise.device)
+    column = on_device(scales, torch.float32, noise.device).view(-1, *[1] * (noise.dim() - 1))
     guided = unconditional + (column * (conditional - unconditional)).to(noise.dtype)
 
     groups: dict[tuple[str, int, int], list[int]] = {}
@@ -258,7 +259,7 @@ def _step_joined(generations: list[Generation], noise: torch.Tensor, rows: list[
     for members in groups.values():
         lead = generations[members[0]]
         schedulers = [generations[i].scheduler for i in members]
-        index = torch.tensor(members, device=noise.device)
+        index = on_device(members, torch.long, noise.device)
         model_output = guided if whole else guided.index_select(0, index)
         sample = together([generations[i].latents for i in members])
         t = lead.timesteps[lead.step_index]

@@ -6,10 +6,20 @@ the model's precision (float16 on a GPU), for every scheduler kind, with a class
 at mixed places: schedules of two lengths, a late joiner, guidance scales apart
 (0 among them) and a branch. The UNet's noise prediction is drawn at random on
 the device (the comparison is of what follows the UNet).
+
+It also counts where the joint step (its inputs, guidance, the scheduler's step, the
+copies and each generation's taking of its rows) made the worker wait for the device:
+every wait after a UNet call is queued leaves the GPU idle while the worker prepares the
+next call (services/inference/diffusion/to_device.py). A scheduler's first step finds its
+place in the schedule on the device (diffusers' `index_for_timestep`): those are counted apart.
 """
 
 from __future__ import annotations
 
+import warnings
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -57,6 +67,26 @@ def _started(model: DiffusionModel, scheduler: str, members: list[tuple[int, int
     return generations
 
 
+@contextmanager
+def counted_waits(waits: Counter[str]) -> Iterator[None]:
+    """Count each synchronisation with the device inside, by the line of our code (or diffusers') that made it."""
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        previous = torch.cuda.get_sync_debug_mode()
+        torch.cuda.set_sync_debug_mode("warn")
+    else:
+        previous = None
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            yield
+    finally:
+        if previous is not None:
+            torch.cuda.set_sync_debug_mode(previous)
+    for warning in caught:  # PyTorch's warning names the Python line that asked for the operation
+        if "synchroniz" in str(warning.message):
+            waits[f"{warning.filename.split('/')[-1]}:{warning.lineno}"] += 1
+
+
 def compare_scheduler(model: DiffusionModel, scheduler: str, students: int, size: int) -> dict[str, Any]:
     """One scheduler kind: every row of every step, joint against alone; the mismatches and the largest difference."""
     members = _class(students)
@@ -64,21 +94,30 @@ def compare_scheduler(model: DiffusionModel, scheduler: str, students: int, size
     draw = torch.Generator(device=model.device).manual_seed(0)
     rows = joined = mismatched = 0
     largest = 0.0
+    first_waits: Counter[str] = Counter()  # at a generation's first step: its place in the schedule
+    waits: Counter[str] = Counter()  # at every other step
     with torch.inference_mode():
         for step in range(12):
             running = [i for i, (*_, joins) in enumerate(members) if step >= joins and not joint[i].done]
             if not running:
                 break
             batch, reference = [joint[i] for i in running], [alone[i] for i in running]
-            latents, _, _ = model_inputs(batch)
+            counter = first_waits if any(g.step_index == 0 for g in batch) else waits
+            with counted_waits(counter):
+                latents, _, _ = model_inputs(batch)
             inputs_equal = torch.equal(latents, torch.cat([g.model_input()[0] for g in reference]))
             noise = torch.randn(
                 (2 * len(batch), *latents.shape[1:]), generator=draw, device=model.device, dtype=torch.float32
             ).to(model.dtype)
-            steps_together(batch, noise)
+            with counted_waits(counter):
+                steps_together(batch, noise)
             joined += sum(g.rows is not None for g in batch)
-            for generation, other, pair in zip(batch, reference, noise.split(2), strict=True):
-                event = generation.finish_step(pair, None, batch_size=2 * len(batch))
+            with counted_waits(counter):
+                events = [
+                    generation.finish_step(pair, None, batch_size=2 * len(batch))
+                    for generation, pair in zip(batch, noise.split(2), strict=True)
+                ]
+            for generation, other, pair, event in zip(batch, reference, noise.split(2), events, strict=True):
                 expected = guided_step(other, pair.clone(), None, batch_size=2 * len(batch))
                 pairs = [(generation.latents, other.latents)]
                 pairs += [
@@ -104,6 +143,8 @@ def compare_scheduler(model: DiffusionModel, scheduler: str, students: int, size
         "largest_difference": largest,
         "all_done": all(g.done for g in joint),
         "final_latents_equal": all(torch.equal(a.latents, b.latents) for a, b in zip(joint, alone, strict=True)),
+        "waits_first_steps": dict(first_waits),
+        "waits_other_steps": dict(waits),
     }
 
 

@@ -201,7 +201,15 @@ def _exactness(exactness: dict[str, Any] | None) -> list[str]:
         "",
     ]
     return lines + _table(
-        ["scheduler", "rows", "joined", "mismatched", "largest difference", "final latents equal"],
+        [
+            "scheduler",
+            "rows",
+            "joined",
+            "mismatched",
+            "largest difference",
+            "final latents equal",
+            "waits for the device: later steps / first steps",
+        ],
         [
             [
                 r["scheduler"] + (" (ancestral: alone)" if r["ancestral"] else ""),
@@ -210,10 +218,18 @@ def _exactness(exactness: dict[str, Any] | None) -> list[str]:
                 str(r["mismatched_rows"]),
                 _f(r["largest_difference"], ".3g"),
                 str(r["final_latents_equal"]),
+                f"{_waits(r.get('waits_other_steps'))} / {_waits(r.get('waits_first_steps'))}",
             ]
             for r in exactness["schedulers"]
         ],
     )
+
+
+def _waits(waits: dict[str, int] | None) -> str:
+    """How many times the worker waited for the device, and where (`exactness.counted_waits`)."""
+    if waits is None:
+        return "-"
+    return f"{sum(waits.values())}" + (f" ({', '.join(f'{k} x{n}' for k, n in waits.items())})" if waits else "")
 
 
 def _compile_start(start: dict[str, Any] | None) -> list[str]:

@@ -1,0 +1,29 @@
+"""Small numbers for the device (row indices, timesteps, guidance scales), copied without waiting for it.
+
+`torch.tensor(values, device="cuda")`, or a CPU tensor's `.to("cuda")`, copies from pageable
+memory, and such a copy waits until everything queued on the device before it is done.
+The batching worker makes these numbers right after it queues a UNet call: each such copy
+made it wait for that call, so the GPU then sat idle while the worker did the step's Python
+and launched the next call (on an H200, about 45 ms a step beside a 184 ms call of 32
+students). Copied from pinned memory the numbers are queued like any kernel, and the worker
+goes on to queue the next step while the device works.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+
+def on_device(values: Sequence[float] | np.ndarray, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """`values` as a tensor of `dtype` on `device`: on a GPU, copied behind the work already queued, not waited for.
+
+    The pinned memory comes from PyTorch's caching host allocator, which keeps it until the
+    copy has run: the tensor on the host may go as soon as this returns.
+    """
+    host = torch.tensor(values, dtype=dtype)
+    if device.type != "cuda":
+        return host.to(device)
+    return host.pin_memory().to(device, non_blocking=True)
