@@ -1,7 +1,7 @@
 #!/bin/sh
 # On the GPU machine, in the repository root, with `.gpu` and `proto/gen` carried
 # (see tests/bench/gpu_bundle.sh): install the wheels beside the image's PyTorch,
-# then run the whole GPU suite (about 9 minutes on one H100 or H200), its figures
+# then run the GPU suite (at most 9 minutes on one H100 or H200), its figures
 # into $OUT (or ./gpu-suite-out).
 # Extra arguments go to the suite (e.g. --parts speed --budget-s 300).
 # On a CPU, for a check of the script itself: PY=.venv/bin/python sh tests/bench/gpu_run.sh --smoke

@@ -45,7 +45,7 @@ from tests.frontend.test_measured_claims import (
     shapes_run,
     shapes_runs,
 )
-from tests.support.frontend import record_hosts, stop, wait_for_frontend
+from tests.support.frontend import record_hosts, stop, wait_for_frontend, wait_for_pictures
 from tests.support.servers import client_for, free_port, wait_until_serving
 
 ARTIFACTS = ROOT / "test-artifacts" / "e2e"
@@ -84,8 +84,16 @@ class Seen:
 
 
 @pytest.fixture(scope="module")
-def seen() -> Seen:
+def browser_seen() -> Seen:
     return Seen()
+
+
+@pytest.fixture
+def seen(browser_seen: Seen) -> Seen:
+    """What the module's browser reports, from this test's start: one test's findings are its own, not the next's."""
+    browser_seen.errors.clear()
+    browser_seen.hosts.clear()
+    return browser_seen
 
 
 @contextmanager
@@ -149,7 +157,8 @@ def chromium_page(artifacts: Path = ARTIFACTS, timeout_ms: int = 120_000) -> Ite
 
 
 @pytest.fixture(scope="module")
-def page(stack, seen) -> Iterator[Page]:
+def page(stack, browser_seen) -> Iterator[Page]:
+    seen = browser_seen
     with chromium_page() as page:
         page.on("console", lambda message: record_console(seen, message.type, message.text, message.location))
         page.on("pageerror", lambda error: seen.errors.append(f"uncaught: {error}"))
@@ -170,6 +179,7 @@ def settle(page: Page, name: str, seen: Seen, stack: Stack, charts: tuple[int, i
     """
     page.wait_for_timeout(300)
     expect(page.locator('[data-testid="stStatusWidget"]')).to_have_count(0, timeout=120_000)
+    wait_for_pictures(page)
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
     exceptions = page.locator('[data-testid="stException"]')
     assert exceptions.count() == 0, exceptions.first.inner_text()
@@ -396,7 +406,9 @@ def test_lesson_9_shows_its_training_pictures_dog_and_a_copy_check(page: Page, s
     from services.common.api import pb
     from tests.integration.helpers import collect
 
-    client = client_for(stack.grpc)
+    quiet_class(stack.grpc)  # the lessons opened before may still be computing their pictures
+    # What the page should say, learned from the service: on a busy machine a quick call may take a while.
+    client = client_for(stack.grpc, request_timeout_s=300)
     try:
         first = client.training_samples(0, 12).pictures[0]
         dog = next(t for t in client.tokenize("a dog").tokens if t.text == "dog")

@@ -14,6 +14,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from tests.support.frontend import wait_for_pictures
+
 if TYPE_CHECKING:
     from playwright.sync_api import Page
 
@@ -175,6 +177,7 @@ def settle(page: Page) -> None:
     page.wait_for_timeout(300)
     expect(page.get_by_test_id("stApp")).to_have_attribute("data-test-script-state", "notRunning", timeout=WAIT_MS)
     expect(page.locator('[data-testid="stStatusWidget"]')).to_have_count(0, timeout=WAIT_MS)
+    wait_for_pictures(page, WAIT_MS)
     exceptions = page.locator('[data-testid="stException"]')
     assert exceptions.count() == 0, exceptions.first.inner_text()
 

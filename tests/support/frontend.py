@@ -35,6 +35,21 @@ def record_hosts(target: Page | BrowserContext, hosts: set[str]) -> None:
     target.on("request", lambda request: record(request.url))
 
 
+# Every picture of the page's own document has either arrived or failed (a failure is a console error).
+PICTURES_SETTLED = "() => [...document.images].every(picture => picture.complete)"
+
+
+def wait_for_pictures(page: Page, timeout_ms: float = 120_000) -> None:
+    """Until every picture on the page has arrived (or failed: the console says so).
+
+    A click that leaves a page ends its script run, and the server then drops that run's
+    pictures: one the browser was still fetching, on a slow machine, comes back
+    "not found", an error no student would see but the tests rightly count. A test
+    that moves on only once the pictures are in reads the page as a student does.
+    """
+    page.wait_for_function(PICTURES_SETTLED, timeout=timeout_ms)
+
+
 def page_file(name: str) -> Path:
     """A page of the menu by its name (its address): a lesson in screens/lessons/, any other page beside them."""
     lesson = SCREENS / "lessons" / f"{name}.py"

@@ -91,9 +91,16 @@ def running_server(settings: InferenceSettings, wait_for_model: bool = True) -> 
         server.stop()
 
 
-def client_for(address: str) -> ClassroomClient:
-    """The shared client (as the front end and precompute use it) for a server on loopback."""
-    return ClassroomClient(ClientSettings(inference_addr=address))
+def client_for(address: str, request_timeout_s: float | None = None) -> ClassroomClient:
+    """The shared client (as the front end and precompute use it) for a server on loopback.
+
+    `request_timeout_s`: a quick call's deadline, where not the front end's (a test that only
+    learns from the service what a page should say may wait longer on a busy machine).
+    """
+    settings = ClientSettings(inference_addr=address)
+    if request_timeout_s is not None:
+        settings = settings.model_copy(update={"request_timeout_s": request_timeout_s})
+    return ClassroomClient(settings)
 
 
 def stub_for(address: str) -> tuple[grpc.Channel, pb_grpc.DiffusionServiceStub]:

@@ -13,7 +13,8 @@ probes' host copies and the joint step's guidance, scheduler and copies with a
 profile of the GPU's idle time and the VAE decode batched, a class batching on
 and off, the GPU tests, the speed options with their difference from the
 pipeline, a class's generations starting (as before and now), and the class
-load test. The GPU plan leaves out the class load test (`--parts` runs it).
+load test. The GPU plan runs what stage 20 still reads (the models, the device, the
+exactness, the compiled start, the class and the stream); `--parts` runs the others.
 
 Each part runs in a child process of its own session with its own deadline: a
 part that fails, runs out of memory or hangs is killed (with the services it

@@ -94,7 +94,40 @@ def part_device(ctx: Context) -> dict[str, Any]:
         figures |= {"gpu_total_bytes": total, "model_bytes": torch.cuda.memory_allocated(model.device)}
     if ctx.plan.model == "sd15":
         figures["stated_bound_steps_per_s"] = STATED_H100_BOUND
+    figures["new_sizes"] = _first_calls(model, ctx)
     return figures
+
+
+def _first_calls(model: DiffusionModel, ctx: Context) -> list[dict[str, Any]]:
+    """A UNet call at a batch size this process has not run yet, against the same size again, by attention kind.
+
+    A class that grows student by student meets many batch sizes; if the first call at each
+    costs far more than the next (cuDNN's attention plans its kernels per shape), the class's
+    first frames wait for it. The sizes differ between the two kinds, so each first call is new.
+    """
+    attention_was = torch.backends.cuda.cudnn_sdp_enabled()
+    specs = class_specs(ctx, 9)
+    rows = []
+    try:
+        for cudnn, counts in ((True, (3, 5)), (False, (7, 9))):
+            torch.backends.cuda.enable_cudnn_sdp(cudnn)
+            for count in counts:
+                generations = [Generation(model, spec) for spec in specs[:count]]
+                for generation in generations:
+                    generation.start()
+                seconds = []
+                for _ in range(3):
+                    sync(model.device)
+                    started = time.perf_counter()
+                    with torch.inference_mode():
+                        predict_noise(model, generations)
+                    sync(model.device)
+                    seconds.append(time.perf_counter() - started)
+                rows.append({"cudnn_attention": cudnn, "generations": count, "first_s": seconds[0],
+                             "again_s": min(seconds[1:])})  # fmt: skip
+    finally:
+        torch.backends.cuda.enable_cudnn_sdp(attention_was)
+    return rows
 
 
 def _probe_tensors(generations: list[Generation], pairs: list[torch.Tensor]) -> list[torch.Tensor]:

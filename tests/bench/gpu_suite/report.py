@@ -45,6 +45,12 @@ def summary(figures: dict[str, Any]) -> str:
             f"{device['bytes_per_generation'] / 2**30:.2f} GiB a generation, "
             f"{device['free_bytes'] / 2**30:.1f} GiB free)",
         ]
+        for row in device.get("new_sizes", []):
+            lines.append(
+                f"- a UNet call for {row['generations']} generations, a size new to the process (cuDNN attention "
+                f"{'on' if row['cudnn_attention'] else 'off'}): first {row['first_s'] * 1e3:.0f} ms, "
+                f"again {row['again_s'] * 1e3:.0f} ms"
+            )
     if batching := figures.get("batching"):
         lines += ["", f"## A class batching on (batch {batching.get('max_batch_on')}) and off", ""]
         lines += _table(
