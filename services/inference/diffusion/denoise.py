@@ -106,7 +106,8 @@ class Generation:
         self.extra_step_kwargs = step_kwargs(self.scheduler, self.generator)
 
         # Host copies of the schedule: reading a device tensor at every step would wait for the device.
-        self.timestep_values = [float(t) for t in self.timesteps]
+        # One copy for the whole schedule (a value at a time would wait for the device once a timestep).
+        self.timestep_values = [float(t) for t in self.timesteps.tolist()]
         self.sigma_values = [sigma_at(self.scheduler, i) for i in range(len(self.timesteps))]
         with_embeddings = Probe.EMBEDDINGS in spec.include
         return HeaderEvent(
