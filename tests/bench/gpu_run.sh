@@ -10,14 +10,16 @@ set -u
 PY=${PY:-python3}
 out=${OUT:-gpu-suite-out}
 mkdir -p "$out"
-if [ -d .gpu/wheels ]; then
-  "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .gpu/wheels/*.whl || exit 1
-  cp -r .gpu/site/clip /tmp/site/
-  export PYTHONPATH="/tmp/site:$PWD:$PWD/proto/gen" PATH="$PWD/.gpu/redis/bin:$PATH"
+# GPU_BUNDLE: the bundle's folder (the tests name none, so a bundle made here for a GPU run leaves them alone).
+bundle=${GPU_BUNDLE-.gpu}
+if [ -n "$bundle" ] && [ -d "$bundle/wheels" ]; then
+  "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site "$bundle"/wheels/*.whl || exit 1
+  cp -r "$bundle/site/clip" /tmp/site/
+  export PYTHONPATH="/tmp/site:$PWD:$PWD/proto/gen" PATH="$PWD/$bundle/redis/bin:$PATH"
   # The service preloads jemalloc as the image does (services/inference/allocator.py): the bundle's, beside Redis.
-  export CLASSROOM_JEMALLOC_LIBRARY="$PWD/.gpu/redis/lib/libjemalloc.so.2"
+  export CLASSROOM_JEMALLOC_LIBRARY="$PWD/$bundle/redis/lib/libjemalloc.so.2"
 else
-  echo "gpu_run.sh: no .gpu/ here (tests/bench/gpu_bundle.sh makes it): $PY's own packages"
+  echo "gpu_run.sh: no bundle here (tests/bench/gpu_bundle.sh makes .gpu/): $PY's own packages"
   export PYTHONPATH="$PWD:$PWD/proto/gen"
 fi
 # The suite forks a child per part: checking for CUDA through NVML keeps the parent from initialising it.

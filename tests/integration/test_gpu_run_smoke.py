@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def gpu_run(out: Path, *arguments: str, timeout: float) -> subprocess.CompletedProcess:
-    env = os.environ | {"PY": sys.executable, "OUT": str(out), "OMP_NUM_THREADS": "1"}
+    env = os.environ | {"PY": sys.executable, "OUT": str(out), "OMP_NUM_THREADS": "1", "GPU_BUNDLE": ""}
     command = ["sh", "tests/bench/gpu_run.sh", *arguments]
     return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
 

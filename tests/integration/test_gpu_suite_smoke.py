@@ -26,7 +26,7 @@ pytestmark = pytest.mark.slow
 def figures(tmp_path_factory):
     out = tmp_path_factory.mktemp("gpu-suite")
     work = tmp_path_factory.mktemp("gpu-suite-work")
-    env = os.environ | {"PY": sys.executable, "OUT": str(out), "OMP_NUM_THREADS": "1"}
+    env = os.environ | {"PY": sys.executable, "OUT": str(out), "OMP_NUM_THREADS": "1", "GPU_BUNDLE": ""}
     command = ["sh", "tests/bench/gpu_run.sh", "--smoke", "--work", str(work)]  # every part of the smoke plan
     run = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert (out / "figures.json").exists(), run.stdout[-3000:] + run.stderr[-3000:]
