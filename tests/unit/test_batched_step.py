@@ -118,3 +118,20 @@ def test_a_batchs_own_rows_are_that_batch_uncopied(inference: bool):
         gap = together([batch[0:2], batch[4:6]])  # rows 2 and 3 left out: a copy, not what lies between
         assert torch.equal(gap, torch.cat([batch[0:2], batch[4:6]]))
         assert torch.equal(together([batch[4:6]]), batch[4:6])
+
+
+@pytest.mark.parametrize("scheduler", sorted(SCHEDULERS))
+def test_a_start_finds_the_first_step_where_the_scheduler_itself_would(scheduler):
+    """Set at the start from the host copy (no search on the device at the first step), and the same place."""
+    from services.inference.diffusion.schedulers import make_scheduler
+
+    model = SimulatedModel(SIMULATED_H100, H100, sleep=lambda seconds: None)
+    for steps in (1, 2, 6, 25, 50, 200, 1000):
+        generation = Generation(model, spec(scheduler, 1, steps, 7.5))
+        generation.start()
+        fresh = make_scheduler(scheduler, model.scheduler_config)
+        fresh.set_timesteps(steps)
+        if not hasattr(fresh, "index_for_timestep"):
+            assert getattr(generation.scheduler, "begin_index", None) is None  # DDIM, PNDM: they never search
+            continue
+        assert generation.scheduler.begin_index == fresh.index_for_timestep(fresh.timesteps[0]), steps

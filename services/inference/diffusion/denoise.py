@@ -108,6 +108,12 @@ class Generation:
         # Host copies of the schedule: reading a device tensor at every step would wait for the device.
         # One copy for the whole schedule (a value at a time would wait for the device once a timestep).
         self.timestep_values = [float(t) for t in self.timesteps.tolist()]
+        if hasattr(self.scheduler, "set_begin_index"):
+            # Where the first step is, read here from the host copy as diffusers' `index_for_timestep` finds it
+            # (the second of two equal first timesteps): left to the scheduler, its first step searches the
+            # schedule on the device and waits for it, and a class's worker with it.
+            first = self.timestep_values[0]
+            self.scheduler.set_begin_index(1 if self.timestep_values.count(first) > 1 else 0)
         self.sigma_values = [sigma_at(self.scheduler, i) for i in range(len(self.timesteps))]
         with_embeddings = Probe.EMBEDDINGS in spec.include
         return HeaderEvent(
