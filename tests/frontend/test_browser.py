@@ -158,11 +158,10 @@ def chromium_page(artifacts: Path = ARTIFACTS, timeout_ms: int = 120_000) -> Ite
 
 @pytest.fixture(scope="module")
 def page(stack, browser_seen) -> Iterator[Page]:
-    seen = browser_seen
     with chromium_page() as page:
-        page.on("console", lambda message: record_console(seen, message.type, message.text, message.location))
-        page.on("pageerror", lambda error: seen.errors.append(f"uncaught: {error}"))
-        record_hosts(page, seen.hosts)
+        page.on("console", lambda said: record_console(browser_seen, said.type, said.text, said.location))
+        page.on("pageerror", lambda error: browser_seen.errors.append(f"uncaught: {error}"))
+        record_hosts(page, browser_seen.hosts)
         yield page
 
 

@@ -67,10 +67,6 @@ class Generation(Protocol):
 # What a scheduler keeps between steps about its own sample (DPM-Solver++'s last predictions,
 # LMS's derivatives, PNDM's past noises and held sample): stacked for a joint step, split after.
 SAMPLE_STATE = ("model_outputs", "derivatives", "ets", "cur_sample", "cur_model_output")
-# Schedulers whose step reads its schedule's host tensors at the timestep (`alphas_cumprod[timestep]`) and
-# compares it with 0: given the timestep on the GPU, as the pipeline gives it, each step waits for the device
-# to hand it over. Given the same number on the host, they read the same values, and the joint step queues on.
-HOST_TIMESTEP = frozenset({"ddim", "pndm"})
 # Where a scheduler is: the same for every generation at the same step of the same schedule.
 PLACE_STATE = ("_step_index", "_begin_index", "is_scale_input_called", "lower_order_nums", "counter")
 
@@ -267,8 +263,6 @@ def _step_joined(generations: list[Generation], noise: torch.Tensor, rows: list[
         model_output = guided if whole else guided.index_select(0, index)
         sample = together([generations[i].latents for i in members])
         t = lead.timesteps[lead.step_index]
-        if lead.spec.scheduler in HOST_TIMESTEP and t.device.type != "cpu":
-            t = torch.tensor(lead.timestep_values[lead.step_index], dtype=t.dtype)  # the same number, on the host
 
         # 4c. Diffusers' own step, once, on a copy of one scheduler holding every member's sample state.
         joint = _joint_scheduler(schedulers)

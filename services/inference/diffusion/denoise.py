@@ -95,7 +95,9 @@ class Generation:
         # 2. A fresh scheduler for this request, and the noise levels it will visit.
         self.scheduler = new_scheduler(spec.scheduler, model.scheduler_config)
         self.scheduler.set_timesteps(spec.steps, device=model.device)
-        self.timesteps = self.scheduler.timesteps
+        # Read on the host, at one wait here: the schedulers read their own host tensors at the timestep
+        # (DDIM's and PNDM's `alphas_cumprod[t]`), and given it on the GPU they would wait for it at every step.
+        self.timesteps = self.scheduler.timesteps.cpu()
 
         # 3. The starting noise from the seed, scaled to the scheduler's initial noise level.
         self.generator = torch.Generator("cpu").manual_seed(spec.seed)
@@ -105,8 +107,7 @@ class Generation:
         self.latents = noise * self.scheduler.init_noise_sigma
         self.extra_step_kwargs = step_kwargs(self.scheduler, self.generator)
 
-        # Host copies of the schedule: reading a device tensor at every step would wait for the device.
-        # One copy for the whole schedule (a value at a time would wait for the device once a timestep).
+        # Host copies of the schedule, as plain numbers.
         self.timestep_values = [float(t) for t in self.timesteps.tolist()]
         if hasattr(self.scheduler, "set_begin_index"):
             # Where the first step is, read here from the host copy as diffusers' `index_for_timestep` finds it
@@ -180,15 +181,13 @@ def predict_noise_together(
     watched = [(2 * i + 1, g) for i, g in enumerate(generations) if g.wants_attention]
     stopwatch = Stopwatch(model.device)
     if not watched:
-        noise = model.unet(latents, timesteps.to(latents.device), encoder_hidden_states=embeddings, return_dict=False)
+        noise = model.unet(latents, timesteps, encoder_hidden_states=embeddings, return_dict=False)
     else:
         # The maps are recorded beside this very call (see attention.py), by the UNet as
         # Python runs it: a compiled UNet's graphs would not run the probe.
         rows = [row for row, _ in watched]
         with model.cross_attention.recording(rows, tuple(latents.shape[-2:]), latents.device) as recording:
-            noise = eager(model.unet)(
-                latents, timesteps.to(latents.device), encoder_hidden_states=embeddings, return_dict=False
-            )
+            noise = eager(model.unet)(latents, timesteps, encoder_hidden_states=embeddings, return_dict=False)
             for (_, generation), maps in zip(watched, recording.results(), strict=True):
                 generation.attention = maps
     return noise[0], stopwatch.stop()

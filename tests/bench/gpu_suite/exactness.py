@@ -10,8 +10,8 @@ the device (the comparison is of what follows the UNet).
 It also counts where the joint step (its inputs, guidance, the scheduler's step, the
 copies and each generation's taking of its rows) made the worker wait for the device:
 every wait after a UNet call is queued leaves the GPU idle while the worker prepares the
-next call (services/inference/diffusion/to_device.py). A scheduler's first step finds its
-place in the schedule on the device (diffusers' `index_for_timestep`): those are counted apart.
+next call (services/inference/diffusion/to_device.py). A generation's first step is counted
+apart: there diffusers' schedulers search their schedule (`index_for_timestep`) unless the start set their place.
 """
 
 from __future__ import annotations
@@ -111,8 +111,7 @@ def compare_scheduler(model: DiffusionModel, scheduler: str, students: int, size
             ).to(model.dtype)
             with counted_waits(counter):
                 steps_together(batch, noise)
-            joined += sum(g.rows is not None for g in batch)
-            with counted_waits(counter):
+                joined += sum(g.rows is not None for g in batch)
                 events = [
                     generation.finish_step(pair, None, batch_size=2 * len(batch))
                     for generation, pair in zip(batch, noise.split(2), strict=True)
