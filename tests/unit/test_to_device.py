@@ -1,6 +1,7 @@
-"""Small numbers for the device (to_device.py): the values and type `torch.tensor` makes, not shared with the caller.
+"""Host data for the device (to_device.py): the values and type `torch.tensor` makes, not shared with the caller.
 
-On a GPU they are also not waited for: the GPU suite's exactness part counts the waits (tests/bench/gpu_suite/).
+That they are not waited for is counted on the meta device (test_device_waits.py) and, on a GPU, by the
+GPU suite's exactness part (tests/bench/gpu_suite/).
 """
 
 import numpy as np

@@ -10,6 +10,7 @@ larger than any legal one, get INVALID_ARGUMENT with a sentence.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import AsyncIterator
 
@@ -27,7 +28,6 @@ from services.common.api import (
 from services.common.i18n import N_, Sentence
 from services.inference.api.attached import Attached
 from services.inference.api.replies import stats_message
-from services.inference.diffusion.events import EncodedPrompt
 from services.inference.diffusion.jobs import Requester
 from services.inference.learned.learned import Learned
 from services.inference.refusals import RequestError
@@ -71,8 +71,9 @@ class DiffusionService(Attached):
     ) -> pb.EncodePromptResponse:
         classroom = self.ready()
         encoding = await classroom.encode(request.prompt, requester(context))
-        prompt = EncodedPrompt.from_embedding(request.prompt, encoding, with_embeddings=True)
-        return pb.EncodePromptResponse(encoding=frames.prompt_message(prompt))
+        # Its copies to the host wait for the device (on a GPU, for a class's UNet call): not on the event loop.
+        message = await asyncio.to_thread(frames.encoding_message, request.prompt, encoding)
+        return pb.EncodePromptResponse(encoding=message)
 
     async def Generate(self, request: pb.GenerateRequest, context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
         classroom = self.ready()

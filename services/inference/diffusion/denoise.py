@@ -45,6 +45,7 @@ from services.inference.diffusion.events import (
 from services.inference.diffusion.models import DiffusionModel
 from services.inference.diffusion.schedulers import new_scheduler, predicted_x0, sigma_at, step_kwargs
 from services.inference.diffusion.spec import GenerationSpec
+from services.inference.diffusion.to_device import to_device
 
 log = logging.getLogger(__name__)
 
@@ -94,10 +95,13 @@ class Generation:
 
         # 2. A fresh scheduler for this request, and the noise levels it will visit.
         self.scheduler = new_scheduler(spec.scheduler, model.scheduler_config)
-        self.scheduler.set_timesteps(spec.steps, device=model.device)
-        # Read on the host, at one wait here: the schedulers read their own host tensors at the timestep
-        # (DDIM's and PNDM's `alphas_cumprod[t]`), and given it on the GPU they would wait for it at every step.
-        self.timesteps = self.scheduler.timesteps.cpu()
+        # Made on the host, where the schedulers read them: given the timestep on the GPU they would wait for it
+        # at every step (DDIM's and PNDM's `alphas_cumprod[t]`). The scheduler's own copy is then put on the
+        # device as the pipeline's `set_timesteps(device=...)` puts it (an exact copy: it is the only tensor
+        # that call leaves there), without waiting for the work queued on it.
+        self.scheduler.set_timesteps(spec.steps, device="cpu")
+        self.timesteps = self.scheduler.timesteps
+        self.scheduler.timesteps = to_device(self.timesteps, model.device)
 
         # 3. The starting noise from the seed, scaled to the scheduler's initial noise level.
         self.generator = torch.Generator("cpu").manual_seed(spec.seed)
@@ -326,4 +330,4 @@ def starting_noise(
     a lesson precomputed on one would not be the picture the other makes.
     """
     noise = randn_tensor(shape, generator=generator, device=torch.device("cpu"), dtype=torch.float32)
-    return noise.to(device=device, dtype=dtype)
+    return to_device(noise.to(dtype), device)  # (either side rounds to the nearest float16 alike)

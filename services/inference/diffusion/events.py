@@ -20,19 +20,25 @@ from services.inference.diffusion.spec import GenerationSpec
 
 @dataclass(frozen=True)
 class EncodedPrompt:
+    """A prompt's tokens, and its text vectors' lengths (and the vectors, when asked for) on their way to the host.
+
+    Copied as the frames' tensors are (`HostCopy`): a generation's start reads nothing back
+    from the device, so a student who joins a running class does not stop the worker until
+    the UNet call in flight is done. Whoever encodes the header waits for the copies.
+    """
+
     text: str
     tokens: PromptTokens
-    embeddings: np.ndarray | None  # float16 [max_length, hidden], when asked for
-    token_norms: np.ndarray  # float32 [max_length]
+    embeddings: HostCopy | None  # float16 [max_length, hidden], when asked for
+    token_norms: HostCopy  # float32 [max_length]
 
     @classmethod
     def from_embedding(cls, text: str, encoding: PromptEmbedding, with_embeddings: bool) -> EncodedPrompt:
-        vectors = encoding.embeddings[0]
         return cls(
             text=text,
             tokens=encoding.tokens,
-            embeddings=vectors.to(torch.float16).cpu().numpy() if with_embeddings else None,
-            token_norms=vectors.float().norm(dim=-1).cpu().numpy(),
+            embeddings=HostCopy(encoding.embeddings) if with_embeddings else None,
+            token_norms=HostCopy(encoding.embeddings.float().norm(dim=-1), torch.float32),
         )
 
 

@@ -22,6 +22,7 @@ from services.common.codecs import SD1_PREVIEW, PreviewMap
 from services.inference.diffusion.attention import CrossAttentionProbe
 from services.inference.diffusion.previews import PreviewDecoder, to_pixels
 from services.inference.diffusion.tiny import ensure_tiny_model
+from services.inference.diffusion.to_device import on_device
 from services.inference.settings import SD15_MODEL, InferenceSettings
 
 log = logging.getLogger(__name__)
@@ -222,6 +223,7 @@ class DiffusionModel:
         self._tokenizer_lock = threading.Lock()
         self.known_ids = self._known_ids(self.card.vocabulary)
         self._kept_encodings = functools.lru_cache(maxsize=ENCODINGS_KEPT)(self._encode)
+        self.input_norms([])  # read from the device now, not at a class's first start
 
     def with_parts(self, text_encoder: torch.nn.Module, unet: torch.nn.Module) -> DiffusionModel:
         """A copy with another text encoder and UNet (a class's own, lesson 10); everything else is shared."""
@@ -370,7 +372,7 @@ class DiffusionModel:
     @torch.inference_mode()
     def _encode(self, prompt: str) -> PromptEmbedding:
         tokens = self.tokenize(prompt)
-        ids = torch.tensor([tokens.ids], device=self.device)
+        ids = on_device([tokens.ids], torch.long, self.device)  # (a copy that waits would wait for the UNet call)
         attention_mask = None
         if getattr(self.text_encoder.config, "use_attention_mask", False):
             # As the pipeline does for such encoders: padding is masked out.

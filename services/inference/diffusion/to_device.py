@@ -1,4 +1,4 @@
-"""Small numbers for the device (row indices, timesteps, guidance scales), copied without waiting for it.
+"""Host data for the device (row indices, timesteps, guidance scales, token ids, noise), copied without waiting.
 
 `torch.tensor(values, device="cuda")`, or a CPU tensor's `.to("cuda")`, copies from pageable
 memory, and such a copy waits until everything queued on the device before it is done.
@@ -7,6 +7,9 @@ made it wait for that call, so the GPU then sat idle while the worker did the st
 and launched the next call (on an H200, about 45 ms a step beside a 184 ms call of 32
 students). Copied from pinned memory the numbers are queued like any kernel, and the worker
 goes on to queue the next step while the device works.
+
+`tests/unit/test_device_waits.py` holds the worker's code to it without a GPU: the meta
+device stands in for one, and any copy that would wait is counted.
 """
 
 from __future__ import annotations
@@ -17,13 +20,19 @@ import numpy as np
 import torch
 
 
-def on_device(values: Sequence[float] | np.ndarray, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    """`values` as a tensor of `dtype` on `device`: on a GPU, copied behind the work already queued, not waited for.
+def to_device(host: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A CPU tensor on `device`: on a GPU, copied behind the work already queued, not waited for.
 
     The pinned memory comes from PyTorch's caching host allocator, which keeps it until the
-    copy has run: the tensor on the host may go as soon as this returns.
+    copy has run: `host` may change or go as soon as this returns.
     """
-    host = torch.tensor(values, dtype=dtype)
-    if device.type != "cuda":
-        return host.to(device)
-    return host.pin_memory().to(device, non_blocking=True)
+    if device.type == "cuda":
+        host = host.pin_memory()
+    return host.to(device, non_blocking=True)  # (the CPU's own tensor, unchanged, when `device` is the CPU)
+
+
+def on_device(
+    values: Sequence[float] | Sequence[Sequence[int]] | np.ndarray, dtype: torch.dtype, device: torch.device
+) -> torch.Tensor:
+    """`values` as a tensor of `dtype` on `device`, copied as `to_device` copies."""
+    return to_device(torch.tensor(values, dtype=dtype), device)

@@ -10,7 +10,7 @@ from services.common.api import pb
 from services.common.codecs import PreviewMap, encode_image, latent_preview, tensor_to_proto
 from services.common.include_mask import Probe
 from services.inference.diffusion.events import AttentionCopy, EncodedPrompt, FinalEvent, HeaderEvent, StepEvent
-from services.inference.diffusion.models import DiffusionModel, PromptTokens
+from services.inference.diffusion.models import DiffusionModel, PromptEmbedding, PromptTokens
 
 # A flagged image is blurred with this radius, as a fraction of its larger side.
 _BLUR_FRACTION = 1 / 12
@@ -73,11 +73,16 @@ def prompt_message(prompt: EncodedPrompt) -> pb.PromptEncoding:
     message = pb.PromptEncoding(
         prompt=prompt.text,
         tokens=tokens_message(prompt.tokens),
-        token_norms=prompt.token_norms.astype(np.float32).tolist(),
+        token_norms=prompt.token_norms.numpy().tolist(),
     )
     if prompt.embeddings is not None:
-        message.embeddings.CopyFrom(tensor_to_proto(prompt.embeddings))
+        message.embeddings.CopyFrom(tensor_to_proto(prompt.embeddings.numpy()))
     return message
+
+
+def encoding_message(text: str, encoding: PromptEmbedding) -> pb.PromptEncoding:
+    """EncodePrompt's answer: the prompt's tokens, its vectors and their lengths (it waits for their copies)."""
+    return prompt_message(EncodedPrompt.from_embedding(text, encoding, with_embeddings=True))
 
 
 def header_message(event: HeaderEvent, model_id: str, revision: str, preview: PreviewMap) -> pb.GenerateResponse:

@@ -12,6 +12,8 @@ copies and each generation's taking of its rows) made the worker wait for the de
 every wait after a UNet call is queued leaves the GPU idle while the worker prepares the
 next call (services/inference/diffusion/to_device.py). A generation's first step is counted
 apart: there diffusers' schedulers search their schedule (`index_for_timestep`) unless the start set their place.
+So is the class's start (`Generation.start`): a student who joins a running class is started between two
+calls. tests/unit/test_device_waits.py counts the same waits on the CPU, the meta device standing in for this one.
 """
 
 from __future__ import annotations
@@ -90,7 +92,10 @@ def counted_waits(waits: Counter[str]) -> Iterator[None]:
 def compare_scheduler(model: DiffusionModel, scheduler: str, students: int, size: int) -> dict[str, Any]:
     """One scheduler kind: every row of every step, joint against alone; the mismatches and the largest difference."""
     members = _class(students)
-    joint, alone = _started(model, scheduler, members, size), _started(model, scheduler, members, size)
+    start_waits: Counter[str] = Counter()  # the class's starts (prompts encoded, schedules made, noise drawn)
+    with counted_waits(start_waits):
+        joint = _started(model, scheduler, members, size)
+    alone = _started(model, scheduler, members, size)
     draw = torch.Generator(device=model.device).manual_seed(0)
     rows = joined = mismatched = 0
     largest = 0.0
@@ -142,6 +147,7 @@ def compare_scheduler(model: DiffusionModel, scheduler: str, students: int, size
         "largest_difference": largest,
         "all_done": all(g.done for g in joint),
         "final_latents_equal": all(torch.equal(a.latents, b.latents) for a, b in zip(joint, alone, strict=True)),
+        "waits_at_start": dict(start_waits),
         "waits_first_steps": dict(first_waits),
         "waits_other_steps": dict(waits),
     }

@@ -215,6 +215,7 @@ def _exactness(exactness: dict[str, Any] | None) -> list[str]:
             "largest difference",
             "final latents equal",
             "waits for the device: later steps / first steps",
+            "at the class's start",
         ],
         [
             [
@@ -225,6 +226,7 @@ def _exactness(exactness: dict[str, Any] | None) -> list[str]:
                 _f(r["largest_difference"], ".3g"),
                 str(r["final_latents_equal"]),
                 f"{_waits(r.get('waits_other_steps'))} / {_waits(r.get('waits_first_steps'))}",
+                _waits(r.get("waits_at_start")),
             ]
             for r in exactness["schedulers"]
         ],
