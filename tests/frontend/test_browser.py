@@ -45,7 +45,7 @@ from tests.frontend.test_measured_claims import (
     shapes_run,
     shapes_runs,
 )
-from tests.support.frontend import record_hosts, stop, wait_for_frontend, wait_for_pictures
+from tests.support.frontend import record_hosts, stop, wait_for_frontend, wait_for_pictures, wait_for_run
 from tests.support.servers import client_for, free_port, wait_until_serving
 
 ARTIFACTS = ROOT / "test-artifacts" / "e2e"
@@ -176,8 +176,7 @@ def settle(page: Page, name: str, seen: Seen, stack: Stack, charts: tuple[int, i
     No exception shown, no console error, nothing asked of any host but our server, and every
     chart drawn with a size (`charts`, where given: how many Vega-Lite and graphviz charts the page has).
     """
-    page.wait_for_timeout(300)
-    expect(page.locator('[data-testid="stStatusWidget"]')).to_have_count(0, timeout=120_000)
+    wait_for_run(page)
     wait_for_pictures(page)
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
     exceptions = page.locator('[data-testid="stException"]')
@@ -339,8 +338,7 @@ def open_lesson(page: Page, title: str, last: str) -> None:
     page.get_by_test_id("stSidebarNav").get_by_role("link", name=title).click()
     expect(page.get_by_role("heading", name=title)).to_be_visible()
     expect(page.get_by_text(last).first).to_be_visible()
-    page.wait_for_timeout(300)
-    expect(page.locator('[data-testid="stStatusWidget"]')).to_have_count(0)
+    wait_for_run(page)
     CLAIMS_ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(CLAIMS_ARTIFACTS / f"{re.sub(r'[^a-z0-9]+', '-', title.lower())}.png"), full_page=True)
     exceptions = page.locator('[data-testid="stException"]')

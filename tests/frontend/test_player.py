@@ -19,7 +19,7 @@ from streamlit.proto.BackMsg_pb2 import BackMsg
 
 from tests.frontend.conftest import ROOT
 from tests.frontend.test_browser import ARTIFACTS, CHROMIUM_ARGS
-from tests.support.frontend import stop, wait_for_frontend
+from tests.support.frontend import stop, wait_for_frontend, wait_for_run
 from tests.support.redis_server import RedisServer
 from tests.support.servers import client_for, free_port, wait_until_serving
 
@@ -164,11 +164,7 @@ def browser_page(stack: Stack) -> Iterator[tuple[Page, list[str]]]:
 
 def settle(page: Page, name: str) -> None:
     """Wait until the script has finished running, take a screenshot, fail on any exception shown."""
-    page.wait_for_timeout(300)
-    expect(page.locator('[data-testid="stStatusWidget"]')).to_have_count(0, timeout=120_000)
-    # The running widget shows only after a moment; the app's own script state says the run has ended.
-    app = page.get_by_test_id("stApp")
-    expect(app).to_have_attribute("data-test-script-state", "notRunning", timeout=120_000)
+    wait_for_run(page)
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
     exceptions = page.locator('[data-testid="stException"]')
     assert exceptions.count() == 0, exceptions.first.inner_text()

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tests.support.frontend import wait_for_pictures
+from tests.support.frontend import wait_for_pictures, wait_for_run
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page
@@ -172,11 +172,7 @@ def sideways(page: Page) -> list[str]:
 
 def settle(page: Page) -> None:
     """Wait until the page's script has finished running (its own state says so), and no exception is shown."""
-    from playwright.sync_api import expect
-
-    page.wait_for_timeout(300)
-    expect(page.get_by_test_id("stApp")).to_have_attribute("data-test-script-state", "notRunning", timeout=WAIT_MS)
-    expect(page.locator('[data-testid="stStatusWidget"]')).to_have_count(0, timeout=WAIT_MS)
+    wait_for_run(page, WAIT_MS)
     wait_for_pictures(page, WAIT_MS)
     exceptions = page.locator('[data-testid="stException"]')
     assert exceptions.count() == 0, exceptions.first.inner_text()

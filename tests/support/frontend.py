@@ -39,6 +39,21 @@ def record_hosts(target: Page | BrowserContext, hosts: set[str]) -> None:
 PICTURES_SETTLED = "() => [...document.images].every(picture => picture.complete)"
 
 
+def wait_for_run(page: Page, timeout_ms: float = 120_000) -> None:
+    """Until the page's script run has ended: its own state says so, and no "running" widget shows.
+
+    The widget appears only after a moment, so a page that has drawn its heading and is still
+    computing (a lesson waiting for its runs) may show none yet; the app's script state is set
+    at once. A test that read the page then, or clicked on, would leave the run half drawn, and
+    the pictures it was still sending come back "not found".
+    """
+    from playwright.sync_api import expect
+
+    page.wait_for_timeout(300)
+    expect(page.get_by_test_id("stApp")).to_have_attribute("data-test-script-state", "notRunning", timeout=timeout_ms)
+    expect(page.locator('[data-testid="stStatusWidget"]')).to_have_count(0, timeout=timeout_ms)
+
+
 def wait_for_pictures(page: Page, timeout_ms: float = 120_000) -> None:
     """Until every picture on the page has arrived (or failed: the console says so).
 
