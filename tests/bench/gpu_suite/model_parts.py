@@ -11,9 +11,9 @@ import numpy as np
 import torch
 
 from services.inference.diffusion.acceleration import accelerate, attention_kinds
-from services.inference.diffusion.batched_step import steps_together
+from services.inference.diffusion.batched_step import steps_together, together
 from services.inference.diffusion.denoise import Generation, denoise, predict_noise, predict_noise_together
-from services.inference.diffusion.events import HostCopy, sync
+from services.inference.diffusion.events import HostCopy, StepEvent, sync
 from services.inference.diffusion.models import DiffusionModel
 from services.inference.diffusion.spec import GenerationSpec
 from services.inference.diffusion.tiny import ensure_tiny_model
@@ -27,6 +27,9 @@ from tests.bench.gpu_suite.plan import (
     started_generations,
 )
 from tests.bench.models import build_sd15_shaped
+
+JOINING = 4  # students who start between each two steps of a running class (`_joins`)
+JOIN_STEPS = 3  # the class's steps timed each way, each time
 
 
 def part_build(ctx: Context) -> dict[str, Any]:
@@ -95,6 +98,7 @@ def part_device(ctx: Context) -> dict[str, Any]:
     if ctx.plan.model == "sd15":
         figures["stated_bound_steps_per_s"] = STATED_H100_BOUND
     figures["new_sizes"] = _first_calls(model, ctx)
+    figures["joins"] = _joins(model, ctx)
     return figures
 
 
@@ -128,6 +132,60 @@ def _first_calls(model: DiffusionModel, ctx: Context) -> list[dict[str, Any]]:
     finally:
         torch.backends.cuda.enable_cudnn_sdp(attention_was)
     return rows
+
+
+def _joins(model: DiffusionModel, ctx: Context) -> dict[str, Any]:
+    """A running class's steps with students starting between them, against the same steps with none.
+
+    The worker starts a student who joins a running class right after it queues a UNet call.
+    A start that waits for the device (a copy to or from it) holds the worker until that call
+    is done, and the GPU then idles for the rest of the start; a start that does not wait runs
+    beside the call. The class's steps are the worker's (the UNet call, the joint step, each
+    generation's rows, the last step's copies waited for once the next is queued); the starts
+    are students joining with prompts of their own (tests/unit/test_device_waits.py counts a
+    start's waits on the CPU: none).
+    """
+    students, joining, steps = ctx.plan.startup_students, JOINING, JOIN_STEPS
+    generations = started_generations(model, class_specs(ctx, students, steps=5 * steps + 1))  # (warm-up and 4 runs)
+    held: list[StepEvent] = []
+    starts = 0
+
+    def run(with_starts: bool) -> float:
+        nonlocal held, starts
+        sync(model.device)
+        began = time.perf_counter()
+        for _ in range(steps):
+            with torch.inference_mode():
+                pairs, unet = predict_noise(model, generations)
+                steps_together(generations, together(pairs))
+                for event in held:  # as `BatchScheduler._step`: the last step's copies, once this one is queued
+                    event.copied()
+                held = [g.finish_step(pair, unet, 2 * students) for g, pair in zip(generations, pairs, strict=True)]
+            for spec in class_specs(ctx, joining if with_starts else 0, offset=10_000 + starts):
+                Generation(model, spec).start()
+                starts += 1
+        sync(model.device)
+        return (time.perf_counter() - began) / steps
+
+    run(True)  # warm-up: the text encoder's first calls
+    times: dict[bool, list[float]] = {False: [], True: []}
+    for with_starts in (False, True, True, False):
+        times[with_starts].append(run(with_starts))
+    sync(model.device)
+    began = time.perf_counter()
+    for spec in class_specs(ctx, joining, offset=20_000):
+        Generation(model, spec).start()
+    sync(model.device)
+    alone = (time.perf_counter() - began) / joining
+    without, beside = min(times[False]), min(times[True])
+    return {
+        "students": students,
+        "joining_each_step": joining,
+        "step_s": without,
+        "step_s_with_starts": beside,
+        "extra_ms_per_start": (beside - without) / joining * 1e3,
+        "start_alone_ms": alone * 1e3,
+    }
 
 
 def _probe_tensors(generations: list[Generation], pairs: list[torch.Tensor]) -> list[torch.Tensor]:

@@ -51,6 +51,13 @@ def summary(figures: dict[str, Any]) -> str:
                 f"{'on' if row['cudnn_attention'] else 'off'}): first {row['first_s'] * 1e3:.0f} ms, "
                 f"again {row['again_s'] * 1e3:.0f} ms"
             )
+        if joins := device.get("joins"):
+            lines.append(
+                f"- a class of {joins['students']} running, {joins['joining_each_step']} students starting between "
+                f"each two steps: {joins['step_s_with_starts'] * 1e3:.0f} ms a step, against "
+                f"{joins['step_s'] * 1e3:.0f} ms with none ({joins['extra_ms_per_start']:.1f} ms more a start; "
+                f"a start on an idle device {joins['start_alone_ms']:.1f} ms)"
+            )
     if batching := figures.get("batching"):
         lines += ["", f"## A class batching on (batch {batching.get('max_batch_on')}) and off", ""]
         lines += _table(
