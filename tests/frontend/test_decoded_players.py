@@ -30,7 +30,7 @@ from services.common.shapes_judge import judge
 from services.precompute.render import render_catalog
 from services.shapes.data import BACKGROUND
 from tests.frontend.test_browser import ARTIFACTS, CHROMIUM_ARGS
-from tests.support.frontend import running_frontend
+from tests.support.frontend import running_frontend, wait_for_run
 from tests.support.redis_server import RedisServer
 from tests.support.servers import ServerThread, client_for, running_server
 
@@ -122,8 +122,7 @@ def browser_page(stack: Stack) -> Iterator[tuple[Page, list[str]]]:
 
 
 def settle(page: Page, name: str) -> None:
-    page.wait_for_timeout(300)
-    expect(page.locator('[data-testid="stStatusWidget"]')).to_have_count(0, timeout=180_000)
+    wait_for_run(page, 180_000)
     page.screenshot(path=str(ARTIFACTS / f"decoded-{name}.png"), full_page=True)
     exceptions = page.locator('[data-testid="stException"]')
     assert exceptions.count() == 0, exceptions.first.inner_text()

@@ -24,6 +24,7 @@ from services.lessons.catalog import DEFAULT_CATALOG
 from tests.frontend.conftest import ROOT
 from tests.frontend.test_browser import Stack, chromium_page, running_stack
 from tests.integration.helpers import collect
+from tests.support.frontend import wait_for_run
 from tests.support.servers import client_for
 
 ARTIFACTS = ROOT / "test-artifacts" / "e2e-lesson6"
@@ -91,7 +92,7 @@ def test_lesson_6_says_what_its_pictures_show_and_a_new_seed_shows_the_whole_gri
     page.get_by_test_id("stSidebarNav").get_by_role("link", name=TITLE).click()
     main = page.get_by_test_id("stMain")
     expect(main.get_by_text("On these pictures,").first).to_be_visible()
-    expect(page.locator('[data-testid="stStatusWidget"]')).to_have_count(0)
+    wait_for_run(page)
     page.screenshot(path=str(ARTIFACTS / "seed-1.png"), full_page=True)
 
     changes = changes_from_25_to_50(stack.grpc)
@@ -119,7 +120,7 @@ def test_lesson_6_says_what_its_pictures_show_and_a_new_seed_shows_the_whole_gri
     expect(main.get_by_text("Seed 77 is not precomputed")).to_be_visible()
     pictures = main.locator('[data-testid="stImage"]').filter(has_text=re.compile(r"^\d+ steps$"))
     expect(pictures).to_have_count(12)
-    expect(page.locator('[data-testid="stStatusWidget"]')).to_have_count(0)
+    wait_for_run(page)
     page.screenshot(path=str(ARTIFACTS / "seed-77.png"), full_page=True)
     expect(main.get_by_text("faster than the class allows")).to_have_count(0)
     exceptions = page.locator('[data-testid="stException"]')

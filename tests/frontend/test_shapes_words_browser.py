@@ -18,6 +18,7 @@ from playwright.sync_api import Page, expect, sync_playwright
 from services.common.shapes_judge import judge
 from tests.frontend.test_browser import ARTIFACTS, CHROMIUM_ARGS, Stack, final_pictures, running_stack
 from tests.frontend.test_shapes_words_pages import similarity_of
+from tests.support.frontend import wait_for_run
 
 
 @pytest.fixture(scope="module")
@@ -45,8 +46,7 @@ def page(stack) -> Iterator[Page]:
 
 
 def settle(page: Page, name: str) -> None:
-    page.wait_for_timeout(300)
-    expect(page.locator('[data-testid="stStatusWidget"]')).to_have_count(0, timeout=120_000)
+    wait_for_run(page)
     page.screenshot(path=str(ARTIFACTS / f"playground-{name}.png"), full_page=True)
     assert page.locator('[data-testid="stException"]').count() == 0
 
