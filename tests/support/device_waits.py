@@ -1,14 +1,17 @@
 """The waits for a GPU that the worker's code would make, counted on a machine without one.
 
 A copy between the host and a GPU made the plain way (`tensor.cpu()`, `.item()`,
-`torch.tensor(values, device="cuda")`, a CPU tensor's `.to("cuda")`) waits until the
-device has done everything queued before it; the batching worker, having queued a UNet
-call, would then wait out that call while the GPU waits for its next one. Here the meta
-device stands in for the GPU: its tensors have shapes and no data, so every operation
-runs as it would there, and `DeviceWaits` notes each copy that would wait, with the line
-of the service's code that made it. A copy to the host made without waiting
-(`non_blocking=True`, as `HostCopy` and `to_device` make them) is not counted; copied out
-of the meta device it is zeros.
+`torch.tensor(values, device="cuda")`, a CPU tensor's `.to("cuda")`, a device tensor
+indexed with host indices) waits until the device has done everything queued before it;
+the batching worker, having queued a UNet call, would then wait out that call while the
+GPU waits for its next one. Here the meta device stands in for the GPU: its tensors have
+shapes and no data, so every operation runs as it would there, and `DeviceWaits` notes
+each copy that would wait, with the line of the service's code that made it. A copy to
+the device counts unless it is `non_blocking` from pinned memory (as `to_device` makes
+it: `pin_memory()` here marks the tensor instead, a CPU-only build having none); a copy
+to the host counts unless it is `non_blocking` (as `HostCopy` makes it), and comes back
+as zeros. Operations whose result's size depends on the data (`nonzero`, a mask) raise
+on the meta device: such a wait fails the test outright.
 """
 
 from __future__ import annotations
@@ -46,11 +49,19 @@ class _Copies(TorchDispatchMode):
     def __init__(self, waits: list[Wait]) -> None:
         super().__init__()
         self.waits = waits
+        self.pinned: set[int] = set()  # the host memory `pin_memory()` gave (its tensors' addresses)
 
     def __torch_dispatch__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
         kwargs = kwargs or {}
         named = {a.name: v for a, v in zip(func._schema.arguments, args, strict=False)} | kwargs
         packet = func.overloadpacket
+        if packet in (_ATEN.pin_memory, _ATEN._pin_memory):
+            pinned = named["self"].clone()
+            self.pinned.add(pinned.data_ptr())
+            return pinned
+        indexed = packet in (_ATEN.index, _ATEN.index_put, _ATEN.index_put_) and named["self"].device == STAND_IN
+        if indexed and any(isinstance(i, torch.Tensor) and i.device.type == "cpu" for i in named["indices"]):
+            self.waits.append(Wait("a device tensor indexed with host indices", _service_line()))
         if packet in _COPIES:
             if packet is _ATEN.copy_:
                 source, target = named["src"], named["self"].device
@@ -58,7 +69,10 @@ class _Copies(TorchDispatchMode):
                 source = named["self"]
                 target = named.get("device") or (named["other"].device if "other" in named else source.device)
             target = torch.device(target)
-            if target.type != source.device.type and not named.get("non_blocking", False):
+            unwaited = named.get("non_blocking", False)
+            if source.device.type == "cpu" and target.type == STAND_IN.type:
+                unwaited = unwaited and source.data_ptr() in self.pinned  # from pageable memory it waits
+            if target.type != source.device.type and not unwaited:
                 self.waits.append(Wait(f"a copy from {source.device.type} to {target.type}", _service_line()))
             if source.device.type == STAND_IN.type and target.type == "cpu":
                 if packet is _ATEN.copy_:
@@ -104,7 +118,10 @@ class DeviceWaits:
 
 
 def on_stand_in(model: Any) -> Any:
-    """`model` (a `DiffusionModel`) with its networks moved to the meta device: the GPU's stand-in."""
+    """`model` (a `DiffusionModel`) with its networks moved to the meta device: the GPU's stand-in.
+
+    Run it inside `DeviceWaits` only: there its copies to the device pin their memory as on a GPU.
+    """
     for module in (model.text_encoder, model.unet, model.vae):
         module.to(STAND_IN)
     model.device = STAND_IN  # (a fresh model: no encoding kept yet; its input norms were read as it loaded)

@@ -25,6 +25,8 @@ from tests.support.device_waits import STAND_IN, DeviceWaits, on_stand_in
 
 STEPS = 4
 EVERY_PROBE = frozenset(probe.value for probe in Probe)
+# What steps together (`batched_step.steps_together`): every probe but the maps and the decoded guesses.
+JOINT_PROBES = EVERY_PROBE - {Probe.CROSS_ATTENTION.value, Probe.DECODED_X0_PREVIEW.value}
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +34,7 @@ def model():
     return on_stand_in(evaluate.load())
 
 
-def spec(scheduler: str, seed: int) -> GenerationSpec:
+def spec(scheduler: str, seed: int, include: frozenset[str] = EVERY_PROBE) -> GenerationSpec:
     branch = BranchSpec(at_step=2, prompt="a blue square", negative_prompt="", guidance_scale=3.0)
     return GenerationSpec(
         prompt=f"a red circle number {seed}",  # a prompt new to the model: its text encoder runs
@@ -43,7 +45,7 @@ def spec(scheduler: str, seed: int) -> GenerationSpec:
         width=64,
         height=64,
         scheduler=scheduler,
-        include=EVERY_PROBE,
+        include=include,
         branch=branch if seed == 2 else None,
     )
 
@@ -56,11 +58,16 @@ def test_the_stand_in_counts_each_copy_that_would_wait():
         torch.tensor([1, 2], device=STAND_IN)
         torch.ones(2).to(STAND_IN)
     assert len(waits.found) == 4, [str(w) for w in waits.found]
+    with DeviceWaits() as more:
+        torch.ones(2).to(STAND_IN, non_blocking=True)  # from pageable memory: it waits all the same
+        on_device_[torch.tensor([0, 2])]  # the indices go to the device first
+    assert len(more.found) == 2, [str(w) for w in more.found]
     with DeviceWaits() as quiet:
         to_device(torch.ones(2), STAND_IN)
         on_device([1.0, 2.0], torch.float32, STAND_IN)
         HostCopy(on_device_[None])
         on_device_ * 2
+        on_device_[on_device([0, 2], torch.long, STAND_IN)]
     assert quiet.found == []
 
 
@@ -86,7 +93,8 @@ def test_a_start_leaves_each_part_of_the_schedule_where_the_pipeline_puts_it(mod
     on_host = new_scheduler(scheduler, model.scheduler_config)
     on_host.set_timesteps(STEPS)
     generation = Generation(model, spec(scheduler, 0))
-    generation.start()
+    with DeviceWaits():
+        generation.start()
     ours = _tensors(generation.scheduler)
     assert {k: v.device for k, v in ours.items()} == {k: v.device for k, v in _tensors(pipelines).items()}
     assert ours["timesteps"].device == STAND_IN
@@ -96,15 +104,19 @@ def test_a_start_leaves_each_part_of_the_schedule_where_the_pipeline_puts_it(mod
     assert torch.equal(generation.timesteps, on_host.timesteps)
 
 
+@pytest.mark.parametrize("include", [JOINT_PROBES, EVERY_PROBE], ids=["together", "with maps: alone"])
 @pytest.mark.parametrize("scheduler", sorted(SCHEDULERS))
-def test_a_class_steps_without_waiting_for_the_device(model, scheduler):
-    generations = [Generation(model, spec(scheduler, seed)) for seed in range(3)]
-    for generation in generations:
-        generation.start()
+def test_a_class_steps_without_waiting_for_the_device(model, scheduler, include):
+    generations = [Generation(model, spec(scheduler, seed, include)) for seed in range(3)]
+    with DeviceWaits():  # (counted in the test above)
+        for generation in generations:
+            generation.start()
+    together_ = include == JOINT_PROBES and not SCHEDULERS[scheduler].ancestral
     for step in range(len(generations[0].timesteps)):
         with torch.inference_mode(), DeviceWaits() as waits:
             pairs, unet = predict_noise(model, generations)
             steps_together(generations, together(pairs))
+            assert all((g.rows is not None) == together_ for g in generations)  # the step counted is the one meant
             for generation, pair in zip(generations, pairs, strict=True):
                 generation.finish_step(pair, unet, 2 * len(generations))
         found = [str(w) for w in waits.found]

@@ -97,8 +97,10 @@ class Generation:
         self.scheduler = new_scheduler(spec.scheduler, model.scheduler_config)
         # Made on the host, where the schedulers read them: given the timestep on the GPU they would wait for it
         # at every step (DDIM's and PNDM's `alphas_cumprod[t]`). The scheduler's own copy is then put on the
-        # device as the pipeline's `set_timesteps(device=...)` puts it (an exact copy: it is the only tensor
-        # that call leaves there), without waiting for the work queued on it.
+        # device as the pipeline's `set_timesteps(device=...)` puts it (the only tensor that call leaves there),
+        # without waiting for the work queued on it. The same numbers, copied, as the pipeline makes them on the
+        # host too; the one exception, Euler's continuous v-prediction timesteps (`0.25 * log(sigma)`, computed
+        # there on the device), is a configuration no model here uses.
         self.scheduler.set_timesteps(spec.steps, device="cpu")
         self.timesteps = self.scheduler.timesteps
         self.scheduler.timesteps = to_device(self.timesteps, model.device)

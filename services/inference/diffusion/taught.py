@@ -30,6 +30,7 @@ def with_word(model: DiffusionModel, taught: TaughtWord) -> DiffusionModel:
     for module in (variant.text_encoder, variant.unet):
         module.eval().requires_grad_(False)
     variant.revision = f"{model.revision}+{taught.digest()}"
+    variant.input_norms([])  # read from its new text encoder now, not at its first start on the worker
     return variant
 
 

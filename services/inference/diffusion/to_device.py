@@ -23,12 +23,16 @@ import torch
 def to_device(host: torch.Tensor, device: torch.device) -> torch.Tensor:
     """A CPU tensor on `device`: on a GPU, copied behind the work already queued, not waited for.
 
-    The pinned memory comes from PyTorch's caching host allocator, which keeps it until the
-    copy has run: `host` may change or go as soon as this returns.
+    The pinned copy comes from PyTorch's caching host allocator, which keeps it until the
+    copy to the device has run: `host` (pageable, as the callers' are) may change or go as
+    soon as this returns. The meta device stands in for a GPU in the tests
+    (tests/support/device_waits.py) and is copied to the same way; any other device as
+    PyTorch copies by default.
     """
-    if device.type == "cuda":
-        host = host.pin_memory()
-    return host.to(device, non_blocking=True)  # (the CPU's own tensor, unchanged, when `device` is the CPU)
+    if device.type == "cpu":
+        return host
+    like_a_gpu = device.type in ("cuda", "meta")
+    return (host.pin_memory() if like_a_gpu else host).to(device, non_blocking=like_a_gpu)
 
 
 def on_device(
