@@ -167,16 +167,13 @@ def _joins(model: DiffusionModel, ctx: Context) -> dict[str, Any]:
         sync(model.device)
         return (time.perf_counter() - began) / steps
 
+    from tests.bench.test_bench_startup import class_start
+
     run(True)  # warm-up: the text encoder's first calls
     times: dict[bool, list[float]] = {False: [], True: []}
     for with_starts in (False, True, True, False):
         times[with_starts].append(run(with_starts))
-    sync(model.device)
-    began = time.perf_counter()
-    for spec in class_specs(ctx, joining, offset=20_000):
-        Generation(model, spec).start()
-    sync(model.device)
-    alone = (time.perf_counter() - began) / joining
+    alone = class_start(model, [spec.prompt for spec in class_specs(ctx, joining, offset=20_000)], ctx.plan.size, True)
     without, beside = min(times[False]), min(times[True])
     return {
         "students": students,
