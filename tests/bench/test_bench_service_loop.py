@@ -113,6 +113,8 @@ def measure(replicas: Replicas, students: int) -> dict:
         "cpu_cores": (cpu_after - cpu_before) / seconds,
         "load": os.getloadavg()[0],
         "rss_mb": process.memory_info().rss / 2**20,
+        "stored": after.cache_writes - before.cache_writes,
+        "staged": after.cache_writes_staged - before.cache_writes_staged,
     }
 
 
@@ -142,14 +144,15 @@ def test_the_service_loop_against_its_sleeps(service):
         f"machine: {machine()}; allocator: {os.environ.get('CLASSROOM_ALLOCATOR', 'jemalloc')}; "
         f"batch up to {BATCH}; {ROUNDS} rounds a class, {STEPS} steps, 512 px, guided, previews",
         "| students | pictures | guided steps/s | allowed ideal | ratio | UNet sleep share of the round "
-        "| generations a call | slowest first frame s | service CPU cores | load avg | service memory MB |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| generations a call | slowest first frame s | service CPU cores | load avg | service memory MB "
+        "| stored (of them staged) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         lines.append(
             f"| {row['students']} | {row['pictures']} | {row['achieved']:.1f} | {row['allowed']:.1f} "
             f"| {row['ratio']:.2f} | {row['ran_share']:.2f} | {row['batch']:.1f} | {row['first_frame_s']:.2f} "
-            f"| {row['cpu_cores']:.2f} | {row['load']:.1f} | {row['rss_mb']:.0f} |"
+            f"| {row['cpu_cores']:.2f} | {row['load']:.1f} | {row['rss_mb']:.0f} | {row['stored']} ({row['staged']}) |"
         )
     print("\n".join(lines))
     for row in rows:

@@ -3,6 +3,7 @@
 import time
 
 from grpc_health.v1 import health_pb2
+from redis import Redis
 
 from services.common.api import SERVICE_NAME, pb
 from services.inference.server import CACHE_HEALTH_NAME
@@ -12,6 +13,11 @@ from tests.support.servers import health_status, running_server, stub_for
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+def staged_keys(server: RedisServer) -> list[bytes]:
+    with Redis.from_url(server.url) as client:
+        return client.keys("*:staging:*")
 
 
 def stats(stub):
@@ -27,6 +33,8 @@ def test_redis_killed_then_restarted(settings, tmp_path):
             lesson = request("a tram in the rain", seed=201, num_inference_steps=3, width=64, height=64)
             cached = collect(stub.Generate(lesson))
             assert stats(stub).cache_writes == 1 and health_status(channel, CACHE_HEALTH_NAME) == SERVING
+            # Staged in Redis as it ran (staging.py), and stored from there: nothing staged is left.
+            assert stats(stub).cache_writes_staged == 1 and not staged_keys(redis_server)
 
             redis_server.kill()
             for seed in (202, 203, 204):  # students keep generating, uncached
@@ -51,6 +59,7 @@ def test_redis_killed_then_restarted(settings, tmp_path):
             up = stats(stub)
             assert up.cache_available and up.cache_status == ""
             assert up.cache_writes == down.cache_writes + 1
+            assert up.cache_writes_staged == 2 and not staged_keys(redis_server)
             assert health_status(channel, CACHE_HEALTH_NAME) == SERVING
             with running_server(faulty) as other:  # another replica, with no copy in memory
                 other_channel, other_stub = stub_for(other.address)

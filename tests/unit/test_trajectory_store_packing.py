@@ -18,8 +18,9 @@ from services.common.api import pb, store_pb
 from services.common.codecs import encode_image, tensor_to_proto
 from services.common.trajectories import Namespace, pack, record_id, redis_key
 from services.inference.trajectories import cache
-from services.inference.trajectories.cache import RecordParts, SignedSoFar, TrajectoryStore
+from services.inference.trajectories.cache import TrajectoryStore
 from services.inference.trajectories.log import Trajectory
+from services.inference.trajectories.record import RecordParts, SignedSoFar
 
 MODEL = SimpleNamespace(model_id="tiny", revision="r1")
 SECRET = b"packing test"

@@ -22,9 +22,9 @@ from services.inference.diffusion.jobs import Requester
 from services.inference.diffusion.spec import GenerationSpec
 from services.inference.metrics import Metrics
 from services.inference.trajectories import frames
-from services.inference.trajectories.cache import RecordParts
 from services.inference.trajectories.hub import TrajectoryHub
 from services.inference.trajectories.log import Trajectory
+from services.inference.trajectories.record import RecordParts, SignedSoFar
 
 SPEC = GenerationSpec("a lantern", "", 1, 2, 7.5, 64, 64, "lms", frozenset({"latent_preview"}))
 LESSON = "lanterns/one"
@@ -40,6 +40,9 @@ class GatedStore:
         self.saves: list[tuple[Namespace, str, bool, int]] = []  # namespace, lesson entry, picture in the log, events
         self.configured = True
         self.secret = b"storing test"  # (each event is signed for the store as it is encoded)
+
+    def signing(self, request: pb.GenerateRequest, model_id: str, revision: str) -> SignedSoFar:
+        return SignedSoFar(self.secret, request, model_id, revision)  # (nothing staged: no Redis here)
 
     async def load(self, key: str) -> None:
         return None

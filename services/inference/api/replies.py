@@ -24,6 +24,7 @@ def stats_message(stats: ServerStats) -> pb.GetServerStatsResponse:
         cache_misses=hub.cache_misses,
         single_flight_joins=hub.single_flight_joins,
         cache_writes=cache.writes,
+        cache_writes_staged=cache.staged,
         cache_errors=cache.errors,
         cache_entries_dropped=cache.dropped,
         cache_available=stats.cache_available,

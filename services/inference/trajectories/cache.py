@@ -7,20 +7,19 @@ next attempt after a short pause finds Redis again without a restart.
 A finished trajectory is megabytes (every probe of every step): its stored form is
 made, signed (`RecordParts.packed`) and written on the store's own threads, never on
 the event loop, so that every other reader's frames keep going while a class's pictures
-are stored.
+are stored. A trajectory computed here is staged as it runs (`staging`): its events go
+to Redis while the model works, and storing it at the end writes only its last bytes.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import hmac
 import logging
-import threading
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TypeVar
 
 import redis.asyncio as redis
@@ -33,7 +32,6 @@ from redis.retry import Retry as BlockingRetry
 
 from services.common.api import pb, store_pb
 from services.common.trajectories import (
-    FORMAT_VERSION,
     CorruptTrajectory,
     Namespace,
     mac,
@@ -43,119 +41,20 @@ from services.common.trajectories import (
     trajectory_id,
     unpack,
 )
-from services.inference.trajectories.frames import length_delimited_tag, varint
 from services.inference.trajectories.lease import FIND_OR_CLAIM, Lease, find_or_claim_keys
+from services.inference.trajectories.record import FIXED, RecordParts, SignedSoFar, head_of
+from services.inference.trajectories.staging import Stager, Staging
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-_EVENT_TAG = length_delimited_tag(store_pb.TrajectoryRecord.DESCRIPTOR.fields_by_name["events"])
-_PAYLOAD_TAG = length_delimited_tag(store_pb.StoredTrajectory.DESCRIPTOR.fields_by_name["payload"])
 PACKERS = 2  # threads that pack and write finished trajectories
-
-
-def _head(request: pb.GenerateRequest, model_id: str, revision: str) -> bytes:
-    """A record's fields 1-3, as `pack` writes them before the events."""
-    head = store_pb.TrajectoryRecord(request=request, model_id=model_id, model_revision=revision)
-    return head.SerializeToString(deterministic=True)
-
-
-def _event_parts(event: pb.GenerateResponse) -> tuple[bytes, bytes, bytes]:
-    """One event as a record's field 4 element: its tag, its length and its bytes."""
-    data = event.SerializeToString(deterministic=True)
-    return _EVENT_TAG, varint(len(data)), data
-
-
-class SignedSoFar:
-    """A trajectory's signature (`pack`'s HMAC) over the events it has so far, made as each one comes.
-
-    Signing a finished trajectory reads its megabytes at once, when a class's pictures all
-    end together; signed event by event (on the frame encoders' threads, while the model
-    works on the next step) only the picture is left to sign at the end (`RecordParts.packed`).
-    Events are added in order by one thread at a time; `RecordParts.packed` reads a copy.
-    """
-
-    def __init__(self, secret: bytes, request: pb.GenerateRequest, model_id: str, revision: str) -> None:
-        self.secret = secret
-        self.head = (request, model_id, revision)
-        self._signature = hmac.new(secret, _head(request, model_id, revision), digestmod=hashlib.sha256)
-        self._events: list[pb.GenerateResponse] = []  # those signed, the very objects
-        self._lock = threading.Lock()
-
-    def add(self, event: pb.GenerateResponse) -> None:
-        parts = _event_parts(event)
-        with self._lock:
-            for part in parts:
-                self._signature.update(part)
-            self._events.append(event)
-
-    def covering(
-        self, secret: bytes, head: tuple[pb.GenerateRequest, str, str], events: tuple[pb.GenerateResponse, ...]
-    ) -> tuple[int, hmac.HMAC] | None:
-        """(how many of `events` it signed, a copy of its signature) when it signed their start; else None."""
-        with self._lock:
-            signed, signature = len(self._events), self._signature.copy()
-            same = signed <= len(events) and all(a is b for a, b in zip(self._events, events, strict=False))
-        if secret != self.secret or head != self.head or not same:
-            return None
-        return signed, signature
-
-
-@dataclass(frozen=True)
-class RecordParts:
-    """A finished trajectory's record (`store_pb.TrajectoryRecord`) as its parts, to be stored off the event loop."""
-
-    request: pb.GenerateRequest
-    model_id: str
-    revision: str
-    events: tuple[pb.GenerateResponse, ...]
-    lesson_entry: str = ""
-    signed_so_far: SignedSoFar | None = field(default=None, compare=False)  # its first events, signed as they came
-
-    def record(self) -> store_pb.TrajectoryRecord:
-        return store_pb.TrajectoryRecord(
-            request=self.request,
-            model_id=self.model_id,
-            model_revision=self.revision,
-            events=self.events,
-            lesson_entry_id=self.lesson_entry,
-        )
-
-    def trajectory_id(self) -> str:
-        return trajectory_id(self.request, self.model_id, self.revision)
-
-    def packed(self, secret: bytes) -> bytes:
-        """`pack(self.record(), secret)` to the byte, made from each event's own bytes.
-
-        Protobuf writes a message's fields in number order and a repeated message as each
-        element's bytes behind its tag and length, so the record is the bytes of its fields
-        1-3, each event's, then field 5; they are signed as they come (the digest lets go of
-        the interpreter's lock while it reads megabytes) and joined once, inside the stored
-        message's own fields. Never copying megabytes into new message objects, this costs
-        a few milliseconds where `pack` costs 10 to 25 (tests/unit/test_trajectory_store_packing.py).
-        The events `signed_so_far` already signed (the same objects, under the same secret) are
-        not read again for the signature: only the rest, usually the picture.
-        """
-        parts = [_head(self.request, self.model_id, self.revision)]
-        for event in self.events:
-            parts += _event_parts(event)
-        parts.append(store_pb.TrajectoryRecord(lesson_entry_id=self.lesson_entry).SerializeToString())
-        head = (self.request, self.model_id, self.revision)
-        covered = None if self.signed_so_far is None else self.signed_so_far.covering(secret, head, self.events)
-        if covered is None:
-            signature, unsigned = hmac.new(secret, digestmod=hashlib.sha256), parts
-        else:
-            signature, unsigned = covered[1], parts[1 + 3 * covered[0] :]
-        for part in unsigned:
-            signature.update(part)
-        stored = store_pb.StoredTrajectory(format_version=FORMAT_VERSION).SerializeToString()
-        signed = store_pb.StoredTrajectory(hmac_sha256=signature.digest()).SerializeToString()
-        return b"".join([stored, _PAYLOAD_TAG, varint(sum(map(len, parts))), *parts, signed])
 
 
 @dataclass
 class CacheStats:
     writes: int = 0
+    staged: int = 0  # of the writes: stored from the bytes staged as they came (staging.py)
     errors: int = 0
     dropped: int = 0
 
@@ -205,6 +104,8 @@ class TrajectoryStore:
             if url
             else None
         )
+        # Running trajectories' events are staged on its thread as they come, and stored there at their end.
+        self._stager = Stager(self._writer, retry_after_s) if self._writer is not None else None
 
     @property
     def configured(self) -> bool:
@@ -213,6 +114,8 @@ class TrajectoryStore:
 
     async def close(self) -> None:
         self._packer.shutdown(wait=False)
+        if self._stager is not None:
+            self._stager.thread.shutdown(wait=False)
         if self._writer is not None:
             self._writer.close()
         if self._client is not None:
@@ -339,23 +242,40 @@ class TrajectoryStore:
         if not self._usable():
             return False
         ttl = self.ad_hoc_ttl_s if namespace is Namespace.AD_HOC else None
+        # A staged one on the staging thread, after its staged writes (`Staging.finish`).
+        stager = self._stager if isinstance(record, RecordParts) and record.staging is not None else None
+        thread = stager.thread if stager is not None else self._packer
         try:
-            await asyncio.get_running_loop().run_in_executor(self._packer, self._write, record, namespace, ttl)
+            staged = await asyncio.get_running_loop().run_in_executor(thread, self._write, record, namespace, ttl)
             self._succeeded()
         except RedisError as error:
             self._failed(error)
             return False
         self.stats.writes += 1
+        self.stats.staged += staged
         return True
 
-    def _write(self, record: store_pb.TrajectoryRecord | RecordParts, namespace: Namespace, ttl: int | None) -> None:
-        """Pack a record (`pack`'s bytes) and write it under its key: work for the store's threads."""
+    def _write(self, record: store_pb.TrajectoryRecord | RecordParts, namespace: Namespace, ttl: int | None) -> bool:
+        """Pack a record (`pack`'s bytes) and write it under its key: work for the store's threads. True: staged."""
         assert self._writer is not None  # (`save` asks only when Redis is configured)
         if isinstance(record, RecordParts):
-            key, value = redis_key(namespace, record.trajectory_id()), record.packed(self.secret)
+            key = redis_key(namespace, record.trajectory_id())
+            if record.staged(self.secret, key, ttl):
+                return True
+            value = record.packed(self.secret)
         else:
             key, value = redis_key(namespace, record_id(record)), pack(record, self.secret)
         self._writer.set(key, value, ex=ttl)
+        return False
+
+    def signing(self, request: pb.GenerateRequest, model_id: str, revision: str) -> SignedSoFar:
+        """A new computation's running signature, staging its events in Redis (staging.py) when Redis is there."""
+        staging = None
+        if self._stager is not None and self._usable() and not self._stager.paused:
+            events = request.num_inference_steps + 2  # the header, each step, the picture
+            key, head = trajectory_id(request, model_id, revision), head_of(request, model_id, revision)
+            staging = Staging(self._stager, key, len(FIXED), head, events)
+        return SignedSoFar(self.secret, request, model_id, revision, staging)
 
     async def states(self, trajectories: list[str]) -> list[int]:
         """The CacheState of each trajectory, in one round trip."""

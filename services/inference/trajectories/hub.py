@@ -28,9 +28,10 @@ from services.inference.diffusion.spec import GenerationSpec
 from services.inference.metrics import Metrics
 from services.inference.refusals import sentences_of
 from services.inference.trajectories import frames, relay
-from services.inference.trajectories.cache import RecordParts, SignedSoFar, TrajectoryStore
+from services.inference.trajectories.cache import TrajectoryStore
 from services.inference.trajectories.lease import Lease
 from services.inference.trajectories.log import Trajectory
+from services.inference.trajectories.record import RecordParts, SignedSoFar
 
 log = logging.getLogger(__name__)
 
@@ -255,10 +256,8 @@ class TrajectoryHub:
         index = 0  # of the event; a taken-over trajectory already holds the first ones (the owner's)
         final: pb.GenerateResponse | None = None  # the picture, held back until the trajectory is stored
         try:
-            if self.store.configured and not trajectory.events:
-                trajectory.signed_so_far = SignedSoFar(
-                    self.store.secret, trajectory.request, trajectory.model_id, trajectory.revision
-                )
+            if self.store.configured and not trajectory.events:  # (signed, and staged in Redis, as it comes)
+                trajectory.signed_so_far = self.store.signing(*trajectory.head)
             while True:
                 event = await job.events.get()
                 if isinstance(event, ErrorEvent):
@@ -304,6 +303,7 @@ class TrajectoryHub:
         finally:
             if trajectory.job is job:  # (not when it goes on as another job: `_stopped_for_its_requester`)
                 self._ended(trajectory)
+                trajectory.unstage()  # (when it was not stored: stopped, failed or flagged)
 
     async def _store(
         self, trajectory: Trajectory, final: pb.GenerateResponse | None, tried: Namespace | None = None

@@ -18,7 +18,7 @@ from services.inference.diffusion.models import DiffusionModel
 from services.inference.diffusion.probes import computed_probes
 from services.inference.refusals import TrajectoryFailed
 from services.inference.trajectories import frames
-from services.inference.trajectories.cache import RecordParts, SignedSoFar
+from services.inference.trajectories.record import RecordParts, SignedSoFar
 
 # A batch of events a reader is behind on stays under this many bytes (unless one event alone is larger).
 MAX_BATCH_BYTES = 2**20
@@ -210,7 +210,17 @@ class Trajectory:
     def record(self) -> store_pb.TrajectoryRecord:
         return self.snapshot().record()
 
+    @property
+    def head(self) -> tuple[pb.GenerateRequest, str, str]:
+        """What its record begins with: the request, the model and the model's revision."""
+        return self.request, self.model_id, self.revision
+
+    def unstage(self) -> None:
+        """Forget its bytes staged in Redis (staging.py), unless it was stored from them."""
+        if self.signed_so_far is not None and self.signed_so_far.staging is not None:
+            self.signed_so_far.staging.drop()
+
     def snapshot(self, final: pb.GenerateResponse | None = None) -> RecordParts:
         """Its record as it stands now (and `final`: its picture, not yet in the log), to be packed off the loop."""
         events = (*self.events, final) if final is not None else tuple(self.events)
-        return RecordParts(self.request, self.model_id, self.revision, events, self.lesson_entry, self.signed_so_far)
+        return RecordParts(*self.head, events, self.lesson_entry, self.signed_so_far)
