@@ -87,7 +87,7 @@ class InferenceSettings(TlsClientSettings):
     cache_secret: str | None = Field(None, description="The secret that signs cached trajectories.")
     cache_secret_file: Path | None = Field(None, description="A file holding the cache secret.")
     # Students' own results expire; lesson trajectories never do (see deploy/redis/).
-    cache_ttl_s: int = Field(7 * 24 * 3600, description="Seconds an ad-hoc trajectory stays in Redis.")
+    cache_ttl_s: int = Field(7 * 24 * 3600, gt=0, description="Seconds an ad-hoc trajectory stays in Redis.")
     # Finished trajectories kept in this process too, so a class opening the same
     # lesson reads Redis once.
     # After Redis fails, it is tried again this long later (requests go uncached meanwhile).

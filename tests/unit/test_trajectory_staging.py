@@ -8,6 +8,7 @@ nothing staged is left behind.
 from __future__ import annotations
 
 import asyncio
+import threading
 from concurrent.futures import Future
 
 import numpy as np
@@ -98,9 +99,26 @@ def test_staged_bytes_lost_on_the_way_are_written_whole(store, redis_client):
     drained(store)
     redis_client.delete(trajectory.signed_so_far.staging.key)  # Redis restarted, or evicted it
     for event in events[3:]:
-        trajectory.signed_so_far.add(event)  # the rest lands in a key now too short
+        trajectory.signed_so_far.add(event)
+    drained(store)
+    # The later writes did not make the key anew (it would have had no time to live, and never be evicted).
+    assert staged_keys(redis_client) == []
+    assert trajectory.signed_so_far.staging.failed and trajectory.snapshot().staging is None  # (written whole)
     assert stored(store, trajectory.snapshot(), Namespace.AD_HOC) == pack(trajectory.record(), SECRET)
     assert (store.stats.writes, store.stats.staged) == (1, 0)
+    assert staged_keys(redis_client) == []
+
+
+def test_a_trajectory_dropped_while_its_writes_wait_leaves_nothing(store, redis_client):
+    trajectory = finished_trajectory("a paper wasp")
+    trajectory.signed_so_far = signed_and_staged(store, trajectory, trajectory.events[:2])
+    gate = threading.Event()
+    store._stager.thread.submit(gate.wait)  # the staging thread is busy: what follows waits in its queue
+    trajectory.signed_so_far.add(trajectory.events[2])
+    trajectory.unstage()  # from the event loop, while the write above still waits
+    trajectory.signed_so_far.add(trajectory.events[3])
+    gate.set()
+    drained(store)
     assert staged_keys(redis_client) == []
 
 
@@ -169,21 +187,22 @@ class Recorded:
         return Future()
 
 
-@pytest.mark.parametrize(("step", "width"), [(100, 2), (5_000, 0), (100_000, 3), (5_000_000, 4)])
+@pytest.mark.parametrize(("step", "width"), [(100, 2), (2_488, 2), (5_000, 0), (100_000, 3), (5_000_000, 4)])
 def test_the_length_s_width_is_chosen_from_the_first_step_unless_near_a_boundary(step, width):
     thread = Recorded()
-    stager = Stager(None, pause_s=2.0)  # type: ignore[arg-type]
+    stager = Stager(Redis.from_url("redis://127.0.0.1:1"), pause_s=2.0)  # (never asked: nothing runs)
     stager.thread = thread  # type: ignore[assignment]
     staging = Staging(stager, "a trajectory", fixed=5, head=b"h" * 20, events=5)
     staging.add(b"a" * 30)
     assert thread.calls == []  # (held until the first step's size is known)
     staging.add(b"b" * step)  # the estimate: 20 + 30 + 4 x step
-    if width == 0:  # 20,050 bytes: within a factor 2 of 16 KiB, where the varint goes from 2 bytes to 3
+    if width == 0:  # 20,050 bytes: within a factor 1.5 of 16 KiB, where the varint goes from 2 bytes to 3
         assert staging.failed and thread.calls == []
     else:
-        assert thread.calls == [(b"a" * 30 + b"b" * step, 5 + width + 20)]
+        blank = 5 + width + 20
+        assert thread.calls == [(b"a" * 30 + b"b" * step, 0, blank)]  # into a new key, after its blank
         staging.add(b"c")
-        assert thread.calls[-1] == (b"c", None)  # appended
+        assert thread.calls[-1] == (b"c", blank + 30 + step, blank + 30 + step)  # appended to the key as written
         assert staging.written == 30 + step + 1
 
 

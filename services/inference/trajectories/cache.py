@@ -115,7 +115,7 @@ class TrajectoryStore:
     async def close(self) -> None:
         self._packer.shutdown(wait=False)
         if self._stager is not None:
-            self._stager.thread.shutdown(wait=False)
+            self._stager.thread.shutdown(wait=False, cancel_futures=True)  # (what was staged expires)
         if self._writer is not None:
             self._writer.close()
         if self._client is not None:

@@ -109,7 +109,7 @@ class RecordParts:
     def staging(self) -> Staging | None:
         """Its staging while it can still be stored from it (not yet finished or given up)."""
         staging = None if self.signed_so_far is None else self.signed_so_far.staging
-        return staging if staging is not None and not staging.finished else None
+        return staging if staging is not None and not staging.finished and not staging.failed else None
 
     def _rest(self, secret: bytes) -> tuple[int, hmac.HMAC, list[bytes]]:
         """(n, the signature over the head and the first n events, the parts after them, up to the lesson entry).
@@ -150,17 +150,19 @@ class RecordParts:
     def staged(self, secret: bytes, key: str, ttl: int | None) -> bool:
         """Store it under `key` from its staged bytes (`Staging.finish`), reading only the events not staged.
 
-        On the store's staging thread, after every staged write. False (nothing stored) when it
-        has no staging, or the staging cannot give `packed`'s bytes: it is then written whole.
+        On the store's staging thread, after every staged write, when its staging can still serve
+        (`staging`). False (nothing stored) when it has none, or the staging cannot give `packed`'s
+        bytes: it is then written whole, and what was staged is deleted.
         """
-        staging = self.staging
+        staging = None if self.signed_so_far is None else self.signed_so_far.staging
         if staging is None:
             return False
-        signed, signature, rest = self._rest(secret)
-        if signed == 0:
-            staging.drop()
-            return False
-        end = self._end(signature, rest)
-        head = head_of(self.request, self.model_id, self.revision)
-        length = len(head) + staging.written + sum(map(len, rest))
-        return staging.finish(key, FIXED + varint(length) + head, b"".join(rest) + end, signed, ttl)
+        if not staging.failed:
+            signed, signature, rest = self._rest(secret)
+            if signed:
+                end = self._end(signature, rest)
+                head = head_of(self.request, self.model_id, self.revision)
+                length = len(head) + staging.written + sum(map(len, rest))
+                return staging.finish(key, FIXED + varint(length) + head, b"".join(rest) + end, signed, ttl)
+        staging.drop()  # (on the staging thread, after its writes)
+        return False

@@ -5,7 +5,7 @@ steps). Written whole when its picture is made, a class's trajectories all go at
 of their generations at once: 64 of them are 300 MB that Redis reads and the service sends
 in the moments when the class waits for its last pictures. Staged, each event's bytes go to
 a key of their own (`staging_key`) on the store's staging thread as soon as the event is
-signed (`cache.SignedSoFar`), while the model works on the next step; storing the trajectory
+signed (`record.SignedSoFar`), while the model works on the next step; storing the trajectory
 then writes its first and last few bytes around them and renames the key (`FINISH`), one
 small command.
 
@@ -37,14 +37,24 @@ log = logging.getLogger(__name__)
 
 STAGED_TTL_S = 3600  # a staged trajectory whose generation never ends leaves Redis within the hour
 
+# KEYS: the staged key. ARGV: the bytes, how long the key is before them (0: it is new), where they go, the
+# new key's time to live. A key that is not as long as what was written to it (lost to a restart or evicted,
+# or a write sent twice) is never written again, nor made anew without its time to live: 0, and it is given up.
+WRITE = """
+if redis.call('STRLEN', KEYS[1]) ~= tonumber(ARGV[2]) then return 0 end
+redis.call('SETRANGE', KEYS[1], ARGV[3], ARGV[1])
+if ARGV[2] == '0' then redis.call('EXPIRE', KEYS[1], ARGV[4]) end
+return 1
+"""
+
 # KEYS: the staged key, the trajectory's key. ARGV: the value's beginning, its end, how long the staged
-# key must be (its blank beginning and every event), the key's time to live in seconds (0: kept for good).
+# key must be (its blank beginning and every event), the key's time to live in seconds (-1: kept for good).
 FINISH = """
 if redis.call('STRLEN', KEYS[1]) ~= tonumber(ARGV[3]) then return 0 end
 redis.call('SETRANGE', KEYS[1], 0, ARGV[1])
 redis.call('APPEND', KEYS[1], ARGV[2])
 redis.call('RENAME', KEYS[1], KEYS[2])
-if tonumber(ARGV[4]) > 0 then redis.call('EXPIRE', KEYS[2], ARGV[4]) else redis.call('PERSIST', KEYS[2]) end
+if tonumber(ARGV[4]) >= 0 then redis.call('EXPIRE', KEYS[2], ARGV[4]) else redis.call('PERSIST', KEYS[2]) end
 return 1
 """
 
@@ -68,6 +78,7 @@ class Stager:
 
     def __init__(self, writer: BlockingRedis, pause_s: float) -> None:
         self.writer, self.pause_s = writer, pause_s
+        self.write, self.finish = writer.register_script(WRITE), writer.register_script(FINISH)
         self.thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="trajectory-stager")
         self._paused_until = 0.0
 
@@ -102,6 +113,7 @@ class Staging:
         self.blank = 0  # the staged key's blank beginning (`fixed`, the length's varint, `head`); 0 until chosen
         self.added = 0  # events handed over
         self.written = 0  # bytes written after the blank beginning, or to be
+        self._length = 0  # the staged key's length in Redis, as the staging thread wrote it
         self.failed = False  # a write failed, or staging was left off: the trajectory is written whole
         self.finished = False
         self._held: list[bytes] = []  # the first event's bytes, until the blank's size is chosen
@@ -119,29 +131,29 @@ class Staging:
                 if self.added < 2:
                     return
                 estimate = len(self.head) + len(self._held[0]) + (self.events - 1) * len(data)
-                if varint_width(estimate // 2) != varint_width(estimate * 2):
+                if varint_width(estimate * 2 // 3) != varint_width(estimate * 3 // 2):
                     self.failed = True  # near a boundary: written whole at the end
                     self._held = []
                     return
                 self.blank = self.fixed + varint_width(estimate) + len(self.head)
             held, self._held = b"".join(self._held), []
+            offset = self.blank + self.written
             self.written += len(held)
-        self.stager.submit(self._write, held, self.blank if first else None)
+            # (queued under the lock: a `drop` after this add deletes the key after this write, never before)
+            self.stager.submit(self._write, held, 0 if first else offset, offset)
 
-    def _write(self, data: bytes, offset: int | None) -> None:
-        """The staging thread's write: the first bytes at their offset (with the key's time to live), or appended."""
+    def _write(self, data: bytes, length: int, offset: int) -> None:
+        """The staging thread's write of `data` at `offset` into the key `length` bytes long (`WRITE`)."""
         if self.failed or self.stager.paused:
             self.failed = True
             return
         try:
-            if offset is None:
-                self.stager.writer.append(self.key, data)
-            else:
-                with self.stager.writer.pipeline(transaction=True) as pipe:
-                    pipe.setrange(self.key, offset, data).expire(self.key, STAGED_TTL_S).execute()
+            written = self.stager.write(keys=[self.key], args=[data, length, offset, STAGED_TTL_S])
         except RedisError as error:
-            self.failed = True
+            written = 0
             self.stager.failed(self.key, error)
+        if not written:
+            self.failed = True  # (the key, if any, is deleted when the trajectory is stored or dropped)
 
     def finish(self, destination: str, beginning: bytes, end: bytes, covered: int, ttl: int | None) -> bool:
         """On the staging thread: the staged value completed and renamed to `destination`; False if it cannot be.
@@ -152,13 +164,11 @@ class Staging:
         whole. Redis failing here raises, as a whole write would (the staged key then expires).
         """
         with self._lock:
-            failed, usable = self.failed, not self.finished and self.added == covered and not self._held
+            usable = not self.failed and not self.finished and self.added == covered and not self._held
             self.finished = True
-        if failed:
-            return False  # (what was staged, if anything, expires: STAGED_TTL_S)
         if usable and self.blank and len(beginning) == self.blank:
-            expected = self.blank + self.written
-            if self.stager.writer.eval(FINISH, 2, self.key, destination, beginning, end, expected, ttl or 0):
+            args = [beginning, end, self.blank + self.written, -1 if ttl is None else ttl]
+            if self.stager.finish(keys=[self.key, destination], args=args):
                 return True
         self._delete()
         return False
@@ -166,14 +176,13 @@ class Staging:
     def drop(self) -> None:
         """Forget the staged value: the trajectory was not stored (stopped, failed, or its picture flagged)."""
         with self._lock:
-            if self.finished:
-                return
-            self.finished = True
-        self.stager.submit(self._delete)
+            if not self.finished:
+                self.finished = True
+                self.stager.submit(self._delete)
 
     def _delete(self) -> None:
         if self.stager.paused:
-            return  # (it expires: STAGED_TTL_S)
+            return  # (it expires: STAGED_TTL_S; no write made it anew)
         try:
             self.stager.writer.delete(self.key)
         except RedisError as error:
