@@ -19,10 +19,13 @@ from grpc_status import rpc_status
 from services.common.api import ERROR_DOMAIN
 from services.common.i18n import N_, _
 
+# Also what a stopping server answers a new picture (the client asks another, or again, before a student reads it).
+UNREACHABLE_MESSAGE = N_(
+    "The image server cannot be reached right now. It may be starting up: wait a minute, then try again."
+)
+
 _MESSAGES = {
-    grpc.StatusCode.UNAVAILABLE: N_(
-        "The image server cannot be reached right now. It may be starting up: wait a minute, then try again."
-    ),
+    grpc.StatusCode.UNAVAILABLE: UNREACHABLE_MESSAGE,
     grpc.StatusCode.RESOURCE_EXHAUSTED: N_("The class queue is full right now. Wait a minute, then try again."),
     grpc.StatusCode.CANCELLED: N_("The generation was stopped."),
     grpc.StatusCode.DEADLINE_EXCEEDED: N_("The image server took too long to answer. Try again in a moment."),

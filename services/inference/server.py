@@ -165,6 +165,7 @@ class InferenceServer:
     async def stop(self, grace: float | None = None) -> None:
         """Refuse new calls, let open streams finish within the grace period, then stop."""
         self.metrics.gc_pauses.stop()
+        self.service.stop_taking_work()  # before the health says so: whoever reads it finds new pictures refused
         await _set_serving(self.health, False)
         if self.classroom is not None:
             await self.classroom.cancel_precompute()

@@ -12,6 +12,8 @@ from collections.abc import AsyncIterator
 import grpc
 import pytest
 
+from services.common.api import pb
+from services.inference.api.diffusion_service import DiffusionService
 from services.inference.refusals import QueueFull, RequestError, answering_refusals
 
 
@@ -78,3 +80,27 @@ def test_other_errors_pass_through_untouched():
     with pytest.raises(KeyError):
         run(handler("x", context))
     assert context.statuses == []
+
+
+class NoClassroom:
+    """A classroom that fails any test reaching it: a stopping service asks nothing of it."""
+
+    def __getattr__(self, name: str):
+        raise AssertionError(f"a stopping service asked its classroom for {name}")
+
+
+def test_a_stopping_service_refuses_a_new_picture_so_the_client_asks_another_replica():
+    service = DiffusionService()
+    service.attach(NoClassroom())  # type: ignore[arg-type]
+    service.stop_taking_work()
+    context = FakeContext()
+
+    async def first_event():
+        generate = answering_refusals(service.Generate)  # as `register.add_service` serves it
+        return await anext(generate(pb.GenerateRequest(prompt="a drained boat"), context))
+
+    with pytest.raises(Aborted):
+        run(first_event())
+    (status,) = context.statuses
+    assert status.code == grpc.StatusCode.UNAVAILABLE  # the front end's client sends it again, elsewhere
+    assert "cannot be reached right now" in status.details

@@ -17,9 +17,14 @@ class Attached:
 
     def __init__(self) -> None:
         self.classroom: Classroom | None = None
+        self.stopping = False  # the server stops: new work goes to another replica (`stop_taking_work`)
 
     def attach(self, classroom: Classroom) -> None:
         self.classroom = classroom
+
+    def stop_taking_work(self) -> None:
+        """From now on a new picture is refused (UNAVAILABLE): the server drains what it has begun."""
+        self.stopping = True
 
     def ready(self) -> Classroom:
         """The Classroom, or the refusal that says the model is still loading."""

@@ -30,7 +30,7 @@ from services.inference.api.attached import Attached
 from services.inference.api.replies import stats_message
 from services.inference.diffusion.jobs import Requester
 from services.inference.learned.learned import Learned
-from services.inference.refusals import RequestError
+from services.inference.refusals import RequestError, Stopping
 from services.inference.together.together import Together
 from services.inference.trajectories import frames
 
@@ -77,6 +77,8 @@ class DiffusionService(Attached):
 
     async def Generate(self, request: pb.GenerateRequest, context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
         classroom = self.ready()
+        if self.stopping:
+            raise Stopping()  # (asked again, by the client, of another replica)
         lesson = text_metadata(context, LESSON_METADATA)
         resume = next((bytes(v) for k, v in context.invocation_metadata() or () if k == RESUME_METADATA), b"")
         who = requester(context)

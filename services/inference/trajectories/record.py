@@ -155,8 +155,8 @@ class RecordParts:
         bytes: it is then written whole, and what was staged is deleted.
         """
         staging = None if self.signed_so_far is None else self.signed_so_far.staging
-        if staging is None:
-            return False
+        if staging is None or staging.finished:
+            return False  # (none, or stored from it already, or dropped)
         if not staging.failed:
             signed, signature, rest = self._rest(secret)
             if signed:

@@ -113,7 +113,6 @@ class Staging:
         self.blank = 0  # the staged key's blank beginning (`fixed`, the length's varint, `head`); 0 until chosen
         self.added = 0  # events handed over
         self.written = 0  # bytes written after the blank beginning, or to be
-        self._length = 0  # the staged key's length in Redis, as the staging thread wrote it
         self.failed = False  # a write failed, or staging was left off: the trajectory is written whole
         self.finished = False
         self._held: list[bytes] = []  # the first event's bytes, until the blank's size is chosen
