@@ -22,7 +22,6 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from services.common.api import ERROR_DOMAIN, MODEL_LOADING, SIGNED_OUT
-from services.common.errors import UNREACHABLE_MESSAGE
 from services.common.i18n import N_, Sentence
 
 BLOCKED_MESSAGE = N_("This prompt can't be used in class. Please try a different one.")
@@ -128,15 +127,6 @@ class ModelLoading(Refusal):
 
     def __init__(self) -> None:
         super().__init__(Sentence(LOADING_MESSAGE))
-
-
-class Stopping(Refusal):
-    """A new picture asked of a server that is stopping: UNAVAILABLE, so the client asks another replica."""
-
-    code = code_pb2.UNAVAILABLE
-
-    def __init__(self) -> None:
-        super().__init__(Sentence(UNREACHABLE_MESSAGE))
 
 
 class RequestError(Refusal, ValueError):

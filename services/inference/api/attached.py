@@ -3,13 +3,28 @@
 The Classroom decides who may ask for what; Together holds what a class shares
 (present mode, quick checks, the gallery). The Classroom builds Together beside
 itself (both need the catalog and the store); the adapters call each directly.
+Until the model is loaded they answer ModelLoading; once the server is stopping, a new
+picture is refused with `Stopping`.
 """
 
 from __future__ import annotations
 
+from google.rpc import code_pb2
+
+from services.common.errors import UNREACHABLE_MESSAGE
+from services.common.i18n import Sentence
 from services.inference.classroom.classroom import Classroom
-from services.inference.refusals import ModelLoading
+from services.inference.refusals import ModelLoading, Refusal
 from services.inference.together.together import Together
+
+
+class Stopping(Refusal):
+    """A new picture asked of a server that is stopping: UNAVAILABLE, so the client asks another replica."""
+
+    code = code_pb2.UNAVAILABLE
+
+    def __init__(self) -> None:
+        super().__init__(Sentence(UNREACHABLE_MESSAGE))
 
 
 class Attached:

@@ -26,11 +26,11 @@ from services.common.api import (
     pb,
 )
 from services.common.i18n import N_, Sentence
-from services.inference.api.attached import Attached
+from services.inference.api.attached import Attached, Stopping
 from services.inference.api.replies import stats_message
 from services.inference.diffusion.jobs import Requester
 from services.inference.learned.learned import Learned
-from services.inference.refusals import RequestError, Stopping
+from services.inference.refusals import RequestError
 from services.inference.together.together import Together
 from services.inference.trajectories import frames
 
