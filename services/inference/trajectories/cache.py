@@ -38,12 +38,11 @@ from services.common.trajectories import (
     pack,
     record_id,
     redis_key,
-    trajectory_id,
     unpack,
 )
 from services.inference.trajectories.lease import FIND_OR_CLAIM, Lease, find_or_claim_keys
-from services.inference.trajectories.record import FIXED, RecordParts, SignedSoFar, head_of
-from services.inference.trajectories.staging import Stager, Staging
+from services.inference.trajectories.record import RecordParts, SignedSoFar
+from services.inference.trajectories.staging import Stager
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -270,12 +269,8 @@ class TrajectoryStore:
 
     def signing(self, request: pb.GenerateRequest, model_id: str, revision: str) -> SignedSoFar:
         """A new computation's running signature, staging its events in Redis (staging.py) when Redis is there."""
-        staging = None
-        if self._stager is not None and self._usable() and not self._stager.paused:
-            events = request.num_inference_steps + 2  # the header, each step, the picture
-            key, head = trajectory_id(request, model_id, revision), head_of(request, model_id, revision)
-            staging = Staging(self._stager, key, len(FIXED), head, events)
-        return SignedSoFar(self.secret, request, model_id, revision, staging)
+        staging = self._stager is not None and self._usable() and not self._stager.paused
+        return SignedSoFar(self.secret, request, model_id, revision, self._stager if staging else None)
 
     async def states(self, trajectories: list[str]) -> list[int]:
         """The CacheState of each trajectory, in one round trip."""

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from services.common.api import pb, store_pb
 from services.common.trajectories import FORMAT_VERSION, trajectory_id
 from services.inference.trajectories.frames import length_delimited_tag, varint
-from services.inference.trajectories.staging import Staging
+from services.inference.trajectories.staging import Stager, Staging
 
 _EVENT_TAG = length_delimited_tag(store_pb.TrajectoryRecord.DESCRIPTOR.fields_by_name["events"])
 _PAYLOAD_TAG = length_delimited_tag(store_pb.StoredTrajectory.DESCRIPTOR.fields_by_name["payload"])
@@ -43,7 +43,7 @@ class SignedSoFar:
     end together; signed event by event (on the frame encoders' threads, while the model
     works on the next step) only the picture is left to sign at the end (`RecordParts.packed`).
     Events are added in order by one thread at a time; `RecordParts.packed` reads a copy.
-    With a `staging`, each event's bytes also go to Redis as they are signed, in the same order.
+    Given a `stager`, each event's bytes also go to Redis as they are signed, in the same order (`staging`).
     """
 
     def __init__(
@@ -52,14 +52,16 @@ class SignedSoFar:
         request: pb.GenerateRequest,
         model_id: str,
         revision: str,
-        staging: Staging | None = None,
+        stager: Stager | None = None,
     ) -> None:
         self.secret = secret
         self.head = (request, model_id, revision)
-        self._signature = hmac.new(secret, head_of(request, model_id, revision), digestmod=hashlib.sha256)
+        head = head_of(request, model_id, revision)
+        self._signature = hmac.new(secret, head, digestmod=hashlib.sha256)
         self._events: list[pb.GenerateResponse] = []  # those signed, the very objects
         self._lock = threading.Lock()
-        self.staging = staging
+        events = request.num_inference_steps + 2  # the header, each step, the picture
+        self.staging = None if stager is None else Staging(stager, trajectory_id(*self.head), len(FIXED), head, events)
 
     def add(self, event: pb.GenerateResponse) -> None:
         parts = _event_parts(event)
@@ -103,7 +105,12 @@ class RecordParts:
         )
 
     def trajectory_id(self) -> str:
-        return trajectory_id(self.request, self.model_id, self.revision)
+        return trajectory_id(*self.head)
+
+    @property
+    def head(self) -> tuple[pb.GenerateRequest, str, str]:
+        """What its record begins with: the request, the model and the model's revision."""
+        return self.request, self.model_id, self.revision
 
     @property
     def staging(self) -> Staging | None:
@@ -116,10 +123,9 @@ class RecordParts:
 
         n is how many events `signed_so_far` signed (the same objects, under the same secret), else 0.
         """
-        head = (self.request, self.model_id, self.revision)
-        covered = None if self.signed_so_far is None else self.signed_so_far.covering(secret, head, self.events)
+        covered = None if self.signed_so_far is None else self.signed_so_far.covering(secret, self.head, self.events)
         if covered is None:
-            covered = 0, hmac.new(secret, head_of(*head), digestmod=hashlib.sha256)
+            covered = 0, hmac.new(secret, head_of(*self.head), digestmod=hashlib.sha256)
         signed, signature = covered
         rest = [part for event in self.events[signed:] for part in _event_parts(event)]
         rest.append(store_pb.TrajectoryRecord(lesson_entry_id=self.lesson_entry).SerializeToString())
@@ -141,7 +147,7 @@ class RecordParts:
         (tests/unit/test_trajectory_store_packing.py). The events `signed_so_far` already
         signed are not read again for the signature: only the rest, usually the picture.
         """
-        head = head_of(self.request, self.model_id, self.revision)
+        head = head_of(*self.head)
         signed, signature, rest = self._rest(secret)
         parts = [head] + [p for event in self.events[:signed] for p in _event_parts(event)] + rest
         end = self._end(signature, rest)
@@ -161,7 +167,7 @@ class RecordParts:
             signed, signature, rest = self._rest(secret)
             if signed:
                 end = self._end(signature, rest)
-                head = head_of(self.request, self.model_id, self.revision)
+                head = head_of(*self.head)
                 length = len(head) + staging.written + sum(map(len, rest))
                 return staging.finish(key, FIXED + varint(length) + head, b"".join(rest) + end, signed, ttl)
         staging.drop()  # (on the staging thread, after its writes)
